@@ -1,16 +1,19 @@
 """Shopping tasks (WebShop goals) and the fixed train / validation / test splits.
 
-Imports only ``webgym.shop.schema``.
+``generate_goals`` draws WebShop-style synthetic goals from a catalog, split by target product;
+``make_goal`` builds one goal from a product and the parts a goal states (also used to import
+WebShop's human instructions). Imports only ``webgym.shop.schema``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from webgym.shop.schema import Goal
+from webgym.shop.schema import PRICE_RANGE, Goal, Product
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -51,3 +54,177 @@ class TaskSplit:
 
     def __iter__(self) -> Iterator[Goal]:
         return iter(self.goals)
+
+
+# ---------------------------------------------------------------------------------------------
+# Goal generation
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_SPLIT_SIZES = {"train": 2000, "validation": 250, "test": 500}
+NO_PRICE_LIMIT = 1_000_000.0  # WebShop's price_upper when the goal states no price
+OPENERS = (
+    "i need", "i want", "i am looking for", "find me", "i'm looking for", "i would like",
+    "get me", "i am shopping for", "help me find", "i want to buy",
+)  # fmt: skip
+_POSTFIX = ("for ", "with ", "from ", "in ", "made ", "to ")  # attributes read after the noun
+HARD_CONSTRAINTS = 6  # constraints (attributes + options + price) that make a goal hard alone
+CLOSE_DISTRACTORS = 8  # same-query products one constraint away that make a goal harder
+
+
+def difficulty(n_constraints: int, n_close: int) -> str:
+    """The difficulty label of a goal.
+
+    ``n_constraints`` = goal attributes + goal options + 1 if a price is stated; ``n_close`` =
+    same-query products, other than the target, that fail exactly one of the constraints
+    (the distractors an agent must read item pages to rule out). The rule:
+    easy: <= 3 constraints and fewer than CLOSE_DISTRACTORS close distractors;
+    hard: >= HARD_CONSTRAINTS constraints, or >= 5 constraints and >= CLOSE_DISTRACTORS close;
+    medium: everything else.
+    """
+    if n_constraints >= HARD_CONSTRAINTS or (n_constraints >= 5 and n_close >= CLOSE_DISTRACTORS):
+        return "hard"
+    if n_constraints <= 3 and n_close < CLOSE_DISTRACTORS:
+        return "easy"
+    return "medium"
+
+
+def make_goal(
+    product: Product,
+    *,
+    task_id: str,
+    split: str,
+    instruction_text: str,
+    attributes: list[str],
+    goal_options: dict[str, str] | list[str],
+    price_upper: float,
+    difficulty: str,
+    weight: float = 1.0,
+) -> Goal:
+    """A goal whose product fields (asin, category, query, name, ...) come from ``product``."""
+    return {
+        "task_id": task_id,
+        "split": split,
+        "asin": product["asin"],
+        "category": product["category"],
+        "query": product["query"],
+        "name": product["name"],
+        "product_category": product["product_category"],
+        "instruction_text": instruction_text,
+        "attributes": list(attributes),
+        "goal_options": goal_options if isinstance(goal_options, list) else dict(goal_options),
+        "price_upper": float(price_upper),
+        "weight": float(weight),
+        "difficulty": difficulty,
+    }
+
+
+def price_ceiling(price: float, rng: random.Random) -> float:
+    """WebShop's rule: the larger of two of the first four ceilings above the price."""
+    above = [p for p in PRICE_RANGE if p > price][:4]
+    if len(above) < 2:
+        return NO_PRICE_LIMIT
+    return max(rng.sample(above, 2))
+
+
+def instruction(
+    rng: random.Random, query: str, attributes: list[str], options: dict[str, str], price: float
+) -> str:
+    """WebShop-style synthetic instruction text naming type, attributes, options and price."""
+    before = [a for a in attributes if not a.startswith(_POSTFIX)]
+    after = [a for a in attributes if a.startswith(_POSTFIX)]
+    opener = rng.choice(OPENERS)
+    if before and not after and rng.random() < 0.35:
+        text = f"{opener} {query} that is {_join(before)}"
+    else:
+        text = " ".join(part for part in (opener, _join(before), query, _join(after)) if part)
+    if options:
+        text += ", with " + _join([f"{dim}: {value}" for dim, value in options.items()])
+    if price < NO_PRICE_LIMIT:
+        text += f", and price lower than {price:.2f} dollars"
+    return text
+
+
+def _join(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def _fails(product: Product, attrs: set[str], attributes, options, price_upper) -> int:
+    """How many of a goal's constraints ``product`` fails (exact attribute / option match)."""
+    failed = sum(a not in attrs for a in attributes) + (product["pricing"][0] > price_upper)
+    product_options = product.get("options", {})
+    return failed + sum(v not in product_options.get(d, ()) for d, v in options.items())
+
+
+def _split_sizes(n_goals: dict[str, int] | None, n_products: int) -> dict[str, int]:
+    sizes = {**DEFAULT_SPLIT_SIZES, **(n_goals or {})}
+    total = sum(sizes.values())
+    if total > n_products:  # one goal per target product: shrink every split in proportion
+        sizes = {name: size * n_products // total for name, size in sizes.items()}
+    return sizes
+
+
+def generate_goals(
+    products: list[Product], n_goals: dict[str, int] | None = None, seed: int = 0
+) -> dict[str, TaskSplit]:
+    """Synthetic goals for the train / validation / test splits, deterministic in the arguments.
+
+    Default sizes: train 2000, validation 250, test 500 (``DEFAULT_SPLIT_SIZES``); ``n_goals``
+    overrides some or all. Each goal targets a distinct product, so for a catalog with fewer
+    products than goals all splits shrink in proportion. Splits are disjoint by target asin:
+    products are first dealt to splits (round robin over queries, so every split covers the
+    product types evenly), then one goal is drawn per product with an rng seeded by split.
+
+    A goal states 1-3 of the target's attributes (preferring those its same-query siblings
+    lack), one value of some or all of its option dimensions, and a price ceiling by WebShop's
+    rule from the target's lowest price ``pricing[0]`` (WebShop samples a price within a range;
+    the low end keeps the target always affordable).
+    """
+    sizes = _split_sizes(n_goals, len(products))
+    rng = random.Random(f"webgym-splits:{seed}")
+    by_query: dict[str, list[Product]] = {}
+    for product in products:
+        by_query.setdefault(product["query"], []).append(product)
+    attr_sets = {p["asin"]: set(p.get("Attributes", [])) for p in products}
+    groups = [list(group) for group in by_query.values()]
+    for group in groups:
+        rng.shuffle(group)
+    rng.shuffle(groups)
+    dealt = [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
+    splits, start = {}, 0
+    for name in ("test", "validation", "train"):
+        targets, start = dealt[start : start + sizes[name]], start + sizes[name]
+        split_rng = random.Random(f"webgym-goals:{seed}:{name}")
+        goals = [
+            _draw_goal(split_rng, p, f"{name}-{i:04d}", name, by_query[p["query"]], attr_sets)
+            for i, p in enumerate(targets)
+        ]
+        splits[name] = TaskSplit(name, tuple(goals))
+    return {name: splits[name] for name in SPLIT_NAMES}
+
+
+def _draw_goal(rng, product, task_id, split, siblings, attr_sets) -> Goal:
+    others = [s for s in siblings if s["asin"] != product["asin"]]
+    own = product.get("Attributes", [])
+    share = {a: sum(a in attr_sets[s["asin"]] for s in others) / max(1, len(others)) for a in own}
+    ranked = sorted(own, key=lambda a: (share[a] >= 1.0, share[a] + 0.4 * rng.random()))
+    attributes = ranked[: min(len(own), rng.choices((1, 2, 3), (35, 40, 25))[0])]
+    dims = list(product.get("options", {}))
+    if dims and rng.random() >= 0.6:  # 60 % of goals name every dimension, as WebShop's do
+        dims = sorted(rng.sample(dims, rng.randint(0, len(dims))), key=dims.index)
+    options = {d: rng.choice(product["options"][d]) for d in dims}
+    price_upper = price_ceiling(product["pricing"][0], rng)
+    n_constraints = len(attributes) + len(options) + (price_upper < NO_PRICE_LIMIT)
+    n_close = sum(
+        _fails(s, attr_sets[s["asin"]], attributes, options, price_upper) == 1 for s in others
+    )
+    text = instruction(rng, product["query"], attributes, options, price_upper)
+    return make_goal(
+        product,
+        task_id=task_id,
+        split=split,
+        instruction_text=text,
+        attributes=attributes,
+        goal_options=options,
+        price_upper=price_upper,
+        difficulty=difficulty(n_constraints, n_close),
+    )

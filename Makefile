@@ -1,0 +1,37 @@
+# Set-up is idempotent and quick once done: `make run` and `make test` work on a fresh machine.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup chromium run test lint bench-catalog clean
+
+setup: chromium $(STAMP)
+
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(VENV)/bin/webgym shop build
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/webgym demo --episodes 5
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-catalog: setup
+	$(PY) -m benchmarks.perf.catalog_bench --sizes 10000 100000 --queries 1000
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

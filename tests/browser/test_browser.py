@@ -1,0 +1,289 @@
+"""The browser layer against a real Chromium and a real local HTTP server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import psutil
+import pytest
+
+from webgym.browser import (
+    ActionFailed,
+    BrowserConfig,
+    BrowserCrashed,
+    BrowserHost,
+    ChromiumNotFound,
+)
+
+CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed")
+
+PAGES = {
+    "/": (
+        "<!doctype html><html><head><title>Home</title></head><body>"
+        '<h1>Home</h1><a bid="to_form" href="/form">Go to the form</a> '
+        '<a bid="to_select" href="/select">Go to the select</a></body></html>'
+    ),
+    "/form": (
+        "<!doctype html><html><body><h1>Search</h1>"
+        '<form action="/results" method="get">'
+        '<input bid="search_box" name="keywords" type="text">'
+        '<button bid="search_go" type="submit">Search</button></form>'
+        '<a bid="home" href="/">Home</a></body></html>'
+    ),
+    "/select": (
+        "<!doctype html><html><body><h1>Pick</h1>"
+        '<select bid="colour" name="colour"><option value="r">red</option>'
+        '<option value="b">blue</option></select></body></html>'
+    ),
+    "/long": (
+        "<!doctype html><html><body>"
+        + "".join(f'<p style="height:90px">row {i}</p>' for i in range(40))
+        + "</body></html>"
+    ),
+}
+
+
+def _results(query: str) -> str:
+    return f"<!doctype html><html><body><h1>Results for [{query}]</h1></body></html>"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        parts = urlsplit(self.path)
+        if parts.path == "/results":
+            body = _results(parse_qs(parts.query).get("keywords", [""])[0])
+        elif parts.path in PAGES:
+            body = PAGES[parts.path]
+        else:
+            self.send_error(404)
+            return
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def host():
+    host = BrowserHost.acquire(BrowserConfig())
+    keeper = host.new_tab()  # keeps Chromium up for the module
+    yield host
+    keeper.close()
+
+
+@pytest.fixture
+def tab(host):
+    tab = host.new_tab()
+    yield tab
+    tab.close()
+
+
+def act(name: str, *args: object) -> SimpleNamespace:
+    return SimpleNamespace(name=name, args=args, raw=f"{name}{args}")
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url) as resp:
+        return resp.read().decode("utf-8")
+
+
+def test_goto_returns_the_served_html_byte_identically(server, tab):
+    cap = tab.goto(server + "/")
+    assert cap.html == fetch(server + "/")
+    assert cap.status == 200
+    assert cap.url == server + "/"
+    assert cap.screenshot is None
+
+
+def test_click_on_a_link_navigates_and_captures_the_new_page(server, tab):
+    tab.goto(server + "/")
+    cap = tab.execute(act("click", "to_form"))
+    assert cap.url == server + "/form"
+    assert cap.html == PAGES["/form"]
+
+
+def test_fill_then_submit_loads_the_results_page(server, tab):
+    tab.goto(server + "/form")
+    cap = tab.execute(act("fill", "search_box", "red shoes"))
+    assert cap.url == server + "/form"  # filling does not navigate
+    cap = tab.execute(act("click", "search_go"))
+    assert cap.url == server + "/results?keywords=red+shoes"
+    assert cap.html == _results("red shoes")
+
+
+def test_select_option_by_label_or_value(server, tab):
+    tab.goto(server + "/select")
+    tab.execute(act("select_option", "colour", "blue"))
+    assert tab.page.locator('[bid="colour"]').input_value() == "b"
+    tab.execute(act("select_option", "colour", "r"))
+    assert tab.page.locator('[bid="colour"]').input_value() == "r"
+    with pytest.raises(ActionFailed, match="no option 'green'"):
+        tab.execute(act("select_option", "colour", "green"))
+
+
+def test_go_back_returns_to_the_previous_served_html(server, tab):
+    tab.goto(server + "/")
+    tab.execute(act("click", "to_select"))
+    cap = tab.execute(act("go_back"))
+    assert cap.url == server + "/"
+    assert cap.html == PAGES["/"]
+
+
+def test_unknown_bid_raises_action_failed_naming_the_id(server, tab):
+    tab.goto(server + "/")
+    start = time.monotonic()
+    with pytest.raises(ActionFailed, match="no element with id 'nope'"):
+        tab.execute(act("click", "nope"))
+    assert time.monotonic() - start < 1.0  # fails fast, no timeout wait
+
+
+def test_screenshot_shape_and_unchanged_page_is_pixel_identical(server, tab):
+    tab.goto(server + "/form")
+    tab.execute(act("fill", "search_box", "caret"))  # a focused input: the caret must not blink in
+    first = tab.capture(screenshot=True).screenshot
+    second = tab.capture(screenshot=True).screenshot
+    assert first.shape == (720, 1280, 3)
+    assert first.dtype == np.uint8
+    assert np.array_equal(first, second)
+
+
+def test_scroll_lands_before_the_capture(server, tab):
+    top = tab.goto(server + "/long", screenshot=True).screenshot
+    scrolled = tab.execute(act("scroll", 0, 450), screenshot=True).screenshot
+    assert tab.page.evaluate("window.scrollY") == 450
+    assert not np.array_equal(top, scrolled)
+    assert np.array_equal(scrolled, tab.capture(screenshot=True).screenshot)
+    tab.execute(act("scroll", 0, -10_000))  # clamped at the top: returns without waiting
+    assert tab.page.evaluate("window.scrollY") == 0
+
+
+def test_mouse_click_on_a_link_navigates(server, tab):
+    tab.goto(server + "/")
+    box = tab.page.locator('[bid="to_form"]').bounding_box()
+    cap = tab.execute(act("mouse_click", box["x"] + 3, box["y"] + 3))
+    assert cap.html == PAGES["/form"]
+    cap = tab.execute(act("mouse_click", 600, 600))  # blank space: no navigation, no wait
+    assert cap.url == server + "/form"
+
+
+def test_two_tabs_share_one_chromium_process(server, host):
+    a, b = host.new_tab(), host.new_tab()
+    try:
+        a.goto(server + "/")
+        b.goto(server + "/form")
+        assert a.host is b.host is BrowserHost.acquire(BrowserConfig())
+        browsers = []
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                cmdline = proc.cmdline()
+            except psutil.Error:  # exited renderers linger as zombies for a moment
+                continue
+            if "--remote-debugging-pipe" in cmdline and not any(
+                arg.startswith("--type=") for arg in cmdline
+            ):
+                browsers.append(proc.pid)
+        assert browsers == [host.pid]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_closing_the_last_tab_stops_the_browser(server):
+    done = {}
+
+    def run():  # its own thread: its own host, independent of the module's shared one
+        host = BrowserHost.acquire(BrowserConfig())
+        tab = host.new_tab()
+        tab.goto(server + "/")
+        done["pid"] = host.pid
+        tab.close()
+        done["running"] = host.running
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert done["running"] is False
+    proc_gone = not psutil.pid_exists(done["pid"])
+    if not proc_gone:
+        proc_gone = psutil.Process(done["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert proc_gone
+
+
+def test_killed_chromium_raises_crashed_quickly_then_recovers(server):
+    done = {}
+
+    def run():
+        host = BrowserHost.acquire(BrowserConfig())
+        tab = host.new_tab()
+        try:
+            tab.goto(server + "/")
+            old_pid = host.pid
+            os.kill(old_pid, signal.SIGKILL)
+            start = time.monotonic()
+            try:
+                tab.goto(server + "/form")
+            except BrowserCrashed as exc:
+                done["error"] = exc
+            done["seconds"] = time.monotonic() - start
+            done["alive_after_kill"] = host.alive
+            host.relaunch()
+            tab.recover()
+            done["html"] = tab.goto(server + "/form").html
+            done["pids"] = (old_pid, host.pid)
+        finally:
+            tab.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert isinstance(done.get("error"), BrowserCrashed)
+    assert done["seconds"] < 5
+    assert done["alive_after_kill"] is False
+    assert done["html"] == PAGES["/form"]
+    assert done["pids"][0] != done["pids"][1]
+
+
+def test_missing_executable_gives_install_advice():
+    config = BrowserConfig(executable_path="/nonexistent/chromium")
+    with pytest.raises(ChromiumNotFound, match="apt-get install -y chromium"):
+        BrowserHost.acquire(config)
+
+
+def test_javascript_can_be_disabled(server, host):
+    tab = host.new_tab(java_script_enabled=False)
+    try:
+        tab.goto(server + "/form")
+        assert tab.page.evaluate("typeof window") == "object"  # CDP evaluate still works
+        tab.execute(act("fill", "search_box", "x"))
+        cap = tab.execute(act("click", "search_go"), screenshot=True)
+        assert cap.html == _results("x")
+        tab.goto(server + "/long")
+        tab.execute(act("scroll", 0, 100))
+        assert tab.page.evaluate("window.scrollY") == 100
+    finally:
+        tab.close()

@@ -1,0 +1,36 @@
+"""The browser layer: Chromium lifecycle, contexts, captures and action execution.
+
+    host = BrowserHost.acquire(BrowserConfig())   # one Chromium per thread, shared
+    tab = host.new_tab()                          # one context + page
+    cap = tab.goto("http://127.0.0.1:8000/")      # PageCapture(url, html, status, ...)
+    cap = tab.execute(action, screenshot=True)    # action: anything with .name and .args
+    tab.close()                                   # the last tab stops Chromium
+
+Imports nothing above webgym.browser except webgym.actions (for types only).
+"""
+
+from webgym.browser.config import DEFAULT_ARGS, EXECUTABLE_ENV_VAR, BrowserConfig
+from webgym.browser.errors import (
+    ActionFailed,
+    BrowserCrashed,
+    BrowserError,
+    ChromiumNotFound,
+    PageTimeout,
+)
+from webgym.browser.host import BrowserHost
+from webgym.browser.tab import BrowserTab, PageCapture, decode_screenshot
+
+__all__ = [
+    "DEFAULT_ARGS",
+    "EXECUTABLE_ENV_VAR",
+    "ActionFailed",
+    "BrowserConfig",
+    "BrowserCrashed",
+    "BrowserError",
+    "BrowserHost",
+    "BrowserTab",
+    "ChromiumNotFound",
+    "PageCapture",
+    "PageTimeout",
+    "decode_screenshot",
+]

@@ -1,0 +1,408 @@
+"""`BrowserTab` and `PageCapture`: one browser context + page, actions executed in it, captures.
+
+Text observations in WebGym come from the SERVED HTML, so a tab records, for every navigation of
+its main frame, the document response (``page.on("response")``, navigation requests of the main
+frame, redirects skipped) and reads that response's body when a capture is taken: ``html`` is
+byte-for-byte what the server sent, the same bytes the browserless mode fetches.
+
+Navigation waiting: Playwright's element click already waits until any navigation the click
+started has committed (it does not wait when none starts), so after every action the tab checks
+whether a new document response arrived and, only then, waits for its "load" event. No
+speculative wait ever costs a timeout. ``mouse_click`` uses raw mouse input, which does not wait,
+so the element under the point is inspected first and ``expect_navigation`` is used only when it
+is a link or a form's submit control.
+
+Screenshots are JPEG by default (see `BrowserConfig`), decoded to H x W x 3 uint8 with Pillow.
+
+Imports nothing above webgym.browser (webgym.actions only for types).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Response
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from webgym.browser.errors import ActionFailed, BrowserCrashed, BrowserError, PageTimeout
+
+if TYPE_CHECKING:
+    from webgym.actions import Action
+    from webgym.browser.host import BrowserHost
+
+
+@dataclass(frozen=True)
+class PageCapture:
+    """What the tab shows after a navigation or an action.
+
+    ``html`` is the served HTML of the last main-frame document ("" before the first one);
+    ``status`` its HTTP status (0 before the first one); ``screenshot`` an (H, W, 3) uint8 array
+    of the viewport or None; ``axtree`` Playwright's ARIA snapshot of <body> or None.
+    """
+
+    url: str
+    html: str
+    status: int
+    screenshot: np.ndarray | None = None
+    axtree: str | None = None
+
+
+# One round trip: what the element(s) matching a bid are, so a bad action fails fast.
+_PROBE_JS = """(els) => els.map((e) => {
+  const st = getComputedStyle(e);
+  const visible = e.getClientRects().length > 0 && st.visibility !== 'hidden';
+  const tag = e.tagName.toLowerCase();
+  const info = {tag, type: (e.getAttribute('type') || '').toLowerCase(), visible,
+                disabled: !!e.disabled};
+  if (tag === 'select') {
+    info.options = Array.from(e.options).map((o) => [o.value, o.label]);
+  }
+  return info;
+})"""
+
+# Is the element at (x, y) something whose click navigates (a link or a form submit control)?
+_NAVIGATES_AT_JS = """([x, y]) => {
+  const hit = document.elementFromPoint(x, y);
+  if (!hit) return false;
+  const el = hit.closest('a[href], area[href], button, input');
+  if (!el) return false;
+  const tag = el.tagName.toLowerCase();
+  if (tag === 'a' || tag === 'area') {
+    const href = el.getAttribute('href').trim().toLowerCase();
+    const target = (el.getAttribute('target') || '_self').toLowerCase();
+    return !href.startsWith('#') && !href.startsWith('javascript:')
+      && (target === '_self' || target === '_top' || target === '_parent');
+  }
+  if (el.disabled || !el.form) return false;
+  const type = (el.getAttribute('type') || (tag === 'button' ? 'submit' : 'text')).toLowerCase();
+  return type === 'submit' || type === 'image';
+}"""
+
+_SCROLL_STATE_JS = """() => {
+  const el = document.scrollingElement || document.documentElement;
+  return [window.scrollX, window.scrollY,
+          Math.max(0, el.scrollWidth - window.innerWidth),
+          Math.max(0, el.scrollHeight - window.innerHeight)];
+}"""
+# How long a wheel scroll may take to land before the capture goes ahead anyway.
+_SCROLL_SETTLE_S = 0.25
+
+_CHARSET_RE = re.compile(r"charset=([\w-]+)", re.I)
+
+
+def _css_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def decode_screenshot(data: bytes) -> np.ndarray:
+    """PNG or JPEG bytes -> (H, W, 3) uint8 array."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+class BrowserTab:
+    """One browser context with one page, reused across episodes. Create with
+    `BrowserHost.new_tab()`; use from the thread that created it."""
+
+    def __init__(
+        self, host: BrowserHost, viewport: tuple[int, int], java_script_enabled: bool = True
+    ) -> None:
+        self._host = host
+        self._config = host.config
+        self.viewport = viewport
+        self.java_script_enabled = java_script_enabled
+        self._closed = False
+        self._context = None
+        self._page = None
+        self._open()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._context, self._page = self._host._new_context(self.viewport, self.java_script_enabled)
+        self._generation = self._host.generation
+        self._response: Response | None = None
+        self._html_cache: tuple[Response, str] | None = None
+        #: number of main-frame document responses seen (navigation detector).
+        self.navigations = 0
+        self._renderer_crashed = False
+        self._page.on("response", self._on_response)
+        self._page.on("crash", self._on_crash)
+
+    def _on_response(self, response: Response) -> None:
+        request = response.request
+        if not request.is_navigation_request() or request.frame != self._page.main_frame:
+            return
+        if 300 <= response.status < 400 and "location" in response.headers:
+            return  # a redirect: its body is unavailable, the followed response comes next
+        self._response = response
+        self.navigations += 1
+
+    def _on_crash(self, _page: Any) -> None:
+        self._renderer_crashed = True
+
+    @property
+    def host(self) -> BrowserHost:
+        return self._host
+
+    @property
+    def page(self):
+        """The Playwright page (for tests and diagnostics; prefer the tab's methods)."""
+        return self._page
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close this tab's context; the last tab to close stops the browser."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._generation == self._host.generation and self._context is not None:
+            with contextlib.suppress(Exception), self._host.guard(self._config.action_timeout_s):
+                self._context.close()
+        self._context = self._page = None
+        self._host._release(self)
+
+    def recover(self) -> None:
+        """Make this tab usable again after a crash: relaunch the browser if it is dead (or
+        was relaunched under us) and open a fresh context and page."""
+        if self._closed:
+            raise BrowserError("this tab is closed")
+        if not self._host.running:
+            self._host._launch()
+        elif not self._host.alive:
+            self._host.relaunch()
+        elif self._generation == self._host.generation and self._context is not None:
+            with contextlib.suppress(Exception), self._host.guard(self._config.action_timeout_s):
+                self._context.close()
+        self._open()
+
+    def reset_page(self) -> None:
+        """Drop cookies and go to about:blank (a cheap reset between episodes)."""
+        with self._calling(self._config.navigation_timeout_s):
+            self._context.clear_cookies()
+            self._page.goto("about:blank", timeout=self._config.navigation_timeout_s * 1000)
+        self._response = None
+        self._html_cache = None
+
+    def __enter__(self) -> BrowserTab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- error mapping ---------------------------------------------------------------------
+
+    def _dead_reason(self) -> str | None:
+        if self._closed:
+            return "this tab is closed"
+        if self._generation != self._host.generation:
+            return "the browser was relaunched since this tab opened; call recover()"
+        if self._renderer_crashed:
+            return "the page's renderer crashed; call recover()"
+        if not self._host.alive:
+            return "the browser died; call recover()"
+        return None
+
+    @contextlib.contextmanager
+    def _calling(self, seconds: float):
+        """Run Playwright calls: check the tab first, map Playwright errors to ours after."""
+        if self._closed:
+            raise BrowserError("this tab is closed")
+        if self._generation != self._host.generation or self._renderer_crashed:
+            raise BrowserCrashed(self._dead_reason())
+        try:
+            with self._host.guard(seconds):
+                yield
+        except PlaywrightTimeout as exc:
+            reason = self._dead_reason()
+            if reason:
+                raise BrowserCrashed(reason) from exc
+            raise PageTimeout(str(exc).splitlines()[0]) from exc
+        except PlaywrightError as exc:
+            reason = self._dead_reason()
+            if reason:
+                raise BrowserCrashed(reason) from exc
+            raise ActionFailed(str(exc).splitlines()[0]) from exc
+
+    # ---- navigation and capture ------------------------------------------------------------
+
+    def goto(self, url: str, *, screenshot: bool = False, axtree: bool = False) -> PageCapture:
+        """Navigate to ``url``, wait for "load", and capture."""
+        timeout = self._config.navigation_timeout_s
+        with self._calling(timeout):
+            self._page.goto(url, wait_until="load", timeout=timeout * 1000)
+        return self.capture(screenshot=screenshot, axtree=axtree)
+
+    def capture(self, screenshot: bool = False, axtree: bool = False) -> PageCapture:
+        """The current URL, served HTML and status, plus optional screenshot and ARIA tree."""
+        cfg = self._config
+        with self._calling(cfg.action_timeout_s):
+            url = self._page.url
+            html, status = self._served_html()
+        image = None
+        if screenshot:
+            with self._calling(cfg.screenshot_timeout_s):
+                if cfg.screenshot_format == "jpeg":
+                    data = self._page.screenshot(
+                        type="jpeg",
+                        quality=cfg.jpeg_quality,
+                        timeout=cfg.screenshot_timeout_s * 1000,
+                    )
+                else:
+                    data = self._page.screenshot(
+                        type="png", timeout=cfg.screenshot_timeout_s * 1000
+                    )
+            image = decode_screenshot(data)
+        tree = None
+        if axtree:
+            with self._calling(cfg.action_timeout_s):
+                tree = self._page.locator("body").aria_snapshot(timeout=cfg.action_timeout_s * 1000)
+        return PageCapture(url=url, html=html, status=status, screenshot=image, axtree=tree)
+
+    def _served_html(self) -> tuple[str, int]:
+        response = self._response
+        if response is None:
+            return "", 0
+        if self._html_cache is not None and self._html_cache[0] is response:
+            return self._html_cache[1], response.status
+        body = response.body()
+        match = _CHARSET_RE.search(response.headers.get("content-type", ""))
+        encoding = match.group(1) if match else "utf-8"
+        try:
+            html = body.decode(encoding, errors="replace")
+        except LookupError:
+            html = body.decode("utf-8", errors="replace")
+        self._html_cache = (response, html)
+        return html, response.status
+
+    # ---- actions ---------------------------------------------------------------------------
+
+    def execute(
+        self, action: Action, *, screenshot: bool = False, axtree: bool = False
+    ) -> PageCapture:
+        """Execute one element/pixel action and capture the page after it.
+
+        Supports click, fill, select_option, scroll, go_back, noop, mouse_click and
+        send_msg_to_user (no page effect). Raises `ActionFailed` for a user-level failure,
+        `PageTimeout` / `BrowserCrashed` for machine trouble.
+        """
+        name, args = action.name, tuple(action.args)
+        handler = getattr(self, f"_do_{name}", None)
+        if handler is None:
+            raise ActionFailed(f"action '{name}' is not executed by the browser")
+        before = self.navigations
+        handler(*args)
+        if self.navigations != before:
+            with self._calling(self._config.navigation_timeout_s):
+                self._page.wait_for_load_state(
+                    "load", timeout=self._config.navigation_timeout_s * 1000
+                )
+        return self.capture(screenshot=screenshot, axtree=axtree)
+
+    def _element(self, bid: str, expected: str = "") -> tuple[Any, dict]:
+        """The unique element with ``bid``, and its probe info; ActionFailed otherwise."""
+        bid = str(bid)
+        locator = self._page.locator(f"[bid={_css_string(bid)}]")
+        with self._calling(self._config.action_timeout_s):
+            infos = locator.evaluate_all(_PROBE_JS)
+        if not infos:
+            raise ActionFailed(f"no element with id '{bid}' on this page")
+        if len(infos) > 1:
+            raise ActionFailed(f"{len(infos)} elements have id '{bid}' on this page")
+        info = infos[0]
+        if not info["visible"]:
+            raise ActionFailed(f"element '{bid}' is not visible")
+        if info["disabled"]:
+            raise ActionFailed(f"element '{bid}' is disabled")
+        return locator, info
+
+    def _do_click(self, bid: str) -> None:
+        locator, _ = self._element(bid)
+        t = self._config.action_timeout_s
+        with self._calling(t + self._config.navigation_timeout_s):
+            locator.click(timeout=t * 1000)
+
+    def _do_fill(self, bid: str, value: str = "") -> None:
+        locator, _ = self._element(bid)
+        with self._calling(self._config.action_timeout_s):
+            locator.fill(str(value), timeout=self._config.action_timeout_s * 1000)
+            # A focused field repaints (caret blink, focus ring) between screenshots of an
+            # unchanged page; leaving it unfocused keeps captures pixel-identical.
+            locator.blur(timeout=self._config.action_timeout_s * 1000)
+
+    def _do_select_option(self, bid: str, option: str) -> None:
+        locator, info = self._element(bid)
+        if info["tag"] != "select":
+            raise ActionFailed(f"element '{bid}' is not a <select>")
+        option = str(option)
+        choices = info["options"]
+        if not any(option in (value, label) for value, label in choices):
+            labels = ", ".join(repr(label) for _, label in choices)
+            raise ActionFailed(f"select '{bid}' has no option {option!r} (options: {labels})")
+        with self._calling(self._config.action_timeout_s):
+            locator.select_option(option, timeout=self._config.action_timeout_s * 1000)
+
+    def _do_scroll(self, dx: float, dy: float) -> None:
+        # Chromium applies a wheel scroll a frame after the input is acknowledged: wait until
+        # the window reaches the expected offset (plain evaluates work with JavaScript off too;
+        # a requestAnimationFrame promise would not).
+        dx, dy = float(dx), float(dy)
+        t = self._config.action_timeout_s
+        with self._calling(t):
+            before = self._page.evaluate(_SCROLL_STATE_JS)
+            self._page.mouse.wheel(dx, dy)
+            expected = [
+                min(max(before[0] + dx, 0), before[2]),
+                min(max(before[1] + dy, 0), before[3]),
+            ]
+            if [round(v) for v in expected] == [round(v) for v in before[:2]]:
+                return
+            deadline = time.monotonic() + _SCROLL_SETTLE_S
+            while time.monotonic() < deadline:
+                now = self._page.evaluate(_SCROLL_STATE_JS)
+                if all(abs(a - b) < 1 for a, b in zip(now[:2], expected, strict=True)):
+                    return
+                self._page.wait_for_timeout(5)
+
+    def _do_go_back(self) -> None:
+        t = self._config.navigation_timeout_s
+        before = self.navigations
+        with self._calling(t):
+            response = self._page.go_back(wait_until="load", timeout=t * 1000)
+        if response is None and self.navigations == before:
+            raise ActionFailed("cannot go back: there is no previous page")
+
+    def _do_noop(self, wait_ms: float = 0) -> None:
+        wait_ms = max(0.0, min(float(wait_ms), self._config.action_timeout_s * 1000))
+        if wait_ms:
+            with self._calling(self._config.action_timeout_s):
+                self._page.wait_for_timeout(wait_ms)
+
+    def _do_send_msg_to_user(self, text: str = "") -> None:
+        """No page effect: the environment records the message."""
+
+    def _do_mouse_click(self, x: float, y: float) -> None:
+        x, y = float(x), float(y)
+        width, height = self.viewport
+        if not (0 <= x < width and 0 <= y < height):
+            raise ActionFailed(f"({x:g}, {y:g}) is outside the {width}x{height} viewport")
+        t = self._config.navigation_timeout_s
+        with self._calling(self._config.action_timeout_s):
+            navigates = self._page.evaluate(_NAVIGATES_AT_JS, [x, y])
+        with self._calling(t):
+            if navigates:
+                with self._page.expect_navigation(wait_until="load", timeout=t * 1000):
+                    self._page.mouse.click(x, y)
+            else:
+                self._page.mouse.click(x, y)

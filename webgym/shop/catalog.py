@@ -1,0 +1,494 @@
+"""The shop's catalog: products and tasks in one read-only SQLite file, searched with FTS5 BM25.
+
+WebShop searches its catalog with Pyserini (Java Lucene, BM25) and keeps every product in RAM
+(~15 GB for the full set). WebGym writes products, the task splits and some metadata into a
+single SQLite file once (``build_catalog``) and serves it read-only (``Catalog``): SQLite's FTS5
+gives BM25 ranking, the page cache is shared between processes, and nothing but the products on
+screen is decoded.
+
+File layout (``SCHEMA_VERSION`` 1):
+
+- ``products(id INTEGER PRIMARY KEY, asin TEXT UNIQUE, doc TEXT)``: ``doc`` is the product JSON.
+  ``id`` is the FTS rowid (an explicit integer key, so it survives VACUUM); ``asin`` is the key
+  every caller uses.
+- ``fts``: a contentless FTS5 table (rowid = ``products.id``) over title, query, category
+  breadcrumb, attributes, bullet points and description, tokenizer
+  ``porter unicode61 remove_diacritics 2``; its stored ``rank`` is ``bm25()`` with the column
+  weights ``BM25_WEIGHTS`` (title and query heaviest).
+- ``tasks(task_id TEXT PRIMARY KEY, split TEXT, position INTEGER, doc TEXT)``: goal JSON.
+- ``meta(key TEXT PRIMARY KEY, value TEXT)``: JSON values (source, product_count,
+  schema_version, built_at, split_hashes, split_sizes, categories, plus the caller's ``meta``).
+
+Thread safety: ``Catalog`` opens one SQLite connection per thread (``threading.local``), so the
+web server's thread pool searches in parallel (sqlite3 releases the GIL while a query runs).
+Products returned by ``get()`` come from a shared LRU cache: treat them as read-only
+(``copy.deepcopy`` one before changing it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from webgym.shop.schema import Goal, Product
+from webgym.shop.tasks import TaskSplit
+
+SCHEMA_VERSION = 1
+SEARCH_RETURN_N = 50  # WebShop's SEARCH_RETURN_N
+MAX_QUERY_TERMS = 32
+# bm25() weights per FTS column, in column order.
+FTS_COLUMNS = ("title", "query", "category", "attributes", "bullets", "description")
+BM25_WEIGHTS = (10.0, 8.0, 3.0, 4.0, 2.0, 1.0)
+TOKENIZER = "porter unicode61 remove_diacritics 2"
+# Lucene's default English stop words (Pyserini's analyzer, which WebShop's index used).
+STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their "
+    "then there these they this to was will with".split()
+)
+_TOKEN_RE = re.compile(r"\w+")
+_BATCH = 2000
+CATALOG_ENV = "WEBGYM_CATALOG"
+CACHE_DIR_ENV = "WEBGYM_CACHE_DIR"
+
+
+# ----------------------------------------------------------------------------------------------
+# Build
+
+
+def _fts_row(rowid: int, p: Product) -> tuple[Any, ...]:
+    return (
+        rowid,
+        p.get("Title") or p.get("name") or "",
+        p.get("query") or "",
+        p.get("product_category") or p.get("category") or "",
+        " ; ".join(p.get("Attributes") or []),
+        "\n".join(b for b in (p.get("BulletPoints") or []) if isinstance(b, str)),
+        p.get("Description") or "",
+    )
+
+
+class CatalogBuilder:
+    """Streams products (and then the task splits) into a new catalog file.
+
+    ``build_catalog`` is the one-call form. The file appears at ``path`` only when ``finish()``
+    succeeds (written under a temporary name in the same folder, then ``os.replace``); leaving
+    the ``with`` block on an exception removes the temporary file.
+    """
+
+    def __init__(self, path: Path, *, source: str, meta: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent)
+        )
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._source = source
+        self._meta = dict(meta or {})
+        self._n = 0
+        self._categories: set[str] = set()
+        self._splits: dict[str, TaskSplit] | None = None
+        self._done = False
+        self._db = sqlite3.connect(str(self._tmp), isolation_level=None)
+        db = self._db
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA temp_store=MEMORY")
+        db.execute("PRAGMA cache_size=-262144")  # 256 MiB
+        db.execute("PRAGMA page_size=8192")
+        db.execute("BEGIN")
+        db.execute(
+            "CREATE TABLE products(id INTEGER PRIMARY KEY, asin TEXT NOT NULL UNIQUE, "
+            "doc TEXT NOT NULL)"
+        )
+        cols = ", ".join(FTS_COLUMNS)
+        db.execute(
+            f"CREATE VIRTUAL TABLE fts USING fts5({cols}, content='', tokenize='{TOKENIZER}')"
+        )
+        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        db.execute("INSERT INTO fts(fts, rank) VALUES('rank', ?)", (f"bm25({weights})",))
+        db.execute("INSERT INTO fts(fts, rank) VALUES('automerge', 0)")
+        db.execute("INSERT INTO fts(fts, rank) VALUES('crisismerge', 64)")
+        db.execute(
+            "CREATE TABLE tasks(task_id TEXT PRIMARY KEY, split TEXT NOT NULL, "
+            "position INTEGER NOT NULL, doc TEXT NOT NULL)"
+        )
+        db.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def __enter__(self) -> CatalogBuilder:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None or not self._done:
+            self.abort()
+
+    def add_products(self, products: Iterable[Product]) -> int:
+        """Append products; returns how many were added. A repeated asin raises ValueError."""
+        added = 0
+        batch_p: list[tuple[int, str, str]] = []
+        batch_f: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            try:
+                self._db.executemany("INSERT INTO products(id, asin, doc) VALUES(?,?,?)", batch_p)
+            except sqlite3.IntegrityError as e:
+                raise ValueError(f"duplicate asin in the products: {e}") from None
+            self._db.executemany(
+                "INSERT INTO fts(rowid, title, query, category, attributes, "
+                "bullets, description) VALUES(?,?,?,?,?,?,?)",
+                batch_f,
+            )
+            batch_p.clear()
+            batch_f.clear()
+
+        for p in products:
+            self._n += 1
+            batch_p.append((self._n, p["asin"], json.dumps(p, ensure_ascii=False)))
+            batch_f.append(_fts_row(self._n, p))
+            if p.get("category"):
+                self._categories.add(p["category"])
+            added += 1
+            if len(batch_p) >= _BATCH:
+                flush()
+        if batch_p:
+            flush()
+        return added
+
+    def set_splits(self, splits: dict[str, TaskSplit]) -> None:
+        rows = []
+        for name, split in splits.items():
+            if split.name != name:
+                raise ValueError(f"split key {name!r} holds a split named {split.name!r}")
+            for i, goal in enumerate(split.goals):
+                rows.append((goal["task_id"], name, i, json.dumps(goal, ensure_ascii=False)))
+        try:
+            self._db.executemany(
+                "INSERT INTO tasks(task_id, split, position, doc) VALUES(?,?,?,?)", rows
+            )
+        except sqlite3.IntegrityError as e:
+            raise ValueError(f"task ids must be unique across splits: {e}") from None
+        self._splits = dict(splits)
+
+    def finish(self) -> Path:
+        db = self._db
+        splits = self._splits or {}
+        meta: dict[str, Any] = {
+            **self._meta,
+            "source": self._source,
+            "product_count": self._n,
+            "schema_version": SCHEMA_VERSION,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "split_hashes": {name: s.hash for name, s in splits.items()},
+            "split_sizes": {name: s.size for name, s in splits.items()},
+            "categories": sorted(self._categories),
+            "fts_columns": list(FTS_COLUMNS),
+            "bm25_weights": list(BM25_WEIGHTS),
+            "tokenizer": TOKENIZER,
+        }
+        db.executemany(
+            "INSERT INTO meta(key, value) VALUES(?, ?)",
+            [(k, json.dumps(v, ensure_ascii=False)) for k, v in meta.items()],
+        )
+        db.execute("INSERT INTO fts(fts) VALUES('optimize')")
+        db.execute("COMMIT")
+        db.execute("PRAGMA optimize")
+        db.close()
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+        self._done = True
+        return self.path
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._db.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+
+def build_catalog(
+    products: Iterable[Product],
+    splits: dict[str, TaskSplit],
+    path: Path,
+    *,
+    source: str,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write products and task splits into one SQLite catalog file at ``path`` (atomically)."""
+    with CatalogBuilder(Path(path), source=source, meta=meta) as b:
+        b.add_products(products)
+        b.set_splits(splits)
+        return b.finish()
+
+
+# ----------------------------------------------------------------------------------------------
+# Search query
+
+
+def fts_query(query: str) -> str | None:
+    """Turn any user string into a safe FTS5 MATCH expression, or None when it has no words.
+
+    Word tokens (unicode ``\\w+``, lower-cased, de-duplicated, Lucene's English stop words
+    dropped unless nothing else is left, at most ``MAX_QUERY_TERMS``) are each quoted as an FTS5
+    string and joined with OR, so partial matches still rank by BM25 as in WebShop's Lucene.
+    """
+    if not isinstance(query, str):
+        return None
+    tokens = _TOKEN_RE.findall(query[:20_000].lower())
+    seen: dict[str, None] = {}
+    for t in tokens:
+        seen.setdefault(t, None)
+    words = [t for t in seen if t not in STOP_WORDS] or list(seen)
+    words = words[:MAX_QUERY_TERMS]
+    if not words:
+        return None
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+class Catalog:
+    """A read-only catalog file. Safe to share between threads (one connection per thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no catalog file at {self.path}")
+        self._uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._splits: dict[str, TaskSplit] | None = None
+        self._get_cached = lru_cache(maxsize=4096)(self._load)
+        try:
+            rows = self._conn().execute("SELECT key, value FROM meta").fetchall()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise ValueError(f"{self.path} is not a WebGym catalog: {e}") from None
+        self.meta: dict[str, Any] = {k: json.loads(v) for k, v in rows}
+        version = self.meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            self.close()
+            raise ValueError(
+                f"{self.path} has catalog schema version {version}, this WebGym reads "
+                f"{SCHEMA_VERSION}: rebuild it"
+            )
+        self._len = int(self.meta.get("product_count", 0))
+
+    @classmethod
+    def open(cls, path: Path | str) -> Catalog:
+        return cls(Path(path))
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection (the catalog must not be used afterwards)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            with contextlib.suppress(Exception):
+                c.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.path)!r}, products={self._len}, source={self.source!r})"
+
+    @property
+    def source(self) -> str:
+        return str(self.meta.get("source", ""))
+
+    # products --------------------------------------------------------------------------------
+
+    def search(self, query: str, limit: int = SEARCH_RETURN_N) -> list[str]:
+        """Asins of the best ``limit`` BM25 matches, best first. Never raises on user input."""
+        match = fts_query(query)
+        if match is None:
+            return []
+        try:
+            limit = max(0, min(int(limit), 10_000))
+        except (TypeError, ValueError):
+            limit = SEARCH_RETURN_N
+        if limit == 0:
+            return []
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT p.asin FROM (SELECT rowid AS rid, rank AS r FROM fts "
+                    "WHERE fts MATCH ? ORDER BY rank LIMIT ?) AS h "
+                    "JOIN products AS p ON p.id = h.rid ORDER BY h.r, h.rid",
+                    (match, limit),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error:
+            return []
+        return [r[0] for r in rows]
+
+    def _load(self, asin: str) -> Product | None:
+        row = self._conn().execute("SELECT doc FROM products WHERE asin = ?", (asin,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def get(self, asin: str) -> Product | None:
+        """The product (shared, cached: do not mutate it), or None for an unknown asin."""
+        if not isinstance(asin, str):
+            return None
+        return self._get_cached(asin)
+
+    def __getitem__(self, asin: str) -> Product:
+        p = self.get(asin)
+        if p is None:
+            raise KeyError(f"no product {asin!r} in catalog {self.path.name}")
+        return p
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __contains__(self, asin: object) -> bool:
+        if not isinstance(asin, str):
+            return False
+        row = self._conn().execute("SELECT 1 FROM products WHERE asin = ?", (asin,)).fetchone()
+        return row is not None
+
+    def asins(self) -> Iterator[str]:
+        """Every asin, in build order."""
+        cur = self._conn().execute("SELECT asin FROM products ORDER BY id")
+        for (a,) in cur:
+            yield a
+
+    def products(self) -> Iterator[Product]:
+        """Every product, in build order (decoded afresh, not cached)."""
+        cur = self._conn().execute("SELECT doc FROM products ORDER BY id")
+        for (doc,) in cur:
+            yield json.loads(doc)
+
+    def categories(self) -> list[str]:
+        return list(self.meta.get("categories", []))
+
+    # tasks -----------------------------------------------------------------------------------
+
+    def splits(self) -> dict[str, TaskSplit]:
+        if self._splits is None:
+            goals: dict[str, list[Goal]] = {}
+            for name in self.meta.get("split_sizes", {}):
+                goals[name] = []
+            cur = self._conn().execute("SELECT split, doc FROM tasks ORDER BY split, position")
+            for split, doc in cur:
+                goals.setdefault(split, []).append(json.loads(doc))
+            self._splits = {name: TaskSplit(name, tuple(g)) for name, g in goals.items()}
+        return self._splits
+
+    def split(self, name: str) -> TaskSplit:
+        splits = self.splits()
+        try:
+            return splits[name]
+        except KeyError:
+            valid = ", ".join(sorted(splits)) or "none"
+            raise KeyError(
+                f"no split {name!r} in catalog {self.path.name} (valid: {valid})"
+            ) from None
+
+    def task(self, task_id: str) -> Goal:
+        for split in self.splits().values():
+            if task_id in split._by_id:
+                return split._by_id[task_id]
+        sizes = ", ".join(f"{n} ({s.size})" for n, s in self.splits().items()) or "none"
+        raise KeyError(
+            f"no task {task_id!r} in catalog {self.path.name}; ids look like 'test-0042'; "
+            f"splits: {sizes}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Default catalog
+
+
+def cache_dir() -> Path:
+    """``$WEBGYM_CACHE_DIR``, else platformdirs' user cache dir for "webgym"."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("webgym"))
+
+
+def default_catalog_path(
+    cache_dir_: Path | None = None, *, n_products: int = 10_000, seed: int = 0
+) -> Path:
+    base = Path(cache_dir_) if cache_dir_ is not None else cache_dir()
+    return base / f"catalog-synthetic-n{n_products}-s{seed}-v{SCHEMA_VERSION}.sqlite"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (fcntl; a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the atomic rename still keeps files whole
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def default_catalog(
+    cache_dir: Path | None = None, *, n_products: int = 10_000, seed: int = 0
+) -> Catalog:
+    """The embedded synthetic catalog, built into the cache directory on first use."""
+    path = default_catalog_path(cache_dir, n_products=n_products, seed=seed)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(path.with_name(path.name + ".lock")):
+            if not path.is_file():  # another process may have built it while we waited
+                from webgym.shop.synthetic import generate_products
+                from webgym.shop.tasks import generate_goals
+
+                products = generate_products(n_products, seed=seed)
+                splits = generate_goals(products, seed=seed)
+                build_catalog(
+                    products,
+                    splits,
+                    path,
+                    source="synthetic",
+                    meta={"n_products": n_products, "seed": seed},
+                )
+    return Catalog.open(path)
+
+
+def open_catalog(path: Path | str | None = None) -> Catalog:
+    """Open ``path``, else ``$WEBGYM_CATALOG``, else the default synthetic catalog."""
+    if path is None or str(path) == "":
+        path = os.environ.get(CATALOG_ENV) or None
+    if path is None:
+        return default_catalog()
+    return Catalog.open(Path(path).expanduser())
