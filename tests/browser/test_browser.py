@@ -154,6 +154,19 @@ def test_go_back_returns_to_the_previous_served_html(server, tab):
     assert cap.html == PAGES["/"]
 
 
+def test_reset_page_forgets_the_page_and_its_history(server, tab):
+    tab.goto(server + "/")
+    tab.execute(act("click", "to_form"))
+    tab.reset_page()
+    assert tab.capture().html == ""
+    cap = tab.goto(server + "/select")
+    assert cap.html == PAGES["/select"]
+    back = tab.execute(act("go_back"))  # to the blank start page, not the previous episode
+    assert (back.url, back.html, back.status) == ("about:blank", "", 0)
+    with pytest.raises(ActionFailed, match="no previous page"):
+        tab.execute(act("go_back"))
+
+
 def test_unknown_bid_raises_action_failed_naming_the_id(server, tab):
     tab.goto(server + "/")
     start = time.monotonic()

@@ -129,6 +129,9 @@ class BrowserTab:
     def _open(self) -> None:
         self._context, self._page = self._host._new_context(self.viewport, self.java_script_enabled)
         self._generation = self._host.generation
+        self._watch_page()
+
+    def _watch_page(self) -> None:
         self._response: Response | None = None
         self._html_cache: tuple[Response, str] | None = None
         #: number of main-frame document responses seen (navigation detector).
@@ -188,12 +191,13 @@ class BrowserTab:
         self._open()
 
     def reset_page(self) -> None:
-        """Drop cookies and go to about:blank (a cheap reset between episodes)."""
+        """Start clean between episodes without a new context: drop cookies and swap the page
+        for a fresh one (empty history, so go_back cannot reach the previous episode)."""
         with self._calling(self._config.navigation_timeout_s):
             self._context.clear_cookies()
-            self._page.goto("about:blank", timeout=self._config.navigation_timeout_s * 1000)
-        self._response = None
-        self._html_cache = None
+            old, self._page = self._page, self._context.new_page()
+            old.close()
+        self._watch_page()
 
     def __enter__(self) -> BrowserTab:
         return self
@@ -377,10 +381,14 @@ class BrowserTab:
 
     def _do_go_back(self) -> None:
         t = self._config.navigation_timeout_s
-        before = self.navigations
+        before, url_before = self.navigations, self._page.url
         with self._calling(t):
             response = self._page.go_back(wait_until="load", timeout=t * 1000)
         if response is None and self.navigations == before:
+            if self._page.url != url_before:  # a same-document entry or the blank start page
+                if self._page.url == "about:blank":
+                    self._response = None
+                return
             raise ActionFailed("cannot go back: there is no previous page")
 
     def _do_noop(self, wait_ms: float = 0) -> None:

@@ -63,11 +63,11 @@ OPTION_VALUES: dict[str, list[str]] = {
     "material": "cotton linen polyester bamboo wool leather canvas nylon".split(),
     "hardmaterial": ["stainless steel", "ceramic", "glass", "bamboo", "aluminum", "acacia"],
     "style": "modern classic rustic minimalist vintage industrial bohemian farmhouse".split(),
-    "pattern": "solid striped floral plaid geometric paisley checkered".split(),
+    "pattern": "solid striped floral plaid geometric paisley gingham".split(),
     "fit": ["slim", "regular", "relaxed", "athletic"],
     "format": ["hardcover", "paperback", "spiral-bound"],
     "strength": ["light", "medium", "heavy", "extra heavy"],
-    "gauge": ["extra light", "custom light", "regular", "medium gauge"],
+    "gauge": ["10-47", "11-52", "12-53", "13-56"],
     "switch": ["red switch", "brown switch", "blue switch"],
     "voltage": ["12v", "20v", "40v"],
     "weight": ["lace", "fingering", "worsted", "chunky", "bulky"],
@@ -127,7 +127,7 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
         "Men|Hoodie|20-70|pullover, full zip, fleece lined, with kangaroo pocket, heavyweight, "
         "drawstring hood|color size=apparel",
         "Men|Jeans|25-90|straight leg, stretch denim, button fly, distressed, classic five "
-        "pocket, tapered leg|color size=apparel fit",
+        "pocket, narrow leg opening|color size=apparel fit",
         "Women|Leggings|12-50|high waisted, squat proof, with side pockets, buttery soft, tummy"
         " control, ankle length|color size=apparel",
         "Women|Maxi Dress|20-80|sleeveless, with pockets, wrap style, smocked waist, flowy hem,"
@@ -204,7 +204,7 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
     "furniture": ("Furniture", "easy assembly, sturdy construction, space saving", [
         "Living Room|Coffee Table|60-300|with storage shelf, lift top, round, solid wood, "
         "tempered glass top, with drawers|color=wood style",
-        "Living Room|Accent Chair|80-350|upholstered, swivel, with armrests, tufted back, "
+        "Living Room|Accent Chair|80-350|fully padded, swivel, with armrests, tufted back, "
         "velvet fabric, with ottoman|color style",
         "Living Room|TV Stand|60-280|for tvs up to 65 inches, with cable management, open "
         "shelving, with led lights, sliding barn doors|color=wood style",
@@ -253,7 +253,7 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
         " speed cable|color",
         "Hydration|Water Bottle|10-45|insulated, leak proof, with straw lid, stainless steel, "
         "keeps drinks cold 24 hours|color size=bottle",
-        "Recovery|Foam Roller|12-50|high density, textured surface, for deep tissue, "
+        "Recovery|Foam Roller|12-50|high density, ridged surface, for deep tissue, "
         "vibrating|color size=length",
     ]),
     "pet supplies": ("Pet Supplies", "vet recommended, pet safe, made in usa", [
@@ -262,7 +262,7 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
         "Cats|Cat Litter|10-40|clumping, unscented, low dust, multi cat, lightweight formula, "
         "odor control|size=petfood",
         "Dogs|Dog Bed|25-120|orthopedic, washable cover, waterproof liner, calming donut, "
-        "bolstered edges|color size=pet",
+        "raised bolsters|color size=pet",
         "Cats|Cat Toy|5-25|interactive, with catnip, feather wand, rechargeable, self "
         "play|color count",
         "Dogs|Dog Leash|8-35|reflective, padded handle, hands free, retractable, with poop bag "
@@ -346,7 +346,7 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
         "sensitive ears|color=metal",
         "Bracelets|Charm Bracelet|15-100|adjustable, stackable, beaded, engravable, stainless "
         "steel|color=metal",
-        "Rings|Engagement Ring|80-600|solitaire, moissanite, halo setting, 925 sterling, lab "
+        "Rings|Engagement Ring|80-600|solitaire, moissanite, halo setting, conflict free, lab "
         "created|color=metal size=ring",
         "Watches|Wrist Watch|40-300|water resistant, leather strap, quartz movement, sapphire "
         "crystal, minimalist dial|color",
@@ -376,7 +376,7 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
         "output|color",
     ]),
     "outdoor": ("Outdoor Recreation", "water repellent, ultralight, packable", [
-        "Camping|Camping Tent|50-350|instant setup, with rainfly, 3 season, blackout, with "
+        "Camping|Camping Tent|50-350|instant setup, with rainfly, 3 season, light blocking, with "
         "vestibule|color size=tent",
         "Camping|Sleeping Bag|30-200|rated to 20 degrees, mummy shape, with compression sack, "
         "down fill, for kids|color",
@@ -384,7 +384,7 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
         "table|color",
         "Lighting|Headlamp|10-50|rechargeable, night vision mode, motion sensor, 500 lumens, "
         "waterproof ipx4|color count",
-        "Lighting|Camping Lantern|15-60|battery powered, collapsible, with hook, dimmable, "
+        "Lighting|Camping Lantern|15-60|battery operated, collapsible, with hook, dimmable, "
         "solar charging|color count",
     ]),
     "bags & luggage": ("Luggage & Bags", "water resistant, lightweight, with lifetime warranty", [
@@ -437,7 +437,7 @@ BULLET_TEXTS = [
 ]
 CLOSINGS = [
     "Order today and see why so many shoppers come back to {brand}.",
-    "It is a small upgrade that you will notice every day.",
+    "It is an upgrade that you will notice every day.",
     "Add it to your cart and enjoy it for years to come.",
 ]
 REVIEWS = {  # score -> (titles, bodies)
@@ -592,7 +592,7 @@ def _make_product(rng: random.Random, ptype: ProductType, spec: dict, asin: str)
         "query": ptype.query,
         "pricing": pricing,
         "Price": price_tag(pricing),
-        "options": spec["options"],
+        "options": {dim: list(values) for dim, values in spec["options"].items()},
         "Attributes": list(attrs),
         "BulletPoints": bullets,
         "Description": description,

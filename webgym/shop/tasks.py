@@ -66,24 +66,30 @@ OPENERS = (
     "i need", "i want", "i am looking for", "find me", "i'm looking for", "i would like",
     "get me", "i am shopping for", "help me find", "i want to buy",
 )  # fmt: skip
-_POSTFIX = ("for ", "with ", "from ", "in ", "made ", "to ")  # attributes read after the noun
-HARD_CONSTRAINTS = 6  # constraints (attributes + options + price) that make a goal hard alone
-CLOSE_DISTRACTORS = 8  # same-query products one constraint away that make a goal harder
+_POSTFIX = (
+    "for ",
+    "with ",
+    "from ",
+    "in ",
+    "made ",
+    "to ",
+    "fits ",
+)  # attributes read after the noun
 
 
-def difficulty(n_constraints: int, n_close: int) -> str:
+def difficulty(n_constraints: int, distractor_share: float) -> str:
     """The difficulty label of a goal.
 
-    ``n_constraints`` = goal attributes + goal options + 1 if a price is stated; ``n_close`` =
-    same-query products, other than the target, that fail exactly one of the constraints
-    (the distractors an agent must read item pages to rule out). The rule:
-    easy: <= 3 constraints and fewer than CLOSE_DISTRACTORS close distractors;
-    hard: >= HARD_CONSTRAINTS constraints, or >= 5 constraints and >= CLOSE_DISTRACTORS close;
+    ``n_constraints`` = goal attributes + goal options + 1 if a price is stated;
+    ``distractor_share`` = share of the other same-query products that fail at least one of
+    them (same type, same search query, wrong item: only its item page tells). The rule:
+    hard: >= 6 constraints, or >= 4 constraints and >= 97 % of same-type products are distractors;
+    easy: <= 3 constraints and <= 90 % distractors (one in ten same-type products also fits);
     medium: everything else.
     """
-    if n_constraints >= HARD_CONSTRAINTS or (n_constraints >= 5 and n_close >= CLOSE_DISTRACTORS):
+    if n_constraints >= 6 or (n_constraints >= 4 and distractor_share >= 0.97):
         return "hard"
-    if n_constraints <= 3 and n_close < CLOSE_DISTRACTORS:
+    if n_constraints <= 3 and distractor_share <= 0.9:
         return "easy"
     return "medium"
 
@@ -133,10 +139,7 @@ def instruction(
     before = [a for a in attributes if not a.startswith(_POSTFIX)]
     after = [a for a in attributes if a.startswith(_POSTFIX)]
     opener = rng.choice(OPENERS)
-    if before and not after and rng.random() < 0.35:
-        text = f"{opener} {query} that is {_join(before)}"
-    else:
-        text = " ".join(part for part in (opener, _join(before), query, _join(after)) if part)
+    text = " ".join(part for part in (opener, _join(before), query, _join(after)) if part)
     if options:
         text += ", with " + _join([f"{dim}: {value}" for dim, value in options.items()])
     if price < NO_PRICE_LIMIT:
@@ -148,11 +151,32 @@ def _join(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 
 
-def _fails(product: Product, attrs: set[str], attributes, options, price_upper) -> int:
-    """How many of a goal's constraints ``product`` fails (exact attribute / option match)."""
-    failed = sum(a not in attrs for a in attributes) + (product["pricing"][0] > price_upper)
-    product_options = product.get("options", {})
-    return failed + sum(v not in product_options.get(d, ()) for d, v in options.items())
+class _SameQuery:
+    """The products of one query, indexed to count which of them satisfy a goal's constraints."""
+
+    def __init__(self, products: list[Product]) -> None:
+        self.size = len(products)
+        self.by_attribute: dict[str, set[int]] = {}
+        self.by_option: dict[tuple[str, str], set[int]] = {}
+        for i, product in enumerate(products):
+            for attribute in product.get("Attributes", []):
+                self.by_attribute.setdefault(attribute, set()).add(i)
+            for dim, values in product.get("options", {}).items():
+                for value in values:
+                    self.by_option.setdefault((dim, value), set()).add(i)
+        self.prices = [product["pricing"][0] for product in products]
+
+    def n_satisfying(
+        self, attributes: list[str], options: dict[str, str], price_upper: float
+    ) -> int:
+        """How many products have every attribute and option value and cost <= price_upper."""
+        sets = [self.by_attribute.get(a, set()) for a in attributes]
+        sets += [self.by_option.get(item, set()) for item in options.items()]
+        sets.sort(key=len)
+        fits = set(sets[0]) if sets else set(range(self.size))
+        for other in sets[1:]:
+            fits &= other
+        return sum(self.prices[i] <= price_upper for i in fits)
 
 
 def _split_sizes(n_goals: dict[str, int] | None, n_products: int) -> dict[str, int]:
@@ -184,7 +208,7 @@ def generate_goals(
     by_query: dict[str, list[Product]] = {}
     for product in products:
         by_query.setdefault(product["query"], []).append(product)
-    attr_sets = {p["asin"]: set(p.get("Attributes", [])) for p in products}
+    same_query = {query: _SameQuery(group) for query, group in by_query.items()}
     groups = [list(group) for group in by_query.values()]
     for group in groups:
         rng.shuffle(group)
@@ -195,17 +219,17 @@ def generate_goals(
         targets, start = dealt[start : start + sizes[name]], start + sizes[name]
         split_rng = random.Random(f"webgym-goals:{seed}:{name}")
         goals = [
-            _draw_goal(split_rng, p, f"{name}-{i:04d}", name, by_query[p["query"]], attr_sets)
+            _draw_goal(split_rng, p, f"{name}-{i:04d}", name, same_query[p["query"]])
             for i, p in enumerate(targets)
         ]
         splits[name] = TaskSplit(name, tuple(goals))
     return {name: splits[name] for name in SPLIT_NAMES}
 
 
-def _draw_goal(rng, product, task_id, split, siblings, attr_sets) -> Goal:
-    others = [s for s in siblings if s["asin"] != product["asin"]]
+def _draw_goal(rng, product, task_id, split, same: _SameQuery) -> Goal:
     own = product.get("Attributes", [])
-    share = {a: sum(a in attr_sets[s["asin"]] for s in others) / max(1, len(others)) for a in own}
+    n_others = same.size - 1
+    share = {a: (len(same.by_attribute[a]) - 1) / max(1, n_others) for a in own}  # others with a
     ranked = sorted(own, key=lambda a: (share[a] >= 1.0, share[a] + 0.4 * rng.random()))
     attributes = ranked[: min(len(own), rng.choices((1, 2, 3), (35, 40, 25))[0])]
     dims = list(product.get("options", {}))
@@ -214,9 +238,7 @@ def _draw_goal(rng, product, task_id, split, siblings, attr_sets) -> Goal:
     options = {d: rng.choice(product["options"][d]) for d in dims}
     price_upper = price_ceiling(product["pricing"][0], rng)
     n_constraints = len(attributes) + len(options) + (price_upper < NO_PRICE_LIMIT)
-    n_close = sum(
-        _fails(s, attr_sets[s["asin"]], attributes, options, price_upper) == 1 for s in others
-    )
+    failing = n_others - (same.n_satisfying(attributes, options, price_upper) - 1)
     text = instruction(rng, product["query"], attributes, options, price_upper)
     return make_goal(
         product,
@@ -226,5 +248,5 @@ def _draw_goal(rng, product, task_id, split, siblings, attr_sets) -> Goal:
         attributes=attributes,
         goal_options=options,
         price_upper=price_upper,
-        difficulty=difficulty(n_constraints, n_close),
+        difficulty=difficulty(n_constraints, failing / max(1, n_others)),
     )

@@ -1,0 +1,134 @@
+"""The embedded synthetic catalog: deterministic, WebShop's schema, families of distractors."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import defaultdict
+
+import pytest
+from rapidfuzz import fuzz
+
+from webgym.shop.reward import normalize_color
+from webgym.shop.schema import CATEGORY_SEPARATOR, price_tag
+from webgym.shop.synthetic import PRODUCT_TYPES, generate_products
+
+FIELDS = {
+    "asin", "name", "Title", "category", "product_category", "query", "pricing", "Price",
+    "options", "Attributes", "BulletPoints", "Description", "Reviews", "Rating", "MainImage",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def products():
+    return generate_products()
+
+
+def _text(product) -> str:
+    parts = [product["Title"], " ".join(product["BulletPoints"]), product["Description"]]
+    return " ".join(parts).lower()
+
+
+def test_same_seed_gives_the_same_catalog_byte_for_byte():
+    first = json.dumps(generate_products(600, seed=3))
+    assert first == json.dumps(generate_products(600, seed=3))
+    assert first != json.dumps(generate_products(600, seed=4))
+
+
+def test_default_catalog_has_10k_products_in_20_plus_categories(products):
+    assert len(products) == 10_000
+    assert len({p["category"] for p in products}) >= 20
+    assert len({p["query"] for p in products}) >= 100
+    assert len(generate_products(37)) == 37
+
+
+def test_asins_are_unique_and_well_formed(products):
+    asins = [p["asin"] for p in products]
+    assert len(set(asins)) == len(asins)
+    assert all(re.fullmatch(r"B0[0-9A-Z]{8}", a) for a in asins)
+
+
+def test_every_product_has_the_schema_fields_with_the_right_types(products):
+    for p in products:
+        assert set(p) == FIELDS
+        assert p["name"] == p["Title"] and isinstance(p["name"], str)
+        assert p["category"] == p["category"].lower()
+        assert len(p["product_category"].split(f" {CATEGORY_SEPARATOR} ")) == 3
+        assert p["query"] == p["query"].lower() and p["query"] in p["Title"].lower()
+        assert 1 <= len(p["pricing"]) <= 2 and all(isinstance(x, float) for x in p["pricing"])
+        assert p["pricing"] == sorted(p["pricing"]) and p["pricing"][0] > 0
+        assert p["Price"] == price_tag(p["pricing"])
+        assert len(p["options"]) <= 3
+        for dim, values in p["options"].items():
+            assert dim == dim.lower() and values and len(set(values)) == len(values)
+            assert all(isinstance(v, str) and v == v.lower() for v in values)
+        assert 3 <= len(p["Attributes"]) <= 8
+        assert all(a == a.lower() for a in p["Attributes"])
+        assert 3 <= len(p["BulletPoints"]) <= 5 and isinstance(p["Description"], str)
+        assert 0 <= len(p["Reviews"]) <= 5
+        for review in p["Reviews"]:
+            assert set(review) == {"title", "score", "body"} and review["score"] in range(1, 6)
+        if p["Reviews"]:
+            mean = sum(r["score"] for r in p["Reviews"]) / len(p["Reviews"])
+            assert p["Rating"] == round(mean, 1)
+        else:
+            assert p["Rating"] == "N.A."
+        assert p["MainImage"] is None
+
+
+def test_about_one_price_in_five_is_a_range(products):
+    share = sum(len(p["pricing"]) == 2 for p in products) / len(products)
+    assert 0.1 < share < 0.3
+
+
+def test_text_never_mentions_an_attribute_the_product_lacks(products):
+    pool = defaultdict(set)
+    for p in products:
+        pool[p["query"]].update(p["Attributes"])
+    for p in products:
+        text = _text(p)
+        for attribute in pool[p["query"]] - set(p["Attributes"]):
+            assert attribute not in text, (p["asin"], attribute)
+
+
+def test_text_never_mentions_an_option_value(products):
+    """WebShop's option reward also counts a goal value found in the product's text."""
+    dims = {ptype.query: ptype.dims for ptype in PRODUCT_TYPES}
+    for p in products:
+        text = _text(p)
+        for _, values in dims[p["query"]]:
+            for value in values:
+                assert value not in text and normalize_color(value) not in text, (p["asin"], value)
+
+
+def test_products_come_in_families_with_near_duplicate_titles(products):
+    by_query = defaultdict(list)
+    for p in products:
+        by_query[p["query"]].append(p)
+    near = 0
+    for p in products[::10]:
+        head = p["Title"].split(",")[0]
+        near += any(o is not p and o["Title"].startswith(head) for o in by_query[p["query"]])
+    assert near / len(products[::10]) > 0.5
+
+
+def test_attribute_and_option_vocabularies_are_far_apart_under_fuzzy_match():
+    """WebShop matches attributes and non-size options by token-set ratio > 85."""
+    for ptype in PRODUCT_TYPES:
+        pools = [ptype.attributes]
+        for dim, values in ptype.dims:  # the reward normalises colour words in option values
+            normalized = [normalize_color(v) for v in values]
+            assert len(set(normalized)) == len(values), (ptype.query, dim)
+            if dim != "size":  # sizes are matched exactly
+                pools.append(normalized)
+        for pool in pools:
+            for i, a in enumerate(pool):
+                for b in pool[i + 1 :]:
+                    assert fuzz.token_set_ratio(a, b) <= 85, (ptype.query, a, b)
+
+
+def test_generating_10k_products_takes_seconds_at_most():
+    start = time.perf_counter()
+    generate_products(10_000, seed=1)
+    assert time.perf_counter() - start < 5.0

@@ -1,0 +1,80 @@
+"""Action-effect labels: did the action change the state? y = 1[d(s, s') >= eps].
+
+Digi-Q fine-tunes its critic's representation on this label before any TD learning. Two
+distances, both reported on every step:
+
+- ``pixel``: Digi-Q's: the mean squared difference of the two screenshots downscaled to a
+  quarter of the pixels (half width, half height, box-averaged), on the 0-255 scale, over all
+  channels. Browser mode only.
+- ``text``: 1 - the normalised Indel similarity (rapidfuzz ``ratio`` / 100) of the two
+  accessibility-tree texts, which carry the page's text and element states (a chosen option
+  shows ``checked``), in [0, 1]. Both modes.
+
+The label is the pixel label in browser mode (Digi-Q's definition) and the text label in text
+mode. Pages are rendered deterministically, so an action without effect gives exactly 0 on both
+distances. The default thresholds come from ``benchmarks/perf/effect_thresholds.py``, which
+measures the distances of no-ops, failed actions, option choices and navigations over real
+episodes; see ``EffectThresholds`` for the figures. Imports nothing from WebGym.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rapidfuzz.distance import Indel
+
+
+@dataclass(frozen=True)
+class EffectThresholds:
+    """eps for each distance. Measured (benchmarks/perf/effect_thresholds.py, 1280x720):
+    the smallest real effect, choosing an option, moves the pixel distance by about 1-3 and the
+    text distance by about 0.002-0.01; no-ops and failed actions give exactly 0 on both.
+    Digi-Q's eps of 30 (on phone screenshots) would call option choices "no effect" here."""
+
+    pixel: float = 0.5
+    text: float = 1e-4
+
+
+def downscale(screenshot: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Box-average ``factor`` x ``factor`` blocks (a quarter of the pixels for factor 2)."""
+    h, w = screenshot.shape[0] // factor * factor, screenshot.shape[1] // factor * factor
+    img = screenshot[:h, :w].astype(np.float32)
+    return img.reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
+
+
+def pixel_distance(before: np.ndarray, after: np.ndarray) -> float:
+    """Mean squared difference of the downscaled screenshots, 0-255 scale."""
+    if before.shape != after.shape:
+        return float("inf")  # a different viewport is a different state
+    diff = downscale(before) - downscale(after)
+    return float(np.mean(diff * diff))
+
+
+def text_distance(before: str, after: str) -> float:
+    """1 - normalised Indel similarity: 0 for identical texts, 1 for nothing in common."""
+    return float(Indel.normalized_distance(before, after))
+
+
+def action_effect(
+    before_text: str,
+    after_text: str,
+    before_pixels: np.ndarray | None = None,
+    after_pixels: np.ndarray | None = None,
+    thresholds: EffectThresholds = EffectThresholds(),
+) -> dict:
+    """The ``info["action_effect"]`` record of one transition."""
+    d_text = text_distance(before_text, after_text)
+    effect: dict = {
+        "text_distance": d_text,
+        "text_eps": thresholds.text,
+        "text_label": int(d_text >= thresholds.text),
+    }
+    if before_pixels is not None and after_pixels is not None:
+        d_pixel = pixel_distance(before_pixels, after_pixels)
+        effect.update(pixel_distance=d_pixel, pixel_eps=thresholds.pixel,
+                      pixel_label=int(d_pixel >= thresholds.pixel))
+        effect["label"] = effect["pixel_label"]
+    else:
+        effect["label"] = effect["text_label"]
+    return effect

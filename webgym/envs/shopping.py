@@ -1,0 +1,357 @@
+"""WebGym-Shopping-v0 (a real Chromium) and WebGym-ShoppingText-v0 (no browser): one env class.
+
+    env = gym.make("WebGym-Shopping-v0")            # starts the embedded shop on loopback
+    obs, info = env.reset(seed=0, options={"task_id": "test-0001"})
+    obs, reward, terminated, truncated, info = env.step("search[dog leash]")
+
+One step: the action string is parsed by ``webgym.actions`` (the one grammar), translated into
+element-level steps by the page's ``PageView`` (``webgym.observe``), executed in Chromium
+(browser mode) or in-process (text mode), and the served HTML is observed by the same function
+in both modes. Reward is 0 until Buy Now; then WebShop's reward and ``terminated=True``.
+``info["action_effect"]`` holds d(s, s') and the label y = 1[d >= eps] (``webgym.effects``).
+A bad action never raises: reward 0, ``last_action_error`` says why, and the step counts.
+
+Threads: sync Playwright objects never cross threads, so a browser-mode env must be used from
+the thread that created it; ``gymnasium.make_vec(..., vectorization_mode="async")`` gives each
+env its own process (and its own Chromium). Imports only ``webgym`` below ``envs``.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+from dataclasses import asdict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from webgym.actions import MAX_ACTION_LENGTH, ActionParseError, check_mode, parse_action
+from webgym.effects import EffectThresholds, action_effect
+from webgym.envs.shop_host import EmbeddedShop, acquire_shop, release_shop
+from webgym.inprocess import InProcessPage, ShopRequestError
+from webgym.observe import ActionError, PageView, observe_page
+
+# Gymnasium's Text space accepts only listed characters: list every printable BMP character.
+CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDFFF) + "\n\t"
+MAX_TEXT = 500_000
+SESSION_PLACEHOLDER = "SESSION"
+OBSERVATION_FIELDS = ("screenshot", "html", "axtree")
+
+
+class ShoppingEnv(gym.Env[dict, str]):
+    """The shopping environment; ``mode="browser"`` (Chromium) or ``mode="text"`` (in-process)."""
+
+    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
+
+    def __init__(
+        self,
+        mode: str = "browser",
+        *,
+        split: str = "test",
+        task_ids: list[str] | None = None,
+        viewport: tuple[int, int] = (1280, 720),
+        screenshot: bool = True,
+        html: bool = True,
+        axtree: bool = True,
+        effect_thresholds: EffectThresholds | dict | None = None,
+        headless: bool = True,
+        shop_url: str | None = None,
+        catalog: str | None = None,
+        chromium_path: str | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if mode not in ("browser", "text"):
+            raise ValueError(f"mode must be 'browser' or 'text', not {mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
+        if mode == "text" and render_mode == "rgb_array":
+            raise ValueError("text mode has no pixels: use render_mode='ansi' (the text page) "
+                             "or WebGym-Shopping-v0 for screenshots")
+        self.mode = mode
+        self.render_mode = render_mode
+        self.split = split
+        self.viewport = (int(viewport[0]), int(viewport[1]))
+        self.screenshot_on = screenshot and mode == "browser"
+        self.html_on, self.axtree_on = html, axtree
+        if isinstance(effect_thresholds, dict):
+            effect_thresholds = EffectThresholds(**effect_thresholds)
+        self.thresholds = effect_thresholds or EffectThresholds()
+
+        # The shop: the process's embedded one, or an external server.
+        self._shop: EmbeddedShop | None = None
+        self._tab = None
+        self._host = None
+        if shop_url is None:
+            self._shop = acquire_shop(catalog)
+        try:
+            if mode == "text":
+                transport = self._shop.app if self._shop else shop_url.rstrip("/")
+            else:
+                transport = self._shop.start_http() if self._shop else shop_url.rstrip("/")
+            # The API (and, in text mode, the pages) go through one in-process or HTTP client.
+            self._client = InProcessPage(transport)
+            tasks = self._client.request_json("GET", f"/api/tasks?split={split}")
+        except ShopRequestError as e:
+            self.close()
+            raise ValueError(str(e.payload.get("error", e))) from None
+        self.split_hash = tasks["hash"]
+        self.task_ids = list(task_ids) if task_ids else list(tasks["task_ids"])
+        unknown = sorted(set(self.task_ids) - set(tasks["task_ids"]))
+        if unknown:
+            self.close()
+            raise ValueError(f"tasks not in split {split!r}: {unknown[:5]}")
+        if mode == "browser":
+            from webgym.browser import BrowserConfig, BrowserHost
+
+            config = BrowserConfig(headless=headless, viewport=self.viewport,
+                                   **({"executable_path": chromium_path} if chromium_path else {}))
+            self._host = BrowserHost.acquire(config)
+            self._tab = self._host.new_tab(self.viewport)
+
+        self.action_space = spaces.Text(MAX_ACTION_LENGTH, min_length=0, charset=CHARSET)
+        text = spaces.Text(MAX_TEXT, min_length=0, charset=CHARSET)
+        fields: dict[str, spaces.Space] = {
+            "goal": text, "url": text, "text": text,
+            "available_actions": spaces.Sequence(spaces.Text(MAX_ACTION_LENGTH, min_length=0,
+                                                             charset=CHARSET), stack=False),
+            "last_action": text, "last_action_error": text,
+            "step": spaces.Box(0, np.iinfo(np.int64).max, shape=(), dtype=np.int64),
+        }
+        if self.screenshot_on:
+            w, h = self.viewport
+            fields["screenshot"] = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        if html:
+            fields["html"] = text
+        if axtree:
+            fields["axtree"] = text
+        self.observation_space = spaces.Dict(fields)
+
+        self._session: dict | None = None
+        self._goal: dict | None = None
+        self._view: PageView | None = None
+        self._view_html: str | None = None
+        self._url = ""
+        self._pixels: np.ndarray | None = None
+        self._history: list[str] = []
+        self._step = 0
+        self._done = False
+
+    # ---- the page, in either mode ---------------------------------------------------------
+    def _session_path(self) -> str:
+        return f"/s/{self._session['session_id']}"
+
+    def _public_url(self, url: str) -> str:
+        """The URL with the session id replaced: equal starts give equal observations."""
+        return url.replace(self._session_path(), f"/s/{SESSION_PLACEHOLDER}") if url else url
+
+    def _load(self, status_html_url_pixels: tuple[int, str, str, np.ndarray | None]) -> None:
+        _, html, url, pixels = status_html_url_pixels
+        if self._view is None or self._view_html is not html:  # re-parse only a new document
+            self._view, self._view_html = observe_page(html, url), html
+        self._url, self._pixels = url, pixels
+        path = self._relative(url)
+        if not self._history or self._history[-1] != path:
+            self._history.append(path)
+
+    @staticmethod
+    def _relative(url: str) -> str:
+        parts = urlsplit(url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _goto(self, path: str) -> None:
+        if self.mode == "text":
+            status, html = self._client.goto(path)
+            self._load((status, html, self._client.absolute_url, None))
+        else:
+            cap = self._tab.goto(self._client.transport.base_url + path, screenshot=self.screenshot_on)
+            self._load((cap.status, cap.html, cap.url, cap.screenshot))
+
+    def _execute(self, step) -> None:
+        if step.name == "go_back":
+            if len(self._history) < 2:
+                raise ActionError("there is no previous page to go back to")
+            self._history.pop()
+            self._goto(self._history.pop())
+            return
+        if self.mode == "text":
+            self._client.execute(step)
+            self._load((self._client.status, self._client.html, self._client.absolute_url, None))
+        else:
+            cap = self._tab.execute(step, screenshot=self.screenshot_on)
+            self._load((cap.status, cap.html, cap.url, cap.screenshot))
+
+    def _observation(self, last_action: str, error: str) -> dict[str, Any]:
+        view = self._view
+        obs: dict[str, Any] = {
+            "goal": self._goal["instruction_text"],
+            "url": self._public_url(self._url),
+            "text": view.text,
+            "available_actions": tuple(view.available_actions),
+            "last_action": last_action,
+            "last_action_error": error,
+            "step": np.array(self._step, dtype=np.int64),
+        }
+        if self.screenshot_on:
+            obs["screenshot"] = self._pixels
+        if self.html_on:
+            obs["html"] = view.html_pruned
+        if self.axtree_on:
+            obs["axtree"] = view.axtree
+        return obs
+
+    def _info(self, **extra: Any) -> dict[str, Any]:
+        return {"task_id": self._goal["task_id"], "split": self.split,
+                "split_hash": self.split_hash, "url": self._url, **extra}
+
+    # ---- Gymnasium API --------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "split" in options and options["split"] != self.split:
+            raise ValueError(f"this env serves split {self.split!r}; make another env for "
+                             f"split {options['split']!r}")
+        task_id = options.get("task_id")
+        if task_id is None:
+            task_id = self.task_ids[int(self.np_random.integers(len(self.task_ids)))]
+        t0 = time.perf_counter()
+        self._recover_browser_if_dead()
+        self._drop_session()
+        try:
+            self._session = self._client.request_json("POST", "/api/sessions",
+                                                      {"task_id": task_id})
+        except ShopRequestError as e:
+            raise ValueError(str(e.payload.get("error", e))) from None
+        self._goal = self._session["goal"]
+        self._history, self._step, self._done = [], 0, False
+        self._goto(self._session["url"])
+        info = self._info(timings={"reset_s": time.perf_counter() - t0})
+        return self._observation("", ""), info
+
+    def step(self, action: str):
+        if self._session is None:
+            raise RuntimeError("call reset() before step()")
+        t0 = time.perf_counter()
+        self._step += 1
+        before_text, before_pixels = self._view.axtree, self._pixels
+        error, info_extra = "", {}
+        reward, terminated, truncated = 0.0, False, False
+        if self._done:
+            error = "the episode is over: call reset()"
+        else:
+            try:
+                parsed = parse_action(action)
+                check_mode(parsed, self.mode)
+                if parsed.name == "send_msg_to_user":
+                    info_extra["message_to_user"] = parsed.args[0]
+                for step in self._view.resolve(parsed):
+                    self._execute(step)
+            except (ActionParseError, ActionError) as e:
+                error = str(e)
+            except Exception as e:  # noqa: BLE001 - browser trouble ends the episode, never raises
+                if not self._is_user_error(e):
+                    truncated, self._done = True, True
+                    info_extra["error"] = f"{type(e).__name__}: {e}"
+                    self._recover_browser_if_dead(force=True)
+                error = str(e)
+        act_s = time.perf_counter() - t0
+        if not truncated and self._url.endswith("/done"):
+            state = self._client.request_json("GET", f"/api/sessions/{self._session['session_id']}")
+            purchase = state["purchase"]
+            reward, terminated, self._done = float(purchase["reward"]), True, True
+            info_extra.update(reward_info=purchase["info"], purchased_asin=purchase["asin"],
+                              purchased_options=purchase["options"])
+        obs = self._observation(str(action)[:MAX_ACTION_LENGTH], error)
+        effect = action_effect(before_text, self._view.axtree, before_pixels,
+                               self._pixels, self.thresholds)
+        info = self._info(action_effect=effect, timings={
+            "action_s": act_s, "step_s": time.perf_counter() - t0}, **info_extra)
+        return obs, reward, terminated, truncated, info
+
+    def _is_user_error(self, e: Exception) -> bool:
+        from webgym.browser import ActionFailed
+
+        return isinstance(e, ActionFailed)
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self._pixels
+        if self.render_mode == "ansi":
+            return self._view.text if self._view else ""
+        return None
+
+    # ---- snapshots ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A small JSON-serialisable state from which ``restore`` continues this episode."""
+        if self._session is None:
+            raise RuntimeError("call reset() before snapshot()")
+        sid = self._session["session_id"]
+        state = self._client.request_json("GET", f"/api/sessions/{sid}")
+        strip = self._session_path()
+        return {
+            "version": 1, "split": self.split, "task_id": self._goal["task_id"],
+            "session": {k: state[k] for k in ("goal", "history", "last_search",
+                                              "current_asin", "options", "purchase")},
+            "history": [p.replace(strip, f"/s/{SESSION_PLACEHOLDER}") for p in self._history],
+            "step": self._step, "done": self._done,
+        }
+
+    def restore(self, snapshot: dict[str, Any]):
+        """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info)."""
+        self._recover_browser_if_dead()
+        self._drop_session()
+        self._session = self._client.request_json("POST", "/api/sessions",
+                                                   {"state": snapshot["session"]})
+        self._goal = self._session["goal"]
+        mine = self._session_path()
+        history = [p.replace(f"/s/{SESSION_PLACEHOLDER}", mine) for p in snapshot["history"]]
+        self._goto(history[-1])
+        self._history = history
+        self._step, self._done = int(snapshot["step"]), bool(snapshot["done"])
+        return self._observation("", ""), self._info()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            try:
+                self._client.request_json("DELETE", f"/api/sessions/"
+                                                    f"{self._session['session_id']}")
+            except Exception:  # noqa: BLE001 - the server may be gone; nothing to free then
+                pass
+            self._session = None
+
+    def _recover_browser_if_dead(self, force: bool = False) -> None:
+        if self._tab is None:
+            return
+        try:
+            if force or not self._host.alive:
+                self._host.ensure_alive()
+                self._tab.recover()
+        except Exception:  # noqa: BLE001 - the next reset tries again
+            pass
+
+    def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        if getattr(self, "_client", None) is not None:
+            self._drop_session()
+        if self._tab is not None:
+            self._tab.close()
+            self._tab = None
+        if getattr(self, "_client", None) is not None:
+            self._client.close()
+        if self._shop is not None:
+            if self.mode == "browser":
+                self._shop.stop_http()
+            release_shop(self._shop)
+            self._shop = None
+        super().close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        pass
+
+
+def thresholds_dict(t: EffectThresholds) -> dict[str, float]:
+    return asdict(t)
