@@ -1,0 +1,37 @@
+"""The local leaderboard: validation, store and rendering of submitted runs, and the trace viewer.
+
+Reads the run directory format of ``docs/run-format.md`` (written by ``webgym-bench run``);
+nothing but the CLI imports this package.
+"""
+
+from leaderboards.store import (
+    DuplicateSubmission,
+    Entry,
+    LeaderboardStore,
+    SchemaMismatch,
+    default_db_path,
+    rank_entries,
+)
+from leaderboards.submit import submit_run
+from leaderboards.validate import (
+    SubmissionRefused,
+    ValidatedRun,
+    recompute_metrics,
+    records_digest,
+    validate_run,
+)
+
+__all__ = [
+    "DuplicateSubmission",
+    "Entry",
+    "LeaderboardStore",
+    "SchemaMismatch",
+    "SubmissionRefused",
+    "ValidatedRun",
+    "default_db_path",
+    "rank_entries",
+    "recompute_metrics",
+    "records_digest",
+    "submit_run",
+    "validate_run",
+]

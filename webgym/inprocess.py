@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
 from webgym.actions import Action
 from webgym.observe import ActionError, Element, PageView, observe_page
@@ -78,8 +78,9 @@ class Transport:
 
     base_url = "http://shop.local"
 
-    def request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> Response:
+    def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Response:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -101,8 +102,9 @@ class ASGITransport(Transport):
         self._lock = threading.Lock()
         self._thread_pool = None
 
-    def request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> Response:
+    def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Response:
         coro = self._call(method, target, headers or {}, body)
         with self._lock:
             try:
@@ -118,18 +120,20 @@ class ASGITransport(Transport):
             self._thread_pool = ThreadPoolExecutor(1, thread_name_prefix="webgym-asgi")
         return self._thread_pool.submit(self._loop.run_until_complete, coro).result()
 
-    async def _call(self, method: str, target: str, headers: dict[str, str],
-                    body: bytes) -> Response:
-        split = urlsplit(target)
+    async def _call(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Response:
+        split = urlsplit(ascii_target(target))
         raw_path = split.path or "/"
         raw_headers = [(b"host", self.host.encode())]
-        raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                        for k, v in headers.items()]
+        raw_headers += [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
         if body:
             raw_headers.append((b"content-length", str(len(body)).encode()))
         scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1",
             "method": method.upper(),
             "scheme": "http",
@@ -170,8 +174,9 @@ class ASGITransport(Transport):
         except Exception:  # a server error: answer as a real server would (500), and log it
             log.exception("the shop app failed on %s %s", method, target)
             if not status:
-                return Response(500, {"content-type": "text/plain; charset=utf-8"},
-                                b"Internal Server Error")
+                return Response(
+                    500, {"content-type": "text/plain; charset=utf-8"}, b"Internal Server Error"
+                )
         return Response(status, out_headers, b"".join(chunks))
 
     def close(self) -> None:
@@ -204,18 +209,27 @@ class HTTPTransport(Transport):
             self._conn = cls(self._host, self._port, timeout=self._timeout)
         return self._conn
 
-    def request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> Response:
+    def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Response:
         with self._lock:
             for attempt in (0, 1):
                 conn = self._connection()
                 try:
-                    conn.request(method.upper(), self._prefix + target, body=body or None,
-                                 headers=headers or {})
+                    conn.request(
+                        method.upper(),
+                        self._prefix + ascii_target(target),
+                        body=body or None,
+                        headers=headers or {},
+                    )
                     r = conn.getresponse()
                     data = r.read()
-                except (http.client.RemoteDisconnected, http.client.CannotSendRequest,
-                        BrokenPipeError, ConnectionResetError):
+                except (
+                    http.client.RemoteDisconnected,
+                    http.client.CannotSendRequest,
+                    BrokenPipeError,
+                    ConnectionResetError,
+                ):
                     self.close()  # a stale kept-alive connection: reconnect once
                     if attempt:
                         raise
@@ -230,6 +244,11 @@ class HTTPTransport(Transport):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def ascii_target(target: str) -> str:
+    """``target`` with any non-ASCII character percent-encoded (as a browser sends it)."""
+    return target if target.isascii() else quote(target, safe="/?&=%:+;,@!$'()*#[]~")
 
 
 def make_transport(transport: Transport | str | Callable[..., Any]) -> Transport:
@@ -292,8 +311,9 @@ class InProcessPage:
         split = urlsplit(absolute)
         return (split.path or "/") + (f"?{split.query}" if split.query else "")
 
-    def _fetch(self, method: str, target: str, body: bytes = b"",
-               content_type: str | None = None) -> tuple[str, Response]:
+    def _fetch(
+        self, method: str, target: str, body: bytes = b"", content_type: str | None = None
+    ) -> tuple[str, Response]:
         """Send a request and follow redirects as a browser does; the final URL and response."""
         headers = {"accept": "text/html"}
         for _ in range(MAX_REDIRECTS + 1):
@@ -309,8 +329,14 @@ class InProcessPage:
                 headers.pop("content-type", None)
         raise ActionError(f"too many redirects (more than {MAX_REDIRECTS}) from {target!r}")
 
-    def _navigate(self, method: str, url: str, body: bytes = b"",
-                  content_type: str | None = None, push: bool = True) -> tuple[int, str]:
+    def _navigate(
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        content_type: str | None = None,
+        push: bool = True,
+    ) -> tuple[int, str]:
         target = self._target(url)
         same_url_get = method == "GET" and target == self.url
         final, r = self._fetch(method, target, body, content_type)

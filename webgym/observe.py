@@ -45,22 +45,18 @@ SESSION_PLACEHOLDER = "SESSION"
 CLICKABLE_ROLES = frozenset({"link", "button", "radio", "checkbox", "tab", "menuitem", "option"})
 TEXT_ROLES = frozenset({"textbox", "searchbox", "combobox"})
 
-_VOID = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-     "track", "wbr"}
-)
+_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _SKIP = frozenset({"head", "script", "style", "template", "noscript"})
 # Inline elements: one made only of text and other such elements reads as one text chunk.
 _INLINE = frozenset(
-    {"span", "b", "i", "em", "strong", "small", "code", "label", "abbr", "u", "s", "sub", "sup",
-     "mark", "time", "bdi", "kbd", "q"}
+    "span b i em strong small code label abbr u s sub sup mark time bdi kbd q".split()
 )
 # Non-interactive tags kept as nodes of the accessibility tree (others are transparent).
 _TAG_ROLES = {
-    "h1": "heading", "h2": "heading", "h3": "heading", "h4": "heading", "h5": "heading",
-    "h6": "heading", "ul": "list", "ol": "list", "li": "listitem", "nav": "navigation",
-    "header": "banner", "main": "main", "table": "table", "tr": "row", "th": "columnheader",
-    "td": "cell", "img": "img",
+    **dict.fromkeys(("h1", "h2", "h3", "h4", "h5", "h6"), "heading"),
+    **dict.fromkeys(("ul", "ol"), "list"),
+    **{"li": "listitem", "nav": "navigation", "header": "banner", "main": "main"},
+    **{"table": "table", "tr": "row", "th": "columnheader", "td": "cell", "img": "img"},
 }
 # Roles whose accessible name is their text content (a leaf line ``role 'text'``).
 _NAME_FROM_CONTENT = frozenset({"heading", "columnheader", "cell"})
@@ -203,8 +199,10 @@ class PageView:
                 if el.role in TEXT_ROLES:
                     hint = f" (it is a {el.role}: use fill({el.bid!r}, 'text'))"
                 elif el.role == "radiogroup":
-                    hint = (f" (it is an option group: click one of its options or use "
-                            f"select_option({el.bid!r}, 'value'))")
+                    hint = (
+                        f" (it is an option group: click one of its options or use "
+                        f"select_option({el.bid!r}, 'value'))"
+                    )
                 raise ActionError(f"element {el.bid!r} is not clickable{hint}")
             return [action]
         if name == "fill":
@@ -444,8 +442,9 @@ class _Walker:
         if not self.in_header and text not in self.asins_shown:
             self.chunks.append(text)
 
-    def line(self, depth: int, role: str, name: str = "", bid: str | None = None,
-             states: str = "") -> None:
+    def line(
+        self, depth: int, role: str, name: str = "", bid: str | None = None, states: str = ""
+    ) -> None:
         head = f"[{bid}] {role}" if bid is not None else role
         if name:
             head += " " + _quote(name)
@@ -581,9 +580,16 @@ class _Walker:
             elif value:
                 states = f", value={_norm(value)!r}"
             self.elements[bid] = Element(
-                bid, tag, role, label, name=a.get("name"), value=value,
+                bid,
+                tag,
+                role,
+                label,
+                name=a.get("name"),
+                value=value,
                 type=a.get("type", "text").lower() if tag == "input" else None,
-                form=self.form, group=self.group if role == "radio" else None, checked=checked,
+                form=self.form,
+                group=self.group if role == "radio" else None,
+                checked=checked,
             )
             self.line(depth, role, label, bid, states)
             return
@@ -594,10 +600,18 @@ class _Walker:
             states = f", checked={str(checked).lower()}"
         asin = a.get("data-asin") or None
         self.elements[bid] = Element(
-            bid, tag, role, label, href=a.get("href") if tag == "a" else None, checked=checked,
-            name=a.get("name"), value=a.get("value"),
+            bid,
+            tag,
+            role,
+            label,
+            href=a.get("href") if tag == "a" else None,
+            checked=checked,
+            name=a.get("name"),
+            value=a.get("value"),
             type=a.get("type", "submit").lower() if tag == "button" else a.get("type"),
-            form=self.form, group=self.group if role == "radio" else None, asin=asin,
+            form=self.form,
+            group=self.group if role == "radio" else None,
+            asin=asin,
         )
         self.line(depth, role, label, bid, states)
         if self.in_header:
@@ -652,13 +666,13 @@ def observe_page(html: str, url: str = "") -> PageView:
     text = SEP.join(w.chunks)
     axtree = "\n".join(w.lines)
     pruned = _pruned_html(html)
-    if sid:
+    if sid and len(sid) >= 8:  # a real session id (never a short word the page might show)
         text = text.replace(sid, SESSION_PLACEHOLDER)
         axtree = axtree.replace(sid, SESSION_PLACEHOLDER)
         pruned = pruned.replace(sid, SESSION_PLACEHOLDER)
 
     elements = w.elements
-    actions = tuple(f"click('{b}')" for b, e in elements.items() if e.clickable)
+    actions = tuple(Action("click", (b,)).to_string() for b, e in elements.items() if e.clickable)
     label_index: dict[str, str] = {}
     for b, e in elements.items():
         if not e.clickable:
@@ -670,9 +684,7 @@ def observe_page(html: str, url: str = "") -> PageView:
     search_box = search_button = None
     for e in elements.values():
         if e.role in ("textbox", "searchbox") and e.form is not None and e.form.method == "get":
-            button = next(
-                (s for s in elements.values() if s.is_submit and s.form == e.form), None
-            )
+            button = next((s for s in elements.values() if s.is_submit and s.form == e.form), None)
             if button is not None:
                 search_box, search_button = e.bid, button.bid
                 break

@@ -65,6 +65,16 @@ _PROBE_JS = """(els) => els.map((e) => {
   if (tag === 'select') {
     info.options = Array.from(e.options).map((o) => [o.value, o.label]);
   }
+  // Does a click navigate? (a link, or a form's submit control)
+  if (tag === 'a' || tag === 'area') {
+    const href = (e.getAttribute('href') || '').trim().toLowerCase();
+    info.navigates = href !== '' && !href.startsWith('#') && !href.startsWith('javascript:');
+  } else if ((tag === 'button' || tag === 'input') && e.form && !e.disabled) {
+    const type = (e.getAttribute('type') || (tag === 'button' ? 'submit' : 'text')).toLowerCase();
+    info.navigates = type === 'submit' || type === 'image';
+  } else {
+    info.navigates = false;
+  }
   return info;
 })"""
 
@@ -332,10 +342,14 @@ class BrowserTab:
         return locator, info
 
     def _do_click(self, bid: str) -> None:
-        locator, _ = self._element(bid)
-        t = self._config.action_timeout_s
-        with self._calling(t + self._config.navigation_timeout_s):
-            locator.click(timeout=t * 1000)
+        locator, info = self._element(bid)
+        t, nav_t = self._config.action_timeout_s, self._config.navigation_timeout_s
+        with self._calling(t + nav_t):
+            if info["navigates"]:  # wait for the new document: a POST -> 303 -> GET included
+                with self._page.expect_navigation(wait_until="load", timeout=nav_t * 1000):
+                    locator.click(timeout=t * 1000)
+            else:
+                locator.click(timeout=t * 1000)
 
     def _do_fill(self, bid: str, value: str = "") -> None:
         locator, _ = self._element(bid)

@@ -19,6 +19,7 @@ env its own process (and its own Chromium). Imports only ``webgym`` below ``envs
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 from dataclasses import asdict
 from typing import Any
@@ -38,6 +39,35 @@ CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDF
 MAX_TEXT = 500_000
 SESSION_PLACEHOLDER = "SESSION"
 OBSERVATION_FIELDS = ("screenshot", "html", "axtree")
+
+
+class Timings(Mapping):
+    """Wall-clock seconds per phase of a step or reset, in ``info["timings"]`` (read it like a
+    dict; ``dict(t)`` for JSON).
+
+    Two Timings compare equal when they time the same phases: timings measure the machine, not
+    the episode, so determinism checks (Gymnasium's ``check_env``) look through them.
+    """
+
+    def __init__(self, **seconds: float) -> None:
+        self._seconds = seconds
+
+    def __getitem__(self, key: str) -> float:
+        return self._seconds[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._seconds)
+
+    def __len__(self) -> int:
+        return len(self._seconds)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Timings) and self.keys() == other.keys()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Timings({self._seconds!r})"
 
 
 class ShoppingEnv(gym.Env[dict, str]):
@@ -71,6 +101,8 @@ class ShoppingEnv(gym.Env[dict, str]):
                              "or WebGym-Shopping-v0 for screenshots")
         self.mode = mode
         self.render_mode = render_mode
+        self._session: dict | None = None
+        self._client = None
         self.split = split
         self.viewport = (int(viewport[0]), int(viewport[1]))
         self.screenshot_on = screenshot and mode == "browser"
@@ -128,7 +160,6 @@ class ShoppingEnv(gym.Env[dict, str]):
             fields["axtree"] = text
         self.observation_space = spaces.Dict(fields)
 
-        self._session: dict | None = None
         self._goal: dict | None = None
         self._view: PageView | None = None
         self._view_html: str | None = None
@@ -194,7 +225,7 @@ class ShoppingEnv(gym.Env[dict, str]):
             "step": np.array(self._step, dtype=np.int64),
         }
         if self.screenshot_on:
-            obs["screenshot"] = self._pixels
+            obs["screenshot"] = self._pixels.copy()  # users keep observations: never share
         if self.html_on:
             obs["html"] = view.html_pruned
         if self.axtree_on:
@@ -203,7 +234,12 @@ class ShoppingEnv(gym.Env[dict, str]):
 
     def _info(self, **extra: Any) -> dict[str, Any]:
         return {"task_id": self._goal["task_id"], "split": self.split,
-                "split_hash": self.split_hash, "url": self._url, **extra}
+                "split_hash": self.split_hash, **extra}
+
+    @property
+    def session_id(self) -> str | None:
+        """The shop session of the current episode (observations show it as SESSION)."""
+        return self._session["session_id"] if self._session else None
 
     # ---- Gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -226,7 +262,7 @@ class ShoppingEnv(gym.Env[dict, str]):
         self._goal = self._session["goal"]
         self._history, self._step, self._done = [], 0, False
         self._goto(self._session["url"])
-        info = self._info(timings={"reset_s": time.perf_counter() - t0})
+        info = self._info(timings=Timings(reset_s=time.perf_counter() - t0))
         return self._observation("", ""), info
 
     def step(self, action: str):
@@ -265,8 +301,8 @@ class ShoppingEnv(gym.Env[dict, str]):
         obs = self._observation(str(action)[:MAX_ACTION_LENGTH], error)
         effect = action_effect(before_text, self._view.axtree, before_pixels,
                                self._pixels, self.thresholds)
-        info = self._info(action_effect=effect, timings={
-            "action_s": act_s, "step_s": time.perf_counter() - t0}, **info_extra)
+        info = self._info(action_effect=effect, timings=Timings(
+            action_s=act_s, step_s=time.perf_counter() - t0), **info_extra)
         return obs, reward, terminated, truncated, info
 
     def _is_user_error(self, e: Exception) -> bool:
@@ -276,7 +312,9 @@ class ShoppingEnv(gym.Env[dict, str]):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return self._pixels
+            if self._pixels is None and self._tab is not None and self._session is not None:
+                return self._tab.capture(screenshot=True).screenshot  # observations skip pixels
+            return None if self._pixels is None else self._pixels.copy()
         if self.render_mode == "ansi":
             return self._view.text if self._view else ""
         return None

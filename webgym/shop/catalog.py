@@ -16,6 +16,8 @@ File layout (``SCHEMA_VERSION`` 1):
   ``porter unicode61 remove_diacritics 2``; its stored ``rank`` is ``bm25()`` with the column
   weights ``BM25_WEIGHTS`` (title and query heaviest).
 - ``tasks(task_id TEXT PRIMARY KEY, split TEXT, position INTEGER, doc TEXT)``: goal JSON.
+- ``term_df(term TEXT PRIMARY KEY, df INTEGER)``: document frequency of each indexed (stemmed)
+  term found in at least ``DF_TABLE_MIN`` products (the search planner's statistics).
 - ``meta(key TEXT PRIMARY KEY, value TEXT)``: JSON values (source, product_count,
   schema_version, built_at, split_hashes, split_sizes, categories, plus the caller's ``meta``).
 
@@ -56,6 +58,12 @@ STOP_WORDS = frozenset(
     "then there these they this to was will with".split()
 )
 _TOKEN_RE = re.compile(r"\w+")
+# Search cost grows with the number of documents matching the query (bm25() runs on each), so
+# query terms are taken rarest first until their summed document frequencies pass this budget
+# (the rarest term is always kept). Terms past it are frequent enough that their BM25 weight
+# is small; WebShop-style templated text makes many words frequent. See ``Catalog.search``.
+POSTINGS_BUDGET = 5000
+DF_TABLE_MIN = 200  # terms in at least this many products get a row in ``term_df``
 _BATCH = 2000
 CATALOG_ENV = "WEBGYM_CATALOG"
 CACHE_DIR_ENV = "WEBGYM_CACHE_DIR"
@@ -200,6 +208,13 @@ class CatalogBuilder:
             [(k, json.dumps(v, ensure_ascii=False)) for k, v in meta.items()],
         )
         db.execute("INSERT INTO fts(fts) VALUES('optimize')")
+        db.execute("CREATE TABLE term_df(term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute("CREATE VIRTUAL TABLE temp.fts_vocab USING fts5vocab(main, fts, row)")
+        db.execute(
+            "INSERT INTO term_df(term, df) SELECT term, doc FROM temp.fts_vocab WHERE doc >= ?",
+            (DF_TABLE_MIN,),
+        )
+        db.execute("DROP TABLE temp.fts_vocab")
         db.execute("COMMIT")
         db.execute("PRAGMA optimize")
         db.close()
@@ -234,24 +249,54 @@ def build_catalog(
 # Search query
 
 
-def fts_query(query: str) -> str | None:
-    """Turn any user string into a safe FTS5 MATCH expression, or None when it has no words.
-
-    Word tokens (unicode ``\\w+``, lower-cased, de-duplicated, Lucene's English stop words
-    dropped unless nothing else is left, at most ``MAX_QUERY_TERMS``) are each quoted as an FTS5
-    string and joined with OR, so partial matches still rank by BM25 as in WebShop's Lucene.
-    """
+def query_terms(query: str) -> list[str]:
+    """The word tokens of a user query: unicode ``\\w+``, lower-cased, de-duplicated, Lucene's
+    English stop words dropped (unless nothing else is left), at most ``MAX_QUERY_TERMS``."""
     if not isinstance(query, str):
-        return None
-    tokens = _TOKEN_RE.findall(query[:20_000].lower())
-    seen: dict[str, None] = {}
-    for t in tokens:
-        seen.setdefault(t, None)
+        return []
+    seen: dict[str, None] = dict.fromkeys(_TOKEN_RE.findall(query[:20_000].lower()))
     words = [t for t in seen if t not in STOP_WORDS] or list(seen)
-    words = words[:MAX_QUERY_TERMS]
-    if not words:
-        return None
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+    return words[:MAX_QUERY_TERMS]
+
+
+def match_expression(terms: Iterable[str]) -> str | None:
+    """Each term quoted as an FTS5 string, joined with OR; None when there are none."""
+    quoted = ['"' + t.replace('"', '""') + '"' for t in terms]
+    return " OR ".join(quoted) if quoted else None
+
+
+def fts_query(query: str) -> str | None:
+    """Any user string as a safe FTS5 MATCH expression (all its terms), or None."""
+    return match_expression(query_terms(query))
+
+
+_stem_local = threading.local()
+_stem_cache: dict[str, tuple[str, ...]] = {}
+
+
+def stems(tokens: list[str]) -> list[tuple[str, ...]]:
+    """The index terms FTS5 makes of each token (porter stems; several for "a_b"; none for "_").
+
+    Runs the catalog's own tokenizer on a per-thread in-memory FTS5 table; cached per token.
+    """
+    missing = [t for t in dict.fromkeys(tokens) if t not in _stem_cache]
+    if missing:
+        db = getattr(_stem_local, "db", None)
+        if db is None:
+            db = sqlite3.connect(":memory:")
+            db.execute(f"CREATE VIRTUAL TABLE s USING fts5(x, tokenize='{TOKENIZER}')")
+            db.execute("CREATE VIRTUAL TABLE si USING fts5vocab(s, instance)")
+            _stem_local.db = db
+        db.execute("DELETE FROM s")
+        db.executemany("INSERT INTO s(rowid, x) VALUES(?, ?)", list(enumerate(missing)))
+        found: dict[int, list[str]] = {}
+        for doc, term in db.execute("SELECT doc, term FROM si ORDER BY doc, offset"):
+            found.setdefault(doc, []).append(term)
+        if len(_stem_cache) > 200_000:
+            _stem_cache.clear()
+        for i, t in enumerate(missing):
+            _stem_cache[t] = tuple(found.get(i, ()))
+    return [_stem_cache[t] for t in tokens]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,6 +315,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
         self._splits: dict[str, TaskSplit] | None = None
+        self._df: dict[str, int] | None = None
         self._get_cached = lru_cache(maxsize=4096)(self._load)
         try:
             rows = self._conn().execute("SELECT key, value FROM meta").fetchall()
@@ -325,17 +371,21 @@ class Catalog:
     # products --------------------------------------------------------------------------------
 
     def search(self, query: str, limit: int = SEARCH_RETURN_N) -> list[str]:
-        """Asins of the best ``limit`` BM25 matches, best first. Never raises on user input."""
-        match = fts_query(query)
-        if match is None:
-            return []
+        """Asins of the best ``limit`` BM25 matches, best first. Never raises on user input.
+
+        The query's word tokens are OR-ed (quoted, so FTS5 syntax in the input is just text).
+        To bound latency, terms are taken rarest first while their summed document frequencies
+        stay within ``POSTINGS_BUDGET`` (always at least the rarest one); the dropped, frequent
+        terms carry little BM25 weight (idf ~ log(N / df)).
+        """
         try:
             limit = max(0, min(int(limit), 10_000))
         except (TypeError, ValueError):
             limit = SEARCH_RETURN_N
-        if limit == 0:
-            return []
         try:
+            match = self._plan(query_terms(query))
+            if match is None or limit == 0:
+                return []
             rows = (
                 self._conn()
                 .execute(
@@ -349,6 +399,31 @@ class Catalog:
         except sqlite3.Error:
             return []
         return [r[0] for r in rows]
+
+    def _plan(self, terms: list[str]) -> str | None:
+        """The MATCH expression for ``terms``: rarest first, within the postings budget."""
+        if not terms:
+            return None
+        df = self._term_df()
+        costed = []
+        for i, (term, term_stems) in enumerate(zip(terms, stems(terms), strict=True)):
+            if term_stems:  # a phrase matches at most as often as its rarest word
+                costed.append((min(df.get(st, 0) for st in term_stems), i, term))
+        costed.sort()
+        kept, total = [], 0
+        for cost, i, term in costed:
+            if kept and total + cost > POSTINGS_BUDGET:
+                break
+            kept.append((i, term))
+            total += cost
+        return match_expression(term for _, term in sorted(kept))
+
+    def _term_df(self) -> dict[str, int]:
+        df = self._df
+        if df is None:
+            df = dict(self._conn().execute("SELECT term, df FROM term_df").fetchall())
+            self._df = df
+        return df
 
     def _load(self, asin: str) -> Product | None:
         row = self._conn().execute("SELECT doc FROM products WHERE asin = ?", (asin,)).fetchone()

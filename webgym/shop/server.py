@@ -52,7 +52,10 @@ class ShopServer:
     def start(self, timeout: float = 15.0) -> ShopServer:
         if self._thread is not None:
             return self
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        # IPPROTO_TCP explicitly: asyncio then sets TCP_NODELAY on accepted connections
+        # (without it every kept-alive response waits ~40 ms for Nagle's algorithm).
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.requested_port))  # port 0: the OS picks a free port
         self.port = sock.getsockname()[1]

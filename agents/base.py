@@ -1,0 +1,167 @@
+"""The agent protocol and the registry of agents by name.
+
+An agent plays one episode at a time::
+
+    agent = make_agent("rule")
+    agent.reset(obs["goal"], seed=0)          # a new episode
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+        done = terminated or truncated
+    agent.close()
+
+``act`` maps one observation (the env's dict: ``goal``, ``url``, ``text``, ``axtree``,
+``html``, ``available_actions``, ``last_action``, ``last_action_error``, ``step``) to one action
+string of :mod:`webgym.actions`' grammar. ``act_batch`` maps several observations at once
+(batched LM policies override it). An agent that samples draws only from its own generator,
+created in ``reset(seed=...)``, so an episode is reproducible from its seed.
+
+The registry maps names to factories: ``register_agent`` (also a decorator), ``make_agent``,
+``list_agents``. Agents that load weights declare ``needs_checkpoint=True`` and receive
+``checkpoint=`` from ``make_agent``; the others must not be given one.
+
+Imports only the standard library; never imports ``benchmarks`` or ``leaderboards``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Agent",
+    "AgentInfo",
+    "UnknownAgentError",
+    "list_agents",
+    "make_agent",
+    "register_agent",
+]
+
+
+class Agent(ABC):
+    """One policy that plays episodes one after another.
+
+    Class attributes describe it: ``name`` (its registry name), ``description`` (one line),
+    ``needs_checkpoint`` (it loads weights from a checkpoint) and ``deterministic`` (equal
+    observations always give equal actions, whatever the seed).
+    """
+
+    name: str = ""
+    description: str = ""
+    needs_checkpoint: bool = False
+    deterministic: bool = True
+
+    def __init__(self) -> None:
+        self.goal = ""
+        self.seed: int | None = None
+
+    def reset(self, goal: str, *, seed: int | None = None) -> None:
+        """Start a new episode for the instruction ``goal``.
+
+        Agents that sample create their generator here from ``seed`` (``None``: fresh entropy)
+        and draw from nothing else. Subclasses that override this call ``super().reset``.
+        """
+        self.goal = goal
+        self.seed = seed
+
+    @abstractmethod
+    def act(self, observation: dict[str, Any]) -> str:
+        """The action string for ``observation`` (one step of the current episode)."""
+
+    def act_batch(self, observations: list[dict[str, Any]]) -> list[str]:
+        """One action per observation, in order; the default calls :meth:`act` in a loop."""
+        return [self.act(obs) for obs in observations]
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Free what the agent holds (models, processes); the default holds nothing."""
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The registry.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """What the registry knows of an agent without building it."""
+
+    name: str
+    description: str
+    needs_checkpoint: bool = False
+
+
+class UnknownAgentError(KeyError, ValueError):
+    """``make_agent`` was given a name nobody registered; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+AgentFactory = Callable[..., Agent]
+
+_REGISTRY: dict[str, tuple[AgentInfo, AgentFactory]] = {}
+
+
+def register_agent(
+    name: str,
+    factory: AgentFactory | None = None,
+    *,
+    description: str,
+    needs_checkpoint: bool = False,
+) -> Any:
+    """Register ``factory`` (a class or a function returning an :class:`Agent`) as ``name``.
+
+    Used directly, ``register_agent("rule", RuleAgent, description=...)``, or as a class or
+    function decorator, ``@register_agent("rule", description=...)``. A factory of an agent
+    that ``needs_checkpoint`` is called with ``checkpoint=`` (plus any keyword arguments given
+    to :func:`make_agent`). Registering a taken name raises ``ValueError``.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"an agent name must be a non-empty string, not {name!r}")
+
+    def add(f: AgentFactory) -> AgentFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"an agent named {name!r} is already registered")
+        _REGISTRY[name] = (AgentInfo(name, description, needs_checkpoint), f)
+        return f
+
+    return add if factory is None else add(factory)
+
+
+def list_agents() -> list[AgentInfo]:
+    """Every registered agent, sorted by name."""
+    return [info for _, (info, _f) in sorted(_REGISTRY.items())]
+
+
+def make_agent(name: str, checkpoint: str | None = None, **kwargs: Any) -> Agent:
+    """Build the agent registered as ``name``.
+
+    ``checkpoint`` is required by agents that need one and refused by the others
+    (``ValueError``); an unknown name raises :class:`UnknownAgentError` (a ``KeyError`` and a
+    ``ValueError``) naming the valid ones. ``kwargs`` go to the factory.
+    """
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        names = ", ".join(sorted(_REGISTRY)) or "none registered"
+        raise UnknownAgentError(f"unknown agent {name!r}; agents: {names}")
+    info, factory = entry
+    if info.needs_checkpoint:
+        if checkpoint is None:
+            raise ValueError(
+                f"agent {name!r} needs a checkpoint: make_agent({name!r}, "
+                "checkpoint='path/to/checkpoint')"
+            )
+        return factory(checkpoint=checkpoint, **kwargs)
+    if checkpoint is not None:
+        raise ValueError(
+            f"agent {name!r} takes no checkpoint (got {checkpoint!r}); "
+            "only agents that load weights do"
+        )
+    return factory(**kwargs)

@@ -1,0 +1,147 @@
+"""Reading an environment observation as a scripted agent needs to: page kind, options, query.
+
+The facts come from the observation's accessibility tree (``obs["axtree"]``: one
+``[bid] role 'name'`` line per node, children indented by one tab more, radios written
+``[opt_0_1] radio 'pink', checked=false``). When the env was made with ``axtree=False`` the
+tree is rebuilt from ``obs["html"]`` by :func:`webgym.observe.observe_page`, the env's own
+observation function, so both paths read the same lines.
+
+Imports only ``webgym.observe``; never imports ``benchmarks`` or ``leaderboards``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from webgym.observe import observe_page
+
+__all__ = [
+    "AxNode",
+    "OptionGroup",
+    "RadioOption",
+    "axtree_nodes",
+    "goal_without_price",
+    "has_search_bar",
+    "item_actions",
+    "option_groups",
+]
+
+PRICE_CLAUSE = ", and price lower than"
+"""Where a WebShop instruction's price constraint starts."""
+
+_LINE_RE = re.compile(
+    r"^(?P<depth>\t*)(?:\[(?P<bid>[^\]]+)\] )?(?P<role>\S+)"
+    r"(?: (?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))?(?P<rest>.*)$"
+)
+_CHECKED_RE = re.compile(r"\bchecked=(true|false)\b")
+_TEXT_ROLES = frozenset({"textbox", "searchbox", "combobox"})
+
+
+@dataclass(frozen=True)
+class AxNode:
+    """One line of the accessibility tree."""
+
+    depth: int
+    role: str
+    name: str = ""
+    bid: str | None = None
+    checked: bool | None = None
+
+
+@dataclass(frozen=True)
+class RadioOption:
+    """One value of a product option (a radio): its element id, text and state."""
+
+    bid: str
+    label: str
+    checked: bool
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """One option dimension of an item page (a radiogroup): ``name`` is e.g. ``'color'``."""
+
+    bid: str
+    name: str
+    options: tuple[RadioOption, ...]
+
+    @property
+    def checked(self) -> RadioOption | None:
+        return next((o for o in self.options if o.checked), None)
+
+
+def _axtree(obs: dict[str, Any]) -> str:
+    tree = obs.get("axtree")
+    if tree:
+        return tree
+    html = obs.get("html")
+    if html:
+        return observe_page(html, obs.get("url", "")).axtree
+    raise ValueError("the observation has neither 'axtree' nor 'html': make the env with one")
+
+
+def _unquote(name: str | None) -> str:
+    if not name:
+        return ""
+    if name.startswith("'") and "\\" not in name:
+        return name[1:-1]  # BrowserGym's plain quoting: the common case
+    try:
+        return str(ast.literal_eval(name))
+    except (ValueError, SyntaxError):
+        return name[1:-1]
+
+
+def axtree_nodes(obs: dict[str, Any]) -> list[AxNode]:
+    """The accessibility tree of ``obs`` as nodes, in document order."""
+    nodes = []
+    for line in _axtree(obs).splitlines():
+        m = _LINE_RE.match(line)
+        if m is None:
+            continue
+        checked = _CHECKED_RE.search(m.group("rest"))
+        nodes.append(
+            AxNode(
+                depth=len(m.group("depth")),
+                role=m.group("role"),
+                name=_unquote(m.group("name")),
+                bid=m.group("bid"),
+                checked=None if checked is None else checked.group(1) == "true",
+            )
+        )
+    return nodes
+
+
+def has_search_bar(obs: dict[str, Any]) -> bool:
+    """Whether the page has a text field to type a query into (the search page)."""
+    return any(n.role in _TEXT_ROLES and n.bid is not None for n in axtree_nodes(obs))
+
+
+def item_actions(obs: dict[str, Any]) -> list[str]:
+    """The ``click('item_...')`` actions of a results page, in the order the page lists them."""
+    return [a for a in obs["available_actions"] if a.startswith("click('item_")]
+
+
+def option_groups(obs: dict[str, Any]) -> list[OptionGroup]:
+    """The option dimensions of an item page (none on other pages), in page order."""
+    groups: list[OptionGroup] = []
+    current: tuple[AxNode, list[RadioOption]] | None = None
+    for node in axtree_nodes(obs):
+        if current is not None and node.depth <= current[0].depth:
+            groups.append(OptionGroup(current[0].bid, current[0].name, tuple(current[1])))
+            current = None
+        if node.role == "radiogroup" and node.bid is not None:
+            current = (node, [])
+        elif node.role == "radio" and node.bid is not None and current is not None:
+            current[1].append(RadioOption(node.bid, node.name, bool(node.checked)))
+    if current is not None:
+        groups.append(OptionGroup(current[0].bid, current[0].name, tuple(current[1])))
+    return groups
+
+
+def goal_without_price(goal: str) -> str:
+    """The instruction up to its price clause (``", and price lower than ..."``), if any."""
+    i = goal.find(PRICE_CLAUSE)
+    return goal[:i] if i >= 0 else goal

@@ -1,0 +1,132 @@
+"""Metrics of a run, computed from its episode records (never from a stored aggregate).
+
+- Score = mean reward x 100 (WebShop's), with the standard error of the mean
+  (sample standard deviation / sqrt(n), x 100);
+- success rate = share of episodes with reward exactly 1.0, in [0, 1], with the binomial
+  standard error sqrt(p (1 - p) / n);
+- average steps, invalid-action rate (steps with a ``last_action_error`` / all steps),
+  action-effect rate (steps with effect label 1 / all steps), errors (episodes that failed
+  after every retry: they count as reward 0, as AgentLab counts them);
+- the same Score and success rate by goal difficulty and by category.
+
+Episodes are a pandas DataFrame, one row per complete episode (:func:`episodes_frame`); saved
+as ``results.parquet`` and ``results.csv``. Imports nothing from ``webgym`` or ``agents``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.records import atomic_write_bytes
+
+__all__ = ["COLUMNS", "compute_metrics", "episodes_frame", "save_results"]
+
+COLUMNS = {
+    "task_id": "string",
+    "split": "string",
+    "seed": "Int64",
+    "difficulty": "string",
+    "category": "string",
+    "n_steps": "int64",
+    "reward": "float64",
+    "success": "bool",
+    "terminated": "boolean",
+    "truncated": "boolean",
+    "error": "string",
+    "attempts": "Int64",
+    "n_invalid_actions": "int64",
+    "n_effect": "int64",
+    "purchased_asin": "string",
+    "reset_s": "float64",
+    "episode_s": "float64",
+    "agent_s": "float64",
+    "env_s": "float64",
+    "finished": "string",
+}
+
+
+def episodes_frame(episodes: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per episode summary, with the columns of :data:`COLUMNS` (missing -> NA)."""
+    rows = []
+    for e in episodes:
+        timings = e.get("timings") or {}
+        row = {k: e.get(k) for k in COLUMNS if k not in ("reset_s", "episode_s", "agent_s",
+                                                          "env_s")}
+        row.update({k: timings.get(k) for k in ("reset_s", "episode_s", "agent_s", "env_s")})
+        row["reward"] = float(e.get("reward") or 0.0)
+        row["success"] = row["reward"] == 1.0
+        row["n_steps"] = int(e.get("n_steps") or 0)
+        row["n_invalid_actions"] = int(e.get("n_invalid_actions") or 0)
+        row["n_effect"] = int(e.get("n_effect") or 0)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    return df.astype(COLUMNS)
+
+
+def _group(df: pd.DataFrame, column: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, g in df.groupby(df[column].fillna("unknown"), sort=True):
+        n = len(g)
+        out[str(name)] = {
+            "n": n,
+            "score": round(float(g["reward"].mean()) * 100, 4),
+            "success_rate": round(float(g["success"].mean()), 6),
+        }
+    return out
+
+
+def compute_metrics(
+    df: pd.DataFrame, *, n_expected: int | None = None, wall_time_s: float | None = None
+) -> dict[str, Any]:
+    """The run's metrics (the fields of ``summary.json``, docs/run-format.md)."""
+    n = len(df)
+    n_expected = n if n_expected is None else n_expected
+    steps = int(df["n_steps"].sum()) if n else 0
+    if n:
+        mean = float(df["reward"].mean())
+        p = float(df["success"].mean())
+        sd = float(df["reward"].std(ddof=1)) if n > 1 else float("nan")
+        score_se = sd / math.sqrt(n) * 100 if n > 1 else None
+        success_se = math.sqrt(p * (1 - p) / n)
+    else:
+        mean = p = float("nan")
+        score_se = success_se = None
+    return {
+        "n_episodes": n,
+        "n_expected": n_expected,
+        "complete": n >= n_expected,
+        "score": _num(mean * 100),
+        "score_se": _num(score_se),
+        "success_rate": _num(p),
+        "success_se": _num(success_se),
+        "avg_steps": _num(steps / n) if n else None,
+        "invalid_action_rate": _num(df["n_invalid_actions"].sum() / steps) if steps else None,
+        "effect_rate": _num(df["n_effect"].sum() / steps) if steps else None,
+        "n_steps_total": steps,
+        "n_errors": int(df["error"].notna().sum()) if n else 0,
+        "by_difficulty": _group(df, "difficulty") if n else {},
+        "by_category": _group(df, "category") if n else {},
+        "wall_time_s": _num(wall_time_s),
+    }
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else round(x, 6)
+
+
+def save_results(df: pd.DataFrame, run_path: Path | str) -> None:
+    """Write ``results.parquet`` and ``results.csv`` into the run directory, atomically."""
+    import io
+
+    run_path = Path(run_path)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(run_path / "results.parquet", buf.getvalue())
+    atomic_write_bytes(run_path / "results.csv", df.to_csv(index=False).encode())

@@ -1,0 +1,206 @@
+"""The ``submit``, ``leaderboard`` and ``view`` commands of ``webgym-bench``.
+
+``benchmarks/cli.py`` calls ``register(app)``; the commands import their work lazily so that
+``webgym-bench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="Leaderboard database (default: $WEBGYM_LEADERBOARD, else "
+        "<user data dir>/webgym/leaderboard.sqlite).",
+        dir_okay=False,
+    ),
+]
+CatalogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog",
+        help="Catalog whose splits are the known versions (default: $WEBGYM_CATALOG, else the "
+        "embedded synthetic catalog).",
+        dir_okay=False,
+    ),
+]
+
+
+def _catalog(path: Path | None) -> Any:
+    from webgym.shop.catalog import open_catalog
+
+    return open_catalog(path)
+
+
+def _goals(catalog_path: Path | None, run_dir: Path) -> dict[str, Any]:
+    """Task id -> goal, when the catalog has the run's split version (for instructions)."""
+    import json
+
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        split = _catalog(catalog_path).splits().get(manifest.get("split"))
+        if split is not None and split.hash == manifest.get("split_hash"):
+            return {g["task_id"]: g for g in split.goals}
+    except Exception:  # the viewer works without instructions
+        pass
+    return {}
+
+
+def submit(
+    run: Annotated[Path, typer.Argument(help="Run directory (written by `webgym-bench run`).")],
+    db: DbOption = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Validate a run (complete, known split version, metrics recomputed from its records equal
+    its summary, provenance present, not a duplicate) and add it to the leaderboard."""
+    from leaderboards.store import LeaderboardStore, SchemaMismatch
+    from leaderboards.submit import submit_run
+    from leaderboards.validate import SubmissionRefused
+
+    console, err = Console(), Console(stderr=True)
+    try:
+        known = _catalog(catalog).splits()
+        with LeaderboardStore(db) as store:
+            entry = submit_run(run, store, known)
+            n = len(store.ranked(entry.split, entry.split_hash))
+    except SubmissionRefused as exc:
+        err.print(f"[bold red]refused:[/] {exc.reason}", highlight=False)
+        raise typer.Exit(1) from None
+    except SchemaMismatch as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(
+        f"entry #{entry.id}: {entry.agent} on {entry.split} ({entry.split_hash}): "
+        f"Score {entry.score:.1f} ± {entry.score_se:.1f}, success {100 * entry.success_rate:.1f}% "
+        f"over {entry.n_episodes} episodes",
+        highlight=False,
+    )
+    console.print(f"rank {entry.rank} of {n} on {entry.split}", highlight=False)
+
+
+def leaderboard(
+    split: Annotated[str, typer.Option(help="Split to rank.")] = "test",
+    db: DbOption = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Also write a self-contained static HTML page here.", dir_okay=False
+        ),
+    ] = None,
+    catalog: CatalogOption = None,
+    all_versions: Annotated[
+        bool,
+        typer.Option(help="Include entries made on other versions of the split (not comparable)."),
+    ] = False,
+) -> None:
+    """Show the leaderboard of a split, ranked by Score (mean reward x 100)."""
+    from leaderboards.render import leaderboard_html, leaderboard_table
+    from leaderboards.store import LeaderboardStore, SchemaMismatch
+
+    console, err = Console(), Console(stderr=True)
+    split_hash = None
+    if not all_versions:
+        try:
+            known = _catalog(catalog).splits().get(split)
+            split_hash = known.hash if known is not None else None
+        except Exception as exc:  # no catalog: rank whatever the board holds for the name
+            err.print(f"note: no catalog ({exc}); showing every version of {split!r}")
+    try:
+        with LeaderboardStore(db) as store:
+            entries = store.ranked(split, split_hash)
+            others = len(store.entries(split)) - len(entries)
+            path = store.path
+    except SchemaMismatch as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    version = f" version {split_hash}" if split_hash else ""
+    note = (
+        f"{others} entries made on other versions of {split!r} are hidden (--all-versions)."
+        if others
+        else None
+    )
+    if entries:
+        console.print(leaderboard_table(entries, title=f"WebGym leaderboard: {split}{version}"))
+    else:
+        console.print(f"no entries for split {split!r}{version} in {path}")
+    if note:
+        console.print(note, style="dim")
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(
+            leaderboard_html(entries, split=split, split_hash=split_hash, note=note),
+            encoding="utf-8",
+        )
+        console.print(f"wrote {html}")
+
+
+def view(
+    run: Annotated[Path, typer.Argument(help="Run directory.", exists=True, file_okay=False)],
+    episode: Annotated[
+        str | None, typer.Option(help="Task id of the episode to show (default: all).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="HTML file to write (default: RUN/trace.html or RUN/trace-ID.html).",
+            dir_okay=False,
+        ),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve the viewer on 127.0.0.1 instead of a file.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve (0: any free port).")] = 0,
+    catalog: CatalogOption = None,
+) -> None:
+    """Write (or serve) an HTML trace viewer to step through a run's episodes: screenshots or
+    observation digests, actions, effect labels and distances, rewards, errors."""
+    from leaderboards.validate import SubmissionRefused
+    from leaderboards.viewer import load_run, make_server, write_trace
+
+    console, err = Console(), Console(stderr=True)
+    goals = _goals(catalog, run)
+    try:
+        trace = load_run(run, goals)
+        if episode is not None:
+            trace.episode(episode)
+    except (SubmissionRefused, KeyError) as exc:
+        err.print(f"[bold red]error:[/] {exc.args[0]}", highlight=False)
+        raise typer.Exit(1) from None
+    if serve:
+        server = make_server(run, port=port, goals=goals)
+        host, bound = server.server_address[:2]
+        url = f"http://{host}:{bound}/" + (f"episode/{episode}" if episode else "")
+        console.print(f"serving the trace viewer at {url} (Ctrl-C to stop)", highlight=False)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+        return
+    target = out or run / (f"trace-{episode}.html" if episode else "trace.html")
+    t0 = time.perf_counter()
+    path = write_trace(run, target, episode, goals)
+    size = path.stat().st_size / 1e6
+    console.print(
+        f"wrote {path} ({size:.1f} MB, {time.perf_counter() - t0:.1f} s); open it in a browser",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``submit``, ``leaderboard`` and ``view`` to a Typer app (``webgym-bench``)."""
+    app.command("submit")(submit)
+    app.command("leaderboard")(leaderboard)
+    app.command("view")(view)
+
+
+app = typer.Typer(help="WebGym leaderboard.", no_args_is_help=True, add_completion=False)
+register(app)

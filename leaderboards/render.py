@@ -1,0 +1,88 @@
+"""Rendering the board: a rich table for the terminal and a static HTML page (Jinja2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from leaderboards.store import Entry
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def templates() -> Any:
+    """The Jinja2 environment over ``leaderboards/templates`` (HTML autoescaped)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def fmt_score(e: Entry) -> str:
+    return f"{e.score:.1f} ± {e.score_se:.1f}"
+
+
+def fmt_rate(rate: float, se: float | None = None) -> str:
+    return f"{100 * rate:.1f}%" + (f" ± {100 * se:.1f}" if se is not None else "")
+
+
+def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Table:
+    """A rich table of ranked entries (``LeaderboardStore.ranked``)."""
+    table = Table(title=title, header_style="bold", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("agent")
+    table.add_column("Score ± s.e.", justify="right")
+    table.add_column("success", justify="right")
+    table.add_column("episodes", justify="right")
+    table.add_column("mode")
+    table.add_column("date")
+    table.add_column("git")
+    table.add_column("checkpoint")
+    for e in entries:
+        table.add_row(
+            str(e.rank or ""),
+            e.agent,
+            fmt_score(e),
+            fmt_rate(e.success_rate),
+            str(e.n_episodes),
+            e.mode or "-",
+            e.date,
+            e.git_short,
+            e.checkpoint_short,
+        )
+    return table
+
+
+def leaderboard_html(
+    entries: list[Entry], *, split: str, split_hash: str | None = None, note: str | None = None
+) -> str:
+    """A self-contained static page (inline CSS, no scripts, no external resources)."""
+    rows = [
+        {
+            "e": e,
+            "score": fmt_score(e),
+            "success": fmt_rate(e.success_rate, e.success_se),
+            "versions": ", ".join(f"{k} {v}" for k, v in sorted(e.package_versions.items())),
+            "machine": ", ".join(f"{k}: {v}" for k, v in sorted(e.machine.items())),
+        }
+        for e in entries
+    ]
+    return (
+        templates()
+        .get_template("leaderboard.html.j2")
+        .render(
+            rows=rows,
+            split=split,
+            split_hash=split_hash,
+            note=note,
+            generated=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+    )

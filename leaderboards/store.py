@@ -1,0 +1,246 @@
+"""The local leaderboard: one SQLite file of submitted, validated runs.
+
+Location: ``--db PATH``, else ``$WEBGYM_LEADERBOARD``, else
+``platformdirs.user_data_dir("webgym")/leaderboard.sqlite``. The schema is versioned with
+SQLite's ``user_version`` pragma and has no migrations: a file written by another schema version
+is refused with a message saying so (move it aside to start a new board).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DB_ENV = "WEBGYM_LEADERBOARD"
+JSON_COLUMNS = ("package_versions", "machine", "metrics")
+
+_SCHEMA = """
+CREATE TABLE entries (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id            TEXT NOT NULL,
+    agent             TEXT NOT NULL,
+    checkpoint        TEXT,
+    checkpoint_sha256 TEXT,
+    split             TEXT NOT NULL,
+    split_hash        TEXT NOT NULL,
+    mode              TEXT,
+    n_episodes        INTEGER NOT NULL,
+    score             REAL NOT NULL,
+    score_se          REAL NOT NULL,
+    success_rate      REAL NOT NULL,
+    success_se        REAL NOT NULL,
+    avg_steps         REAL NOT NULL,
+    submitted         TEXT NOT NULL,
+    run_created       TEXT NOT NULL,
+    git_hash          TEXT NOT NULL,
+    git_dirty         INTEGER NOT NULL,
+    package_versions  TEXT NOT NULL,
+    machine           TEXT NOT NULL,
+    run_path          TEXT NOT NULL,
+    records_digest    TEXT NOT NULL UNIQUE,
+    metrics           TEXT NOT NULL
+);
+CREATE INDEX entries_split ON entries (split, split_hash, score DESC);
+"""
+
+
+class DuplicateSubmission(Exception):
+    """The same episode records are already on the board (``entry`` is the existing row)."""
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(
+            f"duplicate submission: these records are already entry #{entry.id} "
+            f"({entry.agent}, run {entry.run_id}, submitted {entry.submitted})"
+        )
+        self.entry = entry
+
+
+class SchemaMismatch(Exception):
+    """The database file was written by another schema version."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One leaderboard row; ``rank`` is filled in by ``LeaderboardStore.ranked``."""
+
+    id: int
+    run_id: str
+    agent: str
+    checkpoint: str | None
+    checkpoint_sha256: str | None
+    split: str
+    split_hash: str
+    mode: str | None
+    n_episodes: int
+    score: float
+    score_se: float
+    success_rate: float
+    success_se: float
+    avg_steps: float
+    submitted: str
+    run_created: str
+    git_hash: str
+    git_dirty: bool
+    package_versions: dict[str, Any]
+    machine: dict[str, Any]
+    run_path: str
+    records_digest: str
+    metrics: dict[str, Any]
+    rank: int | None = None
+
+    @property
+    def git_short(self) -> str:
+        return self.git_hash[:8] + ("+dirty" if self.git_dirty else "")
+
+    @property
+    def checkpoint_short(self) -> str:
+        return self.checkpoint_sha256[:8] if self.checkpoint_sha256 else "-"
+
+    @property
+    def date(self) -> str:
+        """The day the run was made (YYYY-MM-DD)."""
+        return self.run_created[:10]
+
+
+def default_db_path() -> Path:
+    """``$WEBGYM_LEADERBOARD``, else the user data dir's ``leaderboard.sqlite``."""
+    env = os.environ.get(DB_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("webgym")) / "leaderboard.sqlite"
+
+
+def _row_to_entry(row: sqlite3.Row, rank: int | None = None) -> Entry:
+    data = dict(row)
+    for key in JSON_COLUMNS:
+        data[key] = json.loads(data[key])
+    data["git_dirty"] = bool(data["git_dirty"])
+    return Entry(**data, rank=rank)
+
+
+def rank_entries(entries: list[Entry]) -> list[Entry]:
+    """Order by Score (then success rate, then earliest submission); ties on Score and success
+    rate share a rank (competition ranking: 1, 2, 2, 4)."""
+    ordered = sorted(entries, key=lambda e: (-e.score, -e.success_rate, e.submitted, e.id))
+    out: list[Entry] = []
+    for i, e in enumerate(ordered):
+        prev = out[-1] if out else None
+        same = prev is not None and (prev.score, prev.success_rate) == (e.score, e.success_rate)
+        rank = prev.rank if same and prev is not None else i + 1
+        out.append(_with_rank(e, rank))
+    return out
+
+
+def _with_rank(e: Entry, rank: int | None) -> Entry:
+    from dataclasses import replace
+
+    return replace(e, rank=rank)
+
+
+class LeaderboardStore:
+    """The SQLite file of entries. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path).expanduser() if path else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='entries'"
+        ).fetchall()
+        if version == 0 and not tables:
+            with self._db:
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            self._db.close()
+            raise SchemaMismatch(
+                f"leaderboard {self.path} has schema version {version}; this webgym uses "
+                f"version {SCHEMA_VERSION} (move the file aside to start a new board)"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> LeaderboardStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------
+
+    def find_digest(self, digest: str) -> Entry | None:
+        row = self._db.execute(
+            "SELECT * FROM entries WHERE records_digest = ?", (digest,)
+        ).fetchone()
+        return _row_to_entry(row) if row else None
+
+    def add(self, entry: dict[str, Any], *, submitted: str | None = None) -> Entry:
+        """Insert a row (``ValidatedRun.entry()``); raises ``DuplicateSubmission``."""
+        existing = self.find_digest(entry["records_digest"])
+        if existing is not None:
+            raise DuplicateSubmission(existing)
+        row = dict(entry)
+        row["submitted"] = submitted or datetime.now(UTC).isoformat(timespec="seconds")
+        row["git_dirty"] = int(bool(row["git_dirty"]))
+        for key in JSON_COLUMNS:
+            row[key] = json.dumps(row.get(key) or {}, sort_keys=True, default=str)
+        cols = ", ".join(row)
+        marks = ", ".join(f":{k}" for k in row)
+        try:
+            with self._db:
+                cur = self._db.execute(f"INSERT INTO entries ({cols}) VALUES ({marks})", row)
+        except sqlite3.IntegrityError:  # a concurrent submit of the same records
+            existing = self.find_digest(entry["records_digest"])
+            if existing is None:
+                raise
+            raise DuplicateSubmission(existing) from None
+        return self.get(int(cur.lastrowid))
+
+    def get(self, entry_id: int) -> Entry:
+        row = self._db.execute("SELECT * FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no leaderboard entry #{entry_id} in {self.path}")
+        return _row_to_entry(row)
+
+    def __iter__(self) -> Iterator[Entry]:
+        for row in self._db.execute("SELECT * FROM entries ORDER BY id"):
+            yield _row_to_entry(row)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def entries(self, split: str | None = None, split_hash: str | None = None) -> list[Entry]:
+        sql, args = "SELECT * FROM entries WHERE 1=1", []
+        if split is not None:
+            sql += " AND split = ?"
+            args.append(split)
+        if split_hash is not None:
+            sql += " AND split_hash = ?"
+            args.append(split_hash)
+        return [_row_to_entry(r) for r in self._db.execute(sql, args)]
+
+    def ranked(self, split: str, split_hash: str | None = None) -> list[Entry]:
+        """The board of one split (optionally one version of it), best first, ranks set."""
+        return rank_entries(self.entries(split, split_hash))
+
+    def rank_of(self, entry: Entry) -> int:
+        for e in self.ranked(entry.split, entry.split_hash):
+            if e.id == entry.id:
+                return int(e.rank or 0)
+        raise KeyError(entry.id)

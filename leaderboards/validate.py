@@ -1,0 +1,390 @@
+"""Validation of a run directory before it enters the leaderboard.
+
+``validate_run(run_dir, known_splits)`` reads a run (format: ``docs/run-format.md``) strictly,
+re-derives its metrics from the episode records and returns a ``ValidatedRun``, or raises
+``SubmissionRefused`` with a reason a person can act on. Checks, in order:
+
+1. the manifest parses and carries its provenance (agent, created, git hash, package versions,
+   machine);
+2. the split it was made on is a known split *version* (same name and content hash as in the
+   catalog) and every task id belongs to it;
+3. the run is complete: every task id of the manifest has a valid ``summary.json`` (the missing
+   ones are named; a corrupt file is named);
+4. each episode summary agrees with its ``steps.jsonl`` (number of steps, final reward,
+   success == (reward == 1.0), invalid-action and effect counts);
+5. the metrics recomputed from those records (``benchmarks.metrics``, the one way to compute
+   them) equal the run's ``summary.json``.
+
+Files are read through ``benchmarks.records`` (the one place that knows the run layout), but
+strictly: where a resume would quietly redo a bad episode, a submission is refused.
+
+The duplicate check (same ``records_digest`` already submitted) belongs to the store, which
+``leaderboards.submit`` consults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+PROVENANCE_FIELDS = ("agent", "created", "git_hash", "package_versions", "machine")
+# Metrics compared between the recomputation and the run's summary.json (when present there).
+COMPARED_METRICS = (
+    "n_episodes",
+    "score",
+    "score_se",
+    "success_rate",
+    "success_se",
+    "avg_steps",
+    "invalid_action_rate",
+    "effect_rate",
+    "n_errors",
+)
+REL_TOL = 1e-6
+ABS_TOL = 1e-6
+
+
+class SubmissionRefused(Exception):
+    """A run that may not enter the leaderboard; ``reason`` says why (printed to the user)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One complete episode as read from disk (summary and the steps it claims)."""
+
+    task_id: str
+    summary: dict[str, Any]
+    steps: list[dict[str, Any]]
+    dir: Path
+
+
+@dataclass(frozen=True)
+class ValidatedRun:
+    """A run that passed every check; ``entry()`` is the row the store keeps."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+    records_digest: str
+    episodes: list[Episode] = field(repr=False)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.run_dir.name)
+
+    def entry(self) -> dict[str, Any]:
+        m, x = self.manifest, self.metrics
+        return {
+            "run_id": self.run_id,
+            "agent": m["agent"],
+            "checkpoint": m.get("checkpoint"),
+            "checkpoint_sha256": m.get("checkpoint_sha256"),
+            "split": m["split"],
+            "split_hash": m["split_hash"],
+            "mode": m.get("mode"),
+            "n_episodes": int(x["n_episodes"]),
+            "score": float(x["score"]),
+            "score_se": float(x.get("score_se") or 0.0),
+            "success_rate": float(x["success_rate"]),
+            "success_se": float(x.get("success_se") or 0.0),
+            "avg_steps": float(x["avg_steps"]),
+            "run_created": m["created"],
+            "git_hash": m["git_hash"],
+            "git_dirty": bool(m.get("git_dirty")),
+            "package_versions": m["package_versions"],
+            "machine": m["machine"],
+            "run_path": str(self.run_dir.resolve()),
+            "records_digest": self.records_digest,
+            "metrics": x,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading (through benchmarks.records: the one place that knows the layout)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    from benchmarks.records import CorruptRecord, RunDir
+
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise SubmissionRefused(f"{run.path} is not a run directory")
+    if not run.manifest_path.is_file():
+        raise SubmissionRefused(f"run manifest is missing: {run.manifest_path}")
+    try:
+        manifest = run.read_manifest()
+    except CorruptRecord as exc:
+        raise SubmissionRefused(f"corrupt run manifest {exc}") from None
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SubmissionRefused(
+            f"{run.manifest_path}: format_version {version!r}; this webgym reads "
+            f"version {FORMAT_VERSION}"
+        )
+    for key in ("split", "split_hash", "task_ids"):
+        if key not in manifest:
+            raise SubmissionRefused(f"{run.manifest_path} has no {key!r}")
+    if not isinstance(manifest["task_ids"], list) or not manifest["task_ids"]:
+        raise SubmissionRefused(f"{run.manifest_path}: 'task_ids' is empty")
+    return manifest
+
+
+def read_steps(path: Path) -> list[dict[str, Any]]:
+    """The step records of a ``steps.jsonl``; a bad line refuses the run, naming the file."""
+    from benchmarks.records import RunDir
+
+    path = Path(path)
+    run = RunDir(path.parent.parent.parent)
+    steps, problem = run.read_steps(path.parent.name)
+    if problem == "steps.jsonl is missing":
+        return []
+    if problem:
+        raise SubmissionRefused(f"corrupt episode file {path}: {problem}")
+    for i, st in enumerate(steps, 1):
+        if not isinstance(st, dict):
+            raise SubmissionRefused(f"corrupt episode file {path}: step {i} is not an object")
+    return steps
+
+
+def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
+    """Every episode of ``task_ids``, complete and readable, or ``SubmissionRefused``."""
+    from benchmarks.records import RunDir
+
+    run = RunDir(run_dir)
+    try:
+        scan = run.scan(task_ids)
+    except ValueError as exc:  # a task id that cannot be a folder name
+        raise SubmissionRefused(f"{run.manifest_path}: {exc}") from None
+    if scan.corrupt:
+        tid, why = next(iter(scan.corrupt.items()))
+        more = f" (and {len(scan.corrupt) - 1} more)" if len(scan.corrupt) > 1 else ""
+        raise SubmissionRefused(f"corrupt episode file {why}{more}")
+    missing = [t for t in task_ids if t not in scan.complete]
+    if missing:
+        raise SubmissionRefused(
+            f"incomplete run: {len(missing)} of {len(task_ids)} episodes have no summary.json: "
+            f"{_names(missing)} (resume the run to finish them)"
+        )
+    out = []
+    for tid in task_ids:
+        ep_dir = run.episode_path(tid)
+        out.append(Episode(tid, scan.complete[tid], read_steps(ep_dir / "steps.jsonl"), ep_dir))
+    return out
+
+
+def screenshot_path(episode_dir: Path, step: int) -> Path:
+    """Where ``--screenshots`` keeps the image taken after ``step`` (0 = after reset)."""
+    return Path(episode_dir) / "screenshots" / f"step-{step:03d}.png"
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics (benchmarks.metrics: the one way to compute them)
+
+
+def recompute_metrics(episodes: list[Episode], n_expected: int) -> dict[str, Any]:
+    """The run's metrics from its (already cross-checked) episode summaries."""
+    from benchmarks.metrics import compute_metrics, episodes_frame
+
+    return dict(compute_metrics(episodes_frame([e.summary for e in episodes]),
+                                n_expected=n_expected))  # fmt: skip
+
+
+def records_digest(summaries: list[dict[str, Any]]) -> str:
+    """sha256 over the episode summaries sorted by task id (canonical JSON): the duplicate key."""
+    ordered = sorted(summaries, key=lambda s: str(s.get("task_id")))
+    blob = json.dumps(ordered, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) == bool(b)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    return a == b
+
+
+def _check_provenance(manifest: dict[str, Any], path: Path) -> None:
+    missing = [k for k in PROVENANCE_FIELDS if not manifest.get(k)]
+    if missing:
+        raise SubmissionRefused(
+            f"missing provenance in {path}: {', '.join(missing)} (a leaderboard row must say "
+            "what produced it; re-run with `webgym-bench run` from a git checkout)"
+        )
+    for key in ("package_versions", "machine"):
+        if not isinstance(manifest[key], dict):
+            raise SubmissionRefused(f"missing provenance in {path}: {key!r} is not an object")
+    try:
+        datetime.fromisoformat(str(manifest["created"]).replace("Z", "+00:00"))
+    except ValueError:
+        raise SubmissionRefused(
+            f"missing provenance in {path}: 'created' is not an ISO 8601 time "
+            f"({manifest['created']!r})"
+        ) from None
+
+
+def _split_versions(known_splits: Any) -> dict[str, dict[str, Any]]:
+    """``{name: {"hash": ..., "task_ids": set | None}}`` from TaskSplits or plain hashes."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, split in dict(known_splits).items():
+        if isinstance(split, str):
+            out[name] = {"hash": split, "task_ids": None}
+        else:
+            out[name] = {"hash": split.hash, "task_ids": set(split.task_ids)}
+    return out
+
+
+def _check_split(manifest: dict[str, Any], known_splits: Any) -> None:
+    versions = _split_versions(known_splits)
+    name, got = manifest["split"], manifest["split_hash"]
+    if name not in versions:
+        known = ", ".join(sorted(versions)) or "none"
+        raise SubmissionRefused(
+            f"run made on split {name!r}, which this catalog does not have (splits: {known})"
+        )
+    want = versions[name]["hash"]
+    if got != want:
+        raise SubmissionRefused(
+            f"run made on split {name!r} version {got}; this catalog's {name!r} is {want} "
+            "(the tasks differ: re-run the agent on this catalog's split)"
+        )
+    ids = versions[name]["task_ids"]
+    task_ids = manifest["task_ids"]
+    if len(set(task_ids)) != len(task_ids):
+        raise SubmissionRefused("the manifest lists a task id twice")
+    if ids is not None:
+        foreign = [t for t in task_ids if t not in ids]
+        if foreign:
+            raise SubmissionRefused(f"task ids not in split {name!r}: {_names(foreign)}")
+
+
+def _names(ids: list[str], limit: int = 10) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")
+
+
+def _check_episode(ep: Episode, split: str) -> None:
+    s, path = ep.summary, ep.dir / "summary.json"
+    for key in ("task_id", "n_steps", "reward", "success"):
+        if key not in s:
+            raise SubmissionRefused(f"corrupt episode file {path}: no {key!r}")
+    if s["task_id"] != ep.task_id:
+        raise SubmissionRefused(
+            f"corrupt episode file {path}: task_id {s['task_id']!r} in the folder of {ep.task_id}"
+        )
+    if s.get("split", split) != split:
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: summary says split {s['split']!r}, manifest {split!r}"
+        )
+    try:
+        reward, n_steps = float(s["reward"]), int(s["n_steps"])
+    except (TypeError, ValueError):
+        raise SubmissionRefused(
+            f"corrupt episode file {path}: reward/n_steps are not numbers"
+        ) from None
+    if not math.isfinite(reward) or not 0.0 <= reward <= 1.0:
+        raise SubmissionRefused(f"episode {ep.task_id}: reward {reward} is outside [0, 1]")
+    if bool(s["success"]) != (reward == 1.0):
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: success={s['success']} but reward is {reward} "
+            "(success means reward == 1.0)"
+        )
+    if s.get("error"):
+        # an episode that failed after every retry counts as reward 0; its steps.jsonl holds
+        # whatever the last failed attempt wrote, so only the reward is checked
+        if reward != 0.0:
+            raise SubmissionRefused(
+                f"episode {ep.task_id}: counted as an error ({s['error']!r}) but its reward is "
+                f"{reward}, not 0"
+            )
+        return
+    steps_path = ep.dir / "steps.jsonl"
+    if n_steps != len(ep.steps):
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: summary.json says n_steps={n_steps} but {steps_path} has "
+            f"{len(ep.steps)} step lines"
+        )
+    numbers = [st.get("step") for st in ep.steps]
+    if numbers != list(range(1, len(ep.steps) + 1)):
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: {steps_path} steps are not numbered 1..{len(ep.steps)}"
+        )
+    last = float(ep.steps[-1].get("reward") or 0.0) if ep.steps else 0.0
+    if not _close(last, reward):
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: reward mismatch: summary.json says {reward} but the last "
+            f"step in steps.jsonl has reward {last}"
+        )
+    counts = {
+        "n_invalid_actions": sum(1 for st in ep.steps if st.get("last_action_error")),
+        "n_effect": sum(1 for st in ep.steps if st.get("effect_label") == 1),
+    }
+    for key, count in counts.items():
+        if key in s and s[key] != count:
+            raise SubmissionRefused(
+                f"episode {ep.task_id}: summary.json says {key}={s[key]} but steps.jsonl "
+                f"gives {count}"
+            )
+
+
+def _check_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
+    path = run_dir / "summary.json"
+    if not path.exists():
+        raise SubmissionRefused(
+            f"{path} is missing: the run did not finish (resume it with `webgym-bench run`)"
+        )
+    from benchmarks.records import CorruptRecord, read_json
+
+    try:
+        claimed = read_json(path)
+    except CorruptRecord as exc:
+        raise SubmissionRefused(f"corrupt run summary {exc}") from None
+    if not isinstance(claimed, dict):
+        raise SubmissionRefused(f"corrupt run summary {path}: not a JSON object")
+    if claimed.get("complete") is False:
+        raise SubmissionRefused(f"{path} says the run is not complete")
+    diffs = [
+        f"{k}: summary.json says {claimed[k]} but the records give {metrics[k]}"
+        for k in COMPARED_METRICS
+        if k in claimed and k in metrics and not _close(claimed[k], metrics[k])
+    ]
+    if diffs:
+        raise SubmissionRefused(
+            "the run's summary.json disagrees with its episode records: " + "; ".join(diffs)
+        )
+
+
+def validate_run(run_dir: Path | str, known_splits: Any) -> ValidatedRun:
+    """Check a run directory for the leaderboard (see the module docstring).
+
+    ``known_splits``: ``{name: TaskSplit}`` (e.g. ``catalog.splits()``) or ``{name: hash}``.
+    Raises ``SubmissionRefused`` with the reason.
+    """
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    _check_provenance(manifest, run_dir / "manifest.json")
+    _check_split(manifest, known_splits)
+
+    task_ids: list[str] = [str(t) for t in manifest["task_ids"]]
+    episodes = read_episodes(run_dir, task_ids)
+    for ep in episodes:
+        _check_episode(ep, manifest["split"])
+
+    metrics = recompute_metrics(episodes, len(task_ids))
+    _check_summary(run_dir, metrics)
+    digest = records_digest([e.summary for e in episodes])
+    return ValidatedRun(run_dir, manifest, metrics, digest, episodes)

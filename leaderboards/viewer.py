@@ -1,0 +1,254 @@
+"""The trace viewer: one self-contained HTML page to step through the episodes of a run.
+
+Per step: the screenshot (embedded as a base64 PNG when the run kept screenshots), else the
+observation digest and URL; the action; the effect label and distances; the reward; the error.
+Every step is its own section with an anchor, so the page works without JavaScript; a few lines
+of inline script add keyboard navigation (j / k or the arrow keys). ``serve`` serves the pages on
+127.0.0.1 with the standard library's http.server (one page per episode).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from leaderboards.render import templates
+from leaderboards.validate import SubmissionRefused, read_steps, screenshot_path
+
+
+@dataclass
+class EpisodeTrace:
+    task_id: str
+    summary: dict[str, Any] | None  # None: the episode is not complete
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    dir: Path | None = None
+    problem: str | None = None  # a corrupt file, said in words
+    instruction: str | None = None
+
+    @property
+    def anchor(self) -> str:
+        return "ep-" + re.sub(r"[^A-Za-z0-9_-]", "_", self.task_id)
+
+
+@dataclass
+class RunTrace:
+    run_dir: Path
+    manifest: dict[str, Any]
+    run_summary: dict[str, Any] | None
+    episodes: list[EpisodeTrace]
+
+    def episode(self, task_id: str) -> EpisodeTrace:
+        for ep in self.episodes:
+            if ep.task_id == task_id:
+                return ep
+        known = ", ".join(e.task_id for e in self.episodes[:10])
+        raise KeyError(f"no episode {task_id!r} in run {self.run_dir} (episodes: {known} ...)")
+
+
+def _load_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, f"corrupt file {path}: {exc}"
+    return (doc, None) if isinstance(doc, dict) else (None, f"corrupt file {path}: not an object")
+
+
+def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> RunTrace:
+    """Read a run for viewing: lenient (incomplete episodes and corrupt files are shown as such).
+
+    ``goals``: optional ``{task_id: goal}`` to show each episode's instruction.
+    """
+    run_dir = Path(run_dir)
+    manifest, problem = _load_json(run_dir / "manifest.json")
+    if manifest is None:
+        raise SubmissionRefused(problem or f"{run_dir} has no manifest.json: not a run directory")
+    run_summary, _ = _load_json(run_dir / "summary.json")
+    ids = [str(t) for t in manifest.get("task_ids") or []]
+    ep_root = run_dir / "episodes"
+    if ep_root.is_dir():  # folders the manifest does not list (should not happen) come last
+        ids += sorted(p.name for p in ep_root.iterdir() if p.is_dir() and p.name not in ids)
+    episodes = []
+    for task_id in ids:
+        ep_dir = ep_root / task_id
+        summary, problem = _load_json(ep_dir / "summary.json")
+        try:
+            steps = read_steps(ep_dir / "steps.jsonl")
+        except SubmissionRefused as exc:
+            steps, problem = [], problem or exc.reason
+        goal = (goals or {}).get(task_id) or {}
+        episodes.append(
+            EpisodeTrace(
+                task_id,
+                summary,
+                steps,
+                ep_dir,
+                problem,
+                goal.get("instruction_text") if isinstance(goal, Mapping) else None,
+            )
+        )
+    return RunTrace(run_dir, manifest, run_summary, episodes)
+
+
+def _png_data_uri(path: Path) -> str | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _step_views(ep: EpisodeTrace) -> list[dict[str, Any]]:
+    views = []
+    if ep.dir is not None:
+        first = _png_data_uri(screenshot_path(ep.dir, 0))
+        if first:
+            views.append({"id": f"{ep.anchor}-step-0", "title": "After reset", "reset": True,
+                          "img": first, "step": {}})  # fmt: skip
+    for st in ep.steps:
+        n = st.get("step")
+        img = _png_data_uri(screenshot_path(ep.dir, int(n))) if ep.dir and n is not None else None
+        views.append(
+            {
+                "id": f"{ep.anchor}-step-{n}",
+                "title": f"Step {n}",
+                "reset": False,
+                "img": img,
+                "step": st,
+                "reward": _fmt(st.get("reward")),
+                "text_distance": _fmt(st.get("text_distance")),
+                "pixel_distance": _fmt(st.get("pixel_distance"), 2),
+                "elapsed": _fmt(st.get("elapsed_s")),
+            }
+        )
+    for i, v in enumerate(views):
+        v["prev"] = views[i - 1]["id"] if i else None
+        v["next"] = views[i + 1]["id"] if i + 1 < len(views) else None
+    return views
+
+
+def render_trace(
+    run: RunTrace,
+    episodes: list[str] | None = None,
+    *,
+    episode_href: Callable[[EpisodeTrace], str | None] | None = None,
+) -> str:
+    """The HTML page: the run's episode list and the steps of ``episodes`` (default: all).
+
+    ``episode_href`` gives the link of an episode in the list (default: its anchor when the page
+    shows it, else no link).
+    """
+    shown = [run.episode(t) for t in episodes] if episodes is not None else list(run.episodes)
+    shown_ids = {e.task_id for e in shown}
+
+    def default_href(ep: EpisodeTrace) -> str | None:
+        return "#" + ep.anchor if ep.task_id in shown_ids else None
+
+    href = episode_href or default_href
+    listing = [
+        {"ep": ep, "href": href(ep), "shown": ep.task_id in shown_ids, "reward": _reward(ep)}
+        for ep in run.episodes
+    ]
+    return (
+        templates()
+        .get_template("trace.html.j2")
+        .render(
+            run=run,
+            m=run.manifest,
+            s=run.run_summary or {},
+            listing=listing,
+            shown=[{"ep": ep, "steps": _step_views(ep), "reward": _reward(ep)} for ep in shown],
+        )
+    )
+
+
+def _reward(ep: EpisodeTrace) -> str:
+    if ep.summary is None or ep.summary.get("reward") is None:
+        return "-"
+    return f"{float(ep.summary['reward']):.3f}"
+
+
+def write_trace(run_dir: Path | str, out: Path | str, episode: str | None = None,
+                goals: Mapping[str, Any] | None = None) -> Path:  # fmt: skip
+    """Write the viewer page for ``episode`` (default: every episode) to ``out``."""
+    run = load_run(run_dir, goals)
+    html = render_trace(run, [episode] if episode else None)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
+
+
+def make_server(
+    run_dir: Path | str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    goals: Mapping[str, Any] | None = None,
+) -> ThreadingHTTPServer:
+    """An http.server serving ``/`` (first episode) and ``/episode/<task_id>`` pages.
+
+    The run is re-read on each request, so a run still being written can be followed.
+    """
+    run_dir = Path(run_dir)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+            path = self.path.split("?", 1)[0]
+            try:
+                run = load_run(run_dir, goals)
+                if path in ("/", "/index.html"):
+                    target = run.episodes[0].task_id if run.episodes else None
+                elif path.startswith("/episode/"):
+                    target = unquote(path[len("/episode/") :])
+                    run.episode(target)
+                else:
+                    return self._send(404, f"not found: {path}")
+                html = render_trace(
+                    run,
+                    [target] if target else [],
+                    episode_href=lambda ep: "/episode/" + quote(ep.task_id),
+                )
+            except KeyError as exc:
+                return self._send(404, str(exc))
+            except SubmissionRefused as exc:
+                return self._send(500, exc.reason)
+            self._send(200, html, "text/html; charset=utf-8")
+
+        def _send(self, code: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
+            data = body.encode("utf-8")
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def serve_in_thread(run_dir: Path | str, **kwargs: Any) -> tuple[ThreadingHTTPServer, str]:
+    """Start ``make_server`` on a daemon thread; returns the server and its base URL."""
+    server = make_server(run_dir, **kwargs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    return server, f"http://{host}:{port}/"

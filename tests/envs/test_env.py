@@ -1,0 +1,269 @@
+"""WebGym-Shopping-v0 and WebGym-ShoppingText-v0: Gymnasium citizenship, whole episodes in both
+modes, bad actions, snapshots, and a browser that dies mid-episode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import webgym  # noqa: F401 - registers the ids
+
+
+def target_actions(goal: dict) -> list[str]:
+    """Reach the goal's target from the search page by ids and labels, then buy it."""
+    actions = [f"search[{goal['query']}]"]
+    actions += [f"click[{v}]" for v in dict(goal["goal_options"]).values()]
+    return actions + ["click('tab_reviews')", "click('prev')", "click[Buy Now]"]
+
+
+def play(env, task_id: str, actions: list[str], goto_item: str | None = None):
+    obs, _ = env.reset(options={"task_id": task_id})
+    trace = [obs]
+    for i, action in enumerate(actions):
+        if i == 1 and goto_item is not None:  # open the target item from the results page
+            item = f"click('item_{goto_item.lower()}')"
+            if item not in obs["available_actions"]:  # not on page 1: go through the url
+                core = env.unwrapped
+                core._goto(f"/s/{core._session['session_id']}/item/{goto_item}")
+                obs = core._observation(item, "")
+            else:
+                obs, *_ = env.step(item)
+            trace.append(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        trace.append(obs)
+    return trace, reward, terminated, info
+
+
+@pytest.fixture(scope="module")
+def text_env():
+    env = gym.make("WebGym-ShoppingText-v0")
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def browser_env():
+    env = gym.make("WebGym-Shopping-v0")
+    yield env
+    env.close()
+
+
+def test_check_env_text():
+    env = gym.make("WebGym-ShoppingText-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
+def test_check_env_browser():
+    env = gym.make("WebGym-Shopping-v0", render_mode="rgb_array")
+    check_env(env.unwrapped)
+    env.close()
+
+
+def test_spaces_and_registration(browser_env, text_env):
+    assert browser_env.spec.max_episode_steps == 15
+    assert browser_env.observation_space["screenshot"].shape == (720, 1280, 3)
+    assert "screenshot" not in text_env.observation_space.spaces
+    assert browser_env.action_space.contains("click('buy_now')")
+
+
+def test_same_task_same_start(browser_env, text_env):
+    for env in (browser_env, text_env):
+        a, _ = env.reset(seed=1, options={"task_id": "test-0007"})
+        b, _ = env.reset(seed=2, options={"task_id": "test-0007"})
+        for key in a:
+            if isinstance(a[key], np.ndarray):
+                assert np.array_equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+
+
+def test_seeded_task_draw_is_reproducible(text_env):
+    first = [text_env.reset(seed=s)[1]["task_id"] for s in (3, 4, 5)]
+    again = [text_env.reset(seed=s)[1]["task_id"] for s in (3, 4, 5)]
+    assert first == again and len(set(first)) > 1
+
+
+def test_browser_and_text_modes_see_the_same_episode(browser_env, text_env, catalog):
+    for goal in catalog.split("test").goals[10:13]:
+        actions = target_actions(goal)
+        browser_trace, b_reward, b_term, b_info = play(browser_env, goal["task_id"], actions,
+                                                       goal["asin"])
+        text_trace, t_reward, t_term, t_info = play(text_env, goal["task_id"], actions,
+                                                    goal["asin"])
+        assert len(browser_trace) == len(text_trace)
+        for b, t in zip(browser_trace, text_trace, strict=True):
+            for key in ("text", "axtree", "available_actions", "html", "goal", "last_action",
+                        "last_action_error"):
+                assert b[key] == t[key], (goal["task_id"], key)
+        assert b_term and t_term and b_reward == t_reward == pytest.approx(1.0)
+        assert b_info["reward_info"] == t_info["reward_info"]
+
+
+def test_bad_actions_are_reported_not_raised(text_env, catalog):
+    goal = catalog.split("test").goals[0]
+    text_env.reset(options={"task_id": goal["task_id"]})
+    cases = {
+        "clik('x')": "unknown action",
+        "click('no_such_id')": "no element with id 'no_such_id'",
+        "click[Buy Now]": "no clickable 'Buy Now'",
+        "select_option('opt_0', 'red')": "",
+        "mouse_click(10, 10)": "browser mode only",
+        "click('a', 'b')": "takes",
+        "": "empty",
+    }
+    for action, needle in cases.items():
+        obs, reward, terminated, truncated, info = text_env.step(action)
+        assert reward == 0 and not terminated and not truncated
+        assert obs["last_action_error"], action
+        assert needle.lower() in obs["last_action_error"].lower(), (action, obs["last_action_error"])
+        assert info["action_effect"]["label"] == 0
+    assert int(obs["step"]) == len(cases)  # invalid actions count as steps
+
+
+def test_option_not_on_page_is_an_error(text_env, catalog):
+    goal = next(g for g in catalog.split("test").goals if catalog.get(g["asin"])["options"])
+    text_env.reset(options={"task_id": goal["task_id"]})
+    core = text_env.unwrapped
+    core._goto(f"/s/{core._session['session_id']}/item/{goal['asin']}")
+    obs, *_ = text_env.step("select_option('opt_0', 'no such colour')")
+    assert "no such colour" in obs["last_action_error"]
+    value = next(iter(catalog.get(goal["asin"])["options"].values()))[0]
+    obs, *_, info = text_env.step(f"select_option('opt_0', '{value}')")
+    assert obs["last_action_error"] == "" and info["action_effect"]["label"] == 1
+
+
+def test_truncated_at_max_episode_steps(catalog):
+    env = gym.make("WebGym-ShoppingText-v0", max_episode_steps=3)
+    env.reset(options={"task_id": "test-0001"})
+    flags = [env.step("noop()")[3] for _ in range(3)]
+    assert flags == [False, False, True]
+    env.close()
+
+
+def test_effect_labels(browser_env, catalog):
+    goal = next(g for g in catalog.split("test").goals if g["goal_options"])
+    browser_env.reset(options={"task_id": goal["task_id"]})
+    _, _, _, _, info = browser_env.step("noop()")
+    assert info["action_effect"]["label"] == 0
+    assert info["action_effect"]["pixel_distance"] == 0 and info["action_effect"]["text_distance"] == 0
+    _, _, _, _, info = browser_env.step(f"search[{goal['query']}]")
+    assert info["action_effect"]["label"] == 1
+    _, _, _, _, info = browser_env.step("click('no_such_id')")
+    assert info["action_effect"]["label"] == 0
+    core = browser_env.unwrapped
+    core._goto(f"/s/{core._session['session_id']}/item/{goal['asin']}")
+    value = next(iter(dict(goal["goal_options"]).values()))
+    _, _, _, _, info = browser_env.step(f"click[{value}]")
+    effect = info["action_effect"]
+    assert effect["label"] == 1 and effect["text_label"] == 1 and effect["pixel_label"] == 1
+    _, _, _, _, info = browser_env.step(f"click[{value}]")  # choosing it again changes nothing
+    assert info["action_effect"]["label"] == 0
+
+
+def test_snapshot_forks_reach_the_same_reward(text_env, browser_env, catalog):
+    goal = catalog.split("test").goals[20]
+    for env in (text_env, browser_env):
+        env.reset(options={"task_id": goal["task_id"]})
+        core = env.unwrapped
+        core._goto(f"/s/{core._session['session_id']}/item/{goal['asin']}")
+        first = next(iter(dict(goal["goal_options"]).values()), None)
+        if first is not None:
+            env.step(f"click[{first}]")
+        snap = json.loads(json.dumps(core.snapshot()))  # serialisable
+        rest = [f"click[{v}]" for v in list(dict(goal["goal_options"]).values())[1:]]
+        rest += ["click[Buy Now]"]
+        rewards = []
+        for _ in range(2):
+            obs, _ = core.restore(snap)
+            assert obs["url"].endswith(f"/item/{goal['asin']}")
+            for action in rest:
+                obs, reward, terminated, *_ = env.step(action)
+            rewards.append((reward, terminated))
+        assert rewards[0] == rewards[1] == (pytest.approx(1.0), True)
+        # a fork that buys something else diverges
+        core.restore(snap)
+        obs, *_ = env.step("click('back_to_search')")
+        assert "search_box" in obs["axtree"]
+
+
+def test_render_modes(catalog):
+    env = gym.make("WebGym-Shopping-v0", render_mode="rgb_array", screenshot=False)
+    env.reset(options={"task_id": "test-0002"})
+    assert "screenshot" not in env.observation_space.spaces
+    assert env.render().shape == (720, 1280, 3)
+    env.close()
+    text = gym.make("WebGym-ShoppingText-v0", render_mode="ansi")
+    obs, _ = text.reset(options={"task_id": "test-0002"})
+    assert text.render() == obs["text"]
+    text.close()
+    with pytest.raises(ValueError, match="text mode has no pixels"):
+        gym.make("WebGym-ShoppingText-v0", render_mode="rgb_array")
+
+
+def test_unknown_split_or_task_is_a_clear_error():
+    with pytest.raises(ValueError, match="test"):
+        gym.make("WebGym-ShoppingText-v0", split="nope")
+    env = gym.make("WebGym-ShoppingText-v0")
+    with pytest.raises(ValueError, match="test-9999"):
+        env.reset(options={"task_id": "test-9999"})
+    env.close()
+
+
+def test_a_killed_browser_ends_the_episode_and_the_next_reset_works(catalog):
+    env = gym.make("WebGym-Shopping-v0")
+    env.reset(options={"task_id": "test-0004"})
+    core = env.unwrapped
+    os.kill(core._host.pid, signal.SIGKILL)
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    obs, reward, terminated, truncated, info = env.step("search[tent]")
+    assert time.perf_counter() - t0 < 20
+    assert truncated and not terminated and reward == 0 and "error" in info
+    obs, info = env.reset(options={"task_id": "test-0004"})
+    assert "search_box" in obs["axtree"] and obs["screenshot"].shape == (720, 1280, 3)
+    obs, *_ = env.step("search[tent]")
+    assert obs["last_action_error"] == "" and "Total results" in obs["text"]
+    env.close()
+
+
+def test_close_stops_the_browser():
+    """Envs of one thread share one Chromium; closing the last one stops it. (A fresh thread
+    has its own browser host, so the module's other envs do not keep it alive.)"""
+    seen = {}
+
+    def body():
+        env = gym.make("WebGym-Shopping-v0")
+        env.reset(options={"task_id": "test-0001"})
+        host = env.unwrapped._host
+        other = gym.make("WebGym-Shopping-v0")
+        other.reset(options={"task_id": "test-0001"})
+        seen["shared"] = other.unwrapped._host is host and host.tab_count == 2
+        env.close()
+        seen["after_one"] = host.running and host.tab_count == 1
+        other.close()
+        seen["after_all"] = host.running
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(120)
+    assert seen == {"shared": True, "after_one": True, "after_all": False}
+
+
+def test_async_vector_env():
+    # Text observations cannot live in shared memory: async vector envs pass them by pipe.
+    envs = gym.make_vec("WebGym-ShoppingText-v0", num_envs=2, vectorization_mode="async",
+                        vector_kwargs={"shared_memory": False})
+    obs, infos = envs.reset(seed=0)
+    assert len(obs["text"]) == 2
+    obs, rewards, terminated, truncated, infos = envs.step(["noop()", "search[tent]"])
+    assert list(rewards) == [0.0, 0.0]
+    envs.close()

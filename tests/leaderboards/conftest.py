@@ -1,0 +1,64 @@
+"""Fixtures: the real catalog's test split, a fresh leaderboard file, a Chromium page."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from leaderboards.store import LeaderboardStore
+from webgym.shop.tasks import TaskSplit
+
+CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def test_split(catalog) -> TaskSplit:
+    return catalog.splits()["test"]
+
+
+@pytest.fixture(scope="session")
+def known_splits(catalog):
+    return catalog.splits()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "board" / "leaderboard.sqlite"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    with LeaderboardStore(db_path) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    external: list[str] = []  # the pages must be self-contained: record any other request
+
+    def on_request(request) -> None:
+        if not request.url.startswith(("file://", "http://127.0.0.1", "data:")):
+            external.append(request.url)
+
+    p = context.new_page()
+    p.on("request", on_request)
+    p.external_requests = external
+    yield p
+    context.close()

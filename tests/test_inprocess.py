@@ -1,0 +1,141 @@
+"""The browserless page: the shop app in-process and over real HTTP give the same episode."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from webgym.actions import parse_action
+from webgym.inprocess import ASGITransport, HTTPTransport, InProcessPage, ShopRequestError
+from webgym.observe import ActionError
+
+
+@pytest.fixture()
+def pages(shop):
+    """An in-process page (the same Starlette app object) and a page over real HTTP."""
+    local, remote = InProcessPage(shop.app), InProcessPage(shop.url)
+    assert isinstance(local.transport, ASGITransport)
+    assert isinstance(remote.transport, HTTPTransport)
+    yield local, remote
+    local.close()
+    remote.close()
+
+
+def findable_goal(catalog):
+    """A test goal whose target is on the first results page of its query."""
+    for goal in catalog.split("test").goals[:50]:
+        if goal["asin"] in catalog.search(goal["query"], limit=50)[:10]:
+            return goal
+    pytest.skip("no test goal with its target on the first results page")
+
+
+def snapshot(page: InProcessPage):
+    v = page.view
+    return v.text, v.axtree, v.available_actions, v.html_pruned
+
+
+def test_both_transports_play_the_same_episode(pages, catalog):
+    goal = findable_goal(catalog)
+    sessions = [
+        p.request_json("POST", "/api/sessions", {"task_id": goal["task_id"]}) for p in pages
+    ]
+    assert sessions[0]["session_id"] != sessions[1]["session_id"]
+    options = dict(goal["goal_options"])
+    steps = [f"search[{goal['query']}]", f"click[{goal['asin']}]"]
+    steps += [f"click[{value}]" for value in options.values()]
+    steps += ["click('tab_features')", "go_back()", "click[Buy Now]"]
+
+    seen = []
+    for page, session in zip(pages, sessions, strict=True):
+        status, html = page.goto(session["url"])
+        assert status == 200 and 'bid="search_box"' in html
+        trace = [snapshot(page)]
+        for step in steps:
+            page.execute(parse_action(step))
+            assert page.status == 200, (step, page.url, page.html[:500])
+            trace.append(snapshot(page))
+            if step == "go_back()":
+                assert page.view.text == trace[-3][0]  # the item page again
+                assert page.url.endswith(f"/item/{goal['asin']}")
+        assert page.url == f"{session['url']}/done"
+        for text, axtree, _, _ in trace:
+            assert session["session_id"] not in text + axtree
+        state = page.request_json("GET", f"/api/sessions/{session['session_id']}")
+        assert state["done"] and state["purchase"]["asin"] == goal["asin"]
+        assert state["purchase"]["options"] == options
+        assert state["purchase"]["reward"] == 1.0
+        seen.append(trace)
+    local, remote = seen
+    assert len(local) == len(remote) == len(steps) + 1
+    for i, (a, b) in enumerate(zip(local, remote, strict=True)):
+        assert a == b, f"the two transports differ after step {i}: {([''] + steps)[i]}"
+    item = local[2]
+    for value in options.values():  # options chosen show as checked
+        assert f"radio '{value}', checked=true" in local[2 + len(options)][1]
+        assert f"radio '{value}', checked=true" not in item[1]
+
+
+def test_search_form_sends_the_typed_text(pages, catalog):
+    goal = catalog.split("test").goals[0]
+    for page in pages:
+        session = page.request_json("POST", "/api/sessions", {"task_id": goal["task_id"]})
+        page.goto(session["url"])
+        page.execute(parse_action("fill('search_box', 'red & blue shoes')"))
+        assert page.url == session["url"]  # typing sends nothing
+        page.execute(parse_action("click('search_button')"))
+        assert page.url == f"{session['url']}/search?q=red+%26+blue+shoes"
+        assert page.history == [session["url"], page.url]
+        assert page.go_back() and page.url == session["url"] and page.history == [page.url]
+        assert not page.go_back()  # nothing before the first page: nothing happens
+        with pytest.raises(ActionError, match="no clickable"):
+            page.execute(parse_action("click[Buy Now]"))
+        page.execute(parse_action("noop()"))
+        page.execute(parse_action("scroll(0, 300)"))
+        assert page.url == session["url"]
+
+
+def test_errors_are_pages_not_exceptions(pages):
+    for page in pages:
+        status, html = page.goto("/no/such/route")
+        assert status == 404
+        assert "<html" in html and "404" in page.view.title
+        status, html = page.goto("/s/0000000000000000/search?q=x")
+        assert status == 404 and "No session" in page.view.text
+        with pytest.raises(ShopRequestError) as info:
+            page.request_json("GET", "/api/sessions/0000000000000000")
+        assert info.value.status == 404
+
+
+def test_clone_and_restore_through_the_transport(pages, catalog):
+    goal = catalog.split("test").goals[1]
+    for page in pages:
+        session = page.request_json("POST", "/api/sessions", {"task_id": goal["task_id"]})
+        page.goto(f"{session['url']}/search?q={goal['query'].replace(' ', '+')}")
+        twin = page.request_json("POST", f"/api/sessions/{session['session_id']}/clone")
+        assert twin["session_id"] != session["session_id"]
+        assert twin["last_search"] == [goal["query"], 1]
+        state = page.request_json("GET", f"/api/sessions/{session['session_id']}")
+        restored = page.request_json("POST", "/api/sessions", {"state": state})
+        assert restored["last_search"] == state["last_search"]
+
+
+def test_in_process_request_time(shop, catalog):
+    goal = catalog.split("test").goals[0]
+    page = InProcessPage(shop.app)
+    session = page.request_json("POST", "/api/sessions", {"task_id": goal["task_id"]})
+    page.goto(f"{session['url']}/search?q={goal['query'].replace(' ', '+')}")
+    n = 200
+    start = time.perf_counter()
+    for _ in range(n):
+        page.transport.request("GET", "/healthz")
+    overhead = (time.perf_counter() - start) / n
+    start = time.perf_counter()
+    for _ in range(n):
+        page.reload()
+    results = (time.perf_counter() - start) / n
+    page.close()
+    print(
+        f"\nin-process: /healthz {overhead * 1e3:.3f} ms per request, "
+        f"a results page {results * 1e3:.3f} ms (search + render, no observation)"
+    )
