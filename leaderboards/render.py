@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from leaderboards.store import Entry
@@ -35,17 +36,25 @@ def fmt_rate(rate: float, se: float | None = None) -> str:
 
 
 def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Table:
-    """A rich table of ranked entries (``LeaderboardStore.ranked``)."""
-    table = Table(title=title, header_style="bold", title_justify="left")
-    table.add_column("rank", justify="right")
-    table.add_column("agent")
-    table.add_column("Score ± s.e.", justify="right")
-    table.add_column("success", justify="right")
-    table.add_column("episodes", justify="right")
-    table.add_column("mode")
-    table.add_column("date")
-    table.add_column("git")
-    table.add_column("checkpoint")
+    """A rich table of ranked entries (``LeaderboardStore.ranked``); fits 80 columns."""
+    table = Table(
+        title=title,
+        header_style="bold",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        caption="Score = mean reward x 100 ± s.e.; success = share with reward 1; n = episodes",
+        caption_justify="left",
+    )
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("agent", overflow="fold", ratio=1, min_width=8)
+    table.add_column("Score ± s.e.", justify="right", no_wrap=True)
+    table.add_column("success", justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("date", no_wrap=True)
+    table.add_column("git", no_wrap=True)
+    table.add_column("ckpt", no_wrap=True)
     for e in entries:
         table.add_row(
             str(e.rank or ""),
@@ -53,7 +62,6 @@ def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Tabl
             fmt_score(e),
             fmt_rate(e.success_rate),
             str(e.n_episodes),
-            e.mode or "-",
             e.date,
             e.git_short,
             e.checkpoint_short,

@@ -20,24 +20,38 @@ from rich.table import Table
 
 from webgym.shop.server import LOOPBACK, ShopServer
 
-app = typer.Typer(help="WebGym: web shopping as a reinforcement-learning environment.",
-                  no_args_is_help=True, add_completion=False)
-shop_app = typer.Typer(help="The local web shop: serve it, build or import its catalog.",
-                       no_args_is_help=True)
+app = typer.Typer(
+    help="WebGym: web shopping as a reinforcement-learning environment.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+shop_app = typer.Typer(
+    help="The local web shop: serve it, build or import its catalog.", no_args_is_help=True
+)
 app.add_typer(shop_app, name="shop")
 console = Console()
 
-CatalogOpt = Annotated[Path | None, typer.Option(
-    help="A catalog file (from `webgym shop build` or `import-webshop`); default: the embedded "
-         "synthetic catalog, or $WEBGYM_CATALOG.", exists=True, dir_okay=False)]
+CatalogOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="A catalog file (from `webgym shop build` or `import-webshop`); default: the embedded "
+        "synthetic catalog, or $WEBGYM_CATALOG.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 
 
 @shop_app.command("serve")
 def shop_serve(
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
-    host: Annotated[str, typer.Option(help="Address to bind. Loopback unless you pass another "
-                                           "address explicitly, e.g. 0.0.0.0 in a container.")]
-    = LOOPBACK,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to bind. Loopback unless you pass another "
+            "address explicitly, e.g. 0.0.0.0 in a container."
+        ),
+    ] = LOOPBACK,
     catalog: CatalogOpt = None,
 ) -> None:
     """Serve the shop so a person (or an agent) can browse it."""
@@ -58,8 +72,10 @@ def shop_build(
 
     t0 = time.perf_counter()
     catalog = default_catalog(n_products=n_products, seed=seed)
-    console.print(f"{catalog.path}: {len(catalog)} products, "
-                  f"{len(catalog.categories())} categories ({time.perf_counter() - t0:.1f} s)")
+    console.print(
+        f"{catalog.path}: {len(catalog)} products, "
+        f"{len(catalog.categories())} categories ({time.perf_counter() - t0:.1f} s)"
+    )
     for split in catalog.splits().values():
         console.print(f"  {split.name:<10} {split.size:>5} tasks  hash {split.hash}")
 
@@ -69,19 +85,30 @@ def shop_import_webshop(
     products: Annotated[Path, typer.Option(help="WebShop's items_shuffle.json", exists=True)],
     attributes: Annotated[Path, typer.Option(help="WebShop's items_ins_v2.json", exists=True)],
     out: Annotated[Path, typer.Option(help="Output directory for the catalog file.")],
-    human_goals: Annotated[Path | None, typer.Option(
-        help="WebShop's items_human_ins.json (human instructions as tasks)", exists=True)] = None,
-    reviews: Annotated[Path | None, typer.Option(
-        help="WebShop's items_reviews.json", exists=True)] = None,
+    human_goals: Annotated[
+        Path | None,
+        typer.Option(
+            help="WebShop's items_human_ins.json (human instructions as tasks)", exists=True
+        ),
+    ] = None,
+    reviews: Annotated[
+        Path | None, typer.Option(help="WebShop's items_reviews.json", exists=True)
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for price ceilings and splits.")] = 0,
 ) -> None:
     """Import WebShop's own product and goal files into a WebGym catalog."""
     from webgym.shop.catalog import Catalog
     from webgym.shop.webshop_import import import_webshop
 
-    path = import_webshop(products, attributes, out, human_goals_json=human_goals,
-                          reviews_json=reviews, seed=seed,
-                          progress=lambda msg: console.print(msg))
+    path = import_webshop(
+        products,
+        attributes,
+        out,
+        human_goals_json=human_goals,
+        reviews_json=reviews,
+        seed=seed,
+        progress=lambda msg: console.print(msg),
+    )
     with Catalog.open(path) as catalog:
         sizes = ", ".join(f"{s.name} {s.size}" for s in catalog.splits().values())
         console.print(f"{path}: {len(catalog)} products; tasks: {sizes}")

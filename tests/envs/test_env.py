@@ -95,14 +95,23 @@ def test_seeded_task_draw_is_reproducible(text_env):
 def test_browser_and_text_modes_see_the_same_episode(browser_env, text_env, catalog):
     for goal in catalog.split("test").goals[10:13]:
         actions = target_actions(goal)
-        browser_trace, b_reward, b_term, b_info = play(browser_env, goal["task_id"], actions,
-                                                       goal["asin"])
-        text_trace, t_reward, t_term, t_info = play(text_env, goal["task_id"], actions,
-                                                    goal["asin"])
+        browser_trace, b_reward, b_term, b_info = play(
+            browser_env, goal["task_id"], actions, goal["asin"]
+        )
+        text_trace, t_reward, t_term, t_info = play(
+            text_env, goal["task_id"], actions, goal["asin"]
+        )
         assert len(browser_trace) == len(text_trace)
         for b, t in zip(browser_trace, text_trace, strict=True):
-            for key in ("text", "axtree", "available_actions", "html", "goal", "last_action",
-                        "last_action_error"):
+            for key in (
+                "text",
+                "axtree",
+                "available_actions",
+                "html",
+                "goal",
+                "last_action",
+                "last_action_error",
+            ):
                 assert b[key] == t[key], (goal["task_id"], key)
         assert b_term and t_term and b_reward == t_reward == pytest.approx(1.0)
         assert b_info["reward_info"] == t_info["reward_info"]
@@ -124,7 +133,10 @@ def test_bad_actions_are_reported_not_raised(text_env, catalog):
         obs, reward, terminated, truncated, info = text_env.step(action)
         assert reward == 0 and not terminated and not truncated
         assert obs["last_action_error"], action
-        assert needle.lower() in obs["last_action_error"].lower(), (action, obs["last_action_error"])
+        assert needle.lower() in obs["last_action_error"].lower(), (
+            action,
+            obs["last_action_error"],
+        )
         assert info["action_effect"]["label"] == 0
     assert int(obs["step"]) == len(cases)  # invalid actions count as steps
 
@@ -154,7 +166,9 @@ def test_effect_labels(browser_env, catalog):
     browser_env.reset(options={"task_id": goal["task_id"]})
     _, _, _, _, info = browser_env.step("noop()")
     assert info["action_effect"]["label"] == 0
-    assert info["action_effect"]["pixel_distance"] == 0 and info["action_effect"]["text_distance"] == 0
+    assert (
+        info["action_effect"]["pixel_distance"] == 0 and info["action_effect"]["text_distance"] == 0
+    )
     _, _, _, _, info = browser_env.step(f"search[{goal['query']}]")
     assert info["action_effect"]["label"] == 1
     _, _, _, _, info = browser_env.step("click('no_such_id')")
@@ -260,8 +274,12 @@ def test_close_stops_the_browser():
 
 def test_async_vector_env():
     # Text observations cannot live in shared memory: async vector envs pass them by pipe.
-    envs = gym.make_vec("WebGym-ShoppingText-v0", num_envs=2, vectorization_mode="async",
-                        vector_kwargs={"shared_memory": False})
+    envs = gym.make_vec(
+        "WebGym-ShoppingText-v0",
+        num_envs=2,
+        vectorization_mode="async",
+        vector_kwargs={"shared_memory": False},
+    )
     obs, infos = envs.reset(seed=0)
     assert len(obs["text"]) == 2
     obs, rewards, terminated, truncated, infos = envs.step(["noop()", "search[tent]"])

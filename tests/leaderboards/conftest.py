@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from leaderboards.store import LeaderboardStore
+from webgym.shop.catalog import Catalog
 from webgym.shop.tasks import TaskSplit
 
 CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
-def test_split(catalog) -> TaskSplit:
-    return catalog.splits()["test"]
+def lb_catalog(catalog, tmp_path_factory):
+    """A private copy of the embedded catalog: the split versions these tests submit against
+    stay fixed even if another process rebuilds the shared cache meanwhile."""
+    path = tmp_path_factory.mktemp("catalog") / catalog.path.name
+    shutil.copyfile(catalog.path, path)
+    with Catalog.open(path) as copy:
+        yield copy
+
+
+@pytest.fixture(autouse=True)
+def _catalog_env(lb_catalog, monkeypatch):
+    """The commands under test (``--catalog`` default) open the same private copy."""
+    monkeypatch.setenv("WEBGYM_CATALOG", str(lb_catalog.path))
 
 
 @pytest.fixture(scope="session")
-def known_splits(catalog):
-    return catalog.splits()
+def test_split(lb_catalog) -> TaskSplit:
+    return lb_catalog.splits()["test"]
+
+
+@pytest.fixture(scope="session")
+def known_splits(lb_catalog):
+    return lb_catalog.splits()
 
 
 @pytest.fixture

@@ -100,8 +100,12 @@ def test_a_wrong_product_scores_less_than_one(client, catalog):
 def test_every_interactive_element_has_a_unique_stable_id(client, catalog):
     goal = catalog.split("test").goals[1]
     sid = new_session(client, goal["task_id"])
-    paths = [f"/s/{sid}", f"/s/{sid}/search?q={goal['query']}", f"/s/{sid}/item/{goal['asin']}",
-             f"/s/{sid}/item/{goal['asin']}/reviews"]
+    paths = [
+        f"/s/{sid}",
+        f"/s/{sid}/search?q={goal['query']}",
+        f"/s/{sid}/item/{goal['asin']}",
+        f"/s/{sid}/item/{goal['asin']}/reviews",
+    ]
     for path in paths:
         first, second = client.get(path).text, client.get(path).text
         tags = INTERACTIVE_RE.findall(first)

@@ -22,7 +22,7 @@ NASTY_QUERIES = [
     "shampoo " * 2000,
     "😀 洗发水 café naïve Ω",
     "'; DROP TABLE products; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "1; SELECT * FROM sqlite_master",
     "\x00\x01\x02",
     "%00%27",

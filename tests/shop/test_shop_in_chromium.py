@@ -8,16 +8,24 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def page():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context = browser.new_context(java_script_enabled=False,
-                                      viewport={"width": 1280, "height": 720})
+        context = browser.new_context(
+            java_script_enabled=False, viewport={"width": 1280, "height": 720}
+        )
         yield context.new_page()
         browser.close()
 
@@ -44,8 +52,9 @@ def test_the_shop_works_without_javascript(page, shop, catalog, artifacts_dir):
         dim_index = list(product["options"]).index(dim)
         value_index = product["options"][dim].index(value)
         page.click(f'[bid="opt_{dim_index}_{value_index}"]')  # a form submit: no JS needed
-        assert page.get_attribute(f'[bid="opt_{dim_index}_{value_index}"]',
-                                  "aria-checked") == "true"
+        assert (
+            page.get_attribute(f'[bid="opt_{dim_index}_{value_index}"]', "aria-checked") == "true"
+        )
     page.screenshot(path=artifacts_dir / "shop-3-item.png")
 
     page.click('[bid="tab_reviews"]')

@@ -9,5 +9,9 @@ MAX_EPISODE_STEPS = 15
 def register_envs() -> None:
     for env_id, mode in ENV_IDS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point="webgym.envs.shopping:ShoppingEnv",
-                     max_episode_steps=MAX_EPISODE_STEPS, kwargs={"mode": mode})
+            register(
+                id=env_id,
+                entry_point="webgym.envs.shopping:ShoppingEnv",
+                max_episode_steps=MAX_EPISODE_STEPS,
+                kwargs={"mode": mode},
+            )

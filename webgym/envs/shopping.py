@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from urllib.parse import urlsplit
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 import gymnasium as gym
 import numpy as np
@@ -97,8 +97,10 @@ class ShoppingEnv(gym.Env[dict, str]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         if mode == "text" and render_mode == "rgb_array":
-            raise ValueError("text mode has no pixels: use render_mode='ansi' (the text page) "
-                             "or WebGym-Shopping-v0 for screenshots")
+            raise ValueError(
+                "text mode has no pixels: use render_mode='ansi' (the text page) "
+                "or WebGym-Shopping-v0 for screenshots"
+            )
         self.mode = mode
         self.render_mode = render_mode
         self._session: dict | None = None
@@ -137,18 +139,25 @@ class ShoppingEnv(gym.Env[dict, str]):
         if mode == "browser":
             from webgym.browser import BrowserConfig, BrowserHost
 
-            config = BrowserConfig(headless=headless, viewport=self.viewport,
-                                   **({"executable_path": chromium_path} if chromium_path else {}))
+            config = BrowserConfig(
+                headless=headless,
+                viewport=self.viewport,
+                **({"executable_path": chromium_path} if chromium_path else {}),
+            )
             self._host = BrowserHost.acquire(config)
             self._tab = self._host.new_tab(self.viewport)
 
         self.action_space = spaces.Text(MAX_ACTION_LENGTH, min_length=0, charset=CHARSET)
         text = spaces.Text(MAX_TEXT, min_length=0, charset=CHARSET)
         fields: dict[str, spaces.Space] = {
-            "goal": text, "url": text, "text": text,
-            "available_actions": spaces.Sequence(spaces.Text(MAX_ACTION_LENGTH, min_length=0,
-                                                             charset=CHARSET), stack=False),
-            "last_action": text, "last_action_error": text,
+            "goal": text,
+            "url": text,
+            "text": text,
+            "available_actions": spaces.Sequence(
+                spaces.Text(MAX_ACTION_LENGTH, min_length=0, charset=CHARSET), stack=False
+            ),
+            "last_action": text,
+            "last_action_error": text,
             "step": spaces.Box(0, np.iinfo(np.int64).max, shape=(), dtype=np.int64),
         }
         if self.screenshot_on:
@@ -196,7 +205,9 @@ class ShoppingEnv(gym.Env[dict, str]):
             status, html = self._client.goto(path)
             self._load((status, html, self._client.absolute_url, None))
         else:
-            cap = self._tab.goto(self._client.transport.base_url + path, screenshot=self.screenshot_on)
+            cap = self._tab.goto(
+                self._client.transport.base_url + path, screenshot=self.screenshot_on
+            )
             self._load((cap.status, cap.html, cap.url, cap.screenshot))
 
     def _execute(self, step) -> None:
@@ -233,8 +244,12 @@ class ShoppingEnv(gym.Env[dict, str]):
         return obs
 
     def _info(self, **extra: Any) -> dict[str, Any]:
-        return {"task_id": self._goal["task_id"], "split": self.split,
-                "split_hash": self.split_hash, **extra}
+        return {
+            "task_id": self._goal["task_id"],
+            "split": self.split,
+            "split_hash": self.split_hash,
+            **extra,
+        }
 
     @property
     def session_id(self) -> str | None:
@@ -246,8 +261,10 @@ class ShoppingEnv(gym.Env[dict, str]):
         super().reset(seed=seed)
         options = options or {}
         if "split" in options and options["split"] != self.split:
-            raise ValueError(f"this env serves split {self.split!r}; make another env for "
-                             f"split {options['split']!r}")
+            raise ValueError(
+                f"this env serves split {self.split!r}; make another env for "
+                f"split {options['split']!r}"
+            )
         task_id = options.get("task_id")
         if task_id is None:
             task_id = self.task_ids[int(self.np_random.integers(len(self.task_ids)))]
@@ -255,8 +272,7 @@ class ShoppingEnv(gym.Env[dict, str]):
         self._recover_browser_if_dead()
         self._drop_session()
         try:
-            self._session = self._client.request_json("POST", "/api/sessions",
-                                                      {"task_id": task_id})
+            self._session = self._client.request_json("POST", "/api/sessions", {"task_id": task_id})
         except ShopRequestError as e:
             raise ValueError(str(e.payload.get("error", e))) from None
         self._goal = self._session["goal"]
@@ -296,13 +312,20 @@ class ShoppingEnv(gym.Env[dict, str]):
             state = self._client.request_json("GET", f"/api/sessions/{self._session['session_id']}")
             purchase = state["purchase"]
             reward, terminated, self._done = float(purchase["reward"]), True, True
-            info_extra.update(reward_info=purchase["info"], purchased_asin=purchase["asin"],
-                              purchased_options=purchase["options"])
+            info_extra.update(
+                reward_info=purchase["info"],
+                purchased_asin=purchase["asin"],
+                purchased_options=purchase["options"],
+            )
         obs = self._observation(str(action)[:MAX_ACTION_LENGTH], error)
-        effect = action_effect(before_text, self._view.axtree, before_pixels,
-                               self._pixels, self.thresholds)
-        info = self._info(action_effect=effect, timings=Timings(
-            action_s=act_s, step_s=time.perf_counter() - t0), **info_extra)
+        effect = action_effect(
+            before_text, self._view.axtree, before_pixels, self._pixels, self.thresholds
+        )
+        info = self._info(
+            action_effect=effect,
+            timings=Timings(action_s=act_s, step_s=time.perf_counter() - t0),
+            **info_extra,
+        )
         return obs, reward, terminated, truncated, info
 
     def _is_user_error(self, e: Exception) -> bool:
@@ -328,19 +351,25 @@ class ShoppingEnv(gym.Env[dict, str]):
         state = self._client.request_json("GET", f"/api/sessions/{sid}")
         strip = self._session_path()
         return {
-            "version": 1, "split": self.split, "task_id": self._goal["task_id"],
-            "session": {k: state[k] for k in ("goal", "history", "last_search",
-                                              "current_asin", "options", "purchase")},
+            "version": 1,
+            "split": self.split,
+            "task_id": self._goal["task_id"],
+            "session": {
+                k: state[k]
+                for k in ("goal", "history", "last_search", "current_asin", "options", "purchase")
+            },
             "history": [p.replace(strip, f"/s/{SESSION_PLACEHOLDER}") for p in self._history],
-            "step": self._step, "done": self._done,
+            "step": self._step,
+            "done": self._done,
         }
 
     def restore(self, snapshot: dict[str, Any]):
         """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info)."""
         self._recover_browser_if_dead()
         self._drop_session()
-        self._session = self._client.request_json("POST", "/api/sessions",
-                                                   {"state": snapshot["session"]})
+        self._session = self._client.request_json(
+            "POST", "/api/sessions", {"state": snapshot["session"]}
+        )
         self._goal = self._session["goal"]
         mine = self._session_path()
         history = [p.replace(f"/s/{SESSION_PLACEHOLDER}", mine) for p in snapshot["history"]]
@@ -353,8 +382,7 @@ class ShoppingEnv(gym.Env[dict, str]):
     def _drop_session(self) -> None:
         if self._session is not None:
             try:
-                self._client.request_json("DELETE", f"/api/sessions/"
-                                                    f"{self._session['session_id']}")
+                self._client.request_json("DELETE", f"/api/sessions/{self._session['session_id']}")
             except Exception:  # noqa: BLE001 - the server may be gone; nothing to free then
                 pass
             self._session = None

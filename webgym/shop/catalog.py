@@ -16,8 +16,9 @@ File layout (``SCHEMA_VERSION`` 1):
   ``porter unicode61 remove_diacritics 2``; its stored ``rank`` is ``bm25()`` with the column
   weights ``BM25_WEIGHTS`` (title and query heaviest).
 - ``tasks(task_id TEXT PRIMARY KEY, split TEXT, position INTEGER, doc TEXT)``: goal JSON.
-- ``term_df(term TEXT PRIMARY KEY, df INTEGER)``: document frequency of each indexed (stemmed)
-  term found in at least ``DF_TABLE_MIN`` products (the search planner's statistics).
+- ``term_df(term TEXT PRIMARY KEY, df INTEGER, title_df INTEGER)``: document frequency (all
+  columns, title only) of each indexed (stemmed) term found in at least ``DF_TABLE_MIN``
+  products: the search planner's statistics.
 - ``meta(key TEXT PRIMARY KEY, value TEXT)``: JSON values (source, product_count,
   schema_version, built_at, split_hashes, split_sizes, categories, plus the caller's ``meta``).
 
@@ -208,13 +209,28 @@ class CatalogBuilder:
             [(k, json.dumps(v, ensure_ascii=False)) for k, v in meta.items()],
         )
         db.execute("INSERT INTO fts(fts) VALUES('optimize')")
-        db.execute("CREATE TABLE term_df(term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID")
-        db.execute("CREATE VIRTUAL TABLE temp.fts_vocab USING fts5vocab(main, fts, row)")
         db.execute(
-            "INSERT INTO term_df(term, df) SELECT term, doc FROM temp.fts_vocab WHERE doc >= ?",
+            "CREATE TABLE term_df(term TEXT PRIMARY KEY, df INTEGER NOT NULL, "
+            "title_df INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        db.execute("CREATE VIRTUAL TABLE temp.vocab_row USING fts5vocab(main, fts, row)")
+        db.execute("CREATE VIRTUAL TABLE temp.vocab_col USING fts5vocab(main, fts, col)")
+        db.execute(
+            "CREATE TEMP TABLE title_df(term TEXT PRIMARY KEY, df INTEGER) WITHOUT ROWID"
+        )
+        db.execute(
+            "INSERT INTO temp.title_df SELECT term, doc FROM temp.vocab_col "
+            "WHERE col = 'title' AND doc >= ?",
             (DF_TABLE_MIN,),
         )
-        db.execute("DROP TABLE temp.fts_vocab")
+        db.execute(
+            "INSERT INTO term_df(term, df, title_df) SELECT r.term, r.doc, coalesce(t.df, 0) "
+            "FROM temp.vocab_row AS r LEFT JOIN temp.title_df AS t ON t.term = r.term "
+            "WHERE r.doc >= ?",
+            (DF_TABLE_MIN,),
+        )
+        for table in ("vocab_row", "vocab_col", "title_df"):
+            db.execute(f"DROP TABLE temp.{table}")
         db.execute("COMMIT")
         db.execute("PRAGMA optimize")
         db.close()
@@ -315,7 +331,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
         self._splits: dict[str, TaskSplit] | None = None
-        self._df: dict[str, int] | None = None
+        self._df: dict[str, tuple[int, int]] | None = None
         self._get_cached = lru_cache(maxsize=4096)(self._load)
         try:
             rows = self._conn().execute("SELECT key, value FROM meta").fetchall()
@@ -383,16 +399,17 @@ class Catalog:
         except (TypeError, ValueError):
             limit = SEARCH_RETURN_N
         try:
-            match = self._plan(query_terms(query))
-            if match is None or limit == 0:
+            planned = self._plan(query_terms(query))
+            if planned is None or limit == 0:
                 return []
+            match, max_rowid = planned
             rows = (
                 self._conn()
                 .execute(
                     "SELECT p.asin FROM (SELECT rowid AS rid, rank AS r FROM fts "
-                    "WHERE fts MATCH ? ORDER BY rank LIMIT ?) AS h "
+                    "WHERE fts MATCH ? AND rowid <= ? ORDER BY rank LIMIT ?) AS h "
                     "JOIN products AS p ON p.id = h.rid ORDER BY h.r, h.rid",
-                    (match, limit),
+                    (match, max_rowid, limit),
                 )
                 .fetchall()
             )
@@ -400,28 +417,50 @@ class Catalog:
             return []
         return [r[0] for r in rows]
 
-    def _plan(self, terms: list[str]) -> str | None:
-        """The MATCH expression for ``terms``: rarest first, within the postings budget."""
+    def _plan(self, terms: list[str]) -> tuple[str, int] | None:
+        """The MATCH expression for ``terms`` and the largest rowid to rank, or None.
+
+        Terms are taken rarest first while their summed document frequencies stay within
+        ``POSTINGS_BUDGET``. When even the rarest term is over it (a lone frequent word such
+        as "free"), only products with it in the title are ranked (the title weighs most in
+        bm25), and when those are still too many, only the first ``POSTINGS_BUDGET`` or so of
+        them in catalog order.
+        """
         if not terms:
             return None
         df = self._term_df()
         costed = []
         for i, (term, term_stems) in enumerate(zip(terms, stems(terms), strict=True)):
             if term_stems:  # a phrase matches at most as often as its rarest word
-                costed.append((min(df.get(st, 0) for st in term_stems), i, term))
+                cost = min(df.get(st, (0, 0)) for st in term_stems)
+                costed.append((cost, i, term))
+        if not costed:
+            return None
         costed.sort()
         kept, total = [], 0
-        for cost, i, term in costed:
+        for (cost, _title_cost), i, term in costed:
             if kept and total + cost > POSTINGS_BUDGET:
                 break
             kept.append((i, term))
             total += cost
-        return match_expression(term for _, term in sorted(kept))
+        everything = self._len + 1
+        if total <= POSTINGS_BUDGET:
+            return match_expression(term for _, term in sorted(kept)), everything
+        (cost, title_cost), _, term = costed[0]
+        if title_cost:
+            expr, cost = "{title} : " + match_expression([term]), title_cost
+        else:
+            expr = match_expression([term]) or ""
+        if cost <= POSTINGS_BUDGET:
+            return expr, everything
+        return expr, max(1, self._len * POSTINGS_BUDGET // cost)
 
-    def _term_df(self) -> dict[str, int]:
+    def _term_df(self) -> dict[str, tuple[int, int]]:
+        """term -> (document frequency, title document frequency), for frequent terms."""
         df = self._df
         if df is None:
-            df = dict(self._conn().execute("SELECT term, df FROM term_df").fetchall())
+            rows = self._conn().execute("SELECT term, df, title_df FROM term_df").fetchall()
+            df = {term: (n, n_title) for term, n, n_title in rows}
             self._df = df
         return df
 

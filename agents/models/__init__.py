@@ -1,0 +1,56 @@
+"""Language-model backbones for the WebGym agents (see ``backbone`` and ``cache``).
+
+``cache`` (model files, ``fetch_models``, ``list_models``) is imported eagerly and needs neither
+torch nor transformers; ``backbone`` (``load_backbone``, ``Backbone``, ``ValueHead``, ...) is
+imported on first use, so ``webgym models list`` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from agents.models.cache import (  # noqa: E402
+    FETCH_COMMAND,
+    ModelNotPrepared,
+    ModelStatus,
+    cache_root,
+    fetch_models,
+    list_models,
+    model_dir,
+    not_prepared_message,
+)
+
+_LAZY = {
+    "BACKBONES",
+    "Backbone",
+    "BackboneMismatch",
+    "Generation",
+    "NotACausalLM",
+    "SequenceScores",
+    "ValueHead",
+    "check_fingerprint",
+    "load_backbone",
+}
+
+__all__ = [
+    "FETCH_COMMAND",
+    "ModelNotPrepared",
+    "ModelStatus",
+    "cache_root",
+    "fetch_models",
+    "list_models",
+    "model_dir",
+    "not_prepared_message",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from agents.models import backbone
+
+        return getattr(backbone, name)
+    raise AttributeError(f"module 'agents.models' has no attribute {name!r}")
