@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup chromium run test lint bench-catalog clean
+.PHONY: setup chromium run test lint bench-catalog bench-env clean
 
 setup: chromium $(STAMP)
 
@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/webgym shop build
 	touch $(STAMP)
 
+# The main job: the rule agent on 20 test tasks in Chromium, recorded, submitted, ranked.
+# Re-running resumes the same run (nothing to redo) and finds it already on the leaderboard.
+QUICKSTART_RUN ?= runs/quickstart-rule-test20
 run: setup
-	$(VENV)/bin/webgym demo --episodes 5
+	$(VENV)/bin/webgym-bench run --agent rule --split test --episodes 20 --mode browser \
+	  --out $(QUICKSTART_RUN)
+	$(VENV)/bin/webgym-bench submit $(QUICKSTART_RUN) --if-new
+	$(VENV)/bin/webgym-bench leaderboard --split test
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -32,6 +38,9 @@ lint: setup
 
 bench-catalog: setup
 	$(PY) -m benchmarks.perf.catalog_bench --sizes 10000 100000 --queries 1000
+
+bench-env: setup
+	$(PY) -m benchmarks.perf.env_bench --steps 60 --setup-peer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

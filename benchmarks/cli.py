@@ -161,15 +161,15 @@ def run_cmd(
         if episodes < 1:
             fail(f"--episodes must be at least 1, not {episodes}")
         if episodes > len(all_ids):
-            fail(f"--episodes {episodes} is beyond split {split!r}, which has "
-                 f"{len(all_ids)} tasks")
+            fail(f"--episodes {episodes} is beyond split {split!r}, which has {len(all_ids)} tasks")
         run_ids = all_ids[:episodes]
     elif chosen:
         known = set(all_ids)
         unknown = [t for t in chosen if t not in known]
         if unknown:
-            shown = ", ".join(unknown[:10]) + (f" (+{len(unknown) - 10} more)"
-                                               if len(unknown) > 10 else "")
+            shown = ", ".join(unknown[:10]) + (
+                f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""
+            )
             fail(f"tasks not in split {split!r}: {shown} (ids look like {all_ids[0]!r})")
         if len(set(chosen)) != len(chosen):
             fail("--task-ids lists a task more than once")
@@ -183,13 +183,23 @@ def run_cmd(
     run = RunDir(out)
     use_ray = ray is not None
     manifest = build_manifest(
-        run_id=out.name, agent=agent, agent_description=info.description,
-        checkpoint=str(checkpoint) if checkpoint else None, split=split,
-        split_hash=task_split.hash, split_size=task_split.size, task_ids=run_ids, seed=seed,
-        mode=mode, max_episode_steps=max_steps, workers=workers,
+        run_id=out.name,
+        agent=agent,
+        agent_description=info.description,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        split=split,
+        split_hash=task_split.hash,
+        split_size=task_split.size,
+        task_ids=run_ids,
+        seed=seed,
+        mode=mode,
+        max_episode_steps=max_steps,
+        workers=workers,
         executor="ray" if use_ray else "local",
         catalog={"source": catalog.source, "path": str(catalog.path)},
-        screenshots=screenshots, max_retries=max_retries, command=command_line(),
+        screenshots=screenshots,
+        max_retries=max_retries,
+        command=command_line(),
     )
     resuming = run.exists()
     try:
@@ -200,48 +210,81 @@ def run_cmd(
     for tid, why in scan.corrupt.items():
         warn(f"episode {tid} has a corrupt summary.json ({why}); re-running it")
     if scan.partial:
-        warn(f"{len(scan.partial)} episode(s) were interrupted ({', '.join(scan.partial[:5])}"
-             f"{', ...' if len(scan.partial) > 5 else ''}); re-running them from scratch")
+        warn(
+            f"{len(scan.partial)} episode(s) were interrupted ({', '.join(scan.partial[:5])}"
+            f"{', ...' if len(scan.partial) > 5 else ''}); re-running them from scratch"
+        )
     todo = scan.todo
-    console.print(f"Run directory: [bold]{out}[/]" + (" (resuming)" if resuming else ""),
-                  highlight=False)
-    console.print(f"{agent} on {split} ({len(run_ids)} tasks, {mode} mode): "
-                  f"{len(scan.complete)} already complete, {len(todo)} to run with "
-                  f"{workers} worker(s){' on Ray' if use_ray else ''}", highlight=False)
+    console.print(
+        f"Run directory: [bold]{out}[/]" + (" (resuming)" if resuming else ""), highlight=False
+    )
+    console.print(
+        f"{agent} on {split} ({len(run_ids)} tasks, {mode} mode): "
+        f"{len(scan.complete)} already complete, {len(todo)} to run with "
+        f"{workers} worker(s){' on Ray' if use_ray else ''}",
+        highlight=False,
+    )
 
     goals = {g["task_id"]: g for g in task_split.goals}
     spec = RunSpec(
-        run_path=str(out.resolve()), agent=agent,
-        checkpoint=str(checkpoint.resolve()) if checkpoint else None, split=split,
-        task_ids=tuple(run_ids), seed=seed, mode=mode, max_episode_steps=max_steps,
-        screenshots=screenshots, max_retries=max_retries,
-        task_meta={t: {"difficulty": goals[t].get("difficulty"),
-                       "category": goals[t].get("category")} for t in run_ids},
+        run_path=str(out.resolve()),
+        agent=agent,
+        checkpoint=str(checkpoint.resolve()) if checkpoint else None,
+        split=split,
+        task_ids=tuple(run_ids),
+        seed=seed,
+        mode=mode,
+        max_episode_steps=max_steps,
+        screenshots=screenshots,
+        max_retries=max_retries,
+        task_meta={
+            t: {"difficulty": goals[t].get("difficulty"), "category": goals[t].get("category")}
+            for t in run_ids
+        },
     )
     catalog.close()
     t0, started = time.perf_counter(), datetime.now(UTC).isoformat()
     tally = None
-    run.log(f"run start: {len(todo)} episodes to run, workers={workers}, "
-            f"executor={'ray' if use_ray else 'local'}")
+    run.log(
+        f"run start: {len(todo)} episodes to run, workers={workers}, "
+        f"executor={'ray' if use_ray else 'local'}"
+    )
     status, message = "complete", None
     try:
-        tally = _run_with_progress(spec, todo, len(run_ids), len(scan.complete), workers,
-                                   use_ray, None if ray in (None, "local") else ray)
+        tally = _run_with_progress(
+            spec,
+            todo,
+            len(run_ids),
+            len(scan.complete),
+            workers,
+            use_ray,
+            None if ray in (None, "local") else ray,
+        )
     except SetupError as e:
         status, message = "failed", str(e)
     except KeyboardInterrupt:
         status, message = "interrupted", "interrupted"
     wall = time.perf_counter() - t0
     run.log(f"run {status}: wall {wall:.1f}s")
-    run.append_invocation({"started": started, "finished": datetime.now(UTC).isoformat(),
-                           "status": status, "wall_s": round(wall, 3),
-                           "episodes_run": tally.done if tally is not None else 0,
-                           "workers": workers, "executor": "ray" if use_ray else "local",
-                           "command": command_line()})
+    run.append_invocation(
+        {
+            "started": started,
+            "finished": datetime.now(UTC).isoformat(),
+            "status": status,
+            "wall_s": round(wall, 3),
+            "episodes_run": tally.done if tally is not None else 0,
+            "workers": workers,
+            "executor": "ray" if use_ray else "local",
+            "command": command_line(),
+        }
+    )
     metrics = _finalise(out, quiet_warnings=False)
     if status == "failed":
-        fail(f"{message}\nComplete episodes are kept; fix the problem and re-run the same "
-             "command to resume.", 1)
+        fail(
+            f"{message}\nComplete episodes are kept; fix the problem and re-run the same "
+            "command to resume.",
+            1,
+        )
     if status == "interrupted":
         err_console.print(f"Interrupted. Re-run the same command (with --out {out}) to resume.")
         raise typer.Exit(130)
@@ -274,8 +317,9 @@ def _run_with_progress(spec, todo, n_total, n_complete, workers, use_ray, addres
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("episodes", total=n_total, completed=n_complete, sr="-",
-                                 sps="-", errors="")
+        task = progress.add_task(
+            "episodes", total=n_total, completed=n_complete, sr="-", sps="-", errors=""
+        )
         started = time.perf_counter()
         seen = {"done": 0, "ok": 0, "steps": 0, "errors": 0}
 
@@ -286,13 +330,16 @@ def _run_with_progress(spec, todo, n_total, n_complete, workers, use_ray, addres
             seen["errors"] += result["error"] is not None
             elapsed = max(time.perf_counter() - started, 1e-9)
             progress.update(
-                task, advance=1, sr=f"{seen['ok'] / seen['done']:.1%}",
+                task,
+                advance=1,
+                sr=f"{seen['ok'] / seen['done']:.1%}",
                 sps=f"{seen['steps'] / elapsed:.1f}",
                 errors=f"[red]{seen['errors']} errors[/]" if seen["errors"] else "",
             )
 
-        return execute(spec, todo, workers=workers, use_ray=use_ray, ray_address=address,
-                       on_result=on_result)
+        return execute(
+            spec, todo, workers=workers, use_ray=use_ray, ray_address=address, on_result=on_result
+        )
 
 
 def _finalise(run_path: Path, *, quiet_warnings: bool) -> dict[str, Any]:
@@ -333,15 +380,20 @@ def metrics_table(metrics: dict[str, Any], manifest: dict[str, Any] | None = Non
     manifest = manifest or {}
     title = "Results"
     if manifest:
-        title = (f"{manifest.get('agent')} on {manifest.get('split')} "
-                 f"({manifest.get('mode')} mode, seed {manifest.get('seed')})")
+        title = (
+            f"{manifest.get('agent')} on {manifest.get('split')} "
+            f"({manifest.get('mode')} mode, seed {manifest.get('seed')})"
+        )
     t = Table(title=title, show_header=True)
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_row("Score (mean reward x 100)", _pct(metrics["score"], metrics["score_se"], 1.0))
     t.add_row("Success rate %", _pct(metrics["success_rate"], metrics["success_se"]))
-    t.add_row("Episodes", f"{metrics['n_episodes']}/{metrics['n_expected']}"
-              + ("" if metrics["complete"] else " (incomplete)"))
+    t.add_row(
+        "Episodes",
+        f"{metrics['n_episodes']}/{metrics['n_expected']}"
+        + ("" if metrics["complete"] else " (incomplete)"),
+    )
     t.add_row("Avg steps", "-" if metrics["avg_steps"] is None else f"{metrics['avg_steps']:.2f}")
     t.add_row("Invalid-action rate %", _pct(metrics["invalid_action_rate"]))
     t.add_row("Action-effect rate %", _pct(metrics["effect_rate"]))

@@ -54,8 +54,9 @@ def episodes_frame(episodes: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for e in episodes:
         timings = e.get("timings") or {}
-        row = {k: e.get(k) for k in COLUMNS if k not in ("reset_s", "episode_s", "agent_s",
-                                                          "env_s")}
+        row = {
+            k: e.get(k) for k in COLUMNS if k not in ("reset_s", "episode_s", "agent_s", "env_s")
+        }
         row.update({k: timings.get(k) for k in ("reset_s", "episode_s", "agent_s", "env_s")})
         row["reward"] = float(e.get("reward") or 0.0)
         row["success"] = row["reward"] == 1.0

@@ -39,8 +39,7 @@ def write_plots(run_path: Path | str, out_dir: Path | str) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     top = int(df["n_steps"].max()) if len(df) else 1
-    ax.hist(df["n_steps"], bins=range(0, top + 2), color="#c44e52", edgecolor="white",
-            align="left")
+    ax.hist(df["n_steps"], bins=range(0, top + 2), color="#c44e52", edgecolor="white", align="left")
     ax.set(xlabel="steps", ylabel="episodes", title=f"Episode length: {name}")
     written.append(_save(fig, out_dir / "steps_hist.png"))
     plt.close("all")

@@ -143,8 +143,10 @@ def manifest_mismatches(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         a, b = old.get(key), new.get(key)
         if a != b:
             if key == "task_ids" and isinstance(a, list) and isinstance(b, list):
-                out.append(f"task_ids: the run covers {len(a)} tasks "
-                           f"({_ids_brief(a)}), this command {len(b)} ({_ids_brief(b)})")
+                out.append(
+                    f"task_ids: the run covers {len(a)} tasks "
+                    f"({_ids_brief(a)}), this command {len(b)} ({_ids_brief(b)})"
+                )
             else:
                 out.append(f"{key}: the run has {a!r}, this command {b!r}")
     return out
@@ -417,10 +419,19 @@ def load_run(path: Path | str, *, check_steps: bool = True) -> RunRecords:
                 }
                 for key, value in counts.items():
                     if key in summary and summary[key] != value:
-                        warnings.append(f"{tid}: summary {key}={summary[key]} but steps.jsonl "
-                                        f"gives {value}; using the steps")
+                        warnings.append(
+                            f"{tid}: summary {key}={summary[key]} but steps.jsonl "
+                            f"gives {value}; using the steps"
+                        )
                 summary = {**summary, **counts}
         episodes.append(summary)
     wall = sum(float(i.get("wall_s") or 0.0) for i in run.read_invocations())
-    return RunRecords(run.path, manifest, episodes, scan.corrupt,
-                      [t for t in task_ids if t not in scan.complete], warnings, wall)
+    return RunRecords(
+        run.path,
+        manifest,
+        episodes,
+        scan.corrupt,
+        [t for t in task_ids if t not in scan.complete],
+        warnings,
+        wall,
+    )

@@ -119,8 +119,9 @@ class EpisodeRunner:
             try:
                 self.agent = make_agent(self.spec.agent, checkpoint=self.spec.checkpoint)
             except Exception as e:
-                raise SetupError(f"cannot build agent {self.spec.agent!r}: "
-                                 f"{type(e).__name__}: {e}") from e
+                raise SetupError(
+                    f"cannot build agent {self.spec.agent!r}: {type(e).__name__}: {e}"
+                ) from e
 
     def _discard(self) -> None:
         for obj in (self.agent, self.env):
@@ -148,8 +149,10 @@ class EpisodeRunner:
                 summary["attempts"] = attempt
                 summary["error"] = None
                 writer.finish(summary)
-                self.run.log(f"episode end {task_id} attempt {attempt} "
-                             f"reward={summary['reward']} steps={summary['n_steps']}")
+                self.run.log(
+                    f"episode end {task_id} attempt {attempt} "
+                    f"reward={summary['reward']} steps={summary['n_steps']}"
+                )
                 return _result(summary)
             except SetupError:
                 raise
@@ -158,18 +161,31 @@ class EpisodeRunner:
                 n_steps = getattr(writer, "n_steps", 0)
                 if writer is not None:
                     writer.close()
-                self.run.log(f"episode error {task_id} attempt {attempt}: "
-                             f"{last_error.splitlines()[0][:300]}")
+                self.run.log(
+                    f"episode error {task_id} attempt {attempt}: {last_error.splitlines()[0][:300]}"
+                )
                 self._discard()
         meta = self.spec.task_meta.get(task_id, {})
         seed = episode_seed(self.spec.seed, task_id)
         summary = {
-            "task_id": task_id, "split": self.spec.split, "seed": seed,
-            "difficulty": meta.get("difficulty"), "category": meta.get("category"),
-            "n_steps": n_steps, "reward": 0.0, "success": False, "reward_info": {},
-            "terminated": False, "truncated": True, "error": last_error, "attempts": attempts,
-            "n_invalid_actions": 0, "n_effect": 0, "purchased_asin": None,
-            "timings": {}, "finished": utc_now(),
+            "task_id": task_id,
+            "split": self.spec.split,
+            "seed": seed,
+            "difficulty": meta.get("difficulty"),
+            "category": meta.get("category"),
+            "n_steps": n_steps,
+            "reward": 0.0,
+            "success": False,
+            "reward_info": {},
+            "terminated": False,
+            "truncated": True,
+            "error": last_error,
+            "attempts": attempts,
+            "n_invalid_actions": 0,
+            "n_effect": 0,
+            "purchased_asin": None,
+            "timings": {},
+            "finished": utc_now(),
         }
         from benchmarks.records import atomic_write_json
 
@@ -202,33 +218,49 @@ class EpisodeRunner:
             error = obs.get("last_action_error") or ""
             n_invalid += bool(error)
             n_effect += effect.get("label") == 1
-            writer.step({
-                "step": n_steps, "action": action, "reward": float(reward),
-                "terminated": bool(terminated), "truncated": bool(truncated),
-                "last_action_error": error, "effect_label": effect.get("label"),
-                "text_distance": effect.get("text_distance"),
-                "pixel_distance": effect.get("pixel_distance"),
-                "obs_digest": hashlib.sha256(str(obs.get("text", "")).encode()).hexdigest(),
-                "url": obs.get("url"), "elapsed_s": round(t2 - t_start, 6),
-            })
+            writer.step(
+                {
+                    "step": n_steps,
+                    "action": action,
+                    "reward": float(reward),
+                    "terminated": bool(terminated),
+                    "truncated": bool(truncated),
+                    "last_action_error": error,
+                    "effect_label": effect.get("label"),
+                    "text_distance": effect.get("text_distance"),
+                    "pixel_distance": effect.get("pixel_distance"),
+                    "obs_digest": hashlib.sha256(str(obs.get("text", "")).encode()).hexdigest(),
+                    "url": obs.get("url"),
+                    "elapsed_s": round(t2 - t_start, 6),
+                }
+            )
             if spec.screenshots and obs.get("screenshot") is not None:
                 writer.screenshot(n_steps, obs["screenshot"])
             if info.get("error"):
-                raise EpisodeFailed(f"the environment failed at step {n_steps}: "
-                                    f"{info['error']}")
+                raise EpisodeFailed(f"the environment failed at step {n_steps}: {info['error']}")
         meta = spec.task_meta.get(task_id, {})
         reward = float(reward)
         return {
-            "task_id": task_id, "split": spec.split, "seed": seed,
-            "difficulty": meta.get("difficulty"), "category": meta.get("category"),
-            "n_steps": n_steps, "reward": reward, "success": reward == 1.0,
+            "task_id": task_id,
+            "split": spec.split,
+            "seed": seed,
+            "difficulty": meta.get("difficulty"),
+            "category": meta.get("category"),
+            "n_steps": n_steps,
+            "reward": reward,
+            "success": reward == 1.0,
             "reward_info": info.get("reward_info") or {},
-            "terminated": bool(terminated), "truncated": bool(truncated),
-            "n_invalid_actions": n_invalid, "n_effect": n_effect,
+            "terminated": bool(terminated),
+            "truncated": bool(truncated),
+            "n_invalid_actions": n_invalid,
+            "n_effect": n_effect,
             "purchased_asin": info.get("purchased_asin"),
-            "timings": {"reset_s": round(reset_s, 6),
-                        "episode_s": round(time.perf_counter() - t_start, 6),
-                        "agent_s": round(agent_s, 6), "env_s": round(env_s + reset_s, 6)},
+            "timings": {
+                "reset_s": round(reset_s, 6),
+                "episode_s": round(time.perf_counter() - t_start, 6),
+                "agent_s": round(agent_s, 6),
+                "env_s": round(env_s + reset_s, 6),
+            },
             "finished": utc_now(),
         }
 
@@ -293,9 +325,12 @@ def _run_processes(spec: RunSpec, todo: list[str], workers: int) -> Iterator[dic
     restarts = 0
     while pending:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx,
-                                 initializer=_init_worker,
-                                 initargs=(spec, os.getpid())) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(pending)),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(spec, os.getpid()),
+        ) as pool:
             futures = {pool.submit(_worker_run, tid): tid for tid in pending}
             not_done = set(futures)
             try:
@@ -308,8 +343,7 @@ def _run_processes(spec: RunSpec, todo: list[str], workers: int) -> Iterator[dic
             except BrokenProcessPool:
                 restarts += 1
                 if restarts > spec.max_retries:
-                    raise SetupError("worker processes died "
-                                     f"{restarts} times; giving up") from None
+                    raise SetupError(f"worker processes died {restarts} times; giving up") from None
                 RunDir(spec.run_path).log(f"worker pool broke; restarting ({restarts})")
                 continue
             except BaseException:
@@ -318,8 +352,9 @@ def _run_processes(spec: RunSpec, todo: list[str], workers: int) -> Iterator[dic
                 raise
 
 
-def _run_ray(spec: RunSpec, todo: list[str], workers: int,
-             address: str | None) -> Iterator[dict[str, Any]]:
+def _run_ray(
+    spec: RunSpec, todo: list[str], workers: int, address: str | None
+) -> Iterator[dict[str, Any]]:
     import ray
 
     started = False
@@ -364,12 +399,18 @@ def _version(name: str) -> str | None:
 def _git() -> tuple[str | None, bool | None]:
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
         if head.returncode != 0:
             return None, None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=root, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return head.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, None
@@ -380,15 +421,33 @@ def _machine() -> dict[str, Any]:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         mem = None
-    return {"hostname": socket.gethostname(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "memory_gb": round(mem, 1) if mem else None}
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(mem, 1) if mem else None,
+    }
 
 
 def build_manifest(
-    *, run_id: str, agent: str, agent_description: str, checkpoint: str | None, split: str,
-    split_hash: str, split_size: int, task_ids: list[str], seed: int, mode: str,
-    max_episode_steps: int, workers: int, executor: str, catalog: dict[str, Any],
-    screenshots: bool, max_retries: int, command: list[str],
+    *,
+    run_id: str,
+    agent: str,
+    agent_description: str,
+    checkpoint: str | None,
+    split: str,
+    split_hash: str,
+    split_size: int,
+    task_ids: list[str],
+    seed: int,
+    mode: str,
+    max_episode_steps: int,
+    workers: int,
+    executor: str,
+    catalog: dict[str, Any],
+    screenshots: bool,
+    max_retries: int,
+    command: list[str],
 ) -> dict[str, Any]:
     git_hash, git_dirty = _git()
     return {
@@ -412,8 +471,10 @@ def build_manifest(
         "max_retries": max_retries,
         "catalog": catalog,
         "package_versions": {
-            "webgym": _version("webgym"), "gymnasium": _version("gymnasium"),
-            "playwright": _version("playwright"), "torch": _version("torch"),
+            "webgym": _version("webgym"),
+            "gymnasium": _version("gymnasium"),
+            "playwright": _version("playwright"),
+            "torch": _version("torch"),
             "ray": _version("ray") if executor == "ray" else None,
             "python": platform.python_version(),
         },

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 DbOption = Annotated[
     Path | None,
@@ -57,10 +58,17 @@ def submit(
     run: Annotated[Path, typer.Argument(help="Run directory (written by `webgym-bench run`).")],
     db: DbOption = None,
     catalog: CatalogOption = None,
+    if_new: Annotated[
+        bool,
+        typer.Option(
+            "--if-new",
+            help="A run whose records are already on the board is not an error: say so, exit 0 "
+            "(re-running a script that submits).",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a run (complete, known split version, metrics recomputed from its records equal
-    its summary, provenance present, not a duplicate) and add it to the leaderboard."""
-    from leaderboards.store import LeaderboardStore, SchemaMismatch
+    """Validate a run and add it to the leaderboard (see SUBMIT_HELP)."""
+    from leaderboards.store import DuplicateSubmission, LeaderboardStore, SchemaMismatch
     from leaderboards.submit import submit_run
     from leaderboards.validate import SubmissionRefused
 
@@ -71,16 +79,20 @@ def submit(
             entry = submit_run(run, store, known)
             n = len(store.ranked(entry.split, entry.split_hash))
     except SubmissionRefused as exc:
-        err.print(f"[bold red]refused:[/] {exc.reason}", highlight=False)
+        if if_new and isinstance(exc.__cause__, DuplicateSubmission):
+            console.print(f"already on the leaderboard: {exc.reason}", highlight=False)
+            return
+        err.print(f"[bold red]refused:[/] {escape(exc.reason)}", highlight=False)
         raise typer.Exit(1) from None
     except SchemaMismatch as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     console.print(
         f"entry #{entry.id}: {entry.agent} on {entry.split} ({entry.split_hash}): "
         f"Score {entry.score:.1f} ± {entry.score_se:.1f}, success {100 * entry.success_rate:.1f}% "
         f"over {entry.n_episodes} episodes",
         highlight=False,
+        markup=False,
     )
     console.print(f"rank {entry.rank} of {n} on {entry.split}", highlight=False)
 
@@ -97,10 +109,13 @@ def leaderboard(
     catalog: CatalogOption = None,
     all_versions: Annotated[
         bool,
-        typer.Option(help="Include entries made on other versions of the split (not comparable)."),
+        typer.Option(
+            "--all-versions",
+            help="Include entries made on other versions of the split (not comparable).",
+        ),
     ] = False,
 ) -> None:
-    """Show the leaderboard of a split, ranked by Score (mean reward x 100)."""
+    """Show the leaderboard of a split (see LEADERBOARD_HELP)."""
     from leaderboards.render import leaderboard_html, leaderboard_table
     from leaderboards.store import LeaderboardStore, SchemaMismatch
 
@@ -111,14 +126,14 @@ def leaderboard(
             known = _catalog(catalog).splits().get(split)
             split_hash = known.hash if known is not None else None
         except Exception as exc:  # no catalog: rank whatever the board holds for the name
-            err.print(f"note: no catalog ({exc}); showing every version of {split!r}")
+            err.print(f"note: no catalog ({exc}); showing every version of {split!r}", markup=False)
     try:
         with LeaderboardStore(db) as store:
             entries = store.ranked(split, split_hash)
             others = len(store.entries(split)) - len(entries)
             path = store.path
     except SchemaMismatch as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     version = f" version {split_hash}" if split_hash else ""
     note = (
@@ -127,18 +142,19 @@ def leaderboard(
         else None
     )
     if entries:
-        console.print(leaderboard_table(entries, title=f"WebGym leaderboard: {split}{version}"))
+        title = escape(f"WebGym leaderboard: {split}{version}")
+        console.print(leaderboard_table(entries, title=title))
     else:
-        console.print(f"no entries for split {split!r}{version} in {path}")
+        console.print(f"no entries for split {split!r}{version} in {path}", markup=False)
     if note:
-        console.print(note, style="dim")
+        console.print(note, style="dim", markup=False)
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(
             leaderboard_html(entries, split=split, split_hash=split_hash, note=note),
             encoding="utf-8",
         )
-        console.print(f"wrote {html}")
+        console.print(f"wrote {html}", markup=False)
 
 
 def view(
@@ -159,8 +175,7 @@ def view(
     port: Annotated[int, typer.Option(help="Port for --serve (0: any free port).")] = 0,
     catalog: CatalogOption = None,
 ) -> None:
-    """Write (or serve) an HTML trace viewer to step through a run's episodes: screenshots or
-    observation digests, actions, effect labels and distances, rewards, errors."""
+    """Write or serve the trace viewer of a run (see VIEW_HELP)."""
     from leaderboards.validate import SubmissionRefused
     from leaderboards.viewer import load_run, make_server, write_trace
 
@@ -171,13 +186,13 @@ def view(
         if episode is not None:
             trace.episode(episode)
     except (SubmissionRefused, KeyError) as exc:
-        err.print(f"[bold red]error:[/] {exc.args[0]}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc.args[0]))}", highlight=False)
         raise typer.Exit(1) from None
     if serve:
         server = make_server(run, port=port, goals=goals)
         host, bound = server.server_address[:2]
         url = f"http://{host}:{bound}/" + (f"episode/{episode}" if episode else "")
-        console.print(f"serving the trace viewer at {url} (Ctrl-C to stop)", highlight=False)
+        console.print(f"serving the trace viewer at {url} (Ctrl-C to stop)", markup=False)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -195,11 +210,30 @@ def view(
     )
 
 
+SUBMIT_HELP = (
+    "Validate a run and add it to the leaderboard. Refused (exit code 1, with the reason) "
+    "unless the run is complete, was made on a split version this catalog knows, its "
+    "summary.json equals the metrics recomputed from its episode records (summaries and "
+    "steps.jsonl), it carries its provenance (git hash, package versions, machine) and the same "
+    "records were not submitted before. Prints the new entry's rank."
+)
+LEADERBOARD_HELP = (
+    "Show the leaderboard of a split, ranked by Score (mean reward x 100) with its standard "
+    "error, success rate, episodes, date, git hash and checkpoint. --html also writes a "
+    "self-contained static page."
+)
+VIEW_HELP = (
+    "Write (or --serve on 127.0.0.1) an HTML page to step through a run's episodes: per step "
+    "the screenshot (when the run kept them) or the URL and observation digest, the action, "
+    "the effect label and distances, the reward and errors."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``submit``, ``leaderboard`` and ``view`` to a Typer app (``webgym-bench``)."""
-    app.command("submit")(submit)
-    app.command("leaderboard")(leaderboard)
-    app.command("view")(view)
+    app.command("submit", help=SUBMIT_HELP)(submit)
+    app.command("leaderboard", help=LEADERBOARD_HELP)(leaderboard)
+    app.command("view", help=VIEW_HELP)(view)
 
 
 app = typer.Typer(help="WebGym leaderboard.", no_args_is_help=True, add_completion=False)

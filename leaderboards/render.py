@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from leaderboards.store import Entry
@@ -44,7 +45,7 @@ def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Tabl
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
-        caption="Score = mean reward x 100 ± s.e.; success = share with reward 1; n = episodes",
+        caption="Score: mean reward x 100 ± s.e.  success: reward 1  n: episodes",
         caption_justify="left",
     )
     table.add_column("rank", justify="right", no_wrap=True)
@@ -58,7 +59,7 @@ def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Tabl
     for e in entries:
         table.add_row(
             str(e.rank or ""),
-            e.agent,
+            escape(e.agent) + (f" [dim]({escape(e.mode)})[/]" if e.mode else ""),
             fmt_score(e),
             fmt_rate(e.success_rate),
             str(e.n_episodes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,10 @@ def submit_run(run_dir: Path | str, store: LeaderboardStore, known_splits: Any) 
     run: ValidatedRun = validate_run(run_dir, known_splits)
     existing = store.find_digest(run.records_digest)
     if existing is not None:
-        raise SubmissionRefused(str(DuplicateSubmission(existing)))
+        duplicate = DuplicateSubmission(existing)
+        raise SubmissionRefused(str(duplicate)) from duplicate
     try:
         entry = store.add(run.entry())
     except DuplicateSubmission as exc:
-        raise SubmissionRefused(str(exc)) from None
-    from dataclasses import replace
-
+        raise SubmissionRefused(str(exc)) from exc
     return replace(entry, rank=store.rank_of(entry))

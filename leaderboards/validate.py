@@ -32,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+from benchmarks.records import FORMAT_VERSION
+
 PROVENANCE_FIELDS = ("agent", "created", "git_hash", "package_versions", "machine")
 # Metrics compared between the recomputation and the run's summary.json (when present there).
 COMPARED_METRICS = (
@@ -139,15 +140,16 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_steps(path: Path) -> list[dict[str, Any]]:
-    """The step records of a ``steps.jsonl``; a bad line refuses the run, naming the file."""
+def read_steps(run_dir: Path, task_id: str) -> list[dict[str, Any]]:
+    """The step records of an episode's ``steps.jsonl`` (none when the file is missing); a bad
+    line refuses the run, naming the file."""
     from benchmarks.records import RunDir
 
-    path = Path(path)
-    run = RunDir(path.parent.parent.parent)
-    steps, problem = run.read_steps(path.parent.name)
-    if problem == "steps.jsonl is missing":
+    run = RunDir(run_dir)
+    path = run.episode_path(task_id) / "steps.jsonl"
+    if not path.is_file():
         return []
+    steps, problem = run.read_steps(task_id)
     if problem:
         raise SubmissionRefused(f"corrupt episode file {path}: {problem}")
     for i, st in enumerate(steps, 1):
@@ -177,8 +179,8 @@ def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
         )
     out = []
     for tid in task_ids:
-        ep_dir = run.episode_path(tid)
-        out.append(Episode(tid, scan.complete[tid], read_steps(ep_dir / "steps.jsonl"), ep_dir))
+        steps = read_steps(run.path, tid)
+        out.append(Episode(tid, scan.complete[tid], steps, run.episode_path(tid)))
     return out
 
 
@@ -195,8 +197,8 @@ def recompute_metrics(episodes: list[Episode], n_expected: int) -> dict[str, Any
     """The run's metrics from its (already cross-checked) episode summaries."""
     from benchmarks.metrics import compute_metrics, episodes_frame
 
-    return dict(compute_metrics(episodes_frame([e.summary for e in episodes]),
-                                n_expected=n_expected))  # fmt: skip
+    frame = episodes_frame([e.summary for e in episodes])
+    return dict(compute_metrics(frame, n_expected=n_expected))
 
 
 def records_digest(summaries: list[dict[str, Any]]) -> str:

@@ -82,9 +82,9 @@ def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> Run
         ep_dir = ep_root / task_id
         summary, problem = _load_json(ep_dir / "summary.json")
         try:
-            steps = read_steps(ep_dir / "steps.jsonl")
-        except SubmissionRefused as exc:
-            steps, problem = [], problem or exc.reason
+            steps = read_steps(run_dir, task_id)
+        except (SubmissionRefused, ValueError) as exc:
+            steps, problem = [], problem or str(exc)
         goal = (goals or {}).get(task_id) or {}
         episodes.append(
             EpisodeTrace(
@@ -120,8 +120,15 @@ def _step_views(ep: EpisodeTrace) -> list[dict[str, Any]]:
     if ep.dir is not None:
         first = _png_data_uri(screenshot_path(ep.dir, 0))
         if first:
-            views.append({"id": f"{ep.anchor}-step-0", "title": "After reset", "reset": True,
-                          "img": first, "step": {}})  # fmt: skip
+            views.append(
+                {
+                    "id": f"{ep.anchor}-step-0",
+                    "title": "After reset",
+                    "reset": True,
+                    "img": first,
+                    "step": {},
+                }
+            )
     for st in ep.steps:
         n = st.get("step")
         img = _png_data_uri(screenshot_path(ep.dir, int(n))) if ep.dir and n is not None else None
@@ -185,8 +192,12 @@ def _reward(ep: EpisodeTrace) -> str:
     return f"{float(ep.summary['reward']):.3f}"
 
 
-def write_trace(run_dir: Path | str, out: Path | str, episode: str | None = None,
-                goals: Mapping[str, Any] | None = None) -> Path:  # fmt: skip
+def write_trace(
+    run_dir: Path | str,
+    out: Path | str,
+    episode: str | None = None,
+    goals: Mapping[str, Any] | None = None,
+) -> Path:
     """Write the viewer page for ``episode`` (default: every episode) to ``out``."""
     run = load_run(run_dir, goals)
     html = render_trace(run, [episode] if episode else None)

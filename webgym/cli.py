@@ -5,7 +5,6 @@
     webgym shop import-webshop --products items_shuffle.json --attributes items_ins_v2.json \
         [--human-goals items_human_ins.json] [--reviews items_reviews.json] --out DIR
     webgym shop tasks [--split test] [--limit N]
-    webgym demo [--episodes N]
 """
 
 from __future__ import annotations
@@ -135,17 +134,6 @@ def shop_tasks(
     for goal in task_split.goals[:limit]:
         table.add_row(goal["task_id"], goal.get("difficulty", ""), goal["instruction_text"])
     console.print(table)
-
-
-@app.command("demo")
-def demo(
-    episodes: Annotated[int, typer.Option(help="Scripted episodes to play.")] = 3,
-    catalog: CatalogOpt = None,
-) -> None:
-    """Play a few scripted shopping episodes over HTTP on the embedded shop and print them."""
-    from webgym.shop.demo import play_scripted_episodes
-
-    play_scripted_episodes(episodes, catalog, console)
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -353,8 +353,9 @@ class Backbone:
         c_ids = [self._completion_ids(c, add_eos) for c in completions]
         if any(not p for p in p_ids):
             raise ValueError("sequence_logprobs: every prompt needs at least one token")
-        ids, mask = _pad([p + c for p, c in zip(p_ids, c_ids, strict=True)], self.pad_id,
-                         "right", self.device)
+        ids, mask = _pad(
+            [p + c for p, c in zip(p_ids, c_ids, strict=True)], self.pad_id, "right", self.device
+        )
         width = ids.shape[1]
         # Logits are needed only from the first completion's boundary on.
         start = min(len(p) for p in p_ids) - 1
@@ -389,9 +390,7 @@ class Backbone:
             hs = torch.stack([out.hidden_states[k] for k in feature_layers], dim=1)  # B,L,T,H
             plen = [len(p) for p in p_ids]
             tlen = [len(p) + len(c) for p, c in zip(p_ids, c_ids, strict=True)]
-            scores.prompt_features = _mean_span(
-                hs, [max(0, n - last_k) for n in plen], plen
-            )
+            scores.prompt_features = _mean_span(hs, [max(0, n - last_k) for n in plen], plen)
             scores.completion_features = _mean_span(
                 hs, [max(p, t - last_k) for p, t in zip(plen, tlen, strict=True)], tlen
             )
@@ -669,7 +668,10 @@ def _tiny_encoder(seed: int):
 
 
 def load_backbone(
-    name: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    name: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
     seed: int = 0,
 ) -> Backbone:
     """Load one of :data:`BACKBONES`. ``seed`` sets the random init of the tiny models.

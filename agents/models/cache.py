@@ -141,10 +141,7 @@ def minilm_tokenizer_dir() -> Path:
 def not_prepared_message(name: str) -> str:
     spec = SPECS[name]
     if name == "minilm":
-        return (
-            f"{spec.display_name} is not installed: run `{spec.command}` "
-            f"({spec.approx_prepare})"
-        )
+        return f"{spec.display_name} is not installed: run `{spec.command}` ({spec.approx_prepare})"
     return f"{spec.display_name} is not prepared: run `{spec.command}` ({spec.approx_prepare})"
 
 

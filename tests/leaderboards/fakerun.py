@@ -119,8 +119,8 @@ def make_run(
     )
     run = Path(root) / run_id
     task_ids = split.task_ids[: len(rewards)]
-    write_json(run / "manifest.json", manifest(split, task_ids, agent=agent, run_id=run_id,
-                                               **manifest_over))  # fmt: skip
+    doc = manifest(split, task_ids, agent=agent, run_id=run_id, **manifest_over)
+    write_json(run / "manifest.json", doc)
     summaries = []
     for k, (task_id, reward) in enumerate(zip(task_ids, rewards, strict=True)):
         goal = split.task(task_id)

@@ -132,7 +132,9 @@ def test_view_single_episode_without_screenshots(tmp_path, test_split, page, art
     page.goto(out.as_uri())
     assert page.locator("section.episode").count() == 1
     assert page.locator("section.step img").count() == 0
-    steps = [json.loads(x) for x in (run / "episodes" / task / "steps.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(x) for x in (run / "episodes" / task / "steps.jsonl").read_text().splitlines()
+    ]
     assert page.locator("section.step").count() == len(steps)
     shown = page.locator("section.step .noshot code").first.inner_text()
     assert shown == steps[0]["url"]
@@ -151,8 +153,9 @@ def test_view_serve(tmp_path, test_split, page):
         assert page.locator("section.episode").count() == 1
         page.locator("#episodes a").nth(1).click()
         page.wait_for_url("**/episode/" + test_split.task_ids[1])
-        assert page.locator("section.episode").get_attribute("data-task-id") == (
-            test_split.task_ids[1]
+        assert (
+            page.locator("section.episode").get_attribute("data-task-id")
+            == (test_split.task_ids[1])
         )
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(url + "episode/nope")
@@ -172,3 +175,18 @@ def test_view_tolerates_incomplete_and_corrupt_episodes(tmp_path, test_split):
     assert invoke("view", str(run), "--out", str(out)).exit_code == 0
     text = out.read_text()
     assert "incomplete" in text and "corrupt episode file" in text
+
+
+def test_pages_escape_what_runs_contain(tmp_path, test_split, store, monkeypatch):
+    from leaderboards import submit_run
+    from leaderboards.render import leaderboard_html
+
+    run = make_run(
+        tmp_path, test_split, rewards=[1.0], agent="<script>x</script>[bold]", name="odd"
+    )
+    entry = submit_run(run, store, {"test": test_split})
+    html = leaderboard_html([entry], split="test")
+    assert "<script>x" not in html and "&lt;script&gt;x" in html
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke("leaderboard", "--db", str(store.path))
+    assert "<script>x</script>[bold]" in result.output  # printed verbatim, not as markup

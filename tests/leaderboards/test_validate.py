@@ -172,8 +172,8 @@ def test_leaderboard_ordering(tmp_path, store, test_split, known_splits):
         "rule-again": [0.5, 1.0, 0.5, 0.0],  # same Score and success as "rule": shares its rank
     }
     for agent, rewards in runs.items():
-        submit_run(make_run(tmp_path, test_split, rewards=rewards, agent=agent), store,
-                   known_splits)  # fmt: skip
+        run = make_run(tmp_path, test_split, rewards=rewards, agent=agent)
+        submit_run(run, store, known_splits)
     board = store.ranked("test", test_split.hash)
     assert [e.agent for e in board] == ["oracle", "rule", "rule-again", "random"]
     assert [e.rank for e in board] == [1, 2, 2, 4]

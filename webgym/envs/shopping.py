@@ -18,6 +18,8 @@ env its own process (and its own Chromium). Imports only ``webgym`` below ``envs
 
 from __future__ import annotations
 
+import copy
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
@@ -39,6 +41,19 @@ CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDF
 MAX_TEXT = 500_000
 SESSION_PLACEHOLDER = "SESSION"
 OBSERVATION_FIELDS = ("screenshot", "html", "axtree")
+
+
+@functools.cache
+def _text_prototype(max_length: int) -> spaces.Text:
+    return spaces.Text(max_length, min_length=0, charset=CHARSET)
+
+
+def text_space(max_length: int) -> spaces.Text:
+    """A Text space over CHARSET. Its lookup tables (~10 MB for 65k characters) are built once
+    per process and shared by shallow copies; each copy keeps its own RNG."""
+    space = copy.copy(_text_prototype(max_length))
+    space._np_random = None
+    return space
 
 
 class Timings(Mapping):
@@ -147,15 +162,13 @@ class ShoppingEnv(gym.Env[dict, str]):
             self._host = BrowserHost.acquire(config)
             self._tab = self._host.new_tab(self.viewport)
 
-        self.action_space = spaces.Text(MAX_ACTION_LENGTH, min_length=0, charset=CHARSET)
-        text = spaces.Text(MAX_TEXT, min_length=0, charset=CHARSET)
+        self.action_space = text_space(MAX_ACTION_LENGTH)
+        text = text_space(MAX_TEXT)
         fields: dict[str, spaces.Space] = {
             "goal": text,
             "url": text,
             "text": text,
-            "available_actions": spaces.Sequence(
-                spaces.Text(MAX_ACTION_LENGTH, min_length=0, charset=CHARSET), stack=False
-            ),
+            "available_actions": spaces.Sequence(text_space(MAX_ACTION_LENGTH), stack=False),
             "last_action": text,
             "last_action_error": text,
             "step": spaces.Box(0, np.iinfo(np.int64).max, shape=(), dtype=np.int64),
@@ -186,9 +199,13 @@ class ShoppingEnv(gym.Env[dict, str]):
         """The URL with the session id replaced: equal starts give equal observations."""
         return url.replace(self._session_path(), f"/s/{SESSION_PLACEHOLDER}") if url else url
 
-    def _load(self, status_html_url_pixels: tuple[int, str, str, np.ndarray | None]) -> None:
-        _, html, url, pixels = status_html_url_pixels
-        if self._view is None or self._view_html is not html:  # re-parse only a new document
+    def _load(
+        self, html: str, url: str, pixels: np.ndarray | None, view: PageView | None = None
+    ) -> None:
+        """The page after a navigation or an action: observed once per served document."""
+        if view is not None:
+            self._view, self._view_html = view, html
+        elif self._view is None or self._view_html is not html:
             self._view, self._view_html = observe_page(html, url), html
         self._url, self._pixels = url, pixels
         path = self._relative(url)
@@ -202,13 +219,13 @@ class ShoppingEnv(gym.Env[dict, str]):
 
     def _goto(self, path: str) -> None:
         if self.mode == "text":
-            status, html = self._client.goto(path)
-            self._load((status, html, self._client.absolute_url, None))
+            _, html = self._client.goto(path)
+            self._load(html, self._client.absolute_url, None, self._client.view)
         else:
             cap = self._tab.goto(
                 self._client.transport.base_url + path, screenshot=self.screenshot_on
             )
-            self._load((cap.status, cap.html, cap.url, cap.screenshot))
+            self._load(cap.html, cap.url, cap.screenshot)
 
     def _execute(self, step) -> None:
         if step.name == "go_back":
@@ -219,10 +236,10 @@ class ShoppingEnv(gym.Env[dict, str]):
             return
         if self.mode == "text":
             self._client.execute(step)
-            self._load((self._client.status, self._client.html, self._client.absolute_url, None))
+            self._load(self._client.html, self._client.absolute_url, None, self._client.view)
         else:
             cap = self._tab.execute(step, screenshot=self.screenshot_on)
-            self._load((cap.status, cap.html, cap.url, cap.screenshot))
+            self._load(cap.html, cap.url, cap.screenshot)
 
     def _observation(self, last_action: str, error: str) -> dict[str, Any]:
         view = self._view

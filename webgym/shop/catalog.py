@@ -6,13 +6,15 @@ single SQLite file once (``build_catalog``) and serves it read-only (``Catalog``
 gives BM25 ranking, the page cache is shared between processes, and nothing but the products on
 screen is decoded.
 
-File layout (``SCHEMA_VERSION`` 1):
+File layout (``SCHEMA_VERSION`` 3; 1 lacked ``term_df``, 2 the options column):
 
 - ``products(id INTEGER PRIMARY KEY, asin TEXT UNIQUE, doc TEXT)``: ``doc`` is the product JSON.
   ``id`` is the FTS rowid (an explicit integer key, so it survives VACUUM); ``asin`` is the key
   every caller uses.
 - ``fts``: a contentless FTS5 table (rowid = ``products.id``) over title, query, category
-  breadcrumb, attributes, bullet points and description, tokenizer
+  breadcrumb, attributes, options (WebShop's index text "color: red, blue, and size: s"),
+  bullet points and description (WebShop's Lucene index has title, description, the first
+  bullet and the options in one field), tokenizer
   ``porter unicode61 remove_diacritics 2``; its stored ``rank`` is ``bm25()`` with the column
   weights ``BM25_WEIGHTS`` (title and query heaviest).
 - ``tasks(task_id TEXT PRIMARY KEY, split TEXT, position INTEGER, doc TEXT)``: goal JSON.
@@ -46,12 +48,12 @@ from typing import Any
 from webgym.shop.schema import Goal, Product
 from webgym.shop.tasks import TaskSplit
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 SEARCH_RETURN_N = 50  # WebShop's SEARCH_RETURN_N
 MAX_QUERY_TERMS = 32
 # bm25() weights per FTS column, in column order.
-FTS_COLUMNS = ("title", "query", "category", "attributes", "bullets", "description")
-BM25_WEIGHTS = (10.0, 8.0, 3.0, 4.0, 2.0, 1.0)
+FTS_COLUMNS = ("title", "query", "category", "attributes", "options", "bullets", "description")
+BM25_WEIGHTS = (10.0, 8.0, 3.0, 4.0, 2.0, 2.0, 1.0)
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 # Lucene's default English stop words (Pyserini's analyzer, which WebShop's index used).
 STOP_WORDS = frozenset(
@@ -63,7 +65,7 @@ _TOKEN_RE = re.compile(r"\w+")
 # query terms are taken rarest first until their summed document frequencies pass this budget
 # (the rarest term is always kept). Terms past it are frequent enough that their BM25 weight
 # is small; WebShop-style templated text makes many words frequent. See ``Catalog.search``.
-POSTINGS_BUDGET = 5000
+POSTINGS_BUDGET = 4000
 DF_TABLE_MIN = 200  # terms in at least this many products get a row in ``term_df``
 _BATCH = 2000
 CATALOG_ENV = "WEBGYM_CATALOG"
@@ -81,6 +83,8 @@ def _fts_row(rowid: int, p: Product) -> tuple[Any, ...]:
         p.get("query") or "",
         p.get("product_category") or p.get("category") or "",
         " ; ".join(p.get("Attributes") or []),
+        # WebShop's index text for options: "color: red, blue, and size: s, m"
+        ", and ".join(f"{k}: {', '.join(v)}" for k, v in (p.get("options") or {}).items()),
         "\n".join(b for b in (p.get("BulletPoints") or []) if isinstance(b, str)),
         p.get("Description") or "",
     )
@@ -153,8 +157,8 @@ class CatalogBuilder:
             except sqlite3.IntegrityError as e:
                 raise ValueError(f"duplicate asin in the products: {e}") from None
             self._db.executemany(
-                "INSERT INTO fts(rowid, title, query, category, attributes, "
-                "bullets, description) VALUES(?,?,?,?,?,?,?)",
+                f"INSERT INTO fts(rowid, {', '.join(FTS_COLUMNS)}) "
+                f"VALUES(?{', ?' * len(FTS_COLUMNS)})",
                 batch_f,
             )
             batch_p.clear()
@@ -172,6 +176,10 @@ class CatalogBuilder:
         if batch_p:
             flush()
         return added
+
+    def add_meta(self, meta: dict[str, Any]) -> None:
+        """More ``meta`` entries (JSON values); the builder's own keys win on a clash."""
+        self._meta.update(meta)
 
     def set_splits(self, splits: dict[str, TaskSplit]) -> None:
         rows = []
@@ -215,13 +223,9 @@ class CatalogBuilder:
         )
         db.execute("CREATE VIRTUAL TABLE temp.vocab_row USING fts5vocab(main, fts, row)")
         db.execute("CREATE VIRTUAL TABLE temp.vocab_col USING fts5vocab(main, fts, col)")
+        db.execute("CREATE TEMP TABLE title_df(term TEXT PRIMARY KEY, df INTEGER) WITHOUT ROWID")
         db.execute(
-            "CREATE TEMP TABLE title_df(term TEXT PRIMARY KEY, df INTEGER) WITHOUT ROWID"
-        )
-        db.execute(
-            "INSERT INTO temp.title_df SELECT term, doc FROM temp.vocab_col "
-            "WHERE col = 'title' AND doc >= ?",
-            (DF_TABLE_MIN,),
+            "INSERT INTO temp.title_df SELECT term, doc FROM temp.vocab_col WHERE col = 'title'"
         )
         db.execute(
             "INSERT INTO term_df(term, df, title_df) SELECT r.term, r.doc, coalesce(t.df, 0) "
@@ -286,6 +290,14 @@ def fts_query(query: str) -> str | None:
     return match_expression(query_terms(query))
 
 
+# ORDER BY bm25(...) with literal weights runs ~1.4x faster than ORDER BY rank (the same
+# function, configured in the file) in SQLite 3.40.
+_SEARCH_SQL = (
+    "SELECT p.asin FROM (SELECT rowid AS rid, bm25(fts, {w}) AS r FROM fts "
+    "WHERE fts MATCH ? AND rowid <= ? ORDER BY r LIMIT ?) AS h "
+    "JOIN products AS p ON p.id = h.rid ORDER BY h.r, h.rid"
+).format(w=", ".join(str(w) for w in BM25_WEIGHTS))
+
 _stem_local = threading.local()
 _stem_cache: dict[str, tuple[str, ...]] = {}
 
@@ -295,7 +307,8 @@ def stems(tokens: list[str]) -> list[tuple[str, ...]]:
 
     Runs the catalog's own tokenizer on a per-thread in-memory FTS5 table; cached per token.
     """
-    missing = [t for t in dict.fromkeys(tokens) if t not in _stem_cache]
+    known = {t: _stem_cache.get(t) for t in tokens}
+    missing = [t for t, v in known.items() if v is None]
     if missing:
         db = getattr(_stem_local, "db", None)
         if db is None:
@@ -311,8 +324,8 @@ def stems(tokens: list[str]) -> list[tuple[str, ...]]:
         if len(_stem_cache) > 200_000:
             _stem_cache.clear()
         for i, t in enumerate(missing):
-            _stem_cache[t] = tuple(found.get(i, ()))
-    return [_stem_cache[t] for t in tokens]
+            known[t] = _stem_cache[t] = tuple(found.get(i, ()))
+    return [known[t] or () for t in tokens]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,7 +353,7 @@ class Catalog:
             raise ValueError(f"{self.path} is not a WebGym catalog: {e}") from None
         self.meta: dict[str, Any] = {k: json.loads(v) for k, v in rows}
         version = self.meta.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION or self.meta.get("fts_columns") != list(FTS_COLUMNS):
             self.close()
             raise ValueError(
                 f"{self.path} has catalog schema version {version}, this WebGym reads "
@@ -406,9 +419,7 @@ class Catalog:
             rows = (
                 self._conn()
                 .execute(
-                    "SELECT p.asin FROM (SELECT rowid AS rid, rank AS r FROM fts "
-                    "WHERE fts MATCH ? AND rowid <= ? ORDER BY rank LIMIT ?) AS h "
-                    "JOIN products AS p ON p.id = h.rid ORDER BY h.r, h.rid",
+                    _SEARCH_SQL,
                     (match, max_rowid, limit),
                 )
                 .fetchall()

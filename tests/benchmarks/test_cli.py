@@ -1,0 +1,98 @@
+"""Bad input gives a clear message and exit code 2, never a traceback; list-agents."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.cli import bare_ray_to_local
+
+from .helpers import cli
+
+
+def _error(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return " ".join(result.output.split())
+
+
+def test_unknown_agent_lists_valid_names(tmp_path):
+    text = _error(cli("run", "--agent", "nope", "--out", tmp_path / "r"))
+    assert "unknown agent 'nope'" in text and "random" in text and "rule" in text
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_split_lists_valid_names(tmp_path):
+    text = _error(cli("run", "--agent", "rule", "--split", "tset", "--out", tmp_path / "r"))
+    assert "'tset'" in text and "test" in text and "train" in text and "validation" in text
+
+
+def test_episodes_beyond_split_and_unknown_task_ids(tmp_path):
+    text = _error(cli("run", "--agent", "rule", "--episodes", "100000", "--out", tmp_path / "r"))
+    assert "--episodes 100000 is beyond split 'test'" in text
+    text = _error(
+        cli(
+            "run",
+            "--agent",
+            "rule",
+            "--task-ids",
+            "test-0001,bogus-1",
+            "--task-ids",
+            "train-0001",
+            "--out",
+            tmp_path / "r",
+        )
+    )
+    assert "bogus-1" in text and "train-0001" in text and "test-0001," not in text
+    text = _error(
+        cli("run", "--agent", "random", "--checkpoint", tmp_path, "--out", tmp_path / "r")
+    )
+    assert "takes no checkpoint" in text
+    text = _error(cli("run", "--agent", "rule", "--mode", "pixels", "--out", tmp_path / "r"))
+    assert "--mode" in text
+
+
+def test_resume_with_another_manifest_is_refused(tmp_path):
+    out = tmp_path / "r"
+    ok = cli("run", "--agent", "rule", "--task-ids", "test-0003", "--out", out)
+    assert ok.exit_code == 0, ok.output
+    text = _error(
+        cli("run", "--agent", "rule", "--task-ids", "test-0003", "--seed", "7", "--out", out)
+    )
+    assert "refusing to resume" in text and "seed: the run has 0, this command 7" in text
+    text = _error(cli("run", "--agent", "random", "--task-ids", "test-0003", "--out", out))
+    assert "agent: the run has 'rule'" in text
+    # the same command resumes (nothing to do) and leaves the manifest as it was
+    before = json.loads((out / "manifest.json").read_text())
+    again = cli("run", "--agent", "rule", "--task-ids", "test-0003", "--out", out)
+    assert again.exit_code == 0 and "1 already complete, 0 to run" in again.output
+    assert json.loads((out / "manifest.json").read_text()) == before
+    manifest = before
+    for key in (
+        "run_id",
+        "created",
+        "agent_description",
+        "split_hash",
+        "split_size",
+        "package_versions",
+        "git_hash",
+        "git_dirty",
+        "machine",
+        "command",
+        "catalog",
+    ):
+        assert key in manifest, key
+    assert manifest["task_ids"] == ["test-0003"] and manifest["mode"] == "text"
+
+
+def test_show_refuses_a_non_run_and_list_agents():
+    text = _error(cli("show", "/nonexistent/run"))
+    assert "not a run directory" in text
+    result = cli("list-agents")
+    assert result.exit_code == 0
+    assert "random" in result.output and "rule" in result.output and "needs" in result.output
+
+
+def test_bare_ray_means_local():
+    assert bare_ray_to_local(["run", "--ray"]) == ["run", "--ray", "local"]
+    assert bare_ray_to_local(["run", "--ray", "--workers", "2"])[:3] == ["run", "--ray", "local"]
+    assert bare_ray_to_local(["run", "--ray", "auto"]) == ["run", "--ray", "auto"]
