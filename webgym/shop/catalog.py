@@ -65,7 +65,7 @@ _TOKEN_RE = re.compile(r"\w+")
 # query terms are taken rarest first until their summed document frequencies pass this budget
 # (the rarest term is always kept). Terms past it are frequent enough that their BM25 weight
 # is small; WebShop-style templated text makes many words frequent. See ``Catalog.search``.
-POSTINGS_BUDGET = 4000
+POSTINGS_BUDGET = 6000
 DF_TABLE_MIN = 200  # terms in at least this many products get a row in ``term_df``
 _BATCH = 2000
 CATALOG_ENV = "WEBGYM_CATALOG"
