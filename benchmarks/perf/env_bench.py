@@ -325,7 +325,7 @@ def run_env(mode: str, steps: int, breakdown: bool = False) -> dict:
 
 
 # ---- (e) memory -------------------------------------------------------------------------------
-def run_memory(mode: str) -> dict:
+def run_memory(mode: str, **env_kwargs) -> dict:
     import gymnasium as gym
 
     import webgym  # noqa: F401
@@ -336,7 +336,7 @@ def run_memory(mode: str) -> dict:
     try:
         for n in (1, 2, 4):
             while len(envs) < n:
-                env = gym.make(env_id)
+                env = gym.make(env_id, **env_kwargs)
                 env.reset(options={"task_id": goals[len(envs)]["task_id"]})
                 envs.append(env)
             time.sleep(0.5)
@@ -394,6 +394,8 @@ def worker(name: str, steps: int) -> dict:
         return run_env("text", steps)
     if name == "mem-browser":
         return run_memory("browser")
+    if name == "mem-browser-shared":
+        return run_memory("browser", shared_context=True)
     if name == "mem-text":
         return run_memory("text")
     if name == "mem-floor":
@@ -592,6 +594,14 @@ def report(res: dict, steps: int) -> int:
             f"{per_env:.1f} MB",
         )
     )
+    shared = mem["browser (shared_context=True)"]["per_additional_env_mb"]
+    checks.append(
+        (
+            f"  same with shared_context=True <= {TARGET_BROWSER_ENV_MB:.0f} MB PSS",
+            shared <= TARGET_BROWSER_ENV_MB,
+            f"{shared:.1f} MB",
+        )
+    )
     c = Table(title="Targets")
     for col in ("target", "result", "measured"):
         c.add_column(col)
@@ -683,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     res["memory"] = {
         "floor (raw contexts)": run_worker("mem-floor", 0),
         "browser": run_worker("mem-browser", 0),
+        "browser (shared_context=True)": run_worker("mem-browser-shared", 0),
         "text": run_worker("mem-text", 0),
     }
     if not args.skip_peer:

@@ -285,3 +285,24 @@ def test_async_vector_env():
     obs, rewards, terminated, truncated, infos = envs.step(["noop()", "search[tent]"])
     assert list(rewards) == [0.0, 0.0]
     envs.close()
+
+
+def test_shared_context_envs_are_isolated_episodes(catalog):
+    """shared_context=True: envs are pages of one browser context; sessions stay separate."""
+    goals = catalog.split("test").goals[30:32]
+    envs = [gym.make("WebGym-Shopping-v0", shared_context=True) for _ in goals]
+    try:
+        for env, goal in zip(envs, goals, strict=True):
+            env.reset(options={"task_id": goal["task_id"]})
+        tabs = [env.unwrapped._tab for env in envs]
+        assert tabs[0]._context is tabs[1]._context
+        obs0, *_ = envs[0].step(f"search[{goals[0]['query']}]")
+        obs1, *_ = envs[1].step("noop()")
+        assert "Total results" in obs0["text"] and "search_box" in obs1["axtree"]
+        assert obs0["goal"] == goals[0]["instruction_text"] != obs1["goal"]
+        envs[0].close()
+        obs1, *_ = envs[1].step(f"search[{goals[1]['query']}]")
+        assert obs1["last_action_error"] == "" and "Total results" in obs1["text"]
+    finally:
+        for env in envs:
+            env.close()

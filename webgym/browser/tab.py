@@ -123,9 +123,14 @@ class BrowserTab:
     `BrowserHost.new_tab()`; use from the thread that created it."""
 
     def __init__(
-        self, host: BrowserHost, viewport: tuple[int, int], java_script_enabled: bool = True
+        self,
+        host: BrowserHost,
+        viewport: tuple[int, int],
+        java_script_enabled: bool = True,
+        shared_context: bool = False,
     ) -> None:
         self._host = host
+        self.shared_context = shared_context
         self._config = host.config
         self.viewport = viewport
         self.java_script_enabled = java_script_enabled
@@ -137,7 +142,9 @@ class BrowserTab:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def _open(self) -> None:
-        self._context, self._page = self._host._new_context(self.viewport, self.java_script_enabled)
+        self._context, self._page = self._host._new_context(
+            self.viewport, self.java_script_enabled, self.shared_context
+        )
         self._generation = self._host.generation
         self._watch_page()
 
@@ -182,9 +189,13 @@ class BrowserTab:
         self._closed = True
         if self._generation == self._host.generation and self._context is not None:
             with contextlib.suppress(Exception), self._host.guard(self._config.action_timeout_s):
-                self._context.close()
+                self._close_own()
         self._context = self._page = None
         self._host._release(self)
+
+    def _close_own(self) -> None:
+        """Close what this tab owns: its context, or only its page in a shared context."""
+        (self._page if self.shared_context else self._context).close()
 
     def recover(self) -> None:
         """Make this tab usable again after a crash: relaunch the browser if it is dead (or
@@ -197,14 +208,15 @@ class BrowserTab:
             self._host.relaunch()
         elif self._generation == self._host.generation and self._context is not None:
             with contextlib.suppress(Exception), self._host.guard(self._config.action_timeout_s):
-                self._context.close()
+                self._close_own()
         self._open()
 
     def reset_page(self) -> None:
         """Start clean between episodes without a new context: drop cookies and swap the page
         for a fresh one (empty history, so go_back cannot reach the previous episode)."""
         with self._calling(self._config.navigation_timeout_s):
-            self._context.clear_cookies()
+            if not self.shared_context:  # shared cookies belong to the other tabs too
+                self._context.clear_cookies()
             old, self._page = self._page, self._context.new_page()
             old.close()
         self._watch_page()
