@@ -356,34 +356,31 @@ class Backbone:
         ids, mask = _pad(
             [p + c for p, c in zip(p_ids, c_ids, strict=True)], self.pad_id, "right", self.device
         )
-        width = ids.shape[1]
-        # Logits are needed only from the first completion's boundary on.
-        start = min(len(p) for p in p_ids) - 1
-        keep = width - start
         want_hidden = feature_layers is not None
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            logits_to_keep=keep,
-            output_hidden_states=want_hidden,
-            use_cache=False,
+        # Run the decoder alone and apply the LM head only at the completion positions: the
+        # full (B, T, vocab) logits of a batch of long prompts would cost gigabytes.
+        out = self.model.get_decoder()(
+            input_ids=ids, attention_mask=mask, output_hidden_states=want_hidden, use_cache=False
         )
-        logits = out.logits  # (B, keep, V): position j is sequence position start + j
+        spans = [(i, len(p) - 1, len(c)) for i, (p, c) in enumerate(zip(p_ids, c_ids, strict=True))]
+        rows = [out.last_hidden_state[i, a : a + n] for i, a, n in spans if n]
         token_lps: list[torch.Tensor] = []
         token_ents: list[torch.Tensor] = []
-        for i, (p, c) in enumerate(zip(p_ids, c_ids, strict=True)):
-            if not c:
-                token_lps.append(logits.new_zeros(0, dtype=torch.float32))
-                token_ents.append(logits.new_zeros(0, dtype=torch.float32).detach())
-                continue
-            a = len(p) - 1 - start
-            row = logits[i, a : a + len(c)].float()
-            logp = F.log_softmax(row, dim=-1)
-            tgt = torch.tensor(c, device=logp.device).unsqueeze(-1)
-            token_lps.append(logp.gather(-1, tgt).squeeze(-1))
+        if rows:
+            logp_all = F.log_softmax(
+                self.model.get_output_embeddings()(torch.cat(rows)).float(), -1
+            )
+            targets = torch.tensor([t for c in c_ids for t in c], device=logp_all.device)
+            lp_all = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
             if entropies:
                 with torch.no_grad():
-                    token_ents.append(-(logp.exp() * logp).sum(-1))
+                    ent_all = -(logp_all.exp() * logp_all).sum(-1)
+        offset = 0
+        for _, _, n in spans:
+            token_lps.append(lp_all[offset : offset + n] if n else ids.new_zeros(0).float())
+            if entropies:
+                token_ents.append(ent_all[offset : offset + n] if n else ids.new_zeros(0).float())
+            offset += n
         sums = torch.stack([t.sum() for t in token_lps])
         scores = SequenceScores(token_lps, sums, token_ents if entropies else None)
         if want_hidden:
