@@ -306,3 +306,8 @@ def test_shared_context_envs_are_isolated_episodes(catalog):
     finally:
         for env in envs:
             env.close()
+
+
+def test_missing_chromium_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="apt-get install -y chromium"):
+        gym.make("WebGym-Shopping-v0", chromium_path="/nonexistent/chromium")

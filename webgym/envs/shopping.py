@@ -22,7 +22,6 @@ import copy
 import functools
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +39,6 @@ from webgym.observe import ActionError, PageView, observe_page
 CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDFFF) + "\n\t"
 MAX_TEXT = 500_000
 SESSION_PLACEHOLDER = "SESSION"
-OBSERVATION_FIELDS = ("screenshot", "html", "axtree")
 
 
 @functools.cache
@@ -160,10 +158,14 @@ class ShoppingEnv(gym.Env[dict, str]):
                 viewport=self.viewport,
                 **({"executable_path": chromium_path} if chromium_path else {}),
             )
-            self._host = BrowserHost.acquire(config)
-            # One browser context per env by default; shared_context=True gives each env a
-            # page in one shared context instead (~16 MB PSS per env instead of ~65 MB).
-            self._tab = self._host.new_tab(self.viewport, shared_context=shared_context)
+            try:
+                self._host = BrowserHost.acquire(config)
+                # One browser context per env by default; shared_context=True gives each env a
+                # page in one shared context instead (~16 MB PSS per env instead of ~65 MB).
+                self._tab = self._host.new_tab(self.viewport, shared_context=shared_context)
+            except Exception:
+                self.close()  # release the shop before reporting (e.g. Chromium not found)
+                raise
 
         self.action_space = text_space(MAX_ACTION_LENGTH)
         text = text_space(MAX_TEXT)
@@ -434,10 +436,3 @@ class ShoppingEnv(gym.Env[dict, str]):
             release_shop(self._shop)
             self._shop = None
         super().close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        pass
-
-
-def thresholds_dict(t: EffectThresholds) -> dict[str, float]:
-    return asdict(t)
