@@ -527,7 +527,10 @@ def train_cmd(
         err_console.print(f"Interrupted. Re-run the same command (with --out {out}) to resume.")
         raise typer.Exit(130) from None
     except (ValueError, RuntimeError) as e:
-        fail(str(e), 1)
+        import traceback
+
+        run.log(traceback.format_exc())
+        fail(f"{e}\n(traceback in {run.log_path})", 1)
     console.print(
         f"Trained in {time.perf_counter() - t0:.1f} s; checkpoint [bold]{checkpoint}[/]",
         highlight=False,

@@ -1,0 +1,804 @@
+"""What every trainer shares: configs and presets, the training run directory, rollouts, registry.
+
+A trainer (``agents/bc.py`` now; PPO, GRPO and Digi-Q later) is one file with a config dataclass
+holding every hyper-parameter and a ``train_<name>(config, run)`` function written top to bottom.
+It leans on four small things kept here, so that no trainer copies them:
+
+* **Configs.** Each trainer registers presets (``smoke``, ``cpu``, ``gpu``): instances of its
+  config dataclass. :func:`config_from_file` overrides preset fields from a JSON or TOML file;
+  an unknown key is an error naming the valid ones (:class:`ConfigError`).
+* **The run directory** (:class:`TrainRun`)::
+
+      OUT/
+        config.json               {"trainer", "preset", "config"}: written once, checked on resume
+        metrics.csv               one row per iteration, appended
+        learning_curve.png        every metric against the iteration, redrawn after each row
+        train.log                 "<UTC> message" lines
+        checkpoints/step-N/       the policy (LMPolicy.save) + trainer_state.json (iteration,
+                                  trainer fields) + optimizer.pt + rng.pt (torch.save)
+        checkpoints/latest        symlink -> step-N, replaced atomically after a save
+
+  A checkpoint folder is written under a temporary name and renamed into place, and ``latest``
+  moves only after that, so a run killed at any moment resumes from a whole checkpoint:
+  re-running the same command calls :meth:`TrainRun.restore`, which reloads the optimizer and RNG
+  states and returns the iteration to continue from. A different config in the same directory is
+  refused (:class:`ConfigMismatch`, naming the differing fields). Metrics rows written after the
+  latest checkpoint (a run killed between the two) are dropped on resume, as those iterations are
+  redone.
+* **Rollouts.** :func:`collect_episodes` plays an agent in the environment and returns plain
+  Python :class:`Episode` / :class:`Step` records (observation, action, reward, done, effect
+  label): BC's demonstrations now, on-policy batches for PPO / GRPO and the offline data of
+  Digi-Q later. :func:`replay_episode` re-plays recorded actions to rebuild the observations a
+  run directory does not store.
+* **The registry.** :func:`register_trainer` maps an agent name to its train function and
+  presets; ``webgym-bench train --agent NAME`` looks it up with :func:`get_trainer`.
+
+Imports ``webgym`` (the env) and ``agents``; never ``benchmarks`` or ``leaderboards``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "ConfigMismatch",
+    "Episode",
+    "ReplayMismatch",
+    "Step",
+    "TrainRun",
+    "TrainerInfo",
+    "UnknownTrainerError",
+    "collect_episodes",
+    "config_from_file",
+    "config_to_dict",
+    "get_trainer",
+    "list_trainers",
+    "make_env",
+    "override_config",
+    "register_trainer",
+    "replay_episode",
+    "rollout_seed",
+]
+
+TEXT_ENV_ID = "WebGym-ShoppingText-v0"
+BROWSER_ENV_ID = "WebGym-Shopping-v0"
+ENV_ID_BY_MODE = {"text": TEXT_ENV_ID, "browser": BROWSER_ENV_ID}
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the trainer's config dataclass."""
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as JSON-ready data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def override_config(base: Any, overrides: dict[str, Any], *, source: str = "overrides") -> Any:
+    """``base`` (a dataclass instance) with the fields in ``overrides`` replaced.
+
+    Unknown keys raise :class:`ConfigError` naming the valid ones; a value of the wrong type
+    (an int where a float is fine, a list where a tuple is) is converted when that is lossless,
+    else refused.
+    """
+    fields = {f.name: f for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(unknown)} for {type(base).__name__}; "
+            f"valid keys: {', '.join(fields)}"
+        )
+    values = {}
+    for key, value in overrides.items():
+        current = getattr(base, key)
+        values[key] = _coerce(key, value, current, source)
+    return dataclasses.replace(base, **values)
+
+
+def _coerce(key: str, value: Any, current: Any, source: str) -> Any:
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(current, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(current, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return type(current)(value)
+    else:
+        return value
+    raise ConfigError(
+        f"{source}: {key} must be a {type(current).__name__} (like {current!r}), not {value!r}"
+    )
+
+
+def config_from_file(base: Any, path: str | Path) -> Any:
+    """``base`` overridden by the keys of a JSON (``.json``) or TOML (``.toml``) file.
+
+    The file holds a flat table of field names; a file written by a run (``config.json``, with
+    ``trainer``/``preset``/``config`` keys) is accepted too, its ``config`` table being used.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config file {path} does not parse: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of fields, not {type(data)}")
+    if set(data) >= {"trainer", "config"} and isinstance(data["config"], dict):
+        data = data["config"]
+    return override_config(base, data, source=str(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer registry
+
+
+@dataclass(frozen=True)
+class TrainerInfo:
+    """A registered trainer: ``train_fn(config, run) -> checkpoint path`` and its presets.
+
+    ``eval_agent`` is the agent name that plays the trainer's checkpoints in the harness.
+    """
+
+    name: str
+    train_fn: Callable[[Any, TrainRun], Path]
+    presets: dict[str, Any]
+    description: str = ""
+    eval_agent: str = "lm"
+
+
+class UnknownTrainerError(KeyError, ValueError):
+    """No trainer is registered under that name; the message lists the trainable agents."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+_TRAINERS: dict[str, TrainerInfo] = {}
+
+BUILTIN_TRAINERS = ("agents.bc",)
+"""Modules that register the built-in trainers; imported on the first registry look-up (they
+import torch, which ``import agents`` must not)."""
+
+
+def _load_builtin_trainers() -> None:
+    import importlib
+
+    for module in BUILTIN_TRAINERS:
+        importlib.import_module(module)
+
+
+def register_trainer(
+    name: str,
+    train_fn: Callable[[Any, TrainRun], Path],
+    presets: dict[str, Any],
+    *,
+    description: str = "",
+    eval_agent: str = "lm",
+) -> TrainerInfo:
+    """Register ``train_fn`` as the trainer of agent ``name`` with ``presets`` (name -> config).
+
+    Registering a taken name raises ``ValueError``.
+    """
+    if name in _TRAINERS:
+        raise ValueError(f"a trainer named {name!r} is already registered")
+    if not presets:
+        raise ValueError(f"trainer {name!r} needs at least one preset")
+    info = TrainerInfo(name, train_fn, dict(presets), description, eval_agent)
+    _TRAINERS[name] = info
+    return info
+
+
+def list_trainers() -> list[TrainerInfo]:
+    """Every registered trainer, sorted by name."""
+    _load_builtin_trainers()
+    return [info for _, info in sorted(_TRAINERS.items())]
+
+
+def get_trainer(name: str) -> TrainerInfo:
+    """The trainer of agent ``name``; :class:`UnknownTrainerError` lists the trainable ones."""
+    _load_builtin_trainers()
+    info = _TRAINERS.get(name)
+    if info is None:
+        names = ", ".join(sorted(_TRAINERS)) or "none registered"
+        raise UnknownTrainerError(f"no trainer for agent {name!r}; trainable agents: {names}")
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
+# The training run directory
+
+
+class ConfigMismatch(ValueError):
+    """The output directory holds a run with another trainer or config."""
+
+
+def _utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class TrainRun:
+    """One training run's directory (layout in the module docstring).
+
+    ``TrainRun(out, config, trainer="bc")`` creates the directory and writes ``config.json``,
+    or checks that the one there matches (:class:`ConfigMismatch` otherwise). ``keep`` is how
+    many checkpoints to keep (older ones are deleted after a save; ``latest`` is always kept).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        config: Any,
+        *,
+        trainer: str,
+        preset: str | None = None,
+        keep: int = 2,
+        show_progress: bool = True,
+    ) -> None:
+        self.dir = Path(out_dir)
+        self.config = config
+        self.trainer = trainer
+        self.keep = max(1, int(keep))
+        self.show_progress = show_progress
+        self._console = None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoints_dir.mkdir(exist_ok=True)
+        wanted = {"trainer": trainer, "preset": preset, "config": config_to_dict(config)}
+        if self.config_path.exists():
+            old = json.loads(self.config_path.read_text())
+            diffs = []
+            if old.get("trainer") != trainer:
+                diffs.append(f"trainer: {old.get('trainer')!r} there, {trainer!r} now")
+            old_cfg, new_cfg = old.get("config", {}), wanted["config"]
+            for key in sorted(set(old_cfg) | set(new_cfg)):
+                if old_cfg.get(key) != new_cfg.get(key):
+                    diffs.append(f"{key}: {old_cfg.get(key)!r} there, {new_cfg.get(key)!r} now")
+            if diffs:
+                raise ConfigMismatch(
+                    f"{self.dir} holds a training run with another config; resume it with the "
+                    "same preset and --config, or choose another --out. Differences: "
+                    + "; ".join(diffs)
+                )
+        else:
+            _atomic_write_text(self.config_path, json.dumps(wanted, indent=2) + "\n")
+
+    # -------------------------------------------------------------- paths
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / "metrics.csv"
+
+    @property
+    def curve_path(self) -> Path:
+        return self.dir / "learning_curve.png"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "train.log"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def latest_path(self) -> Path:
+        """``checkpoints/latest`` (a symlink to the newest ``step-N``; absent before a save)."""
+        return self.checkpoints_dir / "latest"
+
+    def checkpoint_path(self, iteration: int) -> Path:
+        return self.checkpoints_dir / f"step-{iteration}"
+
+    def log(self, message: str) -> None:
+        """Append ``<UTC> message`` to ``train.log``."""
+        with open(self.log_path, "a") as f:
+            f.write(f"{_utc()} {message}\n")
+
+    @property
+    def console(self) -> Any:
+        """The rich console that progress bars and :meth:`say` print to."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console()
+        return self._console
+
+    def say(self, message: str) -> None:
+        """:meth:`log` the message and print it (above the progress bar, when shown)."""
+        self.log(message)
+        if self.show_progress:
+            self.console.print(message, highlight=False)
+
+    # -------------------------------------------------------------- checkpoints
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest whole checkpoint (``checkpoints/latest``), or None before the first."""
+        latest = self.latest_path
+        if latest.is_symlink() and (latest / "trainer_state.json").is_file():
+            return latest
+        return None
+
+    def trainer_state(self) -> dict[str, Any] | None:
+        """The latest checkpoint's ``trainer_state.json``, or None."""
+        ckpt = self.latest_checkpoint()
+        if ckpt is None:
+            return None
+        return json.loads((ckpt / "trainer_state.json").read_text())
+
+    def save_checkpoint(
+        self,
+        iteration: int,
+        save_policy: Callable[[Path], None],
+        optimizer: Any = None,
+        *,
+        state: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write ``checkpoints/step-<iteration>`` and point ``latest`` at it; returns the folder.
+
+        ``iteration`` is the number of iterations done. ``save_policy(folder)`` writes the
+        weights (``LMPolicy.save``); ``state`` (JSON) goes into ``trainer_state.json`` beside
+        the iteration; ``metadata`` (JSON) into ``training.json`` (what the checkpoint is:
+        trainer, data); the optimizer's ``state_dict`` and the Python, NumPy and torch RNG
+        states are saved with ``torch.save``.
+        """
+        import torch
+
+        final = self.checkpoint_path(iteration)
+        tmp = self.checkpoints_dir / f".tmp-step-{iteration}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_policy(tmp)
+        trainer_state = {
+            "trainer": self.trainer,
+            "iteration": int(iteration),
+            "saved": _utc(),
+            **(state or {}),
+        }
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
+        (tmp / "training.json").write_text(
+            json.dumps({"trained_by": self.trainer, **(metadata or {})}, indent=2) + "\n"
+        )
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(_rng_states(), tmp / "rng.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        link = self.checkpoints_dir / f".latest.tmp-{os.getpid()}"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(final.name, link)
+        os.replace(link, self.latest_path)
+        self.log(f"checkpoint {final.name}")
+        self._prune()
+        return final
+
+    def _prune(self) -> None:
+        steps = sorted(
+            (p for p in self.checkpoints_dir.glob("step-*") if p.is_dir()),
+            key=lambda p: int(p.name.split("-", 1)[1]),
+        )
+        current = self.latest_path.resolve() if self.latest_path.is_symlink() else None
+        for old in steps[: -self.keep]:
+            if old.resolve() != current:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def restore(self, optimizer: Any = None, *, rng: bool = True) -> int:
+        """Resume from the latest checkpoint: load the optimizer state (when given) and the RNG
+        states, drop metrics rows past it; returns its iteration (0 when there is none).
+
+        The trainer loads the policy itself (``LMPolicy.load(run.latest_checkpoint())``) before
+        building the optimizer over its parameters.
+        """
+        import torch
+
+        ckpt = self.latest_checkpoint()
+        if ckpt is None:
+            self._trim_metrics(0)
+            return 0
+        iteration = int(json.loads((ckpt / "trainer_state.json").read_text())["iteration"])
+        if optimizer is not None and (ckpt / "optimizer.pt").is_file():
+            optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+        if rng and (ckpt / "rng.pt").is_file():
+            _set_rng_states(torch.load(ckpt / "rng.pt", weights_only=False))
+        self._trim_metrics(iteration)
+        self.log(f"resumed from {ckpt.resolve().name} (iteration {iteration})")
+        return iteration
+
+    # -------------------------------------------------------------- metrics
+
+    def metrics(self) -> list[dict[str, str]]:
+        """The rows of ``metrics.csv`` (strings, as read)."""
+        if not self.metrics_path.is_file():
+            return []
+        with open(self.metrics_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _trim_metrics(self, iteration: int) -> None:
+        rows = self.metrics()
+        keep = [r for r in rows if int(float(r["iteration"])) <= iteration]
+        if len(keep) == len(rows):
+            return
+        if not keep:
+            self.metrics_path.unlink()
+        else:
+            self._write_rows(keep, list(rows[0].keys()))
+        self.plot()
+
+    def _write_rows(self, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
+        tmp = self.metrics_path.with_name(f"metrics.csv.tmp-{os.getpid()}")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.metrics_path)
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        """Append one iteration's metrics (must hold ``iteration``) and redraw the curve.
+
+        The first row fixes the columns; later rows may leave some out (blank), not add new.
+        """
+        if "iteration" not in row:
+            raise ValueError("a metrics row needs an 'iteration' field")
+        new = not self.metrics_path.is_file()
+        if new:
+            fieldnames = list(row)
+        else:
+            with open(self.metrics_path, newline="") as f:
+                fieldnames = next(csv.reader(f))
+        with open(self.metrics_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="raise")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+        self.plot()
+
+    def plot(self) -> Path | None:
+        """Redraw ``learning_curve.png``: one panel per numeric metric against the iteration."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        rows = self.metrics()
+        if not rows:
+            return None
+        x = [float(r["iteration"]) for r in rows]
+        skip = {"iteration", "time", "wall_s", "elapsed_s"}
+        series: dict[str, list[float]] = {}
+        for key in rows[0]:
+            if key in skip:
+                continue
+            ys = [_float(r.get(key)) for r in rows]
+            if any(y is not None for y in ys):
+                series[key] = [float("nan") if y is None else y for y in ys]
+        if not series:
+            return None
+        n = len(series)
+        cols = min(3, n)
+        nrows = -(-n // cols)
+        fig = Figure(figsize=(4.2 * cols, 3.0 * nrows), layout="constrained")
+        FigureCanvasAgg(fig)
+        for i, (key, ys) in enumerate(series.items()):
+            ax = fig.add_subplot(nrows, cols, i + 1)
+            ax.plot(x, ys, marker="o" if len(x) < 30 else None, markersize=3)
+            ax.set_title(key, fontsize=10)
+            ax.set_xlabel("iteration")
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{self.trainer}: {self.dir.name}", fontsize=11)
+        tmp = self.curve_path.with_name(f"learning_curve.tmp-{os.getpid()}.png")
+        fig.savefig(tmp, dpi=90)
+        os.replace(tmp, self.curve_path)
+        return self.curve_path
+
+    # -------------------------------------------------------------- progress
+
+    @contextlib.contextmanager
+    def progress(
+        self, total: int, completed: int = 0, description: str = "training"
+    ) -> Iterator[Callable[..., None]]:
+        """A rich progress bar over ``total`` units; yields ``update(advance=1, info="")``."""
+        if not self.show_progress:
+            yield lambda advance=1, info="": None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = [
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        ]
+        with Progress(*columns, console=self.console) as bar:
+            task = bar.add_task(description, total=total, completed=completed, info="")
+
+            def update(advance: int = 1, info: str = "") -> None:
+                bar.update(task, advance=advance, info=info)
+
+            yield update
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rng_states() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Rollouts
+
+
+@dataclass
+class Step:
+    """One transition: the observation the action was taken in, and what followed."""
+
+    obs: dict[str, Any]  # the env's observation dict (``html`` dropped unless keep_html)
+    action: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    effect_label: int | None  # 1: the action changed the page (webgym.effects), 0: it did not
+    action_error: str = ""  # the next observation's last_action_error ("" when valid)
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+@dataclass
+class Episode:
+    """One played episode; ``steps[t].obs`` is s_t, s_{t+1} is ``next_obs(t)``."""
+
+    task_id: str
+    split: str
+    split_hash: str | None
+    seed: int
+    goal: str
+    steps: list[Step] = field(default_factory=list)
+    final_obs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reward(self) -> float:
+        """The episode's reward (WebShop rewards only the last step)."""
+        return float(self.steps[-1].reward) if self.steps else 0.0
+
+    @property
+    def success(self) -> bool:
+        return self.reward == 1.0
+
+    def next_obs(self, t: int) -> dict[str, Any]:
+        return self.steps[t + 1].obs if t + 1 < len(self.steps) else self.final_obs
+
+
+def rollout_seed(seed: int, task_id: str) -> int:
+    """A training rollout's env and agent seed: a hash of (seed, task id), in [0, 2**31)."""
+    digest = hashlib.sha256(f"webgym-train:{seed}:{task_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31)
+
+
+def make_env(
+    split: str,
+    task_ids: Sequence[str] | None = None,
+    *,
+    mode: str = "text",
+    max_steps: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A WebGym shopping env (text mode by default) over ``split`` (and ``task_ids``)."""
+    import gymnasium as gym
+
+    import webgym  # noqa: F401 - registers the env ids
+    from webgym.envs import MAX_EPISODE_STEPS
+
+    if mode not in ENV_ID_BY_MODE:
+        raise ValueError(f"mode must be one of {sorted(ENV_ID_BY_MODE)}, not {mode!r}")
+    return gym.make(
+        ENV_ID_BY_MODE[mode],
+        split=split,
+        task_ids=list(task_ids) if task_ids is not None else None,
+        max_episode_steps=max_steps or MAX_EPISODE_STEPS,
+        disable_env_checker=True,
+        **kwargs,
+    )
+
+
+def _keep(obs: dict[str, Any], keep_html: bool) -> dict[str, Any]:
+    out = {k: v for k, v in obs.items() if keep_html or k not in ("html", "screenshot")}
+    if "available_actions" in out:
+        out["available_actions"] = list(out["available_actions"])
+    return out
+
+
+def collect_episodes(
+    agent: Any,
+    task_ids: Sequence[str],
+    *,
+    split: str = "train",
+    mode: str = "text",
+    seed: int = 0,
+    max_steps: int | None = None,
+    env: Any = None,
+    keep_html: bool = False,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> list[Episode]:
+    """Play ``agent`` once on each task of ``task_ids`` and return the episodes, in order.
+
+    Episode seeds are :func:`rollout_seed` (``seed``, task id), given to both ``env.reset`` and
+    ``agent.reset``. ``env`` may be passed in (it must cover ``task_ids``) and is then left open;
+    otherwise one is made (:func:`make_env`) and closed. ``on_episode`` is called after each.
+    """
+    own = env is None
+    if own:
+        env = make_env(split, task_ids, mode=mode, max_steps=max_steps)
+    episodes = []
+    try:
+        for task_id in task_ids:
+            s = rollout_seed(seed, task_id)
+            obs, info = env.reset(seed=s, options={"task_id": task_id})
+            agent.reset(obs["goal"], seed=s)
+            ep = Episode(task_id, split, info.get("split_hash"), s, obs["goal"])
+            done = False
+            while not done:
+                action = agent.act(obs)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                effect = info.get("action_effect") or {}
+                ep.steps.append(
+                    Step(
+                        obs=_keep(obs, keep_html),
+                        action=action,
+                        reward=float(reward),
+                        terminated=bool(terminated),
+                        truncated=bool(truncated),
+                        effect_label=effect.get("label"),
+                        action_error=next_obs.get("last_action_error") or "",
+                    )
+                )
+                obs, done = next_obs, terminated or truncated
+            ep.final_obs = _keep(obs, keep_html)
+            episodes.append(ep)
+            if on_episode is not None:
+                on_episode(ep)
+    finally:
+        if own:
+            env.close()
+    return episodes
+
+
+class ReplayMismatch(RuntimeError):
+    """Re-playing recorded actions did not reproduce the recorded observations."""
+
+
+def obs_digest(obs: dict[str, Any]) -> str:
+    """sha256 of an observation's text: the ``obs_digest`` of a run's ``steps.jsonl``."""
+    return hashlib.sha256(str(obs.get("text", "")).encode()).hexdigest()
+
+
+def replay_episode(
+    env: Any,
+    task_id: str,
+    seed: int,
+    actions: Sequence[str],
+    *,
+    digests: Sequence[str | None] | None = None,
+    split: str = "train",
+    keep_html: bool = False,
+) -> Episode:
+    """Re-play ``actions`` on ``task_id`` from ``env.reset(seed=seed)`` and return the episode.
+
+    Run directories record actions, not observations; replaying rebuilds the observation each
+    action was taken in. When ``digests`` (each step's ``obs_digest`` after the action) are
+    given, every rebuilt observation is checked against them and :class:`ReplayMismatch` is
+    raised on the first difference (or when the episode ends early).
+    """
+    obs, info = env.reset(seed=seed, options={"task_id": task_id})
+    ep = Episode(task_id, split, info.get("split_hash"), seed, obs["goal"])
+    for t, action in enumerate(actions):
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        effect = info.get("action_effect") or {}
+        ep.steps.append(
+            Step(
+                obs=_keep(obs, keep_html),
+                action=action,
+                reward=float(reward),
+                terminated=bool(terminated),
+                truncated=bool(truncated),
+                effect_label=effect.get("label"),
+                action_error=next_obs.get("last_action_error") or "",
+            )
+        )
+        if digests is not None and t < len(digests) and digests[t] is not None:
+            if obs_digest(next_obs) != digests[t]:
+                raise ReplayMismatch(f"{task_id}: step {t + 1} ({action}) led to another page")
+        obs = next_obs
+        if (terminated or truncated) and t + 1 < len(actions):
+            raise ReplayMismatch(f"{task_id}: the episode ended at step {t + 1} of {len(actions)}")
+    ep.final_obs = _keep(obs, keep_html)
+    return ep
