@@ -335,3 +335,35 @@ def test_default_catalog(tmp_path, monkeypatch):
         assert sum(s.size for s in c.splits().values()) > 0
     with catalog_mod.default_catalog(n_products=300, seed=1) as c:
         assert c.path.stat().st_mtime_ns == mtime
+
+
+def test_index_holds_what_webshop_indexes(tmp_path):
+    """Title, description, first bullet and options are searchable; Attributes, the category,
+    the query and later bullets are not (WebShop's convert_product_file_format.py)."""
+    p = _product(
+        1,
+        "Plain Item",
+        "descword",
+        query="queryword",
+        category="catword",
+        product_category="Rootword › Subword › Typeword",
+        Attributes=["attrword"],
+        BulletPoints=["firstbullet", "secondbullet"],
+        options={"color": ["optword"]},
+    )
+    path = build_catalog([p], {}, tmp_path / "c.sqlite", source="t")
+    with Catalog.open(path) as c:
+        for word in ("plain", "descword", "firstbullet", "optword", "color"):
+            assert c.search(word) == ["B000000001"], word
+        for word in ("attrword", "queryword", "catword", "typeword", "secondbullet"):
+            assert c.search(word) == [], word
+
+
+def test_older_schema_versions_are_refused(tmp_path):
+    path = build_catalog([_product(1, "First")], {}, tmp_path / "c.sqlite", source="t")
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION - 1,))
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="rebuild it"):
+        Catalog.open(path)

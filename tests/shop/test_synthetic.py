@@ -132,3 +132,36 @@ def test_generating_10k_products_takes_seconds_at_most():
     start = time.perf_counter()
     generate_products(10_000, seed=1)
     assert time.perf_counter() - start < 5.0
+
+
+def _indexed(product) -> str:
+    """What the search index holds of a product's text: title, first bullet, description."""
+    return " ".join([product["Title"], product["BulletPoints"][0], product["Description"]]).lower()
+
+
+def test_only_some_attributes_are_named_in_the_indexed_text(products):
+    named = sum(a in _indexed(p) for p in products for a in p["Attributes"])
+    total = sum(len(p["Attributes"]) for p in products)
+    assert 0.2 < named / total < 0.6, named / total
+
+
+def test_siblings_share_option_dimensions_and_values(products):
+    """A product's option values are offered by a same-query product whose title starts alike."""
+    by_query = defaultdict(list)
+    for p in products:
+        by_query[p["query"]].append(p)
+    same = 0
+    sample = [p for p in products[::10] if p["options"]]
+    for p in sample:
+        head = p["Title"].split(",")[0].split(" ")[:2]
+        same += any(
+            o is not p and o["Title"].split(" ")[:2] == head and o["options"] == p["options"]
+            for o in by_query[p["query"]]
+        )
+    assert same / len(sample) > 0.5, same / len(sample)
+
+
+def test_generating_100k_products_takes_seconds():
+    start = time.perf_counter()
+    assert len(generate_products(100_000, seed=2)) == 100_000
+    assert time.perf_counter() - start < 15.0

@@ -179,3 +179,29 @@ def test_make_goal_fills_the_product_fields(products):
     assert set(goal) == GOAL_FIELDS
     assert goal["asin"] == product["asin"] and goal["name"] == product["name"]
     assert goal["goal_options"] == ["lavender"] and goal["weight"] == 1.0
+
+
+def test_options_do_not_single_out_the_target(products, splits):
+    """Siblings share option values: some same-query product also offers all goal options."""
+    by_query = defaultdict(list)
+    for p in products:
+        by_query[p["query"]].append(p)
+    sample = [g for g in splits["test"].goals[:200] if g["goal_options"]]
+    covered = 0
+    for goal in sample:
+        others = [p for p in by_query[goal["query"]] if p["asin"] != goal["asin"]]
+        covered += any(
+            all(value in p["options"].get(dim, []) for dim, value in goal["goal_options"].items())
+            for p in others
+        )
+    assert sample and covered / len(sample) >= 0.95, (covered, len(sample))
+
+
+def test_goal_attributes_are_mostly_not_in_the_target_title(splits, by_asin):
+    """The search shows titles; the goal's attributes are mostly checked on the item page."""
+    named = total = 0
+    for goal in splits["test"]:
+        title = by_asin[goal["asin"]]["Title"].lower()
+        named += sum(attribute in title for attribute in goal["attributes"])
+        total += len(goal["attributes"])
+    assert named / total < 0.15, (named, total)

@@ -6,17 +6,22 @@ single SQLite file once (``build_catalog``) and serves it read-only (``Catalog``
 gives BM25 ranking, the page cache is shared between processes, and nothing but the products on
 screen is decoded.
 
-File layout (``SCHEMA_VERSION`` 3; 1 lacked ``term_df``, 2 the options column):
+File layout (``SCHEMA_VERSION`` 4; 1 lacked ``term_df``, 2 the options column, 3 also indexed
+the query, the category breadcrumb, the Attributes list and every bullet point):
 
 - ``products(id INTEGER PRIMARY KEY, asin TEXT UNIQUE, doc TEXT)``: ``doc`` is the product JSON.
   ``id`` is the FTS rowid (an explicit integer key, so it survives VACUUM); ``asin`` is the key
   every caller uses.
-- ``fts``: a contentless FTS5 table (rowid = ``products.id``) over title, query, category
-  breadcrumb, attributes, options (WebShop's index text "color: red, blue, and size: s"),
-  bullet points and description (WebShop's Lucene index has title, description, the first
-  bullet and the options in one field), tokenizer
+- ``fts``: a contentless FTS5 table (rowid = ``products.id``) over what WebShop's Lucene index
+  holds (``search_engine/convert_product_file_format.py``): the title, the description, the
+  first bullet point and the options (WebShop's text "color: red, blue, and size: s, m"), each
+  in its own column. Not indexed, as in WebShop: the Attributes list (so a product's attributes
+  are found only where its text names them; the shopper reads the item page to check the
+  rest), the category breadcrumb and the ``query`` field (WebShop's scrape query, a label the
+  reward uses, not product text; synthetic titles name their type anyway). Tokenizer
   ``porter unicode61 remove_diacritics 2``; its stored ``rank`` is ``bm25()`` with the column
-  weights ``BM25_WEIGHTS`` (title and query heaviest).
+  weights ``BM25_WEIGHTS``. WebShop ranks one field; the title weighs most here so that a word
+  in a title beats the same word deep in a description.
 - ``tasks(task_id TEXT PRIMARY KEY, split TEXT, position INTEGER, doc TEXT)``: goal JSON.
 - ``term_df(term TEXT PRIMARY KEY, df INTEGER, title_df INTEGER)``: document frequency (all
   columns, title only) of each indexed (stemmed) term found in at least ``DF_TABLE_MIN``
@@ -48,12 +53,14 @@ from typing import Any
 from webgym.shop.schema import Goal, Product
 from webgym.shop.tasks import TaskSplit
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SEARCH_RETURN_N = 50  # WebShop's SEARCH_RETURN_N
 MAX_QUERY_TERMS = 32
 # bm25() weights per FTS column, in column order.
-FTS_COLUMNS = ("title", "query", "category", "attributes", "options", "bullets", "description")
-BM25_WEIGHTS = (10.0, 8.0, 3.0, 4.0, 2.0, 2.0, 1.0)
+# WebShop's Lucene index text (search_engine/convert_product_file_format.py): Title, Description,
+# the first bullet point and the options; not the Attributes list, the category or the query.
+FTS_COLUMNS = ("title", "description", "bullet", "options")
+BM25_WEIGHTS = (10.0, 1.0, 2.0, 2.0)
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 # Lucene's default English stop words (Pyserini's analyzer, which WebShop's index used).
 STOP_WORDS = frozenset(
@@ -77,16 +84,14 @@ CACHE_DIR_ENV = "WEBGYM_CACHE_DIR"
 
 
 def _fts_row(rowid: int, p: Product) -> tuple[Any, ...]:
+    bullets = [b for b in (p.get("BulletPoints") or []) if isinstance(b, str)]
     return (
         rowid,
         p.get("Title") or p.get("name") or "",
-        p.get("query") or "",
-        p.get("product_category") or p.get("category") or "",
-        " ; ".join(p.get("Attributes") or []),
+        p.get("Description") or "",
+        bullets[0] if bullets else "",
         # WebShop's index text for options: "color: red, blue, and size: s, m"
         ", and ".join(f"{k}: {', '.join(v)}" for k, v in (p.get("options") or {}).items()),
-        "\n".join(b for b in (p.get("BulletPoints") or []) if isinstance(b, str)),
-        p.get("Description") or "",
     )
 
 

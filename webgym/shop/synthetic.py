@@ -3,14 +3,18 @@
 ``generate_products(n, seed)`` builds ``n`` products in WebShop's schema from the vocabulary
 tables below: 23 top-level categories, 145 product types, each type with its own attributes,
 option dimensions and price band. Products come in *families* of one type (same query, same
-category, often the same brand and near-identical titles) that differ in a few attributes,
-option values and price, so a goal naming a type, attributes, options and a price ceiling has
-same-type distractors that fail one of them: a task is solved by reading item pages, not by
-buying the first search hit.
+category, usually the same brand, near-identical titles, the same option dimensions and mostly
+the same option values, overlapping prices) whose siblings differ in one or two attributes and
+in price, so options and search do not single out a goal's target: a goal naming a type,
+attributes, options and a price ceiling has same-type distractors that fail one of them, and a
+task is solved by reading item pages, not by buying the first search hit.
 
 Text hygiene, which the reward relies on: a product's title, bullet points and description
 mention only its own attributes (plus neutral words: brand, adjective, type name), never an
-attribute it lacks and never an option value. Deterministic: ``random.Random(seed)`` is the
+attribute it lacks and never an option value. Every attribute is in the ``Attributes`` list, but
+only some (``SHOWN_SHARE``) are named in the family's listing copy, the text search indexes
+(title, first bullet, description); the others are in the Attributes list and later bullets
+only, which WebShop's search does not index. Deterministic: ``random.Random(seed)`` is the
 only source of randomness. Imports only ``webgym.shop.schema``.
 """
 
@@ -502,6 +506,11 @@ PRODUCT_TYPES: list[ProductType] = [
     for category, (root, shared, specs) in CATEGORIES.items()
     for spec in specs
 ]
+# Chance that a family's attribute is named in the family's listing copy (title, first bullet,
+# description), shared by its siblings; a sibling's own, different attribute is named with the
+# smaller chance, as variants on a shop page share one copy and differ in the details.
+SHOWN_SHARE = 0.4
+NEW_SHOWN_SHARE = 0.25
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -520,7 +529,7 @@ def _price(rng: random.Random, low: float, high: float) -> float:
 def _options(rng: random.Random, ptype: ProductType) -> dict[str, list[str]]:
     options = {}
     for dim, values in ptype.dims:
-        if rng.random() < 0.1:  # this product does not offer the type's dimension
+        if rng.random() < 0.1:  # this family does not offer the type's dimension
             continue
         chosen = set(
             rng.sample(values, rng.randint(min(2, len(values)), min(5, len(values) // 2 + 1)))
@@ -529,49 +538,84 @@ def _options(rng: random.Random, ptype: ProductType) -> dict[str, list[str]]:
     return options
 
 
+def _tweak_options(rng: random.Random, ptype: ProductType, options: dict) -> dict:
+    """The family's options with one value added to or dropped from one dimension."""
+    options = {dim: list(values) for dim, values in options.items()}
+    if not options:
+        return options
+    dim = rng.choice(sorted(options))
+    pool = dict(ptype.dims)[dim]
+    missing = [v for v in pool if v not in options[dim]]
+    if missing and (len(options[dim]) <= 2 or rng.random() < 0.5):
+        added = set(options[dim]) | {rng.choice(missing)}
+        options[dim] = [v for v in pool if v in added]
+    elif len(options[dim]) > 2:
+        options[dim].remove(rng.choice(options[dim]))
+    return options
+
+
 def _family_base(rng: random.Random, ptype: ProductType) -> dict:
     pool = ptype.attributes
+    attributes = rng.sample(pool, min(len(pool), rng.choice((3, 3, 4, 4, 5, 6))))
+    shown = [a for a in attributes if rng.random() < SHOWN_SHARE]
     return {
         "brand": rng.choice(ptype.brands),
         "adjective": rng.choice(ADJECTIVES),
-        "attributes": rng.sample(pool, min(len(pool), rng.choice((3, 3, 4, 4, 5, 6, 7, 8)))),
+        "attributes": attributes,
+        "shown": shown,  # the attributes the family's listing copy names
+        "in_title": shown[: rng.choice((0, 1, 1, 2))],
         "options": _options(rng, ptype),
         "price": _price(rng, *ptype.price_band),
     }
 
 
 def _variant(rng: random.Random, ptype: ProductType, base: dict) -> dict:
-    """A sibling of the family base that differs in one to three of: attribute, options, price."""
-    variant = {**base, "attributes": list(base["attributes"]), "options": dict(base["options"])}
-    changes = rng.sample(("attribute", "options", "price", "brand"), rng.randint(1, 3))
-    if "attribute" in changes:
+    """A sibling of the family base: the same option dimensions and (mostly) values, a near-
+    identical title, a nearby price, but one or two different attributes."""
+    variant = {**base, "attributes": list(base["attributes"]), "options": base["options"]}
+    for _ in range(rng.choice((1, 1, 2))):
         missing = [a for a in ptype.attributes if a not in variant["attributes"]]
         slot = rng.randrange(len(variant["attributes"]))
-        if missing and rng.random() < 0.7:
+        if missing and (len(variant["attributes"]) <= 3 or rng.random() < 0.75):
             variant["attributes"][slot] = rng.choice(missing)
-        elif len(variant["attributes"]) > 3:
+        else:
             del variant["attributes"][slot]
-    if "options" in changes and ptype.dims:
-        variant["options"] = {**variant["options"], **_options(rng, ptype)}
-    if "price" in changes:
-        variant["price"] = _price(rng, max(1.0, base["price"] * 0.7), base["price"] * 1.4 + 1)
-    if "brand" in changes:
+    kept = set(variant["attributes"])
+    new = [a for a in variant["attributes"] if a not in base["attributes"]]
+    variant["shown"] = [a for a in base["shown"] if a in kept]
+    variant["shown"] += [a for a in new if rng.random() < NEW_SHOWN_SHARE]
+    variant["in_title"] = [a for a in base["in_title"] if a in kept]
+    if rng.random() < 0.2:
+        variant["options"] = _tweak_options(rng, ptype, base["options"])
+    variant["price"] = _price(rng, max(1.0, base["price"] * 0.7), base["price"] * 1.5 + 1)
+    if rng.random() < 0.15:
         variant["brand"] = rng.choice(ptype.brands)
     return variant
 
 
 def _make_product(rng: random.Random, ptype: ProductType, spec: dict, asin: str) -> Product:
     brand, attrs = spec["brand"], spec["attributes"]
-    in_title = attrs[: rng.randint(1, 3)]
+    # The "shown" attributes are named in the title, the first bullet and the description
+    # (what the search index sees); the rest are only in the Attributes list and the later
+    # bullet points, so only the item page tells whether the product has them.
+    shown, in_title = spec["shown"], spec["in_title"]
     feature = "".join(f" {a.title()}" for a in in_title if a.startswith("with "))
     rest = ", ".join(a.title() for a in in_title if not a.startswith("with "))
     name = f"{brand} {spec['adjective']} {ptype.title}{feature}" + (f", {rest}" if rest else "")
     price = spec["price"]
     pricing = [price] if rng.random() < 0.8 else [price, round(price * rng.uniform(1.15, 1.9), 2)]
     fill = {"type": ptype.query, "brand": brand}
-    bullets = [f"{a.upper()}: {rng.choice(BULLET_TEXTS).format(**fill)}" for a in attrs[:5]]
+    first = [a for a in shown if a not in in_title][:1] or shown[:1]
+    later = [a for a in attrs if a not in first][: 5 - len(first)]
+    bullets = [f"{a.upper()}: {rng.choice(BULLET_TEXTS).format(**fill)}" for a in first + later]
+    if not first:  # the first bullet (indexed) then names no attribute
+        bullets.insert(0, rng.choice(BULLET_TEXTS).format(**fill))
+    while len(bullets) < 3:
+        bullets.append(rng.choice(BULLET_TEXTS).format(**fill))
+    bullets = bullets[:5]
+    about = f": {', '.join(shown)}." if shown else "."
     description = (
-        f"Meet the {brand} {spec['adjective'].lower()} {ptype.query}: {', '.join(attrs)}. "
+        f"Meet the {brand} {spec['adjective'].lower()} {ptype.query}{about} "
         + rng.choice(BULLET_TEXTS).format(**fill)
         + " "
         + rng.choice(CLOSINGS).format(**fill)

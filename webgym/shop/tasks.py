@@ -166,6 +166,13 @@ class _SameQuery:
                     self.by_option.setdefault((dim, value), set()).add(i)
         self.prices = [product["pricing"][0] for product in products]
 
+    def with_options(self, options: dict[str, str]) -> set[int]:
+        """The products offering every one of ``options`` (dimension, value) pairs."""
+        fits = set(range(self.size))
+        for item in options.items():
+            fits &= self.by_option.get(item, set())
+        return fits
+
     def n_satisfying(
         self, attributes: list[str], options: dict[str, str], price_upper: float
     ) -> int:
@@ -198,8 +205,9 @@ def generate_goals(
     products are first dealt to splits (round robin over queries, so every split covers the
     product types evenly), then one goal is drawn per product with an rng seeded by split.
 
-    A goal states 1-3 of the target's attributes (preferring those its same-query siblings
-    lack), one value of some or all of its option dimensions, and a price ceiling by WebShop's
+    A goal states 1-3 of the target's attributes (preferring those the same-query products
+    offering the goal's options lack and those the target's title and indexed text do not
+    name), one value of some or all of its option dimensions, and a price ceiling by WebShop's
     rule from the target's lowest price ``pricing[0]`` (WebShop samples a price within a range;
     the low end keeps the target always affordable).
     """
@@ -226,16 +234,41 @@ def generate_goals(
     return {name: splits[name] for name in SPLIT_NAMES}
 
 
+def _indexed_text(product: Product) -> tuple[str, str]:
+    """(title, title + first bullet + description), lower-cased: what search sees of a product."""
+    title = (product.get("Title") or product.get("name") or "").lower()
+    bullets = product.get("BulletPoints") or [""]
+    rest = " ".join((bullets[0] if bullets else "", product.get("Description", "")))
+    return title, f"{title} {rest.lower()}"
+
+
 def _draw_goal(rng, product, task_id, split, same: _SameQuery) -> Goal:
-    own = product.get("Attributes", [])
-    n_others = same.size - 1
-    share = {a: (len(same.by_attribute[a]) - 1) / max(1, n_others) for a in own}  # others with a
-    ranked = sorted(own, key=lambda a: (share[a] >= 1.0, share[a] + 0.4 * rng.random()))
-    attributes = ranked[: min(len(own), rng.choices((1, 2, 3), (35, 40, 25))[0])]
     dims = list(product.get("options", {}))
     if dims and rng.random() >= 0.6:  # 60 % of goals name every dimension, as WebShop's do
         dims = sorted(rng.sample(dims, rng.randint(0, len(dims))), key=dims.index)
     options = {d: rng.choice(product["options"][d]) for d in dims}
+    # Attributes: never one that every same-query product has (unless the target has nothing
+    # else); then those the target's title does not name; then the lowest sum of: share of the
+    # same-query products offering the goal's options (its family, mostly: siblings share
+    # options) that have it, share of all same-query products that have it, 0.5 if the
+    # target's indexed text (title, first bullet, description) names it, and a random jitter.
+    # So the search ranks the target among distractors and only item pages tell them apart.
+    own = product.get("Attributes", [])
+    n_others = same.size - 1
+    compatible = same.with_options(options)
+    n_compatible = max(1, len(compatible) - 1)
+    title, indexed = _indexed_text(product)
+
+    def key(a: str) -> tuple[bool, bool, float]:
+        holders = same.by_attribute[a]
+        shared_by_all = len(holders) - 1 >= n_others
+        share = (len(holders & compatible) - 1) / n_compatible
+        rarity = (len(holders) - 1) / max(1, n_others)
+        score = share + rarity + 0.5 * (a in indexed) + 0.4 * rng.random()
+        return shared_by_all, a in title, score
+
+    ranked = sorted(own, key=key)
+    attributes = ranked[: min(len(own), rng.choices((1, 2, 3), (25, 45, 30))[0])]
     price_upper = price_ceiling(product["pricing"][0], rng)
     n_constraints = len(attributes) + len(options) + (price_upper < NO_PRICE_LIMIT)
     failing = n_others - (same.n_satisfying(attributes, options, price_upper) - 1)
