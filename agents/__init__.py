@@ -9,7 +9,15 @@ Imports ``webgym`` only for observation and action types; never ``benchmarks`` o
 ``leaderboards``.
 """
 
-from agents.base import Agent, AgentInfo, UnknownAgentError, list_agents, make_agent, register_agent
+from agents.base import (
+    Agent,
+    AgentInfo,
+    UnknownAgentError,
+    list_agents,
+    make_agent,
+    register_agent,
+    unregister_agent,
+)
 from agents.random_agent import RandomAgent
 from agents.rule_agent import RuleAgent
 
@@ -62,4 +70,5 @@ __all__ = [
     "list_agents",
     "make_agent",
     "register_agent",
+    "unregister_agent",
 ]

@@ -135,6 +135,11 @@ def register_agent(
     return add if factory is None else add(factory)
 
 
+def unregister_agent(name: str) -> None:
+    """Remove an agent from the registry (for plugins and tests); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
 def list_agents() -> list[AgentInfo]:
     """Every registered agent, sorted by name."""
     return [info for _, (info, _f) in sorted(_REGISTRY.items())]

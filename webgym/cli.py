@@ -43,7 +43,7 @@ CatalogOpt = Annotated[
 
 @shop_app.command("serve")
 def shop_serve(
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port; 0 (the default) picks a free one.")] = 0,
     host: Annotated[
         str,
         typer.Option(

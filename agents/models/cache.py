@@ -20,8 +20,8 @@ environment variable is set; models live under ``<root>/models/<dir>/`` with a
 ``manifest.json`` (name, source wheel + sha256, parameter count, hidden size, layers, date)
 written last, so a fetch that was interrupted never looks ready.
 
-This module imports neither torch nor transformers at import time, so ``webgym-bench models list`` is
-instant.
+This module imports neither torch nor transformers at import time, so
+``webgym-bench models list`` is instant.
 """
 
 from __future__ import annotations

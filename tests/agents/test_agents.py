@@ -10,7 +10,7 @@ import pytest
 import agents
 import webgym  # noqa: F401 - registers the environments
 from agents import Agent, AgentInfo, make_agent, register_agent
-from agents.base import _REGISTRY, list_agents
+from agents.base import list_agents, unregister_agent
 from agents.observation import goal_without_price, has_search_bar, option_groups
 from agents.rule_agent import RuleAgent
 
@@ -93,7 +93,7 @@ def test_an_agent_that_needs_a_checkpoint_gets_it_or_fails_clearly():
         with pytest.raises(ValueError, match="already registered"):
             register_agent("loaded-test", Loaded, description="again")
     finally:
-        _REGISTRY.pop("loaded-test", None)
+        unregister_agent("loaded-test")
 
 
 def test_register_agent_works_as_a_decorator():
@@ -106,7 +106,7 @@ def test_register_agent_works_as_a_decorator():
         assert isinstance(make_agent("decorated-test"), Decorated)
         assert make_agent("decorated-test").act_batch([{}, {}]) == ["noop()", "noop()"]
     finally:
-        _REGISTRY.pop("decorated-test", None)
+        unregister_agent("decorated-test")
 
 
 # ---- reading observations ---------------------------------------------------------------------

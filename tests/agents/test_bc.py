@@ -89,7 +89,7 @@ def _weights(path):
 
 
 def test_resume_continues_at_the_saved_iteration_with_identical_optimizer_state(tmp_path):
-    config = dataclasses.replace(SMOKE, epochs=1, batch_size=4, updates_per_iteration=1)
+    config = dataclasses.replace(SMOKE, epochs=1, batch_size=2, updates_per_iteration=1)
     out = tmp_path / "bc"
     run = TrainRun(out, config, trainer="bc", keep=100, show_progress=False)
     latest = train_bc(config, run)
