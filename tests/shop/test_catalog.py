@@ -325,11 +325,12 @@ def test_frequent_terms_are_planned(tmp_path, monkeypatch):
 
 def test_default_catalog(tmp_path, monkeypatch):
     """Uses the synthetic generator (small n)."""
-    pytest.importorskip("webgym.shop.synthetic")
     monkeypatch.setenv("WEBGYM_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("WEBGYM_CATALOG", raising=False)
     with catalog_mod.default_catalog(n_products=300, seed=1) as c:
-        assert c.path == tmp_path / f"catalog-synthetic-n300-s1-v{SCHEMA_VERSION}.sqlite"
+        fingerprint = catalog_mod.generator_fingerprint()
+        name = f"catalog-synthetic-n300-s1-v{SCHEMA_VERSION}-{fingerprint}.sqlite"
+        assert c.path == tmp_path / name and len(fingerprint) == 8
         assert len(c) == 300 and c.source == "synthetic"
         mtime = c.path.stat().st_mtime_ns
         assert sum(s.size for s in c.splits().values()) > 0

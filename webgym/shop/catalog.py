@@ -38,10 +38,13 @@ Products returned by ``get()`` come from a shared LRU cache: treat them as read-
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import re
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -568,11 +571,24 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("webgym"))
 
 
+@functools.cache
+def generator_fingerprint() -> str:
+    """8 hex digits of the code that generates the embedded catalog (products, goals, this
+    file's layout): any change to it gets a new cache file instead of a stale one."""
+    from webgym.shop import synthetic, tasks
+
+    digest = hashlib.sha256(str(SCHEMA_VERSION).encode())
+    for module in (synthetic, tasks, sys.modules[__name__]):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def default_catalog_path(
     cache_dir_: Path | None = None, *, n_products: int = 10_000, seed: int = 0
 ) -> Path:
     base = Path(cache_dir_) if cache_dir_ is not None else cache_dir()
-    return base / f"catalog-synthetic-n{n_products}-s{seed}-v{SCHEMA_VERSION}.sqlite"
+    name = f"catalog-synthetic-n{n_products}-s{seed}-v{SCHEMA_VERSION}-{generator_fingerprint()}"
+    return base / f"{name}.sqlite"
 
 
 @contextlib.contextmanager
