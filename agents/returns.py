@@ -1,0 +1,87 @@
+"""Returns and advantages: pure functions on tensors, one equation each.
+
+Shared by every on-policy trainer (``agents/archer.py``, ``agents/grpo.py``,
+``agents/reinforce.py``). Turns are indexed t = 0 .. T-1 within an episode; the episode's
+reward R arrives after its last turn (WebShop pays once, at Buy Now; a truncated episode pays 0).
+Errored episodes (browser crash, timeout) are *not* reward 0: callers pass them as NaN (group
+statistics) or leave them out (everything else), see :mod:`agents.rollouts`.
+
+Imports torch only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "discounted_returns",
+    "group_advantages",
+    "turn_td_advantages",
+]
+
+
+def discounted_returns(reward: float, n_turns: int, gamma: float) -> torch.Tensor:
+    """Monte Carlo returns of an episode with one terminal reward.
+
+    G_t = sum_{t'>=t} gamma^(t'-t) r_t' = gamma^(T-1-t) R   (r_t = 0 before the last turn)
+    """
+    if n_turns < 1:
+        raise ValueError("an episode has at least one turn")
+    exponents = torch.arange(n_turns - 1, -1, -1, dtype=torch.float64)
+    return (float(reward) * gamma**exponents).to(torch.float32)
+
+
+def turn_td_advantages(values: torch.Tensor, reward: float) -> torch.Tensor:
+    """ArCHer's turn-level advantages (seed 001), one per turn of one episode.
+
+    A(t) = V(s_{t+1}) - V(s_t)   for t < T-1
+    A(T-1) = R - V(s_{T-1})       (the last turn: the outcome replaces the next value)
+
+    ``values`` are V(s_0) .. V(s_{T-1}) read at each turn's prompt boundary; the caller
+    broadcasts A(t) to every token of turn t's response.
+    """
+    if values.dim() != 1 or values.numel() < 1:
+        raise ValueError("values must be a non-empty 1-D tensor, one per turn")
+    next_values = torch.cat([values[1:], values.new_tensor([float(reward)])])
+    return next_values - values
+
+
+def _nanstd(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Standard deviation along ``dim`` ignoring NaN, with Bessel's correction (NaN below 2)."""
+    mean = torch.nanmean(x, dim=dim, keepdim=True)
+    count = (~torch.isnan(x)).sum(dim=dim)
+    var = torch.nanmean((x - mean) ** 2, dim=dim) * count / (count - 1).clamp(min=1)
+    return torch.where(count > 1, var, torch.full_like(var, float("nan"))).sqrt()
+
+
+def group_advantages(
+    rewards: torch.Tensor | Sequence[float], group_size: int, scale_rewards: str = "group"
+) -> torch.Tensor:
+    """GRPO's group-normalised advantages, one per rollout (rollouts of a group are adjacent).
+
+    A_i = (r_i - mean_g(r)) / (std_g(r) + 1e-4)     scale_rewards="group"
+    A_i = (r_i - mean_g(r)) / (std(r) + 1e-4)       scale_rewards="batch" (std over all rollouts)
+    A_i =  r_i - mean_g(r)                          scale_rewards="none"
+
+    std is the unbiased (Bessel) standard deviation, as in TRL. A NaN reward (an errored
+    rollout) is left out of its group's statistics and gets advantage 0; a group whose
+    rewards are all equal gets advantages 0 (never NaN).
+    """
+    r = torch.as_tensor(rewards, dtype=torch.float32)
+    if group_size < 1 or r.numel() % group_size:
+        raise ValueError(f"{r.numel()} rewards do not split into groups of {group_size}")
+    if scale_rewards not in ("group", "batch", "none"):
+        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', not {scale_rewards!r}")
+    grouped = r.view(-1, group_size)
+    mean = torch.nanmean(grouped, dim=1, keepdim=True).expand_as(grouped).reshape(-1)
+    advantages = r - mean
+    if scale_rewards == "group":
+        std = _nanstd(grouped, dim=1) if group_size > 1 else torch.zeros(grouped.shape[0])
+        std = std.repeat_interleave(group_size)
+    elif scale_rewards == "batch":
+        std = _nanstd(r.view(1, -1)).expand_as(r) if r.numel() > 1 else torch.zeros_like(r)
+    if scale_rewards != "none":
+        advantages = advantages / (std + 1e-4)
+    return torch.nan_to_num(advantages, nan=0.0)
