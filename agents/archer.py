@@ -1,0 +1,168 @@
+"""``archer``: ArCHer PPO (seeds 001/002) - a turn-level critic, then PPO on turn advantages.
+
+    for each iteration:
+        play tasks_per_iteration train tasks with pi_theta; keep logp_old of every choice
+        1. critic FIRST:  L(phi) = 0.5 mean_t (V_phi(s_t) - G_t)^2,  G_t = gamma^(T-1-t) R
+           V read at ONE position per turn: the end of the observation (the encoder's [CLS]
+           over the state text alone: the response is never in the critic's input)
+        2. advantages with the UPDATED critic:
+           A(t) = V(s_{t+1}) - V(s_t)  for t < T-1;   A(T-1) = R - V(s_{T-1})
+           broadcast to every token of turn t's response
+        3. actor: PPO clip, per-token ratios rho = exp(logp_theta - logp_old), eps 0.2,
+           ppo_epochs passes over minibatches:  L = -mean min(rho A, clip(rho, 1-eps, 1+eps) A)
+
+Logged per iteration: success rate and Score (train and validation), critic loss, explained
+variance, advantage mean/std, clip fraction, approximate KL. Imports agents only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.losses import clipped_surrogate, value_mse
+from agents.onpolicy import (
+    OnPolicyConfig,
+    TurnBatch,
+    adamw,
+    clip_and_step,
+    iteration_tasks,
+    minibatches,
+    restore_critic_optimizer,
+    run_iterations,
+    save_checkpoint,
+    split_task_ids,
+    start_policy,
+)
+from agents.returns import discounted_returns, turn_td_advantages
+from agents.rollouts import collect_rollouts, rollout_stats
+from agents.training import TrainRun, register_trainer
+
+
+@dataclass
+class ArcherConfig(OnPolicyConfig):
+    gamma: float = 0.95  # discount of the critic's MC targets
+    critic_lr: float = 2e-5
+    critic_epochs: int = 2  # passes of the critic over each batch, before the actor
+    ppo_epochs: int = 2
+    clip_eps: float = 0.2
+    normalize_advantages: bool = False
+
+
+PRESETS = {
+    "smoke": ArcherConfig(
+        backbone="tiny-encoder", iterations=2, tasks_per_iteration=4, n_envs=4, max_steps=6,
+        val_tasks=3, lr=1e-3, critic_lr=1e-3, minibatch_size=16,
+    ),
+    "cpu": ArcherConfig(
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=24,
+        tasks_per_iteration=48, val_tasks=100, eval_every=2,
+    ),
+    "gpu": ArcherConfig(
+        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
+    ),
+}  # fmt: skip
+
+
+def critic_values(critic, states: list[str], chunk: int = 64) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat(
+            [critic.values(states[i : i + chunk]) for i in range(0, len(states), chunk)]
+        )
+
+
+def archer_advantages(batch: TurnBatch, values: torch.Tensor) -> torch.Tensor:
+    """A(t) per turn of ``batch`` from V(s_t) (flat, in batch order), episode by episode."""
+    out = torch.empty(len(batch))
+    ep = torch.tensor(batch.episode)
+    for i, r in enumerate(batch.rollouts):
+        where = (ep == i).nonzero().view(-1)
+        out[where] = turn_td_advantages(values[where], r.reward)
+    return out
+
+
+def train_archer(config: ArcherConfig, run: TrainRun):
+    policy, critic = start_policy(config, run, critic=True)
+    optimizer = adamw(policy, config)
+    critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr)
+    start = run.restore(optimizer)
+    restore_critic_optimizer(run, critic_opt)
+    train_ids, val_ids = split_task_ids("train"), split_task_ids("validation")[: config.val_tasks]
+
+    def step(it: int) -> dict:
+        gen = np.random.default_rng([config.seed, it, 3])
+        t0 = time.perf_counter()
+        rollouts = collect_rollouts(
+            policy, iteration_tasks(train_ids, config, it), seed=config.seed + it,
+            n_envs=config.n_envs, temperature=config.temperature, rng=gen,
+            max_steps=config.max_steps,
+        )  # fmt: skip
+        t_collect = time.perf_counter() - t0
+        batch = TurnBatch.of(rollouts)
+        returns = torch.cat(
+            [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
+        )  # G_t = gamma^(T-1-t) R
+        # 1. the critic first: 0.5 (V(s_t) - G_t)^2
+        v_before = critic_values(critic, batch.states)
+        critic_losses = []
+        for _ in range(config.critic_epochs):
+            for idx in minibatches(len(batch), config.minibatch_size, gen):
+                loss = value_mse(critic.values([batch.states[i] for i in idx]), returns[idx])
+                loss.backward()
+                clip_and_step(critic, critic_opt, config.grad_clip)
+                critic_losses.append(float(loss))
+        # 2. advantages from the updated critic: A(t) = V(s_{t+1}) - V(s_t), A(T-1) = R - V
+        values = critic_values(critic, batch.states)
+        advantages = archer_advantages(batch, values)
+        if config.normalize_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
+        losses, st_log, norms = [], [], []
+        for _ in range(config.ppo_epochs):
+            for idx in minibatches(len(batch), config.minibatch_size, gen):
+                logp = batch.logprobs(policy, idx).unsqueeze(1)
+                loss, st = clipped_surrogate(
+                    logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
+                    torch.ones_like(logp), eps_low=config.clip_eps, loss_type="dapo",
+                )  # fmt: skip
+                loss.backward()
+                norms.append(clip_and_step(policy, optimizer, config.grad_clip))
+                losses.append(float(loss))
+                st_log.append(st)
+        stats = rollout_stats(rollouts)
+        var_g = float(returns.var()) if len(returns) > 1 else 0.0
+        return {
+            "train_score": stats["score"], "train_success_rate": stats["success_rate"],
+            "train_env_steps": len(batch), "errored": stats["errored"],
+            "critic_loss": float(np.mean(critic_losses)),
+            "explained_variance": 1 - float((returns - v_before).var()) / var_g if var_g else 0.0,
+            "explained_variance_after": (
+                1 - float((returns - values).var()) / var_g if var_g else 0.0
+            ),
+            "adv_mean": float(advantages.mean()), "adv_std": float(advantages.std()),
+            "actor_loss": float(np.mean(losses)),
+            "clip_frac": float(np.mean([s.clip_frac for s in st_log])),
+            "approx_kl": float(np.mean([s.approx_kl for s in st_log])),
+            "grad_norm": float(np.mean(norms)), "collect_s": t_collect,
+        }  # fmt: skip
+
+    def save(it: int) -> None:
+        save_checkpoint(run, it, policy, optimizer, critic=critic, critic_optimizer=critic_opt)
+
+    run_iterations(config, run, start, step, save, policy, val_ids)
+    return run.latest_path
+
+
+register_trainer(
+    "archer",
+    train_archer,
+    PRESETS,
+    description="ArCHer PPO: turn-level MC critic first, then PPO on A(t) = V(s') - V(s)",
+    eval_agent="archer",
+)
+
+__all__ = ["PRESETS", "ArcherConfig", "archer_advantages", "train_archer"]

@@ -1,0 +1,180 @@
+"""``grpo``: Group Relative Policy Optimization, multi-turn, with DAPO's options (REFERENCE.md).
+
+    for each iteration:
+        for each of tasks_per_iteration train tasks: G rollouts from the identical start
+        A_i = (r_i - mean_g r) / (std_g r + 1e-4)      scale_rewards: group / batch / none
+        dynamic sampling: drop the groups whose rewards are all equal (A = 0), log the share
+        every turn (every "token": one choice per turn in choice mode) of rollout i gets A_i
+        for num_iterations passes over minibatches of rollouts:
+            rho = exp(logp_theta - logp_old)           per token, logp_old frozen at collection
+            L = -min(rho A, clip(rho, 1 - eps, 1 + eps_high) A) + beta KL_k3(pi || pi_ref)
+            aggregated by loss_type: grpo / dapo / dr_grpo (agents/losses.py)
+
+A sequence is one rollout, its tokens the choices of its turns (TRL's multi-turn completions
+likewise hold every turn). Errored rollouts are left out of the group statistics (NaN) and
+the loss. Imports agents only.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.losses import clipped_surrogate
+from agents.onpolicy import (
+    OnPolicyConfig,
+    TurnBatch,
+    adamw,
+    clip_and_step,
+    iteration_tasks,
+    minibatches,
+    run_iterations,
+    save_checkpoint,
+    split_task_ids,
+    start_policy,
+)
+from agents.returns import group_advantages
+from agents.rollouts import collect_rollouts, rollout_stats
+from agents.training import TrainRun, register_trainer
+
+
+@dataclass
+class GRPOConfig(OnPolicyConfig):
+    group_size: int = 8  # G: TRL's default
+    scale_rewards: str = "group"  # group / batch / none
+    loss_type: str = "dapo"  # grpo / dapo / dr_grpo (TRL's default: dapo)
+    epsilon: float = 0.2
+    epsilon_high: float = 0.28  # DAPO's clip-higher; = epsilon for symmetric clipping
+    beta: float = 0.0  # k3 KL to the frozen starting policy (TRL's default 0)
+    num_iterations: int = 1  # passes over each batch (TRL's num_iterations)
+    dynamic_sampling: bool = True  # drop all-equal groups
+    minibatch_rollouts: int = 16  # rollouts per optimizer step
+
+
+PRESETS = {
+    "smoke": GRPOConfig(
+        backbone="tiny-encoder", iterations=2, tasks_per_iteration=2, group_size=3, n_envs=6,
+        max_steps=6, val_tasks=3, lr=1e-3, minibatch_rollouts=3, beta=0.04, num_iterations=2,
+    ),
+    "cpu": GRPOConfig(
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=24,
+        tasks_per_iteration=8, group_size=6, n_envs=8, val_tasks=100, eval_every=2,
+        num_iterations=2, minibatch_rollouts=8,
+    ),
+    "gpu": GRPOConfig(
+        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        tasks_per_iteration=32, group_size=8, n_envs=32, val_tasks=250, minibatch_rollouts=32,
+    ),
+}  # fmt: skip
+
+
+def train_grpo(config: GRPOConfig, run: TrainRun):
+    policy, _ = start_policy(config, run)
+    reference = copy.deepcopy(policy).eval() if config.beta else None  # pi_ref, frozen
+    if reference is not None:
+        if config.init_checkpoint:  # the reference is the starting policy, not the resumed one
+            from agents.scorer_policy import ScorerPolicy
+
+            reference = ScorerPolicy.load(config.init_checkpoint).eval()
+        reference.requires_grad_(False)
+    optimizer = adamw(policy, config)
+    start = run.restore(optimizer)
+    train_ids, val_ids = split_task_ids("train"), split_task_ids("validation")[: config.val_tasks]
+    G = config.group_size
+
+    def step(it: int) -> dict:
+        gen = np.random.default_rng([config.seed, it, 2])
+        t0 = time.perf_counter()
+        rollouts = collect_rollouts(
+            policy, iteration_tasks(train_ids, config, it), group_size=G,
+            seed=config.seed + it, n_envs=config.n_envs, temperature=config.temperature,
+            rng=gen, max_steps=config.max_steps,
+        )  # fmt: skip
+        t_collect = time.perf_counter() - t0
+        # A_i = (r_i - mean_g) / (std_g + 1e-4); errored rollouts are NaN: out of the statistics
+        rewards = torch.tensor([r.reward if r.valid else float("nan") for r in rollouts])
+        advantages = group_advantages(rewards, G, config.scale_rewards)
+        groups = rewards.view(-1, G)
+        spread = torch.nan_to_num(groups.nan_to_num(0).amax(1) - groups.nan_to_num(0).amin(1))
+        keep_group = spread > 0 if config.dynamic_sampling else torch.ones(len(groups), dtype=bool)
+        kept = [
+            (r, float(advantages[i]))
+            for i, r in enumerate(rollouts)
+            if r.valid and bool(keep_group[i // G])
+        ]
+        batch = TurnBatch.of([r for r, _ in kept])
+        adv_of_rollout = torch.tensor([a for _, a in kept])
+        # rows = rollouts, columns = their turns: the (B, L) layout of the shared loss
+        rows = [[] for _ in kept]
+        for j, e in enumerate(batch.episode):
+            rows[e].append(j)
+        max_len = config.max_steps
+        losses, stats_log, norms = [], [], []
+        for _ in range(config.num_iterations):
+            for idx in minibatches(len(kept), config.minibatch_rollouts, gen):
+                turns = [j for e in idx for j in rows[e]]
+                if not turns:
+                    continue
+                logp_flat = batch.logprobs(policy, turns)
+                ref_flat = None
+                if reference is not None:
+                    with torch.no_grad():
+                        ref_flat = batch.logprobs(reference, turns)
+                logp, old, ref, mask = _as_rows(idx, rows, turns, logp_flat, batch, ref_flat)
+                loss, st = clipped_surrogate(
+                    logp, old, adv_of_rollout[idx], mask, eps_low=config.epsilon,
+                    eps_high=config.epsilon_high, loss_type=config.loss_type, max_len=max_len,
+                    ref_logp=ref, beta=config.beta,
+                )  # fmt: skip
+                loss.backward()
+                norms.append(clip_and_step(policy, optimizer, config.grad_clip))
+                losses.append(float(loss))
+                stats_log.append(st)
+        stats = rollout_stats(rollouts)
+        mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+        return {
+            "train_score": stats["score"], "train_success_rate": stats["success_rate"],
+            "train_env_steps": sum(len(r.turns) for r in rollouts), "errored": stats["errored"],
+            "dropped_group_frac": 1 - float(keep_group.float().mean()),
+            "loss": mean(losses), "clip_frac": mean([s.clip_frac for s in stats_log]),
+            "approx_kl": mean([s.approx_kl for s in stats_log]),
+            "kl_ref": mean([s.kl_ref for s in stats_log]),
+            "adv_mean": float(adv_of_rollout.mean()) if kept else float("nan"),
+            "adv_std": float(adv_of_rollout.std()) if len(kept) > 1 else float("nan"),
+            "grad_norm": mean(norms), "collect_s": t_collect,
+        }  # fmt: skip
+
+    def save(it: int) -> None:
+        save_checkpoint(run, it, policy, optimizer)
+
+    run_iterations(config, run, start, step, save, policy, val_ids)
+    return run.latest_path
+
+
+def _as_rows(idx, rows, turns, logp_flat, batch: TurnBatch, ref_flat):
+    """Scatter flat per-turn values into (B, L) rows padded with mask 0."""
+    width = max(len(rows[e]) for e in idx)
+    pos = {j: k for k, j in enumerate(turns)}
+    index = torch.tensor([[pos[j] for j in rows[e]] + [0] * (width - len(rows[e])) for e in idx])
+    logp = logp_flat[index]
+    old = batch.old_logp[torch.tensor(turns)][index]
+    ref = ref_flat[index] if ref_flat is not None else None
+    mask = torch.zeros(len(idx), width)
+    for b, e in enumerate(idx):
+        mask[b, : len(rows[e])] = 1
+    return logp, old, ref, mask
+
+
+register_trainer(
+    "grpo",
+    train_grpo,
+    PRESETS,
+    description="GRPO (group-normalised rollouts, PPO clip, DAPO options) on the candidate scorer",
+    eval_agent="grpo",
+)
+
+__all__ = ["PRESETS", "GRPOConfig", "train_grpo"]
