@@ -33,6 +33,7 @@ __all__ = [
     "Agent",
     "AgentInfo",
     "UnknownAgentError",
+    "check_agent",
     "list_agents",
     "make_agent",
     "register_agent",
@@ -145,28 +146,36 @@ def list_agents() -> list[AgentInfo]:
     return [info for _, (info, _f) in sorted(_REGISTRY.items())]
 
 
-def make_agent(name: str, checkpoint: str | None = None, **kwargs: Any) -> Agent:
-    """Build the agent registered as ``name``.
-
-    ``checkpoint`` is required by agents that need one and refused by the others
-    (``ValueError``); an unknown name raises :class:`UnknownAgentError` (a ``KeyError`` and a
-    ``ValueError``) naming the valid ones. ``kwargs`` go to the factory.
-    """
+def check_agent(name: str, checkpoint: str | None = None) -> AgentInfo:
+    """What :func:`make_agent` checks before building anything: ``name`` is registered
+    (else :class:`UnknownAgentError`, a ``KeyError`` and a ``ValueError``, naming the valid
+    ones), and ``checkpoint`` is given exactly when the agent needs one (else ``ValueError``).
+    Returns the agent's :class:`AgentInfo`."""
     entry = _REGISTRY.get(name)
     if entry is None:
         names = ", ".join(sorted(_REGISTRY)) or "none registered"
         raise UnknownAgentError(f"unknown agent {name!r}; agents: {names}")
-    info, factory = entry
-    if info.needs_checkpoint:
-        if checkpoint is None:
-            raise ValueError(
-                f"agent {name!r} needs a checkpoint: make_agent({name!r}, "
-                "checkpoint='path/to/checkpoint')"
-            )
-        return factory(checkpoint=checkpoint, **kwargs)
-    if checkpoint is not None:
+    info = entry[0]
+    if info.needs_checkpoint and checkpoint is None:
         raise ValueError(
-            f"agent {name!r} takes no checkpoint (got {checkpoint!r}); "
+            f"agent {name!r} needs a checkpoint: make_agent({name!r}, "
+            "checkpoint='path/to/checkpoint'), or --checkpoint PATH"
+        )
+    if not info.needs_checkpoint and checkpoint is not None:
+        raise ValueError(
+            f"agent {name!r} takes no checkpoint (got {str(checkpoint)!r}); "
             "only agents that load weights do"
         )
+    return info
+
+
+def make_agent(name: str, checkpoint: str | None = None, **kwargs: Any) -> Agent:
+    """Build the agent registered as ``name``.
+
+    The arguments are checked first (:func:`check_agent`); ``kwargs`` go to the factory.
+    """
+    info = check_agent(name, checkpoint)
+    factory = _REGISTRY[name][1]
+    if info.needs_checkpoint:
+        return factory(checkpoint=checkpoint, **kwargs)
     return factory(**kwargs)

@@ -16,8 +16,8 @@ bottom.
    (:func:`agents.training.replay_episode`) and every rebuilt page is checked against the
    recorded ``obs_digest``; an episode that does not replay identically is skipped (and
    counted). A run on another split is refused (that would train on evaluation tasks). The run
-   directory is read as docs/run-format.md describes it (``manifest.json``,
-   ``episodes/*/summary.json``, ``steps.jsonl``), without importing ``benchmarks``.
+   directory is read through ``webgym.runs`` (docs/run-format.md), which also gives the episode
+   seed the harness played from (``episode_seed``) and the digest replays are checked against.
    A ``heldout_fraction`` of the demonstration TASKS is set aside to measure the policy.
 2. **Supervised fine-tuning** of :class:`agents.lm_agent.LMPolicy` on (prompt(s_t), a_t) pairs
    with AdamW, gradient clipping and mini-batches (accumulated over micro-batches); the loss is
@@ -44,7 +44,6 @@ Imports ``agents`` and ``webgym``; never ``benchmarks`` or ``leaderboards``.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -66,6 +65,8 @@ from agents.training import (
     register_trainer,
     replay_episode,
 )
+from webgym.envs import MAX_EPISODE_STEPS
+from webgym.runs import RunDir, episode_seed
 
 __all__ = ["BCConfig", "bc_loss", "collect_demonstrations", "split_heldout", "train_bc"]
 
@@ -94,7 +95,7 @@ class BCConfig:
     extra_runs: list[str] = field(default_factory=list)  # run dirs on demo_split to add
     heldout_fraction: float = 0.1  # share of demonstration tasks kept out of training
     max_heldout_steps: int = 24  # held-out steps measured per iteration
-    max_steps: int = 15  # episode step limit (demonstrations and evaluation)
+    max_steps: int = MAX_EPISODE_STEPS  # episode step limit (demonstrations and evaluation)
     # optimisation
     epochs: int = 2
     batch_size: int = 8  # demonstration steps per optimizer update
@@ -199,33 +200,35 @@ def collect_demonstrations(config: BCConfig, log=print) -> tuple[list[Episode], 
 
 def _episodes_from_run(run_dir: Path, config: BCConfig) -> tuple[list[Episode], int]:
     """Kept episodes of a ``webgym-bench run`` directory, observations rebuilt by replay."""
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.is_file():
+    run = RunDir(run_dir)
+    if not run.exists():
         raise ValueError(f"extra_runs: {run_dir} is not a run directory (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = run.read_manifest()
     if manifest.get("split") != config.demo_split:
         raise ValueError(
             f"extra_runs: {run_dir} is a run on split {manifest.get('split')!r}; behaviour "
             f"cloning trains on {config.demo_split!r} only (anything else would train on "
             "evaluation tasks)"
         )
+    # the complete episodes, by task id (a corrupt summary is left out, as a resume redoes it)
+    complete = run.scan(manifest.get("task_ids") or run.episode_folders()).complete
     env = make_env(config.demo_split, mode="text", max_steps=manifest.get("max_episode_steps"))
     kept, skipped = [], 0
     try:
-        for summary_path in sorted((run_dir / "episodes").glob("*/summary.json")):
-            try:
-                summary = json.loads(summary_path.read_text())
-            except ValueError:
-                continue
+        for task_id in sorted(complete):
+            summary = complete[task_id]
             if summary.get("error") or float(summary.get("reward", 0.0)) < config.min_reward:
                 continue
-            lines = (summary_path.parent / "steps.jsonl").read_text().splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
+            records, problem = run.read_steps(task_id)
+            if problem:  # a torn steps.jsonl: nothing to replay
+                skipped += 1
+                continue
             try:
                 ep = replay_episode(
                     env,
-                    summary["task_id"],
-                    int(summary["seed"]),
+                    task_id,
+                    # the seed the harness played it from: the same function, the same start
+                    episode_seed(int(manifest.get("seed", 0)), task_id),
                     [r["action"] for r in records],
                     digests=[r.get("obs_digest") for r in records],
                     split=config.demo_split,

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 import random
@@ -52,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from webgym.runs import TRAIN_SEED_SALT, episode_seed, obs_digest
 
 __all__ = [
     "ConfigError",
@@ -73,11 +74,6 @@ __all__ = [
     "replay_episode",
     "rollout_seed",
 ]
-
-TEXT_ENV_ID = "WebGym-ShoppingText-v0"
-BROWSER_ENV_ID = "WebGym-Shopping-v0"
-ENV_ID_BY_MODE = {"text": TEXT_ENV_ID, "browser": BROWSER_ENV_ID}
-
 
 # ----------------------------------------------------------------------------------------------
 # Configs
@@ -659,9 +655,9 @@ class Episode:
 
 
 def rollout_seed(seed: int, task_id: str) -> int:
-    """A training rollout's env and agent seed: a hash of (seed, task id), in [0, 2**31)."""
-    digest = hashlib.sha256(f"webgym-train:{seed}:{task_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % (2**31)
+    """A training rollout's env and agent seed: :func:`webgym.runs.episode_seed` of (seed, task
+    id) with the trainers' salt (never the seed an evaluation run plays the task from)."""
+    return episode_seed(seed, task_id, salt=TRAIN_SEED_SALT)
 
 
 def make_env(
@@ -675,13 +671,10 @@ def make_env(
     """A WebGym shopping env (text mode by default) over ``split`` (and ``task_ids``)."""
     import gymnasium as gym
 
-    import webgym  # noqa: F401 - registers the env ids
-    from webgym.envs import MAX_EPISODE_STEPS
+    from webgym.envs import MAX_EPISODE_STEPS, env_id_for_mode  # importing registers the ids
 
-    if mode not in ENV_ID_BY_MODE:
-        raise ValueError(f"mode must be one of {sorted(ENV_ID_BY_MODE)}, not {mode!r}")
     return gym.make(
-        ENV_ID_BY_MODE[mode],
+        env_id_for_mode(mode),
         split=split,
         task_ids=list(task_ids) if task_ids is not None else None,
         max_episode_steps=max_steps or MAX_EPISODE_STEPS,
@@ -754,11 +747,6 @@ def collect_episodes(
 
 class ReplayMismatch(RuntimeError):
     """Re-playing recorded actions did not reproduce the recorded observations."""
-
-
-def obs_digest(obs: dict[str, Any]) -> str:
-    """sha256 of an observation's text: the ``obs_digest`` of a run's ``steps.jsonl``."""
-    return hashlib.sha256(str(obs.get("text", "")).encode()).hexdigest()
 
 
 def replay_episode(

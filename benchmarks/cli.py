@@ -1,26 +1,33 @@
-"""The ``webgym-bench`` command: ``run``, ``show``, ``list-agents`` and the ``perf`` scripts.
+"""The harness's commands of ``webgym-bench``: ``run``, ``show``, ``list-agents``, ``train``,
+``models`` and the ``perf`` scripts.
 
     webgym-bench run --agent rule --split test --mode text --workers 2
     webgym-bench show runs/rule-test-20261125T083000Z --plots plots/
     webgym-bench list-agents
 
-``app`` is a plain Typer app: the leaderboard's ``submit``, ``leaderboard`` and ``view``
-commands are added to it by ``leaderboards/cli.py``'s ``register(app)`` (see the end of this
-file). Bad input (unknown agent or split, tasks outside the split, a run directory holding a
-different run) prints one clear message and exits with code 2, without a traceback.
+``app`` is a plain Typer app holding these commands; ``register(app)`` adds them to another
+one. The ``webgym-bench`` command itself is composed in ``webgym_bench.py`` (the top of the
+layers), with the leaderboard's ``submit``, ``leaderboard`` and ``view``: this package never
+imports the leaderboard. The commands are thin: the work is in ``benchmarks.runner``
+(``plan_run``, ``execute_plan``, ``finalise_run``). Bad input (unknown agent or split, tasks
+outside the split, a run directory holding a different run) prints one clear message and
+exits with code 2, without a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from webgym.envs import MAX_EPISODE_STEPS
 
 RUN_HELP = """Run an agent on a split and record every episode (docs/run-format.md).
 
@@ -114,99 +121,39 @@ def run_cmd(
     max_retries: Annotated[
         int, typer.Option(help="Retries of an episode that raised; then it counts as an error.")
     ] = 2,
-    max_steps: Annotated[int, typer.Option(help="Steps before an episode is truncated.")] = 15,
+    max_steps: Annotated[
+        int, typer.Option(help="Steps before an episode is truncated.")
+    ] = MAX_EPISODE_STEPS,
 ) -> None:
-    from benchmarks.records import CorruptRecord, ManifestMismatch, RunDir
-    from benchmarks.runner import RunSpec, SetupError, build_manifest, command_line
-
-    if mode not in ("browser", "text"):
-        fail(f"--mode must be 'browser' or 'text', not {mode!r}")
-    if workers < 1:
-        fail(f"--workers must be at least 1, not {workers}")
-    if max_retries < 0:
-        fail(f"--max-retries must be >= 0, not {max_retries}")
-    if max_steps < 1:
-        fail(f"--max-steps must be at least 1, not {max_steps}")
-
-    # The agent.
-    from agents import list_agents
-
-    infos = {info.name: info for info in list_agents()}
-    if agent not in infos:
-        fail(f"unknown agent {agent!r}; agents: {', '.join(sorted(infos)) or 'none registered'}")
-    info = infos[agent]
-    if info.needs_checkpoint and checkpoint is None:
-        fail(f"agent {agent!r} needs a checkpoint: --checkpoint PATH")
-    if not info.needs_checkpoint and checkpoint is not None:
-        fail(f"agent {agent!r} takes no checkpoint (got {checkpoint})")
-    if checkpoint is not None and not checkpoint.exists():
-        fail(f"checkpoint {checkpoint} does not exist")
-
-    # The split and its tasks.
-    from webgym.shop.catalog import open_catalog
+    from benchmarks.runner import PlanError, plan_run
 
     try:
-        catalog = open_catalog()
-    except Exception as e:  # noqa: BLE001 - shown to the user as it is
-        fail(f"cannot open the catalog: {e}", 1)
-    try:
-        task_split = catalog.split(split)
-    except KeyError as e:
-        fail(str(e.args[0]) if e.args else str(e))
-    all_ids = task_split.task_ids
-    chosen = _split_ids(task_ids)
-    if episodes is not None and chosen:
-        fail("give --episodes or --task-ids, not both")
-    if episodes is not None:
-        if episodes < 1:
-            fail(f"--episodes must be at least 1, not {episodes}")
-        if episodes > len(all_ids):
-            fail(f"--episodes {episodes} is beyond split {split!r}, which has {len(all_ids)} tasks")
-        run_ids = all_ids[:episodes]
-    elif chosen:
-        known = set(all_ids)
-        unknown = [t for t in chosen if t not in known]
-        if unknown:
-            shown = ", ".join(unknown[:10]) + (
-                f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""
-            )
-            fail(f"tasks not in split {split!r}: {shown} (ids look like {all_ids[0]!r})")
-        if len(set(chosen)) != len(chosen):
-            fail("--task-ids lists a task more than once")
-        run_ids = chosen
-    else:
-        run_ids = list(all_ids)
+        plan = plan_run(
+            agent=agent,
+            checkpoint=checkpoint,
+            split=split,
+            episodes=episodes,
+            task_ids=_split_ids(task_ids),
+            seed=seed,
+            workers=workers,
+            mode=mode,
+            out=out,
+            screenshots=screenshots,
+            ray=ray,
+            max_retries=max_retries,
+            max_steps=max_steps,
+        )
+    except PlanError as e:
+        fail(str(e), e.code)
+    _play(plan)
 
-    # The run directory: new, or resumed.
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = out or Path("runs") / f"{agent}-{split}-{stamp}"
-    run = RunDir(out)
-    use_ray = ray is not None
-    manifest = build_manifest(
-        run_id=out.name,
-        agent=agent,
-        agent_description=info.description,
-        checkpoint=str(checkpoint) if checkpoint else None,
-        split=split,
-        split_hash=task_split.hash,
-        split_size=task_split.size,
-        task_ids=run_ids,
-        seed=seed,
-        mode=mode,
-        max_episode_steps=max_steps,
-        workers=workers,
-        executor="ray" if use_ray else "local",
-        catalog={"source": catalog.source, "path": str(catalog.path)},
-        screenshots=screenshots,
-        max_retries=max_retries,
-        command=command_line(),
-    )
-    resuming = run.exists()
-    try:
-        run.create_or_check(manifest)
-    except (ManifestMismatch, CorruptRecord) as e:
-        fail(str(e))
-    scan = run.scan(run_ids)
+
+def _play(plan: Any) -> dict[str, Any]:
+    """Play a :class:`benchmarks.runner.RunPlan` with a progress bar, print its results, exit
+    as the run ended (1: failed, 130: interrupted); returns the run's metrics."""
+    from benchmarks.runner import execute_plan
+
+    scan, out = plan.scan, plan.out
     for tid, why in scan.corrupt.items():
         warn(f"episode {tid} has a corrupt summary.json ({why}); re-running it")
     if scan.partial:
@@ -214,86 +161,38 @@ def run_cmd(
             f"{len(scan.partial)} episode(s) were interrupted ({', '.join(scan.partial[:5])}"
             f"{', ...' if len(scan.partial) > 5 else ''}); re-running them from scratch"
         )
-    todo = scan.todo
     console.print(
-        f"Run directory: [bold]{out}[/]" + (" (resuming)" if resuming else ""), highlight=False
-    )
-    console.print(
-        f"{agent} on {split} ({len(run_ids)} tasks, {mode} mode): "
-        f"{len(scan.complete)} already complete, {len(todo)} to run with "
-        f"{workers} worker(s){' on Ray' if use_ray else ''}",
+        f"Run directory: [bold]{out}[/]" + (" (resuming)" if plan.resuming else ""),
         highlight=False,
     )
-
-    goals = {g["task_id"]: g for g in task_split.goals}
-    spec = RunSpec(
-        run_path=str(out.resolve()),
-        agent=agent,
-        checkpoint=str(checkpoint.resolve()) if checkpoint else None,
-        split=split,
-        task_ids=tuple(run_ids),
-        seed=seed,
-        mode=mode,
-        max_episode_steps=max_steps,
-        screenshots=screenshots,
-        max_retries=max_retries,
-        task_meta={
-            t: {"difficulty": goals[t].get("difficulty"), "category": goals[t].get("category")}
-            for t in run_ids
-        },
+    m = plan.manifest
+    console.print(
+        f"{m['agent']} on {m['split']} ({len(plan.task_ids)} tasks, {m['mode']} mode): "
+        f"{len(scan.complete)} already complete, {len(plan.todo)} to run with "
+        f"{plan.workers} worker(s){' on Ray' if plan.use_ray else ''}",
+        highlight=False,
     )
-    catalog.close()
-    t0, started = time.perf_counter(), datetime.now(UTC).isoformat()
-    tally = None
-    run.log(
-        f"run start: {len(todo)} episodes to run, workers={workers}, "
-        f"executor={'ray' if use_ray else 'local'}"
-    )
-    status, message = "complete", None
-    try:
-        tally = _run_with_progress(
-            spec,
-            todo,
-            len(run_ids),
-            len(scan.complete),
-            workers,
-            use_ray,
-            None if ray in (None, "local") else ray,
-        )
-    except SetupError as e:
-        status, message = "failed", str(e)
-    except KeyboardInterrupt:
-        status, message = "interrupted", "interrupted"
-    wall = time.perf_counter() - t0
-    run.log(f"run {status}: wall {wall:.1f}s")
-    run.append_invocation(
-        {
-            "started": started,
-            "finished": datetime.now(UTC).isoformat(),
-            "status": status,
-            "wall_s": round(wall, 3),
-            "episodes_run": tally.done if tally is not None else 0,
-            "workers": workers,
-            "executor": "ray" if use_ray else "local",
-            "command": command_line(),
-        }
-    )
+    with _progress_bar(len(plan.task_ids), len(scan.complete)) as on_result:
+        outcome = execute_plan(plan, on_result=on_result)
     metrics = _finalise(out, quiet_warnings=False)
-    if status == "failed":
+    if outcome.status == "failed":
         fail(
-            f"{message}\nComplete episodes are kept; fix the problem and re-run the same "
+            f"{outcome.message}\nComplete episodes are kept; fix the problem and re-run the same "
             "command to resume.",
             1,
         )
-    if status == "interrupted":
+    if outcome.status == "interrupted":
         err_console.print(f"Interrupted. Re-run the same command (with --out {out}) to resume.")
         raise typer.Exit(130)
     if not metrics["complete"]:
         warn(f"{metrics['n_expected'] - metrics['n_episodes']} episode(s) are missing")
     console.print(f"Run directory: [bold]{out}[/]", highlight=False)
+    return metrics
 
 
-def _run_with_progress(spec, todo, n_total, n_complete, workers, use_ray, address):
+@contextlib.contextmanager
+def _progress_bar(n_total: int, n_complete: int) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A rich progress bar over a run's episodes; yields the ``on_result`` that advances it."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -302,8 +201,6 @@ def _run_with_progress(spec, todo, n_total, n_complete, workers, use_ray, addres
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-
-    from benchmarks.runner import execute
 
     columns = [
         TextColumn("[progress.description]{task.description}"),
@@ -337,30 +234,23 @@ def _run_with_progress(spec, todo, n_total, n_complete, workers, use_ray, addres
                 errors=f"[red]{seen['errors']} errors[/]" if seen["errors"] else "",
             )
 
-        return execute(
-            spec, todo, workers=workers, use_ray=use_ray, ray_address=address, on_result=on_result
-        )
+        yield on_result
 
 
 def _finalise(run_path: Path, *, quiet_warnings: bool) -> dict[str, Any]:
     """Recompute the run's metrics from its records, write results.* and summary.json, print
     the table; returns the metrics."""
-    from benchmarks.metrics import compute_metrics, episodes_frame, save_results
-    from benchmarks.records import atomic_write_json, load_run
+    from benchmarks.runner import finalise_run
 
-    records = load_run(run_path)
+    results = finalise_run(run_path)
+    records, metrics = results.records, results.metrics
     for tid, why in records.corrupt.items():
         warn(f"episode {tid}: corrupt summary.json, left out of the metrics ({why})")
     if not quiet_warnings:
         for w in records.warnings[:20]:
             warn(w)
-    df = episodes_frame(records.episodes)
-    metrics = compute_metrics(df, n_expected=records.n_expected, wall_time_s=records.wall_time_s)
-    try:
-        save_results(df, run_path)
-        atomic_write_json(Path(run_path) / "summary.json", metrics)
-    except OSError as e:  # a read-only run (someone else's) can still be shown
-        warn(f"could not write results into {run_path}: {e}")
+    if results.write_error:
+        warn(results.write_error)
     console.print(metrics_table(metrics, records.manifest))
     for key, title in (("by_difficulty", "difficulty"), ("by_category", "category")):
         if metrics[key]:
@@ -426,9 +316,9 @@ def show_cmd(
     ] = None,
 ) -> None:
     """A run's metrics, recomputed from its episode records (and optional plots)."""
-    from benchmarks.records import CorruptRecord
+    from webgym.runs import CorruptRecord, RunDir
 
-    if not (run / "manifest.json").is_file():
+    if not RunDir(run).exists():
         fail(f"{run} is not a run directory (no manifest.json)")
     try:
         _finalise(run, quiet_warnings=False)
@@ -457,7 +347,8 @@ def list_agents_cmd() -> None:
 
 # ----------------------------------------------------------------------------------------------
 # train (docs/training.md): a registered trainer (agents/training.py), then an evaluation on the
-# validation split through `run` itself, so the evaluation is an ordinary run directory.
+# validation split planned and played as `run` plans and plays one, so the evaluation is an
+# ordinary run directory.
 
 TRAIN_HELP = (
     "Train an agent (see docs/training.md), then evaluate it on the validation split.\n\n"
@@ -541,19 +432,22 @@ def train_cmd(
         return
     eval_dir = out / "eval-validation"
     console.print(f"Evaluating on {n_eval} validation episodes: {eval_dir}", highlight=False)
-    run_cmd(
-        agent=info.eval_agent,
-        checkpoint=Path(checkpoint),
-        split="validation",
-        episodes=n_eval,
-        seed=getattr(cfg, "seed", 0),
-        mode="text",
-        out=eval_dir,
-        max_steps=getattr(cfg, "max_steps", 15),
-    )
-    import json
+    from benchmarks.runner import PlanError, plan_run
 
-    summary = json.loads((eval_dir / "summary.json").read_text())
+    try:
+        plan = plan_run(
+            agent=info.eval_agent,
+            checkpoint=Path(checkpoint),
+            split="validation",
+            episodes=n_eval,
+            seed=getattr(cfg, "seed", 0),
+            mode="text",
+            out=eval_dir,
+            max_steps=getattr(cfg, "max_steps", MAX_EPISODE_STEPS),
+        )
+    except PlanError as e:
+        fail(str(e), e.code)
+    summary = _play(plan)
     console.print(
         f"Validation ({summary['n_episodes']} episodes): Score {summary['score']:.1f}, "
         f"success rate {summary['success_rate'] * 100:.1f}%",
@@ -609,21 +503,11 @@ def perf_catalog(
 
 
 # ----------------------------------------------------------------------------------------------
-# The leaderboard's commands (submit, leaderboard, view) live in leaderboards/cli.py, which
-# defines ``register(app: typer.Typer) -> None`` and adds them to this app. Data flows one way
-# (leaderboards imports benchmarks); only this entry point looks the other way, lazily.
+# Composition: webgym_bench.py builds the ``webgym-bench`` command from this app and the
+# leaderboard's (data flows one way: this package never imports the leaderboard).
 
 
-def _add_leaderboard_commands() -> None:
-    try:
-        from leaderboards.cli import register
-    except ModuleNotFoundError as e:
-        if e.name in ("leaderboards.cli", "leaderboards"):
-            return
-        raise
-    except ImportError:  # the module exists but has no register() yet
-        return
-    register(app)
-
-
-_add_leaderboard_commands()
+def register(target: typer.Typer) -> None:
+    """Add every command and command group of :data:`app` to ``target``."""
+    target.registered_commands.extend(app.registered_commands)
+    target.registered_groups.extend(app.registered_groups)

@@ -10,7 +10,8 @@
 - the same Score and success rate by goal difficulty and by category.
 
 Episodes are a pandas DataFrame, one row per complete episode (:func:`episodes_frame`); saved
-as ``results.parquet`` and ``results.csv``. Imports nothing from ``webgym`` or ``agents``.
+as ``results.parquet`` and ``results.csv`` (through ``webgym.runs``). Imports nothing from
+``agents``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.records import atomic_write_bytes
+from webgym.runs import RunDir, atomic_write_bytes
 
 __all__ = ["COLUMNS", "compute_metrics", "episodes_frame", "save_results"]
 
@@ -126,8 +127,8 @@ def save_results(df: pd.DataFrame, run_path: Path | str) -> None:
     """Write ``results.parquet`` and ``results.csv`` into the run directory, atomically."""
     import io
 
-    run_path = Path(run_path)
+    parquet, csv = RunDir(run_path).results_paths
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
-    atomic_write_bytes(run_path / "results.parquet", buf.getvalue())
-    atomic_write_bytes(run_path / "results.csv", df.to_csv(index=False).encode())
+    atomic_write_bytes(parquet, buf.getvalue())
+    atomic_write_bytes(csv, df.to_csv(index=False).encode())

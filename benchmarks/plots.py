@@ -16,7 +16,7 @@ def write_plots(run_path: Path | str, out_dir: Path | str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from benchmarks.metrics import episodes_frame
-    from benchmarks.records import load_run
+    from webgym.runs import load_run
 
     records = load_run(run_path)
     df = episodes_frame(records.episodes)

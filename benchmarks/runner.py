@@ -1,4 +1,12 @@
-"""The benchmark runner: the episode loop, workers (processes or Ray), retries and resume.
+"""The benchmark runner: planning a run, the episode loop, workers (processes or Ray), retries
+and resume.
+
+A run is planned (:func:`plan_run`: options, agent, split and tasks checked, the manifest
+built, the run directory checked for a resume; nothing written), then executed
+(:func:`execute_plan`: the manifest written, the episodes still to do played and recorded),
+then finalised (:func:`finalise_run`: the metrics recomputed from the records). The command
+``webgym-bench run`` (benchmarks/cli.py) is these three calls and the printing around them.
+Records are written through ``webgym.runs`` (docs/run-format.md).
 
 One episode: ``env.reset(seed=s, options={"task_id": t})``, ``agent.reset(goal, seed=s)``,
 then ``agent.act`` / ``env.step`` until terminated or truncated, every step appended to
@@ -20,12 +28,7 @@ receives a small result per episode for the progress bar. Imports ``webgym`` and
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import os
-import platform
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,27 +36,36 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.records import (
-    FORMAT_VERSION,
+from webgym.envs import MAX_EPISODE_STEPS, env_id_for_mode
+from webgym.runs import (
+    EpisodeScan,
     EpisodeWriter,
     RunDir,
-    sha256_file,
-    utc_now,
+    build_manifest,
+    episode_seed,
+    episode_summary,
+    step_counts,
+    step_record,
 )
 
 __all__ = [
     "EpisodeRunner",
+    "PlanError",
+    "RunOutcome",
+    "RunPlan",
+    "RunResults",
     "RunSpec",
     "SetupError",
-    "build_manifest",
-    "episode_seed",
     "execute",
+    "execute_plan",
+    "finalise_run",
+    "plan_run",
+    "select_tasks",
 ]
-
-ENV_IDS = {"browser": "WebGym-Shopping-v0", "text": "WebGym-ShoppingText-v0"}
 
 
 class SetupError(RuntimeError):
@@ -63,12 +75,6 @@ class SetupError(RuntimeError):
 
 class EpisodeFailed(RuntimeError):
     """The env reported a failure (``info["error"]``) and truncated the episode."""
-
-
-def episode_seed(seed: int, task_id: str) -> int:
-    """The episode's env and agent seed: a hash of (run seed, task id), in [0, 2**31)."""
-    digest = hashlib.sha256(f"webgym-bench:{seed}:{task_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % (2**31)
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ class EpisodeRunner:
 
         if self.env is None:
             self.env = gym.make(
-                ENV_IDS[self.spec.mode],
+                env_id_for_mode(self.spec.mode),
                 split=self.spec.split,
                 task_ids=list(self.spec.task_ids),
                 max_episode_steps=self.spec.max_episode_steps,
@@ -145,9 +151,7 @@ class EpisodeRunner:
             try:
                 self._build()
                 writer = EpisodeWriter(self.run, task_id)
-                summary = self._attempt(task_id, writer)
-                summary["attempts"] = attempt
-                summary["error"] = None
+                summary = self._attempt(task_id, writer, attempt)
                 writer.finish(summary)
                 self.run.log(
                     f"episode end {task_id} attempt {attempt} "
@@ -166,34 +170,26 @@ class EpisodeRunner:
                 )
                 self._discard()
         meta = self.spec.task_meta.get(task_id, {})
-        seed = episode_seed(self.spec.seed, task_id)
-        summary = {
-            "task_id": task_id,
-            "split": self.spec.split,
-            "seed": seed,
-            "difficulty": meta.get("difficulty"),
-            "category": meta.get("category"),
-            "n_steps": n_steps,
-            "reward": 0.0,
-            "success": False,
-            "reward_info": {},
-            "terminated": False,
-            "truncated": True,
-            "error": last_error,
-            "attempts": attempts,
-            "n_invalid_actions": 0,
-            "n_effect": 0,
-            "purchased_asin": None,
-            "timings": {},
-            "finished": utc_now(),
-        }
-        from benchmarks.records import atomic_write_json
-
-        atomic_write_json(self.run.episode_path(task_id) / "summary.json", summary)
+        summary = episode_summary(
+            task_id=task_id,
+            split=self.spec.split,
+            seed=episode_seed(self.spec.seed, task_id),
+            difficulty=meta.get("difficulty"),
+            category=meta.get("category"),
+            n_steps=n_steps,
+            reward=0.0,
+            terminated=False,
+            truncated=True,
+            error=last_error,
+            attempts=attempts,
+            n_invalid_actions=0,
+            n_effect=0,
+        )
+        self.run.write_episode_summary(task_id, summary)
         self.run.log(f"episode end {task_id} error after {attempts} attempts")
         return _result(summary)
 
-    def _attempt(self, task_id: str, writer: EpisodeWriter) -> dict[str, Any]:
+    def _attempt(self, task_id: str, writer: EpisodeWriter, attempt: int) -> dict[str, Any]:
         spec, env, agent = self.spec, self.env, self.agent
         seed = episode_seed(spec.seed, task_id)
         t_start = time.perf_counter()
@@ -203,7 +199,7 @@ class EpisodeRunner:
         if spec.screenshots and obs.get("screenshot") is not None:
             writer.screenshot(0, obs["screenshot"])
         agent_s = env_s = 0.0
-        n_steps = n_invalid = n_effect = 0
+        records: list[dict[str, Any]] = []
         reward, terminated, truncated = 0.0, False, False
         while not (terminated or truncated):
             t0 = time.perf_counter()
@@ -213,56 +209,45 @@ class EpisodeRunner:
             t2 = time.perf_counter()
             agent_s += t1 - t0
             env_s += t2 - t1
-            n_steps += 1
-            effect = info.get("action_effect") or {}
-            error = obs.get("last_action_error") or ""
-            n_invalid += bool(error)
-            n_effect += effect.get("label") == 1
-            writer.step(
-                {
-                    "step": n_steps,
-                    "action": action,
-                    "reward": float(reward),
-                    "terminated": bool(terminated),
-                    "truncated": bool(truncated),
-                    "last_action_error": error,
-                    "effect_label": effect.get("label"),
-                    "text_distance": effect.get("text_distance"),
-                    "pixel_distance": effect.get("pixel_distance"),
-                    "obs_digest": hashlib.sha256(str(obs.get("text", "")).encode()).hexdigest(),
-                    "url": obs.get("url"),
-                    "elapsed_s": round(t2 - t_start, 6),
-                }
+            record = step_record(
+                step=len(records) + 1,
+                action=action,
+                obs=obs,
+                reward=reward,
+                terminated=terminated,
+                truncated=truncated,
+                effect=info.get("action_effect"),
+                elapsed_s=t2 - t_start,
             )
+            records.append(record)
+            writer.step(record)
             if spec.screenshots and obs.get("screenshot") is not None:
-                writer.screenshot(n_steps, obs["screenshot"])
+                writer.screenshot(len(records), obs["screenshot"])
             if info.get("error"):
-                raise EpisodeFailed(f"the environment failed at step {n_steps}: {info['error']}")
+                raise EpisodeFailed(
+                    f"the environment failed at step {len(records)}: {info['error']}"
+                )
         meta = spec.task_meta.get(task_id, {})
-        reward = float(reward)
-        return {
-            "task_id": task_id,
-            "split": spec.split,
-            "seed": seed,
-            "difficulty": meta.get("difficulty"),
-            "category": meta.get("category"),
-            "n_steps": n_steps,
-            "reward": reward,
-            "success": reward == 1.0,
-            "reward_info": info.get("reward_info") or {},
-            "terminated": bool(terminated),
-            "truncated": bool(truncated),
-            "n_invalid_actions": n_invalid,
-            "n_effect": n_effect,
-            "purchased_asin": info.get("purchased_asin"),
-            "timings": {
+        return episode_summary(
+            task_id=task_id,
+            split=spec.split,
+            seed=seed,
+            difficulty=meta.get("difficulty"),
+            category=meta.get("category"),
+            **step_counts(records),
+            reward=float(reward),
+            reward_info=info.get("reward_info") or {},
+            terminated=terminated,
+            truncated=truncated,
+            attempts=attempt,
+            purchased_asin=info.get("purchased_asin"),
+            timings={
                 "reset_s": round(reset_s, 6),
                 "episode_s": round(time.perf_counter() - t_start, 6),
                 "agent_s": round(agent_s, 6),
                 "env_s": round(env_s + reset_s, 6),
             },
-            "finished": utc_now(),
-        }
+        )
 
 
 def _result(summary: dict[str, Any]) -> dict[str, Any]:
@@ -386,107 +371,7 @@ def _run_ray(
 
 
 # ----------------------------------------------------------------------------------------------
-# The manifest
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _git() -> tuple[str | None, bool | None]:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-        if head.returncode != 0:
-            return None, None
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return head.stdout.strip(), bool(status.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
-def _machine() -> dict[str, Any]:
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        mem = None
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "memory_gb": round(mem, 1) if mem else None,
-    }
-
-
-def build_manifest(
-    *,
-    run_id: str,
-    agent: str,
-    agent_description: str,
-    checkpoint: str | None,
-    split: str,
-    split_hash: str,
-    split_size: int,
-    task_ids: list[str],
-    seed: int,
-    mode: str,
-    max_episode_steps: int,
-    workers: int,
-    executor: str,
-    catalog: dict[str, Any],
-    screenshots: bool,
-    max_retries: int,
-    command: list[str],
-) -> dict[str, Any]:
-    git_hash, git_dirty = _git()
-    return {
-        "format_version": FORMAT_VERSION,
-        "run_id": run_id,
-        "created": utc_now(),
-        "agent": agent,
-        "agent_description": agent_description,
-        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None,
-        "split": split,
-        "split_hash": split_hash,
-        "split_size": split_size,
-        "task_ids": task_ids,
-        "seed": seed,
-        "mode": mode,
-        "max_episode_steps": max_episode_steps,
-        "workers": workers,
-        "executor": executor,
-        "screenshots": screenshots,
-        "max_retries": max_retries,
-        "catalog": catalog,
-        "package_versions": {
-            "webgym": _version("webgym"),
-            "gymnasium": _version("gymnasium"),
-            "playwright": _version("playwright"),
-            "torch": _version("torch"),
-            "ray": _version("ray") if executor == "ray" else None,
-            "python": platform.python_version(),
-        },
-        "git_hash": git_hash,
-        "git_dirty": git_dirty,
-        "machine": _machine(),
-        "command": command,
-    }
-
-
-# ----------------------------------------------------------------------------------------------
-# A run
+# Playing the episodes of a run
 
 
 @dataclass
@@ -538,3 +423,281 @@ def spec_dict(spec: RunSpec) -> dict[str, Any]:
 
 def command_line() -> list[str]:
     return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning a run: what `webgym-bench run` (and `train`'s evaluation) checks and decides before
+# playing anything. Reads the catalog and the run directory; writes nothing.
+
+
+class PlanError(ValueError):
+    """A run that cannot be planned: the message says why, in words for the person who asked.
+    ``code`` is the exit code a command gives (2: bad input; 1: the catalog cannot be opened)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A checked run: its directory and manifest, what is already done, what a worker needs."""
+
+    run: RunDir
+    manifest: dict[str, Any]
+    spec: RunSpec
+    scan: EpisodeScan  # the episodes already complete, corrupt, interrupted, not started
+    resuming: bool  # the directory already holds this run
+    workers: int
+    ray: str | None = None  # None: no Ray; "local": a local Ray; else a cluster address
+
+    @property
+    def out(self) -> Path:
+        return self.run.path
+
+    @property
+    def task_ids(self) -> list[str]:
+        return list(self.spec.task_ids)
+
+    @property
+    def todo(self) -> list[str]:
+        return self.scan.todo
+
+    @property
+    def use_ray(self) -> bool:
+        return self.ray is not None
+
+    @property
+    def executor(self) -> str:
+        return "ray" if self.use_ray else "local"
+
+
+def select_tasks(
+    all_ids: list[str], split: str, *, episodes: int | None, task_ids: list[str] | None
+) -> list[str]:
+    """The tasks of a run: the split's first ``episodes``, or ``task_ids`` (each in the split,
+    none twice), or the whole split; :class:`PlanError` otherwise."""
+    chosen = list(task_ids or [])
+    if episodes is not None and chosen:
+        raise PlanError("give --episodes or --task-ids, not both")
+    if episodes is not None:
+        if episodes < 1:
+            raise PlanError(f"--episodes must be at least 1, not {episodes}")
+        if episodes > len(all_ids):
+            raise PlanError(
+                f"--episodes {episodes} is beyond split {split!r}, which has {len(all_ids)} tasks"
+            )
+        return list(all_ids[:episodes])
+    if chosen:
+        known = set(all_ids)
+        unknown = [t for t in chosen if t not in known]
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (
+                f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""
+            )
+            raise PlanError(f"tasks not in split {split!r}: {shown} (ids look like {all_ids[0]!r})")
+        if len(set(chosen)) != len(chosen):
+            raise PlanError("--task-ids lists a task more than once")
+        return chosen
+    return list(all_ids)
+
+
+def plan_run(
+    *,
+    agent: str,
+    checkpoint: Path | str | None = None,
+    split: str = "test",
+    episodes: int | None = None,
+    task_ids: list[str] | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    mode: str = "text",
+    out: Path | str | None = None,
+    screenshots: bool = False,
+    ray: str | None = None,
+    max_retries: int = 2,
+    max_steps: int = MAX_EPISODE_STEPS,
+    catalog: Any = None,
+) -> RunPlan:
+    """Check the options of a run and plan it; :class:`PlanError` says what is wrong.
+
+    ``out`` defaults to ``runs/<agent>-<split>-<UTC time>``; an ``out`` that holds this run
+    resumes it, one that holds another run is refused. ``catalog`` (an open
+    ``webgym.shop.catalog.Catalog``) defaults to ``open_catalog()``, closed again on return.
+    Nothing is written: :func:`execute_plan` writes the manifest and plays the episodes.
+    """
+    from agents import check_agent
+
+    if mode not in ("browser", "text"):
+        raise PlanError(f"--mode must be 'browser' or 'text', not {mode!r}")
+    if workers < 1:
+        raise PlanError(f"--workers must be at least 1, not {workers}")
+    if max_retries < 0:
+        raise PlanError(f"--max-retries must be >= 0, not {max_retries}")
+    if max_steps < 1:
+        raise PlanError(f"--max-steps must be at least 1, not {max_steps}")
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    try:
+        info = check_agent(agent, str(checkpoint) if checkpoint is not None else None)
+    except ValueError as e:  # UnknownAgentError is one too
+        raise PlanError(str(e)) from None
+    if checkpoint is not None and not checkpoint.exists():
+        raise PlanError(f"checkpoint {checkpoint} does not exist")
+
+    own_catalog = catalog is None
+    if own_catalog:
+        from webgym.shop.catalog import open_catalog
+
+        try:
+            catalog = open_catalog()
+        except Exception as e:  # noqa: BLE001 - shown to the user as it is
+            raise PlanError(f"cannot open the catalog: {e}", 1) from None
+    try:
+        try:
+            task_split = catalog.split(split)
+        except KeyError as e:
+            raise PlanError(str(e.args[0]) if e.args else str(e)) from None
+        run_ids = select_tasks(task_split.task_ids, split, episodes=episodes, task_ids=task_ids)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = Path(out) if out is not None else Path("runs") / f"{agent}-{split}-{stamp}"
+        manifest = build_manifest(
+            run_id=out.name,
+            agent=agent,
+            agent_description=info.description,
+            checkpoint=str(checkpoint) if checkpoint else None,
+            split=split,
+            split_hash=task_split.hash,
+            split_size=task_split.size,
+            task_ids=run_ids,
+            seed=seed,
+            mode=mode,
+            max_episode_steps=max_steps,
+            workers=workers,
+            executor="ray" if ray is not None else "local",
+            catalog={"source": catalog.source, "path": str(catalog.path)},
+            screenshots=screenshots,
+            max_retries=max_retries,
+            command=command_line(),
+        )
+        goals = {g["task_id"]: g for g in task_split.goals}
+    finally:
+        if own_catalog:
+            catalog.close()
+
+    run = RunDir(out)
+    try:
+        existing = run.check(manifest)
+    except ValueError as e:  # ManifestMismatch, CorruptRecord
+        raise PlanError(str(e)) from None
+    spec = RunSpec(
+        run_path=str(out.resolve()),
+        agent=agent,
+        checkpoint=str(checkpoint.resolve()) if checkpoint else None,
+        split=split,
+        task_ids=tuple(run_ids),
+        seed=seed,
+        mode=mode,
+        max_episode_steps=max_steps,
+        screenshots=screenshots,
+        max_retries=max_retries,
+        task_meta={
+            t: {"difficulty": goals[t].get("difficulty"), "category": goals[t].get("category")}
+            for t in run_ids
+        },
+    )
+    return RunPlan(
+        run=run,
+        manifest=existing if existing is not None else manifest,
+        spec=spec,
+        scan=run.scan(run_ids),
+        resuming=existing is not None,
+        workers=workers,
+        ray=ray,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Executing a plan, and the run's results
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How one invocation of a run ended: ``complete``, ``failed`` (``message`` says why; the
+    complete episodes are kept) or ``interrupted``."""
+
+    status: str
+    message: str | None
+    episodes_run: int
+    wall_s: float
+
+
+def execute_plan(
+    plan: RunPlan, *, on_result: Callable[[dict[str, Any]], None] | None = None
+) -> RunOutcome:
+    """Write the plan's manifest (a new run) and play its episodes still to do, logging the
+    invocation in ``run.log`` and ``invocations.jsonl``. A :class:`SetupError` or a
+    ``KeyboardInterrupt`` ends the invocation (``status`` says which), never the process."""
+    run = plan.run
+    run.create_or_check(plan.manifest)
+    todo = plan.todo
+    t0, started = time.perf_counter(), datetime.now(UTC).isoformat()
+    run.log(
+        f"run start: {len(todo)} episodes to run, workers={plan.workers}, executor={plan.executor}"
+    )
+    status, message, tally = "complete", None, None
+    try:
+        tally = execute(
+            plan.spec,
+            todo,
+            workers=plan.workers,
+            use_ray=plan.use_ray,
+            ray_address=None if plan.ray in (None, "local") else plan.ray,
+            on_result=on_result,
+        )
+    except SetupError as e:
+        status, message = "failed", str(e)
+    except KeyboardInterrupt:
+        status, message = "interrupted", "interrupted"
+    wall = time.perf_counter() - t0
+    run.log(f"run {status}: wall {wall:.1f}s")
+    episodes_run = tally.done if tally is not None else 0
+    run.append_invocation(
+        {
+            "started": started,
+            "finished": datetime.now(UTC).isoformat(),
+            "status": status,
+            "wall_s": round(wall, 3),
+            "episodes_run": episodes_run,
+            "workers": plan.workers,
+            "executor": plan.executor,
+            "command": command_line(),
+        }
+    )
+    return RunOutcome(status, message, episodes_run, wall)
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """A run's metrics recomputed from its records (:func:`finalise_run`)."""
+
+    records: Any  # webgym.runs.RunRecords
+    metrics: dict[str, Any]
+    write_error: str | None = None  # why results.* / summary.json could not be written
+
+
+def finalise_run(run_path: Path | str) -> RunResults:
+    """Recompute the run's metrics from its records and write ``results.*`` and
+    ``summary.json`` (a read-only run, someone else's, is only read)."""
+    from benchmarks.metrics import compute_metrics, episodes_frame, save_results
+    from webgym.runs import load_run
+
+    records = load_run(run_path)
+    df = episodes_frame(records.episodes)
+    metrics = compute_metrics(df, n_expected=records.n_expected, wall_time_s=records.wall_time_s)
+    write_error = None
+    try:
+        save_results(df, run_path)
+        RunDir(run_path).write_summary(metrics)
+    except OSError as e:
+        write_error = f"could not write results into {run_path}: {e}"
+    return RunResults(records, metrics, write_error)

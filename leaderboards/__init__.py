@@ -1,7 +1,8 @@
 """The local leaderboard: validation, store and rendering of submitted runs, and the trace viewer.
 
-Reads the run directory format of ``docs/run-format.md`` (written by ``webgym-bench run``);
-nothing but the CLI imports this package.
+Reads the run directory format of ``docs/run-format.md`` (written by ``webgym-bench run``)
+through ``webgym.runs``, and scores runs with ``benchmarks.metrics``; nothing but the
+``webgym-bench`` command (``webgym_bench.py``) imports this package.
 """
 
 from leaderboards.store import (

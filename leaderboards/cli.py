@@ -1,7 +1,7 @@
 """The ``submit``, ``leaderboard`` and ``view`` commands of ``webgym-bench``.
 
-``benchmarks/cli.py`` calls ``register(app)``; the commands import their work lazily so that
-``webgym-bench --help`` stays fast.
+``webgym_bench.py`` (the top-level command) calls ``register(app)``; the commands import their
+work lazily so that ``webgym-bench --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ def _catalog(path: Path | None) -> Any:
 
 def _goals(catalog_path: Path | None, run_dir: Path) -> dict[str, Any]:
     """Task id -> goal, when the catalog has the run's split version (for instructions)."""
-    import json
+    from webgym.runs import RunDir
 
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = RunDir(run_dir).read_manifest()
         split = _catalog(catalog_path).splits().get(manifest.get("split"))
         if split is not None and split.hash == manifest.get("split_hash"):
             return {g["task_id"]: g for g in split.goals}

@@ -15,7 +15,7 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
 5. the metrics recomputed from those records (``benchmarks.metrics``, the one way to compute
    them) equal the run's ``summary.json``.
 
-Files are read through ``benchmarks.records`` (the one place that knows the run layout), but
+Files are read through ``webgym.runs`` (the one place that knows the run layout), but
 strictly: where a resume would quietly redo a bad episode, a submission is refused.
 
 The duplicate check (same ``records_digest`` already submitted) belongs to the store, which
@@ -32,7 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.records import FORMAT_VERSION
+from webgym.runs import (
+    FORMAT_VERSION,
+    STEPS_FILE,
+    SUMMARY_FILE,
+    CorruptRecord,
+    RunDir,
+    step_counts,
+)
 
 PROVENANCE_FIELDS = ("agent", "created", "git_hash", "package_versions", "machine")
 # Metrics compared between the recomputation and the run's summary.json (when present there).
@@ -67,6 +74,14 @@ class Episode:
     summary: dict[str, Any]
     steps: list[dict[str, Any]]
     dir: Path
+
+    @property
+    def summary_path(self) -> Path:
+        return self.dir / SUMMARY_FILE
+
+    @property
+    def steps_path(self) -> Path:
+        return self.dir / STEPS_FILE
 
 
 @dataclass(frozen=True)
@@ -111,12 +126,10 @@ class ValidatedRun:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading (through benchmarks.records: the one place that knows the layout)
+# Reading (through webgym.runs: the one place that knows the layout)
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    from benchmarks.records import CorruptRecord, RunDir
-
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise SubmissionRefused(f"{run.path} is not a run directory")
@@ -143,25 +156,18 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 def read_steps(run_dir: Path, task_id: str) -> list[dict[str, Any]]:
     """The step records of an episode's ``steps.jsonl`` (none when the file is missing); a bad
     line refuses the run, naming the file."""
-    from benchmarks.records import RunDir
-
     run = RunDir(run_dir)
-    path = run.episode_path(task_id) / "steps.jsonl"
+    path = run.steps_path(task_id)
     if not path.is_file():
         return []
     steps, problem = run.read_steps(task_id)
     if problem:
         raise SubmissionRefused(f"corrupt episode file {path}: {problem}")
-    for i, st in enumerate(steps, 1):
-        if not isinstance(st, dict):
-            raise SubmissionRefused(f"corrupt episode file {path}: step {i} is not an object")
     return steps
 
 
 def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
     """Every episode of ``task_ids``, complete and readable, or ``SubmissionRefused``."""
-    from benchmarks.records import RunDir
-
     run = RunDir(run_dir)
     try:
         scan = run.scan(task_ids)
@@ -182,11 +188,6 @@ def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
         steps = read_steps(run.path, tid)
         out.append(Episode(tid, scan.complete[tid], steps, run.episode_path(tid)))
     return out
-
-
-def screenshot_path(episode_dir: Path, step: int) -> Path:
-    """Where ``--screenshots`` keeps the image taken after ``step`` (0 = after reset)."""
-    return Path(episode_dir) / "screenshots" / f"step-{step:03d}.png"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def _names(ids: list[str], limit: int = 10) -> str:
 
 
 def _check_episode(ep: Episode, split: str) -> None:
-    s, path = ep.summary, ep.dir / "summary.json"
+    s, path = ep.summary, ep.summary_path
     for key in ("task_id", "n_steps", "reward", "success"):
         if key not in s:
             raise SubmissionRefused(f"corrupt episode file {path}: no {key!r}")
@@ -314,7 +315,7 @@ def _check_episode(ep: Episode, split: str) -> None:
                 f"{reward}, not 0"
             )
         return
-    steps_path = ep.dir / "steps.jsonl"
+    steps_path = ep.steps_path
     if n_steps != len(ep.steps):
         raise SubmissionRefused(
             f"episode {ep.task_id}: summary.json says n_steps={n_steps} but {steps_path} has "
@@ -331,11 +332,9 @@ def _check_episode(ep: Episode, split: str) -> None:
             f"episode {ep.task_id}: reward mismatch: summary.json says {reward} but the last "
             f"step in steps.jsonl has reward {last}"
         )
-    counts = {
-        "n_invalid_actions": sum(1 for st in ep.steps if st.get("last_action_error")),
-        "n_effect": sum(1 for st in ep.steps if st.get("effect_label") == 1),
-    }
-    for key, count in counts.items():
+    counts = step_counts(ep.steps)
+    for key in ("n_invalid_actions", "n_effect"):
+        count = counts[key]
         if key in s and s[key] != count:
             raise SubmissionRefused(
                 f"episode {ep.task_id}: summary.json says {key}={s[key]} but steps.jsonl "
@@ -344,19 +343,16 @@ def _check_episode(ep: Episode, split: str) -> None:
 
 
 def _check_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
-    path = run_dir / "summary.json"
+    run = RunDir(run_dir)
+    path = run.summary_path
     if not path.exists():
         raise SubmissionRefused(
             f"{path} is missing: the run did not finish (resume it with `webgym-bench run`)"
         )
-    from benchmarks.records import CorruptRecord, read_json
-
     try:
-        claimed = read_json(path)
+        claimed = run.read_summary()
     except CorruptRecord as exc:
         raise SubmissionRefused(f"corrupt run summary {exc}") from None
-    if not isinstance(claimed, dict):
-        raise SubmissionRefused(f"corrupt run summary {path}: not a JSON object")
     if claimed.get("complete") is False:
         raise SubmissionRefused(f"{path} says the run is not complete")
     diffs = [
@@ -378,7 +374,7 @@ def validate_run(run_dir: Path | str, known_splits: Any) -> ValidatedRun:
     """
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    _check_provenance(manifest, run_dir / "manifest.json")
+    _check_provenance(manifest, RunDir(run_dir).manifest_path)
     _check_split(manifest, known_splits)
 
     task_ids: list[str] = [str(t) for t in manifest["task_ids"]]

@@ -4,13 +4,13 @@ Per step: the screenshot (embedded as a base64 PNG when the run kept screenshots
 observation digest and URL; the action; the effect label and distances; the reward; the error.
 Every step is its own section with an anchor, so the page works without JavaScript; a few lines
 of inline script add keyboard navigation (j / k or the arrow keys). ``serve`` serves the pages on
-127.0.0.1 with the standard library's http.server (one page per episode).
+127.0.0.1 with the standard library's http.server (one page per episode). Runs are read
+through ``webgym.runs``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from leaderboards.render import templates
-from leaderboards.validate import SubmissionRefused, read_steps, screenshot_path
+from leaderboards.validate import SubmissionRefused, read_steps
+from webgym.runs import CorruptRecord, RunDir, screenshot_path
 
 
 @dataclass
@@ -53,14 +54,14 @@ class RunTrace:
         raise KeyError(f"no episode {task_id!r} in run {self.run_dir} (episodes: {known} ...)")
 
 
-def _load_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _lenient(read: Callable[[], dict[str, Any] | None]) -> tuple[dict[str, Any] | None, str | None]:
+    """``read()``, or ``None`` and the problem in words (a missing file is no problem)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return read(), None
     except FileNotFoundError:
         return None, None
-    except (OSError, ValueError) as exc:
-        return None, f"corrupt file {path}: {exc}"
-    return (doc, None) if isinstance(doc, dict) else (None, f"corrupt file {path}: not an object")
+    except (CorruptRecord, OSError) as exc:
+        return None, f"corrupt file {exc}"
 
 
 def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> RunTrace:
@@ -68,22 +69,25 @@ def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> Run
 
     ``goals``: optional ``{task_id: goal}`` to show each episode's instruction.
     """
-    run_dir = Path(run_dir)
-    manifest, problem = _load_json(run_dir / "manifest.json")
+    run = RunDir(run_dir)
+    manifest, problem = _lenient(run.read_manifest)
     if manifest is None:
-        raise SubmissionRefused(problem or f"{run_dir} has no manifest.json: not a run directory")
-    run_summary, _ = _load_json(run_dir / "summary.json")
+        raise SubmissionRefused(problem or f"{run.path} has no manifest.json: not a run directory")
+    run_summary, _ = _lenient(run.read_summary)
     ids = [str(t) for t in manifest.get("task_ids") or []]
-    ep_root = run_dir / "episodes"
-    if ep_root.is_dir():  # folders the manifest does not list (should not happen) come last
-        ids += sorted(p.name for p in ep_root.iterdir() if p.is_dir() and p.name not in ids)
+    # folders the manifest does not list (should not happen) come last
+    ids += [name for name in run.episode_folders() if name not in ids]
     episodes = []
     for task_id in ids:
-        ep_dir = ep_root / task_id
-        summary, problem = _load_json(ep_dir / "summary.json")
         try:
-            steps = read_steps(run_dir, task_id)
-        except (SubmissionRefused, ValueError) as exc:
+            ep_dir = run.episode_path(task_id)
+        except ValueError as exc:  # a task id that cannot be a folder name
+            episodes.append(EpisodeTrace(task_id, None, [], None, str(exc)))
+            continue
+        summary, problem = _lenient(lambda t=task_id: run.read_episode_summary(t, strict=False))
+        try:
+            steps = read_steps(run.path, task_id)
+        except SubmissionRefused as exc:
             steps, problem = [], problem or str(exc)
         goal = (goals or {}).get(task_id) or {}
         episodes.append(
@@ -96,7 +100,7 @@ def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> Run
                 goal.get("instruction_text") if isinstance(goal, Mapping) else None,
             )
         )
-    return RunTrace(run_dir, manifest, run_summary, episodes)
+    return RunTrace(run.path, manifest, run_summary, episodes)
 
 
 def _png_data_uri(path: Path) -> str | None:

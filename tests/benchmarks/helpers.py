@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from benchmarks.cli import app
+from webgym.runs import RunDir
+from webgym_bench import app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def cli(*args: str):
 
 def cli_process(*args: str, **popen) -> subprocess.Popen:
     """``webgym-bench ARGS`` as its own process (for killing it, and for Ray)."""
-    code = "import sys; from benchmarks.cli import app; sys.argv[0] = 'webgym-bench'; app()"
+    code = "import sys; from webgym_bench import app; sys.argv[0] = 'webgym-bench'; app()"
     return subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)],
         cwd=REPO,
@@ -32,15 +32,19 @@ def cli_process(*args: str, **popen) -> subprocess.Popen:
 
 
 def summaries(run: Path) -> dict[str, dict]:
-    out = {}
-    for path in sorted((run / "episodes").glob("*/summary.json")):
-        out[path.parent.name] = json.loads(path.read_text())
-    return out
+    """task -> the summary.json of every episode folder that has one (read as it is)."""
+    records = RunDir(run)
+    return {
+        task: records.read_episode_summary(task, strict=False)
+        for task in records.episode_folders()
+        if records.episode_summary_path(task).is_file()
+    }
 
 
 def actions(run: Path, task_id: str) -> list[str]:
-    lines = (run / "episodes" / task_id / "steps.jsonl").read_text().splitlines()
-    return [json.loads(line)["action"] for line in lines]
+    steps, problem = RunDir(run).read_steps(task_id)
+    assert problem is None, problem
+    return [step["action"] for step in steps]
 
 
 def outcome(run: Path) -> dict[str, tuple]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.metrics import compute_metrics, episodes_frame, save_results
-from benchmarks.records import RunDir, atomic_write_json, load_run
+from webgym.runs import RunDir, atomic_write_json, load_run
 
 REWARDS = [1.0, 0.5, 0.0, 1.0, 0.75]
 

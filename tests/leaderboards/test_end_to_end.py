@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_run_submit_leaderboard(tmp_path, db_path, lb_catalog):
-    from benchmarks.cli import app
+    from webgym_bench import app
 
     run = tmp_path / "rule-run"
     env = {**os.environ, "WEBGYM_CATALOG": str(lb_catalog.path), "COLUMNS": "120"}

@@ -1,0 +1,764 @@
+"""The run-record format (docs/run-format.md): the one module that reads and writes run
+directories.
+
+A run is a directory of append-only records plus a manifest::
+
+    RUN/manifest.json                            build_manifest, RunDir.create_or_check
+    RUN/episodes/<task_id>/steps.jsonl           step_record, EpisodeWriter.step
+    RUN/episodes/<task_id>/screenshots/step-NNN.png    screenshot_path, EpisodeWriter.screenshot
+    RUN/episodes/<task_id>/summary.json          episode_summary, EpisodeWriter.finish
+    RUN/results.parquet, RUN/results.csv         RunDir.results_paths (benchmarks.metrics)
+    RUN/summary.json                             RunDir.write_summary / read_summary
+    RUN/run.log, RUN/invocations.jsonl           RunDir.log, RunDir.append_invocation
+
+Every whole file is written atomically (``NAME.tmp-<pid>`` in the same folder, fsync,
+``os.replace``), so a reader sees the old file or the new one, never a mixture. An episode is
+complete exactly when its ``summary.json`` exists and parses into a summary of the right task;
+anything else in its folder is a leftover of an interrupted attempt and is discarded when the
+episode is re-run.
+
+What must agree between whoever writes a run and whoever re-plays it lives here too: the
+episode seed (:func:`episode_seed`, a function of the run seed and the task id alone) and the
+observation digest (:func:`obs_digest`) that a replay checks every rebuilt page against.
+
+Writers: the harness (``benchmarks.runner``), the tests. Readers: ``webgym-bench show``, the
+trainers (``agents.bc`` re-plays runs), the leaderboard (validation, viewer). Imports nothing
+above ``webgym`` (and nothing heavy: Pillow only to write a screenshot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BENCH_SEED_SALT",
+    "FORMAT_VERSION",
+    "MANIFEST_IDENTITY",
+    "STEPS_FILE",
+    "SUMMARY_FILE",
+    "SUMMARY_REQUIRED",
+    "TRAIN_SEED_SALT",
+    "CorruptRecord",
+    "EpisodeScan",
+    "EpisodeWriter",
+    "ManifestMismatch",
+    "RunDir",
+    "RunRecords",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "build_manifest",
+    "collect_provenance",
+    "episode_seed",
+    "episode_summary",
+    "load_run",
+    "manifest_mismatches",
+    "obs_digest",
+    "read_json",
+    "screenshot_name",
+    "screenshot_path",
+    "sha256_file",
+    "step_counts",
+    "step_record",
+    "utc_now",
+]
+
+FORMAT_VERSION = 1
+
+# The manifest fields that fix what a run measures: a resume must agree on every one of them.
+# (workers, executor, command, machine... may change between the sessions of one run.)
+MANIFEST_IDENTITY = (
+    "format_version",
+    "agent",
+    "checkpoint_sha256",
+    "split",
+    "split_hash",
+    "task_ids",
+    "seed",
+    "mode",
+    "max_episode_steps",
+)
+
+SUMMARY_REQUIRED = ("task_id", "n_steps", "reward", "success", "error", "finished")
+
+# The file names inside an episode's folder (episodes/<task_id>/).
+STEPS_FILE = "steps.jsonl"
+SUMMARY_FILE = "summary.json"
+
+# Salts of :func:`episode_seed`. The harness's episodes (the ones recorded in runs, and re-played
+# from them) use BENCH_SEED_SALT; trainers' own rollouts use TRAIN_SEED_SALT, so that training
+# never plays a task from the very start an evaluation run plays it from.
+BENCH_SEED_SALT = "webgym-bench"
+TRAIN_SEED_SALT = "webgym-train"
+
+
+class CorruptRecord(ValueError):
+    """A record file that exists but cannot be used (half-written, not JSON, wrong content)."""
+
+
+class ManifestMismatch(ValueError):
+    """An existing run directory holds a different run; the message says which fields differ."""
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 with microseconds and a ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ----------------------------------------------------------------------------------------------
+# What writer and re-player must agree on
+
+
+def episode_seed(seed: int, task_id: str, *, salt: str = BENCH_SEED_SALT) -> int:
+    """The episode's env and agent seed: a hash of (salt, run seed, task id), in [0, 2**31).
+
+    ``int(sha256(f"{salt}:{seed}:{task_id}")[:8 bytes], big-endian) mod 2**31``: independent of
+    the worker that plays the episode and of the order episodes are played in.
+    """
+    digest = hashlib.sha256(f"{salt}:{seed}:{task_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31)
+
+
+def obs_digest(obs: Mapping[str, Any]) -> str:
+    """sha256 (hex) of an observation's ``text``: the ``obs_digest`` of a step record."""
+    return hashlib.sha256(str(obs.get("text", "")).encode()).hexdigest()
+
+
+def screenshot_name(step: int) -> str:
+    """The file name of the screenshot taken after ``step`` (0: after reset)."""
+    return f"step-{step:03d}.png"
+
+
+def screenshot_path(episode_dir: Path | str, step: int) -> Path:
+    """Where ``--screenshots`` keeps the image taken after ``step`` (0 = after reset)."""
+    return Path(episode_dir) / "screenshots" / screenshot_name(step)
+
+
+# ----------------------------------------------------------------------------------------------
+# Records
+
+
+def step_record(
+    *,
+    step: int,
+    action: str,
+    obs: Mapping[str, Any],
+    reward: float,
+    terminated: bool,
+    truncated: bool,
+    effect: Mapping[str, Any] | None,
+    elapsed_s: float,
+) -> dict[str, Any]:
+    """One line of ``steps.jsonl``: the action, and what it led to (``obs``, the observation
+    after it, and ``effect``, the env's ``info["action_effect"]``)."""
+    effect = effect or {}
+    return {
+        "step": step,
+        "action": action,
+        "reward": float(reward),
+        "terminated": bool(terminated),
+        "truncated": bool(truncated),
+        "last_action_error": obs.get("last_action_error") or "",
+        "effect_label": effect.get("label"),
+        "text_distance": effect.get("text_distance"),
+        "pixel_distance": effect.get("pixel_distance"),
+        "obs_digest": obs_digest(obs),
+        "url": obs.get("url"),
+        "elapsed_s": round(elapsed_s, 6),
+    }
+
+
+def step_counts(steps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The counters an episode summary carries, from its step records: ``n_steps``,
+    ``n_invalid_actions`` (a non-empty ``last_action_error``) and ``n_effect`` (effect label 1)."""
+    steps = list(steps)
+    return {
+        "n_steps": len(steps),
+        "n_invalid_actions": sum(1 for s in steps if s.get("last_action_error")),
+        "n_effect": sum(1 for s in steps if s.get("effect_label") == 1),
+    }
+
+
+def episode_summary(
+    *,
+    task_id: str,
+    split: str,
+    seed: int,
+    n_steps: int,
+    reward: float,
+    terminated: bool,
+    truncated: bool,
+    n_invalid_actions: int,
+    n_effect: int,
+    attempts: int = 1,
+    difficulty: str | None = None,
+    category: str | None = None,
+    reward_info: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    purchased_asin: str | None = None,
+    timings: Mapping[str, float] | None = None,
+    finished: str | None = None,
+) -> dict[str, Any]:
+    """An episode's ``summary.json``; ``success`` is ``reward == 1.0``, ``finished`` now."""
+    reward = float(reward)
+    return {
+        "task_id": task_id,
+        "split": split,
+        "seed": seed,
+        "difficulty": difficulty,
+        "category": category,
+        "n_steps": n_steps,
+        "reward": reward,
+        "success": reward == 1.0,
+        "reward_info": dict(reward_info or {}),
+        "terminated": bool(terminated),
+        "truncated": bool(truncated),
+        "error": error,
+        "attempts": attempts,
+        "n_invalid_actions": n_invalid_actions,
+        "n_effect": n_effect,
+        "purchased_asin": purchased_asin,
+        "timings": dict(timings or {}),
+        "finished": finished or utc_now(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes, reads
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, whole."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - platforms without directory fsync
+        pass
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path | str) -> Any:
+    """Parse ``path``; :class:`CorruptRecord` (with the reason) when it is not whole JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise CorruptRecord(f"{path}: not UTF-8 text ({e})") from None
+    if not text.strip():
+        raise CorruptRecord(f"{path}: empty file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CorruptRecord(f"{path}: not valid JSON ({e})") from None
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise CorruptRecord(f"{path}: not a JSON object")
+    return doc
+
+
+def sha256_file(path: Path | str) -> str:
+    """sha256 of a file, or of a directory's files (sorted relative paths and contents)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        if path.is_dir():
+            h.update(str(p.relative_to(path)).encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# The manifest
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git() -> tuple[str | None, bool | None]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return head.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _machine() -> dict[str, Any]:
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem = None
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(mem, 1) if mem else None,
+    }
+
+
+def collect_provenance(executor: str) -> dict[str, Any]:
+    """What produced a run: ``package_versions``, ``git_hash``, ``git_dirty``, ``machine``."""
+    git_hash, git_dirty = _git()
+    return {
+        "package_versions": {
+            "webgym": _version("webgym"),
+            "gymnasium": _version("gymnasium"),
+            "playwright": _version("playwright"),
+            "torch": _version("torch"),
+            "ray": _version("ray") if executor == "ray" else None,
+            "python": platform.python_version(),
+        },
+        "git_hash": git_hash,
+        "git_dirty": git_dirty,
+        "machine": _machine(),
+    }
+
+
+def build_manifest(
+    *,
+    run_id: str,
+    agent: str,
+    agent_description: str,
+    checkpoint: str | None,
+    split: str,
+    split_hash: str,
+    split_size: int,
+    task_ids: list[str],
+    seed: int,
+    mode: str,
+    max_episode_steps: int,
+    workers: int,
+    executor: str,
+    catalog: dict[str, Any],
+    screenshots: bool,
+    max_retries: int,
+    command: list[str],
+    created: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A run's ``manifest.json``. ``provenance`` defaults to :func:`collect_provenance` (this
+    machine and checkout), ``created`` to now."""
+    prov = dict(provenance) if provenance is not None else collect_provenance(executor)
+    return {
+        "format_version": FORMAT_VERSION,
+        "run_id": run_id,
+        "created": created or utc_now(),
+        "agent": agent,
+        "agent_description": agent_description,
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None,
+        "split": split,
+        "split_hash": split_hash,
+        "split_size": split_size,
+        "task_ids": task_ids,
+        "seed": seed,
+        "mode": mode,
+        "max_episode_steps": max_episode_steps,
+        "workers": workers,
+        "executor": executor,
+        "screenshots": screenshots,
+        "max_retries": max_retries,
+        "catalog": catalog,
+        "package_versions": prov.get("package_versions"),
+        "git_hash": prov.get("git_hash"),
+        "git_dirty": prov.get("git_dirty"),
+        "machine": prov.get("machine"),
+        "command": command,
+    }
+
+
+def manifest_mismatches(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The identity fields on which two manifests disagree, as readable lines."""
+    out = []
+    for key in MANIFEST_IDENTITY:
+        a, b = old.get(key), new.get(key)
+        if a != b:
+            if key == "task_ids" and isinstance(a, list) and isinstance(b, list):
+                out.append(
+                    f"task_ids: the run covers {len(a)} tasks "
+                    f"({_ids_brief(a)}), this command {len(b)} ({_ids_brief(b)})"
+                )
+            else:
+                out.append(f"{key}: the run has {a!r}, this command {b!r}")
+    return out
+
+
+def _ids_brief(ids: list[str]) -> str:
+    return ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "") if ids else "none"
+
+
+# ----------------------------------------------------------------------------------------------
+# The run directory
+
+
+class RunDir:
+    """Paths and small operations on one run directory."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    # paths -----------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def episodes_path(self) -> Path:
+        return self.path / "episodes"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def results_paths(self) -> tuple[Path, Path]:
+        """``results.parquet`` and ``results.csv``: one row per complete episode."""
+        return self.path / "results.parquet", self.path / "results.csv"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "run.log"
+
+    @property
+    def invocations_path(self) -> Path:
+        return self.path / "invocations.jsonl"
+
+    def episode_path(self, task_id: str) -> Path:
+        if not task_id or "/" in task_id or task_id in (".", ".."):
+            raise ValueError(f"not a usable task id for a folder name: {task_id!r}")
+        return self.episodes_path / task_id
+
+    def steps_path(self, task_id: str) -> Path:
+        return self.episode_path(task_id) / STEPS_FILE
+
+    def episode_summary_path(self, task_id: str) -> Path:
+        return self.episode_path(task_id) / SUMMARY_FILE
+
+    def screenshot_path(self, task_id: str, step: int) -> Path:
+        return screenshot_path(self.episode_path(task_id), step)
+
+    def episode_folders(self) -> list[str]:
+        """The names of the folders under ``episodes/``, sorted (the task ids written to)."""
+        if not self.episodes_path.is_dir():
+            return []
+        return sorted(p.name for p in self.episodes_path.iterdir() if p.is_dir())
+
+    # manifest --------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read_manifest(self) -> dict[str, Any]:
+        return _read_object(self.manifest_path)
+
+    def check(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Whether ``manifest`` may be written here (``None``: a new run) or resumes the run
+        already here (its manifest is returned). Writes nothing; raises
+        :class:`ManifestMismatch` when the directory holds a different run (or is no run
+        directory) and :class:`CorruptRecord` when its manifest is unreadable."""
+        if self.exists():
+            old = self.read_manifest()
+            diffs = manifest_mismatches(old, manifest)
+            if diffs:
+                raise ManifestMismatch(
+                    f"{self.path} holds a different run; refusing to resume it:\n  "
+                    + "\n  ".join(diffs)
+                    + "\nUse another --out, or repeat the run's own options to resume it."
+                )
+            return old
+        if self.path.exists() and any(p.name != "run.log" for p in self.path.iterdir()):
+            raise ManifestMismatch(
+                f"{self.path} exists, is not empty and has no manifest.json: not a run "
+                "directory; choose another --out"
+            )
+        return None
+
+    def create_or_check(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Write ``manifest`` for a new run, or check it against the existing one (a resume).
+
+        Returns the manifest in force (the existing one on a resume); raises as :meth:`check`.
+        """
+        old = self.check(manifest)
+        if old is not None:
+            return old
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.episodes_path.mkdir(exist_ok=True)
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    # the run's summary -------------------------------------------------------------------------
+    def write_summary(self, metrics: dict[str, Any]) -> None:
+        atomic_write_json(self.summary_path, metrics)
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """The run's ``summary.json`` (``None`` when there is none; never trust it: recompute)."""
+        if not self.summary_path.is_file():
+            return None
+        return _read_object(self.summary_path)
+
+    # episodes --------------------------------------------------------------------------------
+    def read_episode_summary(self, task_id: str, *, strict: bool = True) -> dict[str, Any]:
+        """The complete episode's summary; :class:`FileNotFoundError` when there is none,
+        :class:`CorruptRecord` when it exists but is not a whole summary of this task (with
+        ``strict=False``, for showing a run as it is: when it is not a JSON object)."""
+        path = self.episode_summary_path(task_id)
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        summary = _read_object(path)
+        if not strict:
+            return summary
+        missing = [k for k in SUMMARY_REQUIRED if k not in summary]
+        if missing:
+            raise CorruptRecord(f"{path}: missing fields {missing}")
+        if summary["task_id"] != task_id:
+            raise CorruptRecord(f"{path}: written for task {summary['task_id']!r}")
+        return summary
+
+    def write_episode_summary(self, task_id: str, summary: dict[str, Any]) -> None:
+        """Write the episode's ``summary.json`` (atomically): it is complete from now on."""
+        atomic_write_json(self.episode_summary_path(task_id), summary)
+
+    def scan(self, task_ids: Iterable[str]) -> EpisodeScan:
+        """Sort ``task_ids`` into complete, corrupt (summary exists but unusable), partial
+        (a folder without summary: an interrupted attempt) and not started."""
+        scan = EpisodeScan()
+        for tid in task_ids:
+            try:
+                scan.complete[tid] = self.read_episode_summary(tid)
+            except FileNotFoundError:
+                if self.episode_path(tid).exists():
+                    scan.partial.append(tid)
+                else:
+                    scan.missing.append(tid)
+            except CorruptRecord as e:
+                scan.corrupt[tid] = str(e)
+        return scan
+
+    def clear_episode(self, task_id: str) -> Path:
+        """Remove whatever an earlier attempt left and return the fresh, empty folder."""
+        path = self.episode_path(task_id)
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def read_steps(self, task_id: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The steps of an episode and a problem description (a torn or bad line) or None."""
+        path = self.steps_path(task_id)
+        if not path.is_file():
+            return [], "steps.jsonl is missing"
+        steps, problem = [], None
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    step = json.loads(line)
+                except json.JSONDecodeError:
+                    problem = f"steps.jsonl line {i} is not JSON"
+                    break
+                if not isinstance(step, dict):
+                    problem = f"steps.jsonl line {i} is not a JSON object"
+                    break
+                steps.append(step)
+        return steps, problem
+
+    # the log and invocations -------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """Append one line to ``run.log`` (single ``write`` in append mode: lines never mix)."""
+        line = f"{utc_now()} pid={os.getpid()} {message}\n".encode()
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def append_invocation(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, default=_json_default) + "\n").encode()
+        fd = os.open(self.invocations_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def read_invocations(self) -> list[dict[str, Any]]:
+        if not self.invocations_path.is_file():
+            return []
+        out = []
+        for line in self.invocations_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+
+@dataclass
+class EpisodeScan:
+    complete: dict[str, dict[str, Any]] = field(default_factory=dict)
+    corrupt: dict[str, str] = field(default_factory=dict)
+    partial: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[str]:
+        return [*self.corrupt, *self.partial, *self.missing]
+
+
+class EpisodeWriter:
+    """Writes one episode's records: ``steps.jsonl`` line by line, screenshots, then the
+    summary, atomically and last. Owned by exactly one worker at a time."""
+
+    def __init__(self, run: RunDir, task_id: str) -> None:
+        self.run, self.task_id = run, task_id
+        self.path = run.clear_episode(task_id)
+        self.n_steps = 0
+        self._steps = open(run.steps_path(task_id), "a", encoding="utf-8")  # noqa: SIM115
+
+    def step(self, record: dict[str, Any]) -> None:
+        """Append one :func:`step_record`."""
+        self._steps.write(json.dumps(record, default=_json_default) + "\n")
+        self._steps.flush()
+        self.n_steps += 1
+
+    def screenshot(self, step: int, pixels: Any) -> None:
+        """Save the screenshot (an RGB array) taken after ``step`` (0: after reset)."""
+        from PIL import Image
+
+        path = screenshot_path(self.path, step)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        Image.fromarray(pixels).save(tmp, format="PNG")
+        os.replace(tmp, path)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Close the steps and write the :func:`episode_summary`: the episode is complete."""
+        self.close()
+        self.run.write_episode_summary(self.task_id, summary)
+
+    def close(self) -> None:
+        if not self._steps.closed:
+            self._steps.flush()
+            os.fsync(self._steps.fileno())
+            self._steps.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading a run
+
+
+@dataclass
+class RunRecords:
+    """Everything :func:`load_run` could read of a run, plus what it could not."""
+
+    path: Path
+    manifest: dict[str, Any]
+    episodes: list[dict[str, Any]]  # complete episode summaries, in the manifest's task order
+    corrupt: dict[str, str]  # task_id -> why its summary.json is unusable
+    missing: list[str]  # task ids of the manifest with no complete episode (incl. corrupt)
+    warnings: list[str]  # other problems (steps that disagree with the summary, ...)
+    wall_time_s: float
+
+    @property
+    def n_expected(self) -> int:
+        return len(self.manifest.get("task_ids") or []) or len(self.episodes)
+
+
+def load_run(path: Path | str, *, check_steps: bool = True) -> RunRecords:
+    """Read a run directory without trusting any aggregate in it.
+
+    Never raises for a bad episode file: a corrupt ``summary.json`` lands in ``corrupt``; with
+    ``check_steps`` the step counters (``n_steps``, ``n_invalid_actions``, ``n_effect``) are
+    recomputed from ``steps.jsonl`` and a disagreement is reported in ``warnings`` (the steps
+    win). Raises :class:`CorruptRecord` / ``FileNotFoundError`` only for the manifest.
+    """
+    run = RunDir(path)
+    if not run.manifest_path.is_file():
+        raise FileNotFoundError(f"{run.path} is not a run directory (no manifest.json)")
+    manifest = run.read_manifest()
+    task_ids = list(manifest.get("task_ids") or []) or run.episode_folders()
+    scan = run.scan(task_ids)
+    warnings: list[str] = []
+    episodes = []
+    for tid in task_ids:
+        summary = scan.complete.get(tid)
+        if summary is None:
+            continue
+        if check_steps and not summary.get("error"):
+            steps, problem = run.read_steps(tid)
+            if problem:
+                warnings.append(f"{tid}: {problem}")
+            else:
+                counts = step_counts(steps)
+                for key, value in counts.items():
+                    if key in summary and summary[key] != value:
+                        warnings.append(
+                            f"{tid}: summary {key}={summary[key]} but steps.jsonl "
+                            f"gives {value}; using the steps"
+                        )
+                summary = {**summary, **counts}
+        episodes.append(summary)
+    wall = sum(float(i.get("wall_s") or 0.0) for i in run.read_invocations())
+    return RunRecords(
+        run.path,
+        manifest,
+        episodes,
+        scan.corrupt,
+        [t for t in task_ids if t not in scan.complete],
+        warnings,
+        wall,
+    )
