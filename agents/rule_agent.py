@@ -38,6 +38,7 @@ from agents.observation import (
     item_actions,
     option_groups,
 )
+from webgym.envs import MAX_EPISODE_STEPS
 
 __all__ = ["RuleAgent", "chosen_options"]
 
@@ -78,7 +79,11 @@ class RuleAgent(Agent):
     deterministic = True
 
     def __init__(
-        self, *, query_mode: str = "instruction", choose_options: bool = True, max_steps: int = 15
+        self,
+        *,
+        query_mode: str = "instruction",
+        choose_options: bool = True,
+        max_steps: int = MAX_EPISODE_STEPS,
     ) -> None:
         super().__init__()
         if query_mode not in QUERY_MODES:

@@ -261,9 +261,9 @@ def _env_action(kind: str, bid: str | None, goal: dict, obs: dict) -> str | None
 def run_env(mode: str, steps: int, breakdown: bool = False) -> dict:
     import gymnasium as gym
 
-    import webgym  # noqa: F401 - registers the ids
+    from webgym.envs import env_id_for_mode  # importing webgym registers the ids
 
-    env_id = "WebGym-Shopping-v0" if mode == "browser" else "WebGym-ShoppingText-v0"
+    env_id = env_id_for_mode(mode)
     env = gym.make(env_id).unwrapped
     bd = _install_breakdown() if breakdown else None
     times: dict[str, list[float]] = defaultdict(list)
@@ -328,9 +328,9 @@ def run_env(mode: str, steps: int, breakdown: bool = False) -> dict:
 def run_memory(mode: str, **env_kwargs) -> dict:
     import gymnasium as gym
 
-    import webgym  # noqa: F401
+    from webgym.envs import env_id_for_mode  # importing webgym registers the ids
 
-    env_id = "WebGym-Shopping-v0" if mode == "browser" else "WebGym-ShoppingText-v0"
+    env_id = env_id_for_mode(mode)
     goals = test_goals(4)
     envs, pss = [], {0: pss_mb()}
     try:
