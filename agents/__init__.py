@@ -41,26 +41,55 @@ register_agent(
 )
 
 
-def _make_bc_agent(**kwargs):
-    """``bc``: the ``lm`` agent on a checkpoint written by the ``bc`` trainer (agents/bc.py)."""
-    agent = _make_lm_agent(**kwargs)
-    trained_by = agent.policy.metadata.get("trained_by")
-    if trained_by != "bc":
-        agent.close()
-        raise ValueError(
-            f"{kwargs.get('checkpoint')} was not trained by bc (trained_by: {trained_by!r}); "
-            "play it with --agent lm"
-        )
-    agent.name = "bc"
+def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwargs):
+    """The agent that plays ``checkpoint``: ``lm`` for an LM policy, ``scorer`` for a scorer.
+
+    With ``trained_by``, the checkpoint must say it was written by that trainer, and the agent
+    takes that name, so that leaderboard rows say how the weights were made.
+    """
+    import json
+    from pathlib import Path
+
+    info_path = Path(checkpoint) / "policy.json"
+    kind = json.loads(info_path.read_text()).get("kind") if info_path.is_file() else None
+    if kind == "scorer-policy":
+        from agents.scorer_policy import ScorerAgent
+
+        agent = ScorerAgent(checkpoint, **kwargs)
+    else:  # an LM checkpoint, or a clear error from LMPolicy.load
+        agent = _make_lm_agent(checkpoint=checkpoint, **kwargs)
+    if trained_by is not None:
+        found = agent.policy.metadata.get("trained_by")
+        if found != trained_by:
+            agent.close()
+            raise ValueError(
+                f"{checkpoint} was not trained by {trained_by} (trained_by: {found!r}); "
+                f"play it with --agent {'scorer' if kind == 'scorer-policy' else 'lm'}"
+            )
+        agent.name = trained_by
     return agent
 
 
 register_agent(
-    "bc",
-    _make_bc_agent,
-    description="the lm agent on a behaviour-cloning checkpoint (webgym-bench train --agent bc)",
+    "scorer",
+    lambda checkpoint, **kw: load_trained_agent(checkpoint, **kw),
+    description="a candidate-scoring encoder policy (checkpoint from ScorerPolicy.save)",
     needs_checkpoint=True,
 )
+
+TRAINED_AGENTS = {
+    "bc": "behaviour cloning of the rule agent (webgym-bench train --agent bc)",
+    "archer": "ArCHer PPO: turn-level critic + PPO (webgym-bench train --agent archer)",
+    "grpo": "GRPO: group-normalised rollouts + PPO clip (webgym-bench train --agent grpo)",
+    "reinforce": "REINFORCE with a state-value baseline (webgym-bench train --agent reinforce)",
+}
+for _name, _what in TRAINED_AGENTS.items():
+    register_agent(
+        _name,
+        lambda checkpoint, _n=_name, **kw: load_trained_agent(checkpoint, trained_by=_n, **kw),
+        description=f"the policy on a checkpoint of {_what}",
+        needs_checkpoint=True,
+    )
 
 __all__ = [
     "Agent",

@@ -96,6 +96,7 @@ class BCConfig:
     heldout_fraction: float = 0.1  # share of demonstration tasks kept out of training
     max_heldout_steps: int = 24  # held-out steps measured per iteration
     max_steps: int = MAX_EPISODE_STEPS  # episode step limit (demonstrations and evaluation)
+    train_layers: int = 0  # encoder (scorer) backbones: train only the top N layers (0: all)
     # optimisation
     epochs: int = 2
     batch_size: int = 8  # demonstration steps per optimizer update
@@ -146,7 +147,24 @@ PRESETS: dict[str, BCConfig] = {
         lr=3e-5,
         eval_episodes=250,
     ),
-}
+    # The candidate scorer (agents/scorer_policy.py): the starting point of the on-policy
+    # learners (archer, grpo, reinforce) on a CPU. max_prompt_tokens is the state text's budget.
+    "scorer-smoke": BCConfig(
+        backbone="tiny-encoder", torch_threads=1, max_prompt_tokens=96, n_demo_tasks=30,
+        heldout_fraction=0.2, max_heldout_steps=8, epochs=2, max_steps=10, batch_size=8,
+        updates_per_iteration=2, lr=1e-3, weight_decay=0.0, eval_episodes=0,
+    ),
+    "scorer-cpu": BCConfig(
+        backbone="minilm", torch_threads=1, max_prompt_tokens=96, train_layers=2,
+        n_demo_tasks=1000, max_heldout_steps=200, epochs=2, batch_size=16,
+        updates_per_iteration=20, lr=1e-4, weight_decay=0.0, eval_episodes=0,
+    ),
+    "scorer-gpu": BCConfig(
+        backbone="minilm", device="cuda", max_prompt_tokens=128, n_demo_tasks=2000,
+        max_heldout_steps=400, epochs=3, batch_size=64, updates_per_iteration=20, lr=5e-5,
+        eval_episodes=0,
+    ),
+}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,6 +330,105 @@ def heldout_metrics(policy: LMPolicy, steps: list[Step], prompts: list[str]) -> 
 
 
 # ----------------------------------------------------------------------------------------------
+# The two policy kinds BC trains: the decoder LM and the candidate scorer
+
+
+class _LMLearner:
+    """A causal-LM backbone: :class:`LMPolicy`, loss :func:`bc_loss`, a sample is a prompt."""
+
+    def __init__(self, config: BCConfig, resume_from: Path | None):
+        if resume_from is not None:
+            self.policy = LMPolicy.load(resume_from, device=config.device)
+        else:
+            prompt_config = PromptConfig(
+                max_prompt_tokens=config.max_prompt_tokens, page_field=config.page_field
+            )
+            self.policy = LMPolicy.from_backbone_name(
+                config.backbone, prompt_config, device=config.device
+            )
+
+    def sample(self, step: Step) -> tuple[str, str]:
+        return self.policy.prompt(step.obs), step.action
+
+    def size(self, sample: tuple[str, str]) -> int:
+        return len(self.policy.backbone.encode_text(sample[0]))
+
+    def loss(self, samples: list[tuple[str, str]], batch_size: int) -> torch.Tensor:
+        return bc_loss(self.policy, [p for p, _ in samples], [a for _, a in samples], batch_size)[0]
+
+    def heldout_metrics(self, steps: list[Step], samples: list[tuple[str, str]]) -> dict:
+        return heldout_metrics(self.policy, steps, [p for p, _ in samples])
+
+    def train_mode(self) -> None:
+        self.policy.model.train()
+
+
+class _ScorerLearner:
+    """An encoder backbone: :class:`agents.scorer_policy.ScorerPolicy`; a sample is (state text,
+    candidates, index of the demonstrated action), the loss -log softmax(f)[demonstrated].
+
+    A demonstrated action that is not among the policy's candidates is dropped (counted in the
+    log): the scorer can only choose what it lists.
+    """
+
+    def __init__(self, config: BCConfig, resume_from: Path | None):
+        from agents.scorer_policy import ScorerPolicy
+
+        if resume_from is not None:
+            self.policy = ScorerPolicy.load(resume_from)
+        else:
+            self.policy = ScorerPolicy.from_backbone_name(
+                config.backbone,
+                seed=config.seed,
+                max_length=config.max_prompt_tokens,
+                max_steps=config.max_steps,
+                train_layers=config.train_layers,
+            )
+        self.policy.eval()  # no dropout
+
+    def sample(self, step: Step):
+        from agents.scorer_policy import candidates, state_text
+
+        cands = candidates(step.obs, self.policy.max_steps)
+        lowered = [a.lower() for a in cands.actions]
+        k = lowered.index(step.action.lower()) if step.action.lower() in lowered else None
+        return state_text(step.obs, self.policy.max_steps), cands, k
+
+    def size(self, sample) -> int:
+        return len(sample[1].actions)
+
+    def loss(self, samples: list, batch_size: int) -> torch.Tensor:
+        kept = [x for x in samples if x[2] is not None]
+        if not kept:
+            return torch.zeros((), requires_grad=True)
+        logp = self.policy.logprobs(
+            [x[0] for x in kept], [x[1] for x in kept], [x[2] for x in kept]
+        )
+        return -logp.sum() / batch_size
+
+    @torch.no_grad()
+    def heldout_metrics(self, steps: list[Step], samples: list) -> dict:
+        kept = [x for x in samples if x[2] is not None]
+        if not kept:
+            return {"heldout_nll": float("nan"), "heldout_acc": float("nan")}
+        scores = self.policy.scores([x[0] for x in kept], [x[1] for x in kept])
+        logp = [float(torch.log_softmax(f, 0)[x[2]]) for f, x in zip(scores, kept, strict=True)]
+        hits = [int(torch.argmax(f)) == x[2] for f, x in zip(scores, kept, strict=True)]
+        return {"heldout_nll": -float(np.mean(logp)), "heldout_acc": float(np.mean(hits))}
+
+    def train_mode(self) -> None:
+        self.policy.eval()  # trained without dropout, as the on-policy learners use it
+
+
+def _learner(config: BCConfig, resume_from: Path | None):
+    from agents.scorer_policy import ENCODER_BACKBONES
+
+    if config.backbone in ENCODER_BACKBONES:
+        return _ScorerLearner(config, resume_from)
+    return _LMLearner(config, resume_from)
+
+
+# ----------------------------------------------------------------------------------------------
 # The training loop
 
 
@@ -346,24 +463,19 @@ def train_bc(config: BCConfig, run: TrainRun) -> Path:
                 f"({state.get('demos_hash')} there, {digest} now): another catalog? "
                 "Use another --out."
             )
-        policy = LMPolicy.load(resume_from, device=config.device)
-    else:
-        prompt_config = PromptConfig(
-            max_prompt_tokens=config.max_prompt_tokens, page_field=config.page_field
-        )
-        policy = LMPolicy.from_backbone_name(config.backbone, prompt_config, device=config.device)
+    learner = _learner(config, resume_from)
+    policy = learner.policy
     optimizer = torch.optim.AdamW(
-        policy.parameters(),
+        [p for p in policy.parameters() if p.requires_grad],
         lr=config.lr,
         betas=tuple(config.adam_betas),
         weight_decay=config.weight_decay,
     )
     start = run.restore(optimizer)  # 0 on a fresh run
 
-    prompts = [policy.prompt(s.obs) for s in train_steps]
-    actions = [s.action for s in train_steps]
-    n_tokens = [len(policy.backbone.encode_text(p)) for p in prompts]
-    heldout_prompts = [policy.prompt(s.obs) for s in heldout_steps]
+    samples = [learner.sample(s) for s in train_steps]
+    n_tokens = [learner.size(x) for x in samples]
+    heldout_samples = [learner.sample(s) for s in heldout_steps]
 
     updates_per_epoch = math.ceil(len(train_steps) / config.batch_size)
     total_updates = config.epochs * updates_per_epoch
@@ -395,7 +507,7 @@ def train_bc(config: BCConfig, run: TrainRun) -> Path:
 
     if start == 0 and not run.metrics():  # the untrained policy, for the curve
         row = {"iteration": 0, "update": 0, "epoch": 0.0, "loss": None, "grad_norm": None}
-        row |= heldout_metrics(policy, heldout_steps, heldout_prompts)
+        row |= learner.heldout_metrics(heldout_steps, heldout_samples)
         row |= {"samples_per_s": None, "elapsed_s": 0.0}
         run.log_metrics(row)
         say(_row_text(row))
@@ -410,7 +522,7 @@ def train_bc(config: BCConfig, run: TrainRun) -> Path:
             )
         return epoch_orders[epoch][k * config.batch_size : (k + 1) * config.batch_size]
 
-    policy.model.train()
+    learner.train_mode()
     t_run = time.perf_counter()
     with run.progress(n_iterations, start, "bc") as progress:
         for iteration in range(start + 1, n_iterations + 1):
@@ -424,9 +536,7 @@ def train_bc(config: BCConfig, run: TrainRun) -> Path:
                 batch_loss = 0.0
                 for a in range(0, len(idx), config.micro_batch_size):
                     micro = idx[a : a + config.micro_batch_size]
-                    loss, _ = bc_loss(
-                        policy, [prompts[i] for i in micro], [actions[i] for i in micro], len(idx)
-                    )
+                    loss = learner.loss([samples[i] for i in micro], len(idx))
                     loss.backward()
                     batch_loss += float(loss.detach())
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
@@ -443,7 +553,7 @@ def train_bc(config: BCConfig, run: TrainRun) -> Path:
                 "loss": float(np.mean(losses)),
                 "grad_norm": float(np.mean(norms)),
             }
-            row |= heldout_metrics(policy, heldout_steps, heldout_prompts)
+            row |= learner.heldout_metrics(heldout_steps, heldout_samples)
             row |= {"samples_per_s": n_samples / dt, "elapsed_s": time.perf_counter() - t_run}
             run.log_metrics(row)
             say(_row_text(row))

@@ -27,6 +27,7 @@ import torch
 from agents.rollouts import Rollout, collect_rollouts, rollout_stats
 from agents.scorer_policy import ScorerCritic, ScorerPolicy, read_info
 from agents.training import TrainRun
+from webgym.envs import MAX_EPISODE_STEPS
 
 __all__ = [
     "OnPolicyConfig",
@@ -58,7 +59,7 @@ class OnPolicyConfig:
     group_size: int = 1  # rollouts per task from the identical start
     n_envs: int = 8  # envs stepped in lockstep
     temperature: float = 1.0  # sampling temperature while collecting
-    max_steps: int = 15
+    max_steps: int = MAX_EPISODE_STEPS
     # optimisation
     lr: float = 1e-5
     weight_decay: float = 0.0
@@ -130,7 +131,7 @@ class TurnBatch:
 
     rollouts: list[Rollout]
     states: list[str]
-    texts: list[list[str]]
+    cands: list[Any]  # agents.scorer_policy.Candidates of each turn
     chosen: list[int]
     old_logp: torch.Tensor
     temperature: list[float]
@@ -140,18 +141,18 @@ class TurnBatch:
     @classmethod
     def of(cls, rollouts: Sequence[Rollout]) -> TurnBatch:
         valid = [r for r in rollouts if r.valid]
-        states, texts, chosen, old, temps, ep, tt = [], [], [], [], [], [], []
+        states, cands, chosen, old, temps, ep, tt = [], [], [], [], [], [], []
         for i, r in enumerate(valid):
             for t, turn in enumerate(r.turns):
                 d = turn.decision
                 states.append(d.state)
-                texts.append(d.texts)
+                cands.append(d.candidates)
                 chosen.append(d.index)
                 old.append(d.logprob)
                 temps.append(d.temperature)
                 ep.append(i)
                 tt.append(t)
-        return cls(valid, states, texts, chosen, torch.tensor(old), temps, ep, tt)
+        return cls(valid, states, cands, chosen, torch.tensor(old), temps, ep, tt)
 
     def __len__(self) -> int:
         return len(self.states)
@@ -162,7 +163,7 @@ class TurnBatch:
         if len(temps) == 1:
             return policy.logprobs(
                 [self.states[i] for i in idx],
-                [self.texts[i] for i in idx],
+                [self.cands[i] for i in idx],
                 [self.chosen[i] for i in idx],
                 temperature=temps.pop(),
             )

@@ -1,20 +1,28 @@
-"""A candidate-scoring policy: an encoder reads (state, action) pairs, a softmax picks one.
+"""A candidate-scoring policy: a bi-encoder embeds the state and each candidate action, a small
+head scores each pair, a softmax over the page's candidates picks one.
 
-    f(s, a_k) = w . h_CLS(Encoder("<goal> | <page summary>" [SEP] "<action label>")) + b
-    pi(a_k | s) = softmax_k(f(s, a_k) / T)          over the page's candidate actions
-    V(s)       = ValueHead(h_CLS(Encoder'("<goal> | <page summary>")))   (ScorerCritic, a copy)
+    u = pool(Enc("<goal> | <page summary>")),  v_k = pool(Enc(text of candidate k))
+    f(s, a_k) = MLP([u * v_k, u - v_k, features_k])
+    pi(a_k | s) = softmax_k(f(s, a_k) / T)
+    V(s) = ValueHead(pool(Enc'("<goal> | <page summary>")))       (ScorerCritic, a copy of Enc)
 
 Why this policy kind exists next to the decoder LM (agents/lm_agent.py): on this 2-core CPU
 machine SmolLM2-135M costs 1.3-2 s per step to act and 2-3 s per sample to train, about 130
-on-policy episodes an hour; MiniLM-L6 scores the 12-17 candidates of a page in 0.15-0.2 s and
-trains at ~0.6 s per state, about 1,000 episodes an hour, enough for a learning curve in the
-2-hour ``cpu`` presets. WebShop's own imitation baseline chose clicks the same way (BERT
-scoring each clickable against the state). The decoder path stays for the ``gpu`` presets.
+on-policy episodes an hour, too few for a learning curve. all-MiniLM-L6-v2 is a sentence
+bi-encoder trained for exactly this kind of matching (instruction against product title);
+encoding the state once and each candidate once costs a fraction of cross-encoding every
+(state, candidate) pair (measured on this machine, one thread, under load: cross-encoding a
+results page's 10 pairs at 96 tokens 0.4-0.6 s forward, 0.8 s backward with every layer
+trained). Only the top ``train_layers`` layers are trained (0: all). WebShop's own imitation
+baseline chose clicks the same way (BERT scoring each clickable against the state). The decoder
+path stays for the ``gpu`` presets.
 
-Candidates are the page's available actions, each described by what a shopper sees: a result
-link by the product's title and price, an option by "dimension: value (selected)", a button by
-its name. On a page with a search box the candidates are a few queries built from the
-instruction (:func:`search_queries`); the policy chooses among them, it does not generate.
+Candidates are the page's available actions, each described by what a shopper sees (a result
+link by the product's title and price, an option by "dimension: value", a button by its name)
+and by a few structural features (:data:`FEATURES`: kind, selected, within the budget, rank,
+word overlap with the instruction, steps left). On a page with a search box the candidates
+are a few queries built from the instruction (:func:`search_queries`); the policy chooses
+among them, it does not generate.
 
 The log-probability a decision carries is that of the distribution that acted:
 log softmax(f / T)[chosen], so PPO ratios built on :meth:`ScorerPolicy.logprobs` are exact.
@@ -27,7 +35,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.base import Agent
 from agents.models.backbone import Backbone, BackboneMismatch, ValueHead, load_backbone
 from agents.observation import (
     AxNode,
@@ -43,16 +52,20 @@ from agents.observation import (
     has_search_bar,
     option_groups,
 )
+from webgym.envs import MAX_EPISODE_STEPS
 
 __all__ = [
+    "ScorerAgent",
     "ScorerCritic",
     "ScorerDecision",
     "ScorerPolicy",
-    "action_texts",
+    "Candidates",
+    "candidates",
     "search_queries",
     "state_text",
 ]
 
+ENCODER_BACKBONES = ("minilm", "tiny-encoder")  # the backbones this policy kind runs on
 POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "model.safetensors"
 HEAD_FILE = "head.safetensors"
@@ -161,47 +174,121 @@ def search_queries(goal: str) -> list[str]:
     return out
 
 
-def action_texts(obs: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The candidate actions of ``obs`` and, for each, the text the encoder reads."""
+FEATURES = (
+    "item", "option", "buy_now", "search", "navigation", "detail_tab", "selected",
+    "price_ok", "rank", "goal_overlap", "steps_left",
+)  # fmt: skip
+"""The structural features of a candidate (:func:`candidates`), next to its text embedding."""
+
+_BUDGET_RE = re.compile(r"price lower than ([\d,.]+) dollars")
+_NUM_RE = re.compile(r"\$([\d,]+(?:\.\d+)?)")
+_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def _budget(goal: str) -> float | None:
+    m = _BUDGET_RE.search(goal)
+    try:
+        return float(m.group(1).replace(",", "").rstrip(".")) if m else None
+    except ValueError:
+        return None
+
+
+def _overlap(text: str, goal_words: set[str]) -> float:
+    words = set(_WORD_RE.findall(text.lower()))
+    return len(words & goal_words) / len(words) if words else 0.0
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The candidate actions of one state, the text the encoder reads for each, and features."""
+
+    actions: list[str]
+    texts: list[str]
+    features: list[list[float]]
+
+
+def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candidates:
+    """The page's available actions (the search button replaced by query candidates), each
+    described by what a shopper sees, with :data:`FEATURES`."""
     actions = [str(a) for a in obs.get("available_actions") or ()]
+    goal = _norm(obs.get("goal"))
+    goal_words = set(_WORD_RE.findall(goal_without_price(goal).lower()))
+    budget = _budget(goal)
+    steps_left = max(0, max_steps - int(obs.get("step", 0) or 0)) / max(1, max_steps)
     nodes = _nodes(obs)
     items = result_items(obs)
     labels: dict[str, str] = {}
+    option_of: dict[str, tuple[str, bool]] = {}
     for group in option_groups(obs):
         for opt in group.options:
-            labels[opt.bid] = f"option {group.name}: {opt.label}" + (
-                " (selected)" if opt.checked else ""
-            )
+            labels[opt.bid] = f"{group.name}: {opt.label}"
+            option_of[opt.bid] = (opt.label, opt.checked)
     for node in nodes:
         if node.bid and node.bid not in labels and node.name:
-            labels[node.bid] = f"{node.role} {node.name}"
-    candidates: list[str] = []
-    texts: list[str] = []
+            labels[node.bid] = node.name
+    out = Candidates([], [], [])
     searchable = has_search_bar(obs) if nodes else False
+
+    def add(action: str, text: str, **f: float) -> None:
+        out.actions.append(action)
+        out.texts.append(text)
+        out.features.append([float(f.get(k, 0.0)) for k in FEATURES[:-1]] + [steps_left])
+
+    rank = 0
     for action in actions:
-        m_item = _ITEM_RE.match(action)
-        m_click = _CLICK_RE.match(action)
-        if searchable and m_click and "search" in m_click.group("bid"):
+        m_item, m_click = _ITEM_RE.match(action), _CLICK_RE.match(action)
+        bid = m_click.group("bid") if m_click else ""
+        if searchable and "search" in bid:
             continue  # the search button is reached through the query candidates below
         if m_item:
             title, price = items.get(m_item.group("asin"), ("", ""))
-            text = f"product {title} price {price}".strip()
+            prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
+            ok = float(bool(prices) and budget is not None and min(prices) <= budget)
+            add(action, f"{title} {price}".strip(), item=1, price_ok=ok, rank=rank / 10,
+                goal_overlap=_overlap(title, goal_words))  # fmt: skip
+            rank += 1
+        elif bid in option_of:
+            value, checked = option_of[bid]
+            named = _mentions(goal_without_price(goal).lower(), value.lower())
+            add(action, labels[bid], option=1, selected=float(checked), goal_overlap=float(named))
+        elif bid == "buy_now":
+            add(action, "buy now", buy_now=1)
+        elif bid.startswith("tab_"):
+            add(action, labels.get(bid, bid), detail_tab=1)
         elif m_click:
-            text = labels.get(m_click.group("bid"), m_click.group("bid").replace("_", " "))
+            add(action, labels.get(bid, bid.replace("_", " ")), navigation=1)
         else:
-            text = action
-        candidates.append(action)
-        texts.append(text)
+            add(action, action)
     if searchable:
-        for q in search_queries(str(obs.get("goal") or "")):
-            candidates.append(f"search[{q}]")
-            texts.append(f"search {q}")
-    return candidates, texts
+        for q in search_queries(goal):
+            add(f"search[{q}]", q, search=1, goal_overlap=_overlap(q, goal_words))
+    if not out.actions:  # nothing listed: a no-op keeps the episode well-formed
+        add("noop()", "do nothing")
+    return out
+
+
+def _mentions(text: str, phrase: str) -> bool:
+    return bool(phrase) and re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
 
 
 # --------------------------------------------------------------------------------------------
 # The policy.
 # --------------------------------------------------------------------------------------------
+
+
+def freeze_lower_layers(encoder: nn.Module, train_layers: int) -> None:
+    """Train only the top ``train_layers`` transformer layers (0 or less: train everything).
+
+    On a CPU the backward pass is most of a step's cost; the frozen layers still run forward,
+    but autograd records nothing below the first trainable layer.
+    """
+    layers = encoder.encoder.layer
+    if train_layers <= 0 or train_layers >= len(layers):
+        encoder.requires_grad_(True)
+        return
+    encoder.requires_grad_(False)
+    for layer in layers[len(layers) - train_layers :]:
+        layer.requires_grad_(True)
 
 
 @dataclass
@@ -210,19 +297,35 @@ class ScorerDecision:
 
     action: str
     state: str
-    candidates: list[str]
-    texts: list[str]
+    candidates: Candidates
     index: int
     logprob: float  # log softmax(f / T)[index], T the acting temperature
     temperature: float
     value: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states under the attention mask (MiniLM's sentence embedding)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 class ScorerPolicy(nn.Module):
-    """Encoder + linear scoring head over (state, candidate) pairs (module docstring)."""
+    """Bi-encoder candidate scorer (module docstring):
 
-    def __init__(self, backbone: Backbone, *, max_length: int = 96, max_steps: int = 15):
+    u = pool(Enc(state)), v_k = pool(Enc(text_k)),
+    f(s, a_k) = MLP([u * v_k, u - v_k, features_k]),   pi = softmax(f / T).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        max_length: int = 96,
+        max_steps: int = MAX_EPISODE_STEPS,
+        train_layers: int = 0,
+        hidden: int = 128,
+    ):
         super().__init__()
         if backbone.is_causal:
             raise ValueError(
@@ -230,11 +333,17 @@ class ScorerPolicy(nn.Module):
             )
         self.backbone = backbone
         self.encoder = backbone.model
-        self.head = nn.Linear(backbone.hidden_size, 1)
-        nn.init.zeros_(self.head.weight)  # a fresh head starts uniform over the candidates
-        nn.init.zeros_(self.head.bias)
+        h = backbone.hidden_size
+        self.head = nn.Sequential(
+            nn.Linear(2 * h + len(FEATURES), hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
+        nn.init.zeros_(self.head[2].weight)  # a fresh head starts uniform over the candidates
+        nn.init.zeros_(self.head[2].bias)
         self.max_length = int(max_length)
         self.max_steps = int(max_steps)
+        self.train_layers = int(train_layers)
+        self.hidden = int(hidden)
+        freeze_lower_layers(self.encoder, self.train_layers)
         self.metadata: dict[str, Any] = {}
 
     @classmethod
@@ -242,51 +351,50 @@ class ScorerPolicy(nn.Module):
         return cls(load_backbone(name, seed=seed), **kwargs)
 
     def __repr__(self) -> str:
-        return f"ScorerPolicy({self.backbone.name}, max_length={self.max_length})"
+        return f"ScorerPolicy({self.backbone.name}, train_layers={self.train_layers})"
 
     # ------------------------------------------------------------------ scoring
 
-    def _pair_scores(
-        self, states: Sequence[str], texts: Sequence[Sequence[str]]
-    ) -> list[torch.Tensor]:
-        """f(s_i, a_ik) for every state and candidate, one tensor per state (with grad)."""
-        left = [s for s, ts in zip(states, texts, strict=True) for _ in ts]
-        right = [t for ts in texts for t in ts]
-        if not right:
-            return [torch.zeros(0) for _ in states]
+    def embed(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         enc = self.backbone.tokenizer(
-            left,
-            right,
-            truncation="only_first",
-            max_length=self.max_length,
-            padding=True,
-            return_tensors="pt",
+            list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
         ).to(self.backbone.device)
-        hidden = self.encoder(**enc).last_hidden_state[:, 0]  # [CLS]
-        flat = self.head(hidden).squeeze(-1)
-        return list(torch.split(flat, [len(ts) for ts in texts]))
+        return mean_pool(self.encoder(**enc).last_hidden_state, enc["attention_mask"])
+
+    def scores(self, states: Sequence[str], cands: Sequence[Candidates]) -> list[torch.Tensor]:
+        """f(s_i, a_ik) for every state and candidate, one tensor per state (with grad)."""
+        # each distinct text is encoded once per call (links like "Back to Search" repeat)
+        texts = list(dict.fromkeys(t for c in cands for t in c.texts))
+        where = {t: i for i, t in enumerate(texts)}
+        u = self.embed(states, self.max_length)
+        v = self.embed(texts, 32) if texts else torch.zeros(0, self.backbone.hidden_size)
+        out = []
+        for i, c in enumerate(cands):
+            vk = v[[where[t] for t in c.texts]]
+            uk = u[i].expand_as(vk)
+            feats = torch.tensor(c.features, dtype=vk.dtype, device=vk.device)
+            out.append(self.head(torch.cat([uk * vk, uk - vk, feats], dim=-1)).squeeze(-1))
+        return out
 
     def logprobs(
         self,
         states: Sequence[str],
-        texts: Sequence[Sequence[str]],
+        cands: Sequence[Candidates],
         chosen: Sequence[int],
         temperature: float = 1.0,
     ) -> torch.Tensor:
         """log pi(a_chosen | s) = log softmax_k(f(s, a_k) / T)[chosen], differentiable, (B,)."""
-        scores = self._pair_scores(states, texts)
         return torch.stack(
             [
-                torch.log_softmax(s / temperature, dim=0)[k]
-                for s, k in zip(scores, chosen, strict=True)
+                torch.log_softmax(f / temperature, dim=0)[k]
+                for f, k in zip(self.scores(states, cands), chosen, strict=True)
             ]
         )
 
-    def entropies(self, states, texts, temperature: float = 1.0) -> torch.Tensor:
-        scores = self._pair_scores(states, texts)
+    def entropies(self, states, cands, temperature: float = 1.0) -> torch.Tensor:
         out = []
-        for s in scores:
-            logp = torch.log_softmax(s / temperature, dim=0)
+        for f in self.scores(states, cands):
+            logp = torch.log_softmax(f / temperature, dim=0)
             out.append(-(logp.exp() * logp).sum())
         return torch.stack(out)
 
@@ -300,54 +408,68 @@ class ScorerPolicy(nn.Module):
     ) -> list[ScorerDecision]:
         """One decision per observation; temperature 0 takes the argmax (logprob at T = 1)."""
         rng = rng if rng is not None else np.random.default_rng()
-        states, cands, texts = [], [], []
-        for obs in observations:
-            c, t = action_texts(obs)
-            if not c:  # nothing listed: a no-op keeps the episode well-formed
-                c, t = ["noop()"], ["do nothing"]
-            states.append(state_text(obs, self.max_steps))
-            cands.append(c)
-            texts.append(t)
+        states = [state_text(o, self.max_steps) for o in observations]
+        cands = [candidates(o, self.max_steps) for o in observations]
         was_training = self.training
         self.eval()
-        scores = self._pair_scores(states, texts)
+        scores = self.scores(states, cands)
         self.train(was_training)
         out = []
-        for state, c, t, s in zip(states, cands, texts, scores, strict=True):
-            t_act = temperature if temperature > 0 else 1.0
-            logp = torch.log_softmax(s.float() / t_act, dim=0)
+        t_act = temperature if temperature > 0 else 1.0
+        for state, c, f in zip(states, cands, scores, strict=True):
+            logp = torch.log_softmax(f.double() / t_act, dim=0)
             if temperature > 0:
-                probs = logp.double().exp().numpy()
-                k = int(rng.choice(len(c), p=probs / probs.sum()))
+                probs = logp.exp().numpy()
+                k = int(rng.choice(len(c.actions), p=probs / probs.sum()))
             else:
-                k = int(torch.argmax(s))
-            out.append(ScorerDecision(c[k], state, c, t, k, float(logp[k]), t_act))
+                k = int(torch.argmax(f))
+            out.append(ScorerDecision(c.actions[k], state, c, k, float(logp[k]), t_act))
         return out
 
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-        return _save(self, directory, KIND, metadata, max_length=self.max_length)
+        return _save(
+            self, directory, KIND, metadata, max_length=self.max_length,
+            train_layers=self.train_layers, hidden=self.hidden,
+        )  # fmt: skip
 
     @classmethod
     def load(cls, directory: str | Path, *, backbone: Backbone | None = None) -> ScorerPolicy:
         info, backbone = _load_backbone(directory, KIND, backbone)
-        policy = cls(backbone, max_length=int(info.get("max_length", 96)))
+        policy = cls(
+            backbone,
+            max_length=int(info.get("max_length", 96)),
+            train_layers=int(info.get("train_layers", 0)),
+            hidden=int(info.get("hidden", 128)),
+        )
         _load_weights(policy, directory)
         policy.metadata = info.get("metadata") or {}
         return policy
 
 
 class ScorerCritic(nn.Module):
-    """V(s) = ValueHead(h_CLS(Encoder(state text))): a copy of the encoder with a scalar head."""
+    """V(s) = ValueHead(pool(Encoder(state text))): a copy of the encoder with a scalar head.
 
-    def __init__(self, backbone: Backbone, *, max_length: int = 96, max_steps: int = 15):
+    The state text holds the observation only, never a response: the value is read at the
+    prompt boundary by construction."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        max_length: int = 96,
+        max_steps: int = MAX_EPISODE_STEPS,
+        train_layers: int = 0,
+    ):
         super().__init__()
         self.backbone = backbone
         self.encoder = backbone.model
         self.head = ValueHead(backbone.hidden_size)
         self.max_length = int(max_length)
         self.max_steps = int(max_steps)
+        self.train_layers = int(train_layers)
+        freeze_lower_layers(self.encoder, self.train_layers)
         self.metadata: dict[str, Any] = {}
 
     def values(self, states: Sequence[str]) -> torch.Tensor:
@@ -359,15 +481,24 @@ class ScorerCritic(nn.Module):
             padding=True,
             return_tensors="pt",
         ).to(self.backbone.device)
-        return self.head(self.encoder(**enc).last_hidden_state[:, 0]).view(-1)
+        return self.head(
+            mean_pool(self.encoder(**enc).last_hidden_state, enc["attention_mask"])
+        ).view(-1)
 
     def save(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-        return _save(self, directory, CRITIC_KIND, metadata, max_length=self.max_length)
+        return _save(
+            self, directory, CRITIC_KIND, metadata, max_length=self.max_length,
+            train_layers=self.train_layers,
+        )  # fmt: skip
 
     @classmethod
     def load(cls, directory: str | Path, *, backbone: Backbone | None = None) -> ScorerCritic:
         info, backbone = _load_backbone(directory, CRITIC_KIND, backbone)
-        critic = cls(backbone, max_length=int(info.get("max_length", 96)))
+        critic = cls(
+            backbone,
+            max_length=int(info.get("max_length", 96)),
+            train_layers=int(info.get("train_layers", 0)),
+        )
         _load_weights(critic, directory)
         return critic
 
@@ -429,3 +560,51 @@ def _load_weights(module: nn.Module, directory) -> None:
     load_model(module.encoder, str(d / WEIGHTS_FILE), strict=True)
     module.head.load_state_dict(load_file(str(d / HEAD_FILE)))
     module.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# The agent.
+# --------------------------------------------------------------------------------------------
+
+
+class ScorerAgent(Agent):
+    """Plays a :class:`ScorerPolicy`: ``make_agent("scorer", checkpoint=DIR, temperature=0)``.
+
+    Temperature 0 (the default) takes the best-scored candidate; sampling draws only from the
+    generator made in ``reset(seed=...)``. An in-memory policy: ``ScorerAgent(policy=policy)``.
+    """
+
+    name = "scorer"
+    description = "a candidate-scoring encoder policy (checkpoint from ScorerPolicy.save)"
+    needs_checkpoint = True
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        *,
+        policy: ScorerPolicy | None = None,
+        temperature: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, not {temperature}")
+        if policy is None:
+            if checkpoint is None:
+                raise ValueError("ScorerAgent needs a checkpoint directory or a policy")
+            policy = ScorerPolicy.load(checkpoint)
+        self.policy = policy
+        self.temperature = float(temperature)
+        self.deterministic = self.temperature == 0
+        self._rng = np.random.default_rng()
+
+    def reset(self, goal: str, *, seed: int | None = None) -> None:
+        super().reset(goal, seed=seed)
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, observation: dict[str, Any]) -> str:
+        return self.act_batch([observation])[0]
+
+    def act_batch(self, observations: list[dict[str, Any]]) -> list[str]:
+        obs = [o if o.get("goal") else {**o, "goal": self.goal} for o in observations]
+        decisions = self.policy.decide_batch(obs, temperature=self.temperature, rng=self._rng)
+        return [d.action for d in decisions]

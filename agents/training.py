@@ -186,7 +186,7 @@ class UnknownTrainerError(KeyError, ValueError):
 
 _TRAINERS: dict[str, TrainerInfo] = {}
 
-BUILTIN_TRAINERS = ("agents.bc",)
+BUILTIN_TRAINERS = ("agents.bc", "agents.archer", "agents.grpo", "agents.reinforce")
 """Modules that register the built-in trainers; imported on the first registry look-up (they
 import torch, which ``import agents`` must not)."""
 
