@@ -21,15 +21,20 @@ from webgym.observe import observe_page
 __all__ = [
     "AxNode",
     "OptionGroup",
+    "ProductLine",
     "RadioOption",
     "axtree_nodes",
     "goal_without_price",
     "has_search_bar",
     "item_actions",
     "option_groups",
+    "product_header",
+    "result_products",
 ]
 
 PRICE_CLAUSE = ", and price lower than"
+PRICE_PREFIX = "Price:"
+"""How an item page writes its price (``StaticText 'Price: $19.49'``)."""
 """Where a WebShop instruction's price constraint starts."""
 
 _LINE_RE = re.compile(
@@ -145,3 +150,63 @@ def goal_without_price(goal: str) -> str:
     """The instruction up to its price clause (``", and price lower than ..."``), if any."""
     i = goal.find(PRICE_CLAUSE)
     return goal[:i] if i >= 0 else goal
+
+
+@dataclass(frozen=True)
+class ProductLine:
+    """A product as a page shows it: ``title`` and ``price`` (``"$19.49"``, ``"$3.00 to
+    $9.50"``; None when the page shows none, as on an item's sub-pages). ``bid`` is the element
+    id of the result link (``item_b04x9sbgpj``) on a results page, None on an item page."""
+
+    title: str
+    price: str | None = None
+    bid: str | None = None
+
+
+def result_products(obs: dict[str, Any]) -> list[ProductLine]:
+    """The products listed on a results page, in page order (none on other pages).
+
+    Each ``listitem`` of the tree that holds an ``item_...`` link is one product: the link's
+    name is its title, the first text of the item starting with ``$`` its price.
+    """
+    products: list[ProductLine] = []
+    current: dict[str, Any] | None = None
+
+    def close() -> None:
+        if current is not None and current["bid"] is not None:
+            products.append(ProductLine(current["title"], current["price"], current["bid"]))
+
+    for node in axtree_nodes(obs):
+        if current is not None and node.depth <= current["depth"]:
+            close()
+            current = None
+        if node.role == "listitem":
+            current = {"depth": node.depth, "bid": None, "title": "", "price": None}
+        elif current is not None:
+            if node.bid is not None and node.bid.startswith("item_") and current["bid"] is None:
+                current["bid"], current["title"] = node.bid, node.name
+            elif node.role == "StaticText" and node.name.startswith("$") and not current["price"]:
+                current["price"] = node.name
+    close()
+    return products
+
+
+def product_header(obs: dict[str, Any]) -> ProductLine | None:
+    """The product of an item page or of one of its sub-pages (Description, Features, ...):
+    its heading and its ``Price:`` text (None on sub-pages, which show no price). None on pages
+    without a product heading (search, results)."""
+    nodes = axtree_nodes(obs)
+    if any(n.bid is not None and n.bid.startswith("item_") for n in nodes):
+        return None
+    title = next((n.name for n in nodes if n.role == "heading" and n.name), None)
+    if title is None:
+        return None
+    price = next(
+        (
+            n.name[len(PRICE_PREFIX) :].strip()
+            for n in nodes
+            if n.role == "StaticText" and n.name.startswith(PRICE_PREFIX)
+        ),
+        None,
+    )
+    return ProductLine(title, price or None)

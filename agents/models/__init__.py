@@ -1,8 +1,9 @@
 """Language-model backbones for the WebGym agents (see ``backbone`` and ``cache``).
 
-``cache`` (model files, ``fetch_models``, ``list_models``) is imported eagerly and needs neither
-torch nor transformers; ``backbone`` (``load_backbone``, ``Backbone``, ``ValueHead``, ...) is
-imported on first use, so ``webgym-bench models list`` stays instant.
+``cache`` (model files, ``fetch_models``, ``list_models``) and ``threads``
+(``configure_torch_threads``: the one thread-count rule) are imported eagerly and need neither
+torch nor transformers at import; ``backbone`` (``load_backbone``, ``Backbone``,
+``ValueHead``, ...) is imported on first use, so ``webgym-bench models list`` stays instant.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from agents.models.cache import (  # noqa: E402
     model_dir,
     not_prepared_message,
 )
+from agents.models.threads import configure_torch_threads, torch_threads_for  # noqa: E402
 
 _LAZY = {
     "BACKBONES",
@@ -40,10 +42,12 @@ __all__ = [
     "ModelNotPrepared",
     "ModelStatus",
     "cache_root",
+    "configure_torch_threads",
     "fetch_models",
     "list_models",
     "model_dir",
     "not_prepared_message",
+    "torch_threads_for",
     *sorted(_LAZY),
 ]
 

@@ -16,15 +16,29 @@ name               kind         what
 
 What the algorithms read from it:
 
-* PPO / GRPO actors: :meth:`Backbone.generate_with_ids` then :meth:`Backbone.sequence_logprobs`
-  (log pi of the completion tokens given the prompt, differentiable);
+* PPO / GRPO actors: :meth:`Backbone.generate_with_ids` (optionally stopping at strings, e.g.
+  the ``]`` that ends a search query) then :meth:`Backbone.sequence_logprobs` (log pi of the
+  completion tokens given the prompt, at a sampling temperature, differentiable);
 * constrained choice over candidate actions: :meth:`Backbone.score_candidates` (the prompt is
-  run once, its key/value cache shared by every candidate);
+  run once, its key/value cache shared by every candidate), and
+  :meth:`Backbone.score_candidates_and_state`, which also returns the prompt-boundary hidden
+  state of that same pass (a value head reads it: no second forward pass);
 * Digi-Q features (answer position), ArCHer's critic (prompt boundary = last token), POISE
   (mean over the last k tokens): :meth:`Backbone.hidden_states`, and
-  :meth:`Backbone.score_sequences` for features taken in the same pass as the log-probs;
-* scalar critics: :class:`ValueHead` and :meth:`Backbone.values`;
+  :meth:`Backbone.score_sequences` for features (``prompt_states``: the prompt boundary) taken
+  in the same pass as the log-probs;
+* scalar critics: :class:`ValueHead` and :meth:`Backbone.values` (its own forward pass; reads the
+  prompt boundary of a causal LM and [CLS] of an encoder by default);
 * checkpoints: :meth:`Backbone.checkpoint_fingerprint` / :meth:`Backbone.check_fingerprint`.
+
+Completions given as TEXT get the end-of-turn token appended when ``add_eos`` (an action string
+as the model should answer it); completions given as TOKEN IDS (a generation) are scored exactly
+as given, never extended: a generation cut at ``max_new_tokens`` or at a stop string never
+sampled the end-of-turn token, so it is not scored.
+
+Encoders read at most 512 tokens; a longer text loses its middle, not its end
+(:meth:`Backbone.encode_text`), and a ``(text, pair)`` input keeps the pair (an action) whole and
+cuts the text's middle, so that an action placed last is never lost.
 
 Nothing here switches gradients off except generation: wrap calls in ``torch.no_grad()`` for
 inference and leave them bare (or in ``torch.enable_grad()``) to train through them. Models are
@@ -95,8 +109,9 @@ class NotACausalLM(ValueError):
 @dataclass
 class Generation:
     text: str  # decoded completion, special tokens (the end-of-turn token) removed
-    token_ids: list[int]  # generated ids, including the end-of-turn token when it was produced
+    token_ids: list[int]  # generated ids, including the end-of-turn token / the stop token
     finished: bool  # True when generation stopped on the end-of-turn token
+    stop: str | None = None  # the stop string that ended it (its token is the last id)
 
 
 @dataclass
@@ -106,6 +121,8 @@ class SequenceScores:
     token_entropies: list[torch.Tensor] | None = None  # per sequence, detached
     prompt_features: torch.Tensor | None = None  # (batch, n_layers, hidden): mean last_k prompt
     completion_features: torch.Tensor | None = None  # (batch, n_layers, hidden)
+    # (batch, hidden): last layer at the last prompt token (the prompt boundary), same pass
+    prompt_states: torch.Tensor | None = None
 
 
 class ValueHead(nn.Module):
@@ -113,11 +130,13 @@ class ValueHead(nn.Module):
 
     ``mlp_hidden=None`` gives ``Linear(hidden, 1)``; an int gives
     ``Linear(hidden, mlp_hidden) -> GELU -> Linear(mlp_hidden, 1)``. Input ``(..., hidden)``,
-    output ``(...)``.
+    output ``(...)``. :meth:`config` / :meth:`from_config` rebuild it (checkpoints).
     """
 
     def __init__(self, hidden_size: int, mlp_hidden: int | None = None, dropout: float = 0.0):
         super().__init__()
+        self.mlp_hidden = None if mlp_hidden is None else int(mlp_hidden)
+        self.dropout = float(dropout)
         if mlp_hidden is None:
             self.net: nn.Module = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, 1))
         else:
@@ -131,6 +150,22 @@ class ValueHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)
+
+    def config(self) -> dict:
+        """What :meth:`from_config` needs: ``hidden_size``, ``mlp_hidden``, ``dropout``."""
+        return {
+            "hidden_size": self.hidden_size,
+            "mlp_hidden": self.mlp_hidden,
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> ValueHead:
+        return cls(
+            int(config["hidden_size"]),
+            config.get("mlp_hidden"),
+            float(config.get("dropout", 0.0)),
+        )
 
 
 def _pad(
@@ -231,24 +266,47 @@ class Backbone:
             )
         return "\n".join(str(m["content"]) for m in msgs)
 
-    def encode_text(self, text: str) -> list[int]:
-        """Token ids of ``text`` as this backbone reads it (encoders add [CLS] ... [SEP])."""
+    def encode_text(self, text: str, pair: str | None = None) -> list[int]:
+        """Token ids of ``text`` as this backbone reads it.
+
+        A causal LM: the plain tokens (no special tokens; ``pair`` is appended as text). An
+        encoder: ``[CLS] text [SEP]`` (``[CLS] text [SEP] pair [SEP]`` with a pair) within its
+        512 positions: a longer ``text`` loses its MIDDLE (head and tail kept), never its end,
+        and the pair (an action) is kept whole (when it alone is over half the room, its head).
+        """
         if self.is_causal:
-            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return list(
-            self.tokenizer(text, add_special_tokens=True, truncation=True, max_length=512)[
-                "input_ids"
-            ]
-        )
+            return list(self.tokenizer(text + (pair or ""), add_special_tokens=False)["input_ids"])
+        return self._encoder_inputs(text, pair)[0]
+
+    def _encoder_inputs(self, text: str, pair: str | None = None) -> tuple[list[int], list[int]]:
+        """``(input_ids, token_type_ids)`` of an encoder input (see :meth:`encode_text`)."""
+        tok = self.tokenizer
+        a = list(tok(text, add_special_tokens=False)["input_ids"])
+        b = None if pair is None else list(tok(pair, add_special_tokens=False)["input_ids"])
+        room = min(512, self.max_length) - (2 if b is None else 3)
+        if b is not None:
+            b = b[: max(room // 2, room - len(a))]
+            room -= len(b)
+        if len(a) > room:
+            head = (room + 1) // 2
+            a = a[:head] + (a[len(a) - (room - head) :] if room > head else [])
+        cls, sep = int(tok.cls_token_id), int(tok.sep_token_id)
+        ids = [cls, *a, sep]
+        types = [0] * len(ids)
+        if b is not None:
+            ids += [*b, sep]
+            types += [1] * (len(b) + 1)
+        return ids, types
 
     def _completion_ids(self, completion: str | Sequence[int], add_eos: bool) -> list[int]:
+        """Text gets the end-of-turn token when ``add_eos``; token ids are used as given (a
+        generation cut before its end-of-turn token must not be scored on one)."""
         if isinstance(completion, str):
             ids = list(self.tokenizer(completion, add_special_tokens=False)["input_ids"])
-        else:
-            ids = [int(t) for t in completion]
-        if add_eos and self.eos_id is not None and (not ids or ids[-1] != self.eos_id):
-            ids.append(int(self.eos_id))
-        return ids
+            if add_eos and self.eos_id is not None and (not ids or ids[-1] != self.eos_id):
+                ids.append(int(self.eos_id))
+            return ids
+        return [int(t) for t in completion]
 
     # ------------------------------------------------------------------ generation
 
@@ -260,12 +318,21 @@ class Backbone:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        stop_strings: Sequence[str] = (),
     ) -> list[Generation]:
         """Sample (``temperature > 0``) or decode greedily (``temperature == 0``) a completion per
         prompt; prompts are left-padded in one batch. ``seed`` makes sampling reproducible without
-        touching the global RNG state."""
+        touching the global RNG state.
+
+        Sampling draws each token from ``softmax(logits / temperature)`` (``top_k`` off; with
+        ``top_p`` = 1, the default, nothing else), so ``sequence_logprobs(..., temperature=T)``
+        of the returned ids is the log-probability of what was drawn. Generation of a row ends at
+        the end-of-turn token (``finished``), at ``max_new_tokens``, or at the first token whose
+        text completes one of ``stop_strings`` (``stop``; that token is the last of
+        ``token_ids``, and ``text`` is cut just before the stop string).
+        """
         self._require_causal("generate")
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, StoppingCriteriaList
 
         if not prompts:
             return []
@@ -284,6 +351,10 @@ class Backbone:
         if sample:
             gen_kwargs.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
         gcfg = GenerationConfig(**gen_kwargs)
+        stops = [str(x) for x in stop_strings if x]
+        criteria = None
+        if stops:
+            criteria = StoppingCriteriaList([_StopOnStrings(self.tokenizer, stops, ids.shape[1])])
         was_training = self.model.training
         self.model.eval()
         try:
@@ -291,7 +362,10 @@ class Backbone:
                 if seed is not None:
                     torch.manual_seed(seed)
                 out = self.model.generate(
-                    input_ids=ids, attention_mask=mask, generation_config=gcfg
+                    input_ids=ids,
+                    attention_mask=mask,
+                    generation_config=gcfg,
+                    stopping_criteria=criteria,
                 )
         finally:
             self.model.train(was_training)
@@ -300,13 +374,20 @@ class Backbone:
         for row in new:
             toks: list[int] = []
             finished = False
+            stop = None
             for t in row:
                 toks.append(int(t))
                 if self.eos_id is not None and t == self.eos_id:
                     finished = True
                     break
+                if stops:
+                    stop = _first_stop(self.tokenizer.decode(toks, skip_special_tokens=True), stops)
+                    if stop is not None:
+                        break
             text = self.tokenizer.decode(toks, skip_special_tokens=True)
-            gens.append(Generation(text=text, token_ids=toks, finished=finished))
+            if stop is not None:
+                text = text[: _stop_at(text, stops)]
+            gens.append(Generation(text=text, token_ids=toks, finished=finished, stop=stop))
         return gens
 
     def generate(
@@ -316,12 +397,13 @@ class Backbone:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        stop_strings: Sequence[str] = (),
     ) -> list[str]:
         """Completions as text (see :meth:`generate_with_ids` for the token ids)."""
-        return [
-            g.text
-            for g in self.generate_with_ids(prompts, max_new_tokens, temperature, top_p, seed)
-        ]
+        gens = self.generate_with_ids(
+            prompts, max_new_tokens, temperature, top_p, seed, stop_strings=stop_strings
+        )
+        return [g.text for g in gens]
 
     # ------------------------------------------------------------------ log-probabilities
 
@@ -334,17 +416,24 @@ class Backbone:
         entropies: bool = False,
         feature_layers: Sequence[int] | None = None,
         last_k: int = 10,
+        temperature: float = 1.0,
     ) -> SequenceScores:
         """Log-probabilities of each completion's tokens given its prompt, in ONE forward pass.
 
         Prompt and completion are tokenised separately and concatenated (a completion may also
-        be given as token ids, e.g. from :meth:`generate_with_ids`); the batch is right-padded
-        and padding is masked out, so a sequence scores the same alone or in a batch. Optionally
-        also returns token entropies (detached) and, for POISE-style probes, the hidden states of
+        be given as token ids, e.g. from :meth:`generate_with_ids`: those are scored as given,
+        ``add_eos`` applies to text only); the batch is right-padded and padding is masked out,
+        so a sequence scores the same alone or in a batch. ``temperature`` scores under
+        ``softmax(logits / temperature)``, the distribution :meth:`generate_with_ids` samples
+        from at that temperature. Always returns ``prompt_states`` (the last layer at each
+        prompt's last token: a value head's input, from this same pass). Optionally also returns
+        token entropies (detached) and, for POISE-style probes, the hidden states of
         ``feature_layers`` averaged over the last ``last_k`` prompt tokens and the last ``last_k``
         completion tokens.
         """
         self._require_causal("sequence_logprobs")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 to score tokens, not {temperature}")
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         if not prompts:
@@ -367,9 +456,10 @@ class Backbone:
         token_lps: list[torch.Tensor] = []
         token_ents: list[torch.Tensor] = []
         if rows:
-            logp_all = F.log_softmax(
-                self.model.get_output_embeddings()(torch.cat(rows)).float(), -1
-            )
+            logits = self.model.get_output_embeddings()(torch.cat(rows)).float()
+            if temperature != 1.0:
+                logits = logits / temperature
+            logp_all = F.log_softmax(logits, -1)
             targets = torch.tensor([t for c in c_ids for t in c], device=logp_all.device)
             lp_all = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
             if entropies:
@@ -383,6 +473,9 @@ class Backbone:
             offset += n
         sums = torch.stack([t.sum() for t in token_lps])
         scores = SequenceScores(token_lps, sums, token_ents if entropies else None)
+        scores.prompt_states = _gather_pos(
+            out.last_hidden_state.unsqueeze(1), [len(p) - 1 for p in p_ids]
+        )[:, 0]
         if want_hidden:
             hs = torch.stack([out.hidden_states[k] for k in feature_layers], dim=1)  # B,L,T,H
             plen = [len(p) for p in p_ids]
@@ -399,10 +492,12 @@ class Backbone:
         completions: Sequence[str | Sequence[int]],
         *,
         add_eos: bool = False,
+        temperature: float = 1.0,
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``(per-token log-probs per sequence, their sums (batch,))`` of each completion given
-        its prompt. Differentiable unless called under ``torch.no_grad()``."""
-        s = self.score_sequences(prompts, completions, add_eos=add_eos)
+        its prompt (at ``temperature``, see :meth:`score_sequences`). Differentiable unless
+        called under ``torch.no_grad()``."""
+        s = self.score_sequences(prompts, completions, add_eos=add_eos, temperature=temperature)
         return s.token_logprobs, s.sums
 
     def score_candidates(
@@ -420,17 +515,36 @@ class Backbone:
         values equal ``sequence_logprobs([prompt] * n, candidates)[1]``. ``normalize="mean"``
         divides by each candidate's token count (length-normalised choice). Differentiable.
         """
+        return self.score_candidates_and_state(
+            prompt, candidates, add_eos=add_eos, normalize=normalize
+        )[0]
+
+    def score_candidates_and_state(
+        self,
+        prompt: str,
+        candidates: Sequence[str | Sequence[int]],
+        *,
+        add_eos: bool = False,
+        normalize: Literal["sum", "mean"] = "sum",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scores (n,), state (hidden,))``: :meth:`score_candidates`, and the last layer's
+        hidden state at the prompt's last token (the prompt boundary) from the SAME forward pass,
+        for a value head (:class:`ValueHead`) to read. Differentiable."""
         self._require_causal("score_candidates")
-        if not candidates:
-            return torch.zeros(0, device=self.device)
         p = self.encode_text(prompt)
         if not p:
             raise ValueError("score_candidates: the prompt needs at least one token")
+        p_ids = torch.tensor([p], device=self.device)
+        # The decoder, then the LM head at the last position only: what the causal-LM forward
+        # does with logits_to_keep=1, with the hidden state kept.
+        out = self.model.get_decoder()(input_ids=p_ids, use_cache=bool(candidates))
+        state = out.last_hidden_state[0, -1]
+        if not candidates:
+            return torch.zeros(0, device=self.device), state
         c_ids = [self._completion_ids(c, add_eos) for c in candidates]
         n = len(c_ids)
-        p_ids = torch.tensor([p], device=self.device)
-        out = self.model(input_ids=p_ids, use_cache=True, logits_to_keep=1)
-        first = F.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,)
+        first_logits = self.model.get_output_embeddings()(out.last_hidden_state[:, -1:])
+        first = F.log_softmax(first_logits[0, -1].float(), dim=-1)  # (V,)
         cache = _output_cache(out)
         width = max(len(c) for c in c_ids)
         rest_lp = None
@@ -462,7 +576,7 @@ class Backbone:
             if normalize == "mean":
                 lp = lp / len(c)
             totals.append(lp)
-        return torch.stack(totals)
+        return torch.stack(totals), state
 
     # ------------------------------------------------------------------ hidden states
 
@@ -474,6 +588,7 @@ class Backbone:
         *,
         last_k: int = 10,
         batch_size: int | None = None,
+        pairs: Sequence[str] | None = None,
     ) -> torch.Tensor:
         """Hidden states of ``layers`` at one position per text, shape (batch, len(layers), H).
 
@@ -481,9 +596,14 @@ class Backbone:
         boundary), ``"first"`` (BERT's [CLS]), ``"mean"`` (mean over real tokens),
         ``"last_k"`` (mean over the last ``last_k`` real tokens: POISE), or one int index per
         text (negative counts from that text's last real token, -1 being the last).
+        ``pairs``: one second segment per text (an encoder reads ``[CLS] text [SEP] pair
+        [SEP]`` with token type 1 on the pair; see :meth:`encode_text` for the cut). A causal
+        text longer than the model's positions keeps its end.
         """
         if not texts:
             return torch.zeros(0, len(layers), self.hidden_size, device=self.device)
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"{len(pairs)} pairs for {len(texts)} texts")
         if batch_size and len(texts) > batch_size:
             chunks = []
             for a in range(0, len(texts), batch_size):
@@ -491,19 +611,34 @@ class Backbone:
                 if not isinstance(positions, str):
                     pos = list(positions)[a : a + batch_size]
                 chunks.append(
-                    self.hidden_states(texts[a : a + batch_size], layers, pos, last_k=last_k)
+                    self.hidden_states(
+                        texts[a : a + batch_size],
+                        layers,
+                        pos,
+                        last_k=last_k,
+                        pairs=None if pairs is None else pairs[a : a + batch_size],
+                    )
                 )
             return torch.cat(chunks)
-        seqs = [self.encode_text(t) for t in texts]
+        pair_list: list[str | None] = [None] * len(texts) if pairs is None else list(pairs)
+        types = None
+        if self.is_causal:
+            seqs = [self.encode_text(t, q) for t, q in zip(texts, pair_list, strict=True)]
+            seqs = [s[-self.max_length :] for s in seqs]
+        else:
+            enc = [self._encoder_inputs(t, q) for t, q in zip(texts, pair_list, strict=True)]
+            seqs = [e[0] for e in enc]
+            if pairs is not None:
+                types = _pad([e[1] for e in enc], 0, "right", self.device)[0]
         if any(not s for s in seqs):
             raise ValueError("hidden_states: every text needs at least one token")
-        if self.is_causal:
-            seqs = [s[-self.max_length :] for s in seqs]
         ids, mask = _pad(seqs, self.pad_id, "right", self.device)
         kwargs = dict(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         if self.is_causal:
             out = self.model.model(**kwargs, use_cache=False)
         else:
+            if types is not None:
+                kwargs["token_type_ids"] = types
             out = self.model(**kwargs)
         hs = torch.stack([out.hidden_states[k] for k in layers], dim=1)  # (B, L, T, H)
         lens = [len(s) for s in seqs]
@@ -538,13 +673,22 @@ class Backbone:
         self,
         texts: Sequence[str],
         head: ValueHead,
-        position: Positions = "last",
+        position: Positions | None = None,
         *,
         layer: int = -1,
         last_k: int = 10,
+        pairs: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """``head`` applied to the hidden state of ``layer`` at ``position``: shape (batch,)."""
-        h = self.hidden_states(texts, [layer], position, last_k=last_k)[:, 0]
+        """``head`` applied to the hidden state of ``layer`` at ``position``: shape (batch,).
+
+        ``position`` defaults to the prompt boundary (``"last"``) of a causal LM and to [CLS]
+        (``"first"``) of an encoder. This is a forward pass of its own: a policy that scores
+        candidates reads its value from that pass instead
+        (:meth:`score_candidates_and_state`, :attr:`SequenceScores.prompt_states`).
+        """
+        if position is None:
+            position = "last" if self.is_causal else "first"
+        h = self.hidden_states(texts, [layer], position, last_k=last_k, pairs=pairs)[:, 0]
         p = next(head.parameters())
         return head(h.to(dtype=p.dtype, device=p.device))
 
@@ -582,6 +726,35 @@ class Backbone:
 
 def check_fingerprint(backbone: Backbone, fingerprint: dict) -> None:
     backbone.check_fingerprint(fingerprint)
+
+
+def _stop_at(text: str, stops: Sequence[str]) -> int:
+    """Where the earliest stop string starts in ``text`` (``len(text)`` when none does)."""
+    found = [i for i in (text.find(x) for x in stops) if i >= 0]
+    return min(found) if found else len(text)
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> str | None:
+    """The stop string occurring earliest in ``text``, or None."""
+    hits = [(i, x) for x in stops if (i := text.find(x)) >= 0]
+    return min(hits)[1] if hits else None
+
+
+class _StopOnStrings:
+    """A transformers stopping criterion: a row is done once its new text holds a stop string."""
+
+    def __init__(self, tokenizer, stops: Sequence[str], prompt_width: int):
+        self.tokenizer = tokenizer
+        self.stops = list(stops)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        rows = input_ids[:, self.prompt_width :].tolist()
+        done = [
+            _first_stop(self.tokenizer.decode(r, skip_special_tokens=True), self.stops) is not None
+            for r in rows
+        ]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def _cache_kwarg(model: nn.Module) -> str:

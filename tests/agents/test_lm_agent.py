@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 
 import webgym  # noqa: F401  (registers the environments)
 from agents import make_agent
-from agents.lm_agent import LMAgent, LMPolicy, PromptConfig, build_prompt
-from agents.models import BackboneMismatch, load_backbone
+from agents.lm_agent import LEGACY_SYSTEM_PROMPT, LMAgent, LMPolicy, PromptConfig, build_prompt
+from agents.models import BackboneMismatch, Generation, load_backbone
+from agents.observation import product_header, result_products
 from webgym.actions import parse_action
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -72,7 +74,8 @@ def test_prompt_keeps_goal_and_actions_under_a_tiny_budget(policy, pages, field,
     assert "tokens cut ...]" in prompt
     assert prompt.rstrip().endswith("<|im_start|>assistant")
     if truncate == "middle":  # the page's head and its tail both survive
-        assert "Back to Search" in prompt and "lorem ipsum" in prompt
+        head = "Back to Search [SEP]" if field == "text" else "RootWebArea 'Results for"
+        assert head in prompt and "lorem ipsum" in prompt
 
 
 def test_prompt_respects_the_model_positions(policy, pages):
@@ -114,8 +117,9 @@ def test_choice_mode_returns_a_candidate(policy, pages, page):
     for _ in range(3):
         d = policy.decide(obs, mode="choice", temperature=1.0, rng=rng)
         assert d.action in d.candidates
-        assert d.logprobs is not None and d.logprobs.shape == (len(d.candidates),)
-        assert torch.all(d.logprobs <= 0)
+        assert d.scores is not None and d.scores.shape == (len(d.candidates),)
+        assert torch.all(d.scores <= 0)
+        assert d.logprob is not None and d.logprob <= 0
 
 
 def test_choice_scores_equal_action_logprobs(policy, pages):
@@ -123,7 +127,7 @@ def test_choice_scores_equal_action_logprobs(policy, pages):
     d = policy.decide(obs, mode="choice", temperature=0.0)
     with torch.no_grad():
         ref = policy.action_logprobs([d.prompt] * len(d.candidates), d.candidates)
-    torch.testing.assert_close(d.logprobs, ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(d.scores, ref, atol=1e-4, rtol=1e-4)
     assert d.index == int(torch.argmax(ref))
 
 
@@ -176,7 +180,7 @@ def test_action_logprobs_differentiable_and_sum_of_tokens(policy, pages):
 
 def test_save_load_round_trip(policy, checkpoint, pages):
     info = json.loads((checkpoint / "policy.json").read_text())
-    assert info["backbone"] == "tiny-lm" and info["format_version"] == 1
+    assert info["backbone"] == "tiny-lm" and info["format_version"] == 2
     assert info["fingerprint"] == policy.backbone.checkpoint_fingerprint()
     assert info["metadata"]["note"] == "untrained"
     # A different init proves the weights come from the file, not from the seed.
@@ -259,3 +263,267 @@ def test_act_batch_matches_act(policy, pages):
     assert agent.act_batch(obs) == [agent.act(o) for o in obs]
     chooser = LMAgent(policy=policy, mode="choice", temperature=0.0)
     assert chooser.act_batch(obs) == [chooser.act(o) for o in obs]
+
+
+# ---- the shopper prompt ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chosen_option(env):
+    """An item page after choosing its first option."""
+    obs, _ = env.reset(seed=0)
+    results, *_ = env.step(f"search[{obs['goal'].split(', and price')[0]}]")
+    env.step(next(a for a in results["available_actions"] if "item_" in a))
+    item, *_ = env.step("click('opt_0_0')")
+    return item
+
+
+def test_shopper_prompt_labels_products_with_title_and_price(policy, pages):
+    obs = pages["results"]
+    products = result_products(obs)
+    assert len(products) == sum("item_" in a for a in obs["available_actions"]) > 0
+    prompt = build_prompt(obs, policy.backbone, PromptConfig(max_prompt_tokens=512))
+    for p in products:
+        assert f"click('{p.bid}') # {p.title} | {p.price}" in prompt
+    assert "click('back_to_search')\n" in prompt  # its name says nothing its id does not
+    # The actions come before the page text, which is what gets cut.
+    assert prompt.index("Available actions:") < prompt.index("Page:")
+
+
+def test_shopper_prompt_item_page_header_and_selected_option(policy, chosen_option):
+    prompt = build_prompt(chosen_option, policy.backbone, PromptConfig(max_prompt_tokens=256))
+    header = product_header(chosen_option)
+    assert header is not None and header.price
+    assert f"Product: {header.title}\nPrice: {header.price}" in prompt
+    assert len(policy.backbone.encode_text(prompt)) <= 256
+    roomy = build_prompt(chosen_option, policy.backbone, PromptConfig(max_prompt_tokens=1024))
+    assert re.search(r"click\('opt_0_0'\) # \w[^\n]*: [^\n]+ \(selected\)\n", roomy)
+    other = next(x for x in roomy.splitlines() if x.startswith("click('opt_0_1') # "))
+    assert not other.endswith("(selected)")
+
+
+def test_shopper_prompt_shortens_titles_but_keeps_every_price(policy, pages):
+    obs = pages["results"]
+    prompt = build_prompt(obs, policy.backbone, PromptConfig(max_prompt_tokens=384))
+    assert len(policy.backbone.encode_text(prompt)) <= 384
+    assert "Page:" not in prompt  # the page text goes first
+    for p in result_products(obs):
+        line = next(x for x in prompt.splitlines() if x.startswith(f"click('{p.bid}')"))
+        assert line.endswith(f" | {p.price}")
+        shown = line.split(" # ", 1)[1].removesuffix(f" | {p.price}")
+        # Whole, or its tail of whole words after an ellipsis.
+        assert shown == p.title or (shown.startswith("… ") and p.title.endswith(shown[2:]))
+    for action in obs["available_actions"]:
+        assert action in prompt
+
+
+def test_format_one_prompt_config_keeps_its_layout():
+    old = {"max_prompt_tokens": 384, "page_field": "text", "system_prompt": LEGACY_SYSTEM_PROMPT}
+    assert PromptConfig.from_dict(old).layout == "page-first"
+    assert PromptConfig.from_dict({**old, "layout": "shopper"}).layout == "shopper"
+    assert PromptConfig().layout == "shopper"
+    with pytest.raises(ValueError, match="layout"):
+        PromptConfig(layout="sideways")
+
+
+# ---- the probability of what was done -----------------------------------------------------
+
+
+def _manual_query_logprob(policy, prompt, ids, temperature):
+    """sum_j log softmax(logits / T)[q_j] from one plain forward pass of the whole model."""
+    bb = policy.backbone
+    context = bb.encode_text(prompt + "search[")
+    with torch.no_grad():
+        logits = bb.model(input_ids=torch.tensor([context + list(ids)])).logits[0].float()
+    logp = torch.log_softmax(logits / temperature, -1)
+    return float(sum(logp[len(context) - 1 + j, t] for j, t in enumerate(ids)))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_choice_logprob_is_the_acting_softmax_and_recomputes(policy, pages, temperature):
+    rng = np.random.default_rng(3)
+    ds = policy.decide_batch(
+        [pages["results"], pages["item"]], mode="choice", temperature=temperature, rng=rng
+    )
+    for d in ds:
+        expect = torch.log_softmax(d.scores / temperature, 0)[d.index]
+        assert d.logprob == pytest.approx(float(expect), abs=1e-6)
+        assert d.temperature == temperature and d.query_ids is None
+        assert d.logprobs is d.scores  # the old name of the candidates' scores
+    lp = policy.decision_logprobs(
+        [d.prompt for d in ds], [d.candidates for d in ds], [d.index for d in ds], temperature
+    )
+    assert lp.requires_grad
+    torch.testing.assert_close(
+        lp.detach(), torch.tensor([d.logprob for d in ds]), atol=1e-5, rtol=0
+    )
+    by_name = policy.decision_logprobs(
+        [d.prompt for d in ds], [d.candidates for d in ds], [d.action for d in ds], temperature
+    )
+    torch.testing.assert_close(by_name.detach(), lp.detach(), atol=0, rtol=0)
+    policy.model.zero_grad(set_to_none=True)
+    lp.sum().backward()
+    assert policy.model.get_input_embeddings().weight.grad is not None
+    policy.model.zero_grad(set_to_none=True)
+
+
+def test_greedy_choice_is_a_point_mass(policy, pages):
+    d = policy.decide(pages["item"], mode="choice", temperature=0.0)
+    assert d.logprob == 0.0 and d.index == int(torch.argmax(d.scores))
+    with pytest.raises(ValueError, match="temperature"):
+        policy.decision_logprobs([d.prompt], [d.candidates], [d.index], 0.0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_chosen_search_adds_its_query_logprob(policy, pages, monkeypatch, temperature):
+    bb = policy.backbone
+    plain = bb.score_candidates_and_state
+
+    def favour_search(prompt, candidates, **kw):  # makes the search the likely choice
+        scores, state = plain(prompt, candidates, **kw)
+        bonus = torch.tensor([1000.0 if c.startswith("search[") else 0.0 for c in candidates])
+        return scores + bonus, state
+
+    monkeypatch.setattr(bb, "score_candidates_and_state", favour_search)
+    obs = pages["search"]
+    d = policy.decide(obs, mode="choice", temperature=temperature, rng=np.random.default_rng(0))
+    assert d.action.startswith("search[") and d.query_ids
+    choice = float(torch.log_softmax(d.scores / temperature, 0)[d.index])
+    manual = _manual_query_logprob(policy, d.prompt, d.query_ids, temperature)
+    assert d.query_logprob == pytest.approx(manual, abs=1e-4)
+    assert d.logprob == pytest.approx(choice + d.query_logprob, abs=1e-6)
+    assert d.query_logprob < 0
+    again = policy.decision_logprobs(
+        [d.prompt], [d.candidates], [d.index], temperature, query_ids=[d.query_ids]
+    )
+    assert float(again[0]) == pytest.approx(d.logprob, abs=1e-5)
+    # Choosing the listed click instead leaves the query's probability out.
+    click = d.candidates.index("click('search_button')")
+    other = policy.decision_logprobs(
+        [d.prompt], [d.candidates], [click], temperature, query_ids=[d.query_ids]
+    )
+    expect = float(torch.log_softmax(d.scores / temperature, 0)[click])
+    assert float(other[0]) == pytest.approx(expect, abs=1e-5)
+
+
+def test_generate_logprob_is_the_sampled_tokens(policy, pages):
+    d = policy.decide(pages["item"], mode="generate", temperature=1.0, seed=4)
+    assert d.token_ids and len(d.token_ids) <= policy.max_new_tokens
+    with torch.no_grad():
+        toks, sums = policy.backbone.sequence_logprobs([d.prompt], [d.token_ids])
+    assert toks[0].shape == (len(d.token_ids),)  # no end-of-turn token added
+    assert d.logprob == pytest.approx(float(sums[0]), abs=1e-5)
+    ev = policy.evaluate_decisions([d])
+    assert float(ev.logprobs[0]) == pytest.approx(d.logprob, abs=1e-5) and ev.values is None
+    assert policy.decide(pages["item"], mode="generate", temperature=0.0).logprob == 0.0
+
+
+def test_add_eos_is_never_scored_on_token_ids(policy, pages):
+    prompt = policy.prompt(pages["item"])
+    ids = policy.backbone.encode_text("click('buy")  # a generation cut at max_new_tokens
+    assert policy.add_eos
+    toks = policy.token_logprobs([prompt, prompt], [ids, "click('buy_now')"])
+    assert toks[0].shape == (len(ids),)
+    assert toks[1].shape == (len(policy.backbone.encode_text("click('buy_now')")) + 1,)
+
+
+def test_query_stops_at_the_bracket_and_placeholder_falls_back(policy, pages, monkeypatch):
+    assert LMPolicy.clean_query("<query>]  # type <query> into the box") == ""
+    assert LMPolicy.clean_query(" red  shoes] and more") == "red shoes"
+    assert LMPolicy.clean_query("<query> red shoes]") == "red shoes"
+    assert LMPolicy.clean_query("...]") == ""
+    seen = {}
+    bb = policy.backbone
+    ids = bb.encode_text("<query>]")
+
+    def copycat(prompts, **kw):
+        seen.update(kw)
+        return [Generation("<query>", ids, False, "]") for _ in prompts]
+
+    monkeypatch.setattr(bb, "generate_with_ids", copycat)
+    before = policy.stats["fallback_queries"]
+    cands = policy.candidates(pages["search"])
+    assert "]" in seen["stop_strings"]
+    goal = pages["search"]["goal"].split(", and price")[0]
+    assert cands[-1] == f"search[{goal}]"
+    assert policy.stats["fallback_queries"] == before + 1
+
+
+# ---- the value head -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def valued():
+    policy = LMPolicy(
+        load_backbone("tiny-lm", seed=2), PromptConfig(max_prompt_tokens=384), max_new_tokens=8
+    )
+    head = policy.add_value_head(mlp_hidden=16)
+    with torch.no_grad():  # a head that does not output zeros
+        for p in head.parameters():
+            p.copy_(torch.linspace(-0.5, 0.5, p.numel()).reshape(p.shape))
+    return policy
+
+
+def test_value_comes_from_the_scoring_pass(valued, pages):
+    obs = [pages["results"], pages["item"], pages["search"]]
+    ds = valued.decide_batch(obs, mode="choice", temperature=1.0, rng=np.random.default_rng(1))
+    with torch.no_grad():
+        separate = valued.values([d.prompt for d in ds])
+    for d, v in zip(ds, separate.tolist(), strict=True):
+        assert d.value is not None and d.value == pytest.approx(v, abs=1e-5)
+    ev = valued.evaluate_decisions(ds)
+    assert ev.values.requires_grad and ev.logprobs.requires_grad
+    torch.testing.assert_close(
+        ev.values.detach(), torch.tensor([d.value for d in ds]), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        ev.logprobs.detach(), torch.tensor([d.logprob for d in ds]), atol=1e-5, rtol=0
+    )
+    assert torch.all(ev.entropies >= 0)
+    gen = valued.decide(pages["item"], mode="generate", temperature=0.0)
+    assert gen.value == pytest.approx(float(separate[1]), abs=1e-5)
+    # The head trains with the policy: its parameters are among the policy's.
+    assert any(p is next(valued.value_head.parameters()) for p in valued.parameters())
+
+
+def test_value_head_checkpoint_round_trip(valued, pages, tmp_path):
+    valued.save(tmp_path / "v")
+    info = json.loads((tmp_path / "v" / "policy.json").read_text())
+    assert info["value_head"]["fingerprint"] == valued.backbone.checkpoint_fingerprint()
+    loaded = LMPolicy.load(tmp_path / "v")
+    prompts = [valued.prompt(pages["item"]), valued.prompt(pages["results"])]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.values(prompts), valued.values(prompts), atol=0, rtol=0)
+    # A head recorded for another backbone is refused, like the weights.
+    bad = json.loads(json.dumps(info))
+    bad["value_head"]["fingerprint"]["config_hash"] = "0" * 16
+    (tmp_path / "v" / "policy.json").write_text(json.dumps(bad))
+    with pytest.raises(BackboneMismatch, match="value head"):
+        LMPolicy.load(tmp_path / "v")
+    bad["value_head"] = dict(
+        info["value_head"], config={**info["value_head"]["config"], "hidden_size": 8}
+    )
+    (tmp_path / "v" / "policy.json").write_text(json.dumps(bad))
+    with pytest.raises(BackboneMismatch, match="features"):
+        LMPolicy.load(tmp_path / "v")
+    # Saving without a head removes a stale head file.
+    LMPolicy(valued.backbone, valued.config).save(tmp_path / "v")
+    assert not (tmp_path / "v" / "value_head.safetensors").exists()
+    assert LMPolicy.load(tmp_path / "v").value_head is None
+
+
+def test_format_one_checkpoint_loads_without_a_head(checkpoint, tmp_path, pages):
+    """A checkpoint written before format 2 (the recorded bc run's): no head, page-first."""
+    info = json.loads((checkpoint / "policy.json").read_text())
+    info["format_version"] = 1
+    info.pop("value_head", None)
+    info["prompt_config"].pop("layout")
+    info["prompt_config"]["system_prompt"] = LEGACY_SYSTEM_PROMPT
+    (tmp_path / "policy.json").write_text(json.dumps(info))
+    (tmp_path / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes())
+    old = LMPolicy.load(tmp_path)
+    assert old.value_head is None and old.config.layout == "page-first"
+    prompt = old.prompt(pages["results"])
+    assert prompt.index("Page:") < prompt.index("Available actions:")
+    assert "# link 'Back to Search'" in prompt
+    assert old.act(pages["results"], temperature=0.0) in pages["results"]["available_actions"]

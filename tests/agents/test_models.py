@@ -240,3 +240,146 @@ def test_missing_cache_names_the_fetch_command(tmp_path, monkeypatch):
 def test_unknown_backbone():
     with pytest.raises(KeyError, match="tiny-lm"):
         load_backbone("gpt-17")
+
+
+# ---- stop strings, temperature, token ids --------------------------------------------------
+
+
+def test_generation_stops_at_a_stop_string(lm, prompt):
+    # Seeded sampling (the random model's greedy text is all newlines); a stop draws nothing.
+    kw = dict(max_new_tokens=12, temperature=1.0, seed=1)
+    full = lm.generate_with_ids([prompt], **kw)[0]
+    tok = lm.tokenizer
+    for k in range(2, len(full.token_ids)):  # a character first seen in token k
+        before = tok.decode(full.token_ids[: k - 1], skip_special_tokens=True)
+        upto = tok.decode(full.token_ids[:k], skip_special_tokens=True)
+        new = [c for c in upto[len(before) :] if c.strip() and c not in before]
+        if upto.startswith(before) and new:
+            break
+    else:
+        pytest.skip("the greedy generation offers no fresh character to stop at")
+    stop = new[0]
+    g = lm.generate_with_ids([prompt], **kw, stop_strings=[stop])[0]
+    assert g.token_ids == full.token_ids[:k]
+    assert g.stop == stop and not g.finished
+    assert g.text == upto[: upto.index(stop)]
+    assert lm.generate([prompt], **kw, stop_strings=["\x00"]) == [full.text]
+    # In a batch each row stops on its own; the others run on.
+    prompts = [prompt, lm.render_prompt(user="hello there"), lm.render_prompt(user="a b c")]
+    rows = lm.generate_with_ids(prompts, **kw)
+    stopped = lm.generate_with_ids(prompts, **kw, stop_strings=[stop])
+    for row, st in zip(rows, stopped, strict=True):
+        k = next(
+            (
+                j
+                for j in range(1, len(row.token_ids) + 1)
+                if stop in tok.decode(row.token_ids[:j], skip_special_tokens=True)
+            ),
+            None,
+        )
+        assert st.token_ids == (row.token_ids if k is None else row.token_ids[:k])
+        assert st.stop == (None if k is None else stop)
+
+
+def test_token_ids_are_scored_as_given(lm, prompt):
+    ids = lm.encode_text("click('buy")
+    with torch.no_grad():
+        as_ids, _ = lm.sequence_logprobs([prompt], [ids], add_eos=True)
+        as_text, _ = lm.sequence_logprobs([prompt], ["click('buy"], add_eos=True)
+    assert as_ids[0].shape == (len(ids),)
+    assert as_text[0].shape == (len(ids) + 1,)  # text gets the end-of-turn token
+    torch.testing.assert_close(as_ids[0], as_text[0][:-1], atol=1e-5, rtol=0)
+
+
+def test_sequence_logprobs_at_a_temperature(lm, prompt):
+    completion = "click[Buy Now]"
+    with torch.no_grad():
+        lps, _ = lm.sequence_logprobs([prompt], [completion], temperature=0.5)
+        p = lm.encode_text(prompt)
+        c = lm.tokenizer(completion, add_special_tokens=False)["input_ids"]
+        logits = lm.model(input_ids=torch.tensor([p + c])).logits[0].float()
+        logp = F.log_softmax(logits / 0.5, -1)
+        manual = torch.stack([logp[len(p) - 1 + j, t] for j, t in enumerate(c)])
+    torch.testing.assert_close(lps[0], manual, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        lm.sequence_logprobs([prompt], [completion], temperature=0)
+
+
+def test_score_candidates_and_state_one_pass(lm, prompt):
+    cands = ["click[Buy Now]", "search[red shoes]", "x"]
+    with torch.no_grad():
+        scores, state = lm.score_candidates_and_state(prompt, cands)
+        alone = lm.score_candidates(prompt, cands)
+        boundary = lm.hidden_states([prompt], [-1], "last")[0, 0]
+        seq = lm.score_sequences([prompt], ["x"])
+    assert state.shape == (lm.hidden_size,)
+    torch.testing.assert_close(scores, alone, atol=0, rtol=0)
+    torch.testing.assert_close(state, boundary, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(seq.prompt_states[0], boundary, atol=1e-5, rtol=1e-5)
+    empty, state2 = lm.score_candidates_and_state(prompt, [])
+    assert empty.shape == (0,)
+    torch.testing.assert_close(state2.detach(), state, atol=1e-6, rtol=0)
+
+
+# ---- the encoder: [CLS] and the kept end -----------------------------------------------------
+
+
+def test_encoder_keeps_the_end_and_reads_cls(enc):
+    long_state = "page words " * 600
+    ids = enc.encode_text(long_state + " click buy now")
+    assert len(ids) == 512 and ids[0] == enc.tokenizer.cls_token_id
+    tail = enc.tokenizer("click buy now", add_special_tokens=False)["input_ids"]
+    assert ids[-len(tail) - 1 : -1] == tail  # the action placed last survives
+    head = enc.tokenizer("page words", add_special_tokens=False)["input_ids"]
+    assert ids[1 : 1 + len(head)] == head  # and so does the text's head
+    pair = enc.encode_text(long_state, pair="click buy now")
+    assert len(pair) == 512 and pair[-len(tail) - 1 : -1] == tail
+    short = enc.encode_text("red shoes", pair="click buy now")
+    assert short == enc.tokenizer("red shoes", "click buy now")["input_ids"]
+    head_v = ValueHead(enc.hidden_size)
+    with torch.no_grad():
+        v = enc.values(["red shoes", "a blue hat"], head_v)
+        cls = head_v(enc.hidden_states(["red shoes", "a blue hat"], [-1], "first")[:, 0])
+        with_pair = enc.hidden_states(["red shoes"], [-1], "first", pairs=["click buy now"])
+        manual = enc.tokenizer("red shoes", "click buy now", return_tensors="pt")
+        ref = enc.model(**manual).last_hidden_state[:, 0]
+    torch.testing.assert_close(v, cls, atol=0, rtol=0)
+    torch.testing.assert_close(with_pair[:, 0], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_value_head_config_round_trip():
+    head = ValueHead(64, mlp_hidden=16, dropout=0.1)
+    again = ValueHead.from_config(head.config())
+    assert again.config() == {"hidden_size": 64, "mlp_hidden": 16, "dropout": 0.1}
+    again.load_state_dict(head.state_dict())
+    assert set(ValueHead(64).state_dict()) == {"net.1.weight", "net.1.bias"}
+
+
+# ---- threads --------------------------------------------------------------------------------
+
+
+def test_thread_rule(monkeypatch):
+    from agents.models import threads
+
+    assert threads.usable_cores() >= 1
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    assert threads.torch_threads_for() == 8  # one process: every usable core
+    assert threads.torch_threads_for(None, workers=2) == 4
+    assert threads.torch_threads_for(0, workers=16) == 1  # never below one
+    assert threads.torch_threads_for(3, workers=4) == 3  # explicit wins
+    monkeypatch.setenv(threads.ENV_VAR, "2")
+    assert threads.torch_threads_for(None, workers=1) == 2
+    assert threads.torch_threads_for(5) == 5
+    monkeypatch.setenv(threads.ENV_VAR, "many")
+    with pytest.raises(ValueError, match=threads.ENV_VAR):
+        threads.torch_threads_for()
+    with pytest.raises(ValueError):
+        threads.torch_threads_for(1, workers=0)
+    monkeypatch.delenv(threads.ENV_VAR)
+    before = torch.get_num_threads()
+    try:
+        assert threads.configure_torch_threads(None, workers=8) == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
