@@ -85,7 +85,7 @@ class BCConfig:
     device: str = "cpu"
     max_prompt_tokens: int = 512  # PromptConfig.max_prompt_tokens: the page is cut to fit
     page_field: str = "text"  # PromptConfig.page_field: "text" or "axtree"
-    torch_threads: int = 0  # torch.set_num_threads (0: torch's default)
+    torch_threads: int = 0  # 0: agents.models.threads' rule; > 0: exactly that many
     seed: int = 0
     # demonstrations
     demo_agent: str = "rule"
@@ -156,8 +156,8 @@ PRESETS: dict[str, BCConfig] = {
     ),
     "scorer-cpu": BCConfig(
         backbone="minilm", torch_threads=1, max_prompt_tokens=96, train_layers=2,
-        n_demo_tasks=1000, max_heldout_steps=200, epochs=2, batch_size=16,
-        updates_per_iteration=20, lr=1e-4, weight_decay=0.0, eval_episodes=0,
+        n_demo_tasks=1000, max_heldout_steps=200, epochs=4, batch_size=16,
+        updates_per_iteration=25, lr=3e-4, weight_decay=0.0, eval_episodes=0,
     ),
     "scorer-gpu": BCConfig(
         backbone="minilm", device="cuda", max_prompt_tokens=128, n_demo_tasks=2000,
@@ -434,8 +434,9 @@ def _learner(config: BCConfig, resume_from: Path | None):
 
 def train_bc(config: BCConfig, run: TrainRun) -> Path:
     """Behaviour cloning, resumable through ``run``; returns ``checkpoints/latest``."""
-    if config.torch_threads > 0:
-        torch.set_num_threads(config.torch_threads)
+    from agents.models.threads import configure_torch_threads
+
+    configure_torch_threads(config.torch_threads or None)
     if config.batch_size < 1 or config.micro_batch_size < 1 or config.updates_per_iteration < 1:
         raise ValueError("batch_size, micro_batch_size and updates_per_iteration must be >= 1")
     torch.manual_seed(config.seed)

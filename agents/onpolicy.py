@@ -50,7 +50,7 @@ class OnPolicyConfig:
     backbone: str = "minilm"  # an encoder (the candidate scorer, agents/scorer_policy.py)
     init_checkpoint: str = ""  # the starting policy (the bc checkpoint); "" = fresh head
     device: str = "cpu"
-    torch_threads: int = 1  # torch.set_num_threads; one per worker process on a CPU
+    torch_threads: int = 0  # 0: agents.models.threads' rule (all usable cores for one process)
     seed: int = 0
     max_length: int = 96  # tokens of one (state, candidate) pair
     # rollouts
@@ -74,8 +74,9 @@ class OnPolicyConfig:
 
 
 def _configure(config: OnPolicyConfig) -> None:
-    if config.torch_threads > 0:
-        torch.set_num_threads(config.torch_threads)
+    from agents.models.threads import configure_torch_threads
+
+    configure_torch_threads(config.torch_threads or None)
 
 
 def start_policy(
@@ -84,6 +85,7 @@ def start_policy(
     """The policy (and critic) to train: the run's latest checkpoint, else ``init_checkpoint``,
     else a fresh head on ``backbone``. A fresh critic copies the policy's encoder weights."""
     _configure(config)
+    torch.manual_seed(config.seed)  # fresh heads (policy, critic) are a function of the seed
     latest = run.latest_checkpoint()
     source = latest or (Path(config.init_checkpoint) if config.init_checkpoint else None)
     if source is not None:

@@ -55,7 +55,8 @@ def test_train_smoke_writes_metrics_curve_checkpoint_and_a_validation_run(tmp_pa
 def test_train_refuses_an_unknown_trainer_listing_the_trainable_agents(tmp_path):
     result = cli("train", "--agent", "rule", "--out", tmp_path / "x")
     assert result.exit_code == 2
-    assert "no trainer for agent 'rule'; trainable agents: bc" in " ".join(result.output.split())
+    out = " ".join(result.output.split())
+    assert "no trainer for agent 'rule'; trainable agents: archer, bc, grpo, reinforce" in out
 
 
 def test_train_refuses_an_unknown_config_key_and_an_unknown_preset(tmp_path):

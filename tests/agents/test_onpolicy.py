@@ -1,0 +1,194 @@
+"""The on-policy toolkit and trainers on tiny models: lockstep rollouts, groups, errored
+episodes, ArCHer's update order, the scorer's log-probabilities, and resuming a killed run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.archer import PRESETS as ARCHER_PRESETS
+from agents.archer import archer_advantages, archer_update, critic_values
+from agents.onpolicy import TurnBatch, split_task_ids
+from agents.rollouts import collect_rollouts
+from agents.scorer_policy import ScorerCritic, ScorerPolicy, candidates, state_text
+from agents.training import TrainRun, get_trainer, make_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.manual_seed(0)
+    p = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0, max_steps=6)
+    with torch.no_grad():  # a non-uniform head, so that sampled rollouts differ
+        p.head[2].weight.normal_(0, 1.0)
+    return p.eval()
+
+
+@pytest.fixture(scope="module")
+def train_ids():
+    return split_task_ids("train")[:6]
+
+
+def test_group_rollouts_start_from_identical_observations(policy, train_ids):
+    rollouts = collect_rollouts(
+        policy, train_ids[:2], group_size=3, n_envs=4, seed=5, max_steps=6,
+        rng=np.random.default_rng(0),
+    )  # fmt: skip
+    assert [(r.task_id, r.group) for r in rollouts] == [
+        (t, g) for t in train_ids[:2] for g in range(3)
+    ]
+    for task in train_ids[:2]:
+        group = [r for r in rollouts if r.task_id == task]
+        firsts = {
+            (r.turns[0].obs["text"], tuple(r.turns[0].obs["available_actions"])) for r in group
+        }
+        assert len(firsts) == 1 and len({r.seed for r in group}) == 1
+    # the groups differ in what was sampled, not in where they started
+    assert len({tuple(t.action for t in r.turns) for r in rollouts}) > 1
+
+
+def test_decision_logprob_is_the_acting_softmax_and_recomputes_exactly(policy, train_ids):
+    env = make_env("train", train_ids, max_steps=6)
+    obs, _ = env.reset(seed=1, options={"task_id": train_ids[0]})
+    obs, *_ = env.step(f"search[{obs['goal']}]")  # a results page: many candidates
+    env.close()
+    for temperature in (1.0, 0.5):
+        (d,) = policy.decide_batch([obs], temperature=temperature, rng=np.random.default_rng(3))
+        scores = policy.scores([d.state], [d.candidates])[0].detach()
+        expected = torch.log_softmax(scores / temperature, 0)[d.index]
+        assert d.logprob == pytest.approx(float(expected), abs=1e-5)
+        again = policy.logprobs([d.state], [d.candidates], [d.index], temperature=temperature)
+        assert float(again[0]) == pytest.approx(d.logprob, abs=1e-5)
+        assert again.requires_grad
+
+
+class _CrashOnSecondStep(gym.Wrapper):
+    """A fault injector: the env's second step of one task fails as a dead browser would."""
+
+    def __init__(self, env, task_id: str):
+        super().__init__(env)
+        self.task_id, self.current, self.n = task_id, None, 0
+
+    def reset(self, **kw):
+        self.current, self.n = (kw.get("options") or {}).get("task_id"), 0
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        self.n += 1
+        if self.current == self.task_id and self.n == 2:
+            raise RuntimeError("Target page, context or browser has been closed")
+        return self.env.step(action)
+
+
+def test_errored_episode_is_marked_and_left_out_of_the_batch(policy, train_ids):
+    bad = train_ids[1]
+    rollouts = collect_rollouts(
+        policy, train_ids[:3], n_envs=2, seed=0, max_steps=6,
+        env_factory=lambda: _CrashOnSecondStep(make_env("train", train_ids, max_steps=6), bad),
+    )  # fmt: skip
+    by_task = {r.task_id: r for r in rollouts}
+    assert by_task[bad].error and "closed" in by_task[bad].error and not by_task[bad].valid
+    assert all(r.error is None for t, r in by_task.items() if t != bad)
+    batch = TurnBatch.of(rollouts)
+    assert bad not in {r.task_id for r in batch.rollouts}
+    assert len(batch) == sum(len(r.turns) for t, r in by_task.items() if t != bad)
+
+
+def test_archer_advantages_come_from_the_critic_after_its_update(policy, train_ids):
+    config = replace(ARCHER_PRESETS["smoke"], critic_lr=1e-2, lr=1e-3, ppo_epochs=1)
+    rollouts = collect_rollouts(policy, train_ids[:4], n_envs=4, seed=2, max_steps=6)
+    batch = TurnBatch.of(rollouts)
+    import copy
+
+    actor = copy.deepcopy(policy)
+    critic = ScorerCritic(copy.deepcopy(actor.backbone))
+    before = critic_values(critic, batch.states)
+    metrics, adv = archer_update(
+        config, actor, critic, torch.optim.AdamW(actor.parameters(), lr=1e-3),
+        torch.optim.AdamW(critic.parameters(), lr=1e-2), batch, np.random.default_rng(0),
+    )  # fmt: skip
+    after = critic_values(critic, batch.states)
+    assert not torch.allclose(before, after)  # the critic was trained
+    assert torch.allclose(adv, archer_advantages(batch, after), atol=1e-6)
+    assert not torch.allclose(adv, archer_advantages(batch, before), atol=1e-4)
+    assert {"critic_loss", "explained_variance", "clip_frac", "approx_kl"} <= set(metrics)
+
+
+def test_critic_reads_the_state_only(policy, train_ids):
+    env = make_env("train", train_ids, max_steps=6)
+    obs, _ = env.reset(seed=1, options={"task_id": train_ids[0]})
+    env.close()
+    critic = ScorerCritic(policy.backbone)
+    s = state_text(obs, 6)
+    # whatever the candidates or the action taken, V(s) is the same number
+    c = candidates(obs, 6)
+    assert len(c.actions) >= 1
+    v1 = critic.values([s])
+    v2 = critic.values([s])
+    assert torch.equal(v1, v2)
+
+
+@pytest.mark.parametrize("name", ["reinforce", "grpo", "archer"])
+def test_smoke_preset_trains_and_writes_a_curve(name, tmp_path):
+    info = get_trainer(name)
+    cfg = info.presets["smoke"]
+    run = TrainRun(tmp_path / name, cfg, trainer=name, preset="smoke", show_progress=False)
+    latest = info.train_fn(cfg, run)
+    rows = run.metrics()
+    assert [int(r["iteration"]) for r in rows] == list(range(cfg.iterations + 1))
+    assert rows[0]["val_score"] != "" and rows[-1]["val_success_rate"] != ""
+    assert (latest / "policy.json").is_file()
+    assert run.curve_path.is_file()
+    from agents import make_agent
+
+    agent = make_agent(name, checkpoint=str(latest))
+    assert agent.name == name
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+_TIMING = ("collect_s", "val_s", "iteration_s")
+
+
+def test_killed_train_resumes_with_the_row_it_would_have_written(tmp_path):
+    overrides = tmp_path / "cfg.json"
+    overrides.write_text('{"iterations": 3}')
+    cmd = [sys.executable, "-m", "webgym_bench", "train", "--agent", "reinforce", "--preset",
+           "smoke", "--config", str(overrides), "--eval-episodes", "0"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    full = tmp_path / "full"
+    subprocess.run([*cmd, "--out", str(full)], check=True, env=env, cwd=REPO, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it once iteration 1 is checkpointed
+        if (killed / "checkpoints" / "step-1" / "policy.json").is_file():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows = _rows(killed / "metrics.csv")
+    assert 1 <= max(int(r["iteration"]) for r in rows) < 3, "the run was not killed mid-way"
+    subprocess.run([*cmd, "--out", str(killed)], check=True, env=env, cwd=REPO, capture_output=True)
+    want, got = _rows(full / "metrics.csv"), _rows(killed / "metrics.csv")
+    assert [r["iteration"] for r in got] == ["0", "1", "2", "3"]
+    for a, b in zip(want, got, strict=True):
+        assert {k: v for k, v in a.items() if k not in _TIMING} == {
+            k: v for k, v in b.items() if k not in _TIMING
+        }
