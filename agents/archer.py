@@ -85,6 +85,60 @@ def archer_advantages(batch: TurnBatch, values: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def archer_update(
+    config: ArcherConfig,
+    policy,
+    critic,
+    optimizer: torch.optim.Optimizer,
+    critic_opt: torch.optim.Optimizer,
+    batch: TurnBatch,
+    gen: np.random.Generator,
+) -> tuple[dict, torch.Tensor]:
+    """One ArCHer PPO update on ``batch``: critic, advantages, actor. Returns (metrics, A)."""
+    returns = torch.cat(
+        [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
+    )  # G_t = gamma^(T-1-t) R
+    # 1. the critic first: 0.5 (V(s_t) - G_t)^2
+    v_before = critic_values(critic, batch.states)
+    critic_losses = []
+    for _ in range(config.critic_epochs):
+        for idx in minibatches(len(batch), config.minibatch_size, gen):
+            loss = value_mse(critic.values([batch.states[i] for i in idx]), returns[idx])
+            loss.backward()
+            clip_and_step(critic, critic_opt, config.grad_clip)
+            critic_losses.append(float(loss))
+    # 2. advantages from the UPDATED critic: A(t) = V(s_{t+1}) - V(s_t), A(T-1) = R - V(s_{T-1})
+    values = critic_values(critic, batch.states)
+    advantages = archer_advantages(batch, values)
+    if config.normalize_advantages:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
+    losses, st_log, norms = [], [], []
+    for _ in range(config.ppo_epochs):
+        for idx in minibatches(len(batch), config.minibatch_size, gen):
+            logp = batch.logprobs(policy, idx).unsqueeze(1)
+            loss, st = clipped_surrogate(
+                logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
+                torch.ones_like(logp), eps_low=config.clip_eps, loss_type="dapo",
+            )  # fmt: skip
+            loss.backward()
+            norms.append(clip_and_step(policy, optimizer, config.grad_clip))
+            losses.append(float(loss))
+            st_log.append(st)
+    var_g = float(returns.var()) if len(returns) > 1 else 0.0
+    metrics = {
+        "critic_loss": float(np.mean(critic_losses)),
+        "explained_variance": 1 - float((returns - v_before).var()) / var_g if var_g else 0.0,
+        "explained_variance_after": 1 - float((returns - values).var()) / var_g if var_g else 0.0,
+        "adv_mean": float(advantages.mean()), "adv_std": float(advantages.std()),
+        "actor_loss": float(np.mean(losses)),
+        "clip_frac": float(np.mean([s.clip_frac for s in st_log])),
+        "approx_kl": float(np.mean([s.approx_kl for s in st_log])),
+        "grad_norm": float(np.mean(norms)),
+    }  # fmt: skip
+    return metrics, advantages
+
+
 def train_archer(config: ArcherConfig, run: TrainRun):
     policy, critic = start_policy(config, run, critic=True)
     optimizer = adamw(policy, config)
@@ -103,51 +157,12 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         )  # fmt: skip
         t_collect = time.perf_counter() - t0
         batch = TurnBatch.of(rollouts)
-        returns = torch.cat(
-            [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
-        )  # G_t = gamma^(T-1-t) R
-        # 1. the critic first: 0.5 (V(s_t) - G_t)^2
-        v_before = critic_values(critic, batch.states)
-        critic_losses = []
-        for _ in range(config.critic_epochs):
-            for idx in minibatches(len(batch), config.minibatch_size, gen):
-                loss = value_mse(critic.values([batch.states[i] for i in idx]), returns[idx])
-                loss.backward()
-                clip_and_step(critic, critic_opt, config.grad_clip)
-                critic_losses.append(float(loss))
-        # 2. advantages from the updated critic: A(t) = V(s_{t+1}) - V(s_t), A(T-1) = R - V
-        values = critic_values(critic, batch.states)
-        advantages = archer_advantages(batch, values)
-        if config.normalize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
-        losses, st_log, norms = [], [], []
-        for _ in range(config.ppo_epochs):
-            for idx in minibatches(len(batch), config.minibatch_size, gen):
-                logp = batch.logprobs(policy, idx).unsqueeze(1)
-                loss, st = clipped_surrogate(
-                    logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
-                    torch.ones_like(logp), eps_low=config.clip_eps, loss_type="dapo",
-                )  # fmt: skip
-                loss.backward()
-                norms.append(clip_and_step(policy, optimizer, config.grad_clip))
-                losses.append(float(loss))
-                st_log.append(st)
+        metrics, _ = archer_update(config, policy, critic, optimizer, critic_opt, batch, gen)
         stats = rollout_stats(rollouts)
-        var_g = float(returns.var()) if len(returns) > 1 else 0.0
         return {
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
-            "train_env_steps": len(batch), "errored": stats["errored"],
-            "critic_loss": float(np.mean(critic_losses)),
-            "explained_variance": 1 - float((returns - v_before).var()) / var_g if var_g else 0.0,
-            "explained_variance_after": (
-                1 - float((returns - values).var()) / var_g if var_g else 0.0
-            ),
-            "adv_mean": float(advantages.mean()), "adv_std": float(advantages.std()),
-            "actor_loss": float(np.mean(losses)),
-            "clip_frac": float(np.mean([s.clip_frac for s in st_log])),
-            "approx_kl": float(np.mean([s.approx_kl for s in st_log])),
-            "grad_norm": float(np.mean(norms)), "collect_s": t_collect,
+            "train_env_steps": len(batch), "errored": stats["errored"], **metrics,
+            "collect_s": t_collect,
         }  # fmt: skip
 
     def save(it: int) -> None:
@@ -165,4 +180,4 @@ register_trainer(
     eval_agent="archer",
 )
 
-__all__ = ["PRESETS", "ArcherConfig", "archer_advantages", "train_archer"]
+__all__ = ["PRESETS", "ArcherConfig", "archer_advantages", "archer_update", "train_archer"]
