@@ -2,7 +2,7 @@
 head scores each pair, a softmax over the page's candidates picks one.
 
     u = pool(Enc("<goal> | <page summary>")),  v_k = pool(Enc(text of candidate k))
-    f(s, a_k) = MLP([u * v_k, u - v_k, features_k])
+    f(s, a_k) = MLP([u * v_k, u - v_k, features_k]) + w . features_k
     pi(a_k | s) = softmax_k(f(s, a_k) / T)
     V(s) = ValueHead(pool(Enc'("<goal> | <page summary>")))       (ScorerCritic, a copy of Enc)
 
@@ -176,7 +176,7 @@ def search_queries(goal: str) -> list[str]:
 
 FEATURES = (
     "item", "option", "buy_now", "search", "navigation", "detail_tab", "selected",
-    "price_ok", "rank", "goal_overlap", "steps_left",
+    "price_ok", "rank", "goal_overlap", "steps_left", "options_pending",
 )  # fmt: skip
 """The structural features of a candidate (:func:`candidates`), next to its text embedding."""
 
@@ -219,7 +219,8 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     items = result_items(obs)
     labels: dict[str, str] = {}
     option_of: dict[str, tuple[str, bool]] = {}
-    for group in option_groups(obs):
+    groups = option_groups(obs)
+    for group in groups:
         for opt in group.options:
             labels[opt.bid] = f"{group.name}: {opt.label}"
             option_of[opt.bid] = (opt.label, opt.checked)
@@ -229,10 +230,23 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     out = Candidates([], [], [])
     searchable = has_search_bar(obs) if nodes else False
 
+    # the instruction names a value of an option dimension that is not selected yet: whether
+    # to buy now depends on every option of the page, so every candidate sees it
+    pending = float(
+        any(
+            any(_mentions(goal_without_price(goal).lower(), o.label.lower()) for o in g.options)
+            and not any(
+                o.checked and _mentions(goal_without_price(goal).lower(), o.label.lower())
+                for o in g.options
+            )
+            for g in groups
+        )
+    )
+
     def add(action: str, text: str, **f: float) -> None:
         out.actions.append(action)
         out.texts.append(text)
-        out.features.append([float(f.get(k, 0.0)) for k in FEATURES[:-1]] + [steps_left])
+        out.features.append([float(f.get(k, 0.0)) for k in FEATURES[:-2]] + [steps_left, pending])
 
     rank = 0
     for action in actions:
@@ -314,7 +328,7 @@ class ScorerPolicy(nn.Module):
     """Bi-encoder candidate scorer (module docstring):
 
     u = pool(Enc(state)), v_k = pool(Enc(text_k)),
-    f(s, a_k) = MLP([u * v_k, u - v_k, features_k]),   pi = softmax(f / T).
+    f(s, a_k) = MLP([u * v_k, u - v_k, features_k]) + w . features_k,   pi = softmax(f / T).
     """
 
     def __init__(
@@ -337,7 +351,11 @@ class ScorerPolicy(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(2 * h + len(FEATURES), hidden), nn.Tanh(), nn.Linear(hidden, 1)
         )
-        nn.init.zeros_(self.head[2].weight)  # a fresh head starts uniform over the candidates
+        # the features also reach the score directly (rank, budget, named option: a linear
+        # preference is learnt in a few updates, not through the embedding products)
+        self.feature_weights = nn.Linear(len(FEATURES), 1, bias=False)
+        for layer in (self.head[2], self.feature_weights):  # a fresh policy is uniform
+            nn.init.zeros_(layer.weight)
         nn.init.zeros_(self.head[2].bias)
         self.max_length = int(max_length)
         self.max_steps = int(max_steps)
@@ -373,7 +391,8 @@ class ScorerPolicy(nn.Module):
             vk = v[[where[t] for t in c.texts]]
             uk = u[i].expand_as(vk)
             feats = torch.tensor(c.features, dtype=vk.dtype, device=vk.device)
-            out.append(self.head(torch.cat([uk * vk, uk - vk, feats], dim=-1)).squeeze(-1))
+            z = torch.cat([uk * vk, uk - vk, feats], dim=-1)
+            out.append((self.head(z) + self.feature_weights(feats)).squeeze(-1))
         return out
 
     def logprobs(
@@ -516,7 +535,10 @@ def _save(module: nn.Module, directory, kind: str, metadata, **fields_: Any) -> 
     if metadata:
         module.metadata.update(metadata)
     save_model(module.encoder, str(d / WEIGHTS_FILE))
-    save_file({k: v.contiguous() for k, v in module.head.state_dict().items()}, str(d / HEAD_FILE))
+    heads = {
+        k: v.contiguous() for k, v in module.state_dict().items() if not k.startswith("encoder.")
+    }
+    save_file(heads, str(d / HEAD_FILE))  # everything but the encoder: the scoring head(s)
     info = {
         "format_version": FORMAT_VERSION,
         "kind": kind,
@@ -558,7 +580,13 @@ def _load_weights(module: nn.Module, directory) -> None:
 
     d = Path(directory)
     load_model(module.encoder, str(d / WEIGHTS_FILE), strict=True)
-    module.head.load_state_dict(load_file(str(d / HEAD_FILE)))
+    heads = load_file(str(d / HEAD_FILE))
+    missing, unexpected = module.load_state_dict(heads, strict=False)
+    missing = [k for k in missing if not k.startswith("encoder.")]
+    if missing or unexpected:
+        raise BackboneMismatch(
+            f"{d / HEAD_FILE} does not fit this policy: missing {missing}, unexpected {unexpected}"
+        )
     module.eval()
 
 
