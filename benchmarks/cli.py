@@ -331,6 +331,37 @@ def show_cmd(
             console.print(f"wrote {path}", highlight=False)
 
 
+@app.command("compare")
+def compare_cmd(
+    baseline: Annotated[Path, typer.Argument(help="The run to compare against (e.g. bc's).")],
+    runs: Annotated[list[Path], typer.Argument(help="Runs on the same tasks.")],
+) -> None:
+    """Paired differences against a baseline run: Score and SR, each ± its paired s.e."""
+    from benchmarks.metrics import compute_metrics, episodes_frame, paired_difference
+    from webgym.runs import RunDir, load_run
+
+    frames = {}
+    for path in [baseline, *runs]:
+        if not RunDir(path).exists():
+            fail(f"{path} is not a run directory (no manifest.json)")
+        frames[path] = episodes_frame(load_run(path).episodes)
+    base = frames[baseline]
+    t = Table(title=f"against {baseline} ({len(base)} episodes)")
+    for col in ("run", "tasks", "Score", "SR %", "Score diff", "SR diff (pts)", "> 2 s.e."):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    for path in runs:
+        m = compute_metrics(frames[path])
+        d = paired_difference(base, frames[path])
+        sc, sr = d["score"], d["success_rate"]
+        t.add_row(
+            str(path), str(d["n_common"]), _pct(m["score"], m["score_se"], 1.0),
+            _pct(m["success_rate"], m["success_se"]),
+            f"{sc['diff']:+.1f} ± {sc['se']:.1f}", f"{sr['diff']:+.1f} ± {sr['se']:.1f}",
+            ", ".join(k for k, v in (("Score", sc), ("SR", sr)) if v["beats"]) or "no",
+        )  # fmt: skip
+    console.print(t)
+
+
 @app.command("list-agents")
 def list_agents_cmd() -> None:
     """The registered agents."""
@@ -378,6 +409,7 @@ def train_cmd(
         typer.Option(help="Validation episodes after training (default: the config's; 0: none)."),
     ] = None,
 ) -> None:
+    from agents import data_parallel
     from agents.training import (
         ConfigError,
         ConfigMismatch,
@@ -399,18 +431,23 @@ def train_cmd(
             cfg = config_from_file(cfg, config)
         except ConfigError as e:
             fail(str(e))
+    if data_parallel.enabled() and not cfg.supports_data_parallel:
+        fail(
+            f"the {agent} trainer does not run data-parallel ({data_parallel.world_size()} "
+            "processes were launched); run it as one process"
+        )
+    main = data_parallel.is_main()  # data-parallel: rank 0 prints and evaluates
     out = out or Path("runs") / f"train-{agent}-{preset}"
     try:
-        run = TrainRun(
-            out, cfg, trainer=agent, preset=preset, keep=getattr(cfg, "keep_checkpoints", 2)
-        )
+        run = TrainRun(out, cfg, trainer=agent, preset=preset, keep=cfg.keep_checkpoints)
     except ConfigMismatch as e:
         fail(str(e))
     resuming = run.latest_checkpoint() is not None
-    console.print(
-        f"Training directory: [bold]{out}[/]" + (" (resuming)" if resuming else ""),
-        highlight=False,
-    )
+    if main:
+        console.print(
+            f"Training directory: [bold]{out}[/]" + (" (resuming)" if resuming else ""),
+            highlight=False,
+        )
     t0 = time.perf_counter()
     try:
         checkpoint = info.train_fn(cfg, run)
@@ -422,12 +459,14 @@ def train_cmd(
 
         run.log(traceback.format_exc())
         fail(f"{e}\n(traceback in {run.log_path})", 1)
+    if not main:
+        return
     console.print(
         f"Trained in {time.perf_counter() - t0:.1f} s; checkpoint [bold]{checkpoint}[/]",
         highlight=False,
     )
 
-    n_eval = getattr(cfg, "eval_episodes", 0) if eval_episodes is None else eval_episodes
+    n_eval = cfg.eval_episodes if eval_episodes is None else eval_episodes
     if n_eval <= 0:
         return
     eval_dir = out / "eval-validation"
@@ -440,10 +479,10 @@ def train_cmd(
             checkpoint=Path(checkpoint),
             split="validation",
             episodes=n_eval,
-            seed=getattr(cfg, "seed", 0),
+            seed=cfg.seed,
             mode="text",
             out=eval_dir,
-            max_steps=getattr(cfg, "max_steps", MAX_EPISODE_STEPS),
+            max_steps=cfg.max_steps,
         )
     except PlanError as e:
         fail(str(e), e.code)

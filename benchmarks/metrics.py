@@ -24,7 +24,7 @@ import pandas as pd
 
 from webgym.runs import RunDir, atomic_write_bytes
 
-__all__ = ["COLUMNS", "compute_metrics", "episodes_frame", "save_results"]
+__all__ = ["COLUMNS", "compute_metrics", "episodes_frame", "paired_difference", "save_results"]
 
 COLUMNS = {
     "task_id": "string",
@@ -114,6 +114,27 @@ def compute_metrics(
         "by_category": _group(df, "category") if n else {},
         "wall_time_s": _num(wall_time_s),
     }
+
+
+def paired_difference(baseline: pd.DataFrame, other: pd.DataFrame) -> dict[str, Any]:
+    """``other`` minus ``baseline`` on the tasks both played (paired by task id).
+
+    For each metric m (reward x 100 for Score, success in %) the difference d_i = m_i(other) -
+    m_i(baseline) per task, its mean, and the standard error of that mean, sd(d) / sqrt(n):
+    the paired standard error, smaller than the two runs' errors combined when they agree on
+    which tasks are easy. ``beats`` says the mean difference exceeds two standard errors.
+    """
+    a = baseline.drop_duplicates("task_id").set_index("task_id")
+    b = other.drop_duplicates("task_id").set_index("task_id")
+    common = a.index.intersection(b.index)
+    n = len(common)
+    out: dict[str, Any] = {"n_common": n}
+    for name, column, scale in (("score", "reward", 100.0), ("success_rate", "success", 100.0)):
+        d = (b.loc[common, column].astype(float) - a.loc[common, column].astype(float)) * scale
+        mean = float(d.mean()) if n else float("nan")
+        se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
+        out[name] = {"diff": _num(mean), "se": _num(se), "beats": bool(n > 1 and mean > 2 * se)}
+    return out
 
 
 def _num(x: Any) -> float | None:

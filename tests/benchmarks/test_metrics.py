@@ -100,3 +100,25 @@ def test_load_run_recomputes_from_records_and_survives_corrupt_files(tmp_path):
     back = pd.read_parquet(run.path / "results.parquet")
     assert list(back["reward"]) == REWARDS
     assert len(pd.read_csv(run.path / "results.csv")) == 5
+
+
+def test_paired_difference_pairs_by_task_and_uses_the_paired_error():
+    from benchmarks.metrics import episodes_frame, paired_difference
+
+    def frame(rewards):
+        return episodes_frame(
+            [{"task_id": f"t{i}", "reward": r, "n_steps": 3} for i, r in enumerate(rewards)]
+        )
+
+    base = frame([0.5, 1.0, 0.0, 0.5])
+    better = frame([1.0, 1.0, 0.5, 1.0, 1.0])  # one extra task, not in the baseline
+    d = paired_difference(base, better)
+    assert d["n_common"] == 4
+    # per-task differences x 100: 50, 0, 50, 50 -> mean 37.5, sd 25, se 12.5
+    assert d["score"]["diff"] == pytest.approx(37.5)
+    assert d["score"]["se"] == pytest.approx(12.5)
+    assert d["score"]["beats"] is True  # 37.5 > 2 x 12.5
+    # successes: 0->1, 1->1, 0->0, 0->1: +100, 0, 0, +100 -> mean 50, se 28.87
+    assert d["success_rate"]["diff"] == pytest.approx(50.0)
+    assert d["success_rate"]["beats"] is False
+    assert paired_difference(better, base)["score"]["diff"] == pytest.approx(-37.5)
