@@ -9,6 +9,7 @@ import pytest
 
 from webgym.shop.app import purchase_price
 from webgym.shop.reward import get_reward
+from webgym.shop.schema import PURCHASE_HEADER, purchase_from_headers
 
 BID_RE = re.compile(r'\bbid="([^"]+)"')
 INTERACTIVE_RE = re.compile(r"<(a|button|input|select|textarea|fieldset)\b[^>]*>")
@@ -95,6 +96,20 @@ def test_a_wrong_product_scores_less_than_one(client, catalog):
     client.post(f"/s/{sid}/item/{other}/buy")
     purchase = client.get(f"/api/sessions/{sid}").json()["purchase"]
     assert purchase["asin"] == other and purchase["reward"] < 1.0
+
+
+def test_the_done_page_carries_the_purchase_in_a_header(client, catalog):
+    """The reward comes with the page that shows it: no second request needed."""
+    goal = catalog.split("test").goals[6]
+    sid = new_session(client, goal["task_id"])
+    item = client.get(f"/s/{sid}/item/{goal['asin']}")
+    assert PURCHASE_HEADER not in item.headers
+    done = client.post(f"/s/{sid}/item/{goal['asin']}/buy")
+    assert str(done.url).endswith("/done")
+    state = client.get(f"/api/sessions/{sid}").json()
+    assert purchase_from_headers(done.headers) == state["purchase"]
+    again = client.get(f"/s/{sid}/done")  # every serving of the done page carries it
+    assert purchase_from_headers(again.headers) == state["purchase"]
 
 
 def test_every_interactive_element_has_a_unique_stable_id(client, catalog):

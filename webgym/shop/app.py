@@ -2,9 +2,11 @@
 
 search -> results (10 per page, at most 50 hits) -> item page (one radio group per option
 dimension, Buy Now) -> sub-pages Description / Features / Reviews / Attributes -> done page with
-the reward. Plain HTML links and forms: it works with JavaScript disabled. Every interactive
-element carries a stable element id in its ``bid`` attribute, written here, so a browser and a
-browserless client see the same ids. Episodes are server-side sessions with the id in the URL.
+the reward, whose response also carries the purchase in the ``X-WebGym-Purchase`` header (so a
+client learns the reward from the page itself). Plain HTML links and forms: it works with
+JavaScript disabled. Every interactive element carries a stable element id in its ``bid``
+attribute, written here, so a browser and a browserless client see the same ids. Episodes are
+server-side sessions with the id in the URL.
 
 A small JSON API under ``/api`` creates, inspects, clones and restores sessions for environments.
 Imports only ``webgym.shop``.
@@ -28,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from webgym.shop.catalog import Catalog
 from webgym.shop.reward import get_reward
-from webgym.shop.schema import Goal, Product
+from webgym.shop.schema import Goal, Product, purchase_header
 from webgym.shop.sessions import SessionStore, ShopSession
 from webgym.shop.thumbnails import product_thumbnail
 
@@ -278,7 +280,9 @@ class ShopPages:
         if not session.done:
             return self.error(404, "Nothing has been bought in this session yet.", session)
         self.visit(session, request)
-        return self.render("done.html", session=session, purchase=session.purchase)
+        response = self.render("done.html", session=session, purchase=session.purchase)
+        response.headers.update(purchase_header(session.purchase))
+        return response
 
     async def thumbnail(self, request: Request) -> Response:
         product = self.catalog.get(request.path_params["asin"])

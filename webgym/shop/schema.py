@@ -7,6 +7,8 @@ This module imports nothing from the rest of WebGym.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 
@@ -48,6 +50,34 @@ class Goal(TypedDict, total=False):
     price_upper: float
     weight: float
     difficulty: str  # "easy" | "medium" | "hard"
+
+
+class Purchase(TypedDict):
+    """What Buy Now records in the session, reward included (WebShop's ``get_reward`` info)."""
+
+    asin: str
+    title: str
+    price: float
+    options: dict[str, str]
+    reward: float
+    info: dict[str, Any]
+
+
+# The done page carries its session's purchase in this response header (JSON, ASCII), so a
+# client learns the reward from the same response as the page: a browser and the in-process
+# page read it from the document they were served, with no second request.
+PURCHASE_HEADER = "x-webgym-purchase"
+
+
+def purchase_header(purchase: Purchase) -> dict[str, str]:
+    """The response header that carries ``purchase``."""
+    return {PURCHASE_HEADER: json.dumps(purchase, separators=(",", ":"))}
+
+
+def purchase_from_headers(headers: Mapping[str, str]) -> Purchase | None:
+    """The purchase a response carries (header names lower-case), or None."""
+    value = headers.get(PURCHASE_HEADER)
+    return json.loads(value) if value else None
 
 
 PRICE_RANGE = [10.0 * i for i in range(1, 100)]  # WebShop's price ceilings
