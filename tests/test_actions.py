@@ -506,3 +506,19 @@ def test_module_is_stdlib_only():
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_every_agent_mistake_is_an_invalid_action():
+    """One base class for "the agent's action was invalid"; machine trouble is not one."""
+    from webgym.actions import ActionError, InvalidAction
+    from webgym.browser import ActionFailed, BrowserCrashed, BrowserError, PageTimeout
+    from webgym.observe import ActionError as ObserveActionError
+
+    assert ObserveActionError is ActionError
+    for cls in (ActionParseError, ActionError, ActionFailed):
+        assert issubclass(cls, InvalidAction) and issubclass(cls, ValueError), cls
+    assert issubclass(ActionFailed, ActionError) and issubclass(ActionFailed, BrowserError)
+    for cls in (BrowserCrashed, PageTimeout):
+        assert not issubclass(cls, InvalidAction), cls
+    with pytest.raises(InvalidAction):
+        parse_action("clik('x')")

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from webgym.actions import parse_action
-from webgym.inprocess import ASGITransport, HTTPTransport, InProcessPage, ShopRequestError
-from webgym.observe import ActionError
+from webgym.actions import ActionError, parse_action
+from webgym.inprocess import InProcessPage
+from webgym.shop_client import ShopRequestError
+from webgym.transport import ASGITransport, HTTPTransport
 
 
 @pytest.fixture()
@@ -93,6 +94,18 @@ def test_search_form_sends_the_typed_text(pages, catalog):
         page.execute(parse_action("noop()"))
         page.execute(parse_action("scroll(0, 300)"))
         assert page.url == session["url"]
+
+
+def test_the_capture_of_the_done_page_carries_the_purchase(pages, catalog):
+    goal = catalog.split("test").goals[2]
+    for page in pages:
+        session = page.request_json("POST", "/api/sessions", {"task_id": goal["task_id"]})
+        cap = page.goto(f"{session['url']}/item/{goal['asin']}")
+        assert cap.purchase is None and cap.url == page.absolute_url
+        cap = page.execute(parse_action("click[Buy Now]"))
+        assert cap.url.endswith("/done") and cap.html == page.html
+        state = page.request_json("GET", f"/api/sessions/{session['session_id']}")
+        assert cap.purchase == state["purchase"] and cap.purchase["asin"] == goal["asin"]
 
 
 def test_errors_are_pages_not_exceptions(pages):

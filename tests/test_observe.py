@@ -153,6 +153,25 @@ def test_resolve_translates_and_explains(pages):
     ]
 
 
+def test_resolved_steps_carry_the_element_they_act_on(pages):
+    """Resolution is the one check against the page: each click/fill step carries its element
+    (the executors trust it), and says whether a click loads a new document."""
+    search = view_of(pages["search"])
+    fill, submit = search.resolve(parse_action("search[red shoes]"))
+    assert fill.element is search.elements["search_box"]
+    assert submit.element is search.elements["search_button"] and submit.element.navigates
+    v = view_of(pages["item_chosen"])
+    _, value = pages["option"]
+    (click,) = v.resolve(parse_action(f"click[{value}]"))
+    assert click.element is v.elements[click.args[0]] and click.element.value == value
+    assert click.element.navigates  # an option is a submit button of the options form
+    (buy,) = v.resolve(parse_action("click('buy_now')"))
+    assert buy.element is v.elements["buy_now"] and buy.element.navigates
+    assert v.elements["tab_features"].navigates  # a link
+    (noop,) = v.resolve(parse_action("noop()"))
+    assert noop.element is None
+
+
 def test_sub_page_and_sessions_do_not_leak(pages, shop):
     v = view_of(pages["features"])
     assert v.available_actions == ("click('back_to_search')", "click('prev')")

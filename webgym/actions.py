@@ -58,6 +58,15 @@ characters.
 Modes: ``"browser"`` accepts every action; ``"text"`` (no pixels) rejects ``mouse_click``.
 ``scroll`` is accepted in both modes; in text mode it changes nothing.
 
+The agent's mistakes, one family (the environment reports ``str(err)`` in
+``last_action_error``; the episode goes on)::
+
+    InvalidAction                 the agent's action was invalid
+      ActionParseError            not an action of the grammar (or not in this mode)
+      ActionError                 a valid action this page cannot carry out (webgym.observe)
+        webgym.browser.ActionFailed   ... found out by the browser itself
+
+
 Stdlib only; imports nothing from webgym.
 """
 
@@ -77,10 +86,12 @@ __all__ = [
     "MAX_ACTION_LENGTH",
     "MODES",
     "Action",
+    "ActionError",
     "ActionParseError",
     "ActionSpec",
     "Param",
     "check_mode",
+    "InvalidAction",
     "clean_action_text",
     "describe_action_space",
     "is_supported",
@@ -94,7 +105,20 @@ MODES = ("browser", "text")
 """The environment modes an action can be checked against."""
 
 
-class ActionParseError(ValueError):
+class InvalidAction(ValueError):
+    """The agent's action was invalid: the one base class of the agent's mistakes.
+
+    ``str(err)`` is a message meant for the agent. An environment catches this class, reports
+    the message in ``last_action_error`` and goes on; anything else is the machine's trouble.
+    """
+
+
+class ActionError(InvalidAction):
+    """A valid action that cannot be carried out on this page (no such element, no such
+    option, nothing to go back to...); ``str(err)`` is for the agent."""
+
+
+class ActionParseError(InvalidAction):
     """An action string that is not a valid action (or not valid in the given mode).
 
     ``str(err)`` is a message meant for the agent: what was wrong and the expected forms.
@@ -313,11 +337,17 @@ class Action:
 
     ``raw`` is the text the agent sent (before clean-up); it does not take part in equality
     or hashing, so ``parse_action(a.to_string()) == a``.
+
+    ``element`` is set by resolution (:meth:`webgym.observe.PageView.resolve`) on the ``click``
+    and ``fill`` steps it returns: the page's :class:`~webgym.observe.Element` the step acts on,
+    already checked against the page. Executors trust a step that carries its element. It is
+    not part of equality either.
     """
 
     name: str
     args: tuple = ()
     raw: str = field(default="", compare=False)
+    element: Any = field(default=None, compare=False, repr=False)
 
     @property
     def spec(self) -> ActionSpec:

@@ -11,8 +11,11 @@ browserless text mode) into a :class:`PageView`:
   collapsed, the session id replaced by ``SESSION``;
 - ``available_actions``: every concrete ``click('<bid>')`` on the page;
 - ``label_index`` / :meth:`PageView.resolve_label`: WebShop ``click[label]`` labels -> bids;
-- :meth:`PageView.resolve`: an :class:`~webgym.actions.Action` -> the element-level steps an
-  executor (Playwright, or :mod:`webgym.inprocess`) runs, or :class:`ActionError`.
+- :meth:`PageView.resolve`: an :class:`~webgym.actions.Action` -> the element-level steps a
+  page (:mod:`webgym.page`: the browser tab or the in-process page) executes, or
+  :class:`~webgym.actions.ActionError`. This is the one place an action is checked against
+  the page: each ``click`` / ``fill`` step carries its :class:`Element`, and the executors
+  trust it.
 
 The text, axtree and available actions never contain the session id, so two sessions (and the
 two modes) showing the same page give equal observations. Pure and deterministic: the same
@@ -23,10 +26,10 @@ HTML always gives an equal ``PageView``. Stdlib only (``html.parser``); imports 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import unescape
 
-from webgym.actions import Action
+from webgym.actions import Action, ActionError
 
 __all__ = [
     "SEP",
@@ -40,7 +43,7 @@ __all__ = [
 ]
 
 SEP = " [SEP] "
-SESSION_PLACEHOLDER = "SESSION"
+SESSION_PLACEHOLDER = "SESSION"  # what observations show instead of the session id
 
 CLICKABLE_ROLES = frozenset({"link", "button", "radio", "checkbox", "tab", "menuitem", "option"})
 TEXT_ROLES = frozenset({"textbox", "searchbox", "combobox"})
@@ -62,10 +65,6 @@ _TAG_ROLES = {
 _NAME_FROM_CONTENT = frozenset({"heading", "columnheader", "cell"})
 _TEXT_INPUT_TYPES = frozenset({"text", "search", "email", "url", "tel", "password", "number"})
 _SESSION_RE = re.compile(r"/s/([^/?#\s]+)")
-
-
-class ActionError(ValueError):
-    """An action that cannot be carried out on this page; ``str(err)`` is for the agent."""
 
 
 def normalize_label(text: str) -> str:
@@ -127,6 +126,14 @@ class Element:
             return (self.type or "submit") == "submit"
         return self.tag == "input" and self.type in ("submit", "image")
 
+    @property
+    def navigates(self) -> bool:
+        """Whether a click loads a new document: a link to somewhere, or a submit control."""
+        if self.href is not None:
+            href = self.href.strip().lower()
+            return href != "" and not href.startswith(("#", "javascript:"))
+        return self.is_submit
+
 
 @dataclass(frozen=True)
 class PageView:
@@ -174,7 +181,8 @@ class PageView:
 
         ``click[label]`` -> ``click(bid)``; ``search[q]`` -> ``fill(box, q)`` + ``click(button)``;
         ``select_option(group_or_radio, value)`` -> ``click(radio)``; ``click``/``fill`` are
-        checked against the page; every other action passes through unchanged.
+        checked against the page; every other action passes through unchanged. Each ``click``
+        and ``fill`` step carries its element (``Action.element``): executors trust it.
         """
         name, args = action.name, action.args
         if name == "click_label":
@@ -184,13 +192,13 @@ class PageView:
                 labels = self.clickable_labels()
                 listing = ", ".join(labels) if labels else "none"
                 raise ActionError(f"no clickable {label!r} on this page; clickables: {listing}")
-            return [Action("click", (bid,), action.raw)]
+            return [self._step("click", (bid,), action)]
         if name == "search":
             if not self.has_search_bar:
                 raise ActionError("there is no search bar on this page")
             return [
-                Action("fill", (self.search_box, args[0]), action.raw),
-                Action("click", (self.search_button,), action.raw),
+                self._step("fill", (self.search_box, args[0]), action),
+                self._step("click", (self.search_button,), action),
             ]
         if name == "click":
             el = self._element(args[0])
@@ -204,7 +212,7 @@ class PageView:
                         f"select_option({el.bid!r}, 'value'))"
                     )
                 raise ActionError(f"element {el.bid!r} is not clickable{hint}")
-            return [action]
+            return [replace(action, element=el)]
         if name == "fill":
             el = self._element(args[0])
             if el.role not in TEXT_ROLES:
@@ -212,10 +220,14 @@ class PageView:
                     f"element {el.bid!r} is not a text field (it is a {el.role}); "
                     "fill works on text fields only"
                 )
-            return [action]
+            return [replace(action, element=el)]
         if name == "select_option":
             return [self._select_option(action)]
         return [action]
+
+    def _step(self, name: str, args: tuple, action: Action) -> Action:
+        """A resolved step on the element ``args[0]`` of this page."""
+        return Action(name, args, action.raw, self.elements[args[0]])
 
     def _select_option(self, action: Action) -> Action:
         bid, wanted = action.args[0], action.args[1]
@@ -231,7 +243,7 @@ class PageView:
         key = normalize_label(wanted)
         for radio in radios:
             if normalize_label(radio.value or "") == key or normalize_label(radio.label) == key:
-                return Action("click", (radio.bid,), action.raw)
+                return Action("click", (radio.bid,), action.raw, radio)
         choices = ", ".join(r.value or r.label for r in radios) or "none"
         raise ActionError(
             f"option {wanted!r} is not on this page for {el.label or el.bid!r}; choices: {choices}"

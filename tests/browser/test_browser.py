@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -15,6 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
+from webgym.actions import Action
 from webgym.browser import (
     ActionFailed,
     BrowserConfig,
@@ -22,6 +24,7 @@ from webgym.browser import (
     BrowserHost,
     ChromiumNotFound,
 )
+from webgym.observe import observe_page
 
 CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed")
@@ -173,6 +176,53 @@ def test_unknown_bid_raises_action_failed_naming_the_id(server, tab):
     with pytest.raises(ActionFailed, match="no element with id 'nope'"):
         tab.execute(act("click", "nope"))
     assert time.monotonic() - start < 1.0  # fails fast, no timeout wait
+
+
+def test_resolved_steps_are_trusted_without_probing_the_page(server, tab, monkeypatch):
+    """A step resolved against the served page carries its element: no second check."""
+    cap = tab.goto(server + "/form")
+    view = observe_page(cap.html, cap.url)
+    monkeypatch.setattr(tab, "_element", lambda *a: pytest.fail("probed a resolved step"))
+    fill, submit = view.resolve(Action("search", ("red shoes",)))
+    assert fill.element is not None and submit.element.navigates
+    tab.execute(fill)
+    cap = tab.execute(submit)
+    assert cap.html == _results("red shoes")
+
+
+def test_recover_logs_what_failed_and_the_next_recover_works(server, caplog):
+    done = {}
+
+    def run():
+        host = BrowserHost.acquire(BrowserConfig())
+        tab = host.new_tab()
+        try:
+            tab.goto(server + "/")
+            os.kill(host.pid, signal.SIGKILL)
+
+            def no_launch():
+                raise BrowserCrashed("Chromium failed to launch: (a test)")
+
+            host._launch = no_launch  # the relaunch fails once
+            done["first"] = tab.recover()
+            try:
+                tab.goto(server + "/")
+            except BrowserCrashed as exc:
+                done["error"] = str(exc)
+            del host._launch
+            done["second"] = tab.recover()
+            done["html"] = tab.goto(server + "/form").html
+        finally:
+            tab.close()
+
+    with caplog.at_level(logging.WARNING, logger="webgym.browser"):
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(60)
+    assert done["first"] is False and "recover()" in done["error"]
+    assert done["second"] is True and done["html"] == PAGES["/form"]
+    logged = [r for r in caplog.records if r.name == "webgym.browser.host"]
+    assert any("could not recover" in r.getMessage() and r.exc_info for r in logged)
 
 
 def test_screenshot_shape_and_unchanged_page_is_pixel_identical(server, tab):

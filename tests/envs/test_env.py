@@ -117,6 +117,36 @@ def test_browser_and_text_modes_see_the_same_episode(browser_env, text_env, cata
         assert b_info["reward_info"] == t_info["reward_info"]
 
 
+def test_the_reward_comes_with_the_page_and_steps_are_resolved_once(
+    browser_env, text_env, catalog, monkeypatch
+):
+    """Buy Now's page carries the reward (no API request during a step), and the browser
+    runs the resolved steps without probing the page again."""
+    from webgym.browser import BrowserTab
+    from webgym.shop_client import ShopClient
+
+    goal = catalog.split("test").goals[14]
+    requests = []
+    real = ShopClient.request_json
+    monkeypatch.setattr(
+        ShopClient, "request_json", lambda self, *a: requests.append(a) or real(self, *a)
+    )
+    monkeypatch.setattr(BrowserTab, "_element", lambda *a: pytest.fail("probed a resolved step"))
+    rewards = []
+    for env in (browser_env, text_env):
+        env.reset(options={"task_id": goal["task_id"]})
+        core = env.unwrapped
+        core._goto(f"/s/{core.session_id}/item/{goal['asin']}")
+        requests.clear()
+        for action in [f"click[{v}]" for v in dict(goal["goal_options"]).values()]:
+            env.step(action)
+        obs, reward, terminated, _, info = env.step("click[Buy Now]")
+        assert requests == [] and terminated and obs["url"].endswith("/done")
+        assert info["purchased_asin"] == goal["asin"]
+        rewards.append((reward, info["reward_info"]))
+    assert rewards[0] == rewards[1] and rewards[0][0] == pytest.approx(1.0)
+
+
 def test_bad_actions_are_reported_not_raised(text_env, catalog):
     goal = catalog.split("test").goals[0]
     text_env.reset(options={"task_id": goal["task_id"]})

@@ -6,7 +6,10 @@
     cap = tab.execute(action, screenshot=True)    # action: anything with .name and .args
     tab.close()                                   # the last tab stops Chromium
 
-Imports nothing above webgym.browser except webgym.actions (for types only).
+The host owns Chromium, the contexts, crash detection and recovery (``tab.recover()`` asks it);
+the tab, one implementation of ``webgym.page.Page``, never imports the host.
+
+Imports nothing above webgym.browser except ``webgym.page`` and ``webgym.actions``.
 """
 
 from webgym.browser.config import DEFAULT_ARGS, EXECUTABLE_ENV_VAR, BrowserConfig
@@ -18,7 +21,8 @@ from webgym.browser.errors import (
     PageTimeout,
 )
 from webgym.browser.host import BrowserHost
-from webgym.browser.tab import BrowserTab, PageCapture, decode_screenshot
+from webgym.browser.tab import BrowserTab, TabHost, decode_screenshot
+from webgym.page import PageCapture
 
 __all__ = [
     "DEFAULT_ARGS",
@@ -32,5 +36,6 @@ __all__ = [
     "ChromiumNotFound",
     "PageCapture",
     "PageTimeout",
+    "TabHost",
     "decode_screenshot",
 ]

@@ -1,14 +1,17 @@
 """Errors raised by the browser layer.
 
-`ActionFailed` is the agent's mistake (an unknown element id, an option that does not exist): the
-environment reports it in ``last_action_error`` and the episode goes on. The other
-`BrowserError` subclasses are the machine's trouble (a dead or hung Chromium): the environment
-recovers the tab or ends the episode.
+`ActionFailed` is the agent's mistake (an unknown element id, an option that does not exist),
+found by the browser itself: it is a `webgym.actions.ActionError`, so the environment reports it
+in ``last_action_error`` and the episode goes on. The other `BrowserError` subclasses are the
+machine's trouble (a dead or hung Chromium): the environment recovers the tab and ends the
+episode.
 
-Imports nothing from webgym.
+Imports only ``webgym.actions``.
 """
 
 from __future__ import annotations
+
+from webgym.actions import ActionError
 
 
 class BrowserError(Exception):
@@ -22,7 +25,8 @@ class ChromiumNotFound(BrowserError, FileNotFoundError):
 class BrowserCrashed(BrowserError):
     """The browser (or the tab's renderer) died, or was relaunched under the tab.
 
-    Recover with `BrowserTab.recover()`, which relaunches the shared browser if needed.
+    Recover with `BrowserTab.recover()` (`BrowserHost.recover`), which relaunches the shared
+    browser if needed.
     """
 
 
@@ -30,5 +34,5 @@ class PageTimeout(BrowserError):
     """A page operation did not finish within its configured timeout."""
 
 
-class ActionFailed(BrowserError):
+class ActionFailed(BrowserError, ActionError):
     """The action could not be executed on this page (user-level: bad id, bad option...)."""

@@ -3,8 +3,13 @@
 Sync Playwright objects must never cross threads, so hosts are kept per thread id: every
 `BrowserHost.acquire()` in one thread returns the same host, and each `new_tab()` is one browser
 context with one page. The host counts its tabs; closing the last one stops Chromium and the
-Playwright driver. After a crash, `relaunch()` starts a fresh Chromium; tabs opened before it
-raise `BrowserCrashed` until they `recover()`.
+Playwright driver.
+
+The host owns the contexts, crash detection (`alive`, `generation`) and recovery: `recover(tab)`
+is the one recovery path (relaunch Chromium if it died, give the tab a fresh page; it logs what
+it throws away and what fails). After a relaunch, tabs opened before it raise `BrowserCrashed`
+until they recover. Tabs see the host only through the narrow `TabHost` handle and never
+import this module.
 
 The Chromium pid: Playwright does not expose it, so the host adds a unique, inert switch
 (``--webgym-host=<token>``) to the launch arguments and looks, among this process's descendants
@@ -22,13 +27,14 @@ Imports nothing above webgym.browser.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 from playwright.sync_api import Browser, Playwright, sync_playwright
@@ -36,9 +42,9 @@ from playwright.sync_api import Error as PlaywrightError
 
 from webgym.browser.config import BrowserConfig
 from webgym.browser.errors import BrowserCrashed, BrowserError
+from webgym.browser.tab import BrowserTab
 
-if TYPE_CHECKING:
-    from webgym.browser.tab import BrowserTab
+log = logging.getLogger(__name__)
 
 _HOSTS: dict[int, BrowserHost] = {}
 _HOSTS_LOCK = threading.Lock()
@@ -102,7 +108,7 @@ class BrowserHost:
         self._tabs: set[BrowserTab] = set()
         self._shared_contexts: dict[tuple, Any] = {}  # (generation, viewport, js) -> context
         self._watchdog: _Watchdog | None = None
-        #: bumped at every launch; a tab from an older generation must `recover()`.
+        #: bumped at every launch; a tab from an older generation must recover.
         self.generation = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -204,16 +210,37 @@ class BrowserHost:
     def relaunch(self) -> None:
         """Stop the current Chromium (dead or not) and start a fresh one.
 
-        Every existing tab must then call `BrowserTab.recover()`.
+        Every existing tab must then recover (`BrowserTab.recover()`).
         """
         self._check_thread()
         self._kill_browser()
         self._launch()
 
-    def ensure_alive(self) -> None:
-        """Relaunch if the browser died; no-op otherwise."""
-        if not self.alive:
-            self.relaunch()
+    def recover(self, tab: BrowserTab) -> bool:
+        """The one recovery path: make ``tab`` usable again after a crash, a hang or a timeout.
+
+        Relaunches Chromium if it is not running or died, drops the tab's old page and opens a
+        fresh one (a new context, or a page in the shared context). Never raises for browser
+        trouble: logs what failed and returns False; the tab then raises `BrowserCrashed`
+        until a later recover succeeds (an environment tries again at its next reset).
+        """
+        self._check_thread()
+        try:
+            if not self.alive:
+                if self._browser is not None:
+                    log.warning("Chromium (pid %s) died or hung; relaunching it", self._pid)
+                self.relaunch()
+            tab.detach()
+            context, page = self._open_page(
+                tab.viewport, tab.java_script_enabled, tab.shared_context
+            )
+        except Exception:  # noqa: BLE001 - reported here; the tab stays unusable until next time
+            log.warning(
+                "could not recover a browser tab; the next recover tries again", exc_info=True
+            )
+            return False
+        tab.attach(context, page, self.generation)
+        return True
 
     def new_tab(
         self,
@@ -231,23 +258,29 @@ class BrowserHost:
         crash takes down every page of the context. (The shop keeps sessions in the URL, so
         shopping episodes stay isolated either way.)
         """
-        from webgym.browser.tab import BrowserTab
-
         self._check_thread()
         if self._browser is None:
             self._launch()
         if java_script_enabled is None:
             java_script_enabled = self.config.java_script_enabled
+        viewport = viewport or self.config.viewport
+        context, page = self._open_page(viewport, java_script_enabled, shared_context)
         tab = BrowserTab(
-            self, viewport or self.config.viewport, java_script_enabled, shared_context
+            self,
+            context,
+            page,
+            self.generation,
+            viewport=viewport,
+            java_script_enabled=java_script_enabled,
+            shared_context=shared_context,
         )
         self._tabs.add(tab)
         return tab
 
-    def _new_context(
+    def _open_page(
         self, viewport: tuple[int, int], java_script_enabled: bool, shared: bool = False
-    ):
-        """A fresh context (or the shared one) and a new page in it (used by tabs)."""
+    ) -> tuple[Any, Any]:
+        """A fresh context (or the shared one) and a new page in it."""
         self._check_thread()
         if self._browser is None:
             raise BrowserCrashed("the browser is not running")
@@ -275,7 +308,8 @@ class BrowserHost:
             self._shared_contexts[key] = context
         return context, page
 
-    def _release(self, tab: BrowserTab) -> None:
+    def release(self, tab: BrowserTab) -> None:
+        """Forget a closed tab; the last one stops the browser."""
         self._tabs.discard(tab)
         if not self._tabs:
             self.shutdown()

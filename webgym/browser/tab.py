@@ -1,30 +1,43 @@
-"""`BrowserTab` and `PageCapture`: one browser context + page, actions executed in it, captures.
+"""`BrowserTab`: one browser context + page, actions executed in it, captures.
 
-Text observations in WebGym come from the SERVED HTML, so a tab records, for every navigation of
-its main frame, the document response (``page.on("response")``, navigation requests of the main
-frame, redirects skipped) and reads that response's body when a capture is taken: ``html`` is
-byte-for-byte what the server sent, the same bytes the browserless mode fetches.
+The browser tab is one implementation of the page interface (:mod:`webgym.page`; the
+in-process page is the other). Text observations in WebGym come from the SERVED HTML, so a tab
+records, for every navigation of its main frame, the document response (``page.on("response")``,
+navigation requests of the main frame, redirects skipped) and reads that response's body when a
+capture is taken: ``html`` is byte-for-byte what the server sent, the same bytes the browserless
+mode fetches; the purchase comes from the same response's headers.
 
-Navigation waiting: Playwright's element click already waits until any navigation the click
-started has committed (it does not wait when none starts), so after every action the tab checks
-whether a new document response arrived and, only then, waits for its "load" event. No
-speculative wait ever costs a timeout. ``mouse_click`` uses raw mouse input, which does not wait,
+Steps: a resolved step (a ``click`` / ``fill`` carrying the page element it acts on, from
+:meth:`webgym.observe.PageView.resolve`) is trusted: the element was checked against the served
+page once, and whether a click navigates is read from it. An unresolved action (used without an
+environment) is probed in the page first, in one round trip, so a bad id fails fast.
+
+Navigation waiting: a click that navigates (a link, or a form's submit control) is wrapped in
+``expect_navigation`` and waits for the new document's "load" within the navigation timeout (the
+click itself returns once dispatched); any other click is Playwright's own, which waits for a
+navigation it started after all. After every action the tab checks whether a new document
+response arrived and, only then, waits for its "load" event. No speculative wait ever costs a
+timeout. ``mouse_click`` uses raw mouse input, which does not wait,
 so the element under the point is inspected first and ``expect_navigation`` is used only when it
 is a link or a form's submit control.
 
+The tab never sees the `BrowserHost`: it gets a `TabHost`, the narrow handle below (the host
+implements it): the host opens and recovers the tab's page, the tab uses it and reports back.
+
 Screenshots are JPEG by default (see `BrowserConfig`), decoded to H x W x 3 uint8 with Pillow.
 
-Imports nothing above webgym.browser (webgym.actions only for types).
+Imports nothing above webgym.browser but ``webgym.page`` (and ``webgym.actions`` for types).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -32,27 +45,32 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Response
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from webgym.browser.config import BrowserConfig
 from webgym.browser.errors import ActionFailed, BrowserCrashed, BrowserError, PageTimeout
+from webgym.page import PageCapture, purchase_from_headers
 
 if TYPE_CHECKING:
     from webgym.actions import Action
-    from webgym.browser.host import BrowserHost
+
+__all__ = ["BrowserTab", "PageCapture", "TabHost", "decode_screenshot"]
+
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PageCapture:
-    """What the tab shows after a navigation or an action.
+class TabHost(Protocol):
+    """What a tab may ask of the browser that hosts it (`BrowserHost` implements it)."""
 
-    ``html`` is the served HTML of the last main-frame document ("" before the first one);
-    ``status`` its HTTP status (0 before the first one); ``screenshot`` an (H, W, 3) uint8 array
-    of the viewport or None; ``axtree`` Playwright's ARIA snapshot of <body> or None.
-    """
+    config: BrowserConfig
+    generation: int  # bumped at every launch of Chromium
 
-    url: str
-    html: str
-    status: int
-    screenshot: np.ndarray | None = None
-    axtree: str | None = None
+    @property
+    def alive(self) -> bool: ...
+
+    def guard(self, seconds: float) -> AbstractContextManager[None]: ...
+
+    def recover(self, tab: BrowserTab) -> bool: ...
+
+    def release(self, tab: BrowserTab) -> None: ...
 
 
 # One round trip: what the element(s) matching a bid are, so a bad action fails fast.
@@ -124,7 +142,11 @@ class BrowserTab:
 
     def __init__(
         self,
-        host: BrowserHost,
+        host: TabHost,
+        context: Any,
+        page: Any,
+        generation: int,
+        *,
         viewport: tuple[int, int],
         java_script_enabled: bool = True,
         shared_context: bool = False,
@@ -135,18 +157,25 @@ class BrowserTab:
         self.viewport = viewport
         self.java_script_enabled = java_script_enabled
         self._closed = False
-        self._context = None
-        self._page = None
-        self._open()
+        self.attach(context, page, generation)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def _open(self) -> None:
-        self._context, self._page = self._host._new_context(
-            self.viewport, self.java_script_enabled, self.shared_context
-        )
-        self._generation = self._host.generation
+    def attach(self, context: Any, page: Any, generation: int) -> None:
+        """Use ``page`` (in ``context``) of the browser of ``generation`` (called by the host)."""
+        self._context, self._page, self._generation = context, page, generation
         self._watch_page()
+
+    def detach(self) -> None:
+        """Let go of the page: close it (or this tab's own context) if it belongs to the
+        running browser. It is being thrown away, so a failure is logged, never raised."""
+        if self._context is not None and self._generation == self._host.generation:
+            try:
+                with self._host.guard(self._config.action_timeout_s):
+                    (self._page if self.shared_context else self._context).close()
+            except Exception:  # noqa: BLE001 - a dead page cannot be closed; it goes anyway
+                log.debug("closing a browser page failed; dropping it", exc_info=True)
+        self._context = self._page = None
 
     def _watch_page(self) -> None:
         self._response: Response | None = None
@@ -170,13 +199,18 @@ class BrowserTab:
         self._renderer_crashed = True
 
     @property
-    def host(self) -> BrowserHost:
+    def host(self) -> TabHost:
         return self._host
 
     @property
     def page(self):
         """The Playwright page (for tests and diagnostics; prefer the tab's methods)."""
         return self._page
+
+    @property
+    def generation(self) -> int:
+        """The launch of Chromium this tab's page belongs to."""
+        return self._generation
 
     @property
     def closed(self) -> bool:
@@ -186,30 +220,20 @@ class BrowserTab:
         """Close this tab's context; the last tab to close stops the browser."""
         if self._closed:
             return
+        self.detach()
         self._closed = True
-        if self._generation == self._host.generation and self._context is not None:
-            with contextlib.suppress(Exception), self._host.guard(self._config.action_timeout_s):
-                self._close_own()
-        self._context = self._page = None
-        self._host._release(self)
+        self._host.release(self)
 
-    def _close_own(self) -> None:
-        """Close what this tab owns: its context, or only its page in a shared context."""
-        (self._page if self.shared_context else self._context).close()
-
-    def recover(self) -> None:
-        """Make this tab usable again after a crash: relaunch the browser if it is dead (or
-        was relaunched under us) and open a fresh context and page."""
+    def recover(self, *, if_dead: bool = False) -> bool:
+        """Make this tab usable again after a crash, a hang or a timeout: the host relaunches
+        Chromium if it died and gives the tab a fresh page (`BrowserHost.recover`, the one
+        recovery path). ``if_dead``: only if the tab is not usable. False (logged) if it
+        could not; the tab then raises `BrowserCrashed` until a later recover succeeds."""
         if self._closed:
             raise BrowserError("this tab is closed")
-        if not self._host.running:
-            self._host._launch()
-        elif not self._host.alive:
-            self._host.relaunch()
-        elif self._generation == self._host.generation and self._context is not None:
-            with contextlib.suppress(Exception), self._host.guard(self._config.action_timeout_s):
-                self._close_own()
-        self._open()
+        if if_dead and self._dead_reason() is None:
+            return True
+        return self._host.recover(self)
 
     def reset_page(self) -> None:
         """Start clean between episodes without a new context: drop cookies and swap the page
@@ -232,6 +256,8 @@ class BrowserTab:
     def _dead_reason(self) -> str | None:
         if self._closed:
             return "this tab is closed"
+        if self._page is None:
+            return "the tab has no page (its recovery failed); call recover()"
         if self._generation != self._host.generation:
             return "the browser was relaunched since this tab opened; call recover()"
         if self._renderer_crashed:
@@ -245,7 +271,11 @@ class BrowserTab:
         """Run Playwright calls: check the tab first, map Playwright errors to ours after."""
         if self._closed:
             raise BrowserError("this tab is closed")
-        if self._generation != self._host.generation or self._renderer_crashed:
+        if (
+            self._page is None
+            or self._generation != self._host.generation
+            or self._renderer_crashed
+        ):
             raise BrowserCrashed(self._dead_reason())
         try:
             with self._host.guard(seconds):
@@ -276,6 +306,8 @@ class BrowserTab:
         with self._calling(cfg.action_timeout_s):
             url = self._page.url
             html, status = self._served_html()
+            response = self._response
+            purchase = purchase_from_headers(response.headers) if response is not None else None
         image = None
         if screenshot:
             with self._calling(cfg.screenshot_timeout_s):
@@ -294,7 +326,9 @@ class BrowserTab:
         if axtree:
             with self._calling(cfg.action_timeout_s):
                 tree = self._page.locator("body").aria_snapshot(timeout=cfg.action_timeout_s * 1000)
-        return PageCapture(url=url, html=html, status=status, screenshot=image, axtree=tree)
+        return PageCapture(
+            url=url, html=html, status=status, screenshot=image, axtree=tree, purchase=purchase
+        )
 
     def _served_html(self) -> tuple[str, int]:
         response = self._response
@@ -320,15 +354,21 @@ class BrowserTab:
         """Execute one element/pixel action and capture the page after it.
 
         Supports click, fill, select_option, scroll, go_back, noop, mouse_click and
-        send_msg_to_user (no page effect). Raises `ActionFailed` for a user-level failure,
-        `PageTimeout` / `BrowserCrashed` for machine trouble.
+        send_msg_to_user (no page effect). A ``click`` / ``fill`` that carries its element
+        (``action.element``, set by resolution) is trusted; any other is probed in the page.
+        Raises `ActionFailed` for a user-level failure, `PageTimeout` / `BrowserCrashed` for
+        machine trouble.
         """
         name, args = action.name, tuple(action.args)
         handler = getattr(self, f"_do_{name}", None)
         if handler is None:
             raise ActionFailed(f"action '{name}' is not executed by the browser")
+        element = getattr(action, "element", None)
         before = self.navigations
-        handler(*args)
+        if element is not None:
+            handler(*args, element=element)
+        else:
+            handler(*args)
         if self.navigations != before:
             with self._calling(self._config.navigation_timeout_s):
                 self._page.wait_for_load_state(
@@ -353,18 +393,29 @@ class BrowserTab:
             raise ActionFailed(f"element '{bid}' is disabled")
         return locator, info
 
-    def _do_click(self, bid: str) -> None:
+    def _located(self, bid: str, element: Any) -> tuple[Any, bool]:
+        """The locator of ``bid`` and whether a click on it navigates: read from the resolved
+        ``element`` when there is one (trusted), else probed in the page."""
+        if element is not None:
+            return self._page.locator(f"[bid={_css_string(str(bid))}]"), element.navigates
         locator, info = self._element(bid)
+        return locator, info["navigates"]
+
+    def _do_click(self, bid: str, *, element: Any = None) -> None:
+        locator, navigates = self._located(bid, element)
         t, nav_t = self._config.action_timeout_s, self._config.navigation_timeout_s
         with self._calling(t + nav_t):
-            if info["navigates"]:  # wait for the new document: a POST -> 303 -> GET included
+            if navigates:  # wait for the new document: a POST -> 303 -> GET included
+                # The navigation has the navigation timeout, not the click's: the click returns
+                # once dispatched (a slow server answer, e.g. the first Buy Now of a process
+                # loading the reward's tagger, must not time the click out).
                 with self._page.expect_navigation(wait_until="load", timeout=nav_t * 1000):
-                    locator.click(timeout=t * 1000)
+                    locator.click(timeout=t * 1000, no_wait_after=True)
             else:
                 locator.click(timeout=t * 1000)
 
-    def _do_fill(self, bid: str, value: str = "") -> None:
-        locator, _ = self._element(bid)
+    def _do_fill(self, bid: str, value: str = "", *, element: Any = None) -> None:
+        locator, _ = self._located(bid, element)
         with self._calling(self._config.action_timeout_s):
             locator.fill(str(value), timeout=self._config.action_timeout_s * 1000)
             # A focused field repaints (caret blink, focus ring) between screenshots of an

@@ -12,7 +12,9 @@ def env_id_for_mode(mode: str) -> str:
     try:
         return ENV_ID_BY_MODE[mode]
     except KeyError:
-        raise ValueError(f"unknown mode {mode!r}: expected one of {sorted(ENV_ID_BY_MODE)}") from None
+        raise ValueError(
+            f"unknown mode {mode!r}: expected one of {sorted(ENV_ID_BY_MODE)}"
+        ) from None
 
 
 def register_envs() -> None:

@@ -4,12 +4,16 @@
     obs, info = env.reset(seed=0, options={"task_id": "test-0001"})
     obs, reward, terminated, truncated, info = env.step("search[dog leash]")
 
-One step: the action string is parsed by ``webgym.actions`` (the one grammar), translated into
-element-level steps by the page's ``PageView`` (``webgym.observe``), executed in Chromium
-(browser mode) or in-process (text mode), and the served HTML is observed by the same function
-in both modes. Reward is 0 until Buy Now; then WebShop's reward and ``terminated=True``.
-``info["action_effect"]`` holds d(s, s') and the label y = 1[d >= eps] (``webgym.effects``).
-A bad action never raises: reward 0, ``last_action_error`` says why, and the step counts.
+One step: the action string is parsed by ``webgym.actions`` (the one grammar), resolved once
+into element-level steps by the current page's ``PageView`` (``webgym.observe``), executed by
+the env's page (``webgym.page``: a Chromium tab in browser mode, the in-process page in text
+mode), and the served HTML is observed by the same function in both modes. Reward is 0 until
+Buy Now; then the page that shows the purchase carries WebShop's reward, and
+``terminated=True``. ``info["action_effect"]`` holds d(s, s') and the label y = 1[d >= eps]
+(``webgym.effects``). A bad action (``webgym.actions.InvalidAction``) never raises: reward 0,
+``last_action_error`` says why, and the step counts. Sessions, tasks and snapshots go through
+the shop's JSON API (``webgym.shop_client``) in both modes. The modes differ only where the
+env chooses its page (``_open_page``).
 
 Threads: sync Playwright objects never cross threads, so a browser-mode env must be used from
 the thread that created it; ``gymnasium.make_vec(..., vectorization_mode="async")`` gives each
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,16 +35,21 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from webgym.actions import MAX_ACTION_LENGTH, ActionParseError, check_mode, parse_action
+from webgym.actions import MAX_ACTION_LENGTH, ActionError, InvalidAction, parse_action
 from webgym.effects import EffectThresholds, action_effect
-from webgym.envs.shop_host import EmbeddedShop, acquire_shop, release_shop
-from webgym.inprocess import InProcessPage, ShopRequestError
-from webgym.observe import ActionError, PageView, observe_page
+from webgym.envs.shop_host import acquire_shop, release_shop
+from webgym.inprocess import InProcessPage
+from webgym.observe import SESSION_PLACEHOLDER, PageView, observe_page
+from webgym.page import Page, PageCapture
+from webgym.shop.schema import Purchase
+from webgym.shop_client import ShopClient, ShopRequestError
+from webgym.transport import Transport, make_transport
+
+log = logging.getLogger(__name__)
 
 # Gymnasium's Text space accepts only listed characters: list every printable BMP character.
 CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDFFF) + "\n\t"
 MAX_TEXT = 500_000
-SESSION_PLACEHOLDER = "SESSION"
 
 
 @functools.cache
@@ -118,7 +129,8 @@ class ShoppingEnv(gym.Env[dict, str]):
         self.mode = mode
         self.render_mode = render_mode
         self._session: dict | None = None
-        self._client = None
+        self._client: ShopClient | None = None
+        self._closing = ExitStack()  # what close() releases, last opened first
         self.split = split
         self.viewport = (int(viewport[0]), int(viewport[1]))
         self.screenshot_on = screenshot and mode == "browser"
@@ -127,45 +139,24 @@ class ShoppingEnv(gym.Env[dict, str]):
             effect_thresholds = EffectThresholds(**effect_thresholds)
         self.thresholds = effect_thresholds or EffectThresholds()
 
-        # The shop: the process's embedded one, or an external server.
-        self._shop: EmbeddedShop | None = None
-        self._tab = None
-        self._host = None
-        if shop_url is None:
-            self._shop = acquire_shop(catalog)
+        # The shop (the process's embedded one, or an external server) and the page over it.
+        self._tab = self._host = None  # the browser's, in browser mode (for diagnostics)
         try:
-            if mode == "text":
-                transport = self._shop.app if self._shop else shop_url.rstrip("/")
-            else:
-                transport = self._shop.start_http() if self._shop else shop_url.rstrip("/")
-            # The API (and, in text mode, the pages) go through one in-process or HTTP client.
-            self._client = InProcessPage(transport)
-            tasks = self._client.request_json("GET", f"/api/tasks?split={split}")
+            transport = self._connect(shop_url, catalog)
+            self._client = ShopClient(transport)  # the JSON API, in both modes
+            tasks = self._client.tasks(split)
+            self.split_hash = tasks["hash"]
+            self.task_ids = list(task_ids) if task_ids else list(tasks["task_ids"])
+            unknown = sorted(set(self.task_ids) - set(tasks["task_ids"]))
+            if unknown:
+                raise ValueError(f"tasks not in split {split!r}: {unknown[:5]}")
+            self._page: Page = self._open_page(transport, headless, chromium_path, shared_context)
         except ShopRequestError as e:
             self.close()
             raise ValueError(str(e.payload.get("error", e))) from None
-        self.split_hash = tasks["hash"]
-        self.task_ids = list(task_ids) if task_ids else list(tasks["task_ids"])
-        unknown = sorted(set(self.task_ids) - set(tasks["task_ids"]))
-        if unknown:
-            self.close()
-            raise ValueError(f"tasks not in split {split!r}: {unknown[:5]}")
-        if mode == "browser":
-            from webgym.browser import BrowserConfig, BrowserHost
-
-            config = BrowserConfig(
-                headless=headless,
-                viewport=self.viewport,
-                **({"executable_path": chromium_path} if chromium_path else {}),
-            )
-            try:
-                self._host = BrowserHost.acquire(config)
-                # One browser context per env by default; shared_context=True gives each env a
-                # page in one shared context instead (~16 MB PSS per env instead of ~65 MB).
-                self._tab = self._host.new_tab(self.viewport, shared_context=shared_context)
-            except Exception:
-                self.close()  # release the shop before reporting (e.g. Chromium not found)
-                raise
+        except Exception:
+            self.close()  # release the shop before reporting (e.g. Chromium not found)
+            raise
 
         self.action_space = text_space(MAX_ACTION_LENGTH)
         text = text_space(MAX_TEXT)
@@ -192,11 +183,49 @@ class ShoppingEnv(gym.Env[dict, str]):
         self._view_html: str | None = None
         self._url = ""
         self._pixels: np.ndarray | None = None
+        self._purchase: Purchase | None = None
         self._history: list[str] = []
         self._step = 0
         self._done = False
 
-    # ---- the page, in either mode ---------------------------------------------------------
+    # ---- the one place the modes differ: how the shop is reached, and which page drives it --
+    def _connect(self, shop_url: str | None, catalog: str | None) -> Transport:
+        """The shop: an external server, or the process's embedded one (called in-process in
+        text mode, served on loopback for Chromium in browser mode)."""
+        if shop_url is not None:
+            transport = make_transport(shop_url.rstrip("/"))
+        else:
+            shop = acquire_shop(catalog)
+            self._closing.callback(release_shop, shop)
+            if self.mode == "text":
+                transport = make_transport(shop.app)
+            else:
+                transport = make_transport(shop.start_http())
+                self._closing.callback(shop.stop_http)
+        self._closing.callback(transport.close)
+        return transport
+
+    def _open_page(
+        self, transport: Transport, headless: bool, chromium_path: str | None, shared: bool
+    ) -> Page:
+        """The in-process page over ``transport``, or a tab of this thread's Chromium."""
+        if self.mode == "text":
+            return InProcessPage(transport)
+        from webgym.browser import BrowserConfig, BrowserHost
+
+        config = BrowserConfig(
+            headless=headless,
+            viewport=self.viewport,
+            **({"executable_path": chromium_path} if chromium_path else {}),
+        )
+        self._host = BrowserHost.acquire(config)
+        # One browser context per env by default; shared_context=True gives each env a page in
+        # one shared context instead (~16 MB PSS per env instead of ~65 MB).
+        self._tab = self._host.new_tab(self.viewport, shared_context=shared)
+        self._closing.callback(self._tab.close)
+        return self._tab
+
+    # ---- the page -------------------------------------------------------------------------
     def _session_path(self) -> str:
         return f"/s/{self._session['session_id']}"
 
@@ -204,16 +233,12 @@ class ShoppingEnv(gym.Env[dict, str]):
         """The URL with the session id replaced: equal starts give equal observations."""
         return url.replace(self._session_path(), f"/s/{SESSION_PLACEHOLDER}") if url else url
 
-    def _load(
-        self, html: str, url: str, pixels: np.ndarray | None, view: PageView | None = None
-    ) -> None:
+    def _load(self, cap: PageCapture) -> None:
         """The page after a navigation or an action: observed once per served document."""
-        if view is not None:
-            self._view, self._view_html = view, html
-        elif self._view is None or self._view_html is not html:
-            self._view, self._view_html = observe_page(html, url), html
-        self._url, self._pixels = url, pixels
-        path = self._relative(url)
+        if self._view is None or self._view_html is not cap.html:
+            self._view, self._view_html = observe_page(cap.html, cap.url), cap.html
+        self._url, self._pixels, self._purchase = cap.url, cap.screenshot, cap.purchase
+        path = self._relative(cap.url)
         if not self._history or self._history[-1] != path:
             self._history.append(path)
 
@@ -223,28 +248,16 @@ class ShoppingEnv(gym.Env[dict, str]):
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
     def _goto(self, path: str) -> None:
-        if self.mode == "text":
-            _, html = self._client.goto(path)
-            self._load(html, self._client.absolute_url, None, self._client.view)
-        else:
-            cap = self._tab.goto(
-                self._client.transport.base_url + path, screenshot=self.screenshot_on
-            )
-            self._load(cap.html, cap.url, cap.screenshot)
+        self._load(self._page.goto(self._client.base_url + path, screenshot=self.screenshot_on))
 
     def _execute(self, step) -> None:
-        if step.name == "go_back":
+        if step.name == "go_back":  # back through the episode's own history (kept by snapshots)
             if len(self._history) < 2:
                 raise ActionError("there is no previous page to go back to")
             self._history.pop()
             self._goto(self._history.pop())
             return
-        if self.mode == "text":
-            self._client.execute(step)
-            self._load(self._client.html, self._client.absolute_url, None, self._client.view)
-        else:
-            cap = self._tab.execute(step, screenshot=self.screenshot_on)
-            self._load(cap.html, cap.url, cap.screenshot)
+        self._load(self._page.execute(step, screenshot=self.screenshot_on))
 
     def _observation(self, last_action: str, error: str) -> dict[str, Any]:
         view = self._view
@@ -291,10 +304,10 @@ class ShoppingEnv(gym.Env[dict, str]):
         if task_id is None:
             task_id = self.task_ids[int(self.np_random.integers(len(self.task_ids)))]
         t0 = time.perf_counter()
-        self._recover_browser_if_dead()
+        self._page.recover(if_dead=True)
         self._drop_session()
         try:
-            self._session = self._client.request_json("POST", "/api/sessions", {"task_id": task_id})
+            self._session = self._client.create_session(task_id)
         except ShopRequestError as e:
             raise ValueError(str(e.payload.get("error", e))) from None
         self._goal = self._session["goal"]
@@ -315,24 +328,21 @@ class ShoppingEnv(gym.Env[dict, str]):
             error = "the episode is over: call reset()"
         else:
             try:
-                parsed = parse_action(action)
-                check_mode(parsed, self.mode)
+                parsed = parse_action(action, self.mode)
                 if parsed.name == "send_msg_to_user":
                     info_extra["message_to_user"] = parsed.args[0]
                 for step in self._view.resolve(parsed):
                     self._execute(step)
-            except (ActionParseError, ActionError) as e:
+            except InvalidAction as e:  # the agent's mistake: reported, the episode goes on
                 error = str(e)
-            except Exception as e:  # noqa: BLE001 - browser trouble ends the episode, never raises
-                if not self._is_user_error(e):
-                    truncated, self._done = True, True
-                    info_extra["error"] = f"{type(e).__name__}: {e}"
-                    self._recover_browser_if_dead(force=True)
+            except Exception as e:  # noqa: BLE001 - machine trouble ends the episode, never raises
+                truncated, self._done = True, True
+                info_extra["error"] = f"{type(e).__name__}: {e}"
+                self._page.recover()
                 error = str(e)
         act_s = time.perf_counter() - t0
-        if not truncated and self._url.endswith("/done"):
-            state = self._client.request_json("GET", f"/api/sessions/{self._session['session_id']}")
-            purchase = state["purchase"]
+        purchase = self._purchase  # the shop's, carried by the page that shows it
+        if not truncated and purchase is not None:
             reward, terminated, self._done = float(purchase["reward"]), True, True
             info_extra.update(
                 reward_info=purchase["info"],
@@ -350,15 +360,10 @@ class ShoppingEnv(gym.Env[dict, str]):
         )
         return obs, reward, terminated, truncated, info
 
-    def _is_user_error(self, e: Exception) -> bool:
-        from webgym.browser import ActionFailed
-
-        return isinstance(e, ActionFailed)
-
     def render(self):
         if self.render_mode == "rgb_array":
-            if self._pixels is None and self._tab is not None and self._session is not None:
-                return self._tab.capture(screenshot=True).screenshot  # observations skip pixels
+            if self._pixels is None and self._session is not None:
+                return self._page.capture(screenshot=True).screenshot  # observations skip pixels
             return None if self._pixels is None else self._pixels.copy()
         if self.render_mode == "ansi":
             return self._view.text if self._view else ""
@@ -369,8 +374,7 @@ class ShoppingEnv(gym.Env[dict, str]):
         """A small JSON-serialisable state from which ``restore`` continues this episode."""
         if self._session is None:
             raise RuntimeError("call reset() before snapshot()")
-        sid = self._session["session_id"]
-        state = self._client.request_json("GET", f"/api/sessions/{sid}")
+        state = self._client.session(self._session["session_id"])
         strip = self._session_path()
         return {
             "version": 1,
@@ -387,11 +391,9 @@ class ShoppingEnv(gym.Env[dict, str]):
 
     def restore(self, snapshot: dict[str, Any]):
         """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info)."""
-        self._recover_browser_if_dead()
+        self._page.recover(if_dead=True)
         self._drop_session()
-        self._session = self._client.request_json(
-            "POST", "/api/sessions", {"state": snapshot["session"]}
-        )
+        self._session = self._client.restore_session(snapshot["session"])
         self._goal = self._session["goal"]
         mine = self._session_path()
         history = [p.replace(f"/s/{SESSION_PLACEHOLDER}", mine) for p in snapshot["history"]]
@@ -404,20 +406,10 @@ class ShoppingEnv(gym.Env[dict, str]):
     def _drop_session(self) -> None:
         if self._session is not None:
             try:
-                self._client.request_json("DELETE", f"/api/sessions/{self._session['session_id']}")
+                self._client.delete_session(self._session["session_id"])
             except Exception:  # noqa: BLE001 - the server may be gone; nothing to free then
-                pass
+                log.debug("could not delete shop session %s", self._session["session_id"])
             self._session = None
-
-    def _recover_browser_if_dead(self, force: bool = False) -> None:
-        if self._tab is None:
-            return
-        try:
-            if force or not self._host.alive:
-                self._host.ensure_alive()
-                self._tab.recover()
-        except Exception:  # noqa: BLE001 - the next reset tries again
-            pass
 
     def close(self) -> None:
         if getattr(self, "_closed", False):
@@ -425,14 +417,7 @@ class ShoppingEnv(gym.Env[dict, str]):
         self._closed = True
         if getattr(self, "_client", None) is not None:
             self._drop_session()
-        if self._tab is not None:
-            self._tab.close()
-            self._tab = None
-        if getattr(self, "_client", None) is not None:
-            self._client.close()
-        if self._shop is not None:
-            if self.mode == "browser":
-                self._shop.stop_http()
-            release_shop(self._shop)
-            self._shop = None
+        if getattr(self, "_closing", None) is not None:
+            self._closing.close()  # the tab, the transport, the HTTP server, the shop
+        self._tab = None
         super().close()
