@@ -180,6 +180,10 @@ FEATURES = (
 )  # fmt: skip
 """The structural features of a candidate (:func:`candidates`), next to its text embedding."""
 
+FEATURE_SCALE = 10.0
+"""The features enter the linear path scaled: Adam moves a weight by about lr per update, so
+at lr 3e-4 an unscaled rank step of 0.1 would need thousands of updates to matter."""
+
 _BUDGET_RE = re.compile(r"price lower than ([\d,.]+) dollars")
 _NUM_RE = re.compile(r"\$([\d,]+(?:\.\d+)?)")
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -392,7 +396,8 @@ class ScorerPolicy(nn.Module):
             uk = u[i].expand_as(vk)
             feats = torch.tensor(c.features, dtype=vk.dtype, device=vk.device)
             z = torch.cat([uk * vk, uk - vk, feats], dim=-1)
-            out.append((self.head(z) + self.feature_weights(feats)).squeeze(-1))
+            linear = self.feature_weights(feats * FEATURE_SCALE)
+            out.append((self.head(z) + linear).squeeze(-1))
         return out
 
     def logprobs(
