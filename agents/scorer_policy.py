@@ -496,6 +496,15 @@ class ScorerCritic(nn.Module):
         freeze_lower_layers(self.encoder, self.train_layers)
         self.metadata: dict[str, Any] = {}
 
+    def param_groups(self, lr: float, head_lr: float) -> list[dict[str, Any]]:
+        """AdamW groups: the encoder's trainable layers at ``lr``, the value head at ``head_lr``
+        (a fresh head must reach the mean return, ~0.7, within a few dozen updates)."""
+        encoder = [p for p in self.encoder.parameters() if p.requires_grad]
+        return [
+            {"params": encoder, "lr": lr},
+            {"params": list(self.head.parameters()), "lr": head_lr},
+        ]
+
     def values(self, states: Sequence[str]) -> torch.Tensor:
         """V(s) for each state text, (B,), differentiable."""
         enc = self.backbone.tokenizer(
