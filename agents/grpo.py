@@ -52,6 +52,7 @@ class GRPOConfig(OnPolicyConfig):
     beta: float = 0.0  # k3 KL to the frozen starting policy (TRL's default 0)
     num_iterations: int = 1  # passes over each batch (TRL's num_iterations)
     dynamic_sampling: bool = True  # drop all-equal groups
+    train_encoder: bool = True  # False: only the scoring heads learn (the encoder stays bc's)
     minibatch_rollouts: int = 16  # rollouts per optimizer step
 
 
@@ -75,6 +76,8 @@ PRESETS = {
 
 def train_grpo(config: GRPOConfig, run: TrainRun):
     policy, _ = start_policy(config, run)
+    if not config.train_encoder:
+        policy.encoder.requires_grad_(False)
     reference = copy.deepcopy(policy).eval() if config.beta else None  # pi_ref, frozen
     if reference is not None:
         if config.init_checkpoint:  # the reference is the starting policy, not the resumed one
