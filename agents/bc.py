@@ -6,14 +6,14 @@ the CleanRL manner: :class:`BCConfig` holds every hyper-parameter, :func:`train_
 bottom.
 
 1. **Demonstrations.** The ``rule`` agent (``demo_agent``) plays the first ``n_demo_tasks``
-   tasks of the TRAIN split in the text env (:func:`agents.training.collect_episodes`); the
+   tasks of the TRAIN split in the text env (:func:`agents.rollouts.collect_episodes`); the
    steps of episodes with reward >= ``min_reward`` are kept. The default ``min_reward = 1.0``
    keeps successes only (WebShop's IL data are human successes too); a lower threshold adds
    partially right purchases, whose option clicks are then partly wrong. Episodes from run
    directories named in ``extra_runs`` (``webgym-bench run`` output on the train split, e.g. a
    better agent) are added: a run records actions but not observations, so each kept episode's
    actions are re-played in the text env from its recorded seed
-   (:func:`agents.training.replay_episode`) and every rebuilt page is checked against the
+   (:func:`agents.rollouts.replay_episode`) and every rebuilt page is checked against the
    recorded ``obs_digest``; an episode that does not replay identically is skipped (and
    counted). A run on another split is refused (that would train on evaluation tasks). The run
    directory is read through ``webgym.runs`` (docs/run-format.md), which also gives the episode
@@ -54,26 +54,25 @@ import numpy as np
 import torch
 
 from agents.lm_agent import LMPolicy, PromptConfig
-from agents.training import (
+from agents.rollouts import (
     Episode,
     ReplayMismatch,
     Step,
-    TrainRun,
     collect_episodes,
-    config_to_dict,
     make_env,
-    register_trainer,
     replay_episode,
 )
-from webgym.envs import MAX_EPISODE_STEPS
+from agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
 from webgym.runs import RunDir, episode_seed
 
 __all__ = ["BCConfig", "bc_loss", "collect_demonstrations", "split_heldout", "train_bc"]
 
 
 @dataclass
-class BCConfig:
-    """Every hyper-parameter of behaviour cloning (presets: :data:`PRESETS`).
+class BCConfig(CommonConfig):
+    """Every hyper-parameter of behaviour cloning (presets: :data:`PRESETS`); seed,
+    torch_threads, device, max_steps (demonstrations and evaluation), checkpoint_every and
+    keep_checkpoints are :class:`agents.training.CommonConfig`'s.
 
     ``micro_batch_size`` is 1 on a CPU: a padded batch pays for its padding and runs no faster
     there than one sequence after another (REFERENCE.md: SmolLM2 forward of 8 x 512 tokens
@@ -82,11 +81,8 @@ class BCConfig:
 
     # model
     backbone: str = "smollm2-135m"  # agents.models.load_backbone name (a causal LM)
-    device: str = "cpu"
     max_prompt_tokens: int = 512  # PromptConfig.max_prompt_tokens: the page is cut to fit
     page_field: str = "text"  # PromptConfig.page_field: "text" or "axtree"
-    torch_threads: int = 0  # 0: agents.models.threads' rule; > 0: exactly that many
-    seed: int = 0
     # demonstrations
     demo_agent: str = "rule"
     demo_split: str = "train"
@@ -95,7 +91,6 @@ class BCConfig:
     extra_runs: list[str] = field(default_factory=list)  # run dirs on demo_split to add
     heldout_fraction: float = 0.1  # share of demonstration tasks kept out of training
     max_heldout_steps: int = 24  # held-out steps measured per iteration
-    max_steps: int = MAX_EPISODE_STEPS  # episode step limit (demonstrations and evaluation)
     train_layers: int = 0  # encoder (scorer) backbones: train only the top N layers (0: all)
     # optimisation
     epochs: int = 2
@@ -108,9 +103,7 @@ class BCConfig:
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0  # max global L2 norm of the gradient
-    # checkpoints and evaluation
-    checkpoint_every: int = 1  # iterations between checkpoints (the last is always saved)
-    keep_checkpoints: int = 2
+    # evaluation
     eval_episodes: int = 100  # validation episodes played through the harness after training
 
 

@@ -1,7 +1,9 @@
 """The plumbing every on-policy trainer shares (archer, grpo, reinforce): config, start, batches,
-validation, checkpoints. The algorithm files hold only their algorithm.
+optimizer steps, the iteration loop, validation, checkpoints, data parallelism. The algorithm
+files hold only their algorithm.
 
-- :class:`OnPolicyConfig`: the fields every on-policy trainer's config extends.
+- :class:`OnPolicyConfig`: the fields every on-policy trainer's config extends (itself an
+  :class:`agents.training.CommonConfig`).
 - :func:`start_policy`: the policy (and optionally a critic) from ``init_checkpoint`` (the
   ``bc`` checkpoint of the same backbone) or fresh, resumed from the run's latest checkpoint.
 - :func:`iteration_tasks`: the train tasks of one iteration, a function of (seed, iteration)
@@ -10,24 +12,45 @@ validation, checkpoints. The algorithm files hold only their algorithm.
 - :func:`validate`: greedy (temperature 0) play on the first validation tasks.
 - :func:`save_checkpoint`: policy (+ critic) + optimizers through :class:`TrainRun`.
 
+**Data-parallel training** (``accelerate launch --multi_gpu --num_processes N -m webgym_bench
+train ...``, or ``torchrun``; agents/data_parallel.py) needs nothing of an algorithm file.
+With N processes:
+
+- every process builds the same policy and critic; :func:`start_policy` copies rank 0's weights
+  to the others;
+- :func:`agents.rollouts.collect_rollouts` (training batches and :func:`validate` alike) plays
+  every N-th episode in each process and gathers them, so every process holds the iteration's
+  whole batch, in the order one process would;
+- :func:`minibatches` hands out the same minibatches as one process would, N at a time: an
+  optimizer step takes one per process (with fewer than N left, the processes share them), and
+  :func:`clip_and_step` all-reduces the gradients before clipping and stepping, each process's
+  weighted so that a step's gradient is the mean over its distinct minibatches. One step
+  therefore sees N minibatches: a batch is taken in 1/N of the steps, each N times larger;
+- :func:`run_iterations` averages each metric over the processes (rollout statistics agree
+  already) and only rank 0 writes the run directory; :func:`save_checkpoint` checks that every
+  process holds the same weights (their digests go to ``train.log``) and fails if not.
+
+With one process all of this is skipped, and training is exactly what it was.
+
 Imports agents only; never benchmarks or leaderboards.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from agents import data_parallel
 from agents.rollouts import Rollout, collect_rollouts, rollout_stats
 from agents.scorer_policy import ScorerCritic, ScorerPolicy, read_info
-from agents.training import TrainRun
-from webgym.envs import MAX_EPISODE_STEPS
+from agents.training import CommonConfig, TrainRun
 
 __all__ = [
     "OnPolicyConfig",
@@ -43,15 +66,16 @@ CRITIC_DIR = "critic"
 
 
 @dataclass
-class OnPolicyConfig:
-    """Hyper-parameters shared by the on-policy trainers (each trainer's config extends it)."""
+class OnPolicyConfig(CommonConfig):
+    """Hyper-parameters shared by the on-policy trainers (each trainer's config extends it);
+    seed, torch_threads, device, max_steps, eval_episodes (harness validation episodes after
+    training), checkpoint_every and keep_checkpoints are :class:`CommonConfig`'s."""
+
+    supports_data_parallel: ClassVar[bool] = True  # runs under accelerate launch (module docstring)
 
     # model
     backbone: str = "minilm"  # an encoder (the candidate scorer, agents/scorer_policy.py)
     init_checkpoint: str = ""  # the starting policy (the bc checkpoint); "" = fresh head
-    device: str = "cpu"
-    torch_threads: int = 0  # 0: agents.models.threads' rule (all usable cores for one process)
-    seed: int = 0
     max_length: int = 96  # tokens of one (state, candidate) pair
     # rollouts
     iterations: int = 20
@@ -59,24 +83,21 @@ class OnPolicyConfig:
     group_size: int = 1  # rollouts per task from the identical start
     n_envs: int = 8  # envs stepped in lockstep
     temperature: float = 1.0  # sampling temperature while collecting
-    max_steps: int = MAX_EPISODE_STEPS
     # optimisation
     lr: float = 1e-5
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     minibatch_size: int = 32  # turns per optimizer step
-    # validation and checkpoints
+    # validation
     val_tasks: int = 50  # greedy validation episodes after each eval_every iterations
     eval_every: int = 1
-    checkpoint_every: int = 1
-    keep_checkpoints: int = 2
-    eval_episodes: int = 0  # harness validation episodes after training (webgym-bench train)
 
 
 def _configure(config: OnPolicyConfig) -> None:
     from agents.models.threads import configure_torch_threads
 
-    configure_torch_threads(config.torch_threads or None)
+    # data-parallel processes on one machine share its cores
+    configure_torch_threads(config.torch_threads or None, workers=data_parallel.local_world_size())
 
 
 def start_policy(
@@ -116,6 +137,8 @@ def start_policy(
 
             value_fn = ScorerCritic(copy.deepcopy(policy.backbone), max_length=config.max_length)
         value_fn.eval()
+    data_parallel.broadcast_module(policy)  # data-parallel: every process starts from rank 0's
+    data_parallel.broadcast_module(value_fn)
     return policy, value_fn
 
 
@@ -172,10 +195,43 @@ class TurnBatch:
         return torch.cat([self.logprobs(policy, [i]) for i in idx])
 
 
-def minibatches(n: int, size: int, gen: np.random.Generator) -> list[np.ndarray]:
-    """A random partition of range(n) into chunks of ``size`` (the last may be smaller)."""
+def minibatches(n: int, size: int, gen: np.random.Generator) -> Iterable[np.ndarray]:
+    """A random partition of range(n) into chunks of ``size`` (the last may be smaller).
+
+    Data-parallel: every process draws the same partition, and iterating yields this process's
+    share of it, one chunk per optimizer step (module docstring)."""
     order = gen.permutation(n)
-    return [order[i : i + size] for i in range(0, n, max(1, size))]
+    chunks = [order[i : i + size] for i in range(0, n, max(1, size))]
+    if not data_parallel.enabled():
+        return chunks
+    return _shared_chunks(n, order, chunks)
+
+
+_STEP_SHARE: float | None = None
+"""Data-parallel: this process's weight in the gradient all-reduce of the current step."""
+
+
+def _shared_chunks(n: int, order: np.ndarray, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Steps of ``world`` chunks: process r takes chunk r of each; in a last step of m < world
+    chunks, process r takes chunk r % m and weighs it 1 / (m * processes sharing it)."""
+    global _STEP_SHARE
+    world, rank = data_parallel.world_size(), data_parallel.rank()
+    mine = (n, zlib.crc32(np.ascontiguousarray(order).tobytes()))
+    every = data_parallel.all_gather(mine)
+    if any(x != mine for x in every):
+        raise RuntimeError(
+            "data-parallel processes would take different minibatches (batch size, permutation "
+            f"checksum per process: {every}); their batches or random generators diverged"
+        )
+    try:
+        for first in range(0, len(chunks), world):
+            step = chunks[first : first + world]
+            m = len(step)
+            sharing = len(range(rank % m, world, m))
+            _STEP_SHARE = 1.0 / (m * sharing)
+            yield step[rank % m]
+    finally:
+        _STEP_SHARE = None
 
 
 def validate(
@@ -211,7 +267,12 @@ def save_checkpoint(
     critic_optimizer: torch.optim.Optimizer | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Policy (+ critic in ``critic/``) with both optimizers' states, through ``run``."""
+    """Policy (+ critic in ``critic/``) with both optimizers' states, through ``run``.
+
+    Data-parallel: first checks that every process holds the same weights (the digests go to
+    ``train.log``; different ones raise ``RuntimeError``); rank 0 writes."""
+    if data_parallel.enabled():
+        _check_processes_agree(run, iteration, policy, critic)
     meta = {"trained_by": run.trainer, "iteration": iteration, **(metadata or {})}
 
     def save(folder: Path) -> None:
@@ -222,6 +283,23 @@ def save_checkpoint(
                 torch.save(critic_optimizer.state_dict(), folder / CRITIC_DIR / "optimizer.pt")
 
     return run.save_checkpoint(iteration, save, optimizer, metadata=meta)
+
+
+def _check_processes_agree(
+    run: TrainRun, iteration: int, policy: ScorerPolicy, critic: ScorerCritic | None
+) -> None:
+    mine = {"policy": data_parallel.state_digest(policy)}
+    if critic is not None:
+        mine["critic"] = data_parallel.state_digest(critic)
+    every = data_parallel.all_gather(mine)
+    run.log(
+        f"data-parallel: {len(every)} processes at iteration {iteration}: "
+        + "; ".join(f"{key} weights {' '.join(d[key] for d in every)}" for key in mine)
+    )
+    if any(d != mine for d in every):
+        raise RuntimeError(
+            f"data-parallel processes hold different weights at iteration {iteration}: {every}"
+        )
 
 
 def restore_critic_optimizer(run: TrainRun, optimizer: torch.optim.Optimizer) -> None:
@@ -237,7 +315,13 @@ def adamw(module: torch.nn.Module, config: OnPolicyConfig) -> torch.optim.AdamW:
 
 
 def clip_and_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> float:
-    """Clip the global gradient norm to ``clip``, step, zero; returns the norm before clipping."""
+    """Clip the global gradient norm to ``clip``, step, zero; returns the norm before clipping.
+
+    Data-parallel: the gradients are all-reduced first (weighted by :func:`minibatches`' share,
+    else averaged), so every process takes the same step."""
+    if data_parallel.enabled():
+        share = _STEP_SHARE if _STEP_SHARE is not None else 1.0 / data_parallel.world_size()
+        data_parallel.all_reduce_grads((p for p in module.parameters() if p.requires_grad), share)
     norm = torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -255,14 +339,18 @@ def run_iterations(
 ) -> None:
     """The outer loop: iteration 0's validation row (the starting policy), then for each
     iteration ``step(it)`` -> metrics, validation, a metrics row, a checkpoint."""
+    if data_parallel.enabled():  # rank 0 has trimmed metrics.csv on resume: all read the same
+        data_parallel.barrier()
+        run.log(f"data-parallel: {data_parallel.world_size()} processes")
     # iteration 0: the starting policy, written with the first iteration's columns (the first
     # row of metrics.csv fixes them)
     first = validate(policy, val_ids, config) if start == 0 and not run.metrics() else None
     env_steps = int(float(run.metrics()[-1].get("env_steps") or 0)) if run.metrics() else 0
+    saved = False
     with run.progress(config.iterations, start, run.trainer) as progress:
         for it in range(start + 1, config.iterations + 1):
             t0 = time.perf_counter()
-            row: dict[str, Any] = {"iteration": it} | step(it)
+            row: dict[str, Any] = {"iteration": it} | _mean_over_processes(step(it))
             env_steps += int(row.get("train_env_steps", 0))
             row["env_steps"] = env_steps
             if it % config.eval_every == 0 or it == config.iterations:
@@ -277,9 +365,27 @@ def run_iterations(
             run.say(_row_text(row))
             if it % config.checkpoint_every == 0 or it == config.iterations:
                 save(it)
+                saved = True
             progress(1, f"val SR {row.get('val_success_rate', float('nan')):.2f}")
-    if run.latest_checkpoint() is None:
+    if not saved and run.latest_checkpoint() is None:
         save(config.iterations)
+    data_parallel.barrier()
+
+
+def _mean_over_processes(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Data-parallel: each metric's mean over the processes (a value they agree on stays)."""
+    if not data_parallel.enabled():
+        return metrics
+    every = data_parallel.all_gather(metrics)
+    out = {}
+    for key, value in metrics.items():
+        values = [m.get(key) for m in every]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if all(v == value for v in values) or not numeric:
+            out[key] = value
+        else:
+            out[key] = sum(float(v) for v in values) / len(values)
+    return out
 
 
 def _row_text(row: dict[str, Any]) -> str:

@@ -1,21 +1,34 @@
-"""On-policy rollouts: several environments stepped in lockstep through one batched policy.
+"""Rollouts: playing policies in the environment and keeping what they did. One home for them.
 
-Every step keeps the policy's decision (state text or prompt, candidates, the chosen action and
-its log-probability under the distribution that acted), so trainers recompute ratios against
-exactly what acted. ``group_size = G`` plays each task G times from the identical start (same
-task, same env seed: the first observations are equal), for GRPO and POISE; the G rollouts of a
-task are adjacent in the output.
+Two collectors, one set of env helpers (:func:`make_env`, :func:`rollout_seed`):
 
-An episode that ends in an infrastructure failure (the env reports ``info["error"]``, e.g. a
-crashed browser, or ``env.step`` raises) is kept with ``error`` set: trainers leave it out of
-losses and group statistics instead of counting it as reward 0.
+* :func:`collect_episodes` plays any :class:`agents.base.Agent` one episode after another and
+  returns plain :class:`Episode` / :class:`Step` records (observation, action, reward, done,
+  effect label): BC's demonstrations, and later Digi-Q's offline data.
+  :func:`replay_episode` re-plays recorded actions to rebuild the observations a run directory
+  does not store (checked against the recorded digests, :class:`ReplayMismatch` otherwise).
+* :func:`collect_rollouts` steps several environments in lockstep through one batched policy,
+  for the on-policy trainers. Every step keeps the policy's decision (state text or prompt,
+  candidates, the chosen action and its log-probability under the distribution that acted), so
+  trainers recompute ratios against exactly what acted. ``group_size = G`` plays each task G
+  times from the identical start (same task, same env seed: the first observations are equal),
+  for GRPO and POISE; the G rollouts of a task are adjacent in the output.
 
-The policy is anything with ``decide_batch(observations, *, temperature, rng) -> decisions``
-where each decision has ``.action`` (and, for trainers, ``.logprob``): :class:`ScorerPolicy`
-(agents/scorer_policy.py).
+  An episode that ends in an infrastructure failure (the env reports ``info["error"]``, e.g. a
+  crashed browser, or ``env.step`` raises) is kept with ``error`` set: trainers leave it out of
+  losses and group statistics instead of counting it as reward 0.
 
-Imports webgym (the env) and agents.training (env construction, episode seeds); never
-benchmarks or leaderboards.
+  The policy is anything with ``decide_batch(observations, *, temperature, rng) -> decisions``
+  where each decision has ``.action`` (and, for trainers, ``.logprob``): :class:`ScorerPolicy`
+  (agents/scorer_policy.py).
+
+  Under data-parallel training (agents/data_parallel.py: several processes) each process plays
+  every ``world_size``-th episode of the list with its own sampling stream, and the rollouts are
+  gathered so that every process returns the whole list, in the order one process would.
+
+Training rollouts use :func:`rollout_seed`, never the seed an evaluation run plays a task from.
+
+Imports webgym (the env) and agents.data_parallel; never benchmarks or leaderboards.
 """
 
 from __future__ import annotations
@@ -27,11 +40,215 @@ from typing import Any
 
 import numpy as np
 
-from agents.training import make_env, rollout_seed
+from agents import data_parallel
+from webgym.runs import TRAIN_SEED_SALT, episode_seed, obs_digest
 
-__all__ = ["Rollout", "Turn", "collect_rollouts", "rollout_stats"]
+__all__ = [
+    "Episode",
+    "ReplayMismatch",
+    "Rollout",
+    "Step",
+    "Turn",
+    "collect_episodes",
+    "collect_rollouts",
+    "make_env",
+    "replay_episode",
+    "rollout_seed",
+    "rollout_stats",
+]
 
 log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------------
+# The environment and the seeds
+
+
+def rollout_seed(seed: int, task_id: str) -> int:
+    """A training rollout's env and agent seed: :func:`webgym.runs.episode_seed` of (seed, task
+    id) with the trainers' salt (never the seed an evaluation run plays the task from)."""
+    return episode_seed(seed, task_id, salt=TRAIN_SEED_SALT)
+
+
+def make_env(
+    split: str,
+    task_ids: Sequence[str] | None = None,
+    *,
+    mode: str = "text",
+    max_steps: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A WebGym shopping env (text mode by default) over ``split`` (and ``task_ids``)."""
+    import gymnasium as gym
+
+    from webgym.envs import MAX_EPISODE_STEPS, env_id_for_mode  # importing registers the ids
+
+    return gym.make(
+        env_id_for_mode(mode),
+        split=split,
+        task_ids=list(task_ids) if task_ids is not None else None,
+        max_episode_steps=max_steps or MAX_EPISODE_STEPS,
+        disable_env_checker=True,
+        **kwargs,
+    )
+
+
+def _keep(obs: dict[str, Any], keep_html: bool) -> dict[str, Any]:
+    out = {k: v for k, v in obs.items() if keep_html or k not in ("html", "screenshot")}
+    if "available_actions" in out:
+        out["available_actions"] = list(out["available_actions"])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# One agent, one episode at a time: Episode / Step
+
+
+@dataclass
+class Step:
+    """One transition: the observation the action was taken in, and what followed."""
+
+    obs: dict[str, Any]  # the env's observation dict (``html`` dropped unless keep_html)
+    action: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    effect_label: int | None  # 1: the action changed the page (webgym.effects), 0: it did not
+    action_error: str = ""  # the next observation's last_action_error ("" when valid)
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+@dataclass
+class Episode:
+    """One played episode; ``steps[t].obs`` is s_t, s_{t+1} is ``next_obs(t)``."""
+
+    task_id: str
+    split: str
+    split_hash: str | None
+    seed: int
+    goal: str
+    steps: list[Step] = field(default_factory=list)
+    final_obs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reward(self) -> float:
+        """The episode's reward (WebShop rewards only the last step)."""
+        return float(self.steps[-1].reward) if self.steps else 0.0
+
+    @property
+    def success(self) -> bool:
+        return self.reward == 1.0
+
+    def next_obs(self, t: int) -> dict[str, Any]:
+        return self.steps[t + 1].obs if t + 1 < len(self.steps) else self.final_obs
+
+
+def collect_episodes(
+    agent: Any,
+    task_ids: Sequence[str],
+    *,
+    split: str = "train",
+    mode: str = "text",
+    seed: int = 0,
+    max_steps: int | None = None,
+    env: Any = None,
+    keep_html: bool = False,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> list[Episode]:
+    """Play ``agent`` once on each task of ``task_ids`` and return the episodes, in order.
+
+    Episode seeds are :func:`rollout_seed` (``seed``, task id), given to both ``env.reset`` and
+    ``agent.reset``. ``env`` may be passed in (it must cover ``task_ids``) and is then left open;
+    otherwise one is made (:func:`make_env`) and closed. ``on_episode`` is called after each.
+    """
+    own = env is None
+    if own:
+        env = make_env(split, task_ids, mode=mode, max_steps=max_steps)
+    episodes = []
+    try:
+        for task_id in task_ids:
+            s = rollout_seed(seed, task_id)
+            obs, info = env.reset(seed=s, options={"task_id": task_id})
+            agent.reset(obs["goal"], seed=s)
+            ep = Episode(task_id, split, info.get("split_hash"), s, obs["goal"])
+            done = False
+            while not done:
+                action = agent.act(obs)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                effect = info.get("action_effect") or {}
+                ep.steps.append(
+                    Step(
+                        obs=_keep(obs, keep_html),
+                        action=action,
+                        reward=float(reward),
+                        terminated=bool(terminated),
+                        truncated=bool(truncated),
+                        effect_label=effect.get("label"),
+                        action_error=next_obs.get("last_action_error") or "",
+                    )
+                )
+                obs, done = next_obs, terminated or truncated
+            ep.final_obs = _keep(obs, keep_html)
+            episodes.append(ep)
+            if on_episode is not None:
+                on_episode(ep)
+    finally:
+        if own:
+            env.close()
+    return episodes
+
+
+class ReplayMismatch(RuntimeError):
+    """Re-playing recorded actions did not reproduce the recorded observations."""
+
+
+def replay_episode(
+    env: Any,
+    task_id: str,
+    seed: int,
+    actions: Sequence[str],
+    *,
+    digests: Sequence[str | None] | None = None,
+    split: str = "train",
+    keep_html: bool = False,
+) -> Episode:
+    """Re-play ``actions`` on ``task_id`` from ``env.reset(seed=seed)`` and return the episode.
+
+    Run directories record actions, not observations; replaying rebuilds the observation each
+    action was taken in. When ``digests`` (each step's ``obs_digest`` after the action) are
+    given, every rebuilt observation is checked against them and :class:`ReplayMismatch` is
+    raised on the first difference (or when the episode ends early).
+    """
+    obs, info = env.reset(seed=seed, options={"task_id": task_id})
+    ep = Episode(task_id, split, info.get("split_hash"), seed, obs["goal"])
+    for t, action in enumerate(actions):
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        effect = info.get("action_effect") or {}
+        ep.steps.append(
+            Step(
+                obs=_keep(obs, keep_html),
+                action=action,
+                reward=float(reward),
+                terminated=bool(terminated),
+                truncated=bool(truncated),
+                effect_label=effect.get("label"),
+                action_error=next_obs.get("last_action_error") or "",
+            )
+        )
+        if digests is not None and t < len(digests) and digests[t] is not None:
+            if obs_digest(next_obs) != digests[t]:
+                raise ReplayMismatch(f"{task_id}: step {t + 1} ({action}) led to another page")
+        obs = next_obs
+        if (terminated or truncated) and t + 1 < len(actions):
+            raise ReplayMismatch(f"{task_id}: the episode ended at step {t + 1} of {len(actions)}")
+    ep.final_obs = _keep(obs, keep_html)
+    return ep
+
+
+# ----------------------------------------------------------------------------------------------
+# A batched policy in lockstep: Rollout / Turn
 
 
 @dataclass
@@ -72,13 +289,6 @@ class Rollout:
         return self.error is None and bool(self.turns)
 
 
-def _trim(obs: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in obs.items() if k not in ("html", "screenshot")}
-    if "available_actions" in out:
-        out["available_actions"] = list(out["available_actions"])
-    return out
-
-
 @dataclass
 class _Slot:
     env: Any
@@ -101,29 +311,42 @@ def collect_rollouts(
     max_steps: int | None = None,
     env_factory: Callable[[], Any] | None = None,
     on_rollout: Callable[[Rollout], None] | None = None,
+    shard: bool = True,
 ) -> list[Rollout]:
     """Play each task ``group_size`` times, ``n_envs`` episodes at a time in lockstep.
 
-    Episode seeds are :func:`agents.training.rollout_seed` (``seed``, task id): the G rollouts
-    of a task share it (identical starts) and differ only in the actions sampled from ``rng``.
-    Returns the rollouts in job order (task by task, group index within).
+    Episode seeds are :func:`rollout_seed` (``seed``, task id): the G rollouts of a task share
+    it (identical starts) and differ only in the actions sampled from ``rng``. Returns the
+    rollouts in job order (task by task, group index within).
+
+    With several data-parallel processes and ``shard`` (the default), every process must call
+    this with the same arguments: process r plays jobs r, r + world_size, ... sampling from its
+    own generator (drawn from ``rng``, which then advances alike in every process), and every
+    process returns all the rollouts. ``on_rollout`` is called in the process that played it.
     """
     rng = rng if rng is not None else np.random.default_rng(seed)
     jobs = [(tid, g) for tid in task_ids for g in range(group_size)]
     results: list[Rollout | None] = [None] * len(jobs)
+    world = data_parallel.world_size() if shard else 1
+    mine = list(range(len(jobs)))
+    if world > 1:
+        streams = rng.integers(0, 2**63, size=world)
+        rng = np.random.default_rng(int(streams[data_parallel.rank()]))
+        mine = mine[data_parallel.rank() :: world]
 
     def new_env() -> Any:
         if env_factory is not None:
             return env_factory()
         return make_env(split, list(dict.fromkeys(task_ids)), mode=mode, max_steps=max_steps)
 
-    slots = [_Slot(new_env()) for _ in range(max(1, min(n_envs, len(jobs))))]
+    n_slots = max(1, min(n_envs, len(mine))) if mine or world == 1 else 0
+    slots = [_Slot(new_env()) for _ in range(n_slots)]
     next_job = 0
 
     def start(slot: _Slot) -> None:
         nonlocal next_job
-        while next_job < len(jobs):
-            j = next_job
+        while next_job < len(mine):
+            j = mine[next_job]
             next_job += 1
             tid, g = jobs[j]
             s = rollout_seed(seed, tid)
@@ -172,7 +395,7 @@ def collect_rollouts(
                 effect = info.get("action_effect") or {}
                 ro.turns.append(
                     Turn(
-                        obs=_trim(slot.obs),
+                        obs=_keep(slot.obs, False),
                         decision=decision,
                         reward=float(reward),
                         effect_label=effect.get("label"),
@@ -189,6 +412,10 @@ def collect_rollouts(
     finally:
         for slot in slots:
             slot.env.close()
+    if world > 1:  # every process gets every rollout, in job order
+        for played in data_parallel.all_gather({j: results[j] for j in mine}):
+            for j, r in played.items():
+                results[j] = r
     return [r for r in results if r is not None]
 
 

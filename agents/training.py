@@ -1,12 +1,23 @@
-"""What every trainer shares: configs and presets, the training run directory, rollouts, registry.
+"""What every trainer shares: the common config and presets, the trainer registry, the run
+directory. Rollouts live in agents/rollouts.py, returns and advantages in agents/returns.py,
+shared losses in agents/losses.py, the on-policy plumbing in agents/onpolicy.py.
 
-A trainer (``agents/bc.py`` now; PPO, GRPO and Digi-Q later) is one file with a config dataclass
-holding every hyper-parameter and a ``train_<name>(config, run)`` function written top to bottom.
-It leans on four small things kept here, so that no trainer copies them:
+A trainer is one file (``agents/<name>.py``) with a config dataclass holding every
+hyper-parameter and a ``train_<name>(config, run)`` function written top to bottom:
 
-* **Configs.** Each trainer registers presets (``smoke``, ``cpu``, ``gpu``): instances of its
-  config dataclass. :func:`config_from_file` overrides preset fields from a JSON or TOML file;
-  an unknown key is an error naming the valid ones (:class:`ConfigError`).
+* **Configs.** A trainer's config dataclass extends :class:`CommonConfig` (seed, threads,
+  device, backbone, episode step limit, evaluation episodes, checkpoint cadence), so that
+  ``webgym-bench train`` reads those fields of any trainer directly. Each trainer registers
+  presets (``smoke``, ``cpu``, ``gpu``): instances of its config. :func:`config_from_file`
+  overrides preset fields from a JSON or TOML file; an unknown key is an error naming the valid
+  ones (:class:`ConfigError`).
+* **The registry.** A trainer file calls :func:`register_trainer` (name, train function,
+  presets, the agent that plays its checkpoints) at import. Nothing lists the trainers: on the
+  first look-up (:func:`get_trainer`, :func:`list_trainers`) every module of the ``agents``
+  package whose source calls ``register_trainer(`` is imported, and so is every installed entry
+  point of the group ``webgym.trainers`` (a third-party trainer:
+  ``[project.entry-points."webgym.trainers"] mine = "mypkg.mytrainer"``). Trainer modules
+  import torch, which ``import agents`` must not; they are imported only then.
 * **The run directory** (:class:`TrainRun`)::
 
       OUT/
@@ -24,16 +35,11 @@ It leans on four small things kept here, so that no trainer copies them:
   states and returns the iteration to continue from. A different config in the same directory is
   refused (:class:`ConfigMismatch`, naming the differing fields). Metrics rows written after the
   latest checkpoint (a run killed between the two) are dropped on resume, as those iterations are
-  redone.
-* **Rollouts.** :func:`collect_episodes` plays an agent in the environment and returns plain
-  Python :class:`Episode` / :class:`Step` records (observation, action, reward, done, effect
-  label): BC's demonstrations now, on-policy batches for PPO / GRPO and the offline data of
-  Digi-Q later. :func:`replay_episode` re-plays recorded actions to rebuild the observations a
-  run directory does not store.
-* **The registry.** :func:`register_trainer` maps an agent name to its train function and
-  presets; ``webgym-bench train --agent NAME`` looks it up with :func:`get_trainer`.
+  redone. Under data-parallel training (agents/data_parallel.py) only rank 0 writes the
+  directory; the other processes read it (resume) and write nothing.
 
-Imports ``webgym`` (the env) and ``agents``; never ``benchmarks`` or ``leaderboards``.
+Imports ``webgym`` (the env's step limit) and ``agents``; never ``benchmarks`` or
+``leaderboards``.
 """
 
 from __future__ import annotations
@@ -46,37 +52,53 @@ import os
 import random
 import shutil
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from webgym.runs import TRAIN_SEED_SALT, episode_seed, obs_digest
+from agents import data_parallel
+from webgym.envs import MAX_EPISODE_STEPS
 
 __all__ = [
+    "TRAINER_ENTRY_POINTS",
+    "CommonConfig",
     "ConfigError",
     "ConfigMismatch",
-    "Episode",
-    "ReplayMismatch",
-    "Step",
     "TrainRun",
     "TrainerInfo",
     "UnknownTrainerError",
-    "collect_episodes",
     "config_from_file",
     "config_to_dict",
     "get_trainer",
     "list_trainers",
-    "make_env",
     "override_config",
     "register_trainer",
-    "replay_episode",
-    "rollout_seed",
 ]
 
 # ----------------------------------------------------------------------------------------------
 # Configs
+
+
+@dataclass
+class CommonConfig:
+    """The fields every trainer's config has; each trainer's config dataclass extends it (and
+    may give a field another default by declaring it again)."""
+
+    seed: int = 0
+    torch_threads: int = 0  # 0: agents.models.threads' rule; > 0: exactly that many
+    device: str = "cpu"
+    backbone: str = "minilm"  # an agents.models.load_backbone name
+    max_steps: int = MAX_EPISODE_STEPS  # episode step limit (rollouts and the evaluation)
+    eval_episodes: int = 0  # validation episodes the harness plays after training (0: none)
+    checkpoint_every: int = 1  # iterations between checkpoints (the last is always saved)
+    keep_checkpoints: int = 2  # checkpoints kept in the run directory (latest always)
+
+    supports_data_parallel: ClassVar[bool] = False
+    """The trainer runs under a multi-process launcher (agents/data_parallel.py); a config
+    class whose trainer does not (it would train the same thing in every process) says False,
+    and ``webgym-bench train`` refuses to start it under one."""
 
 
 class ConfigError(ValueError):
@@ -186,16 +208,59 @@ class UnknownTrainerError(KeyError, ValueError):
 
 _TRAINERS: dict[str, TrainerInfo] = {}
 
-BUILTIN_TRAINERS = ("agents.bc", "agents.archer", "agents.grpo", "agents.reinforce")
-"""Modules that register the built-in trainers; imported on the first registry look-up (they
-import torch, which ``import agents`` must not)."""
+TRAINER_ENTRY_POINTS = "webgym.trainers"
+"""The entry-point group of trainers from other packages: each entry names a module that calls
+:func:`register_trainer` when imported."""
+
+_discovered = False
 
 
-def _load_builtin_trainers() -> None:
+def _trainer_modules() -> list[str]:
+    """The modules of the ``agents`` package whose source calls ``register_trainer(``."""
+    import pkgutil
+
+    import agents
+
+    found = []
+    for mod in pkgutil.iter_modules(agents.__path__):
+        name = f"agents.{mod.name}"
+        if mod.ispkg or name == __name__:
+            continue
+        path = Path(getattr(mod.module_finder, "path", "")) / f"{mod.name}.py"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if "register_trainer(" in text:
+            found.append(name)
+    return sorted(found)
+
+
+def _discover_trainers() -> None:
+    """Import every trainer module (once): the ``agents`` package's, then the entry points'."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
     import importlib
+    import importlib.metadata
+    import warnings
 
-    for module in BUILTIN_TRAINERS:
-        importlib.import_module(module)
+    try:
+        for name in _trainer_modules():
+            importlib.import_module(name)
+    except BaseException:
+        _discovered = False
+        raise
+    for ep in importlib.metadata.entry_points(group=TRAINER_ENTRY_POINTS):
+        try:
+            ep.load()
+        except Exception as err:  # noqa: BLE001 - another package's trainer must not break ours
+            warnings.warn(
+                f"the trainer entry point {ep.name} = {ep.value!r} does not load: {err}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def register_trainer(
@@ -208,12 +273,19 @@ def register_trainer(
 ) -> TrainerInfo:
     """Register ``train_fn`` as the trainer of agent ``name`` with ``presets`` (name -> config).
 
-    Registering a taken name raises ``ValueError``.
+    Every preset must be a :class:`CommonConfig` (an instance of the trainer's config, which
+    extends it). Registering a taken name raises ``ValueError``.
     """
     if name in _TRAINERS:
         raise ValueError(f"a trainer named {name!r} is already registered")
     if not presets:
         raise ValueError(f"trainer {name!r} needs at least one preset")
+    for preset, config in presets.items():
+        if not isinstance(config, CommonConfig):
+            raise TypeError(
+                f"trainer {name!r}: preset {preset!r} is a {type(config).__name__}, not a "
+                "CommonConfig (a trainer's config dataclass extends agents.training.CommonConfig)"
+            )
     info = TrainerInfo(name, train_fn, dict(presets), description, eval_agent)
     _TRAINERS[name] = info
     return info
@@ -221,13 +293,13 @@ def register_trainer(
 
 def list_trainers() -> list[TrainerInfo]:
     """Every registered trainer, sorted by name."""
-    _load_builtin_trainers()
+    _discover_trainers()
     return [info for _, info in sorted(_TRAINERS.items())]
 
 
 def get_trainer(name: str) -> TrainerInfo:
     """The trainer of agent ``name``; :class:`UnknownTrainerError` lists the trainable ones."""
-    _load_builtin_trainers()
+    _discover_trainers()
     info = _TRAINERS.get(name)
     if info is None:
         names = ", ".join(sorted(_TRAINERS)) or "none registered"
@@ -262,6 +334,9 @@ class TrainRun:
     ``TrainRun(out, config, trainer="bc")`` creates the directory and writes ``config.json``,
     or checks that the one there matches (:class:`ConfigMismatch` otherwise). ``keep`` is how
     many checkpoints to keep (older ones are deleted after a save; ``latest`` is always kept).
+
+    Under data-parallel training every process makes one; only rank 0's (``main``) writes:
+    elsewhere the writing methods do nothing and no progress is shown.
     """
 
     def __init__(
@@ -278,7 +353,8 @@ class TrainRun:
         self.config = config
         self.trainer = trainer
         self.keep = max(1, int(keep))
-        self.show_progress = show_progress
+        self.main = data_parallel.is_main()
+        self.show_progress = show_progress and self.main
         self._console = None
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints_dir.mkdir(exist_ok=True)
@@ -298,7 +374,7 @@ class TrainRun:
                     "same preset and --config, or choose another --out. Differences: "
                     + "; ".join(diffs)
                 )
-        else:
+        elif self.main:
             _atomic_write_text(self.config_path, json.dumps(wanted, indent=2) + "\n")
 
     # -------------------------------------------------------------- paths
@@ -333,6 +409,8 @@ class TrainRun:
 
     def log(self, message: str) -> None:
         """Append ``<UTC> message`` to ``train.log``."""
+        if not self.main:
+            return
         with open(self.log_path, "a") as f:
             f.write(f"{_utc()} {message}\n")
 
@@ -387,6 +465,8 @@ class TrainRun:
         import torch
 
         final = self.checkpoint_path(iteration)
+        if not self.main:
+            return final
         tmp = self.checkpoints_dir / f".tmp-step-{iteration}-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -459,6 +539,8 @@ class TrainRun:
             return list(csv.DictReader(f))
 
     def _trim_metrics(self, iteration: int) -> None:
+        if not self.main:
+            return
         rows = self.metrics()
         keep = [r for r in rows if int(float(r["iteration"])) <= iteration]
         if len(keep) == len(rows):
@@ -484,6 +566,8 @@ class TrainRun:
         """
         if "iteration" not in row:
             raise ValueError("a metrics row needs an 'iteration' field")
+        if not self.main:
+            return
         new = not self.metrics_path.is_file()
         if new:
             fieldnames = list(row)
@@ -502,7 +586,7 @@ class TrainRun:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        rows = self.metrics()
+        rows = self.metrics() if self.main else []
         if not rows:
             return None
         x = [float(r["iteration"]) for r in rows]
@@ -606,187 +690,3 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-# ----------------------------------------------------------------------------------------------
-# Rollouts
-
-
-@dataclass
-class Step:
-    """One transition: the observation the action was taken in, and what followed."""
-
-    obs: dict[str, Any]  # the env's observation dict (``html`` dropped unless keep_html)
-    action: str
-    reward: float
-    terminated: bool
-    truncated: bool
-    effect_label: int | None  # 1: the action changed the page (webgym.effects), 0: it did not
-    action_error: str = ""  # the next observation's last_action_error ("" when valid)
-
-    @property
-    def done(self) -> bool:
-        return self.terminated or self.truncated
-
-
-@dataclass
-class Episode:
-    """One played episode; ``steps[t].obs`` is s_t, s_{t+1} is ``next_obs(t)``."""
-
-    task_id: str
-    split: str
-    split_hash: str | None
-    seed: int
-    goal: str
-    steps: list[Step] = field(default_factory=list)
-    final_obs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def reward(self) -> float:
-        """The episode's reward (WebShop rewards only the last step)."""
-        return float(self.steps[-1].reward) if self.steps else 0.0
-
-    @property
-    def success(self) -> bool:
-        return self.reward == 1.0
-
-    def next_obs(self, t: int) -> dict[str, Any]:
-        return self.steps[t + 1].obs if t + 1 < len(self.steps) else self.final_obs
-
-
-def rollout_seed(seed: int, task_id: str) -> int:
-    """A training rollout's env and agent seed: :func:`webgym.runs.episode_seed` of (seed, task
-    id) with the trainers' salt (never the seed an evaluation run plays the task from)."""
-    return episode_seed(seed, task_id, salt=TRAIN_SEED_SALT)
-
-
-def make_env(
-    split: str,
-    task_ids: Sequence[str] | None = None,
-    *,
-    mode: str = "text",
-    max_steps: int | None = None,
-    **kwargs: Any,
-) -> Any:
-    """A WebGym shopping env (text mode by default) over ``split`` (and ``task_ids``)."""
-    import gymnasium as gym
-
-    from webgym.envs import MAX_EPISODE_STEPS, env_id_for_mode  # importing registers the ids
-
-    return gym.make(
-        env_id_for_mode(mode),
-        split=split,
-        task_ids=list(task_ids) if task_ids is not None else None,
-        max_episode_steps=max_steps or MAX_EPISODE_STEPS,
-        disable_env_checker=True,
-        **kwargs,
-    )
-
-
-def _keep(obs: dict[str, Any], keep_html: bool) -> dict[str, Any]:
-    out = {k: v for k, v in obs.items() if keep_html or k not in ("html", "screenshot")}
-    if "available_actions" in out:
-        out["available_actions"] = list(out["available_actions"])
-    return out
-
-
-def collect_episodes(
-    agent: Any,
-    task_ids: Sequence[str],
-    *,
-    split: str = "train",
-    mode: str = "text",
-    seed: int = 0,
-    max_steps: int | None = None,
-    env: Any = None,
-    keep_html: bool = False,
-    on_episode: Callable[[Episode], None] | None = None,
-) -> list[Episode]:
-    """Play ``agent`` once on each task of ``task_ids`` and return the episodes, in order.
-
-    Episode seeds are :func:`rollout_seed` (``seed``, task id), given to both ``env.reset`` and
-    ``agent.reset``. ``env`` may be passed in (it must cover ``task_ids``) and is then left open;
-    otherwise one is made (:func:`make_env`) and closed. ``on_episode`` is called after each.
-    """
-    own = env is None
-    if own:
-        env = make_env(split, task_ids, mode=mode, max_steps=max_steps)
-    episodes = []
-    try:
-        for task_id in task_ids:
-            s = rollout_seed(seed, task_id)
-            obs, info = env.reset(seed=s, options={"task_id": task_id})
-            agent.reset(obs["goal"], seed=s)
-            ep = Episode(task_id, split, info.get("split_hash"), s, obs["goal"])
-            done = False
-            while not done:
-                action = agent.act(obs)
-                next_obs, reward, terminated, truncated, info = env.step(action)
-                effect = info.get("action_effect") or {}
-                ep.steps.append(
-                    Step(
-                        obs=_keep(obs, keep_html),
-                        action=action,
-                        reward=float(reward),
-                        terminated=bool(terminated),
-                        truncated=bool(truncated),
-                        effect_label=effect.get("label"),
-                        action_error=next_obs.get("last_action_error") or "",
-                    )
-                )
-                obs, done = next_obs, terminated or truncated
-            ep.final_obs = _keep(obs, keep_html)
-            episodes.append(ep)
-            if on_episode is not None:
-                on_episode(ep)
-    finally:
-        if own:
-            env.close()
-    return episodes
-
-
-class ReplayMismatch(RuntimeError):
-    """Re-playing recorded actions did not reproduce the recorded observations."""
-
-
-def replay_episode(
-    env: Any,
-    task_id: str,
-    seed: int,
-    actions: Sequence[str],
-    *,
-    digests: Sequence[str | None] | None = None,
-    split: str = "train",
-    keep_html: bool = False,
-) -> Episode:
-    """Re-play ``actions`` on ``task_id`` from ``env.reset(seed=seed)`` and return the episode.
-
-    Run directories record actions, not observations; replaying rebuilds the observation each
-    action was taken in. When ``digests`` (each step's ``obs_digest`` after the action) are
-    given, every rebuilt observation is checked against them and :class:`ReplayMismatch` is
-    raised on the first difference (or when the episode ends early).
-    """
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    ep = Episode(task_id, split, info.get("split_hash"), seed, obs["goal"])
-    for t, action in enumerate(actions):
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        effect = info.get("action_effect") or {}
-        ep.steps.append(
-            Step(
-                obs=_keep(obs, keep_html),
-                action=action,
-                reward=float(reward),
-                terminated=bool(terminated),
-                truncated=bool(truncated),
-                effect_label=effect.get("label"),
-                action_error=next_obs.get("last_action_error") or "",
-            )
-        )
-        if digests is not None and t < len(digests) and digests[t] is not None:
-            if obs_digest(next_obs) != digests[t]:
-                raise ReplayMismatch(f"{task_id}: step {t + 1} ({action}) led to another page")
-        obs = next_obs
-        if (terminated or truncated) and t + 1 < len(actions):
-            raise ReplayMismatch(f"{task_id}: the episode ended at step {t + 1} of {len(actions)}")
-    ep.final_obs = _keep(obs, keep_html)
-    return ep

@@ -30,10 +30,10 @@ def test_episode_seeds_keep_the_values_recorded_runs_were_played_with():
     # the harness's seeds since the first recorded run: changing them breaks every replay
     assert episode_seed(0, "test-0003") == 632177199
     assert episode_seed(7, "train-0001") == 1260241883
-    # trainers' own rollouts use their own salt (agents.training.rollout_seed)
+    # trainers' own rollouts use their own salt (agents.rollouts.rollout_seed)
     assert episode_seed(0, "train-0001", salt=TRAIN_SEED_SALT) == 2094880610
     assert episode_seed(3, "test-0003", salt=TRAIN_SEED_SALT) == 1762004585
-    from agents.training import rollout_seed
+    from agents.rollouts import rollout_seed
 
     assert rollout_seed(3, "test-0003") == 1762004585
 

@@ -1,0 +1,116 @@
+"""The training toolkit's shape: one common config, trainers that register themselves (found by
+discovery, no central list), rollouts in one home."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+
+import agents
+from agents import rollouts, training
+from agents.training import CommonConfig, get_trainer, list_trainers, register_trainer
+from webgym.envs import MAX_EPISODE_STEPS
+
+COMMON = ("seed", "torch_threads", "device", "backbone", "max_steps", "eval_episodes",
+          "checkpoint_every", "keep_checkpoints")  # fmt: skip
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """A registry that discovers again (the built-in trainers already in it), restored
+    afterwards."""
+    list_trainers()
+    monkeypatch.setattr(training, "_TRAINERS", dict(training._TRAINERS))
+    monkeypatch.setattr(training, "_discovered", False)
+    yield
+    for name in ("agents.tmp_toolkit_trainer", "agents.tmp_toolkit_helper", "ext_trainer"):
+        sys.modules.pop(name, None)
+
+
+def test_the_built_in_trainers_are_discovered_without_a_central_list():
+    assert not hasattr(training, "BUILTIN_TRAINERS")
+    names = {info.name for info in list_trainers()}
+    assert {"archer", "bc", "grpo", "reinforce"} <= names
+    for info in list_trainers():
+        assert all(isinstance(cfg, CommonConfig) for cfg in info.presets.values())
+
+
+def test_discovery_imports_the_modules_that_register_and_no_other(
+    tmp_path, monkeypatch, fresh_registry
+):
+    (tmp_path / "tmp_toolkit_trainer.py").write_text(
+        textwrap.dedent("""
+        from agents.training import CommonConfig, register_trainer
+
+        register_trainer("tmp-trainer", lambda cfg, run: None, {"smoke": CommonConfig()})
+        """)
+    )
+    (tmp_path / "tmp_toolkit_helper.py").write_text("raise RuntimeError('must not be imported')\n")
+    monkeypatch.setattr(agents, "__path__", [*agents.__path__, str(tmp_path)])
+    assert get_trainer("tmp-trainer").presets["smoke"] == CommonConfig()
+    assert "agents.tmp_toolkit_trainer" in sys.modules
+    assert "agents.tmp_toolkit_helper" not in sys.modules
+    assert {"archer", "bc", "grpo", "reinforce"} <= {i.name for i in list_trainers()}
+
+
+def test_entry_points_add_trainers_and_a_broken_one_only_warns(
+    tmp_path, monkeypatch, fresh_registry
+):
+    (tmp_path / "ext_trainer.py").write_text(
+        "from agents.training import CommonConfig, register_trainer\n"
+        "register_trainer('ext-trainer', lambda cfg, run: None, {'cpu': CommonConfig()})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kw):
+        if kw.get("group") == training.TRAINER_ENTRY_POINTS:
+            return [
+                importlib.metadata.EntryPoint("ext", "ext_trainer", kw["group"]),
+                importlib.metadata.EntryPoint("broken", "no_such_module_here", kw["group"]),
+            ]
+        return real(**kw)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    with pytest.warns(RuntimeWarning, match="broken"):
+        info = get_trainer("ext-trainer")
+    assert list(info.presets) == ["cpu"]
+
+
+def test_register_trainer_refuses_a_preset_that_is_not_a_common_config(fresh_registry):
+    @dataclasses.dataclass
+    class Loose:
+        lr: float = 1.0
+
+    for bad in (SimpleNamespace(seed=0), Loose()):
+        with pytest.raises(TypeError, match="CommonConfig"):
+            register_trainer("loose", lambda cfg, run: None, {"smoke": bad})
+
+
+def test_every_trainer_config_extends_the_common_one_with_its_own_defaults():
+    from agents.bc import BCConfig
+    from agents.onpolicy import OnPolicyConfig
+
+    assert tuple(f.name for f in dataclasses.fields(CommonConfig)) == COMMON
+    assert CommonConfig().max_steps == MAX_EPISODE_STEPS
+    for cls in (BCConfig, OnPolicyConfig):
+        assert issubclass(cls, CommonConfig)
+        assert tuple(f.name for f in dataclasses.fields(cls))[: len(COMMON)] == COMMON
+    # the defaults each had before the common config existed
+    assert (BCConfig().backbone, BCConfig().eval_episodes) == ("smollm2-135m", 100)
+    assert (OnPolicyConfig().backbone, OnPolicyConfig().eval_episodes) == ("minilm", 0)
+    assert OnPolicyConfig.supports_data_parallel and not BCConfig.supports_data_parallel
+    assert "supports_data_parallel" not in training.config_to_dict(OnPolicyConfig())
+
+
+def test_rollouts_live_in_one_module():
+    for name in ("Step", "Episode", "rollout_seed", "make_env", "collect_episodes",
+                 "ReplayMismatch", "replay_episode", "collect_rollouts", "Rollout", "Turn",
+                 "rollout_stats"):  # fmt: skip
+        assert hasattr(rollouts, name)
+        assert not hasattr(training, name), f"{name} is still in agents/training.py"
