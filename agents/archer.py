@@ -51,6 +51,7 @@ class ArcherConfig(OnPolicyConfig):
     ppo_epochs: int = 2
     clip_eps: float = 0.2
     normalize_advantages: bool = False
+    train_encoder: bool = True  # False: only the actor's scoring heads learn (the critic all)
 
 
 PRESETS = {
@@ -143,6 +144,8 @@ def archer_update(
 
 def train_archer(config: ArcherConfig, run: TrainRun):
     policy, critic = start_policy(config, run, critic=True)
+    if not config.train_encoder:
+        policy.encoder.requires_grad_(False)
     optimizer = adamw(policy, config)
     critic_opt = torch.optim.AdamW(critic.param_groups(config.critic_lr, config.critic_head_lr))
     start = run.restore(optimizer)
