@@ -53,9 +53,9 @@ PRESETS = {
         backbone="tiny-encoder", iterations=2, tasks_per_iteration=4, n_envs=4, max_steps=6,
         val_tasks=3, lr=1e-3, critic_lr=1e-3, minibatch_size=16,
     ),
-    # ~1 h on 2 busy CPU cores (one thread): 16 iterations x 48 episodes from bc
+    # ~17-50 min on 2 CPU cores (one thread): 12 iterations x 48 episodes from bc, at T = 0.5
     "cpu": ReinforceConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=16,
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=12, temperature=0.5,
         tasks_per_iteration=48, lr=5e-5, val_tasks=100, eval_every=2, torch_threads=1,
     ),
     "gpu": ReinforceConfig(
