@@ -13,6 +13,7 @@ from agents.base import (
     Agent,
     AgentInfo,
     UnknownAgentError,
+    add_agent_loader,
     check_agent,
     list_agents,
     make_agent,
@@ -77,19 +78,15 @@ register_agent(
     needs_checkpoint=True,
 )
 
-TRAINED_AGENTS = {
-    "bc": "behaviour cloning of the rule agent (webgym-bench train --agent bc)",
-    "archer": "ArCHer PPO: turn-level critic + PPO (webgym-bench train --agent archer)",
-    "grpo": "GRPO: group-normalised rollouts + PPO clip (webgym-bench train --agent grpo)",
-    "reinforce": "REINFORCE with a state-value baseline (webgym-bench train --agent reinforce)",
-}
-for _name, _what in TRAINED_AGENTS.items():
-    register_agent(
-        _name,
-        lambda checkpoint, _n=_name, **kw: load_trained_agent(checkpoint, trained_by=_n, **kw),
-        description=f"the policy on a checkpoint of {_what}",
-        needs_checkpoint=True,
-    )
+
+def _register_trainers_agents() -> None:
+    """Each trainer registers the agent that plays its checkpoints (``register_trainer``)."""
+    from agents.training import list_trainers
+
+    list_trainers()
+
+
+add_agent_loader(_register_trainers_agents)
 
 __all__ = [
     "Agent",
@@ -97,6 +94,7 @@ __all__ = [
     "RandomAgent",
     "RuleAgent",
     "UnknownAgentError",
+    "add_agent_loader",
     "check_agent",
     "list_agents",
     "make_agent",

@@ -10,6 +10,7 @@
            broadcast to every token of turn t's response
         3. actor: PPO clip, per-token ratios rho = exp(logp_theta - logp_old), eps 0.2,
            ppo_epochs passes over minibatches:  L = -mean min(rho A, clip(rho, 1-eps, 1+eps) A)
+        (the first critic_warmup iterations run step 1 only: TD advantages need a fitted critic)
 
 Logged per iteration: success rate and Score (train and validation), critic loss, explained
 variance, advantage mean/std, clip fraction, approximate KL. Imports agents only.
@@ -25,33 +26,29 @@ import torch
 
 from agents.losses import clipped_surrogate, value_mse
 from agents.onpolicy import (
-    OnPolicyConfig,
+    CriticConfig,
     TurnBatch,
-    adamw,
     clip_and_step,
+    collect,
+    critic_values,
     iteration_tasks,
     minibatches,
-    restore_critic_optimizer,
     run_iterations,
-    save_checkpoint,
-    split_task_ids,
-    start_policy,
+    start_learner,
 )
 from agents.returns import discounted_returns, turn_td_advantages
-from agents.rollouts import collect_rollouts, rollout_stats
+from agents.rollouts import rollout_stats
 from agents.training import TrainRun, register_trainer
 
 
 @dataclass
-class ArcherConfig(OnPolicyConfig):
-    gamma: float = 0.95  # discount of the critic's MC targets
-    critic_lr: float = 1e-4  # the critic's encoder layers
-    critic_head_lr: float = 3e-3  # its value head
-    critic_epochs: int = 2  # passes of the critic over each batch, before the actor
+class ArcherConfig(CriticConfig):  # gamma, the critic's lrs and layers: CriticConfig's
     ppo_epochs: int = 2
     clip_eps: float = 0.2
     normalize_advantages: bool = False
-    train_encoder: bool = True  # False: only the actor's scoring heads learn (the critic all)
+    # the first critic_warmup iterations fit the critic only (the actor is not stepped): TD
+    # advantages from a fresh critic are noise, and PPO on noise walks the policy off bc's
+    critic_warmup: int = 0
 
 
 PRESETS = {
@@ -69,13 +66,6 @@ PRESETS = {
         tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
     ),
 }  # fmt: skip
-
-
-def critic_values(critic, states: list[str], chunk: int = 64) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat(
-            [critic.values(states[i : i + chunk]) for i in range(0, len(states), chunk)]
-        )
 
 
 def archer_advantages(batch: TurnBatch, values: torch.Tensor) -> torch.Tensor:
@@ -96,8 +86,11 @@ def archer_update(
     critic_opt: torch.optim.Optimizer,
     batch: TurnBatch,
     gen: np.random.Generator,
+    *,
+    actor: bool = True,
 ) -> tuple[dict, torch.Tensor]:
-    """One ArCHer PPO update on ``batch``: critic, advantages, actor. Returns (metrics, A)."""
+    """One ArCHer PPO update on ``batch``: critic, advantages, actor (skipped when ``actor``
+    is False: a critic warm-up iteration). Returns (metrics, A)."""
     returns = torch.cat(
         [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
     )  # G_t = gamma^(T-1-t) R
@@ -117,7 +110,7 @@ def archer_update(
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
     losses, st_log, norms = [], [], []
-    for _ in range(config.ppo_epochs):
+    for _ in range(config.ppo_epochs if actor else 0):
         for idx in minibatches(len(batch), config.minibatch_size, gen):
             logp = batch.logprobs(policy, idx).unsqueeze(1)
             loss, st = clipped_surrogate(
@@ -134,35 +127,30 @@ def archer_update(
         "explained_variance": 1 - float((returns - v_before).var()) / var_g if var_g else 0.0,
         "explained_variance_after": 1 - float((returns - values).var()) / var_g if var_g else 0.0,
         "adv_mean": float(advantages.mean()), "adv_std": float(advantages.std()),
-        "actor_loss": float(np.mean(losses)),
-        "clip_frac": float(np.mean([s.clip_frac for s in st_log])),
-        "approx_kl": float(np.mean([s.approx_kl for s in st_log])),
-        "grad_norm": float(np.mean(norms)),
+        "actor_loss": float(np.mean(losses)) if losses else float("nan"),
+        "clip_frac": float(np.mean([s.clip_frac for s in st_log])) if st_log else float("nan"),
+        "approx_kl": float(np.mean([s.approx_kl for s in st_log])) if st_log else float("nan"),
+        "grad_norm": float(np.mean(norms)) if norms else float("nan"),
     }  # fmt: skip
     return metrics, advantages
 
 
 def train_archer(config: ArcherConfig, run: TrainRun):
-    policy, critic = start_policy(config, run, critic=True)
-    if not config.train_encoder:
-        policy.encoder.requires_grad_(False)
-    optimizer = adamw(policy, config)
-    critic_opt = torch.optim.AdamW(critic.param_groups(config.critic_lr, config.critic_head_lr))
-    start = run.restore(optimizer)
-    restore_critic_optimizer(run, critic_opt)
-    train_ids, val_ids = split_task_ids("train"), split_task_ids("validation")[: config.val_tasks]
+    learner = start_learner(config, run)
+    policy, optimizer = learner.policy, learner.optimizer
+    critic, critic_opt = learner.critic, learner.critic_optimizer
 
     def step(it: int) -> dict:
         gen = np.random.default_rng([config.seed, it, 3])
         t0 = time.perf_counter()
-        rollouts = collect_rollouts(
-            policy, iteration_tasks(train_ids, config, it), seed=config.seed + it,
-            n_envs=config.n_envs, temperature=config.temperature, rng=gen,
-            max_steps=config.max_steps,
-        )  # fmt: skip
+        tasks = iteration_tasks(learner.train_ids, config, it)
+        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen)
         t_collect = time.perf_counter() - t0
         batch = TurnBatch.of(rollouts)
-        metrics, _ = archer_update(config, policy, critic, optimizer, critic_opt, batch, gen)
+        metrics, _ = archer_update(
+            config, policy, critic, optimizer, critic_opt, batch, gen,
+            actor=it > config.critic_warmup,
+        )  # fmt: skip
         stats = rollout_stats(rollouts)
         return {
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
@@ -171,9 +159,9 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         }  # fmt: skip
 
     def save(it: int) -> None:
-        save_checkpoint(run, it, policy, optimizer, critic=critic, critic_optimizer=critic_opt)
+        learner.save(run, it)
 
-    run_iterations(config, run, start, step, save, policy, val_ids)
+    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
     return run.latest_path
 
 
@@ -182,7 +170,6 @@ register_trainer(
     train_archer,
     PRESETS,
     description="ArCHer PPO: turn-level MC critic first, then PPO on A(t) = V(s') - V(s)",
-    eval_agent="archer",
 )
 
 __all__ = ["PRESETS", "ArcherConfig", "archer_advantages", "archer_update", "train_archer"]

@@ -36,6 +36,7 @@ __all__ = [
     "check_agent",
     "list_agents",
     "make_agent",
+    "add_agent_loader",
     "register_agent",
 ]
 
@@ -108,6 +109,19 @@ class UnknownAgentError(KeyError, ValueError):
 AgentFactory = Callable[..., Agent]
 
 _REGISTRY: dict[str, tuple[AgentInfo, AgentFactory]] = {}
+_LOADERS: list[Callable[[], None]] = []  # not yet run: see add_agent_loader
+
+
+def add_agent_loader(loader: Callable[[], None]) -> None:
+    """Run ``loader`` (a function that registers agents) the first time the registry is listed
+    or asked for a name it lacks: agents that live in heavy modules (the trainers' agents,
+    which import torch) register themselves without ``import agents`` importing them."""
+    _LOADERS.append(loader)
+
+
+def _run_loaders() -> None:
+    while _LOADERS:
+        _LOADERS.pop(0)()
 
 
 def register_agent(
@@ -143,6 +157,7 @@ def unregister_agent(name: str) -> None:
 
 def list_agents() -> list[AgentInfo]:
     """Every registered agent, sorted by name."""
+    _run_loaders()
     return [info for _, (info, _f) in sorted(_REGISTRY.items())]
 
 
@@ -152,6 +167,9 @@ def check_agent(name: str, checkpoint: str | None = None) -> AgentInfo:
     ones), and ``checkpoint`` is given exactly when the agent needs one (else ``ValueError``).
     Returns the agent's :class:`AgentInfo`."""
     entry = _REGISTRY.get(name)
+    if entry is None:
+        _run_loaders()
+        entry = _REGISTRY.get(name)
     if entry is None:
         names = ", ".join(sorted(_REGISTRY)) or "none registered"
         raise UnknownAgentError(f"unknown agent {name!r}; agents: {names}")

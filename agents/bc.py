@@ -573,5 +573,4 @@ register_trainer(
     train_bc,
     PRESETS,
     description="behaviour cloning of the rule agent's successful train episodes into an LM",
-    eval_agent="bc",
 )

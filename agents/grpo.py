@@ -28,17 +28,16 @@ from agents.losses import clipped_surrogate
 from agents.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
-    adamw,
     clip_and_step,
+    collect,
     iteration_tasks,
     minibatches,
     run_iterations,
-    save_checkpoint,
-    split_task_ids,
-    start_policy,
+    start_learner,
 )
 from agents.returns import group_advantages
-from agents.rollouts import collect_rollouts, rollout_stats
+from agents.rollouts import rollout_stats
+from agents.scorer_policy import ScorerPolicy
 from agents.training import TrainRun, register_trainer
 
 
@@ -52,7 +51,6 @@ class GRPOConfig(OnPolicyConfig):
     beta: float = 0.0  # k3 KL to the frozen starting policy (TRL's default 0)
     num_iterations: int = 1  # passes over each batch (TRL's num_iterations)
     dynamic_sampling: bool = True  # drop all-equal groups
-    train_encoder: bool = True  # False: only the scoring heads learn (the encoder stays bc's)
     minibatch_rollouts: int = 16  # rollouts per optimizer step
 
 
@@ -77,29 +75,21 @@ PRESETS = {
 
 
 def train_grpo(config: GRPOConfig, run: TrainRun):
-    policy, _ = start_policy(config, run)
-    if not config.train_encoder:
-        policy.encoder.requires_grad_(False)
-    reference = copy.deepcopy(policy).eval() if config.beta else None  # pi_ref, frozen
-    if reference is not None:
-        if config.init_checkpoint:  # the reference is the starting policy, not the resumed one
-            from agents.scorer_policy import ScorerPolicy
-
-            reference = ScorerPolicy.load(config.init_checkpoint).eval()
-        reference.requires_grad_(False)
-    optimizer = adamw(policy, config)
-    start = run.restore(optimizer)
-    train_ids, val_ids = split_task_ids("train"), split_task_ids("validation")[: config.val_tasks]
+    learner = start_learner(config, run)
+    policy, optimizer = learner.policy, learner.optimizer
+    reference = None  # pi_ref, frozen: the starting policy (bc), not the resumed one
+    if config.beta:
+        reference = (
+            ScorerPolicy.load(config.init_checkpoint) if config.init_checkpoint
+            else copy.deepcopy(policy)
+        ).eval().requires_grad_(False)  # fmt: skip
     G = config.group_size
 
     def step(it: int) -> dict:
         gen = np.random.default_rng([config.seed, it, 2])
         t0 = time.perf_counter()
-        rollouts = collect_rollouts(
-            policy, iteration_tasks(train_ids, config, it), group_size=G,
-            seed=config.seed + it, n_envs=config.n_envs, temperature=config.temperature,
-            rng=gen, max_steps=config.max_steps,
-        )  # fmt: skip
+        tasks = iteration_tasks(learner.train_ids, config, it)
+        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G)
         t_collect = time.perf_counter() - t0
         # A_i = (r_i - mean_g) / (std_g + 1e-4); errored rollouts are NaN: out of the statistics
         rewards = torch.tensor([r.reward if r.valid else float("nan") for r in rollouts])
@@ -155,9 +145,9 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
         }  # fmt: skip
 
     def save(it: int) -> None:
-        save_checkpoint(run, it, policy, optimizer)
+        learner.save(run, it)
 
-    run_iterations(config, run, start, step, save, policy, val_ids)
+    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
     return run.latest_path
 
 
@@ -180,7 +170,6 @@ register_trainer(
     train_grpo,
     PRESETS,
     description="GRPO (group-normalised rollouts, PPO clip, DAPO options) on the candidate scorer",
-    eval_agent="grpo",
 )
 
 __all__ = ["PRESETS", "GRPOConfig", "train_grpo"]

@@ -8,6 +8,8 @@ files hold only their algorithm.
   ``bc`` checkpoint of the same backbone) or fresh, resumed from the run's latest checkpoint.
 - :func:`iteration_tasks`: the train tasks of one iteration, a function of (seed, iteration)
   only, so a resumed run draws the tasks it would have drawn.
+- :func:`collect`: an iteration's rollouts, played in this process or, with ``ray`` set (``train
+  --ray``), on Ray workers (agents/ray_rollouts.py); the same rollouts either way.
 - :class:`TurnBatch`: the valid rollouts' turns as flat lists, for minibatch updates.
 - :func:`validate`: greedy (temperature 0) play on the first validation tasks.
 - :func:`save_checkpoint`: policy (+ critic) + optimizers through :class:`TrainRun`.
@@ -53,11 +55,16 @@ from agents.scorer_policy import ScorerCritic, ScorerPolicy, read_info
 from agents.training import CommonConfig, TrainRun
 
 __all__ = [
+    "CriticConfig",
+    "Learner",
     "OnPolicyConfig",
     "TurnBatch",
+    "collect",
     "iteration_tasks",
     "minibatches",
     "save_checkpoint",
+    "critic_values",
+    "start_learner",
     "start_policy",
     "validate",
 ]
@@ -72,6 +79,7 @@ class OnPolicyConfig(CommonConfig):
     training), checkpoint_every and keep_checkpoints are :class:`CommonConfig`'s."""
 
     supports_data_parallel: ClassVar[bool] = True  # runs under accelerate launch (module docstring)
+    placement_fields: ClassVar[frozenset[str]] = frozenset({"ray", "ray_workers"})
 
     # model
     backbone: str = "minilm"  # an encoder (the candidate scorer, agents/scorer_policy.py)
@@ -83,6 +91,9 @@ class OnPolicyConfig(CommonConfig):
     group_size: int = 1  # rollouts per task from the identical start
     n_envs: int = 8  # envs stepped in lockstep
     temperature: float = 1.0  # sampling temperature while collecting
+    ray: str = ""  # "": collect here; "local": a local Ray; else a cluster address (train --ray)
+    ray_workers: int = 2  # Ray actors collecting, one CPU and one torch thread each
+    train_encoder: bool = True  # False: only the policy's scoring heads learn (bc's encoder)
     # optimisation
     lr: float = 1e-5
     weight_decay: float = 0.0
@@ -93,18 +104,37 @@ class OnPolicyConfig(CommonConfig):
     eval_every: int = 1
 
 
+@dataclass
+class CriticConfig(OnPolicyConfig):
+    """An on-policy trainer with a learned state value V_phi(s) (archer, reinforce): a copy of
+    the policy's encoder with a scalar head, fitted to MC returns G_t = gamma^(T-1-t) R."""
+
+    gamma: float = 0.95  # discount of the critic's MC targets
+    critic_lr: float = 1e-4  # the critic's trainable encoder layers
+    critic_head_lr: float = 3e-3  # its value head
+    critic_epochs: int = 2  # passes of the critic over each batch
+    critic_train_layers: int = 0  # the critic's top layers that learn (0: all); fewer is faster
+
+
 def _configure(config: OnPolicyConfig) -> None:
     from agents.models.threads import configure_torch_threads
+
+    if config.ray and data_parallel.enabled():
+        raise ValueError(
+            "ray collection and data-parallel processes do not mix: give --ray or launch "
+            "with accelerate/torchrun, not both"
+        )
 
     # data-parallel processes on one machine share its cores
     configure_torch_threads(config.torch_threads or None, workers=data_parallel.local_world_size())
 
 
 def start_policy(
-    config: OnPolicyConfig, run: TrainRun, *, critic: bool = False
+    config: OnPolicyConfig, run: TrainRun, *, critic: bool = False, critic_train_layers: int = 0
 ) -> tuple[ScorerPolicy, ScorerCritic | None]:
     """The policy (and critic) to train: the run's latest checkpoint, else ``init_checkpoint``,
-    else a fresh head on ``backbone``. A fresh critic copies the policy's encoder weights."""
+    else a fresh head on ``backbone``. A fresh critic copies the policy's encoder weights and
+    trains its top ``critic_train_layers`` layers (0: all)."""
     _configure(config)
     torch.manual_seed(config.seed)  # fresh heads (policy, critic) are a function of the seed
     latest = run.latest_checkpoint()
@@ -135,11 +165,63 @@ def start_policy(
         else:
             import copy
 
-            value_fn = ScorerCritic(copy.deepcopy(policy.backbone), max_length=config.max_length)
+            value_fn = ScorerCritic(
+                copy.deepcopy(policy.backbone), max_length=config.max_length,
+                train_layers=critic_train_layers,
+            )  # fmt: skip
         value_fn.eval()
     data_parallel.broadcast_module(policy)  # data-parallel: every process starts from rank 0's
     data_parallel.broadcast_module(value_fn)
     return policy, value_fn
+
+
+@dataclass
+class Learner:
+    """What an on-policy trainer optimises, resumed from the run's latest checkpoint."""
+
+    policy: ScorerPolicy
+    optimizer: torch.optim.Optimizer
+    start: int  # the first iteration to run
+    train_ids: list[str]
+    val_ids: list[str]  # the first val_tasks validation tasks
+    critic: ScorerCritic | None = None
+    critic_optimizer: torch.optim.Optimizer | None = None
+
+    def save(self, run: TrainRun, iteration: int) -> Path:
+        return save_checkpoint(
+            run, iteration, self.policy, self.optimizer, critic=self.critic,
+            critic_optimizer=self.critic_optimizer,
+        )  # fmt: skip
+
+
+def start_learner(config: OnPolicyConfig, run: TrainRun) -> Learner:
+    """The policy, its AdamW and (a :class:`CriticConfig`) the critic with its own: from
+    :func:`start_policy`, their optimizer states restored when resuming."""
+    with_critic = isinstance(config, CriticConfig)
+    policy, critic = start_policy(
+        config, run, critic=with_critic,
+        critic_train_layers=config.critic_train_layers if with_critic else 0,
+    )  # fmt: skip
+    if not config.train_encoder:
+        policy.encoder.requires_grad_(False)
+    optimizer = adamw(policy, config)
+    start = run.restore(optimizer)
+    critic_opt = None
+    if critic is not None:
+        critic_opt = torch.optim.AdamW(critic.param_groups(config.critic_lr, config.critic_head_lr))
+        restore_critic_optimizer(run, critic_opt)
+    return Learner(
+        policy, optimizer, start, split_task_ids("train"),
+        split_task_ids("validation")[: config.val_tasks], critic, critic_opt,
+    )  # fmt: skip
+
+
+def critic_values(critic: ScorerCritic, states: Sequence[str], chunk: int = 64) -> torch.Tensor:
+    """V(s) of each state, without gradients, ``chunk`` states per forward pass."""
+    with torch.no_grad():
+        return torch.cat(
+            [critic.values(states[i : i + chunk]) for i in range(0, len(states), chunk)]
+        )
 
 
 def iteration_tasks(train_ids: Sequence[str], config: OnPolicyConfig, iteration: int) -> list[str]:
@@ -234,19 +316,48 @@ def _shared_chunks(n: int, order: np.ndarray, chunks: list[np.ndarray]) -> Itera
         _STEP_SHARE = None
 
 
+_RAY: dict[tuple[str, int], Any] = {}  # (address, workers) -> RayCollector, kept for the run
+
+
+def collect(
+    config: OnPolicyConfig,
+    policy: ScorerPolicy,
+    task_ids: Sequence[str],
+    *,
+    seed: int,
+    rng: np.random.Generator | None = None,
+    group_size: int = 1,
+    split: str = "train",
+    temperature: float | None = None,
+) -> list[Rollout]:
+    """``collect_rollouts`` with the config's envs, temperature and step limit; on Ray workers
+    when ``config.ray`` is set (started on first use, closed at exit)."""
+    kwargs = dict(
+        split=split, group_size=group_size, seed=seed, n_envs=config.n_envs,
+        temperature=config.temperature if temperature is None else temperature,
+        max_steps=config.max_steps,
+    )  # fmt: skip
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    if not config.ray:
+        return collect_rollouts(policy, task_ids, rng=rng, **kwargs)
+    key = (config.ray, config.ray_workers)
+    if key not in _RAY:
+        import atexit
+
+        from agents.ray_rollouts import RayCollector
+
+        _RAY[key] = RayCollector(config.ray_workers, config.ray)
+        atexit.register(_RAY[key].close)
+    return _RAY[key](policy, task_ids, rng=rng, **kwargs)
+
+
 def validate(
     policy: ScorerPolicy, val_ids: Sequence[str], config: OnPolicyConfig
 ) -> dict[str, float]:
     """Greedy play on ``val_ids`` (validation split): ``val_score``, ``val_success_rate``."""
     t0 = time.perf_counter()
-    rollouts = collect_rollouts(
-        policy,
-        val_ids,
-        split="validation",
-        n_envs=config.n_envs,
-        seed=config.seed,
-        temperature=0.0,
-        max_steps=config.max_steps,
+    rollouts = collect(
+        config, policy, val_ids, split="validation", seed=config.seed, temperature=0.0
     )
     stats = rollout_stats(rollouts)
     return {

@@ -6,7 +6,7 @@
         b_t = V_phi(s_t)                                          the baseline, before its update
         A_t = G_t - b_t                                           unbiased: b depends on s only
         actor:  L(theta) = -mean_t A_t log pi_theta(a_t | s_t)   one pass, on-policy
-        critic: L(phi)   = 0.5 mean_t (V_phi(s_t) - G_t)^2       value_epochs passes
+        critic: L(phi)   = 0.5 mean_t (V_phi(s_t) - G_t)^2       critic_epochs passes
 
 The policy is the candidate scorer (agents/scorer_policy.py); the critic a copy of its encoder
 with a scalar head. Imports agents only.
@@ -22,29 +22,23 @@ import torch
 
 from agents.losses import value_mse
 from agents.onpolicy import (
-    OnPolicyConfig,
+    CriticConfig,
     TurnBatch,
-    adamw,
     clip_and_step,
+    collect,
+    critic_values,
     iteration_tasks,
     minibatches,
-    restore_critic_optimizer,
     run_iterations,
-    save_checkpoint,
-    split_task_ids,
-    start_policy,
+    start_learner,
 )
 from agents.returns import discounted_returns
-from agents.rollouts import collect_rollouts, rollout_stats
+from agents.rollouts import rollout_stats
 from agents.training import TrainRun, register_trainer
 
 
 @dataclass
-class ReinforceConfig(OnPolicyConfig):
-    gamma: float = 0.95
-    critic_lr: float = 1e-4  # the critic's encoder layers
-    critic_head_lr: float = 3e-3  # its value head
-    value_epochs: int = 2
+class ReinforceConfig(CriticConfig):  # gamma, the critic's lrs, critic_epochs: CriticConfig's
     normalize_advantages: bool = False  # divide A by its batch std (off: the plain estimator)
 
 
@@ -66,31 +60,22 @@ PRESETS = {
 
 
 def train_reinforce(config: ReinforceConfig, run: TrainRun):
-    policy, critic = start_policy(config, run, critic=True)
-    optimizer = adamw(policy, config)
-    critic_opt = torch.optim.AdamW(critic.param_groups(config.critic_lr, config.critic_head_lr))
-    start = run.restore(optimizer)
-    restore_critic_optimizer(run, critic_opt)
-    train_ids, val_ids = split_task_ids("train"), split_task_ids("validation")[: config.val_tasks]
+    learner = start_learner(config, run)
+    policy, optimizer = learner.policy, learner.optimizer
+    critic, critic_opt = learner.critic, learner.critic_optimizer
 
     def step(it: int) -> dict:
         gen = np.random.default_rng([config.seed, it, 1])
         t0 = time.perf_counter()
-        rollouts = collect_rollouts(
-            policy, iteration_tasks(train_ids, config, it), seed=config.seed + it,
-            n_envs=config.n_envs, temperature=config.temperature, rng=gen,
-            max_steps=config.max_steps,
-        )  # fmt: skip
+        tasks = iteration_tasks(learner.train_ids, config, it)
+        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen)
         t_collect = time.perf_counter() - t0
         batch = TurnBatch.of(rollouts)
         # G_t = gamma^(T-1-t) R for every turn of every valid episode
         returns = torch.cat(
             [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
         )
-        with torch.no_grad():  # the baseline b_t = V(s_t), before the critic sees these returns
-            values = torch.cat(
-                [critic.values(batch.states[i : i + 64]) for i in range(0, len(batch), 64)]
-            )
+        values = critic_values(critic, batch.states)  # b_t = V(s_t), before it sees these G_t
         advantages = returns - values  # A_t = G_t - V(s_t)
         if config.normalize_advantages:
             advantages = advantages / (advantages.std() + 1e-8)
@@ -103,7 +88,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
             actor_losses.append(float(loss))
         # critic: 0.5 mean (V(s_t) - G_t)^2
         critic_losses = []
-        for _ in range(config.value_epochs):
+        for _ in range(config.critic_epochs):
             for idx in minibatches(len(batch), config.minibatch_size, gen):
                 loss = value_mse(critic.values([batch.states[i] for i in idx]), returns[idx])
                 loss.backward()
@@ -122,9 +107,9 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         }  # fmt: skip
 
     def save(it: int) -> None:
-        save_checkpoint(run, it, policy, optimizer, critic=critic, critic_optimizer=critic_opt)
+        learner.save(run, it)
 
-    run_iterations(config, run, start, step, save, policy, val_ids)
+    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
     return run.latest_path
 
 
@@ -133,7 +118,6 @@ register_trainer(
     train_reinforce,
     PRESETS,
     description="REINFORCE with a learned state-value baseline on the candidate-scorer policy",
-    eval_agent="reinforce",
 )
 
 __all__ = ["PRESETS", "ReinforceConfig", "train_reinforce"]

@@ -312,6 +312,7 @@ def collect_rollouts(
     env_factory: Callable[[], Any] | None = None,
     on_rollout: Callable[[Rollout], None] | None = None,
     shard: bool = True,
+    part: tuple[int, int] | None = None,
 ) -> list[Rollout]:
     """Play each task ``group_size`` times, ``n_envs`` episodes at a time in lockstep.
 
@@ -323,23 +324,27 @@ def collect_rollouts(
     this with the same arguments: process r plays jobs r, r + world_size, ... sampling from its
     own generator (drawn from ``rng``, which then advances alike in every process), and every
     process returns all the rollouts. ``on_rollout`` is called in the process that played it.
+
+    ``part=(k, n)`` plays part k of n the same way (jobs k, k + n, ..., generator stream k) and
+    returns only those rollouts: a Ray worker's share (agents/ray_rollouts.py).
     """
     rng = rng if rng is not None else np.random.default_rng(seed)
     jobs = [(tid, g) for tid in task_ids for g in range(group_size)]
     results: list[Rollout | None] = [None] * len(jobs)
-    world = data_parallel.world_size() if shard else 1
+    world = data_parallel.world_size() if shard and part is None else 1
+    index, count = part if part is not None else (data_parallel.rank(), world)
     mine = list(range(len(jobs)))
-    if world > 1:
-        streams = rng.integers(0, 2**63, size=world)
-        rng = np.random.default_rng(int(streams[data_parallel.rank()]))
-        mine = mine[data_parallel.rank() :: world]
+    if count > 1:
+        streams = rng.integers(0, 2**63, size=count)
+        rng = np.random.default_rng(int(streams[index]))
+        mine = mine[index::count]
 
     def new_env() -> Any:
         if env_factory is not None:
             return env_factory()
         return make_env(split, list(dict.fromkeys(task_ids)), mode=mode, max_steps=max_steps)
 
-    n_slots = max(1, min(n_envs, len(mine))) if mine or world == 1 else 0
+    n_slots = max(1, min(n_envs, len(mine))) if mine or count == 1 else 0
     slots = [_Slot(new_env()) for _ in range(n_slots)]
     next_job = 0
 

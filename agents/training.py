@@ -100,6 +100,10 @@ class CommonConfig:
     class whose trainer does not (it would train the same thing in every process) says False,
     and ``webgym-bench train`` refuses to start it under one."""
 
+    placement_fields: ClassVar[frozenset[str]] = frozenset()
+    """Fields that say where a run executes, not what it computes (Ray collection): a resumed
+    run may change them."""
+
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the trainer's config dataclass."""
@@ -189,14 +193,15 @@ def config_from_file(base: Any, path: str | Path) -> Any:
 class TrainerInfo:
     """A registered trainer: ``train_fn(config, run) -> checkpoint path`` and its presets.
 
-    ``eval_agent`` is the agent name that plays the trainer's checkpoints in the harness.
+    ``eval_agent`` is the agent name that plays the trainer's checkpoints in the harness (by
+    default an agent of the trainer's own name, which :func:`register_trainer` registers).
     """
 
     name: str
     train_fn: Callable[[Any, TrainRun], Path]
     presets: dict[str, Any]
     description: str = ""
-    eval_agent: str = "lm"
+    eval_agent: str = ""
 
 
 class UnknownTrainerError(KeyError, ValueError):
@@ -269,12 +274,14 @@ def register_trainer(
     presets: dict[str, Any],
     *,
     description: str = "",
-    eval_agent: str = "lm",
+    eval_agent: str | None = None,
 ) -> TrainerInfo:
     """Register ``train_fn`` as the trainer of agent ``name`` with ``presets`` (name -> config).
 
     Every preset must be a :class:`CommonConfig` (an instance of the trainer's config, which
-    extends it). Registering a taken name raises ``ValueError``.
+    extends it). Registering a taken name raises ``ValueError``. Unless ``eval_agent`` names
+    another agent, an agent called ``name`` is registered too: it plays this trainer's
+    checkpoints (``agents.load_trained_agent``, which checks the checkpoint's ``trained_by``).
     """
     if name in _TRAINERS:
         raise ValueError(f"a trainer named {name!r} is already registered")
@@ -286,9 +293,29 @@ def register_trainer(
                 f"trainer {name!r}: preset {preset!r} is a {type(config).__name__}, not a "
                 "CommonConfig (a trainer's config dataclass extends agents.training.CommonConfig)"
             )
-    info = TrainerInfo(name, train_fn, dict(presets), description, eval_agent)
+    info = TrainerInfo(name, train_fn, dict(presets), description, eval_agent or name)
     _TRAINERS[name] = info
+    if eval_agent is None:
+        _register_checkpoint_agent(name, description)
     return info
+
+
+def _register_checkpoint_agent(name: str, description: str) -> None:
+    from agents.base import _REGISTRY, register_agent
+
+    def factory(checkpoint: str, **kwargs: Any):
+        from agents import load_trained_agent
+
+        return load_trained_agent(checkpoint, trained_by=name, **kwargs)
+
+    if name not in _REGISTRY:  # a plugin may have registered its own agent first
+        register_agent(
+            name,
+            factory,
+            description=f"the policy on a checkpoint of {name}: {description}"
+            f" (webgym-bench train --agent {name})",
+            needs_checkpoint=True,
+        )
 
 
 def list_trainers() -> list[TrainerInfo]:
@@ -365,8 +392,11 @@ class TrainRun:
             if old.get("trainer") != trainer:
                 diffs.append(f"trainer: {old.get('trainer')!r} there, {trainer!r} now")
             old_cfg, new_cfg = old.get("config", {}), wanted["config"]
-            for key in sorted(set(old_cfg) | set(new_cfg)):
-                if old_cfg.get(key) != new_cfg.get(key):
+            # a field added since that run was started compares as its default
+            defaults = config_to_dict(type(config)()) if dataclasses.is_dataclass(config) else {}
+            placement = getattr(type(config), "placement_fields", frozenset())
+            for key in sorted((set(old_cfg) | set(new_cfg)) - placement):
+                if old_cfg.get(key, defaults.get(key)) != new_cfg.get(key):
                     diffs.append(f"{key}: {old_cfg.get(key)!r} there, {new_cfg.get(key)!r} now")
             if diffs:
                 raise ConfigMismatch(

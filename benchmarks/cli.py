@@ -17,6 +17,7 @@ exits with code 2, without a traceback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -408,6 +409,15 @@ def train_cmd(
         int | None,
         typer.Option(help="Validation episodes after training (default: the config's; 0: none)."),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Collect rollouts on Ray workers (on-policy trainers; ray_workers in the config, "
+            "default 2). Bare --ray starts a local Ray; --ray ADDRESS joins a cluster.",
+        ),
+    ] = None,
 ) -> None:
     from agents import data_parallel
     from agents.training import (
@@ -431,6 +441,10 @@ def train_cmd(
             cfg = config_from_file(cfg, config)
         except ConfigError as e:
             fail(str(e))
+    if ray is not None:
+        if "ray" not in {f.name for f in dataclasses.fields(cfg)}:
+            fail(f"the {agent} trainer collects no rollouts; --ray is for on-policy trainers")
+        cfg = dataclasses.replace(cfg, ray=ray)
     if data_parallel.enabled() and not cfg.supports_data_parallel:
         fail(
             f"the {agent} trainer does not run data-parallel ({data_parallel.world_size()} "

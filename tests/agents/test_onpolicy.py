@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from agents.archer import PRESETS as ARCHER_PRESETS
-from agents.archer import archer_advantages, archer_update, critic_values
-from agents.onpolicy import TurnBatch, split_task_ids
+from agents.archer import archer_advantages, archer_update
+from agents.onpolicy import TurnBatch, critic_values, split_task_ids
 from agents.rollouts import collect_rollouts, make_env
 from agents.scorer_policy import ScorerCritic, ScorerPolicy, candidates, state_text
 from agents.training import TrainRun, get_trainer

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import os
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 import agents
 from agents import rollouts, training
+from agents.base import check_agent, unregister_agent
 from agents.training import CommonConfig, get_trainer, list_trainers, register_trainer
 from webgym.envs import MAX_EPISODE_STEPS
 
@@ -30,6 +34,8 @@ def fresh_registry(monkeypatch):
     yield
     for name in ("agents.tmp_toolkit_trainer", "agents.tmp_toolkit_helper", "ext_trainer"):
         sys.modules.pop(name, None)
+    for name in ("tmp-trainer", "ext-trainer"):
+        unregister_agent(name)
 
 
 def test_the_built_in_trainers_are_discovered_without_a_central_list():
@@ -56,6 +62,29 @@ def test_discovery_imports_the_modules_that_register_and_no_other(
     assert "agents.tmp_toolkit_trainer" in sys.modules
     assert "agents.tmp_toolkit_helper" not in sys.modules
     assert {"archer", "bc", "grpo", "reinforce"} <= {i.name for i in list_trainers()}
+    # registering the trainer registered the agent that plays its checkpoints
+    assert get_trainer("tmp-trainer").eval_agent == "tmp-trainer"
+    assert check_agent("tmp-trainer", "some/checkpoint").needs_checkpoint
+
+
+def test_the_trainers_agents_register_themselves_on_first_lookup(tmp_path):
+    """``import agents`` does not import the trainers (nor torch); the first lookup of a trained
+    agent's name, or a listing, does, and each trainer's agent is then there."""
+    code = textwrap.dedent("""
+        import sys
+        import agents
+        assert "agents.training" not in sys.modules and "torch" not in sys.modules
+        info = agents.check_agent("grpo", "some/checkpoint")
+        assert info.needs_checkpoint and "grpo" in info.description, info
+        names = {a.name for a in agents.list_agents()}
+        assert {"archer", "bc", "grpo", "reinforce", "rule", "random"} <= names, names
+        print("ok")
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(agents.__file__).parents[1])}, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_entry_points_add_trainers_and_a_broken_one_only_warns(

@@ -57,8 +57,19 @@ def test_agents(tmp_path):
 
 def test_a_failed_attempt_is_retried(tmp_path, test_agents):
     out = tmp_path / "run"
-    r = cli("run", "--agent", "flaky-test", "--episodes", "2", "--mode", "text",
-            "--max-retries", "2", "--out", out)
+    r = cli(
+        "run",
+        "--agent",
+        "flaky-test",
+        "--episodes",
+        "2",
+        "--mode",
+        "text",
+        "--max-retries",
+        "2",
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     for summary in summaries(out).values():
         assert summary["attempts"] == 2 and summary["error"] is None
@@ -69,8 +80,19 @@ def test_a_failed_attempt_is_retried(tmp_path, test_agents):
 
 def test_an_episode_that_keeps_failing_counts_as_an_error(tmp_path, test_agents):
     out = tmp_path / "run"
-    r = cli("run", "--agent", "broken-test", "--episodes", "2", "--mode", "text",
-            "--max-retries", "1", "--out", out)
+    r = cli(
+        "run",
+        "--agent",
+        "broken-test",
+        "--episodes",
+        "2",
+        "--mode",
+        "text",
+        "--max-retries",
+        "1",
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     runs = summaries(out)
     assert len(runs) == 2
