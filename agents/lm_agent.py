@@ -653,6 +653,9 @@ class _Query:
 class LMPolicy:
     """A causal LM acting on WebGym observations (see the module docstring).
 
+    ``KIND`` is what ``policy.json`` says the checkpoint is (``"lm-policy"``; the LM critic,
+    agents/lm_critic.py, a subclass, writes ``"lm-critic"``).
+
     ``add_eos``: the end-of-turn token ends every scored/trained action string (so that a
     trained model stops after the action); ``max_new_tokens``: the generation length (actions
     and search queries); ``value_head``: an optional :class:`ValueHead` over the prompt
@@ -660,6 +663,8 @@ class LMPolicy:
     checkpoint (training config, step, scores). ``stats`` counts ``acts``, ``invalid``
     generations and ``fallback_queries``.
     """
+
+    KIND = "lm-policy"
 
     def __init__(
         self,
@@ -1225,7 +1230,7 @@ class LMPolicy:
         fingerprint = self.backbone.checkpoint_fingerprint()
         info = {
             "format_version": FORMAT_VERSION,
-            "kind": "lm-policy",
+            "kind": self.KIND,
             "backbone": self.backbone.name,
             "fingerprint": fingerprint,
             "dtype": str(self.backbone.dtype).removeprefix("torch."),

@@ -13,6 +13,7 @@ import torch
 import webgym  # noqa: F401  (registers the environments)
 from agents import make_agent
 from agents.lm_agent import LEGACY_SYSTEM_PROMPT, LMAgent, LMPolicy, PromptConfig, build_prompt
+from agents.lm_critic import LMCritic
 from agents.models import BackboneMismatch, Generation, load_backbone
 from agents.observation import product_header, result_products
 from webgym.actions import parse_action
@@ -527,3 +528,54 @@ def test_format_one_checkpoint_loads_without_a_head(checkpoint, tmp_path, pages)
     assert prompt.index("Page:") < prompt.index("Available actions:")
     assert "# link 'Back to Search'" in prompt
     assert old.act(pages["results"], temperature=0.0) in pages["results"]["available_actions"]
+
+
+# ---- the LM critic (agents/lm_critic.py) ----------------------------------------------------
+
+
+def test_lm_critic_reads_the_prompt_boundary_only_and_learns_apart_from_the_policy(policy, pages):
+    critic = LMCritic.from_policy(policy)
+    prompt = critic.prompt(pages["item"])
+    assert prompt == policy.prompt(pages["item"])
+    with torch.no_grad():
+        assert float(critic.values([prompt])[0]) == 0.0  # a zero-initialised head
+        for p in critic.value_head.parameters():
+            p.copy_(torch.linspace(-0.3, 0.3, p.numel()).reshape(p.shape))
+        v = float(critic.values([prompt])[0])
+        # two different responses after the same prompt: the value read is the same
+        ids = [critic.backbone.encode_text(t) for t in ("click('prev')", "search[red shoes]")]
+        _, ev = critic.evaluate_generations([prompt, prompt], ids, temperature=1.0)
+    assert ev.values[0] == pytest.approx(v, abs=1e-5) and ev.values[1] == pytest.approx(v, abs=1e-5)
+    # a critic step moves the critic's copy of the LM, never the policy's
+    before = [p.detach().clone() for p in policy.backbone.model.parameters()]
+    opt = torch.optim.SGD(critic.param_groups(1e-2, 1e-2))
+    (critic.values([prompt])[0] - 1.0).pow(2).backward()
+    opt.step()
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(before, critic.backbone.model.parameters(), strict=True)
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, policy.backbone.model.parameters(), strict=True)
+    )
+
+
+def test_lm_critic_checkpoint_round_trip_and_refusals(policy, pages, checkpoint, tmp_path):
+    critic = LMCritic.from_policy(policy, mlp_hidden=8)
+    with torch.no_grad():
+        for p in critic.value_head.parameters():
+            p.copy_(torch.linspace(-0.2, 0.2, p.numel()).reshape(p.shape))
+    critic.save(tmp_path / "c", metadata={"trained_by": "test"})
+    info = json.loads((tmp_path / "c" / "policy.json").read_text())
+    assert info["kind"] == "lm-critic"
+    assert info["value_head"]["fingerprint"] == critic.backbone.checkpoint_fingerprint()
+    loaded = LMCritic.load(tmp_path / "c")
+    prompts = [critic.prompt(pages["results"]), critic.prompt(pages["search"])]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.values(prompts), critic.values(prompts), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="not an LM critic"):
+        LMCritic.load(checkpoint)  # a policy checkpoint
+    info["fingerprint"]["config_hash"] = "0" * 16
+    (tmp_path / "c" / "policy.json").write_text(json.dumps(info))
+    with pytest.raises(BackboneMismatch):
+        LMCritic.load(tmp_path / "c")
