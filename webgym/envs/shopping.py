@@ -26,8 +26,9 @@ import copy
 import functools
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,8 +95,29 @@ class Timings(Mapping):
         return f"Timings({self._seconds!r})"
 
 
-class ShoppingEnv(gym.Env[dict, str]):
-    """The shopping environment; ``mode="browser"`` (Chromium) or ``mode="text"`` (in-process)."""
+@dataclass(frozen=True)
+class IOCall:
+    """One I/O request of the episode logic: ``target.method(*args, **kwargs)``, ``target``
+    being ``"page"`` (the env's page) or ``"client"`` (its shop client)."""
+
+    target: str
+    method: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+def io(target: str, method: str, *args: Any, **kwargs: Any) -> Generator[IOCall, Any, Any]:
+    """``result = yield from io("page", "goto", url)``: ask the driver for one I/O call."""
+    return (yield IOCall(target, method, args, kwargs))
+
+
+class ShoppingLogic:
+    """What the sync and the async environment share, written once: construction, the page
+    bookkeeping, observations, info, and reset / step / snapshot / restore as generators of
+    :class:`IOCall` (sans-I/O). ``ShoppingEnv`` drives them with blocking calls;
+    ``webgym.envs.async_shopping.AsyncShoppingEnv`` awaits the same calls. An exception an I/O
+    call raises is thrown back into the generator at its ``yield``, so error handling is the
+    generators' too."""
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
 
@@ -247,17 +269,18 @@ class ShoppingEnv(gym.Env[dict, str]):
         parts = urlsplit(url)
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
-    def _goto(self, path: str) -> None:
-        self._load(self._page.goto(self._client.base_url + path, screenshot=self.screenshot_on))
+    def _goto_io(self, path: str):
+        url = self._client.base_url + path
+        self._load((yield from io("page", "goto", url, screenshot=self.screenshot_on)))
 
-    def _execute(self, step) -> None:
+    def _execute_io(self, step):
         if step.name == "go_back":  # back through the episode's own history (kept by snapshots)
             if len(self._history) < 2:
                 raise ActionError("there is no previous page to go back to")
             self._history.pop()
-            self._goto(self._history.pop())
+            yield from self._goto_io(self._history.pop())
             return
-        self._load(self._page.execute(step, screenshot=self.screenshot_on))
+        self._load((yield from io("page", "execute", step, screenshot=self.screenshot_on)))
 
     def _observation(self, last_action: str, error: str) -> dict[str, Any]:
         view = self._view
@@ -291,9 +314,9 @@ class ShoppingEnv(gym.Env[dict, str]):
         """The shop session of the current episode (observations show it as SESSION)."""
         return self._session["session_id"] if self._session else None
 
-    # ---- Gymnasium API --------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
+    # ---- the episode, as generators of I/O calls (driven by the sync and the async env) ------
+    def _reset_io(self, options: dict | None):
+        """Reset (after seeding): the task of ``options`` or one drawn with ``np_random``."""
         options = options or {}
         if "split" in options and options["split"] != self.split:
             raise ValueError(
@@ -304,19 +327,19 @@ class ShoppingEnv(gym.Env[dict, str]):
         if task_id is None:
             task_id = self.task_ids[int(self.np_random.integers(len(self.task_ids)))]
         t0 = time.perf_counter()
-        self._page.recover(if_dead=True)
-        self._drop_session()
+        yield from io("page", "recover", if_dead=True)
+        yield from self._drop_session_io()
         try:
-            self._session = self._client.create_session(task_id)
+            self._session = yield from io("client", "create_session", task_id)
         except ShopRequestError as e:
             raise ValueError(str(e.payload.get("error", e))) from None
         self._goal = self._session["goal"]
         self._history, self._step, self._done = [], 0, False
-        self._goto(self._session["url"])
+        yield from self._goto_io(self._session["url"])
         info = self._info(timings=Timings(reset_s=time.perf_counter() - t0))
         return self._observation("", ""), info
 
-    def step(self, action: str):
+    def _step_io(self, action: str):
         if self._session is None:
             raise RuntimeError("call reset() before step()")
         t0 = time.perf_counter()
@@ -332,13 +355,13 @@ class ShoppingEnv(gym.Env[dict, str]):
                 if parsed.name == "send_msg_to_user":
                     info_extra["message_to_user"] = parsed.args[0]
                 for step in self._view.resolve(parsed):
-                    self._execute(step)
+                    yield from self._execute_io(step)
             except InvalidAction as e:  # the agent's mistake: reported, the episode goes on
                 error = str(e)
             except Exception as e:  # noqa: BLE001 - machine trouble ends the episode, never raises
                 truncated, self._done = True, True
                 info_extra["error"] = f"{type(e).__name__}: {e}"
-                self._page.recover()
+                yield from io("page", "recover")
                 error = str(e)
         act_s = time.perf_counter() - t0
         purchase = self._purchase  # the shop's, carried by the page that shows it
@@ -360,21 +383,10 @@ class ShoppingEnv(gym.Env[dict, str]):
         )
         return obs, reward, terminated, truncated, info
 
-    def render(self):
-        if self.render_mode == "rgb_array":
-            if self._pixels is None and self._session is not None:
-                return self._page.capture(screenshot=True).screenshot  # observations skip pixels
-            return None if self._pixels is None else self._pixels.copy()
-        if self.render_mode == "ansi":
-            return self._view.text if self._view else ""
-        return None
-
-    # ---- snapshots ------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """A small JSON-serialisable state from which ``restore`` continues this episode."""
+    def _snapshot_io(self):
         if self._session is None:
             raise RuntimeError("call reset() before snapshot()")
-        state = self._client.session(self._session["session_id"])
+        state = yield from io("client", "session", self._session["session_id"])
         strip = self._session_path()
         return {
             "version": 1,
@@ -389,27 +401,77 @@ class ShoppingEnv(gym.Env[dict, str]):
             "done": self._done,
         }
 
-    def restore(self, snapshot: dict[str, Any]):
-        """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info)."""
-        self._page.recover(if_dead=True)
-        self._drop_session()
-        self._session = self._client.restore_session(snapshot["session"])
+    def _restore_io(self, snapshot: dict[str, Any]):
+        yield from io("page", "recover", if_dead=True)
+        yield from self._drop_session_io()
+        self._session = yield from io("client", "restore_session", snapshot["session"])
         self._goal = self._session["goal"]
         mine = self._session_path()
         history = [p.replace(f"/s/{SESSION_PLACEHOLDER}", mine) for p in snapshot["history"]]
-        self._goto(history[-1])
+        yield from self._goto_io(history[-1])
         self._history = history
         self._step, self._done = int(snapshot["step"]), bool(snapshot["done"])
         return self._observation("", ""), self._info()
 
-    # ---- lifecycle ------------------------------------------------------------------------
-    def _drop_session(self) -> None:
+    def _drop_session_io(self):
         if self._session is not None:
             try:
-                self._client.delete_session(self._session["session_id"])
+                yield from io("client", "delete_session", self._session["session_id"])
             except Exception:  # noqa: BLE001 - the server may be gone; nothing to free then
                 log.debug("could not delete shop session %s", self._session["session_id"])
             self._session = None
+
+
+class ShoppingEnv(ShoppingLogic, gym.Env[dict, str]):
+    """The shopping environment; ``mode="browser"`` (Chromium) or ``mode="text"`` (in-process)."""
+
+    def _drive(self, gen: Generator[IOCall, Any, Any]) -> Any:
+        """Run one of the episode's generators with blocking calls on the page and client."""
+        try:
+            call = next(gen)
+            while True:
+                target = self._page if call.target == "page" else self._client
+                try:
+                    result = getattr(target, call.method)(*call.args, **call.kwargs)
+                except Exception as e:  # noqa: BLE001 - handed to the generator, which decides
+                    call = gen.throw(e)
+                else:
+                    call = gen.send(result)
+        except StopIteration as stop:
+            return stop.value
+
+    def _goto(self, path: str) -> None:
+        self._drive(self._goto_io(path))
+
+    # ---- Gymnasium API --------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self._drive(self._reset_io(options))
+
+    def step(self, action: str):
+        return self._drive(self._step_io(action))
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            if self._pixels is None and self._session is not None:
+                return self._page.capture(screenshot=True).screenshot  # observations skip pixels
+            return None if self._pixels is None else self._pixels.copy()
+        if self.render_mode == "ansi":
+            return self._view.text if self._view else ""
+        return None
+
+    # ---- snapshots ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A small JSON-serialisable state from which ``restore`` continues this episode."""
+        return self._drive(self._snapshot_io())
+
+    def restore(self, snapshot: dict[str, Any]):
+        """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info)."""
+        return self._drive(self._restore_io(snapshot))
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def _drop_session(self) -> None:
+        self._drive(self._drop_session_io())
 
     def close(self) -> None:
         if getattr(self, "_closed", False):
