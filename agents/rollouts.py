@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from agents import data_parallel
-from webgym.runs import TRAIN_SEED_SALT, episode_seed, obs_digest
+from webgym.replay import ReplayMismatch, replay_actions
+from webgym.runs import TRAIN_SEED_SALT, episode_seed
 
 __all__ = [
     "Episode",
@@ -200,10 +201,6 @@ def collect_episodes(
     return episodes
 
 
-class ReplayMismatch(RuntimeError):
-    """Re-playing recorded actions did not reproduce the recorded observations."""
-
-
 def replay_episode(
     env: Any,
     task_id: str,
@@ -216,34 +213,28 @@ def replay_episode(
 ) -> Episode:
     """Re-play ``actions`` on ``task_id`` from ``env.reset(seed=seed)`` and return the episode.
 
-    Run directories record actions, not observations; replaying rebuilds the observation each
+    Run directories record actions, not observations; replaying (``webgym.replay``, the one
+    replay primitive, shared with the leaderboard's verification) rebuilds the observation each
     action was taken in. When ``digests`` (each step's ``obs_digest`` after the action) are
     given, every rebuilt observation is checked against them and :class:`ReplayMismatch` is
     raised on the first difference (or when the episode ends early).
     """
-    obs, info = env.reset(seed=seed, options={"task_id": task_id})
-    ep = Episode(task_id, split, info.get("split_hash"), seed, obs["goal"])
-    for t, action in enumerate(actions):
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        effect = info.get("action_effect") or {}
+    first, replayed = replay_actions(env, task_id, seed, actions, digests=digests)
+    ep = Episode(task_id, split, getattr(env.unwrapped, "split_hash", None), seed, first["goal"])
+    for st in replayed:
+        effect = st.info.get("action_effect") or {}
         ep.steps.append(
             Step(
-                obs=_keep(obs, keep_html),
-                action=action,
-                reward=float(reward),
-                terminated=bool(terminated),
-                truncated=bool(truncated),
+                obs=_keep(st.obs_before, keep_html),
+                action=st.action,
+                reward=st.reward,
+                terminated=st.terminated,
+                truncated=st.truncated,
                 effect_label=effect.get("label"),
-                action_error=next_obs.get("last_action_error") or "",
+                action_error=st.obs.get("last_action_error") or "",
             )
         )
-        if digests is not None and t < len(digests) and digests[t] is not None:
-            if obs_digest(next_obs) != digests[t]:
-                raise ReplayMismatch(f"{task_id}: step {t + 1} ({action}) led to another page")
-        obs = next_obs
-        if (terminated or truncated) and t + 1 < len(actions):
-            raise ReplayMismatch(f"{task_id}: the episode ended at step {t + 1} of {len(actions)}")
-    ep.final_obs = _keep(obs, keep_html)
+    ep.final_obs = _keep(replayed[-1].obs if replayed else first, keep_html)
     return ep
 
 
