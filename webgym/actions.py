@@ -16,7 +16,8 @@ Grammar (after the lenient clean-up described below)::
     literal     := STRING | NUMBER | "-" NUMBER | "+" NUMBER
     STRING      := a Python string literal: '...' or "..." (also triple-quoted), with Python
                    escapes (\\' \\" \\\\ \\n \\t \\uXXXX ...); any unicode text
-    NUMBER      := a Python int or float literal (finite; True/False are not numbers)
+    NUMBER      := a Python int or float literal (finite, at most MAX_NUMBER in magnitude;
+                   True/False are not numbers)
     bracket     := ("search" | "click") "[" TEXT "]"  -- TEXT is everything between the first
                                                         "[" and the last "]", stripped of
                                                         surrounding whitespace; non-empty, one line
@@ -28,7 +29,7 @@ Grammar (after the lenient clean-up described below)::
     select_option(bid, options) options: one option value or label (str)
     scroll(delta_x, delta_y)    numbers (pixels, may be negative or float)
     go_back()
-    noop([wait_ms])             optional number >= 0 (milliseconds)
+    noop([wait_ms])             optional number, 0 to MAX_WAIT_MS (milliseconds)
     send_msg_to_user(text)      text: str
     mouse_click(x, y)           numbers >= 0 (pixels); browser mode only
     search[query]               -> Action("search", (query,))
@@ -40,8 +41,10 @@ Grammar (after the lenient clean-up described below)::
     arguments, repr()-quoted strings, e.g. fill('45', "it's"), search[red shoes].
 
     Wherever a str is expected an int literal is accepted and converted with str(); element ids
-    must not be empty or blank. Keyword arguments must use the parameter names above; starred
-    arguments, nested calls, names, attributes, lists and every other expression are rejected.
+    must not be empty or blank. Text may hold any unicode character but NUL and a lone
+    surrogate (U+D800-U+DFFF, which no page can encode), written as is or as an escape.
+    Keyword arguments must use the parameter names above; starred arguments, nested calls,
+    names, attributes, lists and every other expression are rejected.
 
 Lenient clean-up, applied before parsing, repeated until nothing changes (at most 4 rounds):
 
@@ -84,6 +87,8 @@ from typing import Any
 __all__ = [
     "ACTION_SPECS",
     "MAX_ACTION_LENGTH",
+    "MAX_NUMBER",
+    "MAX_WAIT_MS",
     "MODES",
     "Action",
     "ActionError",
@@ -103,6 +108,15 @@ MAX_ACTION_LENGTH = 4000
 
 MODES = ("browser", "text")
 """The environment modes an action can be checked against."""
+
+MAX_NUMBER = 100_000
+"""The largest magnitude of a number argument (pixels, milliseconds): larger ones are refused,
+not clamped, so both modes report the same error (a page is never 100,000 pixels away)."""
+
+MAX_WAIT_MS = 10_000
+"""The longest ``noop`` wait (milliseconds)."""
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class InvalidAction(ValueError):
@@ -140,7 +154,8 @@ class Param:
     """One parameter of an action.
 
     ``kind``: ``"id"`` (non-empty string; int converted), ``"str"`` (string; int converted) or
-    ``"number"`` (finite int or float). ``minimum`` applies to numbers. An optional parameter
+    ``"number"`` (finite int or float, at most ``MAX_NUMBER`` in magnitude). ``minimum`` and
+    ``maximum`` apply to numbers. An optional parameter
     has ``optional=True`` and, when omitted, is absent from ``Action.args``; ``default`` is
     documentation of what the executor does then.
     """
@@ -152,6 +167,7 @@ class Param:
     optional: bool = False
     default: Any = None
     minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def type_name(self) -> str:
@@ -265,6 +281,7 @@ _SPEC_LIST: tuple[ActionSpec, ...] = (
                 optional=True,
                 default=0,
                 minimum=0,
+                maximum=MAX_WAIT_MS,
             ),
         ),
         "Do nothing (optionally wait wait_ms milliseconds).",
@@ -417,6 +434,8 @@ def parse_action(text: str, mode: str | None = None) -> Action:
         )
     if "\x00" in text:
         raise ActionParseError("action contains a NUL character", text)
+    if _SURROGATE_RE.search(text):
+        raise ActionParseError(_SURROGATE_MESSAGE, text)
     body = clean_action_text(text)
     if not body:
         raise ActionParseError(f"empty action; expected one of {_expected_forms(mode)}", text)
@@ -427,6 +446,12 @@ def parse_action(text: str, mode: str | None = None) -> Action:
     if mode is not None:
         check_mode(action, mode)
     return action
+
+
+_SURROGATE_MESSAGE = (
+    "action contains a lone surrogate (a character in U+D800-U+DFFF, which no page can "
+    "encode); send valid unicode text"
+)
 
 
 def _unknown(name: str, text: str) -> ActionParseError:
@@ -654,10 +679,17 @@ def _convert(spec: ActionSpec, param: Param, node: ast.expr, text: str) -> Any:
                 f"expected {spec.form}, e.g. {spec.example}",
                 text,
             )
-        if not math.isfinite(value):
+        if type(value) is float and not math.isfinite(value):
             raise ActionParseError(f"{where} must be a finite number, got {value!r}", text)
+        if abs(value) > MAX_NUMBER:  # an int of any size compares without overflow
+            shown = _snippet(str(value), 24)
+            raise ActionParseError(
+                f"{where} must be between {-MAX_NUMBER} and {MAX_NUMBER}, got {shown}", text
+            )
         if param.minimum is not None and value < param.minimum:
             raise ActionParseError(f"{where} must be >= {param.minimum:g}, got {value!r}", text)
+        if param.maximum is not None and value > param.maximum:
+            raise ActionParseError(f"{where} must be <= {param.maximum:g}, got {value!r}", text)
         return value
     # "id" and "str": strings; ints converted
     if type(value) is int:
@@ -670,6 +702,9 @@ def _convert(spec: ActionSpec, param: Param, node: ast.expr, text: str) -> Any:
         )
     if param.kind == "id" and not value.strip():
         raise ActionParseError(f"{where} must not be empty; e.g. {spec.example}", text)
+    if _SURROGATE_RE.search(value) or "\x00" in value:
+        what = "a NUL character" if "\x00" in value else "a lone surrogate"
+        raise ActionParseError(f"{where} contains {what}, which no page can take", text)
     return value
 
 
