@@ -152,11 +152,16 @@ def run_cmd(
 def _play(plan: Any) -> dict[str, Any]:
     """Play a :class:`benchmarks.runner.RunPlan` with a progress bar, print its results, exit
     as the run ended (1: failed, 130: interrupted); returns the run's metrics."""
-    from benchmarks.runner import execute_plan
+    from benchmarks.runner import execute_plan, lock_run
+    from webgym.runs import RunLocked
 
     scan, out = plan.scan, plan.out
     for tid, why in scan.corrupt.items():
         warn(f"episode {tid} has a corrupt summary.json ({why}); re-running it")
+    for tid, why in scan.torn.items():
+        warn(f"episode {tid} has a torn steps.jsonl ({why}); re-running it")
+    for tid, why in scan.damaged.items():
+        warn(f"episode {tid} is damaged ({why}); replacing it and re-running the episode")
     if scan.partial:
         warn(
             f"{len(scan.partial)} episode(s) were interrupted ({', '.join(scan.partial[:5])}"
@@ -173,8 +178,15 @@ def _play(plan: Any) -> dict[str, Any]:
         f"{plan.workers} worker(s){' on Ray' if plan.use_ray else ''}",
         highlight=False,
     )
-    with _progress_bar(len(plan.task_ids), len(scan.complete)) as on_result:
-        outcome = execute_plan(plan, on_result=on_result)
+    try:  # before the progress bar: a refused run prints only why
+        lock = lock_run(plan)
+    except RunLocked as e:
+        fail(str(e), 2)
+    with lock:
+        if lock.note:
+            warn(lock.note)
+        with _progress_bar(len(plan.task_ids), len(scan.complete)) as on_result:
+            outcome = execute_plan(plan, on_result=on_result, lock=lock)
     metrics = _finalise(out, quiet_warnings=False)
     if outcome.status == "failed":
         fail(

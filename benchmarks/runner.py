@@ -28,6 +28,7 @@ receives a small result per episode for the progress bar. Imports ``webgym`` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -45,6 +46,7 @@ from webgym.runs import (
     EpisodeScan,
     EpisodeWriter,
     RunDir,
+    RunLock,
     build_manifest,
     episode_seed,
     episode_summary,
@@ -63,6 +65,7 @@ __all__ = [
     "execute",
     "execute_plan",
     "finalise_run",
+    "lock_run",
     "plan_run",
     "select_tasks",
 ]
@@ -609,7 +612,7 @@ def plan_run(
         run=run,
         manifest=existing if existing is not None else manifest,
         spec=spec,
-        scan=run.scan(run_ids),
+        scan=run.scan(run_ids, check_steps=True),
         resuming=existing is not None,
         workers=workers,
         ray=ray,
@@ -632,14 +635,44 @@ class RunOutcome:
 
 
 def execute_plan(
-    plan: RunPlan, *, on_result: Callable[[dict[str, Any]], None] | None = None
+    plan: RunPlan,
+    *,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    lock: RunLock | None = None,
 ) -> RunOutcome:
-    """Write the plan's manifest (a new run) and play its episodes still to do, logging the
-    invocation in ``run.log`` and ``invocations.jsonl``. A :class:`SetupError` or a
-    ``KeyboardInterrupt`` ends the invocation (``status`` says which), never the process."""
+    """Take the run directory's writer lock, write the plan's manifest (a new run) and play
+    its episodes still to do, logging the invocation in ``run.log`` and ``invocations.jsonl``.
+
+    :class:`webgym.runs.RunLocked` when another live process writes the directory (nothing is
+    written then); ``on_note`` hears that a stale lock was taken over. ``lock``: the caller
+    already holds it (:func:`lock_run`) and releases it. A :class:`SetupError` or a
+    ``KeyboardInterrupt`` ends the invocation (``status`` says which), never the process.
+    """
     run = plan.run
-    run.create_or_check(plan.manifest)
-    todo = plan.todo
+    with contextlib.nullcontext(lock) if lock is not None else lock_run(plan) as held:
+        if held.note and lock is None and on_note is not None:
+            on_note(held.note)
+        run.create_or_check(plan.manifest)
+        # what is left to do, seen under the lock (a writer may have finished since planning)
+        todo = run.scan(plan.task_ids, check_steps=True).todo
+        return _play_locked(plan, todo, on_result)
+
+
+def lock_run(plan: RunPlan) -> RunLock:
+    """The plan's run directory's writer lock (``webgym.runs.RunLock``), taken now; a stale
+    lock taken over is logged in ``run.log`` (and in ``.note``). :class:`RunLocked` while
+    another live process holds it."""
+    lock = plan.run.lock(command_line())
+    if lock.note:
+        plan.run.log(lock.note)
+    return lock
+
+
+def _play_locked(
+    plan: RunPlan, todo: list[str], on_result: Callable[[dict[str, Any]], None] | None
+) -> RunOutcome:
+    run = plan.run
     t0, started = time.perf_counter(), datetime.now(UTC).isoformat()
     run.log(
         f"run start: {len(todo)} episodes to run, workers={plan.workers}, executor={plan.executor}"

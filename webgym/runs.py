@@ -10,6 +10,7 @@ A run is a directory of append-only records plus a manifest::
     RUN/results.parquet, RUN/results.csv         RunDir.results_paths (benchmarks.metrics)
     RUN/summary.json                             RunDir.write_summary / read_summary
     RUN/run.log, RUN/invocations.jsonl           RunDir.log, RunDir.append_invocation
+    RUN/run.lock                                 RunDir.lock (one writer at a time)
 
 Every whole file is written atomically (``NAME.tmp-<pid>`` in the same folder, fsync,
 ``os.replace``), so a reader sees the old file or the new one, never a mixture. An episode is
@@ -55,6 +56,8 @@ __all__ = [
     "EpisodeWriter",
     "ManifestMismatch",
     "RunDir",
+    "RunLock",
+    "RunLocked",
     "RunRecords",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -95,6 +98,7 @@ SUMMARY_REQUIRED = ("task_id", "n_steps", "reward", "success", "error", "finishe
 # The file names inside an episode's folder (episodes/<task_id>/).
 STEPS_FILE = "steps.jsonl"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = "run.lock"
 
 # Salts of :func:`episode_seed`. The harness's episodes (the ones recorded in runs, and re-played
 # from them) use BENCH_SEED_SALT; trainers' own rollouts use TRAIN_SEED_SALT, so that training
@@ -109,6 +113,10 @@ class CorruptRecord(ValueError):
 
 class ManifestMismatch(ValueError):
     """An existing run directory holds a different run; the message says which fields differ."""
+
+
+class RunLocked(RuntimeError):
+    """Another live process is writing this run directory; the message names it."""
 
 
 def utc_now() -> str:
@@ -478,6 +486,10 @@ class RunDir:
     def invocations_path(self) -> Path:
         return self.path / "invocations.jsonl"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
     def episode_path(self, task_id: str) -> Path:
         if not task_id or "/" in task_id or task_id in (".", ".."):
             raise ValueError(f"not a usable task id for a folder name: {task_id!r}")
@@ -519,8 +531,17 @@ class RunDir:
                     + "\n  ".join(diffs)
                     + "\nUse another --out, or repeat the run's own options to resume it."
                 )
+            if self.episodes_path.exists() and not self.episodes_path.is_dir():
+                raise ManifestMismatch(
+                    f"{self.episodes_path} is not a folder: the run directory is damaged; "
+                    "move that file aside and re-run to resume"
+                )
             return old
-        if self.path.exists() and any(p.name != "run.log" for p in self.path.iterdir()):
+        if self.path.exists() and not self.path.is_dir():
+            raise ManifestMismatch(f"{self.path} is a file, not a run directory")
+        if self.path.exists() and any(
+            p.name not in ("run.log", LOCK_FILE) for p in self.path.iterdir()
+        ):
             raise ManifestMismatch(
                 f"{self.path} exists, is not empty and has no manifest.json: not a run "
                 "directory; choose another --out"
@@ -572,27 +593,57 @@ class RunDir:
         """Write the episode's ``summary.json`` (atomically): it is complete from now on."""
         atomic_write_json(self.episode_summary_path(task_id), summary)
 
-    def scan(self, task_ids: Iterable[str]) -> EpisodeScan:
-        """Sort ``task_ids`` into complete, corrupt (summary exists but unusable), partial
-        (a folder without summary: an interrupted attempt) and not started."""
+    def scan(self, task_ids: Iterable[str], *, check_steps: bool = False) -> EpisodeScan:
+        """Sort ``task_ids`` into complete, corrupt (summary exists but unusable), damaged
+        (``episodes/<task_id>`` is not a folder), partial (a folder without summary: an
+        interrupted attempt) and not started. With ``check_steps`` (a resume), a complete
+        summary whose ``steps.jsonl`` is torn (a line that is not JSON, or fewer or more lines
+        than its ``n_steps``) is ``torn``, not complete: its records cannot be trusted."""
         scan = EpisodeScan()
         for tid in task_ids:
+            path = self.episode_path(tid)
+            if (path.exists() or path.is_symlink()) and not path.is_dir():
+                scan.damaged[tid] = f"{path} is not a folder"
+                continue
             try:
-                scan.complete[tid] = self.read_episode_summary(tid)
+                summary = self.read_episode_summary(tid)
             except FileNotFoundError:
-                if self.episode_path(tid).exists():
+                if path.exists():
                     scan.partial.append(tid)
                 else:
                     scan.missing.append(tid)
+                continue
             except CorruptRecord as e:
                 scan.corrupt[tid] = str(e)
+                continue
+            if check_steps:
+                why = self.steps_problem(tid, summary)
+                if why is not None:
+                    scan.torn[tid] = why
+                    continue
+            scan.complete[tid] = summary
         return scan
 
+    def steps_problem(self, task_id: str, summary: Mapping[str, Any]) -> str | None:
+        """Why the episode's ``steps.jsonl`` does not hold the steps its summary counts (None:
+        it does). Every attempt's steps are fsynced before its summary is written, so a
+        difference means the file was damaged afterwards."""
+        steps, problem = self.read_steps(task_id)
+        if problem:
+            return problem
+        if summary.get("n_steps") != len(steps):
+            counted = summary.get("n_steps")
+            return f"summary.json counts {counted} steps but steps.jsonl has {len(steps)}"
+        return None
+
     def clear_episode(self, task_id: str) -> Path:
-        """Remove whatever an earlier attempt left and return the fresh, empty folder."""
+        """Remove whatever an earlier attempt left (a folder, or a file in its place) and
+        return the fresh, empty folder."""
         path = self.episode_path(task_id)
-        if path.exists():
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
         path.mkdir(parents=True)
         return path
 
@@ -627,6 +678,11 @@ class RunDir:
         finally:
             os.close(fd)
 
+    def lock(self, command: list[str] | None = None) -> RunLock:
+        """Take this run directory's writer lock (``run.lock``; see :class:`RunLock`): raises
+        :class:`RunLocked` while another live process holds it. Use as a context manager."""
+        return RunLock.acquire(self.lock_path, command)
+
     def append_invocation(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, default=_json_default) + "\n").encode()
         fd = os.open(self.invocations_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -647,16 +703,148 @@ class RunDir:
         return out
 
 
+class RunLock:
+    """One writer per run directory: ``run.lock`` names its holder (pid, host, since, command),
+    and the holder keeps an exclusive ``flock`` on the file for as long as it lives.
+
+    The kernel drops a ``flock`` when its process dies, however it dies (SIGKILL included),
+    so a lock file that nobody holds is stale: the next writer takes it over and says so
+    (``note``). Where the file system has no ``flock``, the holder's pid decides instead (a
+    live pid on this host, or any pid on another host, holds the lock). Released on exit:
+    the file is removed while still held, so a waiting process never takes a removed file.
+    """
+
+    def __init__(self, path: Path, fd: int, note: str | None) -> None:
+        self.path, self._fd, self.note = path, fd, note
+
+    @classmethod
+    def acquire(cls, path: Path | str, command: list[str] | None = None) -> RunLock:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):  # the file may be removed and re-created between open and flock
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                held = _flock(fd)
+                holder = _lock_holder(fd)
+                if held is False or (held is None and holder and _holder_alive(holder)):
+                    raise RunLocked(_locked_message(path, holder))
+                try:
+                    current = os.stat(path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    current = False
+                if not current:
+                    os.close(fd)
+                    continue
+                mine = {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": utc_now(),
+                    "command": command,
+                }
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(mine) + "\n").encode(), 0)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            return cls(path, fd, _stale_note(path, holder) if holder else None)
+        raise RunLocked(f"could not take the lock {path}: it keeps being replaced")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _flock(fd: int) -> bool | None:
+    """An exclusive, non-blocking flock: True (ours), False (someone holds it), None (this file
+    system cannot lock)."""
+    import errno
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        return None
+
+
+def _lock_holder(fd: int) -> dict[str, Any] | None:
+    """What a lock file says about its holder (None: empty or unreadable)."""
+    try:
+        doc = json.loads(os.pread(fd, 1 << 16, 0).decode("utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _holder_alive(holder: Mapping[str, Any]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's process: nothing here can tell, so assume it lives
+    try:
+        os.kill(int(holder.get("pid")), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _holder_text(holder: Mapping[str, Any] | None) -> str:
+    if not holder:
+        return "another process (the lock file does not say which)"
+    text = f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+    command = holder.get("command")
+    if isinstance(command, list) and command:
+        text += f" ({' '.join(map(str, command))[:200]})"
+    return text
+
+
+def _locked_message(path: Path, holder: Mapping[str, Any] | None) -> str:
+    return (
+        f"{path.parent} is being written by {_holder_text(holder)}: one writer per run "
+        f"directory. Wait for it to finish (or stop it), then re-run to resume; the lock is "
+        f"{path}, released when its holder exits or dies."
+    )
+
+
+def _stale_note(path: Path, holder: Mapping[str, Any]) -> str:
+    gone = "" if _holder_alive(holder) else "; that process is gone"
+    return (
+        f"took over a stale lock {path}: it named {_holder_text(holder)}, which no longer "
+        f"holds it{gone}"
+    )
+
+
 @dataclass
 class EpisodeScan:
     complete: dict[str, dict[str, Any]] = field(default_factory=dict)
-    corrupt: dict[str, str] = field(default_factory=dict)
+    corrupt: dict[str, str] = field(default_factory=dict)  # task_id -> why
+    torn: dict[str, str] = field(default_factory=dict)  # a summary, but steps.jsonl damaged
+    damaged: dict[str, str] = field(default_factory=dict)  # a file where its folder belongs
     partial: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 
     @property
     def todo(self) -> list[str]:
-        return [*self.corrupt, *self.partial, *self.missing]
+        return [*self.corrupt, *self.torn, *self.damaged, *self.partial, *self.missing]
 
 
 class EpisodeWriter:
