@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import re
 import time
 from collections.abc import Generator, Iterator, Mapping
 from contextlib import ExitStack
@@ -51,6 +52,15 @@ log = logging.getLogger(__name__)
 # Gymnasium's Text space accepts only listed characters: list every printable BMP character.
 CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDFFF) + "\n\t"
 MAX_TEXT = 500_000
+_OUTSIDE_CHARSET = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffe]")
+
+
+def observable_text(text: str) -> str:
+    """``text`` inside CHARSET: a character outside it (an emoji or any other character past
+    the BMP, a control character, a lone surrogate, U+FFFF) becomes U+FFFD. Applied to every
+    text field of an observation, in both modes, so observations stay in the declared space
+    whatever the shop shows or the agent typed."""
+    return _OUTSIDE_CHARSET.sub("\ufffd", text) if _OUTSIDE_CHARSET.search(text) else text
 
 
 @functools.cache
@@ -299,6 +309,11 @@ class ShoppingLogic:
             obs["html"] = view.html_pruned
         if self.axtree_on:
             obs["axtree"] = view.axtree
+        for key, value in obs.items():
+            if isinstance(value, str):
+                obs[key] = observable_text(value)
+            elif key == "available_actions":
+                obs[key] = tuple(observable_text(a) for a in value)
         return obs
 
     def _info(self, **extra: Any) -> dict[str, Any]:
