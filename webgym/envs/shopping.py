@@ -184,10 +184,10 @@ class ShoppingLogic:
                 raise ValueError(f"tasks not in split {split!r}: {unknown[:5]}")
             self._page: Page = self._open_page(transport, headless, chromium_path, shared_context)
         except ShopRequestError as e:
-            self.close()
+            self._closing.close()
             raise ValueError(str(e.payload.get("error", e))) from None
         except Exception:
-            self.close()  # release the shop before reporting (e.g. Chromium not found)
+            self._closing.close()  # release the shop before reporting (e.g. Chromium not found)
             raise
 
         self.action_space = text_space(MAX_ACTION_LENGTH)
