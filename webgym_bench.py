@@ -1,7 +1,7 @@
 """The ``webgym-bench`` command: the harness's commands and the leaderboard's, in one app.
 
     run, show, list-agents, train, models, perf     benchmarks/cli.py (the harness)
-    submit, leaderboard, view                       leaderboards/cli.py (the leaderboard)
+    verify, submit, leaderboard, view               leaderboards/cli.py (the leaderboard)
 
 This module is the top of the layers (webgym < agents < benchmarks < leaderboards <
 webgym_bench): the only place that imports both command sets, so that neither package imports

@@ -172,6 +172,8 @@ class EpisodeRunner:
                     f"episode error {task_id} attempt {attempt}: {last_error.splitlines()[0][:300]}"
                 )
                 self._discard()
+        if writer is None:  # the last attempt failed before it wrote: drop an earlier one's steps
+            self.run.clear_episode(task_id)
         meta = self.spec.task_meta.get(task_id, {})
         summary = episode_summary(
             task_id=task_id,

@@ -1,4 +1,4 @@
-"""The ``submit``, ``leaderboard`` and ``view`` commands of ``webgym-bench``.
+"""The ``verify``, ``submit``, ``leaderboard`` and ``view`` commands of ``webgym-bench``.
 
 ``webgym_bench.py`` (the top-level command) calls ``register(app)``; the commands import their
 work lazily so that ``webgym-bench --help`` stays fast.
@@ -76,8 +76,8 @@ def submit(
     try:
         known = _catalog(catalog).splits()
         with LeaderboardStore(db) as store:
-            entry = submit_run(run, store, known)
-            n = len(store.ranked(entry.split, entry.split_hash))
+            entry = submit_run(run, store, known, catalog=catalog)
+            n = len(store.ranked(entry.split, entry.split_hash, entry.task_set))
     except SubmissionRefused as exc:
         if if_new and isinstance(exc.__cause__, DuplicateSubmission):
             console.print(f"already on the leaderboard: {exc.reason}", highlight=False)
@@ -88,13 +88,39 @@ def submit(
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     console.print(
-        f"entry #{entry.id}: {entry.agent} on {entry.split} ({entry.split_hash}): "
+        f"entry #{entry.id}: {entry.agent} on {entry.task_set} ({entry.split_hash}): "
         f"Score {entry.score:.1f} ± {entry.score_se:.1f}, success {100 * entry.success_rate:.1f}% "
         f"over {entry.n_episodes} episodes",
         highlight=False,
         markup=False,
     )
-    console.print(f"rank {entry.rank} of {n} on {entry.split}", highlight=False)
+    console.print(f"rank {entry.rank} of {n} on {entry.task_set}", highlight=False, markup=False)
+
+
+def verify(
+    run: Annotated[Path, typer.Argument(help="Run directory (written by `webgym-bench run`).")],
+    catalog: CatalogOption = None,
+) -> None:
+    """Validate a run and replay every episode of it (see VERIFY_HELP)."""
+    from leaderboards.validate import SubmissionRefused
+    from leaderboards.verify import verify_run
+
+    console, err = Console(), Console(stderr=True)
+    t0 = time.perf_counter()
+    try:
+        verified = verify_run(run, _catalog(catalog).splits(), catalog=catalog)
+    except SubmissionRefused as exc:
+        err.print(f"[bold red]not verified:[/] {escape(exc.reason)}", highlight=False)
+        raise typer.Exit(1) from None
+    v = verified.run
+    console.print(
+        f"verified: {v.manifest['agent']} on {v.task_set} ({v.manifest.get('mode')} mode), "
+        f"{len(v.episodes)} episodes, {verified.n_steps} steps replayed in text mode "
+        f"({verified.replay_s:.1f} s replay, {time.perf_counter() - t0:.1f} s in all): "
+        f"Score {v.metrics['score']:.1f}, success {100 * v.metrics['success_rate']:.1f}%",
+        highlight=False,
+        markup=False,
+    )
 
 
 def leaderboard(
@@ -117,7 +143,7 @@ def leaderboard(
 ) -> None:
     """Show the leaderboard of a split (see LEADERBOARD_HELP)."""
     from leaderboards.render import leaderboard_html, leaderboard_table
-    from leaderboards.store import LeaderboardStore, SchemaMismatch
+    from leaderboards.store import LeaderboardStore, SchemaMismatch, task_set_groups
 
     console, err = Console(), Console(stderr=True)
     split_hash = None
@@ -130,6 +156,7 @@ def leaderboard(
     try:
         with LeaderboardStore(db) as store:
             entries = store.ranked(split, split_hash)
+            groups = task_set_groups(entries)
             others = len(store.entries(split)) - len(entries)
             path = store.path
     except SchemaMismatch as exc:
@@ -141,10 +168,10 @@ def leaderboard(
         if others
         else None
     )
-    if entries:
-        title = escape(f"WebGym leaderboard: {split}{version}")
-        console.print(leaderboard_table(entries, title=title))
-    else:
+    for group in groups:  # one ranking per task set: only runs over the same tasks compare
+        title = escape(f"WebGym leaderboard: {group[0].task_set}{version}")
+        console.print(leaderboard_table(group, title=title))
+    if not groups:
         console.print(f"no entries for split {split!r}{version} in {path}", markup=False)
     if note:
         console.print(note, style="dim", markup=False)
@@ -210,16 +237,25 @@ def view(
     )
 
 
+VERIFY_HELP = (
+    "Check a run as submit does, without touching the board: validate its files (complete, a "
+    "known split version, the whole split or its first N tasks, seeds, summaries that agree "
+    "with the steps) and replay every episode's recorded actions in the browserless text twin "
+    "of the env, from its task and seed (browser-mode runs too: both modes serve the same "
+    "HTML). The replay must reproduce every step's observation digest, reward, flags, action "
+    "error, URL and effect, and each episode's purchase and reward. Exit code 1 names the "
+    "episode and the first step that differs."
+)
 SUBMIT_HELP = (
-    "Validate a run and add it to the leaderboard. Refused (exit code 1, with the reason) "
-    "unless the run is complete, was made on a split version this catalog knows, its "
-    "summary.json equals the metrics recomputed from its episode records (summaries and "
-    "steps.jsonl), it carries its provenance (git hash, package versions, machine) and the same "
-    "records were not submitted before. Prints the new entry's rank."
+    "Verify a run (see verify: validation and replay) and add it to the leaderboard. Refused "
+    "(exit code 1, with the reason) unless it verifies, carries its provenance (git hash, "
+    "package versions, machine) and the same records were not submitted before. Prints the new "
+    "entry's rank among the entries over the same task set."
 )
 LEADERBOARD_HELP = (
-    "Show the leaderboard of a split, ranked by Score (mean reward x 100) with its standard "
-    "error, success rate, episodes, date, git hash and checkpoint. --html also writes a "
+    "Show the leaderboard of a split: one ranking per task set (the whole split, 'test (500)', "
+    "or its first N tasks, 'test[:20]'), by Score (mean reward x 100) with its standard error, "
+    "success rate, episodes, date, git hash and checkpoint. --html also writes a "
     "self-contained static page."
 )
 VIEW_HELP = (
@@ -230,7 +266,9 @@ VIEW_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``submit``, ``leaderboard`` and ``view`` to a Typer app (``webgym-bench``)."""
+    """Add ``verify``, ``submit``, ``leaderboard`` and ``view`` to a Typer app
+    (``webgym-bench``)."""
+    app.command("verify", help=VERIFY_HELP)(verify)
     app.command("submit", help=SUBMIT_HELP)(submit)
     app.command("leaderboard", help=LEADERBOARD_HELP)(leaderboard)
     app.command("view", help=VIEW_HELP)(view)

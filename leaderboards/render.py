@@ -10,7 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from leaderboards.store import Entry
+from leaderboards.store import Entry, task_set_groups
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -37,7 +37,8 @@ def fmt_rate(rate: float, se: float | None = None) -> str:
 
 
 def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Table:
-    """A rich table of ranked entries (``LeaderboardStore.ranked``); fits 80 columns."""
+    """A rich table of ranked entries of one task set (``LeaderboardStore.ranked``, one group
+    of ``task_set_groups``); fits 80 columns."""
     table = Table(
         title=title,
         header_style="bold",
@@ -73,22 +74,31 @@ def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Tabl
 def leaderboard_html(
     entries: list[Entry], *, split: str, split_hash: str | None = None, note: str | None = None
 ) -> str:
-    """A self-contained static page (inline CSS, no scripts, no external resources)."""
-    rows = [
+    """A self-contained static page (inline CSS, no scripts, no external resources): one
+    ranked table per task set."""
+    groups = [
         {
-            "e": e,
-            "score": fmt_score(e),
-            "success": fmt_rate(e.success_rate, e.success_se),
-            "versions": ", ".join(f"{k} {v}" for k, v in sorted(e.package_versions.items())),
-            "machine": ", ".join(f"{k}: {v}" for k, v in sorted(e.machine.items())),
+            "task_set": group[0].task_set,
+            "rows": [
+                {
+                    "e": e,
+                    "score": fmt_score(e),
+                    "success": fmt_rate(e.success_rate, e.success_se),
+                    "versions": ", ".join(
+                        f"{k} {v}" for k, v in sorted(e.package_versions.items())
+                    ),
+                    "machine": ", ".join(f"{k}: {v}" for k, v in sorted(e.machine.items())),
+                }
+                for e in group
+            ],
         }
-        for e in entries
+        for group in task_set_groups(entries)
     ]
     return (
         templates()
         .get_template("leaderboard.html.j2")
         .render(
-            rows=rows,
+            groups=groups,
             split=split,
             split_hash=split_hash,
             note=note,

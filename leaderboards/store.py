@@ -3,7 +3,11 @@
 Location: ``--db PATH``, else ``$WEBGYM_LEADERBOARD``, else
 ``platformdirs.user_data_dir("webgym")/leaderboard.sqlite``. The schema is versioned with
 SQLite's ``user_version`` pragma and has no migrations: a file written by another schema version
-is refused with a message saying so (move it aside to start a new board).
+is refused with a message saying so (move it aside to start a new board). Version 2 (task sets,
+entries verified by replay) replaced version 1, whose entries were never replayed.
+
+Entries are ranked within their *task set*: the same split version and the same tasks (the whole
+split, ``test (500)``, or its first N, ``test[:20]``); a Score over other tasks is not comparable.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_ENV = "WEBGYM_LEADERBOARD"
 JSON_COLUMNS = ("package_versions", "machine", "metrics")
 
@@ -31,6 +35,8 @@ CREATE TABLE entries (
     split             TEXT NOT NULL,
     split_hash        TEXT NOT NULL,
     mode              TEXT,
+    task_set          TEXT NOT NULL,
+    n_tasks           INTEGER NOT NULL,
     n_episodes        INTEGER NOT NULL,
     score             REAL NOT NULL,
     score_se          REAL NOT NULL,
@@ -47,7 +53,7 @@ CREATE TABLE entries (
     records_digest    TEXT NOT NULL UNIQUE,
     metrics           TEXT NOT NULL
 );
-CREATE INDEX entries_split ON entries (split, split_hash, score DESC);
+CREATE INDEX entries_split ON entries (split, split_hash, task_set, score DESC);
 """
 
 
@@ -78,6 +84,8 @@ class Entry:
     split: str
     split_hash: str
     mode: str | None
+    task_set: str  # "test (500)": the whole split; "test[:20]": its first 20 tasks
+    n_tasks: int
     n_episodes: int
     score: float
     score_se: float
@@ -128,16 +136,34 @@ def _row_to_entry(row: sqlite3.Row, rank: int | None = None) -> Entry:
 
 
 def rank_entries(entries: list[Entry]) -> list[Entry]:
-    """Order by Score (then success rate, then earliest submission); ties on Score and success
-    rate share a rank (competition ranking: 1, 2, 2, 4)."""
-    ordered = sorted(entries, key=lambda e: (-e.score, -e.success_rate, e.submitted, e.id))
+    """Rank within each task set (:func:`task_set_order`: the whole split first, then longer
+    prefixes first) by Score, then success rate, then earliest submission; ties on Score and
+    success rate share a rank (competition ranking: 1, 2, 2, 4)."""
     out: list[Entry] = []
-    for i, e in enumerate(ordered):
-        prev = out[-1] if out else None
-        same = prev is not None and (prev.score, prev.success_rate) == (e.score, e.success_rate)
-        rank = prev.rank if same and prev is not None else i + 1
-        out.append(_with_rank(e, rank))
+    for group in task_set_groups(entries):
+        ordered = sorted(group, key=lambda e: (-e.score, -e.success_rate, e.submitted, e.id))
+        ranked: list[Entry] = []
+        for i, e in enumerate(ordered):
+            prev = ranked[-1] if ranked else None
+            same = prev is not None and (prev.score, prev.success_rate) == (e.score, e.success_rate)
+            rank = prev.rank if same and prev is not None else i + 1
+            ranked.append(_with_rank(e, rank))
+        out.extend(ranked)
     return out
+
+
+def task_set_groups(entries: list[Entry]) -> list[list[Entry]]:
+    """The entries by task set (split version and tasks), in :func:`task_set_order`."""
+    groups: dict[tuple[str, str, str], list[Entry]] = {}
+    for e in entries:
+        groups.setdefault((e.split, e.split_hash, e.task_set), []).append(e)
+    return [groups[k] for k in sorted(groups, key=lambda k: task_set_order(groups[k][0]))]
+
+
+def task_set_order(e: Entry) -> tuple[Any, ...]:
+    """Sort key of a task set: by split and version, the whole split first, then more tasks."""
+    whole = not e.task_set.endswith("]")
+    return (e.split, e.split_hash, not whole, -e.n_tasks, e.task_set)
 
 
 def _with_rank(e: Entry, rank: int | None) -> Entry:
@@ -225,22 +251,29 @@ class LeaderboardStore:
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
-    def entries(self, split: str | None = None, split_hash: str | None = None) -> list[Entry]:
+    def entries(
+        self,
+        split: str | None = None,
+        split_hash: str | None = None,
+        task_set: str | None = None,
+    ) -> list[Entry]:
         sql, args = "SELECT * FROM entries WHERE 1=1", []
-        if split is not None:
-            sql += " AND split = ?"
-            args.append(split)
-        if split_hash is not None:
-            sql += " AND split_hash = ?"
-            args.append(split_hash)
+        for column, value in (("split", split), ("split_hash", split_hash), ("task_set", task_set)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
         return [_row_to_entry(r) for r in self._db.execute(sql, args)]
 
-    def ranked(self, split: str, split_hash: str | None = None) -> list[Entry]:
-        """The board of one split (optionally one version of it), best first, ranks set."""
-        return rank_entries(self.entries(split, split_hash))
+    def ranked(
+        self, split: str, split_hash: str | None = None, task_set: str | None = None
+    ) -> list[Entry]:
+        """The board of one split (optionally one version of it, one task set), best first
+        within each task set, ranks set (:func:`rank_entries`)."""
+        return rank_entries(self.entries(split, split_hash, task_set))
 
     def rank_of(self, entry: Entry) -> int:
-        for e in self.ranked(entry.split, entry.split_hash):
+        """The entry's rank among the entries over its task set."""
+        for e in self.ranked(entry.split, entry.split_hash, entry.task_set):
             if e.id == entry.id:
                 return int(e.rank or 0)
         raise KeyError(entry.id)

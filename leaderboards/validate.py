@@ -8,12 +8,18 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
    machine);
 2. the split it was made on is a known split *version* (same name and content hash as in the
    catalog) and every task id belongs to it;
-3. the run is complete: every task id of the manifest has a valid ``summary.json`` (the missing
+3. its task set is the whole split or a prefix of it (what ``--episodes N`` selects): a run
+   with episodes dropped, or on chosen tasks, is not comparable with any other and is refused;
+4. the run is complete: every task id of the manifest has a valid ``summary.json`` (the missing
    ones are named; a corrupt file is named);
-4. each episode summary agrees with its ``steps.jsonl`` (number of steps, final reward,
-   success == (reward == 1.0), invalid-action and effect counts);
-5. the metrics recomputed from those records (``benchmarks.metrics``, the one way to compute
+5. each episode summary agrees with its ``steps.jsonl`` (number of steps, error episodes
+   included; final reward; success == (reward == 1.0); invalid-action and effect counts) and
+   its seed is the one the run's seed and its task id give (``webgym.runs.episode_seed``);
+6. the metrics recomputed from those records (``benchmarks.metrics``, the one way to compute
    them) equal the run's ``summary.json``.
+
+These checks read files only. Whether the records are what the shop does with the recorded
+actions is :mod:`leaderboards.verify`'s replay, which ``submit`` runs after them.
 
 Files are read through ``webgym.runs`` (the one place that knows the run layout), but
 strictly: where a resume would quietly redo a bad episode, a submission is refused.
@@ -38,6 +44,7 @@ from webgym.runs import (
     SUMMARY_FILE,
     CorruptRecord,
     RunDir,
+    episode_seed,
     step_counts,
 )
 
@@ -98,6 +105,12 @@ class ValidatedRun:
     def run_id(self) -> str:
         return str(self.manifest.get("run_id") or self.run_dir.name)
 
+    @property
+    def task_set(self) -> str:
+        """The tasks the run covers, as the board shows them: ``test (500)``, ``test[:20]``."""
+        m = self.manifest
+        return task_set_label(m["split"], len(m["task_ids"]), m.get("split_size"))
+
     def entry(self) -> dict[str, Any]:
         m, x = self.manifest, self.metrics
         return {
@@ -108,6 +121,8 @@ class ValidatedRun:
             "split": m["split"],
             "split_hash": m["split_hash"],
             "mode": m.get("mode"),
+            "task_set": self.task_set,
+            "n_tasks": len(m["task_ids"]),
             "n_episodes": int(x["n_episodes"]),
             "score": float(x["score"]),
             "score_se": float(x.get("score_se") or 0.0),
@@ -240,14 +255,20 @@ def _check_provenance(manifest: dict[str, Any], path: Path) -> None:
         ) from None
 
 
+def task_set_label(split: str, n_tasks: int, split_size: int | None) -> str:
+    """``test (500)`` for a whole split, ``test[:20]`` for its first 20 tasks."""
+    return f"{split} ({n_tasks})" if n_tasks == split_size else f"{split}[:{n_tasks}]"
+
+
 def _split_versions(known_splits: Any) -> dict[str, dict[str, Any]]:
-    """``{name: {"hash": ..., "task_ids": set | None}}`` from TaskSplits or plain hashes."""
+    """``{name: {"hash": ..., "task_ids": list | None}}`` from TaskSplits or plain hashes
+    (with plain hashes the task ids cannot be checked, and the run is refused)."""
     out: dict[str, dict[str, Any]] = {}
     for name, split in dict(known_splits).items():
         if isinstance(split, str):
             out[name] = {"hash": split, "task_ids": None}
         else:
-            out[name] = {"hash": split.hash, "task_ids": set(split.task_ids)}
+            out[name] = {"hash": split.hash, "task_ids": list(split.task_ids)}
     return out
 
 
@@ -269,10 +290,36 @@ def _check_split(manifest: dict[str, Any], known_splits: Any) -> None:
     task_ids = manifest["task_ids"]
     if len(set(task_ids)) != len(task_ids):
         raise SubmissionRefused("the manifest lists a task id twice")
-    if ids is not None:
-        foreign = [t for t in task_ids if t not in ids]
-        if foreign:
-            raise SubmissionRefused(f"task ids not in split {name!r}: {_names(foreign)}")
+    if ids is None:
+        raise SubmissionRefused(
+            f"cannot check the tasks of the run: split {name!r} is known here by its hash only"
+        )
+    known = set(ids)
+    foreign = [t for t in task_ids if t not in known]
+    if foreign:
+        raise SubmissionRefused(f"task ids not in split {name!r}: {_names(foreign)}")
+    _check_task_set(manifest, ids)
+
+
+def _check_task_set(manifest: dict[str, Any], split_ids: list[str]) -> None:
+    """A run covers its split or the split's first N tasks (``--episodes N``), nothing else:
+    a Score over tasks someone chose (or over the episodes left after dropping the failed
+    ones) cannot be ranked against anyone's."""
+    name, task_ids = manifest["split"], manifest["task_ids"]
+    prefix = split_ids[: len(task_ids)]
+    if set(task_ids) == set(prefix):
+        if manifest.get("split_size") not in (None, len(split_ids)):
+            raise SubmissionRefused(
+                f"the manifest says split {name!r} has {manifest['split_size']} tasks; "
+                f"it has {len(split_ids)}"
+            )
+        return
+    outside = [t for t in prefix if t not in set(task_ids)]
+    raise SubmissionRefused(
+        f"the run covers {len(task_ids)} chosen tasks of split {name!r}, not the whole split "
+        f"nor its first {len(task_ids)} (missing from that prefix: {_names(outside)}); the "
+        f"board ranks runs over the same tasks only: run the whole split, or --episodes N"
+    )
 
 
 def _names(ids: list[str], limit: int = 10) -> str:
@@ -280,7 +327,8 @@ def _names(ids: list[str], limit: int = 10) -> str:
     return shown + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")
 
 
-def _check_episode(ep: Episode, split: str) -> None:
+def _check_episode(ep: Episode, manifest: dict[str, Any]) -> None:
+    split = manifest["split"]
     s, path = ep.summary, ep.summary_path
     for key in ("task_id", "n_steps", "reward", "success"):
         if key not in s:
@@ -306,25 +354,44 @@ def _check_episode(ep: Episode, split: str) -> None:
             f"episode {ep.task_id}: success={s['success']} but reward is {reward} "
             "(success means reward == 1.0)"
         )
+    want_seed = episode_seed(int(manifest.get("seed") or 0), ep.task_id)
+    if s.get("seed") != want_seed:
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: seed {s.get('seed')!r}, but the run's seed "
+            f"{manifest.get('seed')!r} gives {want_seed} for this task (webgym.runs.episode_seed)"
+        )
+    steps_path = ep.steps_path
+    # error episodes too: their steps.jsonl is the last attempt's, n_steps counts its lines
+    if n_steps != len(ep.steps):
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: summary.json says n_steps={n_steps} but {steps_path} has "
+            f"{len(ep.steps)} step lines"
+        )
+    limit = manifest.get("max_episode_steps")
+    if isinstance(limit, int) and n_steps > limit:
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: {n_steps} steps, beyond the run's limit of {limit}"
+        )
+    numbers = [st.get("step") for st in ep.steps]
+    if numbers != list(range(1, len(ep.steps) + 1)):
+        raise SubmissionRefused(
+            f"episode {ep.task_id}: {steps_path} steps are not numbered 1..{len(ep.steps)}"
+        )
+    bad = next((st["step"] for st in ep.steps if not isinstance(st.get("action"), str)), None)
+    if bad is not None:
+        raise SubmissionRefused(f"episode {ep.task_id}: step {bad} records no action string")
     if s.get("error"):
-        # an episode that failed after every retry counts as reward 0; its steps.jsonl holds
-        # whatever the last failed attempt wrote, so only the reward is checked
+        # an episode that failed after every retry counts as reward 0; its steps are checked
+        # by the replay (they must agree up to where the attempt stopped)
         if reward != 0.0:
             raise SubmissionRefused(
                 f"episode {ep.task_id}: counted as an error ({s['error']!r}) but its reward is "
                 f"{reward}, not 0"
             )
         return
-    steps_path = ep.steps_path
-    if n_steps != len(ep.steps):
+    if not ep.steps:
         raise SubmissionRefused(
-            f"episode {ep.task_id}: summary.json says n_steps={n_steps} but {steps_path} has "
-            f"{len(ep.steps)} step lines"
-        )
-    numbers = [st.get("step") for st in ep.steps]
-    if numbers != list(range(1, len(ep.steps) + 1)):
-        raise SubmissionRefused(
-            f"episode {ep.task_id}: {steps_path} steps are not numbered 1..{len(ep.steps)}"
+            f"episode {ep.task_id}: no steps, and no error: an episode is played until it ends"
         )
     last = float(ep.steps[-1].get("reward") or 0.0) if ep.steps else 0.0
     if not _close(last, reward):
@@ -380,7 +447,7 @@ def validate_run(run_dir: Path | str, known_splits: Any) -> ValidatedRun:
     task_ids: list[str] = [str(t) for t in manifest["task_ids"]]
     episodes = read_episodes(run_dir, task_ids)
     for ep in episodes:
-        _check_episode(ep, manifest["split"])
+        _check_episode(ep, manifest)
 
     metrics = recompute_metrics(episodes, len(task_ids))
     _check_summary(run_dir, metrics)

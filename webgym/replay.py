@@ -171,6 +171,11 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def step_differences(
     recorded: Mapping[str, Any], replayed: Mapping[str, Any], *, mode: str
 ) -> list[str]:
@@ -183,7 +188,7 @@ def step_differences(
     pixels: the distance itself is taken as recorded).
     """
     out = [
-        f"{key}: recorded {recorded.get(key)!r}, replay {replayed.get(key)!r}"
+        f"{key}: recorded {_brief(recorded.get(key))}, replay {_brief(replayed.get(key))}"
         for key in REPLAYED_FIELDS
         if not _same(recorded.get(key), replayed.get(key))
     ]

@@ -80,3 +80,23 @@ def page(browser):
     p.external_requests = external
     yield p
     context.close()
+
+
+@pytest.fixture(scope="session")
+def recorded_rule_run(lb_catalog, tmp_path_factory) -> Path:
+    """A real run: the rule agent on the first 6 test tasks, text mode (tasks 0-3 fail, 4-5
+    succeed). Played once per session; tests that change it work on a copy (``rule_run``)."""
+    from tests.leaderboards.fakerun import record_run
+
+    out = tmp_path_factory.mktemp("recorded") / "rule-test6"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WEBGYM_CATALOG", str(lb_catalog.path))
+        return record_run(out, agent="rule", episodes=6)
+
+
+@pytest.fixture
+def rule_run(recorded_rule_run, tmp_path) -> Path:
+    """A private copy of ``recorded_rule_run`` to tamper with."""
+    copy = tmp_path / recorded_rule_run.name
+    shutil.copytree(recorded_rule_run, copy)
+    return copy

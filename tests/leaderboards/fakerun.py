@@ -1,10 +1,16 @@
-"""Build realistic run directories (docs/run-format.md) without playing the env.
+"""Build run directories (docs/run-format.md) for the leaderboard tests.
 
-Episodes are fake but consistent: the steps, the episode summaries and the run summary agree,
-and the manifest names the REAL catalog's split hash and task ids. Everything is written
+``make_run``: without playing the env. Episodes are fake but consistent: the steps, the episode
+summaries (with the seeds ``episode_seed`` gives) and the run summary agree, and the manifest
+names the REAL catalog's split hash and task ids, so they pass ``validate_run`` (the file
+checks); they do not replay (``verify_run``), having never been played. Everything is written
 through ``webgym.runs`` (the writers the harness uses) and the run summary is computed by
 ``benchmarks.metrics``, as ``webgym-bench run`` computes it; only ``write_json`` (below) writes a
 file by hand, for the tests that tamper with a run.
+
+``record_run``: a real run, played by the real harness (``plan_run`` / ``execute_plan`` /
+``finalise_run``) in text mode: what ``submit`` accepts. ``refresh_run_summary`` recomputes a
+tampered run's ``summary.json`` as a forger would, so that only the replay can catch it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from webgym.runs import (
     EpisodeWriter,
     RunDir,
     build_manifest,
+    episode_seed,
     episode_summary,
     step_counts,
     step_record,
@@ -161,7 +168,7 @@ def make_run(
         summary = episode_summary(
             task_id=task_id,
             split=split.name,
-            seed=k,
+            seed=episode_seed(0, task_id),
             difficulty=goal["difficulty"],
             category=goal["category"],
             **step_counts(steps),
@@ -180,3 +187,35 @@ def make_run(
         frame = episodes_frame(summaries)
         run.write_summary(compute_metrics(frame, n_expected=len(summaries)))
     return run.path
+
+
+def record_run(
+    out: Path,
+    *,
+    agent: str = "rule",
+    episodes: int | None = None,
+    task_ids: list[str] | None = None,
+    seed: int = 0,
+    split: str = "test",
+) -> Path:
+    """Play a real run with the harness, in text mode, into ``out``; returns ``out``."""
+    from benchmarks.runner import execute_plan, finalise_run, plan_run
+
+    plan = plan_run(
+        agent=agent, split=split, episodes=episodes, task_ids=task_ids, seed=seed, out=out
+    )
+    outcome = execute_plan(plan)
+    assert outcome.status == "complete", outcome
+    finalise_run(out)
+    return Path(out)
+
+
+def refresh_run_summary(run: Path) -> None:
+    """Recompute ``summary.json`` from the episode records (a forger's last step: the file
+    checks then agree with whatever the episodes were made to say)."""
+    from benchmarks.metrics import compute_metrics, episodes_frame
+    from webgym.runs import load_run
+
+    records = load_run(run)
+    frame = episodes_frame(records.episodes)
+    RunDir(run).write_summary(compute_metrics(frame, n_expected=records.n_expected))
