@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from leaderboards.cli import app
+from leaderboards.store import LeaderboardStore
+from leaderboards.validate import validate_run
 from leaderboards.viewer import serve_in_thread
 from tests.leaderboards.fakerun import make_run, read_json, write_json
 
@@ -26,24 +28,25 @@ def invoke(*args: str):
 
 
 @pytest.fixture
-def board(tmp_path, db_path, test_split):
-    """Three runs submitted through the CLI; returns their folders by agent."""
+def board(tmp_path, db_path, test_split, known_splits):
+    """Three file-checked fake runs on the board (the rendering does not depend on how the
+    entries got there; ``submit`` replays real runs, test_verify.py); their folders by agent."""
     runs = {}
-    for agent, rewards in BOARD.items():
-        runs[agent] = make_run(tmp_path, test_split, rewards=rewards, agent=agent)
-        result = invoke("submit", str(runs[agent]), "--db", str(db_path))
-        assert result.exit_code == 0, result.output
+    with LeaderboardStore(db_path) as store:
+        for agent, rewards in BOARD.items():
+            runs[agent] = make_run(tmp_path, test_split, rewards=rewards, agent=agent)
+            store.add(validate_run(runs[agent], known_splits).entry())
     return runs
 
 
-def test_submit_prints_rank_and_refusals_exit_1(tmp_path, db_path, test_split):
-    run = make_run(tmp_path, test_split, rewards=[1.0, 0.5, 0.0], agent="rule")
-    result = invoke("submit", str(run), "--db", str(db_path))
+def test_submit_prints_rank_and_refusals_exit_1(tmp_path, db_path, test_split, rule_run):
+    result = invoke("submit", str(rule_run), "--db", str(db_path))
     assert result.exit_code == 0, result.output
-    assert "rank 1 of 1 on test" in result.output
-    assert "Score 50.0" in result.output
+    assert "rank 1 of 1 on test[:6]" in result.output
+    score = read_json(rule_run / "summary.json")["score"]
+    assert f"Score {score:.1f}" in result.output
 
-    again = invoke("submit", str(run), "--db", str(db_path))
+    again = invoke("submit", str(rule_run), "--db", str(db_path))
     assert again.exit_code == 1
     assert "refused" in again.output and "duplicate" in again.output
 
@@ -53,11 +56,10 @@ def test_submit_prints_rank_and_refusals_exit_1(tmp_path, db_path, test_split):
     assert "version 0000000000000000" in result.output and test_split.hash in result.output
 
 
-def test_db_location_from_env(tmp_path, monkeypatch, test_split):
+def test_db_location_from_env(tmp_path, monkeypatch, rule_run):
     path = tmp_path / "env-board.sqlite"
     monkeypatch.setenv("WEBGYM_LEADERBOARD", str(path))
-    run = make_run(tmp_path, test_split, rewards=[1.0])
-    assert invoke("submit", str(run)).exit_code == 0
+    assert invoke("submit", str(rule_run)).exit_code == 0
     assert path.is_file()
     assert "rule" in invoke("leaderboard").output
 
@@ -178,13 +180,12 @@ def test_view_tolerates_incomplete_and_corrupt_episodes(tmp_path, test_split):
 
 
 def test_pages_escape_what_runs_contain(tmp_path, test_split, store, monkeypatch):
-    from leaderboards import submit_run
     from leaderboards.render import leaderboard_html
 
     run = make_run(
         tmp_path, test_split, rewards=[1.0], agent="<script>x</script>[bold]", name="odd"
     )
-    entry = submit_run(run, store, {"test": test_split})
+    entry = store.add(validate_run(run, {"test": test_split}).entry())
     html = leaderboard_html([entry], split="test")
     assert "<script>x" not in html and "&lt;script&gt;x" in html
     monkeypatch.setenv("COLUMNS", "200")

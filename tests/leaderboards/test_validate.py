@@ -1,4 +1,5 @@
-"""Validation and submission of runs written in the documented format (no harness needed)."""
+"""Validation of runs written in the documented format (no harness needed: fake runs, whose
+files agree but which were never played; ``test_verify.py`` replays and submits real runs)."""
 
 from __future__ import annotations
 
@@ -25,18 +26,19 @@ def refused(run, known) -> str:
     return info.value.reason
 
 
-def test_valid_run_is_accepted_and_ranked(tmp_path, store, test_split, known_splits):
+def test_valid_run_is_accepted(tmp_path, store, test_split, known_splits):
     run = make_run(tmp_path, test_split, rewards=REWARDS, agent="rule")
     validated = validate_run(run, known_splits)
     assert validated.metrics["n_episodes"] == 5
     assert validated.metrics["score"] == pytest.approx(65.0)
     assert validated.metrics["success_rate"] == pytest.approx(0.4)
+    assert validated.task_set == "test[:5]"
 
-    entry = submit_run(run, store, known_splits)
-    assert entry.rank == 1
+    entry = store.add(validated.entry())
+    assert store.rank_of(entry) == 1
     assert entry.agent == "rule"
     assert entry.split == "test" and entry.split_hash == test_split.hash
-    assert entry.n_episodes == 5
+    assert entry.n_episodes == 5 and entry.n_tasks == 5 and entry.task_set == "test[:5]"
     assert entry.score == pytest.approx(65.0)
     assert entry.score_se > 0
     assert entry.git_hash.startswith("0123456789ab")
@@ -46,6 +48,14 @@ def test_valid_run_is_accepted_and_ranked(tmp_path, store, test_split, known_spl
     assert len(entry.records_digest) == 64
     assert entry.metrics["by_difficulty"]
     assert len(store) == 1
+
+
+def test_fake_run_is_refused_at_submit_by_the_replay(tmp_path, store, test_split, known_splits):
+    run = make_run(tmp_path, test_split, rewards=REWARDS)
+    with pytest.raises(SubmissionRefused) as info:
+        submit_run(run, store, known_splits)
+    assert "replay refused episode test-0000, step 1" in info.value.reason
+    assert len(store) == 0
 
 
 def test_incomplete_run_names_the_missing_episodes(tmp_path, test_split, known_splits):
@@ -119,12 +129,11 @@ def test_missing_run_summary_is_refused(tmp_path, test_split, known_splits):
     assert "summary.json is missing" in refused(run, known_splits)
 
 
-def test_duplicate_submission_is_refused(tmp_path, store, test_split, known_splits):
-    run = make_run(tmp_path, test_split, rewards=REWARDS)
-    first = submit_run(run, store, known_splits)
+def test_duplicate_submission_is_refused(tmp_path, store, rule_run, known_splits):
+    first = submit_run(rule_run, store, known_splits)
     copy = tmp_path / "copy-of-run"
-    shutil.copytree(run, copy)
-    for candidate in (run, copy):
+    shutil.copytree(rule_run, copy)
+    for candidate in (rule_run, copy):
         with pytest.raises(SubmissionRefused) as info:
             submit_run(candidate, store, known_splits)
         assert "duplicate" in info.value.reason and f"#{first.id}" in info.value.reason
@@ -171,9 +180,9 @@ def test_leaderboard_ordering(tmp_path, store, test_split, known_splits):
         "oracle": [1.0, 1.0, 1.0, 0.5],
         "rule-again": [0.5, 1.0, 0.5, 0.0],  # same Score and success as "rule": shares its rank
     }
-    for agent, rewards in runs.items():
+    for agent, rewards in runs.items():  # ranking is the store's: file-checked fake runs
         run = make_run(tmp_path, test_split, rewards=rewards, agent=agent)
-        submit_run(run, store, known_splits)
+        store.add(validate_run(run, known_splits).entry())
     board = store.ranked("test", test_split.hash)
     assert [e.agent for e in board] == ["oracle", "rule", "rule-again", "random"]
     assert [e.rank for e in board] == [1, 2, 2, 4]
@@ -188,7 +197,7 @@ def test_store_schema_is_versioned(tmp_path):
     with LeaderboardStore(path):
         pass
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     db.execute("PRAGMA user_version=99")
     db.commit()
     db.close()
