@@ -9,7 +9,10 @@ attribute, written here, so a browser and a browserless client see the same ids.
 server-side sessions with the id in the URL.
 
 A small JSON API under ``/api`` creates, inspects, clones and restores sessions for environments.
-Imports only ``webgym.shop``.
+A request a client can send is answered 4xx, never 500: bodies are cut at ``MAX_BODY_BYTES``
+(413), malformed JSON and restored states are 400 (a restored goal must be its task's, and a
+restored purchase is recomputed, never taken on trust), a page number that is not one is 404;
+sessions' memory is bounded (``webgym.shop.sessions``). Imports only ``webgym.shop``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -31,14 +35,15 @@ from starlette.staticfiles import StaticFiles
 from webgym.shop.catalog import Catalog
 from webgym.shop.reward import get_reward
 from webgym.shop.schema import Goal, Product, purchase_header
-from webgym.shop.sessions import SessionStore, ShopSession
+from webgym.shop.sessions import SessionStore, ShopSession, session_from_json
 from webgym.shop.thumbnails import product_thumbnail
 
 HERE = Path(__file__).parent
 RESULTS_PER_PAGE = 10
 MAX_RESULTS = 50  # WebShop shows at most 50 hits
 MAX_QUERY_CHARS = 1000  # longer queries are cut here: they are still searched, never refused
-MAX_HISTORY = 1000
+MAX_BODY_BYTES = 1024 * 1024  # a longer request body is refused (413)
+MAX_PAGE_DIGITS = 6  # a results page number has at most this many digits (there are 5 pages)
 SUB_PAGES = ("Description", "Features", "Reviews", "Attributes")
 NO_STORE = {"Cache-Control": "no-store"}  # back navigation must re-fetch the session's state
 
@@ -94,11 +99,9 @@ class ShopPages:
             raise HTTPException(404, f"No product {request.path_params['asin']!r}.")
         return product
 
-    @staticmethod
-    def visit(session: ShopSession, request: Request) -> None:
+    def visit(self, session: ShopSession, request: Request) -> None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        session.history.append(path)
-        del session.history[:-MAX_HISTORY]
+        self.sessions.visit(session, path)
 
     @staticmethod
     def root(session: ShopSession) -> str:
@@ -147,8 +150,10 @@ class ShopPages:
             return r
         keywords = request.query_params.get("q", "")[:MAX_QUERY_CHARS]
         raw_page = request.query_params.get("page", "1")
-        if not raw_page.isdigit() or int(raw_page) < 1:
-            return self.error(404, f"No results page {raw_page!r}.", session)
+        digits = raw_page.isascii() and raw_page.isdigit() and len(raw_page) <= MAX_PAGE_DIGITS
+        if not digits or int(raw_page) < 1:
+            shown = raw_page if len(raw_page) <= 20 else raw_page[:20] + "..."
+            return self.error(404, f"No results page {shown!r}.", session)
         page = int(raw_page)
         asins = self.catalog.search(keywords, limit=MAX_RESULTS)
         n_pages = max(1, math.ceil(len(asins) / RESULTS_PER_PAGE))
@@ -263,17 +268,43 @@ class ShopPages:
             return self.error(409, "This episode is over: a product was already bought.", session)
         product = self.product_or_404(request, session)
         self._enter_item(session, product["asin"])
+        session.purchase = self.purchase(session, product, dict(session.options))
+        return RedirectResponse(f"{self.root(session)}/done", 303, headers=NO_STORE)
+
+    @staticmethod
+    def purchase(session: ShopSession, product: Product, options: dict[str, str]) -> dict:
+        """What buying ``product`` with ``options`` gives in ``session``: WebShop's reward."""
         price = purchase_price(product)
-        reward, info = get_reward(product, session.goal, price, dict(session.options), verbose=True)
-        session.purchase = {
+        reward, info = get_reward(product, session.goal, price, options, verbose=True)
+        return {
             "asin": product["asin"],
             "title": product["Title"],
             "price": price,
-            "options": dict(session.options),
+            "options": dict(options),
             "reward": float(reward),
             "info": info,
         }
-        return RedirectResponse(f"{self.root(session)}/done", 303, headers=NO_STORE)
+
+    def _restore(self, state: Any) -> ShopSession:
+        """A live session from a client's state: checked, its goal the catalog's, its purchase
+        (if any) recomputed. ``ValueError`` says what is wrong."""
+        session = session_from_json(state)
+        task_id = session.goal.get("task_id")
+        try:
+            goal = self.catalog.task(task_id) if isinstance(task_id, str) else None
+        except KeyError:
+            goal = None
+        if goal is None or session.goal != goal:
+            raise ValueError("'goal' must be the goal of one of the catalog's tasks, unchanged")
+        if session.purchase is not None:
+            product = self.catalog.get(session.purchase.get("asin"))
+            options = session.purchase.get("options")
+            if product is None or not isinstance(options, dict):
+                raise ValueError("'purchase' must name a product of the catalog and its options")
+            if not all(isinstance(v, str) for v in options.values()):
+                raise ValueError("'purchase.options' must map dimensions to values (strings)")
+            session.purchase = self.purchase(session, product, options)
+        return self.sessions.add(session)
 
     async def done_page(self, request: Request) -> Response:
         session = self.session_or_404(request)
@@ -298,15 +329,15 @@ class ShopPages:
     async def api_create(self, request: Request) -> Response:
         try:
             body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body must be JSON"}, 400)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
+            return JSONResponse({"error": "the body must be JSON (nested at most ~900 deep)"}, 400)
         if not isinstance(body, dict):
             return JSONResponse({"error": "the body must be a JSON object"}, 400)
         if "state" in body:
             try:
-                session = self.sessions.restore(body["state"])
-            except (KeyError, TypeError, ValueError) as e:
-                return JSONResponse({"error": f"not a session state: {e!r}"}, 400)
+                session = self._restore(body["state"])
+            except (KeyError, TypeError, ValueError, RecursionError) as e:
+                return JSONResponse({"error": f"not a session state: {e}"}, 400)
         else:
             task_id = body.get("task_id")
             if not isinstance(task_id, str):
@@ -361,6 +392,49 @@ class ShopPages:
         )
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 before the app sees
+    it (by its Content-Length, or as it streams in); a smaller one is handed on whole."""
+
+    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length[:20]) > self.max_bytes:
+            return await self._too_large(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
+        response = JSONResponse(
+            {"error": f"the request body is over {self.max_bytes} bytes"},
+            413,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
 def create_app(
     catalog: Catalog, *, max_sessions: int = 20_000, default_split: str = "test"
 ) -> Starlette:
@@ -401,6 +475,10 @@ def create_app(
         Route("/s/{sid}/item/{asin}/buy", pages.buy, methods=["POST"]),
         Route("/s/{sid}/item/{asin}/{sub}", pages.item_sub_page),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)],
+    )
     app.state.pages = pages
     return app

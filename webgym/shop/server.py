@@ -3,22 +3,74 @@
     with ShopServer() as shop:          # the embedded synthetic catalog, a free port on 127.0.0.1
         print(shop.url)
 
-It binds to loopback unless given another host explicitly. Imports only ``webgym.shop``.
+It binds to loopback unless given another host explicitly. Connections are bounded: one kept
+alive after a response closes after ``KEEP_ALIVE_S`` idle (uvicorn's timeout), one that has not
+sent a whole request's head ``REQUEST_HEAD_S`` after it opened or after its last response is
+closed too (uvicorn has no such timeout), and past ``MAX_CONNECTIONS`` new requests get 503.
+Request bodies are bounded by the app (``webgym.shop.app.BodyLimit``). Imports only
+``webgym.shop``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webgym.shop.app import create_app
 from webgym.shop.catalog import Catalog, open_catalog
 
 LOOPBACK = "127.0.0.1"
+KEEP_ALIVE_S = 5.0
+REQUEST_HEAD_S = 10.0
+MAX_CONNECTIONS = 1000
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for a request's head: a connection that sends
+    nothing, or never finishes its request line and headers, is closed (no slow-loris)."""
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_deadline = self.loop.call_later(REQUEST_HEAD_S, self._head_timeout)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _waiting_for_head(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _head_timeout(self) -> None:
+        self._head_deadline = None
+        if self._waiting_for_head() and not self.transport.is_closing():
+            self.timeout_keep_alive_handler()  # closes the connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if not self._waiting_for_head():
+            self._disarm_head_deadline()  # a request is being served
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._waiting_for_head() and not self.transport.is_closing():
+            self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
 
 
 class ShopServer:
@@ -65,6 +117,9 @@ class ShopServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            http=BoundedH11Protocol,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            limit_concurrency=MAX_CONNECTIONS,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
