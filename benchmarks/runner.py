@@ -579,7 +579,11 @@ def plan_run(
             max_episode_steps=max_steps,
             workers=workers,
             executor="ray" if ray is not None else "local",
-            catalog={"source": catalog.source, "path": str(catalog.path)},
+            catalog={
+                "source": catalog.source,
+                "path": str(catalog.path),
+                "content_hash": catalog.content_hash,
+            },
             screenshots=screenshots,
             max_retries=max_retries,
             command=command_line(),

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from webgym.shop.server import LOOPBACK, ShopServer
@@ -41,6 +42,17 @@ CatalogOpt = Annotated[
 ]
 
 
+def _open(path: Path | None):
+    """The catalog at ``path`` (or the default); a file that cannot be used is a message."""
+    from webgym.shop.catalog import open_catalog
+
+    try:
+        return open_catalog(path)
+    except (OSError, ValueError) as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        raise typer.Exit(1) from None
+
+
 @shop_app.command("serve")
 def shop_serve(
     port: Annotated[int, typer.Option(help="Port; 0 (the default) picks a free one.")] = 0,
@@ -54,7 +66,7 @@ def shop_serve(
     catalog: CatalogOpt = None,
 ) -> None:
     """Serve the shop so a person (or an agent) can browse it."""
-    server = ShopServer(catalog, host=host, port=port)
+    server = ShopServer(_open(catalog), host=host, port=port)
     server.start()
     console.print(f"WebGym shop: {len(server.catalog)} products from {server.catalog.source}")
     console.print(f"Browse [bold]{server.url}/[/bold]  (Ctrl-C stops)")
@@ -66,11 +78,12 @@ def shop_build(
     n_products: Annotated[int, typer.Option(help="Number of synthetic products.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic catalog.")] = 0,
 ) -> None:
-    """Build (once) the embedded synthetic catalog into the cache directory."""
+    """Build (once) the embedded synthetic catalog into the cache directory (again if the
+    cached file is damaged)."""
     from webgym.shop.catalog import default_catalog
 
     t0 = time.perf_counter()
-    catalog = default_catalog(n_products=n_products, seed=seed)
+    catalog = default_catalog(n_products=n_products, seed=seed, rebuild_damaged=True)
     console.print(
         f"{catalog.path}: {len(catalog)} products, "
         f"{len(catalog.categories())} categories ({time.perf_counter() - t0:.1f} s)"
@@ -121,9 +134,7 @@ def shop_tasks(
     catalog: CatalogOpt = None,
 ) -> None:
     """List the tasks of a split."""
-    from webgym.shop.catalog import open_catalog
-
-    cat = open_catalog(catalog)
+    cat = _open(catalog)
     try:
         task_split = cat.split(split)
     except KeyError as e:

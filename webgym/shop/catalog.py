@@ -27,7 +27,19 @@ the query, the category breadcrumb, the Attributes list and every bullet point):
   columns, title only) of each indexed (stemmed) term found in at least ``DF_TABLE_MIN``
   products: the search planner's statistics.
 - ``meta(key TEXT PRIMARY KEY, value TEXT)``: JSON values (source, product_count,
-  schema_version, built_at, split_hashes, split_sizes, categories, plus the caller's ``meta``).
+  schema_version, built_at, split_hashes, split_sizes, categories, content_hash, file_sha256,
+  plus the caller's ``meta``).
+
+Integrity: ``content_hash`` (16 hex digits) hashes what the catalog holds (every product and
+task document, in order, and the metadata but ``built_at``): equal for two builds of the same
+catalog, recorded in each run's manifest and compared by the leaderboard. ``file_sha256`` seals
+the file itself: the SHA-256 of the file's bytes with that value's own 64 bytes read as
+``_SEAL_PLACEHOLDER``, written into its slot after the build. ``Catalog`` checks it on open
+(one pass over the file: ~14 ms for the 20 MB embedded catalog), so a file damaged or altered
+after its build is refused (``CatalogDamaged``, with the command that rebuilds it) instead of
+serving wrong products; a read error later is raised, never taken for an empty result. A build
+writes a temporary file named after its process, removed when the build fails or is
+interrupted (SIGTERM included), and a later build removes those of dead processes (SIGKILL).
 
 Thread safety: ``Catalog`` opens one SQLite connection per thread (``threading.local``), so the
 web server's thread pool searches in parallel (sqlite3 releases the GIL while a query runs).
@@ -41,8 +53,10 @@ import contextlib
 import functools
 import hashlib
 import json
+import mmap
 import os
 import re
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -80,6 +94,87 @@ DF_TABLE_MIN = 200  # terms in at least this many products get a row in ``term_d
 _BATCH = 2000
 CATALOG_ENV = "WEBGYM_CATALOG"
 CACHE_DIR_ENV = "WEBGYM_CACHE_DIR"
+# The slot ``file_sha256`` is written into: 64 ASCII bytes, found once in a sealed file.
+_SEAL_PLACEHOLDER = "webgym-catalog-unsealed-" + "0" * 40
+_UNHASHED_META = ("built_at", "content_hash", "file_sha256")
+
+
+class CatalogDamaged(ValueError):
+    """The catalog file is not the one that was built (altered, truncated, unreadable)."""
+
+
+def rebuild_hint(meta: dict[str, Any] | None = None) -> str:
+    """The command that rebuilds a catalog with this ``meta``."""
+    meta = meta or {}
+    if meta.get("source") == "synthetic" and "n_products" in meta:
+        return (
+            f"rebuild it with `webgym shop build --n-products {meta['n_products']} "
+            f"--seed {meta.get('seed', 0)}`"
+        )
+    return (
+        "rebuild it (`webgym shop build` for the synthetic catalog, "
+        "`webgym shop import-webshop` for WebShop's data)"
+    )
+
+
+def _sealed_digest(mm: mmap.mmap, slot: int) -> str:
+    """SHA-256 of the mapped file with the 64 bytes at ``slot`` read as the placeholder."""
+    digest = hashlib.sha256()
+    with memoryview(mm) as view:
+        digest.update(view[:slot])
+        digest.update(_SEAL_PLACEHOLDER.encode())
+        digest.update(view[slot + 64 :])
+    return digest.hexdigest()
+
+
+def _seal(path: Path) -> str:
+    """Write the file's own hash into its ``file_sha256`` slot; returns the hash."""
+    marker = _SEAL_PLACEHOLDER.encode()
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as mm:
+        slot = mm.find(marker)
+        if slot < 0 or mm.find(marker, slot + 1) >= 0:
+            raise RuntimeError(f"{path}: cannot seal the catalog (no unique hash slot)")
+        digest = _sealed_digest(mm, slot)
+        mm[slot : slot + 64] = digest.encode()
+        mm.flush()
+    return digest
+
+
+def file_damage(path: Path, recorded: Any) -> str | None:
+    """Why the file at ``path`` is not the one sealed with ``recorded``, or None if it is."""
+    if not isinstance(recorded, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        return "it has no integrity record (built by an older WebGym, or altered)"
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        slot = mm.find(recorded.encode())
+        if slot < 0 or _sealed_digest(mm, slot) != recorded:
+            return "its bytes differ from the ones written when it was built"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_builds(path: Path) -> list[Path]:
+    """Remove the temporary files of builds of ``path`` whose process is gone."""
+    removed = []
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+        pid = tmp.name[len(Path(path).name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def _raise_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,19 +198,24 @@ class CatalogBuilder:
 
     ``build_catalog`` is the one-call form. The file appears at ``path`` only when ``finish()``
     succeeds (written under a temporary name in the same folder, then ``os.replace``); leaving
-    the ``with`` block on an exception removes the temporary file.
+    the ``with`` block on an exception removes the temporary file, and inside it (in the main
+    thread) SIGTERM is such an exception. Temporary files of killed builds are removed by the
+    next build of the same path.
     """
 
     def __init__(self, path: Path, *, source: str, meta: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_builds(self.path)
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent)
+            prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=str(self.path.parent)
         )
         os.close(fd)
         self._tmp = Path(tmp)
         self._source = source
         self._meta = dict(meta or {})
+        self._content = hashlib.sha256()
+        self._old_sigterm: Any = None
         self._n = 0
         self._categories: set[str] = set()
         self._splits: dict[str, TaskSplit] | None = None
@@ -147,11 +247,19 @@ class CatalogBuilder:
         db.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def __enter__(self) -> CatalogBuilder:
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                self._old_sigterm = signal.signal(signal.SIGTERM, _raise_exit)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None or not self._done:
-            self.abort()
+        try:
+            if exc_type is not None or not self._done:
+                self.abort()
+        finally:
+            if self._old_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+                self._old_sigterm = None
 
     def add_products(self, products: Iterable[Product]) -> int:
         """Append products; returns how many were added. A repeated asin raises ValueError."""
@@ -174,7 +282,9 @@ class CatalogBuilder:
 
         for p in products:
             self._n += 1
-            batch_p.append((self._n, p["asin"], json.dumps(p, ensure_ascii=False)))
+            doc = json.dumps(p, ensure_ascii=False)
+            self._content.update(doc.encode("utf-8", "surrogatepass") + b"\n")
+            batch_p.append((self._n, p["asin"], doc))
             batch_f.append(_fts_row(self._n, p))
             if p.get("category"):
                 self._categories.add(p["category"])
@@ -196,6 +306,8 @@ class CatalogBuilder:
                 raise ValueError(f"split key {name!r} holds a split named {split.name!r}")
             for i, goal in enumerate(split.goals):
                 rows.append((goal["task_id"], name, i, json.dumps(goal, ensure_ascii=False)))
+        for row in rows:
+            self._content.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
         try:
             self._db.executemany(
                 "INSERT INTO tasks(task_id, split, position, doc) VALUES(?,?,?,?)", rows
@@ -220,6 +332,11 @@ class CatalogBuilder:
             "bm25_weights": list(BM25_WEIGHTS),
             "tokenizer": TOKENIZER,
         }
+        for key in sorted(meta):
+            if key not in _UNHASHED_META:
+                self._content.update(json.dumps([key, meta[key]], sort_keys=True).encode() + b"\n")
+        meta["content_hash"] = self._content.hexdigest()[:16]
+        meta["file_sha256"] = _SEAL_PLACEHOLDER
         db.executemany(
             "INSERT INTO meta(key, value) VALUES(?, ?)",
             [(k, json.dumps(v, ensure_ascii=False)) for k, v in meta.items()],
@@ -246,6 +363,7 @@ class CatalogBuilder:
         db.execute("COMMIT")
         db.execute("PRAGMA optimize")
         db.close()
+        _seal(self._tmp)
         os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.path)
         self._done = True
@@ -356,17 +474,26 @@ class Catalog:
         self._get_cached = lru_cache(maxsize=4096)(self._load)
         try:
             rows = self._conn().execute("SELECT key, value FROM meta").fetchall()
+            self.meta: dict[str, Any] = {k: json.loads(v) for k, v in rows}
         except sqlite3.DatabaseError as e:
             self.close()
-            raise ValueError(f"{self.path} is not a WebGym catalog: {e}") from None
-        self.meta: dict[str, Any] = {k: json.loads(v) for k, v in rows}
+            raise ValueError(
+                f"{self.path} is not a WebGym catalog, or is damaged ({e}): {rebuild_hint()}"
+            ) from None
+        except ValueError as e:  # undecodable metadata
+            self.close()
+            raise CatalogDamaged(f"{self.path} is damaged ({e}): {rebuild_hint()}") from None
         version = self.meta.get("schema_version")
         if version != SCHEMA_VERSION or self.meta.get("fts_columns") != list(FTS_COLUMNS):
             self.close()
             raise ValueError(
                 f"{self.path} has catalog schema version {version}, this WebGym reads "
-                f"{SCHEMA_VERSION}: rebuild it"
+                f"{SCHEMA_VERSION}: {rebuild_hint(self.meta)}"
             )
+        damage = file_damage(self.path, self.meta.get("file_sha256"))
+        if damage is not None:
+            self.close()
+            raise CatalogDamaged(f"{self.path} is damaged: {damage}; {rebuild_hint(self.meta)}")
         self._len = int(self.meta.get("product_count", 0))
 
     @classmethod
@@ -405,6 +532,17 @@ class Catalog:
     def source(self) -> str:
         return str(self.meta.get("source", ""))
 
+    @property
+    def content_hash(self) -> str:
+        """16 hex digits of what the catalog holds (equal for two builds of the same catalog)."""
+        return str(self.meta.get("content_hash", ""))
+
+    def _damaged(self, err: Exception) -> CatalogDamaged:
+        return CatalogDamaged(
+            f"cannot read catalog {self.path} ({type(err).__name__}: {err}): it is damaged; "
+            f"{rebuild_hint(self.meta)}"
+        )
+
     # products --------------------------------------------------------------------------------
 
     def search(self, query: str, limit: int = SEARCH_RETURN_N) -> list[str]:
@@ -419,21 +557,16 @@ class Catalog:
             limit = max(0, min(int(limit), 10_000))
         except (TypeError, ValueError):
             limit = SEARCH_RETURN_N
+        # The input reaches SQLite only quoted, so a read error is the file's: raised, never an
+        # empty result.
         try:
             planned = self._plan(query_terms(query))
             if planned is None or limit == 0:
                 return []
             match, max_rowid = planned
-            rows = (
-                self._conn()
-                .execute(
-                    _SEARCH_SQL,
-                    (match, max_rowid, limit),
-                )
-                .fetchall()
-            )
-        except sqlite3.Error:
-            return []
+            rows = self._conn().execute(_SEARCH_SQL, (match, max_rowid, limit)).fetchall()
+        except sqlite3.Error as e:
+            raise self._damaged(e) from None
         return [r[0] for r in rows]
 
     def _plan(self, terms: list[str]) -> tuple[str, int] | None:
@@ -484,8 +617,12 @@ class Catalog:
         return df
 
     def _load(self, asin: str) -> Product | None:
-        row = self._conn().execute("SELECT doc FROM products WHERE asin = ?", (asin,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        try:
+            row = self._conn().execute("SELECT doc FROM products WHERE asin = ?", (asin,))
+            row = row.fetchone()
+            return None if row is None else json.loads(row[0])
+        except (sqlite3.Error, ValueError) as e:
+            raise self._damaged(e) from None
 
     def get(self, asin: str) -> Product | None:
         """The product (shared, cached: do not mutate it), or None for an unknown asin."""
@@ -530,9 +667,12 @@ class Catalog:
             goals: dict[str, list[Goal]] = {}
             for name in self.meta.get("split_sizes", {}):
                 goals[name] = []
-            cur = self._conn().execute("SELECT split, doc FROM tasks ORDER BY split, position")
-            for split, doc in cur:
-                goals.setdefault(split, []).append(json.loads(doc))
+            try:
+                cur = self._conn().execute("SELECT split, doc FROM tasks ORDER BY split, position")
+                for split, doc in cur:
+                    goals.setdefault(split, []).append(json.loads(doc))
+            except (sqlite3.Error, ValueError) as e:
+                raise self._damaged(e) from None
             self._splits = {name: TaskSplit(name, tuple(g)) for name, g in goals.items()}
         return self._splits
 
@@ -607,15 +747,33 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _damaged_file(path: Path) -> bool:
+    try:
+        Catalog(path).close()
+    except FileNotFoundError:
+        return False
+    except ValueError:
+        return True
+    return False
+
+
 def default_catalog(
-    cache_dir: Path | None = None, *, n_products: int = 10_000, seed: int = 0
+    cache_dir: Path | None = None,
+    *,
+    n_products: int = 10_000,
+    seed: int = 0,
+    rebuild_damaged: bool = False,
 ) -> Catalog:
-    """The embedded synthetic catalog, built into the cache directory on first use."""
+    """The embedded synthetic catalog, built into the cache directory on first use.
+
+    A damaged cached file is refused (``CatalogDamaged``); ``rebuild_damaged=True`` (what
+    ``webgym shop build`` passes) builds it again instead."""
     path = default_catalog_path(cache_dir, n_products=n_products, seed=seed)
-    if not path.is_file():
+    if not path.is_file() or (rebuild_damaged and _damaged_file(path)):
         path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(path.with_name(path.name + ".lock")):
-            if not path.is_file():  # another process may have built it while we waited
+            # another process may have built it while we waited
+            if not path.is_file() or (rebuild_damaged and _damaged_file(path)):
                 from webgym.shop.synthetic import generate_products
                 from webgym.shop.tasks import generate_goals
 
