@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from leaderboards.store import DuplicateSubmission, Entry, LeaderboardStore
-from leaderboards.validate import SubmissionRefused
+from leaderboards.validate import SubmissionRefused, read_manifest
 from leaderboards.verify import verify_run
 
 
@@ -25,6 +25,7 @@ def submit_run(
 
     Raises ``SubmissionRefused`` (every refusal, duplicates included) with the reason.
     """
+    _check_catalog_hash(run_dir, catalog)
     run = verify_run(run_dir, known_splits, catalog=catalog).run
     existing = store.find_digest(run.records_digest)
     if existing is not None:
@@ -35,3 +36,23 @@ def submit_run(
     except DuplicateSubmission as exc:
         raise SubmissionRefused(str(exc)) from exc
     return replace(entry, rank=store.rank_of(entry))
+
+
+def _check_catalog_hash(run_dir: Path | str, catalog: Path | str | None) -> None:
+    """The run's manifest names the content hash of the catalog it was made on (runs since
+    issue 13 do): it must be this catalog's, even where the split versions agree."""
+    recorded = (read_manifest(Path(run_dir)).get("catalog") or {}).get("content_hash")
+    if recorded is None:
+        return  # an older run: the replay on this catalog still checks it
+    from webgym.shop.catalog import open_catalog
+
+    try:
+        with open_catalog(catalog) as current:
+            here = current.content_hash
+    except (OSError, ValueError) as e:
+        raise SubmissionRefused(f"cannot open the catalog: {e}") from None
+    if recorded != here:
+        raise SubmissionRefused(
+            f"run made on catalog content {recorded}; this catalog is {here} (its products or "
+            "tasks differ: re-run the agent on this catalog)"
+        )
