@@ -17,7 +17,7 @@ holds; its steps must still replay up to where its last attempt stopped. The ste
 browser failed is recorded ``truncated`` with the error and no reward, and a text replay does
 not fail there: only that last step may differ.
 
-What a replay cannot show (docs/leaderboard.md says the same):
+What a replay cannot show (README, "The local leaderboard", says the same):
 
 * who chose the actions: a replay proves that the recorded actions lead to the recorded pages
   and reward, not that the named agent (or checkpoint) produced them;
