@@ -1,4 +1,5 @@
-"""The local leaderboard: validation, store and rendering of submitted runs, and the trace viewer.
+"""The local leaderboard: validation and verification by replay, store and rendering of submitted
+runs, and the trace viewer.
 
 Reads the run directory format of ``docs/run-format.md`` (written by ``webgym-bench run``)
 through ``webgym.runs``, and scores runs with ``benchmarks.metrics``; nothing but the
@@ -21,6 +22,7 @@ from leaderboards.validate import (
     records_digest,
     validate_run,
 )
+from leaderboards.verify import VerifiedRun, verify_run
 
 __all__ = [
     "DuplicateSubmission",
@@ -29,10 +31,12 @@ __all__ = [
     "SchemaMismatch",
     "SubmissionRefused",
     "ValidatedRun",
+    "VerifiedRun",
     "default_db_path",
     "rank_entries",
     "recompute_metrics",
     "records_digest",
     "submit_run",
     "validate_run",
+    "verify_run",
 ]
