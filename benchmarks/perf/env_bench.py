@@ -20,6 +20,9 @@ browser env:
               run by the peer virtualenv's python under ``benchmarks/perf/.peer/``).
 (e) memory  - PSS (this process + descendants) with 1, 2 and 4 envs, each after a reset, in a
               fresh subprocess per mode; per additional env = (PSS(4) - PSS(1)) / 3.
+(f) many    - ``async_bench.py``: aggregate browser steps/s of 1, 2, 4 and 8 concurrent
+              ``AsyncShoppingEnv`` sessions in one process against one sync env, and PSS per
+              additional async session against the raw cost of one more context (its tables).
 
 Targets (printed with PASS/FAIL, never tuned for): browser link-click step <= 1.3x the floor's;
 our reset and step >= 3x faster than BrowserGym's defaults; text mode >= 300 steps/s on one core;
@@ -403,11 +406,13 @@ def worker(name: str, steps: int) -> dict:
     raise ValueError(name)
 
 
-def run_worker(name: str, steps: int, one_core: bool = False) -> dict:
+def run_worker(
+    name: str, steps: int, one_core: bool = False, module: str = "benchmarks.perf.env_bench"
+) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "benchmarks.perf.env_bench",
+        module,
         "--worker",
         name,
         "--steps",
@@ -672,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-peer", action="store_true", help="do not run BrowserGym")
     ap.add_argument("--setup-peer", action="store_true", help="create the peer venv if missing")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--skip-concurrency", action="store_true", help="do not run (f)")
+    ap.add_argument("--concurrency-steps", type=int, default=24, help="(f) steps per session")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--pin-core", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -704,6 +711,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     report(res, args.steps)
+    if not args.skip_concurrency:  # (f), its own tables: benchmarks/perf/async_bench.py
+        print("(f) concurrent async sessions in one process ...", flush=True)
+        cmd = [sys.executable, "-m", "benchmarks.perf.async_bench"]
+        subprocess.run([*cmd, "--steps", str(args.concurrency_steps)], cwd=REPO, check=False)
     return 0
 
 
