@@ -29,9 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "Agent",
     "AgentInfo",
+    "PolicyAgent",
     "UnknownAgentError",
     "check_agent",
     "list_agents",
@@ -83,6 +86,44 @@ class Agent(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class PolicyAgent(Agent):
+    """Plays a batched policy object (``policy.decide_batch(observations, temperature=, rng=)``
+    returning decisions with an ``action``): the LM and scorer agents.
+
+    Temperature 0 is deterministic; sampling draws only from the generator made in
+    ``reset(seed=...)``. Observations without a goal get the episode's.
+    """
+
+    needs_checkpoint = True
+
+    def __init__(self, policy: Any, *, temperature: float = 0.0) -> None:
+        super().__init__()
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, not {temperature}")
+        self.policy = policy
+        self.temperature = float(temperature)
+        self.deterministic = self.temperature == 0
+        self._rng = np.random.default_rng()
+
+    def decide_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments of ``decide_batch`` (the LM agent's ``mode``)."""
+        return {}
+
+    def reset(self, goal: str, *, seed: int | None = None) -> None:
+        super().reset(goal, seed=seed)
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, observation: dict[str, Any]) -> str:
+        return self.act_batch([observation])[0]
+
+    def act_batch(self, observations: list[dict[str, Any]]) -> list[str]:
+        obs = [o if o.get("goal") else {**o, "goal": self.goal} for o in observations]
+        decisions = self.policy.decide_batch(
+            obs, temperature=self.temperature, rng=self._rng, **self.decide_kwargs()
+        )
+        return [d.action for d in decisions]
 
 
 # --------------------------------------------------------------------------------------------

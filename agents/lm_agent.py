@@ -149,7 +149,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import Agent
+from agents.base import PolicyAgent
 from agents.models.backbone import (
     Backbone,
     BackboneMismatch,
@@ -1361,7 +1361,7 @@ class LMPolicy:
 # --------------------------------------------------------------------------------------------
 
 
-class LMAgent(Agent):
+class LMAgent(PolicyAgent):
     """Plays an :class:`LMPolicy`: ``make_agent("lm", checkpoint=DIR, mode=, temperature=)``.
 
     ``mode``: ``"choice"`` (default) or ``"generate"``; ``temperature`` 0 (default) is
@@ -1383,7 +1383,6 @@ class LMAgent(Agent):
         temperature: float = 0.0,
         device: str = "cpu",
     ) -> None:
-        super().__init__()
         if mode not in ("choice", "generate"):
             raise ValueError(f"mode must be 'choice' or 'generate', not {mode!r}")
         if temperature < 0:
@@ -1392,28 +1391,9 @@ class LMAgent(Agent):
             if checkpoint is None:
                 raise ValueError("LMAgent needs a checkpoint directory or a policy")
             policy = LMPolicy.load(checkpoint, device=device)
-        self.policy = policy
+        super().__init__(policy, temperature=temperature)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.mode = mode
-        self.temperature = float(temperature)
-        self.deterministic = self.temperature == 0
-        self._rng = np.random.default_rng()
 
-    def reset(self, goal: str, *, seed: int | None = None) -> None:
-        super().reset(goal, seed=seed)
-        self._rng = np.random.default_rng(seed)
-
-    def _with_goal(self, obs: dict[str, Any]) -> dict[str, Any]:
-        return obs if obs.get("goal") else {**obs, "goal": self.goal}
-
-    def act(self, observation: dict[str, Any]) -> str:
-        return self.act_batch([observation])[0]
-
-    def act_batch(self, observations: list[dict[str, Any]]) -> list[str]:
-        decisions = self.policy.decide_batch(
-            [self._with_goal(o) for o in observations],
-            mode=self.mode,
-            temperature=self.temperature,
-            rng=self._rng,
-        )
-        return [d.action for d in decisions]
+    def decide_kwargs(self) -> dict[str, Any]:
+        return {"mode": self.mode}

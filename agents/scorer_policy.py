@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import Agent
+from agents.base import PolicyAgent
 from agents.models.backbone import Backbone, BackboneMismatch, ValueHead, load_backbone
 from agents.observation import (
     AxNode,
@@ -609,7 +609,7 @@ def _load_weights(module: nn.Module, directory) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class ScorerAgent(Agent):
+class ScorerAgent(PolicyAgent):
     """Plays a :class:`ScorerPolicy`: ``make_agent("scorer", checkpoint=DIR, temperature=0)``.
 
     Temperature 0 (the default) takes the best-scored candidate; sampling draws only from the
@@ -627,26 +627,10 @@ class ScorerAgent(Agent):
         policy: ScorerPolicy | None = None,
         temperature: float = 0.0,
     ) -> None:
-        super().__init__()
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, not {temperature}")
         if policy is None:
             if checkpoint is None:
                 raise ValueError("ScorerAgent needs a checkpoint directory or a policy")
             policy = ScorerPolicy.load(checkpoint)
-        self.policy = policy
-        self.temperature = float(temperature)
-        self.deterministic = self.temperature == 0
-        self._rng = np.random.default_rng()
-
-    def reset(self, goal: str, *, seed: int | None = None) -> None:
-        super().reset(goal, seed=seed)
-        self._rng = np.random.default_rng(seed)
-
-    def act(self, observation: dict[str, Any]) -> str:
-        return self.act_batch([observation])[0]
-
-    def act_batch(self, observations: list[dict[str, Any]]) -> list[str]:
-        obs = [o if o.get("goal") else {**o, "goal": self.goal} for o in observations]
-        decisions = self.policy.decide_batch(obs, temperature=self.temperature, rng=self._rng)
-        return [d.action for d in decisions]
+        super().__init__(policy, temperature=temperature)
