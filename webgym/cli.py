@@ -5,6 +5,7 @@
     webgym shop import-webshop --products items_shuffle.json --attributes items_ins_v2.json \
         [--human-goals items_human_ins.json] [--reviews items_reviews.json] --out DIR
     webgym shop tasks [--split test] [--limit N]
+    webgym serve openenv [--port N] [--host H] [--mode text|browser] [--max-sessions K]
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ shop_app = typer.Typer(
     help="The local web shop: serve it, build or import its catalog.", no_args_is_help=True
 )
 app.add_typer(shop_app, name="shop")
+serve_app = typer.Typer(help="Serve the environment to remote clients.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
 console = Console()
 
 CatalogOpt = Annotated[
@@ -153,3 +156,27 @@ def main() -> None:  # pragma: no cover - console-script entry
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@serve_app.command("openenv")
+def serve_openenv(
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = LOOPBACK,
+    mode: Annotated[str, typer.Option(help="text (no browser) or browser (Chromium).")] = "text",
+    max_sessions: Annotated[int, typer.Option(help="Concurrent WebSocket sessions.")] = 8,
+    split: Annotated[str, typer.Option(help="The task split sessions draw from.")] = "test",
+) -> None:
+    """Serve WebGym through OpenEnv (``openenv-core``'s create_app; needs the openenv extra)."""
+    if mode not in ("text", "browser"):
+        raise typer.BadParameter("mode must be 'text' or 'browser'")
+    try:
+        from webgym.integrations.openenv import serve
+    except ImportError as e:
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(str(e))}: pip install -e '.[openenv]'"
+        )
+        raise typer.Exit(1) from None
+    console.print(
+        f"WebGym OpenEnv server ({mode}, {max_sessions} sessions) on http://{host}:{port}"
+    )
+    serve(mode=mode, host=host, port=port, max_sessions=max_sessions, split=split)

@@ -77,6 +77,11 @@ class AsyncBrowserHost:
             )
         return host
 
+    @classmethod
+    def of_running_loop(cls) -> AsyncBrowserHost | None:
+        """The running loop's host, if it has one (diagnostics: count tabs and contexts)."""
+        return _HOSTS.get(asyncio.get_running_loop())
+
     @property
     def running(self) -> bool:
         return self._browser is not None

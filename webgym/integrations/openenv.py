@@ -1,0 +1,320 @@
+"""WebGym as an OpenEnv environment: models, the server-side environment, a client, a server.
+
+    webgym serve openenv --port 8000 --mode text --max-sessions 16    # 127.0.0.1 unless --host
+
+    from webgym.integrations.openenv import WebGymAction, WebGymClient
+    async with WebGymClient(base_url="http://127.0.0.1:8000") as client:
+        result = await client.reset(task_id="test-0001", seed=0)
+        result = await client.step(WebGymAction(action_str="search[bed sheets]"))
+        result.observation.text, result.reward, result.done
+
+The server is ``openenv-core``'s ``create_app`` over :class:`WebGymEnvironment`, one per
+WebSocket session (``SUPPORTS_CONCURRENT_SESSIONS = True``, up to ``--max-sessions``). Its
+``reset_async`` / ``step_async`` are those of ``webgym.AsyncShoppingEnv``: every session runs on
+the server's event loop (in browser mode one Chromium, a context per session), so sessions never
+queue behind one thread. A bad action is an observation with ``last_action_error`` (the env's
+rule), never an error frame or a closed socket. Closing or dropping a session releases its shop
+session and its browser context.
+
+Observations carry the screenshot as a base64 JPEG (``screenshot_jpeg``), never a nested list.
+Imports only ``webgym`` (and ``openenv``, ``fastapi``, ``uvicorn``, ``PIL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import socket
+import threading
+import time
+from typing import Any
+
+from openenv.core.client_types import StepResult
+from openenv.core.env_client import EnvClient
+from openenv.core.env_server import create_app
+from openenv.core.env_server.interfaces import Environment
+from openenv.core.env_server.types import Action, Observation, State
+from pydantic import Field
+
+__all__ = [
+    "WebGymAction",
+    "WebGymClient",
+    "WebGymEnvironment",
+    "WebGymObservation",
+    "WebGymServer",
+    "WebGymState",
+    "build_app",
+    "encode_jpeg",
+]
+
+
+class WebGymAction(Action):
+    """One action of WebGym's grammar, as text (``webgym.actions.describe_action_space``)."""
+
+    action_str: str = Field(
+        ..., description="e.g. search[dog leash], click('item_b0..'), go_back()"
+    )
+
+
+class WebGymObservation(Observation):
+    """What the env observes after a reset or a step (``reward`` and ``done`` from the base)."""
+
+    goal: str = ""
+    url: str = ""
+    text: str = ""
+    axtree: str = ""
+    available_actions: list[str] = Field(default_factory=list)
+    last_action: str = ""
+    last_action_error: str = ""
+    step: int = 0
+    task_id: str = ""
+    truncated: bool = False
+    error: str = Field(default="", description="machine trouble that ended the episode")
+    action_effect: dict[str, float] = Field(
+        default_factory=dict, description="d(s, s'), eps and labels (info['action_effect'])"
+    )
+    screenshot_jpeg: str | None = Field(default=None, description="base64 JPEG (browser mode)")
+
+
+class WebGymState(State):
+    """The episode: its task, its step, the split and the split's hash."""
+
+    task_id: str | None = None
+    step: int = 0
+    split: str = ""
+    split_hash: str = ""
+
+
+def encode_jpeg(pixels: Any, quality: int = 90) -> str:
+    """An (H, W, 3) uint8 array as a base64 JPEG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class WebGymEnvironment(Environment[WebGymAction, WebGymObservation, WebGymState]):
+    """One OpenEnv session: an ``AsyncShoppingEnv`` made on the server's event loop at the
+    first reset (the server builds environments in worker threads)."""
+
+    SUPPORTS_CONCURRENT_SESSIONS = True
+
+    def __init__(self, mode: str = "text", split: str = "test", **env_kwargs: Any) -> None:
+        super().__init__()
+        self.mode, self.split = mode, split
+        self._env_kwargs = {"html": False, **env_kwargs}
+        self._env = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = WebGymState(split=split)
+
+    async def _environment(self):
+        if self._env is None:
+            from webgym.envs.async_shopping import AsyncShoppingEnv
+
+            self._loop = asyncio.get_running_loop()
+            self._env = AsyncShoppingEnv(self.mode, split=self.split, **self._env_kwargs)
+            self._state.split_hash = self._env.split_hash
+        return self._env
+
+    def _observation(self, obs: dict, reward: float, done: bool, info: dict) -> WebGymObservation:
+        effect = info.get("action_effect", {})
+        pixels = obs.get("screenshot")
+        return WebGymObservation(
+            goal=obs["goal"],
+            url=obs["url"],
+            text=obs["text"],
+            axtree=obs.get("axtree", ""),
+            available_actions=list(obs["available_actions"]),
+            last_action=obs["last_action"],
+            last_action_error=obs["last_action_error"],
+            step=int(obs["step"]),
+            task_id=info.get("task_id", ""),
+            truncated=bool(info.get("truncated", False)),
+            error=info.get("error", ""),
+            action_effect={k: float(v) for k, v in effect.items()},
+            screenshot_jpeg=encode_jpeg(pixels) if pixels is not None else None,
+            reward=float(reward),
+            done=done,
+        )
+
+    async def reset_async(
+        self,
+        seed: int | None = None,
+        episode_id: str | None = None,
+        task_id: str | None = None,
+        **kwargs: Any,
+    ) -> WebGymObservation:
+        env = await self._environment()
+        options = {"task_id": task_id} if task_id else None
+        try:
+            obs, info = await env.reset(seed=seed, options=options)
+        except ValueError as e:  # an unknown task id: said in the observation
+            return WebGymObservation(last_action_error=str(e), done=True, reward=0.0)
+        self._state = WebGymState(
+            episode_id=episode_id or env.session_id,
+            step_count=0,
+            task_id=info["task_id"],
+            step=0,
+            split=self.split,
+            split_hash=env.split_hash,
+        )
+        return self._observation(obs, 0.0, False, info)
+
+    async def step_async(
+        self, action: WebGymAction, timeout_s: float | None = None, **kwargs: Any
+    ) -> WebGymObservation:
+        if self._env is None or self._env.session_id is None:
+            return WebGymObservation(
+                last_action=action.action_str,
+                last_action_error="call reset() before step()",
+                reward=0.0,
+            )
+        obs, reward, terminated, truncated, info = await self._env.step(action.action_str)
+        self._state.step = self._state.step_count = int(obs["step"])
+        info = {**info, "truncated": truncated}
+        return self._observation(obs, reward, terminated or truncated, info)
+
+    def reset(self, seed=None, episode_id=None, **kwargs) -> WebGymObservation:
+        raise RuntimeError("WebGymEnvironment is asynchronous: the server calls reset_async")
+
+    def step(self, action, timeout_s=None, **kwargs) -> WebGymObservation:
+        raise RuntimeError("WebGymEnvironment is asynchronous: the server calls step_async")
+
+    @property
+    def state(self) -> WebGymState:
+        return self._state
+
+    def close(self) -> None:
+        """Release the shop session and the browser context (the server calls this from a
+        worker thread when a session closes or drops; the env lives on the server's loop)."""
+        env, self._env = self._env, None
+        if env is None:
+            return
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(env.aclose())
+        elif loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(env.aclose(), loop).result(timeout=30)
+
+
+def build_app(mode: str = "text", max_sessions: int = 8, **env_kwargs: Any):
+    """The OpenEnv FastAPI app serving WebGym (``openenv-core``'s ``create_app``)."""
+    import functools
+
+    factory = functools.partial(WebGymEnvironment, mode=mode, **env_kwargs)
+    return create_app(
+        factory,
+        WebGymAction,
+        WebGymObservation,
+        env_name="webgym",
+        max_concurrent_envs=max_sessions,
+    )
+
+
+class WebGymClient(EnvClient[WebGymAction, WebGymObservation, WebGymState]):
+    """OpenEnv's WebSocket client for a WebGym server."""
+
+    def _step_payload(self, action: WebGymAction) -> dict[str, Any]:
+        return action.model_dump(exclude={"metadata"})
+
+    def _parse_result(self, payload: dict[str, Any]) -> StepResult[WebGymObservation]:
+        obs = WebGymObservation(
+            **payload.get("observation", {}),
+            reward=payload.get("reward"),
+            done=payload.get("done", False),
+        )
+        return StepResult(observation=obs, reward=payload.get("reward"), done=obs.done)
+
+    def _parse_state(self, payload: dict[str, Any]) -> WebGymState:
+        return WebGymState(**payload)
+
+
+class WebGymServer:
+    """The app on uvicorn in a background thread (tests, notebooks); ``url`` once started.
+    Binds to loopback unless ``host`` says otherwise."""
+
+    def __init__(
+        self,
+        mode: str = "text",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_sessions: int = 8,
+        **env_kwargs: Any,
+    ) -> None:
+        self.app = build_app(mode, max_sessions, **env_kwargs)
+        self.host, self.port = host, port
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> WebGymServer:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", ws="websockets-sansio"
+        )
+        self._server = uvicorn.Server(config)
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self._server.serve(sockets=[sock]))
+
+        self._thread = threading.Thread(target=run, name="webgym-openenv", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the OpenEnv server did not start")
+            time.sleep(0.02)
+        return self
+
+    def call(self, coro_fn, timeout: float = 30.0) -> Any:
+        """Run ``coro_fn()`` on the server's event loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result(timeout)
+
+    def browser_contexts(self) -> int:
+        """Browser contexts open in the server's Chromium (browser mode; 0 if none runs)."""
+        from webgym.browser.async_host import AsyncBrowserHost
+
+        async def count() -> int:
+            host = AsyncBrowserHost.of_running_loop()
+            return host.context_count if host is not None else 0
+
+        return self.call(count)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._server = None
+
+    def __enter__(self) -> WebGymServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    mode: str = "text", host: str = "127.0.0.1", port: int = 8000, max_sessions: int = 8, **kw
+) -> None:
+    """Serve until interrupted (``webgym serve openenv``)."""
+    import uvicorn
+
+    uvicorn.run(build_app(mode, max_sessions, **kw), host=host, port=port, log_level="info")
