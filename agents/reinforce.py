@@ -47,10 +47,12 @@ PRESETS = {
         backbone="tiny-encoder", iterations=2, tasks_per_iteration=4, n_envs=4, max_steps=6,
         val_tasks=3, lr=1e-3, critic_lr=1e-3, minibatch_size=16,
     ),
-    # ~17-50 min on 2 CPU cores (one thread): 12 iterations x 48 episodes from bc, at T = 0.5
+    # ~20-60 min on 2 CPU cores (one thread): 12 iterations x 48 episodes from bc, at T = 0.5,
+    # only the scoring heads trained, the critic's top 3 layers (docs/results.md: beats bc)
     "cpu": ReinforceConfig(
         init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=12, temperature=0.5,
-        tasks_per_iteration=48, lr=5e-5, val_tasks=100, eval_every=2, torch_threads=1,
+        tasks_per_iteration=48, lr=3e-3, train_encoder=False, critic_train_layers=3,
+        val_tasks=100, eval_every=2, torch_threads=1,
     ),
     "gpu": ReinforceConfig(
         device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
