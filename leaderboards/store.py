@@ -2,9 +2,10 @@
 
 Location: ``--db PATH``, else ``$WEBGYM_LEADERBOARD``, else
 ``platformdirs.user_data_dir("webgym")/leaderboard.sqlite``. The schema is versioned with
-SQLite's ``user_version`` pragma and has no migrations: a file written by another schema version
-is refused with a message saying so (move it aside to start a new board). Version 2 (task sets,
-entries verified by replay) replaced version 1, whose entries were never replayed.
+SQLite's ``user_version`` pragma and has no migrations: a file of an older version is moved aside
+(``leaderboard.sqlite.schema1``, with a warning) and a new board started; a newer one is refused.
+Version 2 (task sets, entries verified by replay) replaced version 1, whose entries were never
+replayed.
 
 Entries are ranked within their *task set*: the same split version and the same tasks (the whole
 split, ``test (500)``, or its first N, ``test[:20]``); a Score over other tasks is not comparable.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -178,10 +180,26 @@ class LeaderboardStore:
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path).expanduser() if path else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open()
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if 0 < version < SCHEMA_VERSION:
+            # an older board: its entries were never verified by replay, so they are not carried
+            # over; the file is kept beside the new one, and re-submitting a run ranks it again
+            self._db.close()
+            old = self.path.with_name(f"{self.path.name}.schema{version}")
+            self.path.replace(old)
+            warnings.warn(
+                f"leaderboard {self.path} had schema version {version} (entries not verified by "
+                f"replay); moved to {old}, starting a new board: re-submit runs to rank them",
+                stacklevel=2,
+            )
+            self._open()
+        self._init_schema()
+
+    def _open(self) -> None:
         self._db = sqlite3.connect(self.path)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._init_schema()
 
     def _init_schema(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

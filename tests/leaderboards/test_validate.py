@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 
 import pytest
 
@@ -203,6 +204,23 @@ def test_store_schema_is_versioned(tmp_path):
     db.close()
     with pytest.raises(SchemaMismatch, match="schema version 99"):
         LeaderboardStore(path)
+
+
+def test_an_older_board_is_moved_aside_not_refused(tmp_path):
+    path = tmp_path / "board.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY)")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with pytest.warns(UserWarning, match="schema version 1"):
+        store = LeaderboardStore(path)
+    with store:
+        assert len(store) == 0
+    assert (tmp_path / "board.sqlite.schema1").is_file()
+    new = sqlite3.connect(path)
+    assert new.execute("PRAGMA user_version").fetchone()[0] == 2
+    new.close()
 
 
 def test_default_location_follows_env(tmp_path, monkeypatch):
