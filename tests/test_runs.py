@@ -114,3 +114,24 @@ def test_bc_replays_a_run_the_harness_recorded(tmp_path):
         assert ep.seed == recorded[ep.task_id]["seed"] == episode_seed(0, ep.task_id)
         assert [s.action for s in ep.steps] == actions(out, ep.task_id)
         assert ep.reward == recorded[ep.task_id]["reward"]
+
+
+def test_replay_compares_urls_by_path_and_query_not_host():
+    """A browser run records the shop at 127.0.0.1:PORT, the text twin replays on its own host."""
+    from webgym.replay import step_differences
+
+    rec = {"url": "http://127.0.0.1:45211/s/SESSION/search?q=dog+leash"}
+    assert not [
+        d
+        for d in step_differences(
+            rec, {"url": "http://shop.local/s/SESSION/search?q=dog+leash"}, mode="text"
+        )
+        if d.startswith("url")
+    ]
+    assert [
+        d
+        for d in step_differences(
+            rec, {"url": "http://shop.local/s/SESSION/search?q=cat"}, mode="text"
+        )
+        if d.startswith("url")
+    ]

@@ -171,6 +171,17 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _same_url(a: Any, b: Any) -> bool:
+    """URLs equal but for scheme and host: a browser run records the shop's 127.0.0.1:PORT, the
+    text twin its own host; the path and query are what the agent's actions decide."""
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return a == b
+    from urllib.parse import urlsplit
+
+    sa, sb = urlsplit(a), urlsplit(b)
+    return (sa.path, sa.query, sa.fragment) == (sb.path, sb.query, sb.fragment)
+
+
 def _brief(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -190,7 +201,7 @@ def step_differences(
     out = [
         f"{key}: recorded {_brief(recorded.get(key))}, replay {_brief(replayed.get(key))}"
         for key in REPLAYED_FIELDS
-        if not _same(recorded.get(key), replayed.get(key))
+        if not (_same_url if key == "url" else _same)(recorded.get(key), replayed.get(key))
     ]
     pixels = recorded.get("pixel_distance")
     if mode == "text":
