@@ -3,6 +3,7 @@
     for each iteration:
         play tasks_per_iteration train tasks with pi_theta; keep logp_old of every choice
         1. critic FIRST:  L(phi) = 0.5 mean_t (V_phi(s_t) - G_t)^2,  G_t = gamma^(T-1-t) R
+           over this batch and the (s_t, G_t) of the last critic_buffer - 1 iterations
            V read at ONE position per turn: the end of the observation (the encoder's [CLS]
            over the state text alone: the response is never in the critic's input)
         2. advantages with the UPDATED critic:
@@ -19,6 +20,7 @@ variance, advantage mean/std, clip fraction, approximate KL. Imports agents only
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +51,10 @@ class ArcherConfig(CriticConfig):  # gamma, the critic's lrs and layers: CriticC
     # the first critic_warmup iterations fit the critic only (the actor is not stepped): TD
     # advantages from a fresh critic are noise, and PPO on noise walks the policy off bc's
     critic_warmup: int = 0
+    # iterations of (s_t, G_t) the critic fits each iteration, this one included (1: this batch
+    # only). A critic fitted to this batch alone memorises its returns, and A(t) = V(s') - V(s)
+    # from it shrinks to noise; older (on-policy-ish) data makes it generalise instead
+    critic_buffer: int = 1
 
 
 PRESETS = {
@@ -78,6 +84,11 @@ def archer_advantages(batch: TurnBatch, values: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def turn_returns(batch: TurnBatch, gamma: float) -> torch.Tensor:
+    """G_t = gamma^(T-1-t) R of every turn of ``batch`` (flat, in batch order)."""
+    return torch.cat([discounted_returns(r.reward, len(r.turns), gamma) for r in batch.rollouts])
+
+
 def archer_update(
     config: ArcherConfig,
     policy,
@@ -88,18 +99,20 @@ def archer_update(
     gen: np.random.Generator,
     *,
     actor: bool = True,
+    past: Sequence[tuple[str, float]] = (),
 ) -> tuple[dict, torch.Tensor]:
-    """One ArCHer PPO update on ``batch``: critic, advantages, actor (skipped when ``actor``
-    is False: a critic warm-up iteration). Returns (metrics, A)."""
-    returns = torch.cat(
-        [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
-    )  # G_t = gamma^(T-1-t) R
+    """One ArCHer PPO update on ``batch``: critic (on ``batch`` and the ``past`` (s, G) pairs),
+    advantages, actor (skipped when ``actor`` is False: a critic warm-up iteration).
+    Returns (metrics, A)."""
+    returns = turn_returns(batch, config.gamma)  # G_t = gamma^(T-1-t) R
     # 1. the critic first: 0.5 (V(s_t) - G_t)^2
     v_before = critic_values(critic, batch.states)
+    fit_states = list(batch.states) + [s for s, _ in past]
+    fit_returns = torch.cat([returns, torch.tensor([g for _, g in past], dtype=returns.dtype)])
     critic_losses = []
     for _ in range(config.critic_epochs):
-        for idx in minibatches(len(batch), config.minibatch_size, gen):
-            loss = value_mse(critic.values([batch.states[i] for i in idx]), returns[idx])
+        for idx in minibatches(len(fit_states), config.minibatch_size, gen):
+            loss = value_mse(critic.values([fit_states[i] for i in idx]), fit_returns[idx])
             loss.backward()
             clip_and_step(critic, critic_opt, config.grad_clip)
             critic_losses.append(float(loss))
@@ -147,10 +160,15 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen)
         t_collect = time.perf_counter() - t0
         batch = TurnBatch.of(rollouts)
+        keep = config.critic_buffer - 1  # past iterations the critic refits
+        past = [pair for part in learner.critic_buffer[-keep:] for pair in part] if keep else []
         metrics, _ = archer_update(
             config, policy, critic, optimizer, critic_opt, batch, gen,
-            actor=it > config.critic_warmup,
+            actor=it > config.critic_warmup, past=past,
         )  # fmt: skip
+        if keep:
+            g = turn_returns(batch, config.gamma).tolist()
+            learner.critic_buffer = [*learner.critic_buffer, list(zip(batch.states, g))][-keep:]
         stats = rollout_stats(rollouts)
         return {
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
@@ -172,4 +190,4 @@ register_trainer(
     description="ArCHer PPO: turn-level MC critic first, then PPO on A(t) = V(s') - V(s)",
 )
 
-__all__ = ["PRESETS", "ArcherConfig", "archer_advantages", "archer_update", "train_archer"]
+__all__ = ["PRESETS", "ArcherConfig", "archer_advantages", "archer_update", "train_archer", "turn_returns"]

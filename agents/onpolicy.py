@@ -39,10 +39,11 @@ Imports agents only; never benchmarks or leaderboards.
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,6 +71,7 @@ __all__ = [
 ]
 
 CRITIC_DIR = "critic"
+BUFFER_FILE = "buffer.json"
 
 
 @dataclass
@@ -186,11 +188,14 @@ class Learner:
     val_ids: list[str]  # the first val_tasks validation tasks
     critic: ScorerCritic | None = None
     critic_optimizer: torch.optim.Optimizer | None = None
+    # (state, target) pairs the critic keeps fitting to, a list per past iteration (archer's
+    # critic_buffer); saved in the checkpoint so a resumed run fits the same data
+    critic_buffer: list[list[tuple[str, float]]] = field(default_factory=list)
 
     def save(self, run: TrainRun, iteration: int) -> Path:
         return save_checkpoint(
             run, iteration, self.policy, self.optimizer, critic=self.critic,
-            critic_optimizer=self.critic_optimizer,
+            critic_optimizer=self.critic_optimizer, critic_buffer=self.critic_buffer,
         )  # fmt: skip
 
 
@@ -206,13 +211,14 @@ def start_learner(config: OnPolicyConfig, run: TrainRun) -> Learner:
         policy.encoder.requires_grad_(False)
     optimizer = adamw(policy, config)
     start = run.restore(optimizer)
-    critic_opt = None
+    critic_opt, buffer = None, []
     if critic is not None:
         critic_opt = torch.optim.AdamW(critic.param_groups(config.critic_lr, config.critic_head_lr))
         restore_critic_optimizer(run, critic_opt)
+        buffer = restore_critic_buffer(run)
     return Learner(
         policy, optimizer, start, split_task_ids("train"),
-        split_task_ids("validation")[: config.val_tasks], critic, critic_opt,
+        split_task_ids("validation")[: config.val_tasks], critic, critic_opt, buffer,
     )  # fmt: skip
 
 
@@ -376,14 +382,18 @@ def save_checkpoint(
     *,
     critic: ScorerCritic | None = None,
     critic_optimizer: torch.optim.Optimizer | None = None,
+    critic_buffer: list[list[tuple[str, float]]] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Policy (+ critic in ``critic/``) with both optimizers' states, through ``run``.
+    """Policy (+ critic in ``critic/``, with its buffer) with both optimizers' states, through
+    ``run``.
 
     Data-parallel: first checks that every process holds the same weights (the digests go to
-    ``train.log``; different ones raise ``RuntimeError``); rank 0 writes."""
+    ``train.log``; different ones raise ``RuntimeError``); rank 0 writes (every process's
+    buffer: each fitted its own share of the rollouts)."""
     if data_parallel.enabled():
         _check_processes_agree(run, iteration, policy, critic)
+    buffers = data_parallel.all_gather(critic_buffer or [])
     meta = {"trained_by": run.trainer, "iteration": iteration, **(metadata or {})}
 
     def save(folder: Path) -> None:
@@ -392,6 +402,8 @@ def save_checkpoint(
             critic.save(folder / CRITIC_DIR, metadata=meta)
             if critic_optimizer is not None:
                 torch.save(critic_optimizer.state_dict(), folder / CRITIC_DIR / "optimizer.pt")
+            if any(buffers):
+                (folder / CRITIC_DIR / BUFFER_FILE).write_text(json.dumps(buffers))
 
     return run.save_checkpoint(iteration, save, optimizer, metadata=meta)
 
@@ -418,6 +430,17 @@ def restore_critic_optimizer(run: TrainRun, optimizer: torch.optim.Optimizer) ->
     path = latest / CRITIC_DIR / "optimizer.pt" if latest is not None else None
     if path is not None and path.is_file():
         optimizer.load_state_dict(torch.load(path, weights_only=True))
+
+
+def restore_critic_buffer(run: TrainRun) -> list[list[tuple[str, float]]]:
+    """This process's critic buffer from the run's latest checkpoint ([] if none)."""
+    latest = run.latest_checkpoint()
+    path = latest / CRITIC_DIR / BUFFER_FILE if latest is not None else None
+    if path is None or not path.is_file():
+        return []
+    buffers = json.loads(path.read_text())
+    mine = buffers[data_parallel.rank()] if data_parallel.rank() < len(buffers) else []
+    return [[(str(s), float(g)) for s, g in part] for part in mine]
 
 
 def adamw(module: torch.nn.Module, config: OnPolicyConfig) -> torch.optim.AdamW:

@@ -4,6 +4,7 @@ episodes, ArCHer's update order, the scorer's log-probabilities, and resuming a 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -192,3 +193,21 @@ def test_killed_train_resumes_with_the_row_it_would_have_written(tmp_path):
         assert {k: v for k, v in a.items() if k not in _TIMING} == {
             k: v for k, v in b.items() if k not in _TIMING
         }
+
+
+def test_archer_critic_buffer_refits_past_turns_and_survives_a_resume(tmp_path):
+    from agents.onpolicy import start_learner
+
+    info = get_trainer("archer")
+    cfg = replace(info.presets["smoke"], critic_buffer=3, checkpoint_every=1)
+    run = TrainRun(tmp_path / "a", cfg, trainer="archer", preset="smoke", show_progress=False)
+    info.train_fn(cfg, run)
+    saved = json.loads((run.latest_path / "critic" / "buffer.json").read_text())
+    assert len(saved) == 1 and len(saved[0]) == 2  # one process; the last critic_buffer-1 its.
+    rows = run.metrics()
+    for part, row in zip(saved[0], rows[1:], strict=True):
+        assert len(part) == int(row["train_env_steps"])  # every turn of that iteration
+        assert all(0.0 <= g <= 1.0 for _, g in part)  # targets are returns of rewards in [0, 1]
+    resumed = start_learner(cfg, TrainRun(tmp_path / "a", cfg, trainer="archer", preset="smoke",
+                                          show_progress=False))  # fmt: skip
+    assert [[list(p) for p in part] for part in resumed.critic_buffer] == saved[0]
