@@ -67,9 +67,21 @@ PRESETS = {
         init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=16,
         tasks_per_iteration=48, lr=5e-5, val_tasks=100, eval_every=2, torch_threads=1,
     ),
-    "gpu": ArcherConfig(
+    # the candidate scorer on a large GPU (from bc --preset scorer-gpu)
+    "scorer-gpu": ArcherConfig(
         device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
         tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
+    ),
+    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (agents/lm_critic.py);
+    # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
+    "gpu": ArcherConfig(
+        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
+        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6, critic_train_layers=6,
+    ),
+    # the decoder path on a random-init 2-layer LM (tests)
+    "lm-smoke": ArcherConfig(
+        backbone="tiny-lm", iterations=2, tasks_per_iteration=2, n_envs=2, max_steps=4,
+        val_tasks=2, lr=1e-3, minibatch_size=8,
     ),
 }  # fmt: skip
 
@@ -115,7 +127,7 @@ def archer_update(
             loss = value_mse(critic.values([fit_states[i] for i in idx]), fit_returns[idx])
             loss.backward()
             clip_and_step(critic, critic_opt, config.grad_clip)
-            critic_losses.append(float(loss))
+            critic_losses.append(float(loss.detach()))
     # 2. advantages from the UPDATED critic: A(t) = V(s_{t+1}) - V(s_t), A(T-1) = R - V(s_{T-1})
     values = critic_values(critic, batch.states)
     advantages = archer_advantages(batch, values)
@@ -132,7 +144,7 @@ def archer_update(
             )  # fmt: skip
             loss.backward()
             norms.append(clip_and_step(policy, optimizer, config.grad_clip))
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             st_log.append(st)
     var_g = float(returns.var()) if len(returns) > 1 else 0.0
     metrics = {

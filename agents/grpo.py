@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,13 +32,13 @@ from agents.onpolicy import (
     clip_and_step,
     collect,
     iteration_tasks,
+    load_policy,
     minibatches,
     run_iterations,
     start_learner,
 )
 from agents.returns import group_advantages
 from agents.rollouts import rollout_stats
-from agents.scorer_policy import ScorerPolicy
 from agents.training import TrainRun, register_trainer
 
 
@@ -67,9 +68,22 @@ PRESETS = {
         train_encoder=False, val_tasks=100, eval_every=2, num_iterations=2,
         minibatch_rollouts=8, torch_threads=1,
     ),
-    "gpu": GRPOConfig(
+    # the candidate scorer on a large GPU (from bc --preset scorer-gpu)
+    "scorer-gpu": GRPOConfig(
         device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
         tasks_per_iteration=32, group_size=8, n_envs=32, val_tasks=250, minibatch_rollouts=32,
+    ),
+    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (agents/lm_critic.py);
+    # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
+    "gpu": GRPOConfig(
+        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
+        iterations=100, tasks_per_iteration=16, group_size=8, n_envs=32, val_tasks=250,
+        lr=1e-6, minibatch_rollouts=16,
+    ),
+    # the decoder path on a random-init 2-layer LM (tests)
+    "lm-smoke": GRPOConfig(
+        backbone="tiny-lm", iterations=2, tasks_per_iteration=1, group_size=2, n_envs=2,
+        max_steps=4, val_tasks=2, lr=1e-3, minibatch_rollouts=2, beta=0.04,
     ),
 }  # fmt: skip
 
@@ -80,7 +94,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
     reference = None  # pi_ref, frozen: the starting policy (bc), not the resumed one
     if config.beta:
         reference = (
-            ScorerPolicy.load(config.init_checkpoint) if config.init_checkpoint
+            load_policy(Path(config.init_checkpoint), config) if config.init_checkpoint
             else copy.deepcopy(policy)
         ).eval().requires_grad_(False)  # fmt: skip
     G = config.group_size
@@ -128,7 +142,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
                 )  # fmt: skip
                 loss.backward()
                 norms.append(clip_and_step(policy, optimizer, config.grad_clip))
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 stats_log.append(st)
         stats = rollout_stats(rollouts)
         mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731

@@ -714,9 +714,41 @@ class LMPolicy:
 
     def parameters(self):
         """The backbone's parameters, then the value head's (when there is one)."""
-        yield from self.backbone.model.parameters()
+        for m in self._modules():
+            yield from m.parameters()
+
+    # nn.Module's train/eval/state_dict, so the on-policy trainers, data parallelism and the
+    # checkpoint digests treat this policy as they treat the scorer (an nn.Module)
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.backbone.model] + ([self.value_head] if self.value_head is not None else [])
+
+    @property
+    def training(self) -> bool:
+        return self.backbone.model.training
+
+    def train(self, mode: bool = True) -> LMPolicy:
+        for m in self._modules():
+            m.train(mode)
+        return self
+
+    def eval(self) -> LMPolicy:
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> LMPolicy:
+        for m in self._modules():
+            m.requires_grad_(requires_grad)
+        return self
+
+    def buffers(self):
+        for m in self._modules():
+            yield from m.buffers()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The LM's state (``model.*``) and the value head's (``value_head.*``)."""
+        out = {f"model.{k}": v for k, v in self.backbone.model.state_dict().items()}
         if self.value_head is not None:
-            yield from self.value_head.parameters()
+            out |= {f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}
+        return out
 
     # ------------------------------------------------------------------ the value head
 

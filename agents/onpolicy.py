@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import numpy as np
 import torch
@@ -55,7 +55,18 @@ from agents.rollouts import Rollout, collect_rollouts, rollout_stats
 from agents.scorer_policy import ScorerCritic, ScorerPolicy, read_info
 from agents.training import CommonConfig, TrainRun
 
+if TYPE_CHECKING:
+    from agents.lm_agent import LMPolicy
+    from agents.lm_critic import LMCritic
+
+Policy = Union[ScorerPolicy, "LMPolicy"]  # the scorer (cpu presets) or an LM (the decoder path)
+Critic = Union[ScorerCritic, "LMCritic"]
+
 __all__ = [
+    "Critic",
+    "Policy",
+    "fresh_policy",
+    "load_policy",
     "CriticConfig",
     "Learner",
     "OnPolicyConfig",
@@ -133,36 +144,46 @@ def _configure(config: OnPolicyConfig) -> None:
 
 def start_policy(
     config: OnPolicyConfig, run: TrainRun, *, critic: bool = False, critic_train_layers: int = 0
-) -> tuple[ScorerPolicy, ScorerCritic | None]:
+) -> tuple[Policy, Critic | None]:
     """The policy (and critic) to train: the run's latest checkpoint, else ``init_checkpoint``,
-    else a fresh head on ``backbone``. A fresh critic copies the policy's encoder weights and
-    trains its top ``critic_train_layers`` layers (0: all)."""
+    else a fresh one on ``backbone``. A fresh critic copies the policy's weights and trains its
+    top ``critic_train_layers`` layers (0: all).
+
+    Two policy kinds, one set of trainers: on an encoder backbone the candidate scorer with a
+    :class:`ScorerCritic` (the ``cpu`` presets); on a causal LM (``smollm2-135m``, ``tiny-lm``;
+    the decoder path of the ``gpu`` presets) an :class:`~agents.lm_agent.LMPolicy` acting in
+    choice mode with an :class:`~agents.lm_critic.LMCritic` (V read at the prompt boundary)."""
     _configure(config)
     torch.manual_seed(config.seed)  # fresh heads (policy, critic) are a function of the seed
     latest = run.latest_checkpoint()
     source = latest or (Path(config.init_checkpoint) if config.init_checkpoint else None)
-    if source is not None:
-        kind = read_info(source).get("kind")
-        if kind != "scorer-policy":
-            raise ValueError(
-                f"{source} holds a {kind!r} checkpoint; on-policy trainers start from a "
-                "scorer-policy checkpoint (webgym-bench train --agent bc with an encoder backbone)"
-            )
-        policy = ScorerPolicy.load(source)
-        if policy.backbone.name != config.backbone:
-            raise ValueError(
-                f"{source} was trained on {policy.backbone.name}, the config says {config.backbone}"
-            )
-    else:
-        policy = ScorerPolicy.from_backbone_name(
-            config.backbone, seed=config.seed, max_length=config.max_length
+    decoder = _is_decoder(config.backbone)
+    if decoder and not config.train_encoder:
+        raise ValueError(
+            f"train_encoder=False trains only a scorer's heads; an LM policy ({config.backbone}) "
+            "has none: set train_encoder to true"
         )
-    policy.max_length, policy.max_steps = config.max_length, config.max_steps
+    policy = load_policy(source, config) if source is not None else fresh_policy(config)
+    if policy.backbone.name != config.backbone:
+        raise ValueError(
+            f"{source} was trained on {policy.backbone.name}, the config says {config.backbone}"
+        )
+    if not decoder:
+        policy.max_length, policy.max_steps = config.max_length, config.max_steps
     policy.eval()  # no dropout: the ratio of an unchanged policy is exactly 1
     value_fn = None
     if critic:
         critic_dir = latest / CRITIC_DIR if latest is not None else None
-        if critic_dir is not None and critic_dir.is_dir():
+        resumed = critic_dir is not None and critic_dir.is_dir()
+        if decoder:
+            from agents.lm_critic import LMCritic
+
+            if resumed:
+                value_fn = LMCritic.load(critic_dir, device=config.device)
+            else:
+                value_fn = LMCritic.from_policy(policy)
+                _freeze_lower_lm_layers(value_fn.backbone.model, critic_train_layers)
+        elif resumed:
             value_fn = ScorerCritic.load(critic_dir)
         else:
             import copy
@@ -177,16 +198,58 @@ def start_policy(
     return policy, value_fn
 
 
+def _is_decoder(backbone: str) -> bool:
+    return backbone in ("smollm2-135m", "tiny-lm")
+
+
+def load_policy(source: Path, config: OnPolicyConfig) -> Policy:
+    """The policy saved in ``source``: a scorer or an LM policy checkpoint (else a clear error)."""
+    kind = read_info(source).get("kind")
+    if kind == "scorer-policy" and not _is_decoder(config.backbone):
+        return ScorerPolicy.load(source)
+    if kind == "lm-policy" and _is_decoder(config.backbone):
+        from agents.lm_agent import LMPolicy
+
+        return LMPolicy.load(source, device=config.device)
+    want = "lm-policy" if _is_decoder(config.backbone) else "scorer-policy"
+    raise ValueError(
+        f"{source} holds a {kind!r} checkpoint; on-policy trainers on {config.backbone} start "
+        f"from a {want} checkpoint (webgym-bench train --agent bc with that backbone)"
+    )
+
+
+def fresh_policy(config: OnPolicyConfig) -> Policy:
+    """An untrained policy on ``config.backbone`` (a fresh scorer head or the base LM)."""
+    if _is_decoder(config.backbone):
+        from agents.lm_agent import LMPolicy
+
+        return LMPolicy.from_backbone_name(config.backbone, device=config.device)
+    return ScorerPolicy.from_backbone_name(
+        config.backbone, seed=config.seed, max_length=config.max_length
+    )
+
+
+def _freeze_lower_lm_layers(model: torch.nn.Module, train_layers: int) -> None:
+    """An LM critic trains its top ``train_layers`` decoder layers and the final norm (0: all)."""
+    layers = model.model.layers
+    if train_layers <= 0 or train_layers >= len(layers):
+        return
+    model.requires_grad_(False)
+    for layer in layers[len(layers) - train_layers :]:
+        layer.requires_grad_(True)
+    model.model.norm.requires_grad_(True)
+
+
 @dataclass
 class Learner:
     """What an on-policy trainer optimises, resumed from the run's latest checkpoint."""
 
-    policy: ScorerPolicy
+    policy: Policy
     optimizer: torch.optim.Optimizer
     start: int  # the first iteration to run
     train_ids: list[str]
     val_ids: list[str]  # the first val_tasks validation tasks
-    critic: ScorerCritic | None = None
+    critic: Critic | None = None
     critic_optimizer: torch.optim.Optimizer | None = None
     # (state, target) pairs the critic keeps fitting to, a list per past iteration (archer's
     # critic_buffer); saved in the checkpoint so a resumed run fits the same data
@@ -222,7 +285,7 @@ def start_learner(config: OnPolicyConfig, run: TrainRun) -> Learner:
     )  # fmt: skip
 
 
-def critic_values(critic: ScorerCritic, states: Sequence[str], chunk: int = 64) -> torch.Tensor:
+def critic_values(critic: Critic, states: Sequence[str], chunk: int = 64) -> torch.Tensor:
     """V(s) of each state, without gradients, ``chunk`` states per forward pass."""
     with torch.no_grad():
         return torch.cat(
@@ -240,38 +303,46 @@ def iteration_tasks(train_ids: Sequence[str], config: OnPolicyConfig, iteration:
 
 @dataclass
 class TurnBatch:
-    """Every turn of the valid rollouts, flattened; ``episode[i]`` indexes ``rollouts``."""
+    """Every turn of the valid rollouts, flattened; ``episode[i]`` indexes ``rollouts``.
+
+    ``states`` is what the critic reads: the scorer's state text, or an LM policy's prompt
+    (the value is read at its last token, the prompt boundary)."""
 
     rollouts: list[Rollout]
     states: list[str]
-    cands: list[Any]  # agents.scorer_policy.Candidates of each turn
+    cands: list[Any]  # agents.scorer_policy.Candidates (or an LM's candidate strings) per turn
     chosen: list[int]
     old_logp: torch.Tensor
     temperature: list[float]
     episode: list[int]
     turn: list[int]
+    decisions: list[Any] = field(default_factory=list)  # each turn's decision, as the policy made it
 
     @classmethod
     def of(cls, rollouts: Sequence[Rollout]) -> TurnBatch:
         valid = [r for r in rollouts if r.valid]
-        states, cands, chosen, old, temps, ep, tt = [], [], [], [], [], [], []
+        states, cands, chosen, old, temps, ep, tt, ds = [], [], [], [], [], [], [], []
         for i, r in enumerate(valid):
             for t, turn in enumerate(r.turns):
                 d = turn.decision
-                states.append(d.state)
+                states.append(d.state if hasattr(d, "state") else d.prompt)
                 cands.append(d.candidates)
                 chosen.append(d.index)
                 old.append(d.logprob)
                 temps.append(d.temperature)
                 ep.append(i)
                 tt.append(t)
-        return cls(valid, states, cands, chosen, torch.tensor(old), temps, ep, tt)
+                ds.append(d)
+        return cls(valid, states, cands, chosen, torch.tensor(old), temps, ep, tt, ds)
 
     def __len__(self) -> int:
         return len(self.states)
 
-    def logprobs(self, policy: ScorerPolicy, idx: Sequence[int]) -> torch.Tensor:
-        """log pi_theta(a_t | s_t) of the turns ``idx`` at each turn's acting temperature."""
+    def logprobs(self, policy: Policy, idx: Sequence[int]) -> torch.Tensor:
+        """log pi_theta(a_t | s_t) of the turns ``idx`` at each turn's acting temperature (an
+        LM policy: its choice over the candidates, the generated query's tokens included)."""
+        if hasattr(policy, "evaluate_decisions"):
+            return policy.evaluate_decisions([self.decisions[i] for i in idx], with_values=False).logprobs
         temps = {self.temperature[i] for i in idx}
         if len(temps) == 1:
             return policy.logprobs(
@@ -327,7 +398,7 @@ _RAY: dict[tuple[str, int], Any] = {}  # (address, workers) -> RayCollector, kep
 
 def collect(
     config: OnPolicyConfig,
-    policy: ScorerPolicy,
+    policy: Policy,
     task_ids: Sequence[str],
     *,
     seed: int,
@@ -358,7 +429,7 @@ def collect(
 
 
 def validate(
-    policy: ScorerPolicy, val_ids: Sequence[str], config: OnPolicyConfig
+    policy: Policy, val_ids: Sequence[str], config: OnPolicyConfig
 ) -> dict[str, float]:
     """Greedy play on ``val_ids`` (validation split): ``val_score``, ``val_success_rate``."""
     t0 = time.perf_counter()
@@ -377,10 +448,10 @@ def validate(
 def save_checkpoint(
     run: TrainRun,
     iteration: int,
-    policy: ScorerPolicy,
+    policy: Policy,
     optimizer: torch.optim.Optimizer,
     *,
-    critic: ScorerCritic | None = None,
+    critic: Critic | None = None,
     critic_optimizer: torch.optim.Optimizer | None = None,
     critic_buffer: list[list[tuple[str, float]]] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -409,7 +480,7 @@ def save_checkpoint(
 
 
 def _check_processes_agree(
-    run: TrainRun, iteration: int, policy: ScorerPolicy, critic: ScorerCritic | None
+    run: TrainRun, iteration: int, policy: Policy, critic: Critic | None
 ) -> None:
     mine = {"policy": data_parallel.state_digest(policy)}
     if critic is not None:
@@ -468,7 +539,7 @@ def run_iterations(
     start: int,
     step: Callable[[int], dict[str, Any]],
     save: Callable[[int], None],
-    policy: ScorerPolicy,
+    policy: Policy,
     val_ids: Sequence[str],
 ) -> None:
     """The outer loop: iteration 0's validation row (the starting policy), then for each

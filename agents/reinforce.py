@@ -54,9 +54,21 @@ PRESETS = {
         tasks_per_iteration=48, lr=3e-3, train_encoder=False, critic_train_layers=3,
         val_tasks=100, eval_every=2, torch_threads=1,
     ),
-    "gpu": ReinforceConfig(
+    # the candidate scorer on a large GPU (from bc --preset scorer-gpu)
+    "scorer-gpu": ReinforceConfig(
         device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
         tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
+    ),
+    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (agents/lm_critic.py);
+    # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
+    "gpu": ReinforceConfig(
+        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
+        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6, critic_train_layers=6,
+    ),
+    # the decoder path on a random-init 2-layer LM (tests)
+    "lm-smoke": ReinforceConfig(
+        backbone="tiny-lm", iterations=2, tasks_per_iteration=2, n_envs=2, max_steps=4,
+        val_tasks=2, lr=1e-3, minibatch_size=8,
     ),
 }  # fmt: skip
 
@@ -87,7 +99,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
             loss = -(advantages[idx] * batch.logprobs(policy, idx)).mean()
             loss.backward()
             norms.append(clip_and_step(policy, optimizer, config.grad_clip))
-            actor_losses.append(float(loss))
+            actor_losses.append(float(loss.detach()))
         # critic: 0.5 mean (V(s_t) - G_t)^2
         critic_losses = []
         for _ in range(config.critic_epochs):
@@ -95,7 +107,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
                 loss = value_mse(critic.values([batch.states[i] for i in idx]), returns[idx])
                 loss.backward()
                 clip_and_step(critic, critic_opt, config.grad_clip)
-                critic_losses.append(float(loss))
+                critic_losses.append(float(loss.detach()))
         stats = rollout_stats(rollouts)
         var_g = float(returns.var()) if len(returns) > 1 else float("nan")
         return {
