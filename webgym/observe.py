@@ -3,19 +3,34 @@
 :func:`observe_page` turns the HTML the shop served (byte-identical in the browser and in the
 browserless text mode) into a :class:`PageView`:
 
-- ``elements``: the interactive elements by their server-written ``bid``, in document order;
+- ``elements``: the elements by their server-written ``bid``, in document order: the
+  interactive ones (links, buttons, radios, text fields, option groups) and the inert targets
+  (``Element.inert``: a heading, an image, a text block the shop gave an id, as BrowserGym
+  gives every visible element one);
 - ``text``: WebShop's "simple" text observation, the visible text chunks joined with
   ``" [SEP] "`` (``Instruction: [SEP] <instruction> [SEP] Back to Search [SEP] ...``);
-- ``axtree``: a BrowserGym-like accessibility tree, one ``[bid] role 'name'`` line per node;
+- ``axtree``: a BrowserGym-like accessibility tree, one ``role 'name'`` line per node, led by
+  ``[bid]`` for every element with an id (an inert one included: ``[product_title] heading
+  '...'``, ``[price_b0...] StaticText '$19.99'``);
 - ``html_pruned``: the body without scripts, styles and the session header, whitespace
   collapsed, the session id replaced by ``SESSION``;
-- ``available_actions``: every concrete ``click('<bid>')`` on the page;
+- ``available_actions``: every concrete ``click('<bid>')`` on an interactive element (a link, a
+  button, a radio): what does something;
+- ``clickable_actions``: ``click('<bid>')`` for every click target of the page, interactive
+  or inert, in document order: ``available_actions`` and the inert targets (a click on one is
+  legal and changes nothing). Text fields and option groups are not click targets (``fill`` /
+  ``select_option`` act on them);
 - ``label_index`` / :meth:`PageView.resolve_label`: WebShop ``click[label]`` labels -> bids;
 - :meth:`PageView.resolve`: an :class:`~webgym.actions.Action` -> the element-level steps a
   page (:mod:`webgym.page`: the browser tab or the in-process page) executes, or
   :class:`~webgym.actions.ActionError`. This is the one place an action is checked against
   the page: each ``click`` / ``fill`` step carries its :class:`Element`, and the executors
   trust it.
+
+An inert target is written like the same element without an id (the same text chunks, the same
+axtree line) but for the ``[bid]`` that leads its line: ids on inert elements change nothing of
+``text``. The shop puts them only on leaves (an element holding a link or a button is not a
+target: a click on it would land on the control).
 
 The text, axtree and available actions never contain the session id, so two sessions (and the
 two modes) showing the same page give equal observations. Pure and deterministic: the same
@@ -98,7 +113,9 @@ class FormSpec:
 
 @dataclass(frozen=True)
 class Element:
-    """One interactive element (one with a ``bid``)."""
+    """One element with a ``bid``: interactive, or an inert target (``inert``: a heading, an
+    image, a text block; ``role`` is its axtree role, ``label`` its text) that a click lands on
+    and nothing happens."""
 
     bid: str
     tag: str
@@ -112,10 +129,17 @@ class Element:
     form: FormSpec | None = None
     group: str | None = None
     asin: str | None = None
+    inert: bool = False
 
     @property
     def clickable(self) -> bool:
-        return self.role in CLICKABLE_ROLES
+        """An interactive element a click acts on (one of ``available_actions``)."""
+        return self.role in CLICKABLE_ROLES and not self.inert
+
+    @property
+    def click_target(self) -> bool:
+        """Whether ``click`` accepts it: clickable, or inert (one of ``clickable_actions``)."""
+        return self.inert or self.clickable
 
     @property
     def is_submit(self) -> bool:
@@ -146,6 +170,7 @@ class PageView:
     html_pruned: str
     elements: dict[str, Element]
     available_actions: tuple[str, ...]
+    clickable_actions: tuple[str, ...]
     has_search_bar: bool
     label_index: dict[str, str]
     search_box: str | None = None
@@ -169,9 +194,10 @@ class PageView:
     def _element(self, bid: str) -> Element:
         el = self.elements.get(bid)
         if el is None:
+            ids = [b for b, e in self.elements.items() if not e.inert]  # the interactive ones
             raise ActionError(
-                f"no element with id {bid!r} on this page; ids: {', '.join(self.elements)}"
-                if self.elements
+                f"no element with id {bid!r} on this page; ids: {', '.join(ids)}"
+                if ids
                 else f"no element with id {bid!r} on this page (it has no interactive elements)"
             )
         return el
@@ -181,7 +207,8 @@ class PageView:
 
         ``click[label]`` -> ``click(bid)``; ``search[q]`` -> ``fill(box, q)`` + ``click(button)``;
         ``select_option(group_or_radio, value)`` -> ``click(radio)``; ``click``/``fill`` are
-        checked against the page; every other action passes through unchanged. Each ``click``
+        checked against the page (a ``click`` on an inert target is legal: the executors run
+        it, and nothing happens); every other action passes through unchanged. Each ``click``
         and ``fill`` step carries its element (``Action.element``): executors trust it.
         """
         name, args = action.name, action.args
@@ -202,7 +229,7 @@ class PageView:
             ]
         if name == "click":
             el = self._element(args[0])
-            if not el.clickable:
+            if not el.click_target:
                 hint = ""
                 if el.role in TEXT_ROLES:
                     hint = f" (it is a {el.role}: use fill({el.bid!r}, 'text'))"
@@ -391,6 +418,27 @@ def _only_inline(node: _Node) -> bool:
     return True
 
 
+# Tags and roles of interactive elements: a ``bid`` on one of these makes an Element that acts.
+_INTERACTIVE_TAGS = frozenset({"a", "button", "input", "textarea", "select", "fieldset"})
+_INTERACTIVE_ROLES = CLICKABLE_ROLES | TEXT_ROLES | {"radiogroup"}
+
+
+def _interactive(node: _Node) -> bool:
+    role = node.attrs.get("role")
+    return node.tag in _INTERACTIVE_TAGS or (role is not None and role in _INTERACTIVE_ROLES)
+
+
+def _holds_interactive(node: _Node) -> bool:
+    """Whether an element with an id or a control lies inside ``node`` (a click at its centre
+    could land on it: such a node is no inert target)."""
+    for c in node.children:
+        if isinstance(c, _Node) and (
+            "bid" in c.attrs or _interactive(c) or _holds_interactive(c)
+        ):
+            return True
+    return False
+
+
 def _has_class(node: _Node, cls: str) -> bool:
     return cls in node.attrs.get("class", "").split()
 
@@ -446,13 +494,22 @@ class _Walker:
         self.in_header = 0
 
     # text chunk (the WebShop text skips the page header) and StaticText line
-    def static(self, text: str, depth: int) -> None:
+    def static(self, text: str, depth: int, target: _Node | None = None) -> None:
         text = _norm(text)
         if not text:
             return
-        self.lines.append("\t" * depth + "StaticText " + _quote(text))
+        self.line(depth, "StaticText", text, self.inert(target, "StaticText", text))
         if not self.in_header and text not in self.asins_shown:
             self.chunks.append(text)
+
+    def inert(self, node: _Node | None, role: str, name: str) -> str | None:
+        """Register ``node`` (an element with a ``bid``, or None) as an inert target written
+        as ``role 'name'``; its bid, for its axtree line."""
+        if node is None:
+            return None
+        bid = node.attrs["bid"]
+        self.elements[bid] = Element(bid, node.tag, role, name, inert=True)
+        return bid
 
     def line(
         self, depth: int, role: str, name: str = "", bid: str | None = None, states: str = ""
@@ -524,34 +581,39 @@ class _Walker:
         if tag == "legend" and self.group is not None:
             return  # the group's name, already written with the group
         bid = a.get("bid")
-        if bid is not None:
+        if bid is not None and _interactive(node):
             self.interactive(node, bid, depth)
             return
+        # An inert target: written as the same element without an id, its line led by [bid].
+        # A bid on an element that holds others with ids or controls marks no target.
+        target = node if bid is not None and not _holds_interactive(node) else None
         if _has_class(node, "instruction-text"):
             self.instruction = _norm(_raw_text(node))
         if tag == "header":
             self.in_header += 1
-            self.line(depth, "banner")
+            self.line(depth, "banner", "", self.inert(target, "banner", ""))
             self.walk(node, depth + 1)
             self.in_header -= 1
             return
         role = a.get("role") or _TAG_ROLES.get(tag)
         if role is None:
-            if tag in _INLINE and _only_inline(node):
-                self.static(_raw_text(node), depth)
+            if (tag in _INLINE or target is not None) and _only_inline(node):
+                self.static(_raw_text(node), depth, target)
             else:
                 self.walk(node, depth)
             return
         if role == "img":
-            self.line(depth, "img", _norm(a.get("alt", "")))
+            alt = _norm(a.get("alt", ""))
+            self.line(depth, "img", alt, self.inert(target, "img", alt))
             return
         if role in _NAME_FROM_CONTENT and _only_inline(node):
             text = _norm(_raw_text(node))
-            self.line(depth, role, text)
+            self.line(depth, role, text, self.inert(target, role, text))
             if text and not self.in_header:
                 self.chunks.append(text)
             return
-        self.line(depth, role, _norm(a.get("aria-label", "")))
+        label = _norm(a.get("aria-label", ""))
+        self.line(depth, role, label, self.inert(target, role, label))
         self.walk(node, depth + 1)
 
     def interactive(self, node: _Node, bid: str, depth: int) -> None:
@@ -685,6 +747,9 @@ def observe_page(html: str, url: str = "") -> PageView:
 
     elements = w.elements
     actions = tuple(Action("click", (b,)).to_string() for b, e in elements.items() if e.clickable)
+    targets = tuple(
+        Action("click", (b,)).to_string() for b, e in elements.items() if e.click_target
+    )
     label_index: dict[str, str] = {}
     for b, e in elements.items():
         if not e.clickable:
@@ -709,6 +774,7 @@ def observe_page(html: str, url: str = "") -> PageView:
         html_pruned=pruned,
         elements=elements,
         available_actions=actions,
+        clickable_actions=targets,
         has_search_bar=search_box is not None,
         label_index=label_index,
         search_box=search_box,

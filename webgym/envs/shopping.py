@@ -197,6 +197,7 @@ class ShoppingLogic:
             "url": text,
             "text": text,
             "available_actions": spaces.Sequence(text_space(MAX_ACTION_LENGTH), stack=False),
+            "clickable_actions": spaces.Sequence(text_space(MAX_ACTION_LENGTH), stack=False),
             "last_action": text,
             "last_action_error": text,
             "step": spaces.Box(0, np.iinfo(np.int64).max, shape=(), dtype=np.int64),
@@ -299,6 +300,7 @@ class ShoppingLogic:
             "url": self._public_url(self._url),
             "text": view.text,
             "available_actions": tuple(view.available_actions),
+            "clickable_actions": tuple(view.clickable_actions),
             "last_action": last_action,
             "last_action_error": error,
             "step": np.array(self._step, dtype=np.int64),
@@ -312,7 +314,7 @@ class ShoppingLogic:
         for key, value in obs.items():
             if isinstance(value, str):
                 obs[key] = observable_text(value)
-            elif key == "available_actions":
+            elif key in ("available_actions", "clickable_actions"):
                 obs[key] = tuple(observable_text(a) for a in value)
         return obs
 

@@ -65,6 +65,11 @@ class WebGymObservation(Observation):
     text: str = ""
     axtree: str = ""
     available_actions: list[str] = Field(default_factory=list)
+    clickable_actions: list[str] = Field(
+        default_factory=list,
+        description="click('bid') for every click target, inert ones included (a superset of "
+        "available_actions; a click on an inert one changes nothing)",
+    )
     last_action: str = ""
     last_action_error: str = ""
     step: int = 0
@@ -127,6 +132,7 @@ class WebGymEnvironment(Environment[WebGymAction, WebGymObservation, WebGymState
             text=obs["text"],
             axtree=obs.get("axtree", ""),
             available_actions=list(obs["available_actions"]),
+            clickable_actions=list(obs["clickable_actions"]),
             last_action=obs["last_action"],
             last_action_error=obs["last_action_error"],
             step=int(obs["step"]),
