@@ -251,6 +251,7 @@ class Turn:
     reward: float
     effect_label: int | None
     action_error: str = ""
+    effect: dict[str, Any] | None = None  # the whole info["action_effect"] (label, distances)
 
     @property
     def action(self) -> str:
@@ -270,6 +271,7 @@ class Rollout:
     terminated: bool = False
     truncated: bool = False
     error: str | None = None  # an infrastructure failure: excluded from losses
+    final_obs: dict[str, Any] | None = None  # the observation after the last turn (s_T)
 
     @property
     def success(self) -> bool:
@@ -396,12 +398,14 @@ def collect_rollouts(
                         reward=float(reward),
                         effect_label=effect.get("label"),
                         action_error=str(nxt.get("last_action_error") or ""),
+                        effect=dict(effect),
                     )
                 )
                 slot.obs = nxt
                 if info.get("error"):
                     ro.error = str(info["error"])
                 if terminated or truncated or ro.error:
+                    ro.final_obs = _keep(nxt, False)
                     ro.reward = float(reward)
                     ro.terminated, ro.truncated = bool(terminated), bool(truncated)
                     finish(slot)

@@ -1,0 +1,183 @@
+"""Diagnostics of a Q/V critic on an offline dataset (REFERENCE.md, "Critic diagnostics"), the
+measurements ``webgym-bench ablate digiq`` compares across seed 000's three critic modes:
+
+- **effect probe**: a linear probe (logistic regression) of the env's action-effect label on the
+  features phi(s, a_data), trained on the training tasks, accuracy on the held-out ones; for the
+  off-the-shelf features of ``frozen`` it is the only effect predictor there is;
+- **action sensitivity**: mean over states of max_k Q(s, a_k) - min_k Q(s, a_k) over the state's
+  candidates (seed 000's action-blindness: Q collapsing to V gives 0);
+- **V against Monte Carlo**: mean (V(s_t) - G_t)^2, G_t = gamma^(T-1-t) R, on held-out tasks
+  (V is the behaviour policy's value: in-sample TD estimates exactly that);
+- **ranking accuracy** (:func:`ranking_accuracy`): on held-out states rebuilt in the env, each
+  candidate's outcome is measured by a fork (snapshot, the candidate, then the greedy rollout
+  policy to the end: G = gamma^k R); among random pools of 2/4/8/16 candidates, the share where
+  argmax Q has the pool's best outcome (a chance baseline beside it).
+
+Pure functions of (heads, cache, frame) except the ranking, which plays the env. Imports agents
+and webgym only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "action_sensitivity",
+    "critic_report",
+    "effect_probe",
+    "ranking_accuracy",
+    "v_mc_error",
+    "write_report",
+]
+
+
+def action_sensitivity(q_rows: Sequence[np.ndarray]) -> float:
+    """mean_s (max_k Q(s, a_k) - min_k Q(s, a_k)) over the states with >= 2 candidates."""
+    spreads = [float(q.max() - q.min()) for q in q_rows if len(q) >= 2]
+    return float(np.mean(spreads)) if spreads else float("nan")
+
+
+def v_mc_error(v: np.ndarray, mc: np.ndarray) -> float:
+    """mean (V(s_t) - G_t)^2."""
+    return float(np.mean((np.asarray(v) - np.asarray(mc)) ** 2)) if len(v) else float("nan")
+
+
+def effect_probe(
+    features: np.ndarray, labels: np.ndarray, train: np.ndarray, seed: int = 0
+) -> dict[str, float]:
+    """A logistic-regression probe of the effect label on ``features``: fitted on the rows
+    ``train``, scored (accuracy, balanced accuracy) on the others."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    test = ~train
+    nan = {"probe_acc": float("nan"), "probe_balanced_acc": float("nan")}
+    if train.sum() < 2 or test.sum() < 1 or len(np.unique(labels[train])) < 2:
+        return nan
+    scaler = StandardScaler().fit(features[train])
+    probe = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)
+    probe.fit(scaler.transform(features[train]), labels[train])
+    pred = probe.predict(scaler.transform(features[test]))
+    y = labels[test]
+    recalls = [float((pred[y == c] == c).mean()) for c in (0, 1) if (y == c).any()]
+    return {"probe_acc": float((pred == y).mean()), "probe_balanced_acc": float(np.mean(recalls))}
+
+
+def critic_report(heads, cache, frame, *, probe: bool = True) -> dict[str, Any]:
+    """The cheap diagnostics of a trained critic on the cached features (module docstring)."""
+    from agents.digiq import critic_values
+
+    q_rows, v = critic_values(heads, cache)
+    held = frame["heldout"].to_numpy()
+    mc = frame["mc_return"].to_numpy()
+    with torch.no_grad():
+        q_logged = heads.qs(cache.pairs[cache.logged]).min(0).values.numpy()
+    out: dict[str, Any] = {
+        "q_mean": float(q_logged.mean()) if len(q_logged) else float("nan"),
+        "v_mean": float(v.mean()) if len(v) else float("nan"),
+        "v_mc_mse_heldout": v_mc_error(v[held], mc[held]),
+        "v_mc_mse_train": v_mc_error(v[~held], mc[~held]),
+        "q_mc_mse_heldout": v_mc_error(q_logged[held], mc[held]),
+        "action_sensitivity": action_sensitivity([q for q, h in zip(q_rows, held, strict=True) if h]
+                                                 or q_rows),  # fmt: skip
+        "action_sensitivity_train": action_sensitivity(
+            [q for q, h in zip(q_rows, held, strict=True) if not h]
+        ),
+        "states": int(len(frame)),
+        "heldout_states": int(held.sum()),
+    }
+    if probe:
+        feats = cache.pairs[cache.logged].numpy()
+        out |= effect_probe(feats, frame["effect_label"].to_numpy(), ~held)
+    else:
+        out |= {"probe_acc": float("nan"), "probe_balanced_acc": float("nan")}
+    return out
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+def _play_out(env, policy, obs, max_steps: int) -> tuple[float, int]:
+    """Greedy play from ``obs`` to the end: (reward, steps taken)."""
+    steps = 0
+    while True:
+        action = policy.decide_batch([obs], temperature=0.0)[0].action
+        obs, reward, terminated, truncated, _ = env.step(action)
+        steps += 1
+        if terminated or truncated or steps >= max_steps:
+            return float(reward), steps
+
+
+def ranking_accuracy(
+    frame,
+    q_rows: Sequence[np.ndarray],
+    policy,
+    *,
+    n_states: int = 40,
+    pool_sizes: Sequence[int] = (2, 4, 8, 16),
+    gamma: float = 0.95,
+    max_steps: int = 15,
+    draws: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Ranking accuracy of argmax Q against forked Monte Carlo outcomes (module docstring).
+
+    For up to ``n_states`` held-out states (those with the most candidates first), the episode
+    is re-played to s_t in the text env, snapshotted, and every candidate a_k is played from the
+    snapshot followed by ``policy`` at temperature 0: G_k = gamma^(steps - 1) R. For each pool size m,
+    ``draws`` random pools of m candidates per state (states with >= m); correct when argmax Q
+    over the pool has the pool's maximal G. ``chance`` is the same share for a uniform pick.
+    """
+    from agents.rollouts import make_env
+
+    rng = np.random.default_rng([seed, 51])
+    held = np.flatnonzero(frame["heldout"].to_numpy())
+    held = sorted(held, key=lambda i: (-len(frame.iloc[i]["cand_actions"]), i))[:n_states]
+    env = make_env("train", sorted({frame.iloc[i]["task_id"] for i in held}), max_steps=max_steps)
+    outcomes: list[tuple[np.ndarray, np.ndarray]] = []
+    try:
+        for i in held:
+            row = frame.iloc[i]
+            ep = frame[frame["episode"] == row["episode"]].sort_values("t")
+            env.reset(seed=int(row["seed"]), options={"task_id": row["task_id"]})
+            for a in ep["action"].iloc[: int(row["t"])]:
+                env.step(a)
+            snap = env.unwrapped.snapshot()
+            g = []
+            for a in row["cand_actions"]:
+                env.unwrapped.restore(snap)
+                obs, reward, terminated, truncated, _ = env.step(a)
+                steps = 1
+                if not (terminated or truncated):
+                    left = max_steps - int(row["t"]) - 1
+                    reward, more = _play_out(env, policy, obs, max(1, left))
+                    steps += more
+                g.append(float(reward) * gamma ** (steps - 1))
+            outcomes.append((np.asarray(q_rows[i], dtype=float), np.asarray(g)))
+    finally:
+        env.close()
+    out: dict[str, Any] = {"states": len(outcomes)}
+    for m in pool_sizes:
+        hits, chance, n = 0.0, 0.0, 0
+        for q, g in outcomes:
+            if len(q) < m:
+                continue
+            for _ in range(draws):
+                pool = rng.choice(len(q), size=m, replace=False)
+                best = g[pool].max()
+                hits += float(g[pool[int(np.argmax(q[pool]))]] == best)
+                chance += float((g[pool] == best).mean())
+                n += 1
+        out[f"rank_acc_{m}"] = hits / n if n else float("nan")
+        out[f"rank_chance_{m}"] = chance / n if n else float("nan")
+        out[f"rank_pools_{m}"] = n
+    return out

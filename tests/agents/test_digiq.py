@@ -1,0 +1,215 @@
+"""Digi-Q on tiny models: TD targets from the target heads, Polyak by hand, Best-of-N on
+hand-made Q/V, the logged action among the candidates, a frozen encoder that gets no gradient
+and a cache that is read, not recomputed, and the smoke preset end to end (text and browser)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from agents.digiq import (
+    PRESETS,
+    CriticHeads,
+    best_of_n,
+    cache_features,
+    load_critic,
+    load_critic_encoder,
+    load_transitions,
+    polyak_update,
+    td_targets,
+    train_digiq,
+    train_td_on_cache,
+)
+from agents.training import TrainRun
+
+CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
+SMOKE = PRESETS["smoke"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run, shared: (run, checkpoint)."""
+    out = tmp_path_factory.mktemp("digiq") / "smoke"
+    run = TrainRun(out, SMOKE, trainer="digiq", preset="smoke", show_progress=False)
+    return run, train_digiq(SMOKE, run)
+
+
+@pytest.fixture(scope="module")
+def frame(smoke_run):
+    run, _ = smoke_run
+    return load_transitions(run.dir / "data" / "transitions.parquet")
+
+
+def test_td_targets_come_from_the_target_heads():
+    torch.manual_seed(0)
+    online, target = CriticHeads(8, 16), CriticHeads(8, 16)  # different random weights
+    f_sa, f_s2 = torch.randn(5, 8), torch.randn(5, 8)
+    r = torch.tensor([0.0, 1.0, 0.0, 0.5, 0.0])
+    done = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0])
+    y_q, y_v = td_targets(target, f_sa, f_s2, r, done, 0.95)
+    with torch.no_grad():
+        want_q = r + 0.95 * (1 - done) * torch.stack([target.v[i](f_s2).squeeze(-1) for i in (0, 1)])
+        want_v = torch.stack([target.q[i](f_sa).squeeze(-1) for i in (0, 1)])
+        online_q = r + 0.95 * (1 - done) * online.vs(f_s2)
+    assert torch.allclose(y_q, want_q) and torch.allclose(y_v, want_v)
+    assert not torch.allclose(y_q, online_q)  # the online heads are not what the target reads
+    assert torch.equal(y_q[:, 1], r[[1, 1]]) and torch.equal(y_q[:, 3], r[[3, 3]])  # done: r only
+    _, y_min = td_targets(target, f_sa, f_s2, r, done, 0.95, v_target="min")
+    assert torch.allclose(y_min[0], want_v.min(0).values) and torch.equal(y_min[0], y_min[1])
+    assert not y_q.requires_grad and not y_v.requires_grad
+
+
+def test_polyak_update_by_hand():
+    online, target = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        online.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        online.bias.fill_(4.0)
+        target.weight.copy_(torch.tensor([[0.0, -2.0]]))
+        target.bias.fill_(0.0)
+    polyak_update(target, online, 0.1)  # 0.9 * target + 0.1 * online
+    assert torch.allclose(target.weight, torch.tensor([[0.1, -1.6]]))
+    assert torch.allclose(target.bias, torch.tensor([0.4]))
+    polyak_update(target, online, 0.1)
+    assert torch.allclose(target.weight, torch.tensor([[0.19, -1.24]]))
+    assert torch.equal(online.weight, torch.tensor([[1.0, 2.0]]))  # the online net is untouched
+
+
+def test_best_of_n_takes_the_argmax_advantage_among_playable_candidates():
+    q = [0.30, 0.55, 0.90, 0.52]
+    # the best Q (index 2) is a critic-only candidate (an exploratory inert click)
+    assert best_of_n(q, 0.51, [True, True, False, True], 0.05) == (1, pytest.approx(0.04), False)
+    k, adv, kept = best_of_n(q, 0.40, [True, True, False, True], 0.05)
+    assert (k, kept) == (1, True) and adv == pytest.approx(0.15)
+    k, adv, kept = best_of_n(q, 0.40, [True] * 4, 0.05)
+    assert (k, kept) == (2, True) and adv == pytest.approx(0.50)
+    assert best_of_n(q, 0.0, [False] * 4, 0.05)[0] == -1
+    assert best_of_n(q, 1.0, [True] * 4, 0.05)[2] is False  # every A < 0: nothing to imitate
+
+
+def test_the_logged_action_is_always_among_the_candidates(frame):
+    assert len(frame) > 0
+    for row in frame.itertuples():
+        assert row.cand_actions[row.logged_index] == row.action
+        assert row.cand_texts[row.logged_index] == row.action_text
+        assert len(row.cand_actions) <= SMOKE.n_candidates
+        k = row.cand_policy_index[row.logged_index]
+        assert k == -1 or row.policy_actions[k] == row.action
+        assert k >= 0 or row.explored  # only an exploratory click falls outside the scorer's
+    assert frame["explored"].any()  # explore_eps 0.3 over ~50 steps
+
+
+def test_frozen_td_reads_the_cache_and_gives_the_encoder_no_gradient(smoke_run, frame):
+    run, _ = smoke_run
+    data_hash = json.loads((run.dir / "data" / "data.json").read_text())["sha256"]
+    cfg = replace(SMOKE, critic_mode="frozen", td_updates=20)
+    enc = load_critic_encoder(cfg).requires_grad_(False)
+    calls = []
+    enc.encoder.register_forward_hook(lambda *a: calls.append(1))
+    root = run.dir / "test-cache"
+    first = cache_features(enc, frame, data_hash, root)
+    assert first.computed == len(first.states) + len(first.pairs) and len(calls) > 0
+    calls.clear()
+    second = cache_features(load_critic_encoder(cfg).requires_grad_(False), frame, data_hash, root)
+    assert second.computed == 0 and second.key == first.key
+    assert torch.equal(first.pairs, second.pairs) and torch.equal(first.states, second.states)
+    # the (s, a) features depend on the action: the candidates of a state differ
+    row = next(i for i, ix in enumerate(first.cand_idx) if len(ix) > 1)
+    assert not torch.equal(first.pairs[first.cand_idx[row][0]], first.pairs[first.cand_idx[row][1]])
+    calls.clear()
+    before = copy.deepcopy(enc.encoder.state_dict())
+    heads, td, _ = train_td_on_cache(cfg, run, second, frame, 10_000, 0.0)
+    assert calls == []  # no encoder forward pass in the TD phase
+    assert all(p.grad is None for p in enc.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in enc.encoder.state_dict().items())
+    assert any(p.grad is not None for p in heads.parameters())
+    assert td["td_updates_per_s"] > 0
+
+
+def test_smoke_preset_writes_data_critic_and_a_playable_policy(smoke_run):
+    run, latest = smoke_run
+    data = json.loads((run.dir / "data" / "data.json").read_text())
+    balance = json.loads((run.dir / "data" / "label_balance.json").read_text())
+    assert balance["all"]["n"] == data["transitions"] > 0
+    import hashlib
+
+    digest = hashlib.sha256((run.dir / "data" / "transitions.parquet").read_bytes()).hexdigest()
+    assert digest == data["sha256"]
+    meta = json.loads((latest / "training.json").read_text())
+    assert meta["data_sha256"] == digest and meta["options"]["critic_mode"] == "finetune_freeze"
+    heads, info = load_critic(latest)
+    assert info["data_sha256"] == digest and isinstance(heads, CriticHeads)
+    phases = {int(float(r["phase"])) for r in run.metrics()}
+    assert phases == {1, 2, 3, 4}
+    report = json.loads((run.dir / "diagnostics.json").read_text())
+    assert np.isfinite(report["v_mc_mse_heldout"]) and report["action_sensitivity"] >= 0
+    # the policy changed from where it started (filtered BC took steps)
+    from agents.scorer_policy import ScorerPolicy
+
+    fresh = ScorerPolicy.from_backbone_name(SMOKE.backbone, seed=SMOKE.seed)
+    trained = ScorerPolicy.load(latest)
+    assert not torch.equal(fresh.head[2].weight, trained.head[2].weight)
+    assert torch.equal(fresh.encoder.embeddings.word_embeddings.weight,
+                       trained.encoder.embeddings.word_embeddings.weight)  # heads only
+
+
+def test_a_second_run_reuses_the_data_and_the_cache(smoke_run, tmp_path):
+    run, _ = smoke_run
+    cfg = replace(SMOKE, data=str(run.dir / "data"), critic_mode="frozen", val_tasks=0)
+    other = TrainRun(tmp_path / "frozen", cfg, trainer="digiq", preset="smoke", show_progress=False)
+    train_digiq(cfg, other)
+    assert not (other.dir / "data" / "transitions.parquet").exists()  # read from the first run
+    data_hash = json.loads((run.dir / "data" / "data.json").read_text())["sha256"]
+    assert json.loads((other.latest_path / "training.json").read_text())["data_sha256"] == data_hash
+    # resuming a finished run collects, encodes and trains nothing again
+    lines = len(other.log_path.read_text().splitlines())
+    again = TrainRun(tmp_path / "frozen", cfg, trainer="digiq", preset="smoke", show_progress=False)
+    n_rows = len(again.metrics())
+    train_digiq(cfg, again)
+    assert len(again.metrics()) == n_rows
+    new_lines = again.log_path.read_text().splitlines()[lines:]
+    assert any("(0 encoded now" in line for line in new_lines), new_lines
+
+
+def test_make_agent_plays_a_whole_text_episode(smoke_run):
+    from agents import make_agent
+    from agents.rollouts import make_env
+
+    _, latest = smoke_run
+    agent = make_agent("digiq", checkpoint=str(latest))
+    assert agent.name == "digiq"
+    env = make_env("test", max_steps=6)
+    obs, _ = env.reset(seed=0)
+    agent.reset(obs["goal"], seed=0)
+    steps, done = 0, False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(agent.act(obs))
+        steps, done = steps + 1, terminated or truncated
+    env.close()
+    assert 1 <= steps <= 6
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed")
+def test_make_agent_plays_a_browser_episode(smoke_run):
+    from agents import make_agent
+    from agents.rollouts import make_env
+
+    _, latest = smoke_run
+    agent = make_agent("digiq", checkpoint=str(latest))
+    env = make_env("test", mode="browser", max_steps=4)
+    try:
+        obs, _ = env.reset(seed=0)
+        agent.reset(obs["goal"], seed=0)
+        done, steps = False, 0
+        while not done:
+            obs, _, terminated, truncated, info = env.step(agent.act(obs))
+            steps, done = steps + 1, terminated or truncated
+            assert "pixel_distance" in info["action_effect"]
+    finally:
+        env.close()
+    assert 1 <= steps <= 4
