@@ -27,7 +27,17 @@ def pages(shop, catalog):
         out["option"] = (dim, value)
         out["item_chosen"] = c.post(f"/s/{sid}/item/{goal['asin']}/option", data={dim: value})
         out["features"] = c.get(f"/s/{sid}/item/{goal['asin']}/features")
+        for sub in ("description", "reviews", "attributes"):
+            out[sub] = c.get(f"/s/{sid}/item/{goal['asin']}/{sub}")
+        out["done"] = c.post(f"/s/{sid}/item/{goal['asin']}/buy")
     return out
+
+
+SHOP_PAGES = (
+    "search", "results", "results2", "item", "item_chosen",
+    "features", "description", "reviews", "attributes", "done",
+)  # fmt: skip
+_BID_LINE_RE = r"^\t*\[{}\] (\S+)(?: ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))?"
 
 
 def view_of(response: httpx.Response):
@@ -231,3 +241,108 @@ def test_handwritten_html_edge_cases():
     assert "abcdef0123456789" not in v.html_pruned + v.text + v.axtree
     assert "<script" not in v.html_pruned and "<!--" not in v.html_pruned
     assert v.available_actions == ("click('go')", 'click("o\'neil")')
+
+
+def inert_bids(v) -> list[str]:
+    return [b for b, e in v.elements.items() if e.inert]
+
+
+def test_clickable_actions_are_every_click_target_with_an_axtree_line(pages):
+    """clickable_actions: the available actions and the inert targets, in document order; each
+    one's bid leads a ``[bid] role 'name'`` line of the axtree; available_actions unchanged."""
+    for name in SHOP_PAGES:
+        v = view_of(pages[name])
+        assert set(v.available_actions) <= set(v.clickable_actions), name
+        targets = [a for a in v.clickable_actions if a in v.available_actions]
+        assert tuple(targets) == v.available_actions, name  # the same order inside
+        order = [b for b, e in v.elements.items() if e.click_target]
+        assert v.clickable_actions == tuple(f"click('{b}')" for b in order), name
+        inert = inert_bids(v)
+        assert inert and len(v.clickable_actions) == len(v.available_actions) + len(inert), name
+        for bid in inert:
+            el = v.elements[bid]
+            assert not el.clickable and not el.navigates and el.form is None
+            lines = re.findall(_BID_LINE_RE.format(re.escape(bid)), v.axtree, re.M)
+            assert len(lines) == 1, (name, bid)
+            role, quoted = lines[0]
+            assert role == el.role and role not in ("link", "button", "radio", "textbox")
+            assert quoted or role == "img", (name, bid)  # every text target is named
+    for name, bid in [
+        ("search", "instruction"),
+        ("results", "results_summary"),
+        ("item", "product_title"),
+        ("item", "product_price"),
+        ("features", "current_tab"),
+        ("reviews", "current_tab"),
+        ("description", "description"),
+        ("done", "score"),
+    ]:
+        assert bid in inert_bids(view_of(pages[name])), (name, bid)
+    assert "[current_tab] heading 'Features'" in view_of(pages["features"]).axtree
+    asin = pages["goal"]["asin"].lower()
+    results = view_of(pages["results"])
+    assert {f"thumb_{asin}", f"asin_{asin}", f"price_{asin}"} <= set(inert_bids(results)) or (
+        f"click('item_{asin}')" not in results.available_actions  # the target on page 2
+    )
+
+
+def test_inert_ids_change_nothing_but_their_axtree_prefixes(pages):
+    """The same page without its inert ids has the same text, actions and axtree (less the
+    ``[bid]`` of the inert lines): what a policy read before the ids keeps reading the same."""
+    for name in SHOP_PAGES:
+        html, url = pages[name].text, str(pages[name].url)
+        v = observe_page(html, url)
+        inert = inert_bids(v)
+        bare = html
+        for bid in inert:
+            bare, n = re.subn(rf' bid="{re.escape(bid)}"', "", bare)
+            assert n == 1, (name, bid)
+        w = observe_page(bare, url)
+        assert inert_bids(w) == [] and w.clickable_actions == w.available_actions
+        assert (w.text, w.available_actions, w.label_index) == (
+            v.text,
+            v.available_actions,
+            v.label_index,
+        )
+        stripped = v.axtree
+        for bid in inert:
+            stripped = re.sub(rf"^(\t*)\[{re.escape(bid)}\] ", r"\1", stripped, flags=re.M)
+        assert stripped == w.axtree, name
+
+
+def test_a_click_on_an_inert_target_resolves_to_a_click_that_goes_nowhere(pages):
+    v = view_of(pages["item_chosen"])
+    (step,) = v.resolve(parse_action("click('product_title')"))
+    assert step == Action("click", ("product_title",))
+    assert step.element is v.elements["product_title"] and step.element.inert
+    assert not step.element.navigates and step.element.role == "heading"
+    with pytest.raises(ActionError, match="no element with id 'nope' on this page; ids: ") as e:
+        v.resolve(parse_action("click('nope')"))
+    assert "buy_now" in str(e.value) and "product_title" not in str(e.value)  # interactive ids
+    with pytest.raises(ActionError, match="not a text field"):
+        v.resolve(parse_action("fill('product_title', 'x')"))
+    # click[label] stays on the interactive elements
+    with pytest.raises(ActionError, match="no clickable"):
+        v.resolve(parse_action(f"click[{v.elements['product_title'].label}]"))
+
+
+def test_an_id_on_a_container_of_controls_or_inside_one_is_no_target():
+    html = """<html><body>
+    <div bid="box"><a bid="go" href="/go">Go <span bid="in_link">here</span></a></div>
+    <div bid="note">A note</div>
+    <ul><li><span bid="li_text">one</span></li></ul>
+    <span bid="empty"></span><img bid="pic" alt="a cat" src="/c.png">
+    <h2 bid="head">Title <b>bold</b></h2>
+    </body></html>"""
+    v = observe_page(html)
+    assert list(v.elements) == ["go", "note", "li_text", "pic", "head"]
+    assert v.available_actions == ("click('go')",)
+    assert v.clickable_actions == tuple(f"click('{b}')" for b in v.elements)
+    assert v.text == "Go here [SEP] A note [SEP] one [SEP] Title bold"
+    for line in (
+        "[note] StaticText 'A note'",
+        "\t\t\t[li_text] StaticText 'one'",
+        "[pic] img 'a cat'",
+        "[head] heading 'Title bold'",
+    ):
+        assert line in v.axtree

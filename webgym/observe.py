@@ -432,9 +432,7 @@ def _holds_interactive(node: _Node) -> bool:
     """Whether an element with an id or a control lies inside ``node`` (a click at its centre
     could land on it: such a node is no inert target)."""
     for c in node.children:
-        if isinstance(c, _Node) and (
-            "bid" in c.attrs or _interactive(c) or _holds_interactive(c)
-        ):
+        if isinstance(c, _Node) and ("bid" in c.attrs or _interactive(c) or _holds_interactive(c)):
             return True
     return False
 

@@ -96,7 +96,9 @@ def test_state_text_and_candidates_are_what_they_were(now):
 if __name__ == "__main__" and "--capture" in sys.argv:
     episodes = collect()
     lines = ",\n".join(
-        f"{json.dumps(k)}: [\n" + ",\n".join(json.dumps(s, separators=(",", ":")) for s in v) + "\n]"
+        f"{json.dumps(k)}: [\n"
+        + ",\n".join(json.dumps(s, separators=(",", ":")) for s in v)
+        + "\n]"
         for k, v in episodes.items()
     )
     FIXTURE.write_text("{\n" + lines + "\n}\n")  # one line per step: readable diffs

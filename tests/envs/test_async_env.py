@@ -172,3 +172,28 @@ async def test_chromium_killed_under_eight_sessions_ends_each_episode(catalog):
         assert [trace[-1][1] for trace in traces] == [1.0, 1.0]
     finally:
         await asyncio.gather(*(env.aclose() for env in envs))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["text", "browser"])
+async def test_a_click_on_an_inert_target_changes_nothing(mode, catalog):
+    """A click on a heading or a text with an element id is legal and does nothing: label 0,
+    distances 0 (the same as tests/envs/test_inert_targets.py, on the async tab)."""
+    env = webgym.AsyncShoppingEnv(mode=mode)
+    try:
+        obs, _ = await env.reset(options={"task_id": TASKS[6]})
+        for action in ("click('instruction')", "click('logo')"):
+            assert action in obs["clickable_actions"] and action not in obs["available_actions"]
+            after, reward, terminated, truncated, info = await env.step(action)
+            assert after["last_action_error"] == "" and not (terminated or truncated)
+            assert same_obs(
+                {**after, "last_action": "", "step": 0}, {**obs, "step": 0, "last_action": ""}
+            )
+            effect = info["action_effect"]
+            assert effect["label"] == 0 and effect["text_distance"] == 0
+            assert effect.get("pixel_distance", 0.0) == 0.0
+            obs = after
+        obs, *_ = await env.step("click('no_such_id')")
+        assert obs["last_action_error"].startswith("no element with id 'no_such_id'")
+    finally:
+        await env.aclose()

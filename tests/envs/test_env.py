@@ -107,6 +107,7 @@ def test_browser_and_text_modes_see_the_same_episode(browser_env, text_env, cata
                 "text",
                 "axtree",
                 "available_actions",
+                "clickable_actions",
                 "html",
                 "goal",
                 "last_action",

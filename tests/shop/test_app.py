@@ -132,6 +132,38 @@ def test_every_interactive_element_has_a_unique_stable_id(client, catalog):
         assert BID_RE.findall(second) == bids  # same page state, same ids
 
 
+def test_every_id_the_shop_writes_is_an_element_an_agent_can_target(client, catalog):
+    """Visible non-interactive elements carry ids too (headings, the instruction, product
+    texts and images, the open tab of a sub-page), each one an element of the observation:
+    none sits inside a link or a button, none is empty, none holds a control; no id names the
+    session."""
+    from webgym.observe import observe_page
+
+    for goal in catalog.split("test").goals[4:7]:
+        sid = new_session(client, goal["task_id"])
+        item = f"/s/{sid}/item/{goal['asin']}"
+        paths = [
+            f"/s/{sid}",
+            f"/s/{sid}/search?q={goal['query']}",
+            f"/s/{sid}/search?q=zzzzqqqq",  # no results
+            item,
+            *(f"{item}/{sub}" for sub in ("description", "features", "reviews", "attributes")),
+            f"/s/{sid}/item/NOSUCHASIN",  # an error page
+        ]
+        for path in paths:
+            html = client.get(path).text
+            bids = BID_RE.findall(html)
+            view = observe_page(html)
+            assert list(view.elements) == bids, path
+            assert not any(sid in b for b in bids)
+            assert len(view.clickable_actions) > len(view.available_actions), path
+        done = client.post(f"{item}/buy")
+        assert done.url.path.endswith("/done")
+        assert list(observe_page(done.text).elements) == BID_RE.findall(done.text)
+    landing = client.get("/").text
+    assert list(observe_page(landing).elements) == BID_RE.findall(landing)
+
+
 def test_sessions_are_isolated_and_clone_and_restore(client, catalog):
     goal = catalog.split("test").goals[2]
     product = catalog.get(goal["asin"])

@@ -10,7 +10,10 @@ mode fetches; the purchase comes from the same response's headers.
 Steps: a resolved step (a ``click`` / ``fill`` carrying the page element it acts on, from
 :meth:`webgym.observe.PageView.resolve`) is trusted: the element was checked against the served
 page once, and whether a click navigates is read from it. An unresolved action (used without an
-environment) is probed in the page first, in one round trip, so a bad id fails fast.
+environment) is probed in the page first, in one round trip, so a bad id fails fast. A click on
+an inert target (a heading, a text, an image with an id: ``Element.inert``) is the same real
+click: it lands on the element and nothing happens (pixel-identical captures), except that one
+outside the viewport is scrolled into view first, as Playwright (and BrowserGym) click.
 
 Navigation waiting: a click that navigates (a link, or a form's submit control) is wrapped in
 ``expect_navigation`` and waits for the new document's "load" within the navigation timeout (the
