@@ -12,7 +12,12 @@ distances, both reported on every step:
 
 The label is the pixel label in browser mode (Digi-Q's definition) and the text label in text
 mode. Pages are rendered deterministically, so an action without effect gives exactly 0 on both
-distances. The default thresholds come from ``benchmarks/perf/effect_thresholds.py``, which
+distances: a no-op, a failed action, scrolling a page that cannot scroll, a click on an inert
+target (a heading, a text, an image: ``obs["clickable_actions"]`` less ``available_actions``).
+In the browser a click on an inert target below the fold scrolls it into view first (Playwright
+clicks so), which moves pixels: label 1 there, 0 in text mode.
+``benchmarks/perf/effect_balance.py`` measures how often the label is 1 per page type when a
+behaviour mixes random clicks on every click target into the rule agent's actions. The default thresholds come from ``benchmarks/perf/effect_thresholds.py``, which
 measures the distances of no-ops, failed actions, option choices and navigations over real
 episodes; ``EffectThresholds`` quotes the figures. Imports nothing from WebGym.
 """
