@@ -95,8 +95,9 @@ def make_env(
 
 def _keep(obs: dict[str, Any], keep_html: bool) -> dict[str, Any]:
     out = {k: v for k, v in obs.items() if keep_html or k not in ("html", "screenshot")}
-    if "available_actions" in out:
-        out["available_actions"] = list(out["available_actions"])
+    for key in ("available_actions", "clickable_actions"):
+        if key in out:
+            out[key] = list(out[key])
     return out
 
 
