@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "ablation_diagnostics",
     "action_sensitivity",
     "critic_report",
     "effect_probe",
@@ -128,6 +129,7 @@ def ranking_accuracy(
     max_steps: int = 15,
     draws: int = 20,
     seed: int = 0,
+    outcomes_path: Path | None = None,
 ) -> dict[str, Any]:
     """Ranking accuracy of argmax Q against forked Monte Carlo outcomes (module docstring).
 
@@ -136,6 +138,8 @@ def ranking_accuracy(
     snapshot followed by ``policy`` at temperature 0: G_k = gamma^(steps - 1) R. For each pool size m,
     ``draws`` random pools of m candidates per state (states with >= m); correct when argmax Q
     over the pool has the pool's maximal G. ``chance`` is the same share for a uniform pick.
+    The forks' outcomes depend on the data only (a deterministic env and greedy policy): with
+    ``outcomes_path`` they are kept there (JSON, by episode and t) and read by the next critic.
     """
     from agents.rollouts import make_env
 
@@ -144,28 +148,41 @@ def ranking_accuracy(
     held = sorted(held, key=lambda i: (-len(frame.iloc[i]["cand_actions"]), i))[:n_states]
     env = make_env("train", sorted({frame.iloc[i]["task_id"] for i in held}), max_steps=max_steps)
     outcomes: list[tuple[np.ndarray, np.ndarray]] = []
+    known: dict[str, list[float]] = {}
+    if outcomes_path is not None and Path(outcomes_path).is_file():
+        known = json.loads(Path(outcomes_path).read_text())
     try:
         for i in held:
             row = frame.iloc[i]
+            key = f"{row['episode']}/{row['t']}"
+            if key in known:
+                outcomes.append((np.asarray(q_rows[i], dtype=float), np.asarray(known[key])))
+                continue
             ep = frame[frame["episode"] == row["episode"]].sort_values("t")
             env.reset(seed=int(row["seed"]), options={"task_id": row["task_id"]})
             for a in ep["action"].iloc[: int(row["t"])]:
                 env.step(a)
-            snap = env.unwrapped.snapshot()
+            core = env.unwrapped  # the forks count their steps themselves (no TimeLimit)
+            snap = core.snapshot()
             g = []
+            left = max_steps - int(row["t"]) - 1  # steps the episode had after the candidate
             for a in row["cand_actions"]:
-                env.unwrapped.restore(snap)
-                obs, reward, terminated, truncated, _ = env.step(a)
+                core.restore(snap)
+                obs, reward, terminated, truncated, _ = core.step(a)
                 steps = 1
-                if not (terminated or truncated):
-                    left = max_steps - int(row["t"]) - 1
-                    reward, more = _play_out(env, policy, obs, max(1, left))
+                if not (terminated or truncated) and left > 0:
+                    reward, more = _play_out(core, policy, obs, left)
                     steps += more
+                elif not terminated:
+                    reward = 0.0
                 g.append(float(reward) * gamma ** (steps - 1))
             outcomes.append((np.asarray(q_rows[i], dtype=float), np.asarray(g)))
+            known[key] = g
     finally:
         env.close()
-    out: dict[str, Any] = {"states": len(outcomes)}
+    if outcomes_path is not None:
+        write_report(Path(outcomes_path), known)
+    out: dict[str, Any] = {"rank_states": len(outcomes)}
     for m in pool_sizes:
         hits, chance, n = 0.0, 0.0, 0
         for q, g in outcomes:
@@ -181,3 +198,41 @@ def ranking_accuracy(
         out[f"rank_chance_{m}"] = chance / n if n else float("nan")
         out[f"rank_pools_{m}"] = n
     return out
+
+
+def ablation_diagnostics(
+    run_dir: str | Path, *, rank_states: int = 40, pool_sizes: Sequence[int] = (2, 4, 8, 16)
+) -> dict[str, Any]:
+    """A finished digiq run's ``diagnostics.json`` plus its ranking accuracy (the forks' outcomes
+    shared through the data folder), written back; the features are read from the run's cache."""
+    from agents.digiq import (
+        DigiQConfig,
+        _behaviour,
+        cache_features,
+        critic_values,
+        load_critic,
+        load_critic_encoder,
+        load_transitions,
+    )
+    from agents.training import override_config
+
+    run_dir = Path(run_dir)
+    cfg = override_config(DigiQConfig(), json.loads((run_dir / "config.json").read_text())["config"])
+    latest = run_dir / "checkpoints" / "latest"
+    meta = json.loads((latest / "training.json").read_text())
+    heads, info = load_critic(latest)
+    data_path = Path(meta["data_path"])
+    frame = load_transitions(data_path)
+    enc = load_critic_encoder(cfg, info.get("encoder_dir")).requires_grad_(False)
+    cache = cache_features(enc, frame, info["data_sha256"], run_dir / "cache")
+    q_rows, _ = critic_values(heads, cache)
+    report = json.loads((run_dir / "diagnostics.json").read_text())
+    report |= {"cache_recomputed": cache.computed}
+    if rank_states > 0:
+        report |= ranking_accuracy(
+            frame, q_rows, _behaviour(cfg), n_states=rank_states, pool_sizes=pool_sizes,
+            gamma=cfg.gamma, max_steps=cfg.max_steps, seed=cfg.seed,
+            outcomes_path=data_path.parent / f"fork_outcomes-{rank_states}.json",
+        )  # fmt: skip
+    write_report(run_dir / "diagnostics.json", report)
+    return report

@@ -72,7 +72,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1195,6 +1195,14 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
              cache_s=time.perf_counter() - t_phase)  # fmt: skip
         if config.critic_mode != "end_to_end":
             heads, td, it = train_td_on_cache(config, run, cache, frame, it, t_run)
+        else:  # the same run times TD on the cache too: the price of training through Enc
+            probe = replace(config, td_updates=200, log_every=10**9)
+            _, cached_td, _ = train_td_on_cache(probe, run, cache, frame, it, t_run)
+            td["cached_td_updates_per_s"] = cached_td["td_updates_per_s"]
+            td["cached_speedup"] = cached_td["td_updates_per_s"] / td["td_updates_per_s"]
+            run.say(f"TD updates/s: {td['td_updates_per_s']:.2f} end to end, "
+                    f"{cached_td['td_updates_per_s']:.0f} on the cache "
+                    f"({td['cached_speedup']:.0f}x)")  # fmt: skip
         report = critic_report(heads, cache, frame, probe=True)
         report |= {"critic_mode": config.critic_mode, **td, "finetune": ft_acc,
                    "label_balance": balance, "data_sha256": data_hash, "cache_key": cache.key}  # fmt: skip

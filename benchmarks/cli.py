@@ -1,5 +1,5 @@
 """The harness's commands of ``webgym-bench``: ``run``, ``show``, ``list-agents``, ``train``,
-``models`` and the ``perf`` scripts.
+``ablate``, ``models`` and the ``perf`` scripts.
 
     webgym-bench run --agent rule --split test --mode text --workers 2
     webgym-bench show runs/rule-test-20261125T083000Z --plots plots/
@@ -518,6 +518,78 @@ def train_cmd(
         f"success rate {summary['success_rate'] * 100:.1f}%",
         highlight=False,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# ablate (benchmarks/ablate.py): seed 000's three critic options of digiq on the same data
+
+
+@app.command("ablate")
+def ablate_cmd(
+    agent: Annotated[str, typer.Argument(help="The trainer to ablate (digiq).")],
+    preset: Annotated[str, typer.Option(help="smoke, cpu or gpu.")] = "cpu",
+    config: Annotated[
+        Path | None, typer.Option(help="JSON or TOML file of config fields (all three modes).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default runs/ablate-<agent>-<preset>).")
+    ] = None,
+    test_episodes: Annotated[
+        int, typer.Option(help="Test episodes each extracted policy plays (0: none).")
+    ] = 500,
+    rank_states: Annotated[
+        int, typer.Option(help="Held-out states whose candidates are forked for ranking.")
+    ] = 40,
+) -> None:
+    """Train digiq with critic_mode finetune_freeze, frozen and end_to_end on one dataset and
+    compare their critics and policies: OUT/ablation.csv and OUT/ablation.png."""
+    from agents.training import ConfigError, UnknownTrainerError, config_from_file, get_trainer
+    from benchmarks.ablate import finish_table, run_ablation
+
+    if agent != "digiq":
+        fail(f"ablate knows the critic options of digiq only, not {agent!r}")
+    try:
+        info = get_trainer(agent)
+    except UnknownTrainerError as e:
+        fail(str(e))
+    if preset not in info.presets:
+        fail(f"unknown preset {preset!r} for {agent}; presets: {', '.join(info.presets)}")
+    cfg = info.presets[preset]
+    if config is not None:
+        try:
+            cfg = config_from_file(cfg, config)
+        except ConfigError as e:
+            fail(str(e))
+    out = out or Path("runs") / f"ablate-{agent}-{preset}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def play_test(mode: str, checkpoint: Path, run_dir: Path, episodes: int) -> dict[str, Any]:
+        from benchmarks.runner import PlanError, plan_run
+
+        try:
+            plan = plan_run(agent=agent, checkpoint=checkpoint, split="test", episodes=episodes,
+                            seed=0, mode="text", out=run_dir, max_steps=cfg.max_steps)  # fmt: skip
+        except PlanError as e:
+            fail(str(e), e.code)
+        return _play(plan)
+
+    try:
+        rows = run_ablation(cfg, out, preset=preset, rank_states=rank_states,
+                            test_episodes=test_episodes, play_test=play_test,
+                            say=lambda m: console.print(m, highlight=False))  # fmt: skip
+    except (ValueError, RuntimeError) as e:
+        fail(str(e), 1)
+    csv_path, png_path = finish_table(rows, out)
+    t = Table(title=f"digiq ablation ({out})")
+    t.add_column("metric")
+    for r in rows:
+        t.add_column(r["critic_mode"], justify="right")
+    from benchmarks.ablate import COLUMNS, _fmt
+
+    for col in COLUMNS[1:]:
+        t.add_row(col, *(_fmt(r.get(col)) for r in rows))
+    console.print(t)
+    console.print(f"wrote {csv_path} and {png_path}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------------
