@@ -171,7 +171,7 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         tasks = iteration_tasks(learner.train_ids, config, it)
         rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen)
         t_collect = time.perf_counter() - t0
-        batch = TurnBatch.of(rollouts)
+        batch = TurnBatch.of(rollouts, config.critic_input, config.max_steps)
         keep = config.critic_buffer - 1  # past iterations the critic refits
         past = [pair for part in learner.critic_buffer[-keep:] for pair in part] if keep else []
         metrics, _ = archer_update(

@@ -52,7 +52,7 @@ import torch
 
 from agents import data_parallel
 from agents.rollouts import Rollout, collect_rollouts, rollout_stats
-from agents.scorer_policy import ScorerCritic, ScorerPolicy, read_info
+from agents.scorer_policy import ScorerCritic, ScorerPolicy, critic_state_text, read_info
 from agents.training import CommonConfig, TrainRun
 
 if TYPE_CHECKING:
@@ -127,6 +127,9 @@ class CriticConfig(OnPolicyConfig):
     critic_head_lr: float = 3e-3  # its value head
     critic_epochs: int = 2  # passes of the critic over each batch
     critic_train_layers: int = 0  # the critic's top layers that learn (0: all); fewer is faster
+    # what the critic reads: "state" (the scorer's state text, an LM's prompt) or "facts" (the
+    # scorer's state text + the page facts a return depends on: scorer_policy.critic_state_text)
+    critic_input: str = "state"
 
 
 def _configure(config: OnPolicyConfig) -> None:
@@ -319,13 +322,21 @@ class TurnBatch:
     decisions: list[Any] = field(default_factory=list)  # each turn's decision, as the policy made it
 
     @classmethod
-    def of(cls, rollouts: Sequence[Rollout]) -> TurnBatch:
+    def of(
+        cls, rollouts: Sequence[Rollout], critic_input: str = "state", max_steps: int | None = None
+    ) -> TurnBatch:
+        """``critic_input`` "facts": the critic reads ``critic_state_text(obs, max_steps)``."""
+        if critic_input not in ("state", "facts"):
+            raise ValueError(f"critic_input must be 'state' or 'facts', not {critic_input!r}")
         valid = [r for r in rollouts if r.valid]
         states, cands, chosen, old, temps, ep, tt, ds = [], [], [], [], [], [], [], []
         for i, r in enumerate(valid):
             for t, turn in enumerate(r.turns):
                 d = turn.decision
-                states.append(d.state if hasattr(d, "state") else d.prompt)
+                if critic_input == "facts":
+                    states.append(critic_state_text(turn.obs, max_steps))
+                else:
+                    states.append(d.state if hasattr(d, "state") else d.prompt)
                 cands.append(d.candidates)
                 chosen.append(d.index)
                 old.append(d.logprob)

@@ -84,7 +84,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         tasks = iteration_tasks(learner.train_ids, config, it)
         rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen)
         t_collect = time.perf_counter() - t0
-        batch = TurnBatch.of(rollouts)
+        batch = TurnBatch.of(rollouts, config.critic_input, config.max_steps)
         # G_t = gamma^(T-1-t) R for every turn of every valid episode
         returns = torch.cat(
             [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]

@@ -62,6 +62,7 @@ __all__ = [
     "Candidates",
     "candidates",
     "search_queries",
+    "critic_state_text",
     "state_text",
 ]
 
@@ -148,6 +149,50 @@ def state_text(obs: dict[str, Any], max_steps: int | None = None) -> str:
     else:
         brief = " ".join(segs[:6])
     return f"{_norm(obs.get('goal'))} | {kind}{left} | {brief}"
+
+
+def critic_state_text(obs: dict[str, Any], max_steps: int | None = None) -> str:
+    """:func:`state_text` plus the page facts a return depends on, spelled out for a critic.
+
+    A critic that must learn "price <= budget" or "this title matches the goal" from raw text
+    on ~1,000 states a batch memorises returns instead (docs/results.md, ArCHer). So: on an
+    item page whether the price is within budget, the title's overlap with the goal and how many
+    option values the goal names are chosen; on a results page how many listed products are
+    within budget and the best overlap, then the first three titles with prices."""
+    base = state_text(obs, max_steps)
+    goal = _norm(obs.get("goal"))
+    budget = _budget(goal)
+    core = goal_without_price(goal).lower()
+    goal_words = set(_WORD_RE.findall(core))
+
+    def within(price: str) -> str:
+        prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
+        if not prices or budget is None:
+            return "unknown"
+        return "yes" if min(prices) <= budget else "no"
+
+    kind = _page_kind(obs, _nodes(obs))
+    if kind == "item page":
+        segs = _page_segments(obs)
+        at = next((i for i, seg in enumerate(segs) if seg.startswith("Price:")), None)
+        title = segs[at - 1] if at else ""
+        price = segs[at] if at is not None else ""
+        groups = option_groups(obs)
+        named = [g for g in groups if any(_mentions(core, o.label.lower()) for o in g.options)]
+        chosen = [g for g in named if g.checked and _mentions(core, g.checked.label.lower())]
+        facts = (
+            f"within budget: {within(price)}; title match {_overlap(title, goal_words):.1f}; "
+            f"goal options chosen {len(chosen)} of {len(named)}"
+        )
+    elif kind == "results page":
+        items = list(result_items(obs).values())
+        ok = sum(within(p) == "yes" for _, p in items)
+        best = max((_overlap(t, goal_words) for t, _ in items), default=0.0)
+        top = "; ".join(f"{t} {p}".strip() for t, p in items[:3])
+        facts = f"{len(items)} listed, {ok} within budget, best title match {best:.1f}: {top}"
+    else:
+        return base
+    return f"{base} | {facts}"
 
 
 def _nodes(obs: dict[str, Any]) -> list[AxNode]:

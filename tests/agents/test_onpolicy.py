@@ -211,3 +211,22 @@ def test_archer_critic_buffer_refits_past_turns_and_survives_a_resume(tmp_path):
     resumed = start_learner(cfg, TrainRun(tmp_path / "a", cfg, trainer="archer", preset="smoke",
                                           show_progress=False))  # fmt: skip
     assert [[list(p) for p in part] for part in resumed.critic_buffer] == saved[0]
+
+
+def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_ids):
+    from agents.scorer_policy import critic_state_text
+
+    rollouts = collect_rollouts(policy, train_ids[:2], n_envs=2, seed=4, max_steps=6)
+    batch = TurnBatch.of(rollouts, "facts", 6)
+    plain = TurnBatch.of(rollouts)
+    turns = [t for r in batch.rollouts for t in r.turns]
+    assert batch.states == [critic_state_text(t.obs, 6) for t in turns]
+    for facts, state in zip(batch.states, plain.states, strict=True):
+        assert facts.startswith(state)  # the policy's state text, then the facts
+        if "| results page" in state:
+            assert "listed" in facts and "within budget" in facts
+        if "| item page" in state:
+            assert "within budget: " in facts and "goal options chosen" in facts
+    assert any("| results page" in s for s in plain.states)
+    with pytest.raises(ValueError, match="critic_input"):
+        TurnBatch.of(rollouts, "pixels")
