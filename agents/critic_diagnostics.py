@@ -85,8 +85,9 @@ def critic_report(heads, cache, frame, *, probe: bool = True) -> dict[str, Any]:
         "v_mc_mse_heldout": v_mc_error(v[held], mc[held]),
         "v_mc_mse_train": v_mc_error(v[~held], mc[~held]),
         "q_mc_mse_heldout": v_mc_error(q_logged[held], mc[held]),
-        "action_sensitivity": action_sensitivity([q for q, h in zip(q_rows, held, strict=True) if h]
-                                                 or q_rows),  # fmt: skip
+        "action_sensitivity": action_sensitivity(
+            [q for q, h in zip(q_rows, held, strict=True) if h] or q_rows
+        ),
         "action_sensitivity_train": action_sensitivity(
             [q for q, h in zip(q_rows, held, strict=True) if not h]
         ),
@@ -135,7 +136,8 @@ def ranking_accuracy(
 
     For up to ``n_states`` held-out states (those with the most candidates first), the episode
     is re-played to s_t in the text env, snapshotted, and every candidate a_k is played from the
-    snapshot followed by ``policy`` at temperature 0: G_k = gamma^(steps - 1) R. For each pool size m,
+    snapshot followed by ``policy`` at temperature 0: G_k = gamma^(steps - 1) R. For each pool
+    size m,
     ``draws`` random pools of m candidates per state (states with >= m); correct when argmax Q
     over the pool has the pool's maximal G. ``chance`` is the same share for a uniform pick.
     The forks' outcomes depend on the data only (a deterministic env and greedy policy): with
@@ -217,7 +219,9 @@ def ablation_diagnostics(
     from agents.training import override_config
 
     run_dir = Path(run_dir)
-    cfg = override_config(DigiQConfig(), json.loads((run_dir / "config.json").read_text())["config"])
+    cfg = override_config(
+        DigiQConfig(), json.loads((run_dir / "config.json").read_text())["config"]
+    )
     latest = run_dir / "checkpoints" / "latest"
     meta = json.loads((latest / "training.json").read_text())
     heads, info = load_critic(latest)
@@ -230,9 +234,15 @@ def ablation_diagnostics(
     report |= {"cache_recomputed": cache.computed}
     if rank_states > 0:
         report |= ranking_accuracy(
-            frame, q_rows, _behaviour(cfg), n_states=rank_states, pool_sizes=pool_sizes,
-            gamma=cfg.gamma, max_steps=cfg.max_steps, seed=cfg.seed,
+            frame,
+            q_rows,
+            _behaviour(cfg),
+            n_states=rank_states,
+            pool_sizes=pool_sizes,
+            gamma=cfg.gamma,
+            max_steps=cfg.max_steps,
+            seed=cfg.seed,
             outcomes_path=data_path.parent / f"fork_outcomes-{rank_states}.json",
-        )  # fmt: skip
+        )
     write_report(run_dir / "diagnostics.json", report)
     return report

@@ -22,9 +22,10 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (REFERENCE.
 **Why MiniLM-L6 as the critic backbone** (the scorer's encoder family), not SmolLM2-135M: on this
 2-core CPU one (s, a) pair of ~65 tokens costs ~20 ms forward through MiniLM (one thread, batch
 16, measured with another job on the other core; ~70 ms forward+backward), while SmolLM2 costs
-~2 s per state. Caching ~100k candidate pairs is then ~35 min instead of days, and fine-tuning an
-epoch of ~7k logged transitions ~10 min. The pair is cross-encoded (state and action in one
-sequence), so the features can depend on the action: seed 000's "action sensitivity".
+~2 s per state. Measured in the ``cpu`` run: 70.7k candidate pairs cached in ~26 min (21 ms
+each), 9.9k states in 3 min, one fine-tune epoch of 8k logged transitions in 15 min. The pair is
+cross-encoded (state and action in one sequence), so the features can depend on the action:
+seed 000's "action sensitivity".
 
 **The behaviour policy.** The ``bc`` scorer checkpoint (``behaviour_checkpoint``) sampled at
 ``temperature``, mixed with probability ``explore_eps`` with a uniformly random click among the
@@ -180,10 +181,10 @@ PRESETS = {
         log_every=20, heldout_fraction=0.25, aux="effect+contrastive",
         threshold=-1.0,  # a random scorer earns nothing: keep every state, to run the BC path
     ),
-    # 2-core CPU, one thread, ~65-90 min with the harness's 100 validation episodes (measured
-    # with another job on the other core): 1,000 episodes x ~9 steps at 0.08 s/step (~12 min),
-    # one fine-tune epoch of ~8k pairs at ~70 ms (~10 min), ~75k cached pairs at ~20 ms (~25
-    # min), 4,000 TD updates (~1 min), 2 extraction epochs, heads only (~10 min)
+    # 2-core CPU, one thread, ~1.5 h with the harness's 100 validation episodes (measured with
+    # other jobs on the cores, docs/results.md): 1,000 episodes x ~9 steps at 0.08-0.11 s/step
+    # (17 min), one fine-tune epoch of 8k pairs at 1.8 s per update of 16 (15 min), 9.9k states
+    # + 71k cached pairs at ~20 ms (29 min), 4,000 TD updates, 2 extraction epochs, heads only
     "cpu": DigiQConfig(torch_threads=1, eval_episodes=100, val_tasks=100),
     "gpu": DigiQConfig(
         device="cuda", behaviour_checkpoint="runs/bc-scorer-gpu/checkpoints/latest",
@@ -285,8 +286,18 @@ class BehaviourPolicy:
             # log pi_b(a|s) = log((1 - eps) p_soft(a) + eps 1[a clickable] / |clickable|)
             p = (1 - self.eps) * (probs[k] if k >= 0 else 0.0)
             p += self.eps * (clicks.count(action) / len(clicks) if clicks else 0.0)
-            out.append(BehaviourDecision(action, s, c, k, float(np.log(max(p, 1e-300))),
-                                         float(temperature), explored, probs.tolist()))  # fmt: skip
+            out.append(
+                BehaviourDecision(
+                    action,
+                    s,
+                    c,
+                    k,
+                    float(np.log(max(p, 1e-300))),
+                    float(temperature),
+                    explored,
+                    probs.tolist(),
+                )
+            )
         return out
 
 
@@ -300,8 +311,9 @@ def _pool(d: BehaviourDecision, n: int, rng: np.random.Generator) -> list[int]:
     keep = {d.index} if d.index >= 0 else set()
     others = [k for k in range(m) if k not in keep]
     p = np.array([d.probs[k] for k in others]) + 1e-12
-    keep |= set(int(k) for k in rng.choice(others, size=room - len(keep), replace=False,
-                                            p=p / p.sum()))  # fmt: skip
+    keep |= set(
+        int(k) for k in rng.choice(others, size=room - len(keep), replace=False, p=p / p.sum())
+    )
     return sorted(keep)
 
 
@@ -321,32 +333,45 @@ def transitions_of(
         acts = [c.actions[k] for k in pool]
         texts = [critic_action_text(c.actions[k], c.texts[k], nodes) for k in pool]
         policy_index = list(pool)
-        logged_text = critic_action_text(d.action, c.texts[d.index] if d.index >= 0 else "",
-                                         nodes)  # fmt: skip
+        logged_text = critic_action_text(d.action, c.texts[d.index] if d.index >= 0 else "", nodes)
         if d.index < 0:  # explored outside the scorer's candidates: a critic-only candidate
             acts.append(d.action)
             texts.append(logged_text)
             policy_index.append(-1)
         effect = turn.effect or {}
-        rows.append({
-            "task_id": rollout.task_id, "episode": episode, "t": t, "seed": rollout.seed,
-            "page_type": page_type(d.state), "state": d.state, "action": d.action,
-            "action_text": logged_text, "reward": float(turn.reward),
-            "next_state": state_text(nxt or {}, config.max_steps) if nxt else "",
-            "done": bool(last and rollout.terminated), "truncated": bool(last and rollout.truncated),
-            "effect_label": int(effect.get("label", turn.effect_label or 0)),
-            "text_distance": float(effect.get("text_distance", float("nan"))),
-            "pixel_distance": float(effect.get("pixel_distance", float("nan"))),
-            "action_error": turn.action_error,
-            "cand_actions": acts, "cand_texts": texts, "cand_policy_index": policy_index,
-            "logged_index": acts.index(d.action),
-            "policy_actions": list(c.actions), "policy_texts": list(c.texts),
-            "policy_features": [list(map(float, f)) for f in c.features],
-            "behaviour_logp": d.logprob, "explored": d.explored,
-            "episode_reward": float(rollout.reward), "episode_len": n_turns,
-            "mc_return": float(rollout.reward) * config.gamma ** (n_turns - 1 - t),
-            "heldout": bool(heldout),
-        })  # fmt: skip
+        rows.append(
+            {
+                "task_id": rollout.task_id,
+                "episode": episode,
+                "t": t,
+                "seed": rollout.seed,
+                "page_type": page_type(d.state),
+                "state": d.state,
+                "action": d.action,
+                "action_text": logged_text,
+                "reward": float(turn.reward),
+                "next_state": state_text(nxt or {}, config.max_steps) if nxt else "",
+                "done": bool(last and rollout.terminated),
+                "truncated": bool(last and rollout.truncated),
+                "effect_label": int(effect.get("label", turn.effect_label or 0)),
+                "text_distance": float(effect.get("text_distance", float("nan"))),
+                "pixel_distance": float(effect.get("pixel_distance", float("nan"))),
+                "action_error": turn.action_error,
+                "cand_actions": acts,
+                "cand_texts": texts,
+                "cand_policy_index": policy_index,
+                "logged_index": acts.index(d.action),
+                "policy_actions": list(c.actions),
+                "policy_texts": list(c.texts),
+                "policy_features": [list(map(float, f)) for f in c.features],
+                "behaviour_logp": d.logprob,
+                "explored": d.explored,
+                "episode_reward": float(rollout.reward),
+                "episode_len": n_turns,
+                "mc_return": float(rollout.reward) * config.gamma ** (n_turns - 1 - t),
+                "heldout": bool(heldout),
+            }
+        )
     return rows
 
 
@@ -372,9 +397,19 @@ def _atomic_json(path: Path, data: Any) -> None:
 
 def _collection_facts(config: DigiQConfig) -> dict[str, Any]:
     """What determines the dataset: a data folder made with other facts is not reused."""
-    keys = ("seed", "behaviour_checkpoint", "n_episodes", "temperature", "explore_eps",
-            "episodes_per_part", "n_candidates", "heldout_fraction", "max_steps", "gamma",
-            "backbone")  # fmt: skip
+    keys = (
+        "seed",
+        "behaviour_checkpoint",
+        "n_episodes",
+        "temperature",
+        "explore_eps",
+        "episodes_per_part",
+        "n_candidates",
+        "heldout_fraction",
+        "max_steps",
+        "gamma",
+        "backbone",
+    )
     return {"format": FORMAT, **{k: getattr(config, k) for k in keys}}
 
 
@@ -384,8 +419,12 @@ def label_balance(frame) -> dict[str, Any]:
     for kind, group in [("all", frame), *sorted(frame.groupby("page_type"))]:
         n, pos = len(group), int(group["effect_label"].sum())
         share = pos / n if n else float("nan")
-        out[str(kind)] = {"n": n, "positives": pos, "positive_share": share,
-                          "in_20_80": bool(0.2 <= share <= 0.8)}  # fmt: skip
+        out[str(kind)] = {
+            "n": n,
+            "positives": pos,
+            "positive_share": share,
+            "in_20_80": bool(0.2 <= share <= 0.8),
+        }
     return out
 
 
@@ -462,8 +501,9 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     done_parts = [k for k in range(n_parts) if (parts_dir / f"part-{k:05d}.parquet").is_file()]
     scorer = _behaviour(config)
     behaviour = BehaviourPolicy(scorer, config.explore_eps, config.max_steps)
+    source = config.behaviour_checkpoint or f"a fresh {config.backbone} scorer"
     run.say(
-        f"data: {len(plan)} episodes of the behaviour policy ({config.behaviour_checkpoint or 'a fresh ' + config.backbone + ' scorer'}"
+        f"data: {len(plan)} episodes of the behaviour policy ({source}"
         f", T {config.temperature}, explore_eps {config.explore_eps}) in {n_parts} parts; "
         f"{len(done_parts)} already collected"
     )
@@ -476,9 +516,14 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
             ids = plan[k * per : (k + 1) * per]
             seed = int(np.random.default_rng([config.seed, 13, k]).integers(2**31))
             rollouts = collect_rollouts(
-                behaviour, ids, n_envs=config.n_envs, seed=seed, temperature=config.temperature,
-                rng=np.random.default_rng([config.seed, 14, k]), max_steps=config.max_steps,
-            )  # fmt: skip
+                behaviour,
+                ids,
+                n_envs=config.n_envs,
+                seed=seed,
+                temperature=config.temperature,
+                rng=np.random.default_rng([config.seed, 14, k]),
+                max_steps=config.max_steps,
+            )
             gen = np.random.default_rng([config.seed, 15, k])
             rows = []
             for j, r in enumerate(rollouts):
@@ -500,13 +545,19 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     balance = label_balance(frame)
     _atomic_json(folder / "label_balance.json", balance)
     episodes = frame.drop_duplicates("episode")
-    _atomic_json(meta_path, {
-        "sha256": digest, "facts": facts, "transitions": len(frame),
-        "episodes": len(episodes), "score": float(episodes["episode_reward"].mean() * 100),
-        "success_rate": float((episodes["episode_reward"] == 1.0).mean()),
-        "collect_s": time.perf_counter() - t0,
-        "behaviour": "bc scorer at temperature T, mixed with eps-uniform clickable clicks",
-    })  # fmt: skip
+    _atomic_json(
+        meta_path,
+        {
+            "sha256": digest,
+            "facts": facts,
+            "transitions": len(frame),
+            "episodes": len(episodes),
+            "score": float(episodes["episode_reward"].mean() * 100),
+            "success_rate": float((episodes["episode_reward"] == 1.0).mean()),
+            "collect_s": time.perf_counter() - t0,
+            "behaviour": "bc scorer at temperature T, mixed with eps-uniform clickable clicks",
+        },
+    )
     run.say(f"data: {len(frame)} transitions of {len(episodes)} episodes, sha256 {digest[:16]}")
     return path, digest
 
@@ -516,8 +567,13 @@ def load_transitions(path: Path):
     import pandas as pd
 
     frame = pd.read_parquet(path)
-    for col in ("cand_actions", "cand_texts", "cand_policy_index", "policy_actions",
-                "policy_texts"):  # fmt: skip
+    for col in (
+        "cand_actions",
+        "cand_texts",
+        "cand_policy_index",
+        "policy_actions",
+        "policy_texts",
+    ):
         frame[col] = [list(x) for x in frame[col]]
     frame["policy_features"] = [[list(map(float, f)) for f in x] for x in frame["policy_features"]]
     return frame
@@ -526,8 +582,10 @@ def load_transitions(path: Path):
 def say_balance(run: TrainRun, balance: dict[str, Any], eps: float) -> None:
     for kind, b in balance.items():
         flag = "" if b["in_20_80"] else "  <- outside [0.2, 0.8]: tune explore_eps"
-        run.say(f"label balance {kind}: {b['positives']}/{b['n']} positive "
-                f"({b['positive_share']:.2f}) at explore_eps {eps}{flag}")  # fmt: skip
+        run.say(
+            f"label balance {kind}: {b['positives']}/{b['n']} positive "
+            f"({b['positive_share']:.2f}) at explore_eps {eps}{flag}"
+        )
 
 
 # ==============================================================================================
@@ -556,13 +614,28 @@ class CriticEncoder(nn.Module):
 
     def pair_features(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
         tok = self.backbone.tokenizer
-        return self._pool(tok(list(states), list(actions), truncation=True, padding=True,
-                              max_length=self.max_length, return_tensors="pt"))  # fmt: skip
+        return self._pool(
+            tok(
+                list(states),
+                list(actions),
+                truncation=True,
+                padding=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+        )
 
     def state_features(self, states: Sequence[str]) -> torch.Tensor:
         tok = self.backbone.tokenizer
-        return self._pool(tok(list(states), truncation=True, padding=True,
-                              max_length=self.max_length, return_tensors="pt"))  # fmt: skip
+        return self._pool(
+            tok(
+                list(states),
+                truncation=True,
+                padding=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+        )
 
     def digest(self) -> str:
         """SHA-256 of the encoder's weights (the cache key's half)."""
@@ -578,8 +651,10 @@ class CriticEncoder(nn.Module):
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         save_model(self.encoder, str(tmp / "model.safetensors"))
-        _atomic_json(tmp / "encoder.json", {"backbone": self.backbone.name,
-                                            "max_length": self.max_length, **info})  # fmt: skip
+        _atomic_json(
+            tmp / "encoder.json",
+            {"backbone": self.backbone.name, "max_length": self.max_length, **info},
+        )
         if folder.exists():
             import shutil
 
@@ -638,8 +713,11 @@ def effect_accuracy(enc: CriticEncoder, frame, batch: int = 32) -> dict[str, flo
     pred = torch.cat(preds).numpy()
     y = frame["effect_label"].to_numpy()
     recalls = [float((pred[y == c] == c).mean()) for c in (0, 1) if (y == c).any()]
-    return {"acc": float((pred == y).mean()), "balanced_acc": float(np.mean(recalls)),
-            "positive_share": float(y.mean())}  # fmt: skip
+    return {
+        "acc": float((pred == y).mean()),
+        "balanced_acc": float(np.mean(recalls)),
+        "positive_share": float(y.mean()),
+    }
 
 
 def finetune_representation(
@@ -655,17 +733,24 @@ def finetune_representation(
     y_all = torch.tensor(train["effect_label"].to_numpy(), dtype=torch.float32)
     p = float(y_all.mean()) if len(y_all) else 0.5
     # balanced BCE: each label weighs 1/2 in total, whatever its share
-    w_pos, w_neg = (0.5 / max(p, 1e-6), 0.5 / max(1 - p, 1e-6)) if config.balance_classes else (1, 1)
+    w_pos, w_neg = (
+        (0.5 / max(p, 1e-6), 0.5 / max(1 - p, 1e-6)) if config.balance_classes else (1, 1)
+    )
     heads = [m for n, m in enc.named_children() if n != "encoder"]
-    opt = torch.optim.AdamW([
-        {"params": list(enc.encoder.parameters()), "lr": config.finetune_lr},
-        {"params": [q for m in heads for q in m.parameters()], "lr": 20 * config.finetune_lr},
-    ], weight_decay=0.01)  # fmt: skip
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(enc.encoder.parameters()), "lr": config.finetune_lr},
+            {"params": [q for m in heads for q in m.parameters()], "lr": 20 * config.finetune_lr},
+        ],
+        weight_decay=0.01,
+    )
     base = [g["lr"] for g in opt.param_groups]
     per_epoch = math.ceil(len(train) / config.finetune_batch_size)
     total = max(1, config.finetune_epochs * per_epoch)
-    run.say(f"fine-tune: {len(train)} logged transitions ({p:.2f} positive), {total} updates, "
-            f"aux {'+'.join(aux)}, held out {len(held)}")  # fmt: skip
+    run.say(
+        f"fine-tune: {len(train)} logged transitions ({p:.2f} positive), {total} updates, "
+        f"aux {'+'.join(aux)}, held out {len(held)}"
+    )
     enc.train()
     losses: list[float] = []
     update = 0
@@ -702,19 +787,35 @@ def finetune_representation(
                 progress(1, f"loss {np.mean(losses[-20:]):.3f}")
                 if update % config.log_every == 0 and update < total:
                     it += 1
-                    _row(run, it, t_run, phase=2, ft_update=update, ft_loss=np.mean(losses[-config.log_every:]),
-                         ft_lr=opt.param_groups[0]["lr"])  # fmt: skip
+                    _row(
+                        run,
+                        it,
+                        t_run,
+                        phase=2,
+                        ft_update=update,
+                        ft_loss=np.mean(losses[-config.log_every :]),
+                        ft_lr=opt.param_groups[0]["lr"],
+                    )
     enc.eval()
     acc = effect_accuracy(enc, held)
     it += 1
-    _row(run, it, t_run, phase=2, ft_update=update,
-         ft_loss=np.mean(losses[-config.log_every:]) if losses else None,
-         ft_lr=opt.param_groups[0]["lr"], ft_heldout_acc=acc["acc"],
-         ft_heldout_balanced_acc=acc["balanced_acc"],
-         ft_heldout_positive_share=acc["positive_share"])  # fmt: skip
-    run.say(f"fine-tune: held-out effect accuracy {acc['acc']:.3f} (balanced "
-            f"{acc['balanced_acc']:.3f}) on {len(held)} transitions, {acc['positive_share']:.2f} "
-            "positive")  # fmt: skip
+    _row(
+        run,
+        it,
+        t_run,
+        phase=2,
+        ft_update=update,
+        ft_loss=np.mean(losses[-config.log_every :]) if losses else None,
+        ft_lr=opt.param_groups[0]["lr"],
+        ft_heldout_acc=acc["acc"],
+        ft_heldout_balanced_acc=acc["balanced_acc"],
+        ft_heldout_positive_share=acc["positive_share"],
+    )
+    run.say(
+        f"fine-tune: held-out effect accuracy {acc['acc']:.3f} (balanced "
+        f"{acc['balanced_acc']:.3f}) on {len(held)} transitions, {acc['positive_share']:.2f} "
+        "positive"
+    )
     return enc, acc, it
 
 
@@ -778,8 +879,13 @@ def _encode_shards(enc, items, folder: Path, prefix: str, batch: int, shard: int
 
 
 def cache_features(
-    enc: CriticEncoder, frame, data_hash: str, cache_root: Path, run: TrainRun | None = None,
-    batch: int = 16, shard: int = 2048,
+    enc: CriticEncoder,
+    frame,
+    data_hash: str,
+    cache_root: Path,
+    run: TrainRun | None = None,
+    batch: int = 16,
+    shard: int = 2048,
 ) -> FeatureCache:
     """Phase 3a: phi(s) and phi(s, a) of the dataset, each computed once with the frozen
     encoder and kept under ``cache_root/<key>`` (key: data hash + encoder digest + max length);
@@ -790,9 +896,17 @@ def cache_features(
     folder = cache_root / key
     folder.mkdir(parents=True, exist_ok=True)
     states, pairs, state_ix, pair_ix = _index_frame(frame)
-    _atomic_json(folder / "meta.json", {"data_sha256": data_hash, "encoder_digest": enc.digest(),
-                                        "max_length": enc.max_length, "states": len(states),
-                                        "pairs": len(pairs), "dim": enc.dim})  # fmt: skip
+    _atomic_json(
+        folder / "meta.json",
+        {
+            "data_sha256": data_hash,
+            "encoder_digest": enc.digest(),
+            "max_length": enc.max_length,
+            "states": len(states),
+            "pairs": len(pairs),
+            "dim": enc.dim,
+        },
+    )
     total = len(states) + len(pairs)
     say = run.say if run is not None else (lambda m: None)
     t0 = time.perf_counter()
@@ -812,17 +926,24 @@ def cache_features(
         return torch.from_numpy(arr.astype(np.float32))
 
     cache = FeatureCache(
-        states=load("states", len(states)), pairs=load("pairs", len(pairs)),
+        states=load("states", len(states)),
+        pairs=load("pairs", len(pairs)),
         s_idx=np.array([state_ix[s] for s in frame["state"]]),
         s2_idx=np.array([state_ix[s] for s in frame["next_state"]]),
-        cand_idx=[np.array([pair_ix[(s, a)] for a in texts])
-                  for s, texts in zip(frame["state"], frame["cand_texts"], strict=True)],
-        logged=np.array([pair_ix[(s, a)] for s, a in zip(frame["state"], frame["action_text"],
-                                                            strict=True)]),
-        key=key, computed=computed,
-    )  # fmt: skip
-    say(f"features: {len(states)} states + {len(pairs)} (s, a) pairs in {folder} "
-        f"({computed} encoded now, {total - computed} read; {time.perf_counter() - t0:.1f} s)")  # fmt: skip
+        cand_idx=[
+            np.array([pair_ix[(s, a)] for a in texts])
+            for s, texts in zip(frame["state"], frame["cand_texts"], strict=True)
+        ],
+        logged=np.array(
+            [pair_ix[(s, a)] for s, a in zip(frame["state"], frame["action_text"], strict=True)]
+        ),
+        key=key,
+        computed=computed,
+    )
+    say(
+        f"features: {len(states)} states + {len(pairs)} (s, a) pairs in {folder} "
+        f"({computed} encoded now, {total - computed} read; {time.perf_counter() - t0:.1f} s)"
+    )
     return cache
 
 
@@ -835,8 +956,13 @@ class _no_progress:
 
 
 def _mlp(dim: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, 1))  # fmt: skip
+    return nn.Sequential(
+        nn.Linear(dim, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, 1),
+    )
 
 
 class CriticHeads(nn.Module):
@@ -860,8 +986,13 @@ class CriticHeads(nn.Module):
 
 @torch.no_grad()
 def td_targets(
-    target: CriticHeads, f_sa: torch.Tensor, f_s2: torch.Tensor, reward: torch.Tensor,
-    done: torch.Tensor, gamma: float, v_target: str = "per_head",
+    target: CriticHeads,
+    f_sa: torch.Tensor,
+    f_s2: torch.Tensor,
+    reward: torch.Tensor,
+    done: torch.Tensor,
+    gamma: float,
+    v_target: str = "per_head",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The TD targets, both from the TARGET heads, each (2, B):
 
@@ -889,7 +1020,9 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 
 def _td_batch(frame_arrays, idx):
     r, d = frame_arrays
-    return torch.as_tensor(r[idx], dtype=torch.float32), torch.as_tensor(d[idx], dtype=torch.float32)
+    return torch.as_tensor(r[idx], dtype=torch.float32), torch.as_tensor(
+        d[idx], dtype=torch.float32
+    )
 
 
 def train_td_on_cache(
@@ -925,11 +1058,25 @@ def train_td_on_cache(
                 progress(config.log_every, f"Q {np.mean(lq[-50:]):.4f} V {np.mean(lv[-50:]):.4f}")
             if update % (config.log_every * 10) == 0 and update < config.td_updates:
                 it += 1
-                _row(run, it, t_run, phase=3, td_update=update, td_loss_q=np.mean(lq[-50:]),
-                     td_loss_v=np.mean(lv[-50:]))  # fmt: skip
+                _row(
+                    run,
+                    it,
+                    t_run,
+                    phase=3,
+                    td_update=update,
+                    td_loss_q=np.mean(lq[-50:]),
+                    td_loss_v=np.mean(lv[-50:]),
+                )
     rate = config.td_updates / max(time.perf_counter() - t0, 1e-9)
-    return heads, {"td_loss_q": float(np.mean(lq[-50:])), "td_loss_v": float(np.mean(lv[-50:])),
-                   "td_updates_per_s": rate}, it  # fmt: skip
+    return (
+        heads,
+        {
+            "td_loss_q": float(np.mean(lq[-50:])),
+            "td_loss_v": float(np.mean(lv[-50:])),
+            "td_updates_per_s": rate,
+        },
+        it,
+    )
 
 
 def train_td_end_to_end(
@@ -943,10 +1090,12 @@ def train_td_end_to_end(
     target = copy.deepcopy(online).requires_grad_(False)
     target.eval()
     enc.train()
-    opt = torch.optim.Adam([
-        {"params": list(enc.encoder.parameters()), "lr": config.e2e_lr},
-        {"params": list(heads.parameters()), "lr": config.td_lr},
-    ])  # fmt: skip
+    opt = torch.optim.Adam(
+        [
+            {"params": list(enc.encoder.parameters()), "lr": config.e2e_lr},
+            {"params": list(heads.parameters()), "lr": config.td_lr},
+        ]
+    )
     rows = np.flatnonzero(~frame["heldout"].to_numpy())
     arrays = (frame["reward"].to_numpy(), frame["done"].to_numpy().astype(np.float32))
     gen = np.random.default_rng([config.seed, 32])
@@ -962,8 +1111,9 @@ def train_td_end_to_end(
                 tf_sa = target["enc"].pair_features(s, a)
                 tf_s2 = target["enc"].state_features(s2)
             r, done = _td_batch(arrays, idx)
-            y_q, y_v = td_targets(target["heads"], tf_sa, tf_s2, r, done, config.gamma,
-                                  config.v_target)  # fmt: skip
+            y_q, y_v = td_targets(
+                target["heads"], tf_sa, tf_s2, r, done, config.gamma, config.v_target
+            )
             loss_q = ((heads.qs(f_sa) - y_q) ** 2).mean(1).sum()
             loss_v = ((heads.vs(f_s) - y_v) ** 2).mean(1).sum()
             opt.zero_grad(set_to_none=True)
@@ -976,12 +1126,27 @@ def train_td_end_to_end(
             progress(1, f"Q {np.mean(lq[-20:]):.4f} V {np.mean(lv[-20:]):.4f}")
             if update % config.log_every == 0 and update < config.e2e_updates:
                 it += 1
-                _row(run, it, t_run, phase=3, td_update=update, td_loss_q=np.mean(lq[-20:]),
-                     td_loss_v=np.mean(lv[-20:]))  # fmt: skip
+                _row(
+                    run,
+                    it,
+                    t_run,
+                    phase=3,
+                    td_update=update,
+                    td_loss_q=np.mean(lq[-20:]),
+                    td_loss_v=np.mean(lv[-20:]),
+                )
     rate = config.e2e_updates / max(time.perf_counter() - t0, 1e-9)
     enc.eval()
-    return enc, heads, {"td_loss_q": float(np.mean(lq[-20:])),
-                        "td_loss_v": float(np.mean(lv[-20:])), "td_updates_per_s": rate}, it  # fmt: skip
+    return (
+        enc,
+        heads,
+        {
+            "td_loss_q": float(np.mean(lq[-20:])),
+            "td_loss_v": float(np.mean(lv[-20:])),
+            "td_updates_per_s": rate,
+        },
+        it,
+    )
 
 
 @torch.no_grad()
@@ -1024,8 +1189,11 @@ def extraction_set(frame, q_rows, v_rows, threshold: float) -> list[tuple[int, i
 
 
 def _policy_candidates(row) -> Candidates:
-    return Candidates(list(row["policy_actions"]), list(row["policy_texts"]),
-                      [list(f) for f in row["policy_features"]])  # fmt: skip
+    return Candidates(
+        list(row["policy_actions"]),
+        list(row["policy_texts"]),
+        [list(f) for f in row["policy_features"]],
+    )
 
 
 def validate(policy: ScorerPolicy, config: DigiQConfig) -> dict[str, float]:
@@ -1036,11 +1204,21 @@ def validate(policy: ScorerPolicy, config: DigiQConfig) -> dict[str, float]:
         return {}
     t0 = time.perf_counter()
     ids = split_task_ids("validation")[: config.val_tasks]
-    ro = collect_rollouts(policy, ids, split="validation", n_envs=config.n_envs, seed=config.seed,
-                          temperature=0.0, max_steps=config.max_steps)  # fmt: skip
+    ro = collect_rollouts(
+        policy,
+        ids,
+        split="validation",
+        n_envs=config.n_envs,
+        seed=config.seed,
+        temperature=0.0,
+        max_steps=config.max_steps,
+    )
     stats = rollout_stats(ro)
-    return {"val_score": stats["score"], "val_success_rate": stats["success_rate"],
-            "val_s": time.perf_counter() - t0}  # fmt: skip
+    return {
+        "val_score": stats["score"],
+        "val_success_rate": stats["success_rate"],
+        "val_s": time.perf_counter() - t0,
+    }
 
 
 def extract_policy(
@@ -1064,9 +1242,11 @@ def extract_policy(
             for b in range(0, len(order), config.extract_batch_size):
                 batch = [chosen[j] for j in order[b : b + config.extract_batch_size]]
                 rows = [frame.iloc[i] for i, _, _ in batch]
-                logp = policy.logprobs([r["state"] for r in rows],
-                                       [_policy_candidates(r) for r in rows],
-                                       [k for _, k, _ in batch])  # fmt: skip
+                logp = policy.logprobs(
+                    [r["state"] for r in rows],
+                    [_policy_candidates(r) for r in rows],
+                    [k for _, k, _ in batch],
+                )
                 loss = nll(logp)  # -mean log pi(a* | s) over the kept states
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -1079,8 +1259,10 @@ def extract_policy(
             if epoch == config.extract_epochs:
                 row |= {k: v for k, v in validate(policy, config).items() if k != "val_s"}
             _row(run, it, t_run, phase=4, **row)
-            run.say(f"extraction epoch {epoch}: filtered-BC loss {row['bc_loss']}"
-                    + (f", val Score {row['val_score']:.1f}" if "val_score" in row else ""))  # fmt: skip
+            run.say(
+                f"extraction epoch {epoch}: filtered-BC loss {row['bc_loss']}"
+                + (f", val Score {row['val_score']:.1f}" if "val_score" in row else "")
+            )
     policy.eval()
     return policy, it
 
@@ -1091,8 +1273,9 @@ def extract_policy(
 
 
 def _save_critic(path: Path, heads: CriticHeads, info: dict[str, Any]) -> None:
-    torch.save({"heads": heads.state_dict(), "dim": heads.dim, "hidden": heads.hidden,
-                "info": info}, path)  # fmt: skip
+    torch.save(
+        {"heads": heads.state_dict(), "dim": heads.dim, "hidden": heads.hidden, "info": info}, path
+    )
 
 
 def load_critic(checkpoint: str | Path) -> tuple[CriticHeads, dict[str, Any]]:
@@ -1108,8 +1291,12 @@ def _row(run: TrainRun, it: int, t_run: float, **values: Any) -> None:
     row = dict.fromkeys(METRICS)
     unknown = set(values) - set(METRICS)
     assert not unknown, f"metrics {unknown} are not columns of metrics.csv"
-    row.update({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
-                for k, v in values.items()})  # fmt: skip
+    row.update(
+        {
+            k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
+            for k, v in values.items()
+        }
+    )
     row["iteration"], row["elapsed_s"] = it, time.perf_counter() - t_run
     run.log_metrics(row)
 
@@ -1133,14 +1320,33 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     it = run.restore()
     state = run.trainer_state() or {}
     phase_done = int(state.get("phase_done", 0)) if it else 0
-    options = {k: getattr(config, k) for k in ("critic_mode", "aux", "threshold", "gamma", "tau",
-                                               "v_target", "n_candidates", "explore_eps")}  # fmt: skip
+    options = {
+        k: getattr(config, k)
+        for k in (
+            "critic_mode",
+            "aux",
+            "threshold",
+            "gamma",
+            "tau",
+            "v_target",
+            "n_candidates",
+            "explore_eps",
+        )
+    }
 
     def checkpoint(phase: int, extra: dict[str, Any], write=None) -> None:
         state.update(extra, phase_done=phase)
-        run.save_checkpoint(it, write or (lambda folder: None), state=dict(state),
-                            metadata={"phase_done": phase, "data_sha256": state.get("data_hash"),
-                                      **state, "options": options})  # fmt: skip
+        run.save_checkpoint(
+            it,
+            write or (lambda folder: None),
+            state=dict(state),
+            metadata={
+                "phase_done": phase,
+                "data_sha256": state.get("data_hash"),
+                **state,
+                "options": options,
+            },
+        )
 
     # 1. offline data -------------------------------------------------------------------------
     path, data_hash = collect_offline_data(config, run)
@@ -1148,15 +1354,24 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     balance = label_balance(frame)
     say_balance(run, balance, config.explore_eps)
     if state.get("data_hash") not in (None, data_hash):
-        raise RuntimeError(f"{run.dir}: the data changed since the checkpoint "
-                           f"({state['data_hash'][:16]} there, {data_hash[:16]} now)")  # fmt: skip
+        raise RuntimeError(
+            f"{run.dir}: the data changed since the checkpoint "
+            f"({state['data_hash'][:16]} there, {data_hash[:16]} now)"
+        )
     if phase_done < 1:
         episodes = frame.drop_duplicates("episode")
         it += 1
-        _row(run, it, t_run, phase=1, episodes=len(episodes), transitions=len(frame),
-             data_score=float(episodes["episode_reward"].mean() * 100),
-             data_success_rate=float((episodes["episode_reward"] == 1.0).mean()),
-             positive_share=balance["all"]["positive_share"])  # fmt: skip
+        _row(
+            run,
+            it,
+            t_run,
+            phase=1,
+            episodes=len(episodes),
+            transitions=len(frame),
+            data_score=float(episodes["episode_reward"].mean() * 100),
+            data_success_rate=float((episodes["episode_reward"] == 1.0).mean()),
+            positive_share=balance["all"]["positive_share"],
+        )
         checkpoint(1, {"data_hash": data_hash, "data_path": str(path)})
         phase_done = 1
 
@@ -1166,10 +1381,13 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     if config.critic_mode == "finetune_freeze" and phase_done < 2:
         enc, ft_acc, it = finetune_representation(config, run, frame, it, t_run)
         digest = enc.digest()
-        encoder_dir = enc.save_encoder(run.dir / "critic" / f"encoder-{digest[:16]}",
-                                       {"digest": digest, "aux": config.aux, "heldout": ft_acc})  # fmt: skip
-        checkpoint(2, {"encoder_dir": str(encoder_dir), "encoder_digest": digest,
-                       "finetune": ft_acc})  # fmt: skip
+        encoder_dir = enc.save_encoder(
+            run.dir / "critic" / f"encoder-{digest[:16]}",
+            {"digest": digest, "aux": config.aux, "heldout": ft_acc},
+        )
+        checkpoint(
+            2, {"encoder_dir": str(encoder_dir), "encoder_digest": digest, "finetune": ft_acc}
+        )
         phase_done = 2
     else:
         ft_acc = state.get("finetune", {})
@@ -1181,18 +1399,28 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
         if phase_done < 3:
             enc, heads, td, it = train_td_end_to_end(config, run, enc, frame, it, t_run)
             digest = enc.digest()
-            encoder_dir = enc.save_encoder(run.dir / "critic" / f"encoder-{digest[:16]}",
-                                           {"digest": digest, "trained_by": "end_to_end TD"})  # fmt: skip
+            encoder_dir = enc.save_encoder(
+                run.dir / "critic" / f"encoder-{digest[:16]}",
+                {"digest": digest, "trained_by": "end_to_end TD"},
+            )
             state["encoder_dir"] = str(encoder_dir)
         enc.requires_grad_(False)
     else:
         enc.requires_grad_(False)  # frozen: no backbone parameter ever gets a gradient below
-    cache = cache_features(enc, frame, data_hash, run.dir / "cache", run,
-                           batch=config.feature_batch_size)  # fmt: skip
+    cache = cache_features(
+        enc, frame, data_hash, run.dir / "cache", run, batch=config.feature_batch_size
+    )
     if phase_done < 3:
         it += 1
-        _row(run, it, t_run, phase=3, cache_pairs=len(cache.pairs), cache_states=len(cache.states),
-             cache_s=time.perf_counter() - t_phase)  # fmt: skip
+        _row(
+            run,
+            it,
+            t_run,
+            phase=3,
+            cache_pairs=len(cache.pairs),
+            cache_states=len(cache.states),
+            cache_s=time.perf_counter() - t_phase,
+        )
         if config.critic_mode != "end_to_end":
             heads, td, it = train_td_on_cache(config, run, cache, frame, it, t_run)
         else:  # the same run times TD on the cache too: the price of training through Enc
@@ -1200,28 +1428,55 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
             _, cached_td, _ = train_td_on_cache(probe, run, cache, frame, it, t_run)
             td["cached_td_updates_per_s"] = cached_td["td_updates_per_s"]
             td["cached_speedup"] = cached_td["td_updates_per_s"] / td["td_updates_per_s"]
-            run.say(f"TD updates/s: {td['td_updates_per_s']:.2f} end to end, "
-                    f"{cached_td['td_updates_per_s']:.0f} on the cache "
-                    f"({td['cached_speedup']:.0f}x)")  # fmt: skip
+            run.say(
+                f"TD updates/s: {td['td_updates_per_s']:.2f} end to end, "
+                f"{cached_td['td_updates_per_s']:.0f} on the cache "
+                f"({td['cached_speedup']:.0f}x)"
+            )
         report = critic_report(heads, cache, frame, probe=True)
-        report |= {"critic_mode": config.critic_mode, **td, "finetune": ft_acc,
-                   "label_balance": balance, "data_sha256": data_hash, "cache_key": cache.key}  # fmt: skip
+        report |= {
+            "critic_mode": config.critic_mode,
+            **td,
+            "finetune": ft_acc,
+            "label_balance": balance,
+            "data_sha256": data_hash,
+            "cache_key": cache.key,
+        }
         write_report(run.dir / "diagnostics.json", report)
         it += 1
-        _row(run, it, t_run, phase=3, td_update=config.td_updates if config.critic_mode != "end_to_end" else config.e2e_updates,
-             td_loss_q=td["td_loss_q"], td_loss_v=td["td_loss_v"], q_mean=report["q_mean"],
-             v_mean=report["v_mean"], td_updates_per_s=td["td_updates_per_s"],
-             v_mc_mse=report["v_mc_mse_heldout"], action_sensitivity=report["action_sensitivity"],
-             probe_acc=report["probe_acc"])  # fmt: skip
-        run.say(f"critic: V MSE vs MC (held out) {report['v_mc_mse_heldout']:.4f}, action "
-                f"sensitivity {report['action_sensitivity']:.4f}, effect probe "
-                f"{report['probe_acc']:.3f}, {td['td_updates_per_s']:.1f} TD updates/s")  # fmt: skip
-        critic_info = {"data_sha256": data_hash, "encoder_digest": enc.digest(),
-                       "encoder_dir": str(encoder_dir) if encoder_dir else None,
-                       "critic_backbone": config.critic_backbone, **options}  # fmt: skip
+        _row(
+            run,
+            it,
+            t_run,
+            phase=3,
+            td_update=config.td_updates
+            if config.critic_mode != "end_to_end"
+            else config.e2e_updates,
+            td_loss_q=td["td_loss_q"],
+            td_loss_v=td["td_loss_v"],
+            q_mean=report["q_mean"],
+            v_mean=report["v_mean"],
+            td_updates_per_s=td["td_updates_per_s"],
+            v_mc_mse=report["v_mc_mse_heldout"],
+            action_sensitivity=report["action_sensitivity"],
+            probe_acc=report["probe_acc"],
+        )
+        run.say(
+            f"critic: V MSE vs MC (held out) {report['v_mc_mse_heldout']:.4f}, action "
+            f"sensitivity {report['action_sensitivity']:.4f}, effect probe "
+            f"{report['probe_acc']:.3f}, {td['td_updates_per_s']:.1f} TD updates/s"
+        )
+        critic_info = {
+            "data_sha256": data_hash,
+            "encoder_digest": enc.digest(),
+            "encoder_dir": str(encoder_dir) if encoder_dir else None,
+            "critic_backbone": config.critic_backbone,
+            **options,
+        }
         state["critic_info"] = critic_info
-        checkpoint(3, {"td": td}, lambda folder: _save_critic(folder / CRITIC_FILE, heads,
-                                                              critic_info))  # fmt: skip
+        checkpoint(
+            3, {"td": td}, lambda folder: _save_critic(folder / CRITIC_FILE, heads, critic_info)
+        )
         phase_done = 3
     else:
         heads, _ = load_critic(run.latest_checkpoint())
@@ -1233,18 +1488,44 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
         n_train = int((~frame["heldout"]).sum())
         kept_share = len(chosen) / max(1, n_train)
         adv = float(np.mean([a for _, _, a in chosen])) if chosen else float("nan")
-        logged_share = float(np.mean([frame.iloc[i]["policy_actions"][k] == frame.iloc[i]["action"]
-                                      for i, k, _ in chosen])) if chosen else float("nan")  # fmt: skip
-        run.say(f"Best-of-N: {len(chosen)}/{n_train} training states kept (A(s, a*) > "
-                f"{config.threshold}), mean A* {adv:.4f}, a* = logged action in "
-                f"{logged_share:.2f} of them")  # fmt: skip
+        logged_share = (
+            float(
+                np.mean(
+                    [
+                        frame.iloc[i]["policy_actions"][k] == frame.iloc[i]["action"]
+                        for i, k, _ in chosen
+                    ]
+                )
+            )
+            if chosen
+            else float("nan")
+        )
+        run.say(
+            f"Best-of-N: {len(chosen)}/{n_train} training states kept (A(s, a*) > "
+            f"{config.threshold}), mean A* {adv:.4f}, a* = logged action in "
+            f"{logged_share:.2f} of them"
+        )
         it += 1
-        _row(run, it, t_run, phase=4, extract_epoch=0, kept_share=kept_share, adv_star_mean=adv,
-             **{k: v for k, v in validate(_behaviour(config), config).items() if k != "val_s"})  # fmt: skip
+        _row(
+            run,
+            it,
+            t_run,
+            phase=4,
+            extract_epoch=0,
+            kept_share=kept_share,
+            adv_star_mean=adv,
+            **{k: v for k, v in validate(_behaviour(config), config).items() if k != "val_s"},
+        )
         policy, it = extract_policy(config, run, frame, chosen, it, t_run)
         critic_info = state.get("critic_info", {})
-        meta = {"trained_by": "digiq", "data_sha256": data_hash, "critic": critic_info,
-                "options": options, "kept_states": len(chosen), "config": config_to_dict(config)}  # fmt: skip
+        meta = {
+            "trained_by": "digiq",
+            "data_sha256": data_hash,
+            "critic": critic_info,
+            "options": options,
+            "kept_states": len(chosen),
+            "config": config_to_dict(config),
+        }
 
         def write(folder: Path) -> None:
             policy.save(folder, metadata=meta)

@@ -94,8 +94,9 @@ def _plot_table(rows: list[dict[str, Any]], path: Path) -> None:
     ax = fig.add_subplot(1, 1, 1)
     ax.axis("off")
     cells = [[_fmt(r.get(c)) for r in rows] for c in cols]
-    table = ax.table(cellText=cells, rowLabels=cols, colLabels=[r["critic_mode"] for r in rows],
-                     loc="center")  # fmt: skip
+    table = ax.table(
+        cellText=cells, rowLabels=cols, colLabels=[r["critic_mode"] for r in rows], loc="center"
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1.0, 1.15)
@@ -128,7 +129,11 @@ def run_ablation(
         checkpoint = Path(info.train_fn(cfg, run))
         report = ablation_diagnostics(run.dir, rank_states=rank_states)
         kept = json.loads((checkpoint / "trainer_state.json").read_text()).get("kept_share")
-        test = play_test(mode, checkpoint, out / mode / "test", test_episodes) if test_episodes else None
+        test = (
+            play_test(mode, checkpoint, out / mode / "test", test_episodes)
+            if test_episodes
+            else None
+        )
         row = ablation_row(mode, {**report, "kept_share": kept}, test)
         row["kept_share"] = kept
         rows.append(row)

@@ -54,7 +54,9 @@ def test_td_targets_come_from_the_target_heads():
     done = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0])
     y_q, y_v = td_targets(target, f_sa, f_s2, r, done, 0.95)
     with torch.no_grad():
-        want_q = r + 0.95 * (1 - done) * torch.stack([target.v[i](f_s2).squeeze(-1) for i in (0, 1)])
+        want_q = r + 0.95 * (1 - done) * torch.stack(
+            [target.v[i](f_s2).squeeze(-1) for i in (0, 1)]
+        )
         want_v = torch.stack([target.q[i](f_sa).squeeze(-1) for i in (0, 1)])
         online_q = r + 0.95 * (1 - done) * online.vs(f_s2)
     assert torch.allclose(y_q, want_q) and torch.allclose(y_v, want_v)
@@ -154,8 +156,10 @@ def test_smoke_preset_writes_data_critic_and_a_playable_policy(smoke_run):
     fresh = ScorerPolicy.from_backbone_name(SMOKE.backbone, seed=SMOKE.seed)
     trained = ScorerPolicy.load(latest)
     assert not torch.equal(fresh.head[2].weight, trained.head[2].weight)
-    assert torch.equal(fresh.encoder.embeddings.word_embeddings.weight,
-                       trained.encoder.embeddings.word_embeddings.weight)  # heads only
+    assert torch.equal(
+        fresh.encoder.embeddings.word_embeddings.weight,
+        trained.encoder.embeddings.word_embeddings.weight,
+    )  # heads only
 
 
 def test_a_second_run_reuses_the_data_and_the_cache(smoke_run, tmp_path):
@@ -234,8 +238,16 @@ def test_ranking_accuracy_forks_candidates_from_rebuilt_states(smoke_run, frame,
 
     q_rows = [np.arange(len(a), dtype=float) for a in frame["cand_actions"]]  # Q: the last best
     out = tmp_path / "forks.json"
-    got = ranking_accuracy(frame, q_rows, _behaviour(SMOKE), n_states=2, pool_sizes=(2,),
-                           max_steps=SMOKE.max_steps, gamma=0.95, outcomes_path=out)  # fmt: skip
+    got = ranking_accuracy(
+        frame,
+        q_rows,
+        _behaviour(SMOKE),
+        n_states=2,
+        pool_sizes=(2,),
+        max_steps=SMOKE.max_steps,
+        gamma=0.95,
+        outcomes_path=out,
+    )
     assert got["rank_states"] == 2 and 0.0 <= got["rank_acc_2"] <= 1.0
     forks = json.loads(out.read_text())
     assert len(forks) == 2
@@ -243,8 +255,9 @@ def test_ranking_accuracy_forks_candidates_from_rebuilt_states(smoke_run, frame,
         ep, t = map(int, key.split("/"))
         row = frame[(frame["episode"] == ep) & (frame["t"] == t)].iloc[0]
         assert len(g) == len(row["cand_actions"]) and all(0.0 <= x <= 1.0 for x in g)
-    again = ranking_accuracy(frame, q_rows, None, n_states=2, pool_sizes=(2,),
-                             outcomes_path=out)  # fmt: skip  # read: no policy needed
+    again = ranking_accuracy(
+        frame, q_rows, None, n_states=2, pool_sizes=(2,), outcomes_path=out
+    )  # read: no policy needed
     assert again["rank_acc_2"] == got["rank_acc_2"]
 
 
@@ -259,18 +272,38 @@ def test_ablate_runs_the_three_modes_on_one_dataset(smoke_run, tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"data": str(run.dir / "data"), "val_tasks": 0}))
     out = tmp_path / "ablate"
-    result = CliRunner().invoke(app, ["ablate", "digiq", "--preset", "smoke", "--config", str(cfg),
-                                      "--out", str(out), "--test-episodes", "1",
-                                      "--rank-states", "2"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "ablate",
+            "digiq",
+            "--preset",
+            "smoke",
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+            "--test-episodes",
+            "1",
+            "--rank-states",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with open(out / "ablation.csv", newline="") as f:
         rows = {r["critic_mode"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"finetune_freeze", "frozen", "end_to_end"}
-    assert rows["finetune_freeze"]["effect_head_acc"] != "" and rows["frozen"]["effect_head_acc"] == ""
+    assert (
+        rows["finetune_freeze"]["effect_head_acc"] != "" and rows["frozen"]["effect_head_acc"] == ""
+    )
     assert all(r["probe_acc"] != "" and r["test_episodes"] == "1" for r in rows.values())
     assert float(rows["end_to_end"]["td_speedup_vs_end_to_end"]) == 1.0
     assert float(rows["frozen"]["td_updates_per_s"]) > float(rows["end_to_end"]["td_updates_per_s"])
     assert (out / "ablation.png").is_file()
-    hashes = {json.loads((out / m / "checkpoints" / "latest" / "training.json").read_text())
-              ["data_sha256"] for m in rows}  # fmt: skip
+    hashes = {
+        json.loads((out / m / "checkpoints" / "latest" / "training.json").read_text())[
+            "data_sha256"
+        ]
+        for m in rows
+    }
     assert len(hashes) == 1
