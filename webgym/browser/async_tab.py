@@ -33,6 +33,7 @@ from webgym.browser.tab import (
     _SCROLL_SETTLE_S,
     _SCROLL_STATE_JS,
     _css_string,
+    _TabEvents,
     decode_screenshot,
 )
 from webgym.page import PageCapture, purchase_from_headers
@@ -45,7 +46,7 @@ __all__ = ["AsyncBrowserTab"]
 log = logging.getLogger(__name__)
 
 
-class AsyncBrowserTab:
+class AsyncBrowserTab(_TabEvents):
     """One browser context with one page, reused across episodes; every call is a coroutine.
     Create with `AsyncBrowserHost.new_tab()`; use on the event loop that created it."""
 
@@ -92,39 +93,10 @@ class AsyncBrowserTab:
                 log.debug("closing a browser page failed; dropping it", exc_info=True)
         self._context = self._page = None
 
-    def _on_response(self, response: Response) -> None:
-        request = response.request
-        if not request.is_navigation_request() or request.frame != self._page.main_frame:
-            return
-        if 300 <= response.status < 400 and "location" in response.headers:
-            return  # a redirect: its body is unavailable, the followed response comes next
-        self._response = response
-        self.navigations += 1
-
-    def _on_crash(self, _page: Any) -> None:
-        self._renderer_crashed = True
-
-    @property
-    def host(self) -> Any:
-        return self._host
-
-    @property
-    def page(self):
-        """The Playwright page (for tests and diagnostics; prefer the tab's methods)."""
-        return self._page
-
     @property
     def context(self):
         """The Playwright browser context the page lives in."""
         return self._context
-
-    @property
-    def generation(self) -> int:
-        return self._generation
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     async def close(self) -> None:
         """Close this tab's context; the last tab to close stops the browser."""

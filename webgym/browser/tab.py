@@ -139,7 +139,42 @@ def decode_screenshot(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-class BrowserTab:
+class _TabEvents:
+    """What the sync tab and the async one (async_tab.py) share: the page's navigation and
+    crash listeners, and their read-only state."""
+
+    def _on_response(self, response: Any) -> None:
+        request = response.request
+        if not request.is_navigation_request() or request.frame != self._page.main_frame:
+            return
+        if 300 <= response.status < 400 and "location" in response.headers:
+            return  # a redirect: its body is unavailable, the followed response comes next
+        self._response = response
+        self.navigations += 1
+
+    def _on_crash(self, _page: Any) -> None:
+        self._renderer_crashed = True
+
+    @property
+    def host(self) -> Any:
+        return self._host
+
+    @property
+    def page(self):
+        """The Playwright page (for tests and diagnostics; prefer the tab's methods)."""
+        return self._page
+
+    @property
+    def generation(self) -> int:
+        """The launch of Chromium this tab's page belongs to."""
+        return self._generation
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class BrowserTab(_TabEvents):
     """One browser context with one page, reused across episodes. Create with
     `BrowserHost.new_tab()`; use from the thread that created it."""
 
@@ -188,36 +223,6 @@ class BrowserTab:
         self._renderer_crashed = False
         self._page.on("response", self._on_response)
         self._page.on("crash", self._on_crash)
-
-    def _on_response(self, response: Response) -> None:
-        request = response.request
-        if not request.is_navigation_request() or request.frame != self._page.main_frame:
-            return
-        if 300 <= response.status < 400 and "location" in response.headers:
-            return  # a redirect: its body is unavailable, the followed response comes next
-        self._response = response
-        self.navigations += 1
-
-    def _on_crash(self, _page: Any) -> None:
-        self._renderer_crashed = True
-
-    @property
-    def host(self) -> TabHost:
-        return self._host
-
-    @property
-    def page(self):
-        """The Playwright page (for tests and diagnostics; prefer the tab's methods)."""
-        return self._page
-
-    @property
-    def generation(self) -> int:
-        """The launch of Chromium this tab's page belongs to."""
-        return self._generation
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         """Close this tab's context; the last tab to close stops the browser."""
