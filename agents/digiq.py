@@ -157,6 +157,7 @@ class DigiQConfig(CommonConfig):
     td_lr: float = 1e-3
     head_hidden: int = 256
     v_target: str = "per_head"  # V_i -> Qbar_i(s, a) ("per_head", REFERENCE) or min_j Qbar_j
+    v_expectile: float = 0.5  # 0.5: V's plain MSE (Digi-Q); > 0.5: IQL's expectile (see below)
     e2e_updates: int = 100  # end_to_end: TD updates through the encoder (slow)
     e2e_batch_size: int = 8
     e2e_lr: float = 1e-5  # end_to_end: the encoder's lr (the heads keep td_lr)
@@ -1011,6 +1012,17 @@ def td_targets(
     return y_q, y_v
 
 
+def expectile_loss(v: torch.Tensor, target: torch.Tensor, expectile: float) -> torch.Tensor:
+    """sum_i mean |k - 1[y_i - V_i < 0]| (V_i - y_i)^2 over the twin heads, (2, B) each.
+
+    k = 0.5 is (half) Digi-Q's plain regression onto Qbar(s, a_data): V is the behaviour
+    policy's value, and Best-of-N is one step of improvement over it. k > 0.5 is IQL's
+    expectile (Kostrikov et al., 2022): V leans towards the best in-sample actions, so Q
+    stops paying for the behaviour policy's exploration after the next step."""
+    w = torch.abs(expectile - (target - v < 0).to(v.dtype))
+    return (2.0 * w * (v - target) ** 2).mean(1).sum()
+
+
 @torch.no_grad()
 def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     """thetabar <- (1 - tau) thetabar + tau theta, parameter by parameter."""
@@ -1047,7 +1059,7 @@ def train_td_on_cache(
             y_q, y_v = td_targets(target, f_sa, f_s2, r, done, config.gamma, config.v_target)
             # L = sum_i mean (Q_i(s,a) - y_Q_i)^2 + mean (V_i(s) - y_V_i)^2
             loss_q = ((heads.qs(f_sa) - y_q) ** 2).mean(1).sum()
-            loss_v = ((heads.vs(f_s) - y_v) ** 2).mean(1).sum()
+            loss_v = expectile_loss(heads.vs(f_s), y_v, config.v_expectile)
             opt.zero_grad(set_to_none=True)
             (loss_q + loss_v).backward()
             opt.step()
@@ -1115,7 +1127,7 @@ def train_td_end_to_end(
                 target["heads"], tf_sa, tf_s2, r, done, config.gamma, config.v_target
             )
             loss_q = ((heads.qs(f_sa) - y_q) ** 2).mean(1).sum()
-            loss_v = ((heads.vs(f_s) - y_v) ** 2).mean(1).sum()
+            loss_v = expectile_loss(heads.vs(f_s), y_v, config.v_expectile)
             opt.zero_grad(set_to_none=True)
             (loss_q + loss_v).backward()
             torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)

@@ -307,3 +307,15 @@ def test_ablate_runs_the_three_modes_on_one_dataset(smoke_run, tmp_path):
         for m in rows
     }
     assert len(hashes) == 1
+
+
+def test_expectile_loss_by_hand():
+    from agents.digiq import expectile_loss
+
+    v = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    y = torch.tensor([[0.0, 2.0], [0.5, 1.5]])
+    # k = 0.5 is the plain MSE: mean over the batch, summed over the twin heads
+    assert torch.isclose(expectile_loss(v, y, 0.5), torch.tensor((1 + 4) / 2 + (0 + 1) / 2))
+    # k = 0.9: an under-estimate (y > V) weighs 2 * 0.9, an over-estimate 2 * 0.1
+    want = (0.2 * 1 + 1.8 * 4) / 2 + (1.8 * 0 + 1.8 * 1) / 2
+    assert torch.isclose(expectile_loss(v, y, 0.9), torch.tensor(want))
