@@ -76,7 +76,8 @@ PRESETS = {
     # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
     "gpu": ArcherConfig(
         backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
-        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6, critic_train_layers=6,
+        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6,
+        critic_train_layers=6,
     ),
     # the decoder path on a random-init 2-layer LM (tests)
     "lm-smoke": ArcherConfig(
@@ -180,7 +181,8 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         )  # fmt: skip
         if keep:
             g = turn_returns(batch, config.gamma).tolist()
-            learner.critic_buffer = [*learner.critic_buffer, list(zip(batch.states, g))][-keep:]
+            pairs = list(zip(batch.states, g, strict=True))
+            learner.critic_buffer = [*learner.critic_buffer, pairs][-keep:]
         stats = rollout_stats(rollouts)
         return {
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
@@ -202,4 +204,11 @@ register_trainer(
     description="ArCHer PPO: turn-level MC critic first, then PPO on A(t) = V(s') - V(s)",
 )
 
-__all__ = ["PRESETS", "ArcherConfig", "archer_advantages", "archer_update", "train_archer", "turn_returns"]
+__all__ = [
+    "PRESETS",
+    "ArcherConfig",
+    "archer_advantages",
+    "archer_update",
+    "train_archer",
+    "turn_returns",
+]

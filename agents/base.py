@@ -11,9 +11,9 @@ An agent plays one episode at a time::
 
 ``act`` maps one observation (the env's dict: ``goal``, ``url``, ``text``, ``axtree``,
 ``html``, ``available_actions``, ``clickable_actions``, ``last_action``, ``last_action_error``,
-``step``) to one action string of :mod:`webgym.actions`' grammar. ``act_batch`` maps several observations at once
-(batched LM policies override it). An agent that samples draws only from its own generator,
-created in ``reset(seed=...)``, so an episode is reproducible from its seed.
+``step``) to one action string of :mod:`webgym.actions`' grammar. ``act_batch`` maps several
+observations at once (batched LM policies override it). An agent that samples draws only from
+its own generator, created in ``reset(seed=...)``, so an episode is reproducible from its seed.
 
 The registry maps names to factories: ``register_agent`` (also a decorator), ``make_agent``,
 ``list_agents``. Agents that load weights declare ``needs_checkpoint=True`` and receive

@@ -319,7 +319,7 @@ class TurnBatch:
     temperature: list[float]
     episode: list[int]
     turn: list[int]
-    decisions: list[Any] = field(default_factory=list)  # each turn's decision, as the policy made it
+    decisions: list[Any] = field(default_factory=list)  # each turn's decision, as made
 
     @classmethod
     def of(
@@ -353,7 +353,8 @@ class TurnBatch:
         """log pi_theta(a_t | s_t) of the turns ``idx`` at each turn's acting temperature (an
         LM policy: its choice over the candidates, the generated query's tokens included)."""
         if hasattr(policy, "evaluate_decisions"):
-            return policy.evaluate_decisions([self.decisions[i] for i in idx], with_values=False).logprobs
+            chosen = [self.decisions[i] for i in idx]
+            return policy.evaluate_decisions(chosen, with_values=False).logprobs
         temps = {self.temperature[i] for i in idx}
         if len(temps) == 1:
             return policy.logprobs(
@@ -439,9 +440,7 @@ def collect(
     return _RAY[key](policy, task_ids, rng=rng, **kwargs)
 
 
-def validate(
-    policy: Policy, val_ids: Sequence[str], config: OnPolicyConfig
-) -> dict[str, float]:
+def validate(policy: Policy, val_ids: Sequence[str], config: OnPolicyConfig) -> dict[str, float]:
     """Greedy play on ``val_ids`` (validation split): ``val_score``, ``val_success_rate``."""
     t0 = time.perf_counter()
     rollouts = collect(

@@ -63,7 +63,8 @@ PRESETS = {
     # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
     "gpu": ReinforceConfig(
         backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
-        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6, critic_train_layers=6,
+        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6,
+        critic_train_layers=6,
     ),
     # the decoder path on a random-init 2-layer LM (tests)
     "lm-smoke": ReinforceConfig(

@@ -17,9 +17,10 @@ target (a heading, a text, an image: ``obs["clickable_actions"]`` less ``availab
 In the browser a click on an inert target below the fold scrolls it into view first (Playwright
 clicks so), which moves pixels: label 1 there, 0 in text mode.
 ``benchmarks/perf/effect_balance.py`` measures how often the label is 1 per page type when a
-behaviour mixes random clicks on every click target into the rule agent's actions. The default thresholds come from ``benchmarks/perf/effect_thresholds.py``, which
-measures the distances of no-ops, failed actions, option choices and navigations over real
-episodes; ``EffectThresholds`` quotes the figures. Imports nothing from WebGym.
+behaviour mixes random clicks on every click target into the rule agent's actions. The default
+thresholds come from ``benchmarks/perf/effect_thresholds.py``, which measures the distances of
+no-ops, failed actions, option choices and navigations over real episodes; ``EffectThresholds``
+quotes the figures. Imports nothing from WebGym.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ def test_train_refuses_an_unknown_trainer_listing_the_trainable_agents(tmp_path)
     result = cli("train", "--agent", "rule", "--out", tmp_path / "x")
     assert result.exit_code == 2
     out = " ".join(result.output.split())
-    assert "no trainer for agent 'rule'; trainable agents: archer, bc, digiq, grpo, reinforce" in out
+    trainable = "archer, bc, digiq, grpo, reinforce"
+    assert f"no trainer for agent 'rule'; trainable agents: {trainable}" in out
 
 
 def test_train_refuses_an_unknown_config_key_and_an_unknown_preset(tmp_path):
