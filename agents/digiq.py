@@ -92,6 +92,7 @@ from agents.scorer_policy import (
     state_text,
 )
 from agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
+from webgym.runs import sha256_file
 
 __all__ = [
     "AUX_OBJECTIVES",
@@ -376,14 +377,6 @@ def transitions_of(
     return rows
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _atomic_parquet(frame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     frame.to_parquet(tmp, index=False)
@@ -464,7 +457,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
         if not path.is_file():
             raise ValueError(f"data: {folder} holds no {DATA_FILE}")
         meta = json.loads((folder / "data.json").read_text())
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if meta.get("sha256") != digest:
             raise RuntimeError(f"{path}: SHA-256 {digest} is not data.json's {meta.get('sha256')}")
         run.say(f"data: {path} ({meta.get('transitions')} transitions, sha256 {digest[:16]})")
@@ -478,7 +471,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     meta_path = folder / "data.json"
     if path.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        if meta.get("facts") == facts and meta.get("sha256") == _sha256(path):
+        if meta.get("facts") == facts and meta.get("sha256") == sha256_file(path):
             run.say(f"data: {path} already collected (sha256 {meta['sha256'][:16]})")
             return path, meta["sha256"]
     facts_path = parts_dir / "facts.json"
@@ -542,7 +535,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
         ignore_index=True,
     )
     _atomic_parquet(frame, path)
-    digest = _sha256(path)
+    digest = sha256_file(path)
     balance = label_balance(frame)
     _atomic_json(folder / "label_balance.json", balance)
     episodes = frame.drop_duplicates("episode")

@@ -80,6 +80,26 @@ def warn(message: str) -> None:
 # run
 
 
+def _trainer_config(agent: str, preset: str, config: Path | None) -> tuple[Any, Any]:
+    """(trainer info, config): the agent's trainer, its preset, the file's fields over it; a
+    clear exit 2 for an unknown trainer, preset or field."""
+    from agents.training import ConfigError, UnknownTrainerError, config_from_file, get_trainer
+
+    try:
+        info = get_trainer(agent)
+    except UnknownTrainerError as e:
+        fail(str(e))
+    if preset not in info.presets:
+        fail(f"unknown preset {preset!r} for {agent}; presets: {', '.join(info.presets)}")
+    cfg = info.presets[preset]
+    if config is not None:
+        try:
+            cfg = config_from_file(cfg, config)
+        except ConfigError as e:
+            fail(str(e))
+    return info, cfg
+
+
 def _split_ids(values: list[str] | None) -> list[str]:
     out: list[str] = []
     for v in values or []:
@@ -432,27 +452,9 @@ def train_cmd(
     ] = None,
 ) -> None:
     from agents import data_parallel
-    from agents.training import (
-        ConfigError,
-        ConfigMismatch,
-        TrainRun,
-        UnknownTrainerError,
-        config_from_file,
-        get_trainer,
-    )
+    from agents.training import ConfigMismatch, TrainRun
 
-    try:
-        info = get_trainer(agent)
-    except UnknownTrainerError as e:
-        fail(str(e))
-    if preset not in info.presets:
-        fail(f"unknown preset {preset!r} for {agent}; presets: {', '.join(info.presets)}")
-    cfg = info.presets[preset]
-    if config is not None:
-        try:
-            cfg = config_from_file(cfg, config)
-        except ConfigError as e:
-            fail(str(e))
+    info, cfg = _trainer_config(agent, preset, config)
     if ray is not None:
         if "ray" not in {f.name for f in dataclasses.fields(cfg)}:
             fail(f"the {agent} trainer collects no rollouts; --ray is for on-policy trainers")
@@ -543,23 +545,11 @@ def ablate_cmd(
 ) -> None:
     """Train digiq with critic_mode finetune_freeze, frozen and end_to_end on one dataset and
     compare their critics and policies: OUT/ablation.csv and OUT/ablation.png."""
-    from agents.training import ConfigError, UnknownTrainerError, config_from_file, get_trainer
     from benchmarks.ablate import finish_table, run_ablation
 
     if agent != "digiq":
         fail(f"ablate knows the critic options of digiq only, not {agent!r}")
-    try:
-        info = get_trainer(agent)
-    except UnknownTrainerError as e:
-        fail(str(e))
-    if preset not in info.presets:
-        fail(f"unknown preset {preset!r} for {agent}; presets: {', '.join(info.presets)}")
-    cfg = info.presets[preset]
-    if config is not None:
-        try:
-            cfg = config_from_file(cfg, config)
-        except ConfigError as e:
-            fail(str(e))
+    info, cfg = _trainer_config(agent, preset, config)
     out = out or Path("runs") / f"ablate-{agent}-{preset}"
     out.mkdir(parents=True, exist_ok=True)
 
