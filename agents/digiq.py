@@ -39,6 +39,13 @@ effective; a results page ~47, 12 effective): explore_eps 0.3 gives item page 0.
 search 0.80 positive (Score 55); 0.5 gives item page 0.88; **0.6** (the default) gives item page
 0.74, results 0.55, search 0.49, item detail 0.67 (Score 47, ~9 steps per episode).
 
+That per-step exploration spoils the returns the critic learns (the first ``cpu`` run,
+docs/results.md): V and Q are those of a behaviour that wanders after every choice, and Best-of-N
+then buys at once. ``explore="one_step"`` (the ``cpu`` preset) explores at exactly one turn t* of
+each episode (uniform over the first ``explore_horizon`` turns) and follows bc everywhere else, so
+the continuation after any logged action, the explored one included, is bc's: the label still
+sees inert clicks (on the explored turns) and Q(s, a) is one step of improvement over bc.
+
 **Candidates.** Per state the scorer's candidates (``scorer_policy.candidates``: available actions
 and search queries), at most ``n_candidates`` of them (the logged action always, the rest drawn
 from pi_b without replacement), plus the logged action when the behaviour policy explored outside
@@ -72,6 +79,7 @@ import json
 import math
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -114,6 +122,7 @@ __all__ = [
 ]
 
 CRITIC_MODES = ("finetune_freeze", "frozen", "end_to_end")
+EXPLORE_MODES = ("per_step", "one_step")
 AUX_OBJECTIVES = ("effect", "next_state", "contrastive", "inverse")
 AUX_IMPLEMENTED = ("effect", "next_state", "contrastive")
 CRITIC_FILE = "digiq_critic.pt"
@@ -132,6 +141,8 @@ class DigiQConfig(CommonConfig):
     n_episodes: int = 1000  # train-split episodes of the behaviour policy
     temperature: float = 1.0  # the bc scorer's sampling temperature
     explore_eps: float = 0.6  # P(a uniformly random click among clickable_actions): docstring
+    explore: str = "per_step"  # per_step: eps at every turn | one_step: one turn t* per episode
+    explore_horizon: int = 4  # one_step: t* uniform in [0, explore_horizon)
     n_envs: int = 8  # envs stepped in lockstep while collecting
     episodes_per_part: int = 96  # episodes per parquet part (the unit of resuming)
     n_candidates: int = 16  # N: candidate actions per state (the logged one always among them)
@@ -187,7 +198,11 @@ PRESETS = {
     # other jobs on the cores, docs/results.md): 1,000 episodes x ~9 steps at 0.08-0.11 s/step
     # (17 min), one fine-tune epoch of 8k pairs at 1.8 s per update of 16 (15 min), 9.9k states
     # + 71k cached pairs at ~20 ms (29 min), 4,000 TD updates, 2 extraction epochs, heads only
-    "cpu": DigiQConfig(torch_threads=1, eval_episodes=100, val_tasks=100),
+    # explore one_step (not per_step at 0.6, the first cpu run: docs/results.md); 1,500 episodes
+    # of ~4.5 steps keep the data near the first run's 8.9k transitions
+    "cpu": DigiQConfig(
+        torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1500,
+    ),
     "gpu": DigiQConfig(
         device="cuda", behaviour_checkpoint="runs/bc-scorer-gpu/checkpoints/latest",
         n_episodes=6000, n_envs=32, finetune_epochs=3, finetune_batch_size=64,
@@ -261,12 +276,38 @@ class BehaviourDecision:
 
 
 class BehaviourPolicy:
-    """pi_b(a | s) = (1 - eps) softmax_k(f(s, a_k) / T) + eps Uniform(clickable_actions(s)).
+    """pi_b(a | s_t) = (1 - eps_t) softmax_k(f(s_t, a_k) / T) + eps_t Uniform(clicks(s_t)),
+    clicks = ``clickable_actions``.
 
+    ``explore="per_step"``: eps_t = eps at every turn. ``explore="one_step"``: eps_t = 1 at one
+    turn t* of each episode and 0 elsewhere, t* uniform in [0, horizon) (a stable hash of the
+    goal and ``salt``, so that collection stays stateless and a resumed part replays the same
+    plan): the episode's other turns are bc's, so the data's continuation values are bc's.
     ``decide_batch`` is what :func:`agents.rollouts.collect_rollouts` calls."""
 
-    def __init__(self, scorer: ScorerPolicy, explore_eps: float, max_steps: int):
+    def __init__(
+        self,
+        scorer: ScorerPolicy,
+        explore_eps: float,
+        max_steps: int,
+        *,
+        explore: str = "per_step",
+        horizon: int = 4,
+        salt: int = 0,
+    ):
+        if explore not in EXPLORE_MODES:
+            raise ValueError(f"explore must be one of {EXPLORE_MODES}, not {explore!r}")
         self.scorer, self.eps, self.max_steps = scorer, float(explore_eps), int(max_steps)
+        self.explore, self.horizon, self.salt = explore, max(1, int(horizon)), int(salt)
+
+    def explore_turn(self, goal: str) -> int:
+        """t* of the episode of ``goal`` (explore "one_step")."""
+        return zlib.crc32(f"{self.salt}:{goal}".encode()) % self.horizon
+
+    def eps_at(self, obs: dict) -> float:
+        if self.explore == "per_step":
+            return self.eps
+        return float(int(obs.get("step", 0)) == self.explore_turn(str(obs.get("goal") or "")))
 
     @torch.no_grad()
     def decide_batch(self, observations, *, temperature: float = 1.0, rng=None):
@@ -279,15 +320,16 @@ class BehaviourPolicy:
             probs = torch.softmax(f.double() / max(temperature, 1e-6), 0).numpy()
             probs = probs / probs.sum()
             clicks = clickable_actions(obs)
-            explored = bool(clicks) and rng.random() < self.eps
+            eps = self.eps_at(obs) if clicks else 0.0
+            explored = bool(clicks) and rng.random() < eps
             if explored:
                 action = clicks[int(rng.integers(len(clicks)))]
             else:
                 action = c.actions[int(rng.choice(len(c.actions), p=probs))]
             k = c.actions.index(action) if action in c.actions else -1
-            # log pi_b(a|s) = log((1 - eps) p_soft(a) + eps 1[a clickable] / |clickable|)
-            p = (1 - self.eps) * (probs[k] if k >= 0 else 0.0)
-            p += self.eps * (clicks.count(action) / len(clicks) if clicks else 0.0)
+            # log pi_b(a|s) = log((1 - eps_t) p_soft(a) + eps_t 1[a clickable] / |clickable|)
+            p = (1 - eps) * (probs[k] if k >= 0 else 0.0)
+            p += eps * (clicks.count(action) / len(clicks) if clicks else 0.0)
             out.append(
                 BehaviourDecision(
                     action,
@@ -389,6 +431,12 @@ def _atomic_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _explore_words(config: DigiQConfig) -> str:
+    if config.explore == "one_step":
+        return f"one uniform clickable click per episode at t* < {config.explore_horizon}"
+    return f"mixed with explore_eps {config.explore_eps} uniform clickable clicks"
+
+
 def _collection_facts(config: DigiQConfig) -> dict[str, Any]:
     """What determines the dataset: a data folder made with other facts is not reused."""
     keys = (
@@ -397,6 +445,8 @@ def _collection_facts(config: DigiQConfig) -> dict[str, Any]:
         "n_episodes",
         "temperature",
         "explore_eps",
+        "explore",
+        "explore_horizon",
         "episodes_per_part",
         "n_candidates",
         "heldout_fraction",
@@ -494,11 +544,14 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     n_parts = math.ceil(len(plan) / per)
     done_parts = [k for k in range(n_parts) if (parts_dir / f"part-{k:05d}.parquet").is_file()]
     scorer = _behaviour(config)
-    behaviour = BehaviourPolicy(scorer, config.explore_eps, config.max_steps)
+    behaviour = BehaviourPolicy(
+        scorer, config.explore_eps, config.max_steps,
+        explore=config.explore, horizon=config.explore_horizon, salt=config.seed,
+    )  # fmt: skip
     source = config.behaviour_checkpoint or f"a fresh {config.backbone} scorer"
     run.say(
         f"data: {len(plan)} episodes of the behaviour policy ({source}"
-        f", T {config.temperature}, explore_eps {config.explore_eps}) in {n_parts} parts; "
+        f", T {config.temperature}, {_explore_words(config)}) in {n_parts} parts; "
         f"{len(done_parts)} already collected"
     )
     t0 = time.perf_counter()
@@ -549,7 +602,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
             "score": float(episodes["episode_reward"].mean() * 100),
             "success_rate": float((episodes["episode_reward"] == 1.0).mean()),
             "collect_s": time.perf_counter() - t0,
-            "behaviour": "bc scorer at temperature T, mixed with eps-uniform clickable clicks",
+            "behaviour": f"bc scorer at temperature T, {_explore_words(config)}",
         },
     )
     run.say(f"data: {len(frame)} transitions of {len(episodes)} episodes, sha256 {digest[:16]}")
@@ -573,12 +626,12 @@ def load_transitions(path: Path):
     return frame
 
 
-def say_balance(run: TrainRun, balance: dict[str, Any], eps: float) -> None:
+def say_balance(run: TrainRun, balance: dict[str, Any], config: DigiQConfig) -> None:
     for kind, b in balance.items():
-        flag = "" if b["in_20_80"] else "  <- outside [0.2, 0.8]: tune explore_eps"
+        flag = "" if b["in_20_80"] else "  <- outside [0.2, 0.8]: see explore / explore_eps"
         run.say(
             f"label balance {kind}: {b['positives']}/{b['n']} positive "
-            f"({b['positive_share']:.2f}) at explore_eps {eps}{flag}"
+            f"({b['positive_share']:.2f}), {_explore_words(config)}{flag}"
         )
 
 
@@ -1357,7 +1410,7 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     path, data_hash = collect_offline_data(config, run)
     frame = load_transitions(path)
     balance = label_balance(frame)
-    say_balance(run, balance, config.explore_eps)
+    say_balance(run, balance, config)
     if state.get("data_hash") not in (None, data_hash):
         raise RuntimeError(
             f"{run.dir}: the data changed since the checkpoint "

@@ -15,6 +15,7 @@ import torch
 
 from agents.digiq import (
     PRESETS,
+    BehaviourPolicy,
     CriticHeads,
     best_of_n,
     cache_features,
@@ -26,6 +27,9 @@ from agents.digiq import (
     train_digiq,
     train_td_on_cache,
 )
+from agents.digiq import _behaviour as behaviour_scorer
+from agents.onpolicy import split_task_ids
+from agents.rollouts import collect_rollouts
 from agents.training import TrainRun
 
 CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
@@ -104,6 +108,30 @@ def test_the_logged_action_is_always_among_the_candidates(frame):
         assert k == -1 or row.policy_actions[k] == row.action
         assert k >= 0 or row.explored  # only an exploratory click falls outside the scorer's
     assert frame["explored"].any()  # explore_eps 0.3 over ~50 steps
+
+
+def test_one_step_exploration_explores_at_one_turn_per_episode_and_bc_elsewhere():
+    scorer = behaviour_scorer(SMOKE)
+    policy = BehaviourPolicy(scorer, 0.6, SMOKE.max_steps, explore="one_step", horizon=3, salt=7)
+    rollouts = collect_rollouts(
+        policy, split_task_ids("train")[:8], n_envs=4, seed=0, temperature=1.0,
+        rng=np.random.default_rng(0), max_steps=SMOKE.max_steps,
+    )  # fmt: skip
+    n_explored = 0
+    for r in rollouts:
+        t_star = policy.explore_turn(r.goal)
+        assert 0 <= t_star < 3
+        explored = [t for t, turn in enumerate(r.turns) if turn.decision.explored]
+        assert explored == ([t_star] if t_star < len(r.turns) else [])
+        n_explored += len(explored)
+        for t, turn in enumerate(r.turns):
+            d = turn.decision
+            if t != t_star:  # pi_b is the softmax alone: log pi_b(a|s) = log p_soft(a)
+                assert d.index >= 0
+                assert d.logprob == pytest.approx(np.log(d.probs[d.index]))
+    assert n_explored > 0
+    with pytest.raises(ValueError, match="explore must be one of"):
+        BehaviourPolicy(scorer, 0.6, 6, explore="sometimes")
 
 
 def test_frozen_td_reads_the_cache_and_gives_the_encoder_no_gradient(smoke_run, frame):
