@@ -151,6 +151,7 @@ class DigiQConfig(CommonConfig):
     critic_mode: str = "finetune_freeze"  # finetune_freeze | frozen | end_to_end
     critic_backbone: str = "minilm"  # an encoder (agents.models.load_backbone)
     critic_max_length: int = 128  # tokens of one (state, action) pair
+    critic_encoder: str = ""  # a fine-tuned encoder (OUT/critic/encoder-*) to reuse: no phase 2
     # 2. representation fine-tuning
     aux: str = "effect"  # "+"-joined AUX_OBJECTIVES ("inverse" is not implemented)
     finetune_epochs: int = 1
@@ -1435,8 +1436,14 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
 
     # 2. representation fine-tuning (finetune_freeze only) -----------------------------------
     encoder_dir = Path(state["encoder_dir"]) if state.get("encoder_dir") else None
+    if config.critic_encoder:  # another run's fine-tuned encoder: phase 2 is not redone
+        if config.critic_mode != "finetune_freeze":
+            raise ValueError("critic_encoder is a fine-tuned encoder: critic_mode finetune_freeze")
+        encoder_dir = Path(config.critic_encoder)
+        if not encoder_dir.is_dir():
+            raise FileNotFoundError(f"critic_encoder {encoder_dir} is not a folder")
     ft_acc: dict[str, float] = {}
-    if config.critic_mode == "finetune_freeze" and phase_done < 2:
+    if config.critic_mode == "finetune_freeze" and phase_done < 2 and not config.critic_encoder:
         enc, ft_acc, it = finetune_representation(config, run, frame, it, t_run)
         digest = enc.digest()
         encoder_dir = enc.save_encoder(
