@@ -1,6 +1,6 @@
-"""The plumbing every on-policy trainer shares (archer, grpo, reinforce): config, start, batches,
-optimizer steps, the iteration loop, validation, checkpoints, data parallelism. The algorithm
-files hold only their algorithm.
+"""The plumbing every on-policy trainer shares (archer, grpo, reinforce, vineppo): config,
+start, batches, optimizer steps, the iteration loop, validation, checkpoints, data parallelism.
+The algorithm files hold only their algorithm.
 
 - :class:`OnPolicyConfig`: the fields every on-policy trainer's config extends (itself an
   :class:`agents.training.CommonConfig`).
@@ -418,13 +418,16 @@ def collect(
     group_size: int = 1,
     split: str = "train",
     temperature: float | None = None,
+    snapshots: bool = False,
+    starts: Sequence[dict[str, Any]] | None = None,
 ) -> list[Rollout]:
     """``collect_rollouts`` with the config's envs, temperature and step limit; on Ray workers
-    when ``config.ray`` is set (started on first use, closed at exit)."""
+    when ``config.ray`` is set (started on first use, closed at exit). ``snapshots`` and
+    ``starts``: ``collect_rollouts``' forks (each turn's env state kept; play from snapshots)."""
     kwargs = dict(
         split=split, group_size=group_size, seed=seed, n_envs=config.n_envs,
         temperature=config.temperature if temperature is None else temperature,
-        max_steps=config.max_steps,
+        max_steps=config.max_steps, snapshots=snapshots, starts=starts,
     )  # fmt: skip
     rng = rng if rng is not None else np.random.default_rng(seed)
     if not config.ray:

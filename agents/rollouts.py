@@ -14,6 +14,9 @@ Two collectors, one set of env helpers (:func:`make_env`, :func:`rollout_seed`):
   times from the identical start (same task, same env seed: the first observations are equal),
   for GRPO and POISE; the G rollouts of a task are adjacent in the output.
 
+  Forks (VinePPO): ``snapshots=True`` keeps each turn's env state s_t in ``Turn.snapshot``;
+  ``starts`` plays the jobs from such snapshots instead of the tasks' starts.
+
   An episode that ends in an infrastructure failure (the env reports ``info["error"]``, e.g. a
   crashed browser, or ``env.step`` raises) is kept with ``error`` set: trainers leave it out of
   losses and group statistics instead of counting it as reward 0.
@@ -253,6 +256,7 @@ class Turn:
     effect_label: int | None
     action_error: str = ""
     effect: dict[str, Any] | None = None  # the whole info["action_effect"] (label, distances)
+    snapshot: dict[str, Any] | None = None  # the env state s_t (collect_rollouts(snapshots=True))
 
     @property
     def action(self) -> str:
@@ -307,6 +311,8 @@ def collect_rollouts(
     on_rollout: Callable[[Rollout], None] | None = None,
     shard: bool = True,
     part: tuple[int, int] | None = None,
+    snapshots: bool = False,
+    starts: Sequence[dict[str, Any]] | None = None,
 ) -> list[Rollout]:
     """Play each task ``group_size`` times, ``n_envs`` episodes at a time in lockstep.
 
@@ -321,8 +327,19 @@ def collect_rollouts(
 
     ``part=(k, n)`` plays part k of n the same way (jobs k, k + n, ..., generator stream k) and
     returns only those rollouts: a Ray worker's share (agents/ray_rollouts.py).
+
+    ``snapshots``: every turn keeps its env state (``Turn.snapshot``). ``starts[i]`` (a snapshot
+    of a state of task ``task_ids[i]``): the ``group_size`` jobs of task i continue from it (a
+    reset, for the wrappers' bookkeeping, then ``env.unwrapped.restore``) and stop at
+    ``max_steps`` steps counted from the episode's start, as the episode would have.
     """
     rng = rng if rng is not None else np.random.default_rng(seed)
+    if starts is not None:
+        if [s["task_id"] for s in starts] != list(task_ids):
+            raise ValueError("starts must hold one snapshot per task id, of that task")
+        from webgym.envs import MAX_EPISODE_STEPS
+
+        limit = max_steps or MAX_EPISODE_STEPS
     jobs = [(tid, g) for tid in task_ids for g in range(group_size)]
     results: list[Rollout | None] = [None] * len(jobs)
     world = data_parallel.world_size() if shard and part is None else 1
@@ -351,6 +368,8 @@ def collect_rollouts(
             s = rollout_seed(seed, tid)
             try:
                 obs, _info = slot.env.reset(seed=s, options={"task_id": tid})
+                if starts is not None:  # a fork: continue from the snapshot, in a new session
+                    obs, _info = slot.env.unwrapped.restore(starts[j // group_size])
             except Exception as err:  # noqa: BLE001 - an env that cannot reset is an infra error
                 log.warning("reset of %s failed (%s); the episode is marked errored", tid, err)
                 results[j] = Rollout(tid, s, g, "", error=f"reset failed: {err}")
@@ -382,6 +401,7 @@ def collect_rollouts(
                 ro = slot.rollout
                 assert ro is not None and slot.obs is not None
                 try:
+                    snap = slot.env.unwrapped.snapshot() if snapshots else None
                     nxt, reward, terminated, truncated, info = slot.env.step(decision.action)
                 except Exception as err:  # noqa: BLE001 - see the module docstring
                     log.warning(
@@ -400,8 +420,11 @@ def collect_rollouts(
                         effect_label=effect.get("label"),
                         action_error=str(nxt.get("last_action_error") or ""),
                         effect=dict(effect),
+                        snapshot=snap,
                     )
                 )
+                if starts is not None and int(nxt.get("step") or 0) >= limit:
+                    truncated = True  # the wrappers count from the fork; the episode from 0
                 slot.obs = nxt
                 if info.get("error"):
                     ro.error = str(info["error"])

@@ -1,0 +1,220 @@
+"""``vineppo``: VinePPO (Kazemnejad et al.) - PPO with values from forked rollouts, no critic.
+
+    for each iteration:
+        play tasks_per_iteration train tasks with pi_theta (temperature T); keep logp_old of
+        every choice and a snapshot of every state s_t (env.unwrapped.snapshot())
+        1. values by Monte Carlo: K = k_forks forks of each s_t, restored from its snapshot
+           (env.unwrapped.restore), played by pi_theta at T to the end or max_steps in all
+           (max_steps - t steps left), in lockstep envs
+           V(s_t) = (1/K) sum_k R_k         R_k: fork k's final reward (0 unless Buy Now)
+           V(s_T) = 0                       the terminal state: nothing follows it
+        2. advantages, gamma 1:  A_t = r_t + V(s_{t+1}) - V(s_t)
+           (r_t = 0 before Buy Now: A_t = V(s_{t+1}) - V(s_t);  A_{T-1} = R - V(s_{T-1}))
+        3. actor: PPO clip, per-token ratios rho = exp(logp_theta - logp_old), eps 0.2,
+           ppo_epochs passes over minibatches:  L = -mean min(rho A, clip(rho, 1-eps, 1+eps) A)
+
+V(s_t) is an unbiased estimate of the current policy's value at the very state the episode
+was in, where ArCHer's critic must learn it from the states' text; the price is K forks of
+about T - t steps for every turn t. The forks are played by the rollout collector itself
+(``collect(..., starts=snapshots)``). A fork that fails (an infrastructure error) is left out
+of its state's mean; an episode with a state whose K forks all failed is left out of the loss.
+
+Logged per iteration: Score and success rate (train and validation), forks and their env steps,
+mean V, advantage mean/std, clip fraction, approximate KL, seconds collecting vs forking.
+Imports agents only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.losses import clipped_surrogate
+from agents.onpolicy import (
+    OnPolicyConfig,
+    Policy,
+    TurnBatch,
+    clip_and_step,
+    collect,
+    iteration_tasks,
+    minibatches,
+    run_iterations,
+    start_learner,
+)
+from agents.rollouts import Rollout, rollout_stats
+from agents.training import TrainRun, register_trainer
+
+
+@dataclass
+class VinePPOConfig(OnPolicyConfig):
+    k_forks: int = 9  # K: completions per state (the paper's 9)
+    ppo_epochs: int = 2
+    clip_eps: float = 0.2
+    normalize_advantages: bool = False  # (A - mean) / std over the batch
+
+
+PRESETS = {
+    "smoke": VinePPOConfig(
+        backbone="tiny-encoder", iterations=2, tasks_per_iteration=3, n_envs=4, max_steps=6,
+        val_tasks=3, lr=1e-3, minibatch_size=16, k_forks=2,
+    ),
+    # ~45 min on 2 busy CPU cores (one thread): reinforce's cpu recipe (12 iterations x 48
+    # episodes from bc at T = 0.5, heads only, lr 3e-3; docs/results/reinforce-heads-t05.json)
+    # plus the forks. An episode of T turns costs K x sum_t (T - t) ~ K T (T + 1) / 2 fork steps;
+    # measured from bc at T 0.5 (32 train episodes, T = 3.7, 3-5 turns): 9.1 steps per fork of
+    # an episode. K = 4: ~3.7 + 4 x 9.1 = ~40 steps an episode, ~1,900 an iteration (~175 of
+    # them collection), ~190 s at 0.1 s a step (forks measured 0.05 s a step: ~105 s), + ~20 s
+    # of PPO, + 100 greedy validation episodes (~35 s) every 2nd: 12 x ~225 s = ~45 min.
+    # K = 4, not the paper's 9: at K = 9 (~85 steps an episode) the same time buys half the
+    # episodes (24 an iteration, half reinforce's batch). A K-fork mean of rewards in [0, 1]
+    # has a standard error <= 0.5 / sqrt(K): 0.25 at K = 4, 0.17 at 9; twice the episodes
+    # average twice the sampled decisions, which the noisier V costs less than
+    "cpu": VinePPOConfig(
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=12,
+        tasks_per_iteration=48, k_forks=4, temperature=0.5, lr=3e-3, train_encoder=False,
+        val_tasks=100, eval_every=2, torch_threads=1,
+    ),
+    # the candidate scorer on a large GPU (from bc --preset scorer-gpu), the paper's K = 9
+    "scorer-gpu": VinePPOConfig(
+        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        tasks_per_iteration=64, n_envs=32, val_tasks=250, minibatch_size=128,
+    ),
+    # the decoder path: SmolLM2-135M acting in choice mode; from bc --preset gpu
+    "gpu": VinePPOConfig(
+        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
+        iterations=100, tasks_per_iteration=16, n_envs=32, val_tasks=250, lr=1e-6,
+    ),
+    # the decoder path on a random-init 2-layer LM (tests): 1 episode of <= 3 turns and its
+    # <= 2 x (3 + 2 + 1) fork steps an iteration (an LM step is ~1-2 s on this CPU)
+    "lm-smoke": VinePPOConfig(
+        backbone="tiny-lm", iterations=2, tasks_per_iteration=1, n_envs=2, max_steps=3,
+        val_tasks=1, lr=1e-3, minibatch_size=8, k_forks=2,
+    ),
+}  # fmt: skip
+
+
+def play_forks(
+    config: VinePPOConfig,
+    policy: Policy,
+    rollouts: Sequence[Rollout],
+    *,
+    seed: int,
+    rng: np.random.Generator,
+) -> list[Rollout]:
+    """``k_forks`` forks of every turn's state of ``rollouts`` (collected with ``snapshots``),
+    played by ``policy`` at the sampling temperature: the K forks of the i-th state (episode
+    by episode, turn by turn) are ``forks[i * K : (i + 1) * K]``."""
+    starts = [turn.snapshot for r in rollouts for turn in r.turns]
+    if any(s is None for s in starts):
+        raise ValueError("forks start from turn snapshots: collect the rollouts with snapshots")
+    if not starts:
+        return []
+    task_ids = [s["task_id"] for s in starts]
+    forks = collect(
+        config, policy, task_ids, seed=seed, rng=rng, group_size=config.k_forks, starts=starts
+    )
+    assert len(forks) == len(starts) * config.k_forks  # every job returns a rollout
+    return forks
+
+
+def fork_values(forks: Sequence[Rollout], k: int) -> torch.Tensor:
+    """V(s) = mean final reward of each state's ``k`` adjacent forks; a failed fork is left
+    out of its mean (NaN when all ``k`` failed)."""
+    rewards = torch.tensor([f.reward if f.valid else float("nan") for f in forks])
+    return torch.nanmean(rewards.view(-1, k), dim=1)
+
+
+def vine_advantages(values: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+    """A_t = r_t + V(s_{t+1}) - V(s_t) over one episode's turns, V(s_T) = 0, gamma 1.
+
+    ``values`` are V(s_0) .. V(s_{T-1}), ``rewards`` r_0 .. r_{T-1}. With WebShop's single
+    reward R at the last turn this is ArCHer's ``returns.turn_td_advantages(values, R)``."""
+    next_values = torch.cat([values[1:], values.new_zeros(1)])
+    return rewards.to(values.dtype) + next_values - values
+
+
+def train_vineppo(config: VinePPOConfig, run: TrainRun):
+    learner = start_learner(config, run)  # an OnPolicyConfig: policy and optimizer, no critic
+    policy, optimizer = learner.policy, learner.optimizer
+    K = config.k_forks
+
+    def step(it: int) -> dict:
+        gen = np.random.default_rng([config.seed, it, 4])
+        t0 = time.perf_counter()
+        tasks = iteration_tasks(learner.train_ids, config, it)
+        rollouts = collect(
+            config, policy, tasks, seed=config.seed + it, rng=gen, snapshots=True
+        )  # each turn keeps logp_old and the snapshot of s_t
+        t_collect = time.perf_counter() - t0
+        valid = [r for r in rollouts if r.valid]
+        # 1. V(s_t) = mean reward of K forks from s_t, played by the same pi_theta at T
+        t1 = time.perf_counter()
+        forks = play_forks(config, policy, valid, seed=config.seed + it, rng=gen)
+        values = fork_values(forks, K) if forks else torch.zeros(0)
+        t_forks = time.perf_counter() - t1
+        # 2. A_t = r_t + V(s_{t+1}) - V(s_t), V(s_T) = 0; an episode lacking a V is left out
+        per_episode = values.split([len(r.turns) for r in valid])
+        kept = [(r, v) for r, v in zip(valid, per_episode, strict=True) if not v.isnan().any()]
+        batch = TurnBatch.of([r for r, _ in kept])
+        advantages = torch.cat(
+            [vine_advantages(v, torch.tensor([t.reward for t in r.turns])) for r, v in kept]
+            or [torch.zeros(0)]
+        )
+        if config.normalize_advantages and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
+        t2 = time.perf_counter()
+        losses, st_log, norms = [], [], []
+        for _ in range(config.ppo_epochs if len(batch) else 0):
+            for idx in minibatches(len(batch), config.minibatch_size, gen):
+                logp = batch.logprobs(policy, idx).unsqueeze(1)
+                loss, st = clipped_surrogate(
+                    logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
+                    torch.ones_like(logp), eps_low=config.clip_eps, loss_type="dapo",
+                )  # fmt: skip
+                loss.backward()
+                norms.append(clip_and_step(policy, optimizer, config.grad_clip))
+                losses.append(float(loss.detach()))
+                st_log.append(st)
+        stats = rollout_stats(rollouts)
+        mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
+        return {
+            "train_score": stats["score"], "train_success_rate": stats["success_rate"],
+            "train_env_steps": sum(len(r.turns) for r in valid), "errored": stats["errored"],
+            "forks": len(forks), "fork_env_steps": sum(len(f.turns) for f in forks),
+            "fork_errored": sum(not f.valid for f in forks),
+            "dropped_episodes": len(valid) - len(kept),
+            "v_mean": float(values.nanmean()) if len(values) else float("nan"),
+            "adv_mean": float(advantages.mean()) if len(advantages) else float("nan"),
+            "adv_std": float(advantages.std()) if len(advantages) > 1 else float("nan"),
+            "actor_loss": mean(losses), "clip_frac": mean([s.clip_frac for s in st_log]),
+            "approx_kl": mean([s.approx_kl for s in st_log]), "grad_norm": mean(norms),
+            "collect_s": t_collect, "fork_s": t_forks, "update_s": time.perf_counter() - t2,
+        }  # fmt: skip
+
+    def save(it: int) -> None:
+        learner.save(run, it)
+
+    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+    return run.latest_path
+
+
+register_trainer(
+    "vineppo",
+    train_vineppo,
+    PRESETS,
+    description="VinePPO: PPO clip on A_t = r_t + V(s') - V(s), V the mean of K forked rollouts",
+)
+
+__all__ = [
+    "PRESETS",
+    "VinePPOConfig",
+    "fork_values",
+    "play_forks",
+    "train_vineppo",
+    "vine_advantages",
+]
