@@ -528,7 +528,8 @@ def plan_run(
 
     ``out`` defaults to ``runs/<agent>-<split>-<UTC time>``; an ``out`` that holds this run
     resumes it, one that holds another run is refused. ``catalog`` (an open
-    ``webgym.shop.catalog.Catalog``) defaults to ``open_catalog()``, closed again on return.
+    ``webgym.shop.catalog.Catalog``) defaults to ``open_catalog(split=split)`` (the embedded
+    catalog that holds the split), closed again on return.
     Nothing is written: :func:`execute_plan` writes the manifest and plays the episodes.
     """
     from agents import check_agent
@@ -554,7 +555,7 @@ def plan_run(
         from webgym.shop.catalog import open_catalog
 
         try:
-            catalog = open_catalog()
+            catalog = open_catalog(split=split)
         except Exception as e:  # noqa: BLE001 - shown to the user as it is
             raise PlanError(f"cannot open the catalog: {e}", 1) from None
     try:

@@ -28,16 +28,28 @@ CatalogOption = Annotated[
     typer.Option(
         "--catalog",
         help="Catalog whose splits are the known versions (default: $WEBGYM_CATALOG, else the "
-        "embedded synthetic catalog).",
+        "embedded synthetic catalog, or its ood companion for the ood split).",
         dir_okay=False,
     ),
 ]
 
 
-def _catalog(path: Path | None) -> Any:
+def _catalog(path: Path | None, split: str | None = None) -> Any:
+    """The catalog at ``path``, else the default one that holds ``split``."""
     from webgym.shop.catalog import open_catalog
 
-    return open_catalog(path)
+    return open_catalog(path, split=split)
+
+
+def _run_split(run_dir: Path) -> str | None:
+    """The split a run's manifest names (None when it cannot be read: validation says why)."""
+    from webgym.runs import RunDir
+
+    try:
+        split = RunDir(run_dir).read_manifest().get("split")
+    except Exception:  # noqa: BLE001 - the validation that follows reports it
+        return None
+    return split if isinstance(split, str) else None
 
 
 def _goals(catalog_path: Path | None, run_dir: Path) -> dict[str, Any]:
@@ -46,7 +58,7 @@ def _goals(catalog_path: Path | None, run_dir: Path) -> dict[str, Any]:
 
     try:
         manifest = RunDir(run_dir).read_manifest()
-        split = _catalog(catalog_path).splits().get(manifest.get("split"))
+        split = _catalog(catalog_path, manifest.get("split")).splits().get(manifest.get("split"))
         if split is not None and split.hash == manifest.get("split_hash"):
             return {g["task_id"]: g for g in split.goals}
     except Exception:  # the viewer works without instructions
@@ -74,7 +86,7 @@ def submit(
 
     console, err = Console(), Console(stderr=True)
     try:
-        known = _catalog(catalog).splits()
+        known = _catalog(catalog, _run_split(run)).splits()
         with LeaderboardStore(db) as store:
             entry = submit_run(run, store, known, catalog=catalog)
             n = len(store.ranked(entry.split, entry.split_hash, entry.task_set))
@@ -108,7 +120,7 @@ def verify(
     console, err = Console(), Console(stderr=True)
     t0 = time.perf_counter()
     try:
-        verified = verify_run(run, _catalog(catalog).splits(), catalog=catalog)
+        verified = verify_run(run, _catalog(catalog, _run_split(run)).splits(), catalog=catalog)
     except SubmissionRefused as exc:
         err.print(f"[bold red]not verified:[/] {escape(exc.reason)}", highlight=False)
         raise typer.Exit(1) from None
@@ -149,7 +161,7 @@ def leaderboard(
     split_hash = None
     if not all_versions:
         try:
-            known = _catalog(catalog).splits().get(split)
+            known = _catalog(catalog, split).splits().get(split)
             split_hash = known.hash if known is not None else None
         except Exception as exc:  # no catalog: rank whatever the board holds for the name
             err.print(f"note: no catalog ({exc}); showing every version of {split!r}", markup=False)

@@ -19,7 +19,8 @@ def submit_run(
     catalog: Path | str | None = None,
 ) -> Entry:
     """Validate ``run_dir``, replay it (``leaderboards.verify``: on ``catalog``, the catalog
-    file ``known_splits`` came from; default ``$WEBGYM_CATALOG``, else the embedded one) and
+    file ``known_splits`` came from; default ``$WEBGYM_CATALOG``, else the embedded one that
+    holds the run's split) and
     add it to ``store``; returns the new entry with its rank (among the entries over the same
     task set) set.
 
@@ -41,13 +42,15 @@ def submit_run(
 def _check_catalog_hash(run_dir: Path | str, catalog: Path | str | None) -> None:
     """The run's manifest names the content hash of the catalog it was made on (runs since
     issue 13 do): it must be this catalog's, even where the split versions agree."""
-    recorded = (read_manifest(Path(run_dir)).get("catalog") or {}).get("content_hash")
+    manifest = read_manifest(Path(run_dir))
+    recorded = (manifest.get("catalog") or {}).get("content_hash")
     if recorded is None:
         return  # an older run: the replay on this catalog still checks it
     from webgym.shop.catalog import open_catalog
 
     try:
-        with open_catalog(catalog) as current:
+        split = manifest.get("split") if isinstance(manifest.get("split"), str) else None
+        with open_catalog(catalog, split=split) as current:
             here = current.content_hash
     except (OSError, ValueError) as e:
         raise SubmissionRefused(f"cannot open the catalog: {e}") from None

@@ -57,8 +57,9 @@ def verify_run(
     run_dir: Path | str, known_splits: Any, *, catalog: Path | str | None = None
 ) -> VerifiedRun:
     """Validate ``run_dir`` (``validate_run``) and replay every episode of it in text mode on
-    ``catalog`` (a catalog file; default ``$WEBGYM_CATALOG``, else the embedded one: it must
-    be the catalog ``known_splits`` came from). Raises ``SubmissionRefused`` with the reason."""
+    ``catalog`` (a catalog file; default ``$WEBGYM_CATALOG``, else the embedded one that holds
+    the run's split: it must be the catalog ``known_splits`` came from). Raises
+    ``SubmissionRefused`` with the reason."""
     run = validate_run(run_dir, known_splits)
     t0 = time.perf_counter()
     n_steps = replay_run(run, catalog=catalog)

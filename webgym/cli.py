@@ -45,12 +45,13 @@ CatalogOpt = Annotated[
 ]
 
 
-def _open(path: Path | None):
-    """The catalog at ``path`` (or the default); a file that cannot be used is a message."""
+def _open(path: Path | None, split: str | None = None):
+    """The catalog at ``path`` (or the default that holds ``split``); a file that cannot be
+    used is a message."""
     from webgym.shop.catalog import open_catalog
 
     try:
-        return open_catalog(path)
+        return open_catalog(path, split=split)
     except (OSError, ValueError) as e:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(1) from None
@@ -81,18 +82,19 @@ def shop_build(
     n_products: Annotated[int, typer.Option(help="Number of synthetic products.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic catalog.")] = 0,
 ) -> None:
-    """Build (once) the embedded synthetic catalog into the cache directory (again if the
-    cached file is damaged)."""
-    from webgym.shop.catalog import default_catalog
+    """Build (once) the embedded synthetic catalog and its ood companion (the ood split's)
+    into the cache directory (again if a cached file is damaged)."""
+    from webgym.shop.catalog import default_catalog, ood_catalog
 
-    t0 = time.perf_counter()
-    catalog = default_catalog(n_products=n_products, seed=seed, rebuild_damaged=True)
-    console.print(
-        f"{catalog.path}: {len(catalog)} products, "
-        f"{len(catalog.categories())} categories ({time.perf_counter() - t0:.1f} s)"
-    )
-    for split in catalog.splits().values():
-        console.print(f"  {split.name:<10} {split.size:>5} tasks  hash {split.hash}")
+    for build in (default_catalog, ood_catalog):
+        t0 = time.perf_counter()
+        catalog = build(n_products=n_products, seed=seed, rebuild_damaged=True)
+        console.print(
+            f"{catalog.path}: {len(catalog)} products, "
+            f"{len(catalog.categories())} categories ({time.perf_counter() - t0:.1f} s)"
+        )
+        for split in catalog.splits().values():
+            console.print(f"  {split.name:<10} {split.size:>5} tasks  hash {split.hash}")
 
 
 @shop_app.command("import-webshop")
@@ -132,12 +134,12 @@ def shop_import_webshop(
 
 @shop_app.command("tasks")
 def shop_tasks(
-    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
+    split: Annotated[str, typer.Option(help="train, validation, test or ood")] = "test",
     limit: Annotated[int, typer.Option(help="How many to list.")] = 10,
     catalog: CatalogOpt = None,
 ) -> None:
     """List the tasks of a split."""
-    cat = _open(catalog)
+    cat = _open(catalog, split)
     try:
         task_split = cat.split(split)
     except KeyError as e:

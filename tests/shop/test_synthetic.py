@@ -1,4 +1,7 @@
-"""The embedded synthetic catalog: deterministic, WebShop's schema, families of distractors."""
+"""The embedded synthetic catalog: deterministic, WebShop's schema, families of distractors.
+
+The product rules hold for the ood split's types too (``generate_ood_products``): the tests
+that take ``any_products`` run on both."""
 
 from __future__ import annotations
 
@@ -12,7 +15,12 @@ from rapidfuzz import fuzz
 
 from webgym.shop.reward import normalize_color
 from webgym.shop.schema import CATEGORY_SEPARATOR, price_tag
-from webgym.shop.synthetic import PRODUCT_TYPES, generate_products
+from webgym.shop.synthetic import (
+    OOD_PRODUCT_TYPES,
+    PRODUCT_TYPES,
+    generate_ood_products,
+    generate_products,
+)
 
 FIELDS = {
     "asin", "name", "Title", "category", "product_category", "query", "pricing", "Price",
@@ -23,6 +31,14 @@ FIELDS = {
 @pytest.fixture(scope="module")
 def products():
     return generate_products()
+
+
+@pytest.fixture(scope="module", params=["embedded", "ood"])
+def any_products(request, products):
+    """The embedded catalog's products, then the ood types' (``generate_ood_products``)."""
+    if request.param == "embedded":
+        return products
+    return generate_ood_products(exclude_asins=[p["asin"] for p in products])
 
 
 def _text(product) -> str:
@@ -49,8 +65,8 @@ def test_asins_are_unique_and_well_formed(products):
     assert all(re.fullmatch(r"B0[0-9A-Z]{8}", a) for a in asins)
 
 
-def test_every_product_has_the_schema_fields_with_the_right_types(products):
-    for p in products:
+def test_every_product_has_the_schema_fields_with_the_right_types(any_products):
+    for p in any_products:
         assert set(p) == FIELDS
         assert p["name"] == p["Title"] and isinstance(p["name"], str)
         assert p["category"] == p["category"].lower()
@@ -77,45 +93,45 @@ def test_every_product_has_the_schema_fields_with_the_right_types(products):
         assert p["MainImage"] is None
 
 
-def test_about_one_price_in_five_is_a_range(products):
-    share = sum(len(p["pricing"]) == 2 for p in products) / len(products)
+def test_about_one_price_in_five_is_a_range(any_products):
+    share = sum(len(p["pricing"]) == 2 for p in any_products) / len(any_products)
     assert 0.1 < share < 0.3
 
 
-def test_text_never_mentions_an_attribute_the_product_lacks(products):
+def test_text_never_mentions_an_attribute_the_product_lacks(any_products):
     pool = defaultdict(set)
-    for p in products:
+    for p in any_products:
         pool[p["query"]].update(p["Attributes"])
-    for p in products:
+    for p in any_products:
         text = _text(p)
         for attribute in pool[p["query"]] - set(p["Attributes"]):
             assert attribute not in text, (p["asin"], attribute)
 
 
-def test_text_never_mentions_an_option_value(products):
+def test_text_never_mentions_an_option_value(any_products):
     """WebShop's option reward also counts a goal value found in the product's text."""
-    dims = {ptype.query: ptype.dims for ptype in PRODUCT_TYPES}
-    for p in products:
+    dims = {ptype.query: ptype.dims for ptype in PRODUCT_TYPES + OOD_PRODUCT_TYPES}
+    for p in any_products:
         text = _text(p)
         for _, values in dims[p["query"]]:
             for value in values:
                 assert value not in text and normalize_color(value) not in text, (p["asin"], value)
 
 
-def test_products_come_in_families_with_near_duplicate_titles(products):
+def test_products_come_in_families_with_near_duplicate_titles(any_products):
     by_query = defaultdict(list)
-    for p in products:
+    for p in any_products:
         by_query[p["query"]].append(p)
     near = 0
-    for p in products[::10]:
+    for p in any_products[::10]:
         head = p["Title"].split(",")[0]
         near += any(o is not p and o["Title"].startswith(head) for o in by_query[p["query"]])
-    assert near / len(products[::10]) > 0.5
+    assert near / len(any_products[::10]) > 0.5
 
 
 def test_attribute_and_option_vocabularies_are_far_apart_under_fuzzy_match():
     """WebShop matches attributes and non-size options by token-set ratio > 85."""
-    for ptype in PRODUCT_TYPES:
+    for ptype in PRODUCT_TYPES + OOD_PRODUCT_TYPES:
         pools = [ptype.attributes]
         for dim, values in ptype.dims:  # the reward normalises colour words in option values
             normalized = [normalize_color(v) for v in values]
@@ -139,19 +155,19 @@ def _indexed(product) -> str:
     return " ".join([product["Title"], product["BulletPoints"][0], product["Description"]]).lower()
 
 
-def test_only_some_attributes_are_named_in_the_indexed_text(products):
-    named = sum(a in _indexed(p) for p in products for a in p["Attributes"])
-    total = sum(len(p["Attributes"]) for p in products)
+def test_only_some_attributes_are_named_in_the_indexed_text(any_products):
+    named = sum(a in _indexed(p) for p in any_products for a in p["Attributes"])
+    total = sum(len(p["Attributes"]) for p in any_products)
     assert 0.2 < named / total < 0.6, named / total
 
 
-def test_siblings_share_option_dimensions_and_values(products):
+def test_siblings_share_option_dimensions_and_values(any_products):
     """A product's option values are offered by a same-query product whose title starts alike."""
     by_query = defaultdict(list)
-    for p in products:
+    for p in any_products:
         by_query[p["query"]].append(p)
     same = 0
-    sample = [p for p in products[::10] if p["options"]]
+    sample = [p for p in any_products[::10] if p["options"]]
     for p in sample:
         head = p["Title"].split(",")[0].split(" ")[:2]
         same += any(

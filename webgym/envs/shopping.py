@@ -228,7 +228,7 @@ class ShoppingLogic:
         if shop_url is not None:
             transport = make_transport(shop_url.rstrip("/"))
         else:
-            shop = acquire_shop(catalog)
+            shop = acquire_shop(catalog, split=self.split)
             self._closing.callback(release_shop, shop)
             if self.mode == "text":
                 transport = make_transport(shop.app)

@@ -227,7 +227,7 @@ def task_dataset(
     from webgym.shop_client import ShopClient
 
     if task_ids is None:
-        shop = acquire_shop()
+        shop = acquire_shop(split=split)
         try:
             task_ids = list(ShopClient(shop.app).tasks(split)["task_ids"])
         finally:

@@ -380,11 +380,11 @@ class ShopPages:
         name = request.query_params.get("split")
         if name is None:
             return JSONResponse({s.name: {"size": s.size, "hash": s.hash} for s in splits.values()})
-        if name not in splits:
-            return JSONResponse({"error": f"no split {name!r}; splits: {', '.join(splits)}"}, 404)
-        return JSONResponse(
-            {"split": name, "hash": splits[name].hash, "task_ids": splits[name].task_ids}
-        )
+        try:
+            split = self.catalog.split(name)
+        except KeyError as e:  # names the splits there are, and where this one is
+            return JSONResponse({"error": str(e.args[0])}, 404)
+        return JSONResponse({"split": name, "hash": split.hash, "task_ids": split.task_ids})
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse(

@@ -41,6 +41,15 @@ serving wrong products; a read error later is raised, never taken for an empty r
 writes a temporary file named after its process, removed when the build fails or is
 interrupted (SIGTERM included), and a later build removes those of dead processes (SIGKILL).
 
+The embedded catalogs (``default_catalog``, ``ood_catalog``): the synthetic catalog holds the
+train / validation / test splits; its *ood companion*, a second file, holds the same products
+plus those of the out-of-distribution types (``webgym.shop.synthetic.OOD_PRODUCT_TYPES``) and
+only the ``ood`` split. Two files, not one, because a search ranks by the statistics of the
+whole file (BM25's document count, document frequencies, mean length; ``term_df``): products
+added to the embedded file would change what searches for the existing tasks return, and its
+``content_hash`` that every recorded run names. ``open_catalog(split=...)`` opens the one
+that holds a split.
+
 Thread safety: ``Catalog`` opens one SQLite connection per thread (``threading.local``), so the
 web server's thread pool searches in parallel (sqlite3 releases the GIL while a query runs).
 Products returned by ``get()`` come from a shared LRU cache: treat them as read-only
@@ -68,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from webgym.shop.schema import Goal, Product
-from webgym.shop.tasks import TaskSplit
+from webgym.shop.tasks import OOD_SPLIT, TaskSplit
 
 SCHEMA_VERSION = 4
 SEARCH_RETURN_N = 50  # WebShop's SEARCH_RETURN_N
@@ -94,6 +103,7 @@ DF_TABLE_MIN = 200  # terms in at least this many products get a row in ``term_d
 _BATCH = 2000
 CATALOG_ENV = "WEBGYM_CATALOG"
 CACHE_DIR_ENV = "WEBGYM_CACHE_DIR"
+SYNTHETIC, SYNTHETIC_OOD = "synthetic", "synthetic-ood"  # the embedded catalogs' sources
 # The slot ``file_sha256`` is written into: 64 ASCII bytes, found once in a sealed file.
 _SEAL_PLACEHOLDER = "webgym-catalog-unsealed-" + "0" * 40
 _UNHASHED_META = ("built_at", "content_hash", "file_sha256")
@@ -106,7 +116,7 @@ class CatalogDamaged(ValueError):
 def rebuild_hint(meta: dict[str, Any] | None = None) -> str:
     """The command that rebuilds a catalog with this ``meta``."""
     meta = meta or {}
-    if meta.get("source") == "synthetic" and "n_products" in meta:
+    if meta.get("source") in (SYNTHETIC, SYNTHETIC_OOD) and "n_products" in meta:
         return (
             f"rebuild it with `webgym shop build --n-products {meta['n_products']} "
             f"--seed {meta.get('seed', 0)}`"
@@ -683,8 +693,27 @@ class Catalog:
         except KeyError:
             valid = ", ".join(sorted(splits)) or "none"
             raise KeyError(
-                f"no split {name!r} in catalog {self.path.name} (valid: {valid})"
+                f"no split {name!r} in catalog {self.path.name} (valid: {valid}){self._hint(name)}"
             ) from None
+
+    def _hint(self, name: str) -> str:
+        """Where a split this catalog lacks is found, if anywhere."""
+        if name == OOD_SPLIT and self.source == "webshop":
+            return (
+                ": WebShop's data has no ood split (its train split covers every product "
+                "type); the ood split is the embedded synthetic catalog's"
+            )
+        if name == OOD_SPLIT:
+            return (
+                ": the ood split is in the synthetic catalog's ood companion, which split "
+                "'ood' opens when no catalog file is named (`webgym shop build` builds it)"
+            )
+        if self.source == SYNTHETIC_OOD:
+            return (
+                f": this is the ood companion of the synthetic catalog; split {name!r} is the "
+                "embedded catalog's (name no catalog file)"
+            )
+        return ""
 
     def task(self, task_id: str) -> Goal:
         for split in self.splits().values():
@@ -724,10 +753,12 @@ def generator_fingerprint() -> str:
 
 
 def default_catalog_path(
-    cache_dir_: Path | None = None, *, n_products: int = 10_000, seed: int = 0
+    cache_dir_: Path | None = None, *, n_products: int = 10_000, seed: int = 0, ood: bool = False
 ) -> Path:
+    """The cache file of the embedded catalog (``ood``: of its ood companion)."""
     base = Path(cache_dir_) if cache_dir_ is not None else cache_dir()
-    name = f"catalog-synthetic-n{n_products}-s{seed}-v{SCHEMA_VERSION}-{generator_fingerprint()}"
+    kind = SYNTHETIC_OOD if ood else SYNTHETIC
+    name = f"catalog-{kind}-n{n_products}-s{seed}-v{SCHEMA_VERSION}-{generator_fingerprint()}"
     return base / f"{name}.sqlite"
 
 
@@ -768,31 +799,70 @@ def default_catalog(
 
     A damaged cached file is refused (``CatalogDamaged``); ``rebuild_damaged=True`` (what
     ``webgym shop build`` passes) builds it again instead."""
+
+    def build(path: Path) -> None:
+        from webgym.shop.synthetic import generate_products
+        from webgym.shop.tasks import generate_goals
+
+        products = generate_products(n_products, seed=seed)
+        splits = generate_goals(products, seed=seed)
+        meta = {"n_products": n_products, "seed": seed}
+        build_catalog(products, splits, path, source=SYNTHETIC, meta=meta)
+
     path = default_catalog_path(cache_dir, n_products=n_products, seed=seed)
+    return _cached(path, build, rebuild_damaged)
+
+
+def ood_catalog(
+    cache_dir: Path | None = None,
+    *,
+    n_products: int = 10_000,
+    seed: int = 0,
+    rebuild_damaged: bool = False,
+) -> Catalog:
+    """The ood companion of ``default_catalog(n_products=, seed=)``, built on first use: its
+    products, then as many of each out-of-distribution type as it has of each of its own
+    types on average (69 for 10,000), and the one split ``ood`` over those (500 tasks).
+
+    The embedded catalog's products come first and unchanged, so an ood episode searches the
+    same shop with new product types added: no word of theirs (but option values) is in the
+    embedded products' text, so a search for an ood goal ranks ood products first."""
+
+    def build(path: Path) -> None:
+        from webgym.shop.synthetic import PRODUCT_TYPES, generate_ood_products, generate_products
+        from webgym.shop.tasks import generate_ood_goals
+
+        products = generate_products(n_products, seed=seed)
+        per_type = max(2, round(n_products / len(PRODUCT_TYPES)))
+        ood = generate_ood_products(
+            per_type, seed=seed, exclude_asins=[p["asin"] for p in products]
+        )
+        split = generate_ood_goals(ood, seed=seed)
+        meta = {"n_products": n_products, "seed": seed, "ood_products": len(ood)}
+        build_catalog(products + ood, {OOD_SPLIT: split}, path, source=SYNTHETIC_OOD, meta=meta)
+
+    path = default_catalog_path(cache_dir, n_products=n_products, seed=seed, ood=True)
+    return _cached(path, build, rebuild_damaged)
+
+
+def _cached(path: Path, build: Any, rebuild_damaged: bool) -> Catalog:
+    """The catalog at ``path``, built by ``build(path)`` first when it is missing (or damaged,
+    with ``rebuild_damaged``); one process builds it while the others wait."""
     if not path.is_file() or (rebuild_damaged and _damaged_file(path)):
         path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(path.with_name(path.name + ".lock")):
             # another process may have built it while we waited
             if not path.is_file() or (rebuild_damaged and _damaged_file(path)):
-                from webgym.shop.synthetic import generate_products
-                from webgym.shop.tasks import generate_goals
-
-                products = generate_products(n_products, seed=seed)
-                splits = generate_goals(products, seed=seed)
-                build_catalog(
-                    products,
-                    splits,
-                    path,
-                    source="synthetic",
-                    meta={"n_products": n_products, "seed": seed},
-                )
+                build(path)
     return Catalog.open(path)
 
 
-def open_catalog(path: Path | str | None = None) -> Catalog:
-    """Open ``path``, else ``$WEBGYM_CATALOG``, else the default synthetic catalog."""
+def open_catalog(path: Path | str | None = None, *, split: str | None = None) -> Catalog:
+    """Open ``path``, else ``$WEBGYM_CATALOG``, else the embedded catalog that holds
+    ``split``: the ood companion (``ood_catalog``) for ``"ood"``, the synthetic catalog for
+    any other split (or none). A named file is opened whatever the split."""
     if path is None or str(path) == "":
         path = os.environ.get(CATALOG_ENV) or None
     if path is None:
-        return default_catalog()
+        return ood_catalog() if split == OOD_SPLIT else default_catalog()
     return Catalog.open(Path(path).expanduser())

@@ -38,7 +38,7 @@ class Product(TypedDict, total=False):
 
 class Goal(TypedDict, total=False):
     task_id: str  # "<split>-<n>", e.g. "test-0042"
-    split: str  # "train" | "validation" | "test"
+    split: str  # "train" | "validation" | "test" | "ood"
     asin: str  # the target product
     category: str
     query: str

@@ -16,11 +16,19 @@ only some (``SHOWN_SHARE``) are named in the family's listing copy, the text sea
 (title, first bullet, description); the others are in the Attributes list and later bullets
 only, which WebShop's search does not index. Deterministic: ``random.Random(seed)`` is the
 only source of randomness. Imports only ``webgym.shop.schema``.
+
+Out of distribution: ``generate_ood_products`` builds products of ``OOD_PRODUCT_TYPES`` (2 more
+categories, 10 more types: the ``ood`` split's, absent from the embedded catalog and so from
+train), by the same family rules and templates but from their own rng stream and their own
+vocabulary: no word of their category and type names, attributes, brands or adjectives is
+(after stemming) a word of any embedded product (``tests/shop/test_ood.py`` checks it). The
+10,000 embedded products do not depend on them.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from webgym.shop.schema import CATEGORY_SEPARATOR, Product, price_tag
 
@@ -79,6 +87,15 @@ OPTION_VALUES: dict[str, list[str]] = {
     "age": ["3-5 years", "6-8 years", "9-12 years", "teen", "adult"],
     "pieces": ["300 pieces", "500 pieces", "1000 pieces", "2000 pieces"],
     "shade": ["fair", "light", "medium", "tan", "deep"],
+    # the out-of-distribution types' (OOD_CATEGORIES)
+    "aperture": ["70mm", "80mm", "102mm", "127mm", "150mm", "203mm"],
+    "magnification": ["8x42", "10x42", "10x50", "12x50", "15x70"],
+    "eyepiece": ["6mm", "9mm", "12mm", "15mm", "25mm", "32mm"],
+    "latitude": ["30 degrees north", "40 degrees north", "50 degrees north", "30 degrees south"],
+    "capacity": ["1 gallon", "3 gallon", "5 gallon", "6.5 gallon", "7.9 gallon"],
+    "closure": ["narrow mouth", "wide mouth"],
+    "brew": ["beer", "wine", "cider", "mead"],
+    "coil": ["3/8 inch x 25 ft", "3/8 inch x 50 ft", "1/2 inch x 25 ft", "1/2 inch x 50 ft"],
 }
 
 # category -> (breadcrumb root, attributes shared by the category's types, types). A type is
@@ -423,12 +440,49 @@ CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
 # fmt: on
 # fmt: on
 
+# The ood split's categories, in the same format: every word of their names and attributes is
+# absent from the embedded products' text (option values are shared shop vocabulary).
+# fmt: off
+OOD_CATEGORIES: dict[str, tuple[str, str, list[str]]] = {
+    "astronomy": ("Astronomy & Stargazing", "nitrogen purged, fogproof, multicoated optics", [
+        "Telescopes|Refractor Telescope|90-600|apochromatic, achromat doublet, equatorial "
+        "tripod, computerized goto, with finderscope, dovetail saddle|size=aperture",
+        "Telescopes|Dobsonian Telescope|200-900|parabolic primary, truss struts, newtonian "
+        "optics, altazimuth rocker, with collimation laser, crayford focuser|size=aperture",
+        "Binoculars|Binoculars|40-400|porro prisms, bak4 prisms, gyro stabilized, dielectric "
+        "multilayer, tripod adaptable, with lanyard|size=magnification color",
+        "Eyepieces|Telescope Eyepiece|20-200|plossl optics, barlow ready, twist eyecups, "
+        "generous eyerelief, panoptic apparent fov|size=eyepiece count",
+        "Charts|Planisphere|8-40|revolving celestial disc, latitude specific, luminous ink, "
+        "laminated vinyl, constellation outlines|size=latitude count",
+    ]),
+    "homebrewing": ("Homebrewing & Winemaking", "sanitizable, homebrewer endorsed, vintner "
+                    "favored", [
+        "Fermentation|Fermenter|20-160|conical sump, with spigot, graduated gallons scale, "
+        "airtight gasket, krausen headspace|size=capacity count",
+        "Fermentation|Carboy|25-90|borosilicate, polyethylene, with bung, fluted exterior, "
+        "demijohn silhouette|size=capacity style=closure",
+        "Hydrometry|Hydrometer|6-30|triple scale, thermometer bundled, with sampling jar, "
+        "specific gravity, potential alcohol|count style=brew",
+        "Brewhouse|Wort Chiller|40-180|coiled piping, immersion chilling, counterflow layout, "
+        "faucet adapter, recirculating whirlpool|size=coil color=metal",
+        "Capping|Capper|15-70|benchtop, lever action, crown caps, bell cappers, zinc "
+        "alloy|count",
+    ]),
+}
+# fmt: on
+
 BRAND_STARTS = (
     "Ver Lum Aur Nov Kest Bri Sol Mar Tav Zen Pel Quin Ros Hal Ard Cor Fen Gal Ily Jor".split()
 )
 BRAND_ENDS = "ora ix ano era ly wick field ton via mont ella aro ex ist oni ium".split()
 ADJECTIVES = (
     "Premium Everyday Essential Signature Deluxe Select Prime Elite Superior Heritage".split()
+)
+OOD_BRAND_STARTS = "Quasar Zephyr Orbi Nebu Vortu Xandr Yggr Plov Thrask Wubb Drazz Kroll".split()
+OOD_BRAND_ENDS = "ix ax oq un yth ek uz ov".split()
+OOD_ADJECTIVES = (
+    "Stellar Astute Lustrous Paragon Vaunted Lauded Venerable Intrepid Peerless Stalwart".split()
 )
 BULLET_TEXTS = [
     "Every {type} from {brand} is checked by hand before it ships.",
@@ -481,9 +535,20 @@ REVIEW_SCORES, REVIEW_WEIGHTS = [5, 4, 3, 2, 1], [45, 30, 12, 7, 6]
 
 
 class ProductType:
-    """A product type: query, breadcrumb, attribute pool, option dimensions, price band."""
+    """A product type: query, breadcrumb, attribute pool, option dimensions, price band, and
+    the brands and adjectives its titles draw from."""
 
-    def __init__(self, category: str, root: str, shared: list[str], spec: str) -> None:
+    def __init__(
+        self,
+        category: str,
+        root: str,
+        shared: list[str],
+        spec: str,
+        *,
+        brand_starts: list[str] = BRAND_STARTS,
+        brand_ends: list[str] = BRAND_ENDS,
+        adjectives: list[str] = ADJECTIVES,
+    ) -> None:
         sub, self.title, band, attrs, dims = spec.split("|")
         self.category = category
         self.query = self.title.lower()
@@ -496,14 +561,28 @@ class ProductType:
         self.brands = [
             s + e
             for s, e in zip(
-                brand_rng.sample(BRAND_STARTS, 6), brand_rng.sample(BRAND_ENDS, 6), strict=True
+                brand_rng.sample(brand_starts, 6), brand_rng.sample(brand_ends, 6), strict=True
             )
         ]
+        self.adjectives = adjectives
 
 
 PRODUCT_TYPES: list[ProductType] = [
     ProductType(category, root, [a.strip() for a in shared.split(",")], spec)
     for category, (root, shared, specs) in CATEGORIES.items()
+    for spec in specs
+]
+OOD_PRODUCT_TYPES: list[ProductType] = [
+    ProductType(
+        category,
+        root,
+        [a.strip() for a in shared.split(",")],
+        spec,
+        brand_starts=OOD_BRAND_STARTS,
+        brand_ends=OOD_BRAND_ENDS,
+        adjectives=OOD_ADJECTIVES,
+    )
+    for category, (root, shared, specs) in OOD_CATEGORIES.items()
     for spec in specs
 ]
 # Chance that a family's attribute is named in the family's listing copy (title, first bullet,
@@ -560,7 +639,7 @@ def _family_base(rng: random.Random, ptype: ProductType) -> dict:
     shown = [a for a in attributes if rng.random() < SHOWN_SHARE]
     return {
         "brand": rng.choice(ptype.brands),
-        "adjective": rng.choice(ADJECTIVES),
+        "adjective": rng.choice(ptype.adjectives),
         "attributes": attributes,
         "shown": shown,  # the attributes the family's listing copy names
         "in_title": shown[: rng.choice((0, 1, 1, 2))],
@@ -651,12 +730,30 @@ def generate_products(n: int = 10_000, seed: int = 0) -> list[Product]:
 
     Deterministic in (n, seed). Products are listed type by type, family by family.
     """
-    rng = random.Random(seed)
-    taken: set[str] = set()
-    products: list[Product] = []
     n_types = len(PRODUCT_TYPES)
-    for index, ptype in enumerate(PRODUCT_TYPES):
-        remaining = n // n_types + (1 if index < n % n_types else 0)
+    counts = [n // n_types + (1 if index < n % n_types else 0) for index in range(n_types)]
+    return _generate(random.Random(seed), PRODUCT_TYPES, counts, set())
+
+
+def generate_ood_products(
+    per_type: int = 69, seed: int = 0, exclude_asins: Iterable[str] = ()
+) -> list[Product]:
+    """``per_type`` products of each of ``OOD_PRODUCT_TYPES``, made as ``generate_products``
+    makes its own (the default 69 is the embedded catalog's density: 10,000 over 145 types),
+    with asins outside ``exclude_asins`` (the catalog's other products). Deterministic in the
+    arguments; drawn from an rng stream of their own, so they never change the others."""
+    counts = [per_type] * len(OOD_PRODUCT_TYPES)
+    return _generate(
+        random.Random(f"webgym-ood:{seed}"), OOD_PRODUCT_TYPES, counts, set(exclude_asins)
+    )
+
+
+def _generate(
+    rng: random.Random, types: list[ProductType], counts: list[int], taken: set[str]
+) -> list[Product]:
+    products: list[Product] = []
+    for ptype, count in zip(types, counts, strict=True):
+        remaining = count
         while remaining > 0:
             base = _family_base(rng, ptype)
             size = min(remaining, rng.randint(2, 6))

@@ -1,8 +1,10 @@
 """Shopping tasks (WebShop goals) and the fixed train / validation / test splits.
 
 ``generate_goals`` draws WebShop-style synthetic goals from a catalog, split by target product;
-``make_goal`` builds one goal from a product and the parts a goal states (also used to import
-WebShop's human instructions). Imports only ``webgym.shop.schema``.
+``generate_ood_goals`` draws the ``ood`` split's the same way from products of types no other
+split has (``webgym.shop.synthetic.OOD_PRODUCT_TYPES``); ``make_goal`` builds one goal from a
+product and the parts a goal states (also used to import WebShop's human instructions).
+Imports only ``webgym.shop.schema``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 
 from webgym.shop.schema import PRICE_RANGE, Goal, Product
 
-SPLIT_NAMES = ("train", "validation", "test")
+SPLIT_NAMES = ("train", "validation", "test")  # the in-distribution splits every catalog has
+OOD_SPLIT = "ood"  # held out by product type: only the synthetic ood catalog has it
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class TaskSplit:
 # ---------------------------------------------------------------------------------------------
 
 DEFAULT_SPLIT_SIZES = {"train": 2000, "validation": 250, "test": 500}
+OOD_SPLIT_SIZE = 500  # as test: the same standard errors for the in- and out-of-type figures
 NO_PRICE_LIMIT = 1_000_000.0  # WebShop's price_upper when the goal states no price
 OPENERS = (
     "i need", "i want", "i am looking for", "find me", "i'm looking for", "i would like",
@@ -212,7 +216,30 @@ def generate_goals(
     the low end keeps the target always affordable).
     """
     sizes = _split_sizes(n_goals, len(products))
-    rng = random.Random(f"webgym-splits:{seed}")
+    dealt, same_query = _deal(products, random.Random(f"webgym-splits:{seed}"))
+    splits, start = {}, 0
+    for name in ("test", "validation", "train"):
+        targets, start = dealt[start : start + sizes[name]], start + sizes[name]
+        splits[name] = _split(name, targets, seed, same_query)
+    return {name: splits[name] for name in SPLIT_NAMES}
+
+
+def generate_ood_goals(
+    products: list[Product], size: int = OOD_SPLIT_SIZE, seed: int = 0
+) -> TaskSplit:
+    """The ``ood`` split: ``size`` goals (fewer when there are fewer products) drawn from
+    ``products`` as ``generate_goals`` draws its splits' (dealt round robin over queries, one
+    goal per target product), with rngs of its own. ``products`` are the out-of-distribution
+    types' only, so every distractor of the same query is one too."""
+    dealt, same_query = _deal(products, random.Random(f"webgym-splits:{seed}:{OOD_SPLIT}"))
+    return _split(OOD_SPLIT, dealt[: min(size, len(dealt))], seed, same_query)
+
+
+def _deal(
+    products: list[Product], rng: random.Random
+) -> tuple[list[Product], dict[str, _SameQuery]]:
+    """The products in dealing order (queries shuffled, then one product of each in turn) and
+    the same-query index of each query."""
     by_query: dict[str, list[Product]] = {}
     for product in products:
         by_query.setdefault(product["query"], []).append(product)
@@ -222,16 +249,19 @@ def generate_goals(
         rng.shuffle(group)
     rng.shuffle(groups)
     dealt = [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
-    splits, start = {}, 0
-    for name in ("test", "validation", "train"):
-        targets, start = dealt[start : start + sizes[name]], start + sizes[name]
-        split_rng = random.Random(f"webgym-goals:{seed}:{name}")
-        goals = [
-            _draw_goal(split_rng, p, f"{name}-{i:04d}", name, same_query[p["query"]])
-            for i, p in enumerate(targets)
-        ]
-        splits[name] = TaskSplit(name, tuple(goals))
-    return {name: splits[name] for name in SPLIT_NAMES}
+    return dealt, same_query
+
+
+def _split(
+    name: str, targets: list[Product], seed: int, same_query: dict[str, _SameQuery]
+) -> TaskSplit:
+    """One goal per target, task ids ``<name>-0000`` on, from an rng seeded by the split."""
+    split_rng = random.Random(f"webgym-goals:{seed}:{name}")
+    goals = [
+        _draw_goal(split_rng, p, f"{name}-{i:04d}", name, same_query[p["query"]])
+        for i, p in enumerate(targets)
+    ]
+    return TaskSplit(name, tuple(goals))
 
 
 def _indexed_text(product: Product) -> tuple[str, str]:
