@@ -132,7 +132,9 @@ def test_webgym_shop_build_rebuilds_a_damaged_cached_catalog(tmp_path, monkeypat
 
 
 _BUILD = """
-import sys, time
+import signal, sys, time
+# a shell's background job inherits SIGINT ignored, and Python then installs no handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from webgym.shop.catalog import CatalogBuilder
 from webgym.shop.synthetic import generate_products
 products = generate_products(400, seed=1)
