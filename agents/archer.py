@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.losses import clipped_surrogate, value_mse
+from agents.losses import value_mse
 from agents.onpolicy import (
     CriticConfig,
     TurnBatch,
@@ -35,6 +35,7 @@ from agents.onpolicy import (
     critic_values,
     iteration_tasks,
     minibatches,
+    ppo_turn_update,
     run_iterations,
     start_learner,
 )
@@ -135,18 +136,10 @@ def archer_update(
     if config.normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
-    losses, st_log, norms = [], [], []
-    for _ in range(config.ppo_epochs if actor else 0):
-        for idx in minibatches(len(batch), config.minibatch_size, gen):
-            logp = batch.logprobs(policy, idx).unsqueeze(1)
-            loss, st = clipped_surrogate(
-                logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
-                torch.ones_like(logp), eps_low=config.clip_eps, loss_type="dapo",
-            )  # fmt: skip
-            loss.backward()
-            norms.append(clip_and_step(policy, optimizer, config.grad_clip))
-            losses.append(float(loss.detach()))
-            st_log.append(st)
+    losses, st_log, norms = ppo_turn_update(
+        policy, optimizer, batch, advantages, gen, epochs=config.ppo_epochs if actor else 0,
+        minibatch_size=config.minibatch_size, clip_eps=config.clip_eps, grad_clip=config.grad_clip,
+    )  # fmt: skip
     var_g = float(returns.var()) if len(returns) > 1 else 0.0
     metrics = {
         "critic_loss": float(np.mean(critic_losses)),

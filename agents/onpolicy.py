@@ -546,6 +546,38 @@ def clip_and_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, cli
     return float(norm)
 
 
+def ppo_turn_update(
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    batch: TurnBatch,
+    advantages: torch.Tensor,
+    gen: np.random.Generator,
+    *,
+    epochs: int,
+    minibatch_size: int,
+    clip_eps: float,
+    grad_clip: float,
+) -> tuple[list[float], list[Any], list[float]]:
+    """The PPO actor step on turn advantages (archer, vineppo): ``epochs`` passes over
+    minibatches of turns, rho = exp(logp_theta - logp_old) (one token per turn),
+    L = -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A). Returns (losses, stats, grad norms)."""
+    from agents.losses import clipped_surrogate
+
+    losses, stats, norms = [], [], []
+    for _ in range(epochs if len(batch) else 0):
+        for idx in minibatches(len(batch), minibatch_size, gen):
+            logp = batch.logprobs(policy, idx).unsqueeze(1)
+            loss, st = clipped_surrogate(
+                logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
+                torch.ones_like(logp), eps_low=clip_eps, loss_type="dapo",
+            )  # fmt: skip
+            loss.backward()
+            norms.append(clip_and_step(policy, optimizer, grad_clip))
+            losses.append(float(loss.detach()))
+            stats.append(st)
+    return losses, stats, norms
+
+
 def run_iterations(
     config: OnPolicyConfig,
     run: TrainRun,

@@ -33,15 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.losses import clipped_surrogate
 from agents.onpolicy import (
     OnPolicyConfig,
     Policy,
     TurnBatch,
-    clip_and_step,
     collect,
     iteration_tasks,
-    minibatches,
+    ppo_turn_update,
     run_iterations,
     start_learner,
 )
@@ -168,18 +166,11 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
         t2 = time.perf_counter()
-        losses, st_log, norms = [], [], []
-        for _ in range(config.ppo_epochs if len(batch) else 0):
-            for idx in minibatches(len(batch), config.minibatch_size, gen):
-                logp = batch.logprobs(policy, idx).unsqueeze(1)
-                loss, st = clipped_surrogate(
-                    logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
-                    torch.ones_like(logp), eps_low=config.clip_eps, loss_type="dapo",
-                )  # fmt: skip
-                loss.backward()
-                norms.append(clip_and_step(policy, optimizer, config.grad_clip))
-                losses.append(float(loss.detach()))
-                st_log.append(st)
+        losses, st_log, norms = ppo_turn_update(
+            policy, optimizer, batch, advantages, gen, epochs=config.ppo_epochs,
+            minibatch_size=config.minibatch_size, clip_eps=config.clip_eps,
+            grad_clip=config.grad_clip,
+        )  # fmt: skip
         stats = rollout_stats(rollouts)
         mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
         return {
