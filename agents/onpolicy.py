@@ -1,4 +1,4 @@
-"""The plumbing every on-policy trainer shares (archer, grpo, reinforce, vineppo): config,
+"""The plumbing every on-policy trainer shares (archer, grpo, poise, reinforce, vineppo): config,
 start, batches, optimizer steps, the iteration loop, validation, checkpoints, data parallelism.
 The algorithm files hold only their algorithm.
 
@@ -258,10 +258,12 @@ class Learner:
     # critic_buffer); saved in the checkpoint so a resumed run fits the same data
     critic_buffer: list[list[tuple[str, float]]] = field(default_factory=list)
 
-    def save(self, run: TrainRun, iteration: int) -> Path:
+    def save(
+        self, run: TrainRun, iteration: int, extra: Callable[[Path], None] | None = None
+    ) -> Path:
         return save_checkpoint(
             run, iteration, self.policy, self.optimizer, critic=self.critic,
-            critic_optimizer=self.critic_optimizer, critic_buffer=self.critic_buffer,
+            critic_optimizer=self.critic_optimizer, critic_buffer=self.critic_buffer, extra=extra,
         )  # fmt: skip
 
 
@@ -468,9 +470,11 @@ def save_checkpoint(
     critic_optimizer: torch.optim.Optimizer | None = None,
     critic_buffer: list[list[tuple[str, float]]] | None = None,
     metadata: dict[str, Any] | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Policy (+ critic in ``critic/``, with its buffer) with both optimizers' states, through
-    ``run``.
+    ``run``; ``extra(folder)`` writes a trainer's own state into the same folder before it is
+    renamed into place (poise's probe and its buffer), so a resume finds all of it or none.
 
     Data-parallel: first checks that every process holds the same weights (the digests go to
     ``train.log``; different ones raise ``RuntimeError``); rank 0 writes (every process's
@@ -488,6 +492,8 @@ def save_checkpoint(
                 torch.save(critic_optimizer.state_dict(), folder / CRITIC_DIR / "optimizer.pt")
             if any(buffers):
                 (folder / CRITIC_DIR / BUFFER_FILE).write_text(json.dumps(buffers))
+        if extra is not None:
+            extra(folder)
 
     return run.save_checkpoint(iteration, save, optimizer, metadata=meta)
 
@@ -558,7 +564,7 @@ def ppo_turn_update(
     clip_eps: float,
     grad_clip: float,
 ) -> tuple[list[float], list[Any], list[float]]:
-    """The PPO actor step on turn advantages (archer, vineppo): ``epochs`` passes over
+    """The PPO actor step on turn advantages (archer, poise, vineppo): ``epochs`` passes over
     minibatches of turns, rho = exp(logp_theta - logp_old) (one token per turn),
     L = -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A). Returns (losses, stats, grad norms)."""
     from agents.losses import clipped_surrogate
