@@ -30,8 +30,11 @@ import torch
 __all__ = [
     "ablation_diagnostics",
     "action_sensitivity",
+    "calibration",
     "critic_report",
+    "explained_variance",
     "effect_probe",
+    "pool_accuracy",
     "ranking_accuracy",
     "v_mc_error",
     "write_report",
@@ -184,7 +187,22 @@ def ranking_accuracy(
         env.close()
     if outcomes_path is not None:
         write_report(Path(outcomes_path), known)
-    out: dict[str, Any] = {"rank_states": len(outcomes)}
+    return {"rank_states": len(outcomes)} | pool_accuracy(outcomes, pool_sizes, draws, rng)
+
+
+def pool_accuracy(
+    outcomes: Sequence[tuple[np.ndarray, np.ndarray]],
+    pool_sizes: Sequence[int],
+    draws: int,
+    rng: np.random.Generator,
+    *,
+    informative_only: bool = False,
+) -> dict[str, Any]:
+    """Per pool size m: over ``draws`` random pools of m candidates of each (q, g) state with
+    >= m candidates, the share where argmax q has the pool's best outcome g (``rank_acc_m``),
+    the same share for a uniform pick (``rank_chance_m``) and the number of pools.
+    ``informative_only``: pools whose outcomes are all equal (any pick is best) are skipped."""
+    out: dict[str, Any] = {}
     for m in pool_sizes:
         hits, chance, n = 0.0, 0.0, 0
         for q, g in outcomes:
@@ -193,6 +211,8 @@ def ranking_accuracy(
             for _ in range(draws):
                 pool = rng.choice(len(q), size=m, replace=False)
                 best = g[pool].max()
+                if informative_only and g[pool].min() == best:
+                    continue
                 hits += float(g[pool[int(np.argmax(q[pool]))]] == best)
                 chance += float((g[pool] == best).mean())
                 n += 1
@@ -200,6 +220,29 @@ def ranking_accuracy(
         out[f"rank_chance_{m}"] = chance / n if n else float("nan")
         out[f"rank_pools_{m}"] = n
     return out
+
+
+def explained_variance(v: np.ndarray, mc: np.ndarray) -> float:
+    """1 - Var(G - V) / Var(G): 1 for a perfect V, 0 for a constant at the mean, < 0 worse."""
+    var = float(np.var(mc))
+    return 1.0 - float(np.var(np.asarray(mc) - np.asarray(v))) / var if var > 0 else float("nan")
+
+
+def calibration(v: np.ndarray, mc: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability of V as a probability of the return: V clipped to [0, 1] in ``bins``
+    equal-width bins; per bin the mean V, the mean G and the count; ECE = sum_b n_b / N |mean V
+    - mean G| over the non-empty bins."""
+    v = np.clip(np.asarray(v, dtype=float), 0.0, 1.0)
+    mc = np.asarray(mc, dtype=float)
+    which = np.minimum((v * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            rows.append((float(v[sel].mean()), float(mc[sel].mean()), int(sel.sum())))
+    n = max(1, len(v))
+    ece = sum(c * abs(pv - pg) for pv, pg, c in rows) / n if rows else float("nan")
+    return {"ece": float(ece), "bins": rows}
 
 
 def ablation_diagnostics(

@@ -652,7 +652,7 @@ def split_task_ids(split: str) -> list[str]:
     """The task ids of ``split`` of the embedded catalog, in order."""
     from webgym.shop.catalog import open_catalog
 
-    catalog = open_catalog()
+    catalog = open_catalog(split=split)  # the ood split lives in the companion file
     try:
         return list(catalog.split(split).task_ids)
     finally:

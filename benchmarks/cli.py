@@ -582,6 +582,66 @@ def ablate_cmd(
     console.print(f"wrote {csv_path} and {png_path}", highlight=False)
 
 
+# critics (benchmarks/critics.py): every value estimator on the same held-out episodes
+
+
+@app.command("critics")
+def critics_cmd(
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND=DIR of a trained estimator (reinforce, archer, poise, digiq, "
+            "genac); repeat for several. group-mean and vine-forks need none."
+        ),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option(help="The scorer checkpoint that plays the trajectories and forks.")
+    ] = "runs/bc-scorer-cpu/checkpoints/latest",
+    split: Annotated[list[str] | None, typer.Option(help="Splits (default: test and ood).")] = None,
+    tasks: Annotated[int, typer.Option(help="The first N tasks of each split.")] = 50,
+    group_size: Annotated[int, typer.Option(help="Rollouts a task (>= 2).")] = 2,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the policy.")] = 0.5,
+    k_forks: Annotated[int, typer.Option(help="VinePPO's forks per state (0: skip).")] = 4,
+    rank_states: Annotated[int, typer.Option(help="Ranking states per split (0: none).")] = 30,
+    out: Annotated[Path, typer.Option(help="Output directory (resumes).")] = Path("runs/critics"),
+) -> None:
+    """Measure every value estimator on the same held-out trajectories: error against MC
+    returns, calibration, ranking accuracy, action sensitivity, cost (OUT/critics.csv)."""
+    from benchmarks.critics import ReportConfig, run_report
+
+    pairs = {}
+    for item in checkpoint or []:
+        kind, sep, path = item.partition("=")
+        if not sep or not path:
+            fail(f"--checkpoint takes KIND=DIR, not {item!r}")
+        pairs[kind.strip()] = path.strip()
+    if not Path(policy).is_dir():
+        fail(f"policy checkpoint {policy} is not a folder (webgym-bench train --agent bc "
+             "--preset scorer-cpu makes runs/bc-scorer-cpu)")  # fmt: skip
+    cfg = ReportConfig(
+        policy=policy, splits=tuple(split or ("test", "ood")), tasks=tasks,
+        group_size=group_size, temperature=temperature, k_forks=k_forks,
+        rank_states=rank_states, checkpoints=pairs,
+    )  # fmt: skip
+    try:
+        rows = run_report(cfg, out, say=lambda m: console.print(m, highlight=False))
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e), 1)
+    from benchmarks.critics import COLUMNS
+
+    t = Table(title=f"value estimators ({out})")
+    shown = ("split", "estimator", "q_kind", "n", "mse", "explained_variance", "ece",
+             "rank_acc_4", "rank_chance_4", "action_sensitivity", "seconds_per_estimate",
+             "env_steps_per_estimate")  # fmt: skip
+    for col in shown:
+        t.add_column(col, justify="left" if col in ("split", "estimator") else "right")
+    for r in rows:
+        t.add_row(*(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in shown))
+    console.print(t)
+    console.print(f"wrote {out / 'critics.csv'} ({len(COLUMNS)} columns), critics.json and "
+                  "the plots", highlight=False)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------
 # perf
 

@@ -1,0 +1,125 @@
+"""``webgym-bench critics``: the measurements on hand-made values, and the whole report on a
+tiny policy in the real text env (test and ood splits)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from agents.critic_diagnostics import calibration, explained_variance, pool_accuracy
+from agents.poise import PROBE_DIR, Probe
+from agents.scorer_policy import ScorerCritic, ScorerPolicy
+from benchmarks.critics import (
+    ReportConfig,
+    collect_trajectories,
+    leave_one_out_means,
+    run_report,
+)
+
+
+def test_leave_one_out_group_mean_never_sees_the_rollout_itself():
+    frame = pd.DataFrame({
+        "episode": [0, 0, 1, 2, 3, 3, 4],
+        "task_id": ["a", "a", "a", "a", "b", "b", "c"],
+        "reward": [1.0, 1.0, 0.0, 0.5, 0.2, 0.2, 0.7],
+    })  # fmt: skip
+    v = leave_one_out_means(frame)
+    assert v[:2] == pytest.approx([0.25, 0.25])  # episode 0: mean of 0.0 and 0.5
+    assert v[2] == pytest.approx(0.75) and v[3] == pytest.approx(0.5)
+    assert np.isnan(v[4:]).all()  # a task played once has no sibling
+
+
+def test_calibration_and_explained_variance_on_hand_values():
+    v = np.array([0.05, 0.05, 0.95, 0.95])
+    g = np.array([0.0, 0.0, 1.0, 1.0])
+    cal = calibration(v, g)
+    assert cal["ece"] == pytest.approx(0.05)
+    assert [c for _, _, c in cal["bins"]] == [2, 2]
+    assert explained_variance(g, g) == pytest.approx(1.0)
+    assert explained_variance(np.full(4, 0.5), g) == pytest.approx(0.0)
+    assert calibration(np.array([2.0, -1.0]), np.array([1.0, 0.0]))["ece"] == 0.0  # clipped
+
+
+def test_pool_accuracy_skips_pools_with_equal_outcomes():
+    rng = np.random.default_rng(0)
+    right = (np.array([0.1, 0.9, 0.2]), np.array([0.0, 1.0, 0.0]))
+    flat = (np.array([0.3, 0.2]), np.array([0.5, 0.5]))
+    all_pools = pool_accuracy([right, flat], (2,), 10, rng)
+    informative = pool_accuracy([right, flat], (2,), 10, rng, informative_only=True)
+    assert all_pools["rank_pools_2"] == 20
+    assert 0 < informative["rank_pools_2"] < 10  # flat is skipped; right's pool {0, 2} too
+    assert informative["rank_acc_2"] == 1.0 and informative["rank_chance_2"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("critics")
+    policy = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0)
+    policy.save(root / "policy")
+    ScorerCritic(copy.deepcopy(policy.backbone)).save(root / "reinforce" / "critic")
+    h = policy.backbone.hidden_size
+    rng = np.random.default_rng(0)
+    probe = Probe.fit(rng.normal(size=(40, 2 * h + 5)), rng.uniform(size=40), hidden=h)
+    (root / "poise" / PROBE_DIR).mkdir(parents=True)
+    probe.save(root / "poise" / PROBE_DIR / "probe.npz")
+    return root
+
+
+def test_report_on_test_and_ood(checkpoints, tmp_path):
+    cfg = ReportConfig(
+        policy=str(checkpoints / "policy"), splits=("test", "ood"), tasks=2, group_size=2,
+        k_forks=2, rank_states=2, n_envs=4, max_steps=6,
+        checkpoints={"reinforce": str(checkpoints / "reinforce"),
+                     "poise": str(checkpoints / "poise")},
+    )  # fmt: skip
+    rows = run_report(cfg, tmp_path, say=lambda m: None)
+    names = {r["estimator"] for r in rows}
+    assert names == {"group-mean (grpo)", "vine-forks K=2 (vineppo)", "reinforce critic",
+                     "poise probe"}  # fmt: skip
+    assert {r["split"] for r in rows} == {"test", "ood"}
+    for r in rows:
+        assert r["n"] > 0 and np.isfinite(r["mse"]) and r["seconds_per_estimate"] >= 0
+    for name in ("critics.csv", "critics.json", "reliability-test.png", "reliability-ood.png",
+                 "critics.png"):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 0
+    assert len(pd.read_csv(tmp_path / "critics.csv")) == 8
+
+    # the trajectories: G rollouts of a task from identical starts; the forks reached s'
+    frame = collect_trajectories(None, "test", cfg, tmp_path / "trajectories-test.parquet")
+    firsts = frame[frame["t"] == 0].groupby("task_id")["obs"].agg(list)
+    assert all(len(obs) == 2 and obs[0] == obs[1] for obs in firsts)
+    forks = json.loads((tmp_path / "forks-test.json").read_text())
+    assert forks and all(len(f["candidates"]) >= 2 for f in forks)
+
+    # poise's value of a rollout is the probe on its sibling's features, never its own
+    probe = Probe.load(checkpoints / "poise" / PROBE_DIR / "probe.npz")
+    ep = frame.groupby("episode").agg(task=("task_id", "first"), x=("poise_x", "first"))
+    from benchmarks.critics import PoiseProbe
+
+    est = PoiseProbe(str(checkpoints / "poise")).estimate(frame, [], None)
+    for e, (task, _x) in ep.iterrows():
+        sib = [j for j in ep.index[ep["task"] == task] if j != e][0]
+        want = probe.predict(np.asarray(ep.loc[sib, "x"], dtype=np.float32)[None])[0]
+        got = est.values[(frame["episode"] == e).to_numpy()]
+        assert got == pytest.approx(np.full(len(got), want), abs=1e-6)
+
+
+def test_cli_refuses_a_malformed_checkpoint_option(checkpoints):
+    from typer.testing import CliRunner
+
+    from benchmarks.cli import app
+
+    res = CliRunner().invoke(
+        app, ["critics", "--policy", str(checkpoints / "policy"), "--checkpoint", "poise"]
+    )
+    assert res.exit_code == 2 and "KIND=DIR" in res.output
+    res = CliRunner().invoke(
+        app, ["critics", "--policy", str(checkpoints / "policy"), "--checkpoint", "nope=/tmp"]
+    )
+    assert res.exit_code == 1 and "unknown estimator kind" in res.output
