@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from agents.critic_diagnostics import calibration, explained_variance, pool_accuracy
+from agents.digiq import CRITIC_FILE, CriticHeads, _save_critic
 from agents.poise import PROBE_DIR, Probe
 from agents.scorer_policy import ScorerCritic, ScorerPolicy
 from benchmarks.critics import (
@@ -68,6 +69,13 @@ def checkpoints(tmp_path_factory):
     probe = Probe.fit(rng.normal(size=(40, 2 * h + 5)), rng.uniform(size=40), hidden=h)
     (root / "poise" / PROBE_DIR).mkdir(parents=True)
     probe.save(root / "poise" / PROBE_DIR / "probe.npz")
+    # a digiq checkpoint as its trainer lays it out: run/config.json, run/checkpoints/latest
+    digiq = root / "digiq-run" / "checkpoints" / "latest"
+    digiq.mkdir(parents=True)
+    (root / "digiq-run" / "config.json").write_text(json.dumps(
+        {"config": {"critic_backbone": "tiny-encoder", "critic_max_length": 64}}
+    ))  # fmt: skip
+    _save_critic(digiq / CRITIC_FILE, CriticHeads(h, hidden=16), {"encoder_dir": None})
     return root
 
 
@@ -76,19 +84,23 @@ def test_report_on_test_and_ood(checkpoints, tmp_path):
         policy=str(checkpoints / "policy"), splits=("test", "ood"), tasks=2, group_size=2,
         k_forks=2, rank_states=2, n_envs=4, max_steps=6,
         checkpoints={"reinforce": str(checkpoints / "reinforce"),
-                     "poise": str(checkpoints / "poise")},
+                     "poise": str(checkpoints / "poise"),
+                     "digiq": str(checkpoints / "digiq-run" / "checkpoints" / "latest")},
     )  # fmt: skip
     rows = run_report(cfg, tmp_path, say=lambda m: None)
     names = {r["estimator"] for r in rows}
     assert names == {"group-mean (grpo)", "vine-forks K=2 (vineppo)", "reinforce critic",
-                     "poise probe"}  # fmt: skip
+                     "poise probe", "digiq heads"}  # fmt: skip
     assert {r["split"] for r in rows} == {"test", "ood"}
     for r in rows:
         assert r["n"] > 0 and np.isfinite(r["mse"]) and r["seconds_per_estimate"] >= 0
     for name in ("critics.csv", "critics.json", "reliability-test.png", "reliability-ood.png",
                  "critics.png"):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 0
-    assert len(pd.read_csv(tmp_path / "critics.csv")) == 8
+    assert len(pd.read_csv(tmp_path / "critics.csv")) == 10
+    kinds = {(r["estimator"], r["q_kind"]) for r in rows}
+    assert ("digiq heads", "native") in kinds and ("reinforce critic", "lookahead") in kinds
+    assert ("group-mean (grpo)", "-") in kinds and ("poise probe", "-") in kinds
 
     # the trajectories: G rollouts of a task from identical starts; the forks reached s'
     frame = collect_trajectories(None, "test", cfg, tmp_path / "trajectories-test.parquet")
