@@ -120,8 +120,8 @@ def archer_update(
     Returns (metrics, A)."""
     returns = turn_returns(batch, config.gamma)  # G_t = gamma^(T-1-t) R
     # 1. the critic first: 0.5 (V(s_t) - G_t)^2
-    v_before = critic_values(critic, batch.states)
-    fit_states = list(batch.states) + [s for s, _ in past]
+    v_before = critic_values(critic, batch.critic_states)
+    fit_states = list(batch.critic_states) + [s for s, _ in past]
     fit_returns = torch.cat([returns, torch.tensor([g for _, g in past], dtype=returns.dtype)])
     critic_losses = []
     for _ in range(config.critic_epochs):
@@ -131,7 +131,7 @@ def archer_update(
             clip_and_step(critic, critic_opt, config.grad_clip)
             critic_losses.append(float(loss.detach()))
     # 2. advantages from the UPDATED critic: A(t) = V(s_{t+1}) - V(s_t), A(T-1) = R - V(s_{T-1})
-    values = critic_values(critic, batch.states)
+    values = critic_values(critic, batch.critic_states)
     advantages = archer_advantages(batch, values)
     if config.normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -174,7 +174,7 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         )  # fmt: skip
         if keep:
             g = turn_returns(batch, config.gamma).tolist()
-            pairs = list(zip(batch.states, g, strict=True))
+            pairs = list(zip(batch.critic_states, g, strict=True))
             learner.critic_buffer = [*learner.critic_buffer, pairs][-keep:]
         stats = rollout_stats(rollouts)
         return {

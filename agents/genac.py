@@ -153,14 +153,15 @@ PRESETS = {
         critic_train_layers=0, rationale_tokens=24, critic_minibatch=8, facts_window=8,
         sft_tasks=4, sft_epochs=4, sft_lr=3e-3, critic_warmup=1, torch_threads=1,
     ),
-    # grpo's cpu recipe for the actor (bc scorer, T 0.5, heads only, lr 3e-3, 12 actor updates
-    # x 48 tasks) after a critic-only iteration. Measured on one busy thread (module docstring):
-    # value 0.9-1.3 s a state, REINFORCE sample + step 2.1-2.4 s, SFT 0.92 s a trace-epoch: an
-    # iteration ~175 x 1.1 + 64 x 2.2 + ~45 s = ~6.3 min, all ~1.4 h (< 2 h on a busy core)
+    # grpo's cpu recipe for the actor (bc scorer, T 0.5, heads only, lr 3e-3, 48 tasks an
+    # iteration) after a critic-only iteration, 8 actor updates. Measured on one busy thread
+    # (module docstring): value 0.9-1.3 s a state, REINFORCE sample + step 2.1-2.4 s, SFT 0.92 s
+    # a trace-epoch: an iteration ~175 x 1.1 + 64 x 2.2 + ~45 s = ~6.3 min, all ~1 h. gamma 1:
+    # archer's better setting here (docs/results.md), and the critics report's returns
     "cpu": GenacConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=13,
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=9, gamma=1.0,
         tasks_per_iteration=48, temperature=0.5, lr=3e-3, train_encoder=False, val_tasks=100,
-        eval_every=2, torch_threads=1, critic_states=64, critic_warmup=1, keep_checkpoints=14,
+        eval_every=2, torch_threads=1, critic_states=64, critic_warmup=1, keep_checkpoints=10,
     ),
     # the scorer and a whole-model critic with longer rationales on a large GPU
     "gpu": GenacConfig(

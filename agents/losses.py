@@ -122,5 +122,5 @@ def nll(
     if logp.dim() == 1:
         logp = logp.unsqueeze(1)
     mask = torch.ones_like(logp) if mask is None else mask.to(logp.dtype)
-    w = torch.ones(logp.size(0), dtype=logp.dtype) if weights is None else weights.to(logp.dtype)
+    w = logp.new_ones(logp.size(0)) if weights is None else weights.to(logp)  # logp's device
     return -(w.unsqueeze(1) * logp * mask).sum() / (w.unsqueeze(1) * mask).sum().clamp(min=1e-8)

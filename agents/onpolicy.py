@@ -310,8 +310,9 @@ def iteration_tasks(train_ids: Sequence[str], config: OnPolicyConfig, iteration:
 class TurnBatch:
     """Every turn of the valid rollouts, flattened; ``episode[i]`` indexes ``rollouts``.
 
-    ``states`` is what the critic reads: the scorer's state text, or an LM policy's prompt
-    (the value is read at its last token, the prompt boundary)."""
+    ``states`` is what the policy read: the scorer's state text, or an LM policy's prompt;
+    ``critic_states`` what the critic reads: the same, or with ``critic_input`` "facts" the
+    facts text (an LM critic's value is read at the prompt's last token, its boundary)."""
 
     rollouts: list[Rollout]
     states: list[str]
@@ -322,6 +323,7 @@ class TurnBatch:
     episode: list[int]
     turn: list[int]
     decisions: list[Any] = field(default_factory=list)  # each turn's decision, as made
+    critic_states: list[str] = field(default_factory=list)  # what the critic reads, per turn
 
     @classmethod
     def of(
@@ -332,13 +334,16 @@ class TurnBatch:
             raise ValueError(f"critic_input must be 'state' or 'facts', not {critic_input!r}")
         valid = [r for r in rollouts if r.valid]
         states, cands, chosen, old, temps, ep, tt, ds = [], [], [], [], [], [], [], []
+        critic_states = []
         for i, r in enumerate(valid):
             for t, turn in enumerate(r.turns):
                 d = turn.decision
-                if critic_input == "facts":
-                    states.append(critic_state_text(turn.obs, max_steps))
-                else:
-                    states.append(d.state if hasattr(d, "state") else d.prompt)
+                states.append(d.state if hasattr(d, "state") else d.prompt)
+                critic_states.append(
+                    critic_state_text(turn.obs, max_steps)
+                    if critic_input == "facts"
+                    else states[-1]
+                )
                 cands.append(d.candidates)
                 chosen.append(d.index)
                 old.append(d.logprob)
@@ -346,7 +351,9 @@ class TurnBatch:
                 ep.append(i)
                 tt.append(t)
                 ds.append(d)
-        return cls(valid, states, cands, chosen, torch.tensor(old), temps, ep, tt, ds)
+        return cls(
+            valid, states, cands, chosen, torch.tensor(old), temps, ep, tt, ds, critic_states
+        )
 
     def __len__(self) -> int:
         return len(self.states)

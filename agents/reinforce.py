@@ -90,7 +90,9 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         returns = torch.cat(
             [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
         )
-        values = critic_values(critic, batch.states)  # b_t = V(s_t), before it sees these G_t
+        values = critic_values(
+            critic, batch.critic_states
+        )  # b_t = V(s_t), before it sees these G_t
         advantages = returns - values  # A_t = G_t - V(s_t)
         if config.normalize_advantages:
             advantages = advantages / (advantages.std() + 1e-8)
@@ -105,7 +107,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         critic_losses = []
         for _ in range(config.critic_epochs):
             for idx in minibatches(len(batch), config.minibatch_size, gen):
-                loss = value_mse(critic.values([batch.states[i] for i in idx]), returns[idx])
+                loss = value_mse(critic.values([batch.critic_states[i] for i in idx]), returns[idx])
                 loss.backward()
                 clip_and_step(critic, critic_opt, config.grad_clip)
                 critic_losses.append(float(loss.detach()))

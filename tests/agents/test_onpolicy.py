@@ -220,8 +220,13 @@ def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_i
     batch = TurnBatch.of(rollouts, "facts", 6)
     plain = TurnBatch.of(rollouts)
     turns = [t for r in batch.rollouts for t in r.turns]
-    assert batch.states == [critic_state_text(t.obs, 6) for t in turns]
-    for facts, state in zip(batch.states, plain.states, strict=True):
+    assert batch.critic_states == [critic_state_text(t.obs, 6) for t in turns]
+    # the actor still reads its own state text: an unchanged policy's ratios are exactly 1
+    assert batch.states == plain.states == plain.critic_states
+    with torch.no_grad():
+        again = batch.logprobs(policy, range(len(batch)))
+    assert again.numpy() == pytest.approx(batch.old_logp.numpy(), abs=1e-5)
+    for facts, state in zip(batch.critic_states, plain.states, strict=True):
         assert facts.startswith(state)  # the policy's state text, then the facts
         if "| results page" in state:
             assert "listed" in facts and "within budget" in facts
