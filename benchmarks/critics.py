@@ -33,7 +33,8 @@ The estimators (REFERENCE.md; an estimator needs its checkpoint, ``--checkpoint 
   native Q = min_i Q_i(s, a_k).
 - ``genac`` (a generative critic checkpoint, agents/genac.py): V = its k/10.
 
-Every phase is cached in OUT (trajectories, forks), so a re-run resumes; ``critics.csv``,
+Every phase is cached in OUT (trajectories, forks, each estimator's values by its checkpoint),
+so a re-run resumes or adds an estimator without redoing the others; ``critics.csv``,
 ``critics.json`` (calibration bins included), ``reliability-<split>.png`` and ``critics.png``.
 Imports agents and webgym; the ``webgym-bench critics`` command is in benchmarks/cli.py.
 """
@@ -44,6 +45,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -472,6 +474,34 @@ def report_rows(frame, ranked: list[dict], name: str, est: Estimate, config: Rep
     return row
 
 
+def _slug(key: str) -> str:
+    import hashlib
+
+    head = "".join(c if c.isalnum() else "-" for c in key.split("=")[0])
+    return f"{head}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def cached_estimate(path: Path, key: str, compute: Callable[[], Estimate]) -> Estimate:
+    """``compute()``, kept at ``path`` (JSON) so a re-run of the report (another
+    ``--checkpoint`` added) reuses it: forks and generative critics are minutes of work."""
+    if path.is_file():
+        blob = json.loads(path.read_text())
+        if blob.get("key") == key:
+            q = blob["q_rows"]
+            return Estimate(
+                np.asarray(blob["values"], dtype=float), blob["seconds"], blob["env_steps"],
+                None if q is None else [np.asarray(r, dtype=float) for r in q], blob["q_kind"],
+            )  # fmt: skip
+    est = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_report(path, {
+        "key": key, "values": [float(v) for v in est.values], "seconds": est.seconds,
+        "env_steps": est.env_steps, "q_kind": est.q_kind,
+        "q_rows": None if est.q_rows is None else [list(map(float, r)) for r in est.q_rows],
+    })  # fmt: skip
+    return est
+
+
 def run_report(config: ReportConfig, out: Path, say: Callable[[str], None] = print) -> list[dict]:
     """Steps 1-4 for every split and estimator; writes the CSV, JSON and plots into ``out``."""
     from agents.models.threads import configure_torch_threads
@@ -481,11 +511,12 @@ def run_report(config: ReportConfig, out: Path, say: Callable[[str], None] = pri
         raise ValueError("group_size must be >= 2: group-mean and poise score a rollout's sibling")
     out.mkdir(parents=True, exist_ok=True)
     policy = _policy(config.policy)
-    estimators: list[Any] = [GroupMean()]
+    # (estimator, what identifies its values: a cached estimate is reused only for the same)
+    estimators: list[tuple[Any, str]] = [(GroupMean(), "group-mean")]
     if config.k_forks > 0:
-        estimators.append(VineForks(config.k_forks))
+        estimators.append((VineForks(config.k_forks), f"vine-{config.k_forks}"))
     for kind, ckpt in config.checkpoints.items():
-        estimators.append(make_estimator(kind, ckpt))
+        estimators.append((make_estimator(kind, ckpt), f"{kind}={Path(ckpt).resolve()}"))
     rows = []
     for split in config.splits:
         t0 = time.perf_counter()
@@ -495,8 +526,9 @@ def run_report(config: ReportConfig, out: Path, say: Callable[[str], None] = pri
         ranked = fork_candidates(frame, policy, split, config, out / f"forks-{split}.json")
         say(f"{split}: {len(ranked)} ranking states forked")
         ctx = _Context(config, policy, split)
-        for est in estimators:
-            e = est.estimate(frame, ranked, ctx)
+        for est, key in estimators:
+            path = out / "estimates" / f"{split}-{_slug(key)}.json"
+            e = cached_estimate(path, key, partial(est.estimate, frame, ranked, ctx))
             row = report_rows(frame, ranked, est.name, e, config, split)
             rows.append(row)
             say(f"{split}: {est.name}: MSE {row['mse']:.4f}, EV {row['explained_variance']:.3f}, "

@@ -98,6 +98,10 @@ def test_report_on_test_and_ood(checkpoints, tmp_path):
                  "critics.png"):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 0
     assert len(pd.read_csv(tmp_path / "critics.csv")) == 10
+    # a re-run reuses every estimate (forks included) and gives the same table
+    assert len(list((tmp_path / "estimates").glob("*.json"))) == 10
+    again = run_report(cfg, tmp_path, say=lambda m: None)
+    assert [r["mse"] for r in again] == [r["mse"] for r in rows]
     kinds = {(r["estimator"], r["q_kind"]) for r in rows}
     assert ("digiq heads", "native") in kinds and ("reinforce critic", "lookahead") in kinds
     assert ("group-mean (grpo)", "-") in kinds and ("poise probe", "-") in kinds
