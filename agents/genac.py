@@ -154,14 +154,15 @@ PRESETS = {
         sft_tasks=4, sft_epochs=4, sft_lr=3e-3, critic_warmup=1, torch_threads=1,
     ),
     # grpo's cpu recipe for the actor (bc scorer, T 0.5, heads only, lr 3e-3, 48 tasks an
-    # iteration) after a critic-only iteration, 8 actor updates. Measured on one busy thread
+    # iteration) after a critic-only iteration, 5 actor updates. Measured on one busy thread
     # (module docstring): value 0.9-1.3 s a state, REINFORCE sample + step 2.1-2.4 s, SFT 0.92 s
-    # a trace-epoch: an iteration ~175 x 1.1 + 64 x 2.2 + ~45 s = ~6.3 min, all ~1 h. gamma 1:
+    # a trace-epoch: an iteration ~175 x 1.1 + 64 x 2.2 + ~45 s = ~6.3 min on an idle core,
+    # 7-15 min with 2-4 other jobs (docs/results.md: SFT + 6 iterations = 68 min). gamma 1:
     # archer's better setting here (docs/results.md), and the critics report's returns
     "cpu": GenacConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=9, gamma=1.0,
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=6, gamma=1.0,
         tasks_per_iteration=48, temperature=0.5, lr=3e-3, train_encoder=False, val_tasks=100,
-        eval_every=2, torch_threads=1, critic_states=64, critic_warmup=1, keep_checkpoints=10,
+        eval_every=2, torch_threads=1, critic_states=64, critic_warmup=1, keep_checkpoints=7,
     ),
     # the scorer and a whole-model critic with longer rationales on a large GPU
     "gpu": GenacConfig(
