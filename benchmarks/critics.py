@@ -416,18 +416,24 @@ class GenerativeCriticValues:
 
 
 def make_estimator(kind: str, checkpoint: str):
-    """The estimator of a trained checkpoint of ``kind`` (one of :data:`ESTIMATOR_KINDS`)."""
+    """The estimator of a trained checkpoint of ``kind`` (one of :data:`ESTIMATOR_KINDS`);
+    ``kind:label`` names one of several of a kind (``digiq:frozen``: seed 000's options)."""
+    kind, _, label = kind.partition(":")
+    if kind not in ESTIMATOR_KINDS:
+        raise ValueError(f"unknown estimator kind {kind!r}; known: {', '.join(ESTIMATOR_KINDS)}")
     if not Path(checkpoint).is_dir():
         raise ValueError(f"{kind} checkpoint {checkpoint} is not a folder")
     if kind in ("reinforce", "archer"):
-        return ScorerCriticValues(kind, checkpoint)
-    if kind == "poise":
-        return PoiseProbe(checkpoint)
-    if kind == "digiq":
-        return DigiQHeads(checkpoint)
-    if kind == "genac":
-        return GenerativeCriticValues(checkpoint)
-    raise ValueError(f"unknown estimator kind {kind!r}; known: {', '.join(ESTIMATOR_KINDS)}")
+        est = ScorerCriticValues(kind, checkpoint)
+    elif kind == "poise":
+        est = PoiseProbe(checkpoint)
+    elif kind == "digiq":
+        est = DigiQHeads(checkpoint)
+    else:
+        est = GenerativeCriticValues(checkpoint)
+    if label:
+        est.name = f"{est.name} ({label})"
+    return est
 
 
 # --------------------------------------------------------------------------------------------
