@@ -248,7 +248,7 @@ def _lookahead(ranked: list[dict], value_of: Callable[[list[dict]], np.ndarray])
 
 
 class GroupMean:
-    name, needs = "group-mean (grpo)", None
+    name = "group-mean (grpo)"
 
     def estimate(self, frame, ranked, ctx) -> Estimate:
         t0 = time.perf_counter()
@@ -261,8 +261,6 @@ class GroupMean:
 
 
 class VineForks:
-    name = "vine-forks (vineppo)"
-
     def __init__(self, k: int):
         self.k = k
         self.name = f"vine-forks K={k} (vineppo)"
