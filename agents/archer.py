@@ -13,19 +13,27 @@
            ppo_epochs passes over minibatches:  L = -mean min(rho A, clip(rho, 1-eps, 1+eps) A)
         (the first critic_warmup iterations run step 1 only: TD advantages need a fitted critic)
 
+    critic_pretrain_episodes > 0: before iteration 1, the original ArCHer's critic-only phase on
+    a large batch: the starting policy plays that many train episodes, the critic fits their
+    (s_t, G_t) for critic_pretrain_epochs passes, keeping the pass with the lowest MSE on a
+    tenth of the tasks held out of the fit (the critic otherwise memorises
+    per-task returns); the fitted pairs then seed the critic buffer.
+
 Logged per iteration: success rate and Score (train and validation), critic loss, explained
 variance, advantage mean/std, clip fraction, approximate KL. Imports agents only.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from agents.critic_diagnostics import explained_variance
 from agents.losses import value_mse
 from agents.onpolicy import (
     CriticConfig,
@@ -56,6 +64,9 @@ class ArcherConfig(CriticConfig):  # gamma, the critic's lrs and layers: CriticC
     # only). A critic fitted to this batch alone memorises its returns, and A(t) = V(s') - V(s)
     # from it shrinks to noise; older (on-policy-ish) data makes it generalise instead
     critic_buffer: int = 1
+    # the critic-only phase before iteration 1 (docstring): 0 = none
+    critic_pretrain_episodes: int = 0
+    critic_pretrain_epochs: int = 4
 
 
 PRESETS = {
@@ -154,10 +165,68 @@ def archer_update(
     return metrics, advantages
 
 
+def pretrain_critic(config: ArcherConfig, run: TrainRun, learner) -> None:
+    """The critic-only phase (docstring): fit V to the starting policy's MC returns on
+    ``critic_pretrain_episodes`` episodes; the best pass on held-out tasks is kept."""
+    critic, critic_opt = learner.critic, learner.critic_optimizer
+    gen = np.random.default_rng([config.seed, 0, 3])
+    n = config.critic_pretrain_episodes
+    tasks = iteration_tasks(learner.train_ids, replace(config, tasks_per_iteration=n), 0)
+    t0 = time.perf_counter()
+    rollouts = collect(config, learner.policy, tasks, seed=config.seed, rng=gen)
+    batch = TurnBatch.of(rollouts, config.critic_input, config.max_steps)
+    returns = turn_returns(batch, config.gamma)
+    stats = rollout_stats(rollouts)
+    run.say(
+        f"critic pre-training: {len(batch.rollouts)} episodes, {len(batch)} turns, Score "
+        f"{stats['score']:.1f}, SR {stats['success_rate']:.2f} ({time.perf_counter() - t0:.0f} s)"
+    )
+    # a tenth of the TASKS held out: a held-out turn's own task is never fitted
+    n_ep = len(batch.rollouts)
+    if n_ep < 2:
+        raise ValueError("critic_pretrain_episodes: at least 2 valid episodes are needed")
+    heldout_ep = set(gen.permutation(n_ep)[: max(1, n_ep // 10)].tolist())
+    held = np.array([e in heldout_ep for e in batch.episode])
+    fit_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
+    held_states = [batch.critic_states[i] for i in held_idx]
+    held_g = returns[held_idx]
+
+    def heldout() -> tuple[float, float]:  # (MSE, explained variance) on the held-out turns
+        v = critic_values(critic, held_states).numpy()
+        g = held_g.numpy()
+        return float(np.mean((v - g) ** 2)), explained_variance(v, g)
+
+    (best_mse, ev), best_state = heldout(), copy.deepcopy(critic.state_dict())
+    run.say(f"critic pre-training: held-out MSE {best_mse:.4f}, explained variance {ev:.3f}")
+    for epoch in range(1, config.critic_pretrain_epochs + 1):
+        losses = []
+        for mb in minibatches(len(fit_idx), config.minibatch_size, gen):
+            idx = fit_idx[mb]
+            loss = value_mse(critic.values([batch.critic_states[i] for i in idx]), returns[idx])
+            loss.backward()
+            clip_and_step(critic, critic_opt, config.grad_clip)
+            losses.append(float(loss.detach()))
+        mse, ev = heldout()
+        run.say(
+            f"critic pre-training epoch {epoch}: loss {np.mean(losses):.4f}, held-out MSE "
+            f"{mse:.4f}, explained variance {ev:.3f}"
+        )
+        if mse < best_mse:
+            best_mse, best_state = mse, copy.deepcopy(critic.state_dict())
+    critic.load_state_dict(best_state)
+    run.say(f"critic pre-training: kept the pass with held-out MSE {best_mse:.4f}")
+    if config.critic_buffer > 1:
+        learner.critic_buffer = [
+            [(batch.critic_states[i], float(returns[i])) for i in fit_idx.tolist()]
+        ]
+
+
 def train_archer(config: ArcherConfig, run: TrainRun):
     learner = start_learner(config, run)
     policy, optimizer = learner.policy, learner.optimizer
     critic, critic_opt = learner.critic, learner.critic_optimizer
+    if config.critic_pretrain_episodes and learner.start == 0:
+        pretrain_critic(config, run, learner)
 
     def step(it: int) -> dict:
         gen = np.random.default_rng([config.seed, it, 3])
@@ -202,6 +271,7 @@ __all__ = [
     "ArcherConfig",
     "archer_advantages",
     "archer_update",
+    "pretrain_critic",
     "train_archer",
     "turn_returns",
 ]

@@ -235,3 +235,26 @@ def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_i
     assert any("| results page" in s for s in plain.states)
     with pytest.raises(ValueError, match="critic_input"):
         TurnBatch.of(rollouts, "pixels")
+
+
+def test_archer_critic_pretraining_keeps_the_best_heldout_pass_and_seeds_the_buffer(tmp_path):
+    import re
+
+    from agents.archer import pretrain_critic
+    from agents.onpolicy import start_learner
+
+    info = get_trainer("archer")
+    cfg = replace(info.presets["smoke"], critic_pretrain_episodes=12, critic_pretrain_epochs=3,
+                  critic_buffer=2, critic_lr=1e-2, critic_head_lr=1e-1)  # fmt: skip
+    run = TrainRun(tmp_path / "p", cfg, trainer="archer", preset="smoke", show_progress=False)
+    learner = start_learner(cfg, run)
+    pretrain_critic(cfg, run, learner)
+    log = (run.dir / "train.log").read_text()
+    turns = int(re.search(r"critic pre-training: \d+ episodes, (\d+) turns", log).group(1))
+    mses = [float(m) for m in re.findall(r"held-out MSE ([0-9.]+), explained", log)]
+    kept = float(re.search(r"kept the pass with held-out MSE ([0-9.]+)", log).group(1))
+    assert len(mses) == 1 + cfg.critic_pretrain_epochs  # before fitting, then every pass
+    assert kept == min(mses)
+    (fitted,) = learner.critic_buffer
+    assert 0 < len(fitted) < turns  # the held-out tasks' turns are not in the buffer
+    assert all(0.0 <= g <= 1.0 for _, g in fitted)
