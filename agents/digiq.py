@@ -14,6 +14,7 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (REFERENCE.
                       thetabar <- (1 - tau) thetabar + tau theta      (every update)
     4. Best-of-N      A(s, a_k) = min_i Q_i(s, a_k) - min_i V_i(s) over the state's N candidates
                       a* = argmax_k A;  L(pi) = -mean_s 1[A(s, a*) > threshold] log pi(a* | s)
+                      (extract_anchor lambda > 0: - lambda mean log pi(a_b | s), s not kept)
 
 ``critic_mode`` is seed 000's three options as one switch, on the same data: ``finetune_freeze``
 (the above), ``frozen`` (skip 2: off-the-shelf features) and ``end_to_end`` (no 2; the TD loss of
@@ -176,6 +177,9 @@ class DigiQConfig(CommonConfig):
     e2e_lr: float = 1e-5  # end_to_end: the encoder's lr (the heads keep td_lr)
     # 4. Best-of-N extraction (filtered BC of the scorer policy)
     threshold: float = 0.05
+    # lambda of the behaviour anchor: L += -lambda mean log pi(a_b | s) over training states NOT
+    # kept, a_b the behaviour's own (non-explored) action; 0 = Digi-Q's plain filtered BC
+    extract_anchor: float = 0.0
     extract_epochs: int = 2
     extract_batch_size: int = 32
     extract_lr: float = 3e-3
@@ -1284,9 +1288,24 @@ def extract_policy(
     config: DigiQConfig, run: TrainRun, frame, chosen, it: int, t_run: float
 ) -> tuple[ScorerPolicy, int]:
     """Phase 4: filtered BC of the scorer on a*: L = -mean_s w_s log pi(a* | s), w_s = 1[A > thr]
-    (only the kept states are in the minibatches: w_s = 1 there)."""
+    (only the kept states are in the minibatches: w_s = 1 there); with ``extract_anchor`` lambda
+    > 0, each minibatch also draws as many states that were NOT kept and adds
+    -lambda mean log pi(a_b | s) on the behaviour's own action there (a_b not explored), so that
+    the policy stays the behaviour's wherever the critic is not confident."""
     from agents.losses import nll
 
+    kept_rows = {i for i, _, _ in chosen}
+    anchors = [
+        (i, list(r.policy_actions).index(r.action))
+        for i, r in enumerate(frame.itertuples())
+        if config.extract_anchor > 0 and not r.heldout and not r.explored
+        and i not in kept_rows and r.action in list(r.policy_actions)
+    ]  # fmt: skip
+    if config.extract_anchor > 0:
+        run.say(
+            f"extraction: behaviour anchor (lambda {config.extract_anchor}) on "
+            f"{len(anchors)} states"
+        )
     policy = _behaviour(config)
     if not config.train_encoder:
         policy.encoder.requires_grad_(False)
@@ -1307,6 +1326,15 @@ def extract_policy(
                     [k for _, k, _ in batch],
                 )
                 loss = nll(logp)  # -mean log pi(a* | s) over the kept states
+                if anchors:  # -lambda mean log pi(a_b | s) over as many states not kept
+                    pick = [anchors[j] for j in gen.integers(len(anchors), size=len(batch))]
+                    arows = [frame.iloc[i] for i, _ in pick]
+                    alogp = policy.logprobs(
+                        [r["state"] for r in arows],
+                        [_policy_candidates(r) for r in arows],
+                        [k for _, k in pick],
+                    )
+                    loss = loss + config.extract_anchor * nll(alogp)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

@@ -347,3 +347,42 @@ def test_expectile_loss_by_hand():
     # k = 0.9: an under-estimate (y > V) weighs 2 * 0.9, an over-estimate 2 * 0.1
     want = (0.2 * 1 + 1.8 * 4) / 2 + (1.8 * 0 + 1.8 * 1) / 2
     assert torch.isclose(expectile_loss(v, y, 0.9), torch.tensor(want))
+
+
+def test_behaviour_anchor_keeps_the_behaviour_action_where_the_critic_is_not_confident(
+    smoke_run, frame, tmp_path
+):
+    from agents.digiq import _policy_candidates, extract_policy
+
+    rows = [
+        i for i, r in enumerate(frame.itertuples()) if not r.heldout and len(r.policy_actions) > 1
+    ]
+    # a* = a candidate the behaviour did NOT take, on two states
+    chosen = []
+    for i in rows[:2]:
+        r = frame.iloc[i]
+        k = next(k for k, a in enumerate(r["policy_actions"]) if a != r["action"])
+        chosen.append((i, k, 0.5))
+    others = []  # the behaviour's own action on the states not in ``chosen``
+    for i in rows[2:]:
+        r = frame.iloc[i]
+        if not r["explored"] and r["action"] in list(r["policy_actions"]):
+            others.append((i, list(r["policy_actions"]).index(r["action"])))
+    assert others
+
+    def behaviour_logp(anchor: float) -> float:
+        cfg = replace(SMOKE, extract_anchor=anchor, extract_epochs=4, extract_batch_size=2,
+                      extract_lr=3e-2, val_tasks=1)  # fmt: skip
+        run = TrainRun(tmp_path / f"a{anchor}", cfg, trainer="digiq", preset="smoke",
+                       show_progress=False)  # fmt: skip
+        policy, _ = extract_policy(cfg, run, frame, chosen, 0, 0.0)
+        with torch.no_grad():
+            logp = policy.logprobs(
+                [frame.iloc[i]["state"] for i, _ in others],
+                [_policy_candidates(frame.iloc[i]) for i, _ in others],
+                [k for _, k in others],
+            )
+        return float(logp.mean())
+
+    # plain filtered BC moves the policy towards a* everywhere; the anchor holds a_b up
+    assert behaviour_logp(5.0) > behaviour_logp(0.0)
