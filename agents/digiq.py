@@ -205,8 +205,13 @@ PRESETS = {
     # + 71k cached pairs at ~20 ms (29 min), 4,000 TD updates, 2 extraction epochs, heads only
     # explore one_step (not per_step at 0.6, the first cpu run: docs/results.md); 1,500 episodes
     # of ~4.5 steps keep the data near the first run's 8.9k transitions
+    # session 6: the behaviour is GREEDY bc (T 0) apart from the one explored turn, so Q and V are
+    # those of the policy to improve (at T 1 Best-of-N improved on bc-at-T-1, 62, not on greedy
+    # bc, 74), and only confident advantages are imitated (threshold 0.3: at 0.05 and 0.2 the kept
+    # sets, 3,182 and 202 states, were mostly the critic's noise; docs/results.md)
     "cpu": DigiQConfig(
         torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1500,
+        temperature=0.0, threshold=0.3,
     ),
     "gpu": DigiQConfig(
         device="cuda", behaviour_checkpoint="runs/bc-scorer-gpu/checkpoints/latest",
