@@ -37,6 +37,7 @@ from agents.critic_diagnostics import explained_variance
 from agents.losses import value_mse
 from agents.onpolicy import (
     CriticConfig,
+    Learner,
     TurnBatch,
     clip_and_step,
     collect,
@@ -165,7 +166,7 @@ def archer_update(
     return metrics, advantages
 
 
-def pretrain_critic(config: ArcherConfig, run: TrainRun, learner) -> None:
+def pretrain_critic(config: ArcherConfig, run: TrainRun, learner: Learner) -> None:
     """The critic-only phase (docstring): fit V to the starting policy's MC returns on
     ``critic_pretrain_episodes`` episodes; the best pass on held-out tasks is kept."""
     critic, critic_opt = learner.critic, learner.critic_optimizer

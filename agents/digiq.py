@@ -1299,14 +1299,13 @@ def extract_policy(
     the policy stays the behaviour's wherever the critic is not confident."""
     from agents.losses import nll
 
-    kept_rows = {i for i, _, _ in chosen}
-    anchors = [
-        (i, list(r.policy_actions).index(r.action))
-        for i, r in enumerate(frame.itertuples())
-        if config.extract_anchor > 0 and not r.heldout and not r.explored
-        and i not in kept_rows and r.action in list(r.policy_actions)
-    ]  # fmt: skip
+    anchors: list[tuple[int, int]] = []  # (row, index of a_b among the policy's candidates)
     if config.extract_anchor > 0:
+        kept_rows = {i for i, _, _ in chosen}
+        for i, r in enumerate(frame.itertuples()):
+            actions = list(r.policy_actions)
+            if not (r.heldout or r.explored or i in kept_rows) and r.action in actions:
+                anchors.append((i, actions.index(r.action)))
         run.say(
             f"extraction: behaviour anchor (lambda {config.extract_anchor}) on "
             f"{len(anchors)} states"
