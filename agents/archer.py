@@ -18,6 +18,9 @@
     (s_t, G_t) for critic_pretrain_epochs passes, keeping the pass with the lowest MSE on a
     tenth of the tasks held out of the fit (the critic otherwise memorises
     per-task returns); the fitted pairs then seed the critic buffer.
+    critic_pretrain_refit > 0 keeps them for the whole run instead: each iteration the critic
+    also refits that share of them, a fresh random subsample (a few passes over the run, not one
+    per iteration, which would memorise them as the critic-only phase's later passes do).
 
 Logged per iteration: success rate and Score (train and validation), critic loss, explained
 variance, advantage mean/std, clip fraction, approximate KL. Imports agents only.
@@ -68,6 +71,9 @@ class ArcherConfig(CriticConfig):  # gamma, the critic's lrs and layers: CriticC
     # the critic-only phase before iteration 1 (docstring): 0 = none
     critic_pretrain_episodes: int = 0
     critic_pretrain_epochs: int = 4
+    # share of the pre-training pairs refitted each iteration for the whole run (docstring);
+    # 0: they only seed the critic buffer and leave it with the oldest iteration
+    critic_pretrain_refit: float = 0.0
 
 
 PRESETS = {
@@ -75,10 +81,18 @@ PRESETS = {
         backbone="tiny-encoder", iterations=2, tasks_per_iteration=4, n_envs=4, max_steps=6,
         val_tasks=3, lr=1e-3, critic_lr=1e-3, minibatch_size=16,
     ),
-    # ~1 h on 2 busy CPU cores (one thread): 16 iterations x 48 episodes from bc
+    # ~1 h on 2 busy CPU cores (one thread), from bc: the critic-only phase on 1,500 bc
+    # episodes, whose pairs the critic keeps refitting (a quarter each iteration) beside the last
+    # 4 iterations' (s, G); 8 iterations x 96 episodes; the scorer's heads only, T 0.5, gamma 1
+    # (docs/results.md, sessions 6-7: without the refit the critic's explained variance and the
+    # curve fall once the pre-training pairs leave the buffer)
     "cpu": ArcherConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=16,
-        tasks_per_iteration=48, lr=5e-5, val_tasks=100, eval_every=2, torch_threads=1,
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=8,
+        tasks_per_iteration=96, temperature=0.5, train_encoder=False, lr=3e-3,
+        normalize_advantages=True, gamma=1.0, critic_pretrain_episodes=1500,
+        critic_pretrain_epochs=2, critic_pretrain_refit=0.25, critic_train_layers=3,
+        critic_epochs=1, critic_buffer=4, val_tasks=100, eval_every=2, torch_threads=1,
+        keep_checkpoints=8,
     ),
     # the candidate scorer on a large GPU (from bc --preset scorer-gpu)
     "scorer-gpu": ArcherConfig(
@@ -154,7 +168,7 @@ def archer_update(
     )  # fmt: skip
     var_g = float(returns.var()) if len(returns) > 1 else 0.0
     metrics = {
-        "critic_loss": float(np.mean(critic_losses)),
+        "critic_loss": float(np.mean(critic_losses)), "critic_pairs": len(fit_states),
         "explained_variance": 1 - float((returns - v_before).var()) / var_g if var_g else 0.0,
         "explained_variance_after": 1 - float((returns - values).var()) / var_g if var_g else 0.0,
         "adv_mean": float(advantages.mean()), "adv_std": float(advantages.std()),
@@ -216,7 +230,7 @@ def pretrain_critic(config: ArcherConfig, run: TrainRun, learner: Learner) -> No
             best_mse, best_state = mse, copy.deepcopy(critic.state_dict())
     critic.load_state_dict(best_state)
     run.say(f"critic pre-training: kept the pass with held-out MSE {best_mse:.4f}")
-    if config.critic_buffer > 1:
+    if config.critic_buffer > 1 or config.critic_pretrain_refit > 0:
         learner.critic_buffer = [
             [(batch.critic_states[i], float(returns[i])) for i in fit_idx.tolist()]
         ]
@@ -237,7 +251,15 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         t_collect = time.perf_counter() - t0
         batch = TurnBatch.of(rollouts, config.critic_input, config.max_steps)
         keep = config.critic_buffer - 1  # past iterations the critic refits
-        past = [pair for part in learner.critic_buffer[-keep:] for pair in part] if keep else []
+        # with critic_pretrain_refit the buffer's first part is the pre-training pairs, kept
+        anchored = config.critic_pretrain_refit > 0 and config.critic_pretrain_episodes > 0
+        anchor = learner.critic_buffer[:1] if anchored else []
+        recent = learner.critic_buffer[len(anchor) :]
+        past = [pair for part in recent[-keep:] for pair in part] if keep else []
+        if anchor:
+            pool = anchor[0]
+            n = round(config.critic_pretrain_refit * len(pool))
+            past += [pool[i] for i in sorted(gen.choice(len(pool), size=n, replace=False))]
         metrics, _ = archer_update(
             config, policy, critic, optimizer, critic_opt, batch, gen,
             actor=it > config.critic_warmup, past=past,
@@ -245,7 +267,7 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         if keep:
             g = turn_returns(batch, config.gamma).tolist()
             pairs = list(zip(batch.critic_states, g, strict=True))
-            learner.critic_buffer = [*learner.critic_buffer, pairs][-keep:]
+            learner.critic_buffer = anchor + [*recent, pairs][-keep:]
         stats = rollout_stats(rollouts)
         return {
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],

@@ -258,3 +258,29 @@ def test_archer_critic_pretraining_keeps_the_best_heldout_pass_and_seeds_the_buf
     (fitted,) = learner.critic_buffer
     assert 0 < len(fitted) < turns  # the held-out tasks' turns are not in the buffer
     assert all(0.0 <= g <= 1.0 for _, g in fitted)
+
+
+def test_archer_refits_a_share_of_the_pretraining_pairs_every_iteration(tmp_path):
+    import csv
+
+    from agents.archer import train_archer
+    from agents.onpolicy import restore_critic_buffer
+
+    info = get_trainer("archer")
+    cfg = replace(info.presets["smoke"], critic_pretrain_episodes=8, critic_pretrain_epochs=1,
+                  critic_pretrain_refit=0.5, critic_buffer=2, iterations=3, val_tasks=1,
+                  eval_every=3)  # fmt: skip
+    run = TrainRun(tmp_path / "r", cfg, trainer="archer", preset="smoke", show_progress=False)
+    train_archer(cfg, run)
+    anchor, last = restore_critic_buffer(run)  # the pre-training pairs stay first
+    rows = list(csv.DictReader(open(run.dir / "metrics.csv")))
+    its = [r for r in rows if r.get("critic_pairs")]
+    steps = [int(r["train_env_steps"]) for r in its]
+    assert len(its) == 3 and len(last) == steps[-1]
+    share = round(0.5 * len(anchor))
+    assert share > 0
+    # iteration 1: its batch + half the anchor; later: + the previous iteration's batch
+    assert int(its[0]["critic_pairs"]) == steps[0] + share
+    assert [int(r["critic_pairs"]) for r in its[1:]] == [
+        steps[i] + steps[i - 1] + share for i in (1, 2)
+    ]
