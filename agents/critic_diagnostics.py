@@ -258,6 +258,7 @@ def ablation_diagnostics(
         load_critic,
         load_critic_encoder,
         load_transitions,
+        trajectories,
     )
     from agents.training import override_config
 
@@ -269,7 +270,7 @@ def ablation_diagnostics(
     meta = json.loads((latest / "training.json").read_text())
     heads, info = load_critic(latest)
     data_path = Path(meta["data_path"])
-    frame = load_transitions(data_path)
+    frame = trajectories(load_transitions(data_path))
     enc = load_critic_encoder(cfg, info.get("encoder_dir")).requires_grad_(False)
     cache = cache_features(enc, frame, info["data_sha256"], run_dir / "cache")
     q_rows, _ = critic_values(heads, cache)

@@ -44,8 +44,13 @@ That per-step exploration spoils the returns the critic learns (the first ``cpu`
 docs/results.md): V and Q are those of a behaviour that wanders after every choice, and Best-of-N
 then buys at once. ``explore="one_step"`` (the ``cpu`` preset) explores at exactly one turn t* of
 each episode (uniform over the first ``explore_horizon`` turns) and follows bc everywhere else, so
-the continuation after any logged action, the explored one included, is bc's: the label still
-sees inert clicks (on the explored turns) and Q(s, a) is one step of improvement over bc.
+the continuation after any logged action, the explored one included, is bc's, and Q(s, a) is one
+step of improvement over bc. But greedy trajectories are ~87 % label 1 (session 7), so the
+effect label gets its negatives from **label probes** (``effect_probes`` per state, default 2):
+from a fork of every visited s_t (``env.unwrapped.snapshot``/``restore``, as VinePPO forks), a
+click drawn uniformly among the state's other clickables, played once, its (s_t, a, s', y)
+stored with ``probe=True``. Probes are the effect fine-tuning's data and count in the label
+balance; TD, extraction and the diagnostics read the trajectories only (``trajectories``).
 
 **Candidates.** Per state the scorer's candidates (``scorer_policy.candidates``: available actions
 and search queries), at most ``n_candidates`` of them (the logged action always, the rest drawn
@@ -74,6 +79,7 @@ Imports agents and webgym; never benchmarks or leaderboards.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -91,7 +97,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.rollouts import Rollout, collect_rollouts, rollout_stats
+from agents.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
 from agents.scorer_policy import (
     Candidates,
     ScorerPolicy,
@@ -118,8 +124,10 @@ __all__ = [
     "load_critic",
     "load_transitions",
     "polyak_update",
+    "probes_of",
     "td_targets",
     "train_digiq",
+    "trajectories",
 ]
 
 CRITIC_MODES = ("finetune_freeze", "frozen", "end_to_end")
@@ -128,7 +136,7 @@ AUX_OBJECTIVES = ("effect", "next_state", "contrastive", "inverse")
 AUX_IMPLEMENTED = ("effect", "next_state", "contrastive")
 CRITIC_FILE = "digiq_critic.pt"
 DATA_FILE = "transitions.parquet"
-FORMAT = 1  # of the dataset and the cache; a change of either bumps it
+FORMAT = 2  # of the dataset and the cache; a change of either bumps it (2: label probes)
 
 
 @dataclass
@@ -147,6 +155,10 @@ class DigiQConfig(CommonConfig):
     n_envs: int = 8  # envs stepped in lockstep while collecting
     episodes_per_part: int = 96  # episodes per parquet part (the unit of resuming)
     n_candidates: int = 16  # N: candidate actions per state (the logged one always among them)
+    # label probes per state: uniform clicks among the state's other clickables, each played
+    # from a fork of s_t (snapshot/restore); rows with probe=True feed the effect fine-tuning
+    # and the label balance only, never TD or extraction (the trajectories stay pi_b's)
+    effect_probes: int = 2
     heldout_fraction: float = 0.1  # tasks held out of training (accuracy, V against MC)
     # the critic
     critic_mode: str = "finetune_freeze"  # finetune_freeze | frozen | end_to_end
@@ -212,6 +224,9 @@ PRESETS = {
     "cpu": DigiQConfig(
         torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1500,
         temperature=0.0, threshold=0.3,
+        # 2 label probes per state triple the labelled rows: fine-tune on 6,000 of them (the
+        # session-6 run's 5,716 logged transitions took 20 min)
+        finetune_max_pairs=6000,
     ),
     "gpu": DigiQConfig(
         device="cuda", behaviour_checkpoint="runs/bc-scorer-gpu/checkpoints/latest",
@@ -424,9 +439,82 @@ def transitions_of(
                 "episode_len": n_turns,
                 "mc_return": float(rollout.reward) * config.gamma ** (n_turns - 1 - t),
                 "heldout": bool(heldout),
+                "probe": False,
             }
         )
     return rows
+
+
+def probes_of(
+    rollout: Rollout, episode: int, config: DigiQConfig, heldout: bool, env, rng
+) -> list[dict[str, Any]]:
+    """The label probes of one valid rollout (``collect_rollouts(snapshots=True)``): at each s_t,
+    ``effect_probes`` clicks drawn uniformly without replacement among ``clickable_actions(s_t)``
+    other than a_t, each played once from a fork of s_t in ``env`` (restore, step); rows
+    (s_t, a, s', y, distances) in the dataset's columns with ``probe=True``. The greedy
+    trajectory is untouched: the forks are new server sessions and draw from their own ``rng``.
+    """
+    core = env.unwrapped
+    env.reset(seed=rollout.seed, options={"task_id": rollout.task_id})
+    rows = []
+    for t, turn in enumerate(rollout.turns):
+        if turn.snapshot is None:
+            raise ValueError("probes_of needs the rollout's snapshots (snapshots=True)")
+        others = [a for a in dict.fromkeys(clickable_actions(turn.obs)) if a != turn.action]
+        k = min(config.effect_probes, len(others))
+        if not k:
+            continue
+        nodes = _nodes_by_bid(turn.obs)
+        d: BehaviourDecision = turn.decision
+        for j in sorted(rng.choice(len(others), size=k, replace=False)):
+            action = others[int(j)]
+            core.restore(turn.snapshot)
+            nxt, reward, terminated, truncated, info = core.step(action)
+            effect = info.get("action_effect") or {}
+            text = critic_action_text(action, "", nodes)
+            rows.append(
+                {
+                    "task_id": rollout.task_id,
+                    "episode": episode,
+                    "t": t,
+                    "seed": rollout.seed,
+                    "page_type": page_type(d.state),
+                    "state": d.state,
+                    "action": action,
+                    "action_text": text,
+                    "reward": float(reward),
+                    "next_state": state_text(nxt, config.max_steps),
+                    "done": bool(terminated),
+                    "truncated": bool(truncated),
+                    "effect_label": int(effect.get("label", 0)),
+                    "text_distance": float(effect.get("text_distance", float("nan"))),
+                    "pixel_distance": float(effect.get("pixel_distance", float("nan"))),
+                    "action_error": str(nxt.get("last_action_error") or ""),
+                    "cand_actions": [action],
+                    "cand_texts": [text],
+                    "cand_policy_index": [-1],
+                    "logged_index": 0,
+                    "policy_actions": [],
+                    "policy_texts": [],
+                    "policy_features": [],
+                    "behaviour_logp": float(-np.log(len(others))),
+                    "explored": True,
+                    "episode_reward": float(rollout.reward),
+                    "episode_len": len(rollout.turns),
+                    "mc_return": float("nan"),  # a probe has no continuation
+                    "heldout": bool(heldout),
+                    "probe": True,
+                }
+            )
+    return rows
+
+
+def trajectories(frame):
+    """The dataset's trajectory rows (TD, extraction, diagnostics), label probes left out, with a
+    fresh positional index; a dataset from before the probes is returned as it is."""
+    if "probe" not in frame:
+        return frame
+    return frame[~frame["probe"].to_numpy(bool)].reset_index(drop=True)
 
 
 def _atomic_parquet(frame, path: Path) -> None:
@@ -459,6 +547,7 @@ def _collection_facts(config: DigiQConfig) -> dict[str, Any]:
         "explore_horizon",
         "episodes_per_part",
         "n_candidates",
+        "effect_probes",
         "heldout_fraction",
         "max_steps",
         "gamma",
@@ -468,7 +557,8 @@ def _collection_facts(config: DigiQConfig) -> dict[str, Any]:
 
 
 def label_balance(frame) -> dict[str, Any]:
-    """The env's effect label per page type: n, positives, positive share (and overall)."""
+    """The env's effect label per page type: n, positives, positive share (and overall), and how
+    many of the n are label probes."""
     out: dict[str, Any] = {}
     for kind, group in [("all", frame), *sorted(frame.groupby("page_type"))]:
         n, pos = len(group), int(group["effect_label"].sum())
@@ -478,6 +568,7 @@ def label_balance(frame) -> dict[str, Any]:
             "positives": pos,
             "positive_share": share,
             "in_20_80": bool(0.2 <= share <= 0.8),
+            "probes": int(group["probe"].sum()) if "probe" in group else 0,
         }
     return out
 
@@ -565,7 +656,11 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
         f"{len(done_parts)} already collected"
     )
     t0 = time.perf_counter()
-    with run.progress(n_parts, len(done_parts), "digiq data") as progress:
+    probe_env = None
+    if config.effect_probes and len(done_parts) < n_parts:  # one text env for every fork
+        probe_env = make_env("train", tasks, max_steps=config.max_steps)
+    closing = contextlib.closing(probe_env) if probe_env is not None else contextlib.nullcontext()
+    with run.progress(n_parts, len(done_parts), "digiq data") as progress, closing:
         for k in range(n_parts):
             part = parts_dir / f"part-{k:05d}.parquet"
             if part.is_file():
@@ -580,17 +675,24 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
                 temperature=config.temperature,
                 rng=np.random.default_rng([config.seed, 14, k]),
                 max_steps=config.max_steps,
+                snapshots=config.effect_probes > 0,
             )
             gen = np.random.default_rng([config.seed, 15, k])
-            rows = []
+            probe_rng = np.random.default_rng([config.seed, 16, k])
+            rows, probes = [], []
             for j, r in enumerate(rollouts):
-                if r.valid:
-                    rows += transitions_of(r, k * per + j, config, r.task_id in heldout, gen)
+                if not r.valid:
+                    continue
+                rows += transitions_of(r, k * per + j, config, r.task_id in heldout, gen)
+                if probe_env is not None:
+                    probes += probes_of(
+                        r, k * per + j, config, r.task_id in heldout, probe_env, probe_rng
+                    )
             stats = rollout_stats(rollouts)
-            _atomic_parquet(pd.DataFrame(rows), part)
+            _atomic_parquet(pd.DataFrame(rows + probes), part)
             run.log(
-                f"data part {k + 1}/{n_parts}: {len(rows)} transitions, score "
-                f"{stats['score']:.1f}, {int(stats['errored'])} errored"
+                f"data part {k + 1}/{n_parts}: {len(rows)} transitions + {len(probes)} label "
+                f"probes, score {stats['score']:.1f}, {int(stats['errored'])} errored"
             )
             progress(1, f"score {stats['score']:.1f}")
     frame = pd.concat(
@@ -601,6 +703,8 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     digest = sha256_file(path)
     balance = label_balance(frame)
     _atomic_json(folder / "label_balance.json", balance)
+    n_probes = len(frame) - len(trajectories(frame))
+    frame = trajectories(frame)
     episodes = frame.drop_duplicates("episode")
     _atomic_json(
         meta_path,
@@ -608,6 +712,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
             "sha256": digest,
             "facts": facts,
             "transitions": len(frame),
+            "label_probes": n_probes,
             "episodes": len(episodes),
             "score": float(episodes["episode_reward"].mean() * 100),
             "success_rate": float((episodes["episode_reward"] == 1.0).mean()),
@@ -615,7 +720,10 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
             "behaviour": f"bc scorer at temperature T, {_explore_words(config)}",
         },
     )
-    run.say(f"data: {len(frame)} transitions of {len(episodes)} episodes, sha256 {digest[:16]}")
+    run.say(
+        f"data: {len(frame)} transitions of {len(episodes)} episodes + {n_probes} label probes, "
+        f"sha256 {digest[:16]}"
+    )
     return path, digest
 
 
@@ -638,10 +746,11 @@ def load_transitions(path: Path):
 
 def say_balance(run: TrainRun, balance: dict[str, Any], config: DigiQConfig) -> None:
     for kind, b in balance.items():
-        flag = "" if b["in_20_80"] else "  <- outside [0.2, 0.8]: see explore / explore_eps"
+        flag = "" if b["in_20_80"] else "  <- outside [0.2, 0.8]: see effect_probes / explore"
         run.say(
             f"label balance {kind}: {b['positives']}/{b['n']} positive "
-            f"({b['positive_share']:.2f}), {_explore_words(config)}{flag}"
+            f"({b['positive_share']:.2f}; {b.get('probes', 0)} of them label probes), "
+            f"{_explore_words(config)}{flag}"
         )
 
 
@@ -780,7 +889,8 @@ def effect_accuracy(enc: CriticEncoder, frame, batch: int = 32) -> dict[str, flo
 def finetune_representation(
     config: DigiQConfig, run: TrainRun, frame, it: int, t_run: float
 ) -> tuple[CriticEncoder, dict[str, float], int]:
-    """Phase 2: supervised fine-tuning of the critic encoder on the effect label (+ aux)."""
+    """Phase 2: supervised fine-tuning of the critic encoder on the effect label (+ aux), on
+    every labelled row of ``frame`` (trajectories and label probes)."""
     aux = _aux_names(config.aux)
     enc = load_critic_encoder(config)
     train = frame[~frame["heldout"]]
@@ -805,7 +915,7 @@ def finetune_representation(
     per_epoch = math.ceil(len(train) / config.finetune_batch_size)
     total = max(1, config.finetune_epochs * per_epoch)
     run.say(
-        f"fine-tune: {len(train)} logged transitions ({p:.2f} positive), {total} updates, "
+        f"fine-tune: {len(train)} labelled transitions ({p:.2f} positive), {total} updates, "
         f"aux {'+'.join(aux)}, held out {len(held)}"
     )
     enc.train()
@@ -1441,8 +1551,9 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
 
     # 1. offline data -------------------------------------------------------------------------
     path, data_hash = collect_offline_data(config, run)
-    frame = load_transitions(path)
-    balance = label_balance(frame)
+    labelled = load_transitions(path)  # trajectories + label probes: the effect label's data
+    frame = trajectories(labelled)  # everything else learns from pi_b's trajectories only
+    balance = label_balance(labelled)
     say_balance(run, balance, config)
     if state.get("data_hash") not in (None, data_hash):
         raise RuntimeError(
@@ -1476,7 +1587,7 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
             raise FileNotFoundError(f"critic_encoder {encoder_dir} is not a folder")
     ft_acc: dict[str, float] = {}
     if config.critic_mode == "finetune_freeze" and phase_done < 2 and not config.critic_encoder:
-        enc, ft_acc, it = finetune_representation(config, run, frame, it, t_run)
+        enc, ft_acc, it = finetune_representation(config, run, labelled, it, t_run)
         digest = enc.digest()
         encoder_dir = enc.save_encoder(
             run.dir / "critic" / f"encoder-{digest[:16]}",

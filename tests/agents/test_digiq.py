@@ -26,6 +26,7 @@ from agents.digiq import (
     td_targets,
     train_digiq,
     train_td_on_cache,
+    trajectories,
 )
 from agents.digiq import _behaviour as behaviour_scorer
 from agents.onpolicy import split_task_ids
@@ -45,9 +46,15 @@ def smoke_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frame(smoke_run):
+def labelled(smoke_run):
+    """The whole dataset: trajectory rows and label probes."""
     run, _ = smoke_run
     return load_transitions(run.dir / "data" / "transitions.parquet")
+
+
+@pytest.fixture(scope="module")
+def frame(labelled):
+    return trajectories(labelled)
 
 
 def test_td_targets_come_from_the_target_heads():
@@ -110,6 +117,45 @@ def test_the_logged_action_is_always_among_the_candidates(frame):
     assert frame["explored"].any()  # explore_eps 0.3 over ~50 steps
 
 
+def test_label_probes_are_forks_of_visited_states_and_leave_the_trajectories_alone(
+    smoke_run, labelled, frame, tmp_path
+):
+    from agents.digiq import collect_offline_data
+    from agents.rollouts import make_env
+
+    probes = labelled[labelled["probe"]]
+    assert len(probes) > 0 and set(probes["effect_label"]) == {0, 1}  # inert and effective
+    by_turn = {(r.episode, r.t): r for r in frame.itertuples()}
+    for (episode, t), group in probes.groupby(["episode", "t"]):
+        turn = by_turn[(episode, t)]  # every probe forks a visited state
+        assert len(group) <= SMOKE.effect_probes and group["action"].is_unique
+        assert (group["state"] == turn.state).all() and turn.action not in set(group["action"])
+    # a probe's label and s' are what the click gives after re-playing the episode to s_t
+    env = make_env("train", sorted(set(probes["task_id"])), max_steps=SMOKE.max_steps)
+    try:
+        for p in probes.iloc[:: max(1, len(probes) // 6)].itertuples():
+            env.reset(seed=int(p.seed), options={"task_id": p.task_id})
+            episode = frame[frame["episode"] == p.episode].sort_values("t")
+            for a in episode["action"].iloc[: int(p.t)]:
+                env.step(a)
+            nxt, _, _, _, info = env.step(p.action)
+            assert info["action_effect"]["label"] == p.effect_label, p.action
+            from agents.scorer_policy import state_text
+
+            assert state_text(nxt, SMOKE.max_steps) == p.next_state
+    finally:
+        env.close()
+    # the same first part collected without probes has the same trajectory rows
+    cfg = replace(SMOKE, n_episodes=SMOKE.episodes_per_part, effect_probes=0)
+    bare = TrainRun(tmp_path / "bare", cfg, trainer="digiq", preset="smoke", show_progress=False)
+    path, _ = collect_offline_data(cfg, bare)
+    alone = load_transitions(path)
+    assert not alone["probe"].any()
+    mine = frame[frame["episode"] < SMOKE.episodes_per_part].reset_index(drop=True)
+    cols = ["episode", "t", "state", "action", "reward", "next_state", "effect_label"]
+    assert alone[cols].equals(mine[cols])
+
+
 def test_one_step_exploration_explores_at_one_turn_per_episode_and_bc_elsewhere():
     scorer = behaviour_scorer(SMOKE)
     policy = BehaviourPolicy(scorer, 0.6, SMOKE.max_steps, explore="one_step", horizon=3, salt=7)
@@ -165,7 +211,9 @@ def test_smoke_preset_writes_data_critic_and_a_playable_policy(smoke_run):
     run, latest = smoke_run
     data = json.loads((run.dir / "data" / "data.json").read_text())
     balance = json.loads((run.dir / "data" / "label_balance.json").read_text())
-    assert balance["all"]["n"] == data["transitions"] > 0
+    assert balance["all"]["n"] == data["transitions"] + data["label_probes"]
+    assert data["transitions"] > 0 and data["label_probes"] > 0
+    assert balance["all"]["probes"] == data["label_probes"]
     import hashlib
 
     digest = hashlib.sha256((run.dir / "data" / "transitions.parquet").read_bytes()).hexdigest()
