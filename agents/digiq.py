@@ -153,6 +153,7 @@ class DigiQConfig(CommonConfig):
     explore: str = "per_step"  # per_step: eps at every turn | one_step: one turn t* per episode
     explore_horizon: int = 4  # one_step: t* uniform in [0, explore_horizon)
     n_envs: int = 8  # envs stepped in lockstep while collecting
+    collect_mode: str = "text"  # the env mode of the collection (browser: pixels in the label)
     episodes_per_part: int = 96  # episodes per parquet part (the unit of resuming)
     n_candidates: int = 16  # N: candidate actions per state (the logged one always among them)
     # label probes per state: uniform clicks among the state's other clickables, each played
@@ -545,6 +546,7 @@ def _collection_facts(config: DigiQConfig) -> dict[str, Any]:
         "explore_eps",
         "explore",
         "explore_horizon",
+        "collect_mode",
         "episodes_per_part",
         "n_candidates",
         "effect_probes",
@@ -658,7 +660,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     t0 = time.perf_counter()
     probe_env = None
     if config.effect_probes and len(done_parts) < n_parts:  # one text env for every fork
-        probe_env = make_env("train", tasks, max_steps=config.max_steps)
+        probe_env = make_env("train", tasks, mode=config.collect_mode, max_steps=config.max_steps)
     closing = contextlib.closing(probe_env) if probe_env is not None else contextlib.nullcontext()
     with run.progress(n_parts, len(done_parts), "digiq data") as progress, closing:
         for k in range(n_parts):
@@ -675,6 +677,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
                 temperature=config.temperature,
                 rng=np.random.default_rng([config.seed, 14, k]),
                 max_steps=config.max_steps,
+                mode=config.collect_mode,
                 snapshots=config.effect_probes > 0,
             )
             gen = np.random.default_rng([config.seed, 15, k])

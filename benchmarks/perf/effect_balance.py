@@ -15,6 +15,13 @@ first; a hovered link under the previous mouse position loses its hover).
 
 Episodes are the first ``--episodes`` tasks of ``--split``; the draws come from one generator
 seeded by ``--seed``, so a run is reproducible in text mode.
+
+``--digiq``: instead, Digi-Q's own behaviour data, collected by ``agents.digiq``'s collection
+with the ``cpu`` preset's behaviour (greedy bc, one explored turn per episode, label probes
+forked from every visited state) on ``--episodes`` train episodes in ``--mode``; prints the
+label-1 share per page type of all labelled rows, of the trajectory rows and of the probes.
+
+    python -m benchmarks.perf.effect_balance --digiq --mode browser --episodes 48
 """
 
 from __future__ import annotations
@@ -92,6 +99,60 @@ def measure(mode: str, episodes: int, eps: float, split: str, seed: int) -> dict
     return {k: dict(c[k]) for k in PAGE_TYPES if k in c}
 
 
+def measure_digiq(mode: str, episodes: int, seed: int, checkpoint: str) -> dict[str, dict]:
+    """Counters per page type of the Digi-Q ``cpu`` preset's collection (``--digiq``)."""
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from agents.digiq import PRESETS, collect_offline_data, load_transitions
+    from agents.training import TrainRun
+
+    n_envs = 8 if mode == "text" else 2  # browser: one Chromium per env, 2 cores
+    cfg = replace(
+        PRESETS["cpu"], seed=seed, collect_mode=mode, n_episodes=episodes,
+        episodes_per_part=episodes, n_envs=n_envs, behaviour_checkpoint=checkpoint,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        run = TrainRun(Path(tmp) / "run", cfg, trainer="digiq", preset="cpu", show_progress=False)
+        frame = load_transitions(collect_offline_data(cfg, run)[0])
+    c: dict[str, dict] = {}
+    for kind, group in frame.groupby("page_type"):
+        probe = group["probe"].to_numpy(bool)
+        label = group["effect_label"].to_numpy()
+        c[str(kind)] = {
+            "rows": len(group),
+            "label1": int(label.sum()),
+            "steps": int((~probe).sum()),
+            "steps_label1": int(label[~probe].sum()),
+            "probes": int(probe.sum()),
+            "probes_label1": int(label[probe].sum()),
+        }
+    return c
+
+
+def report_digiq(figures: dict[str, dict], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("page type", "labelled rows", "label 1", "trajectory steps: label 1"):
+        table.add_column(col, justify="left" if col == "page type" else "right")
+    table.add_column("label probes: label 1", justify="right")
+    total: dict[str, int] = defaultdict(int)
+    for kind, f in [*figures.items(), ("all", None)]:
+        if f is None:
+            f = total
+        else:
+            for k, v in f.items():
+                total[k] += v
+        table.add_row(
+            kind,
+            str(f["rows"]),
+            _share(f["label1"], f["rows"]),
+            _share(f["steps_label1"], f["steps"]),
+            _share(f["probes_label1"], f["probes"]),
+        )
+    return table
+
+
 def _share(num: int, den: int) -> str:
     return f"{num / den:.0%} ({num}/{den})" if den else "-"
 
@@ -134,14 +195,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="validation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the counters to this file")
+    parser.add_argument("--digiq", action="store_true", help="Digi-Q's cpu-preset collection")
+    parser.add_argument("--checkpoint", default="runs/bc-scorer-cpu/checkpoints/latest")
     args = parser.parse_args(argv)
-    figures = measure(args.mode, args.episodes, args.eps, args.split, args.seed)
-    title = (
-        f"action-effect label, {args.mode} mode, {args.episodes} {args.split} episodes "
-        f"(<= {MAX_EPISODE_STEPS} steps), eps={args.eps}: random click on clickable_actions, "
-        "else the rule agent"
-    )
-    Console(width=200).print(report(figures, title, args.mode))
+    if args.digiq:
+        figures = measure_digiq(args.mode, args.episodes, args.seed, args.checkpoint)
+        title = (
+            f"action-effect label of Digi-Q's cpu-preset data, {args.mode} mode, "
+            f"{args.episodes} train episodes: greedy bc + one explored turn, label probes"
+        )
+        Console(width=200).print(report_digiq(figures, title))
+    else:
+        figures = measure(args.mode, args.episodes, args.eps, args.split, args.seed)
+        title = (
+            f"action-effect label, {args.mode} mode, {args.episodes} {args.split} episodes "
+            f"(<= {MAX_EPISODE_STEPS} steps), eps={args.eps}: random click on "
+            "clickable_actions, else the rule agent"
+        )
+        Console(width=200).print(report(figures, title, args.mode))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)

@@ -295,6 +295,23 @@ def test_make_agent_plays_a_browser_episode(smoke_run):
     assert 1 <= steps <= 4
 
 
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed")
+def test_browser_mode_collection_forks_label_probes_in_chromium(tmp_path):
+    from agents.digiq import collect_offline_data, label_balance
+
+    cfg = replace(
+        SMOKE, collect_mode="browser", n_episodes=2, episodes_per_part=2, n_envs=1, max_steps=3
+    )
+    run = TrainRun(tmp_path / "browser", cfg, trainer="digiq", preset="smoke", show_progress=False)
+    labelled = load_transitions(collect_offline_data(cfg, run)[0])
+    probes = labelled[labelled["probe"]]
+    assert len(probes) > 0 and len(trajectories(labelled)) > 0
+    # browser mode: every label, the probes' too, comes with its screenshots' pixel distance
+    assert np.isfinite(labelled["pixel_distance"]).all()
+    balance = label_balance(labelled)
+    assert balance["all"]["n"] == len(labelled) and balance["all"]["probes"] == len(probes)
+
+
 def test_end_to_end_td_trains_the_encoder_and_polyaks_its_target_copy(smoke_run, frame):
     from agents.digiq import train_td_end_to_end
 
