@@ -15,6 +15,7 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (REFERENCE.
     4. Best-of-N      A(s, a_k) = min_i Q_i(s, a_k) - min_i V_i(s) over the state's N candidates
                       a* = argmax_k A;  L(pi) = -mean_s 1[A(s, a*) > threshold] log pi(a* | s)
                       (extract_anchor lambda > 0: - lambda mean log pi(a_b | s), s not kept)
+                      threshold_sweep: one extraction per threshold, the best on validation
 
 ``critic_mode`` is seed 000's three options as one switch, on the same data: ``finetune_freeze``
 (the above), ``frozen`` (skip 2: off-the-shelf features) and ``end_to_end`` (no 2; the TD loss of
@@ -190,6 +191,9 @@ class DigiQConfig(CommonConfig):
     e2e_lr: float = 1e-5  # end_to_end: the encoder's lr (the heads keep td_lr)
     # 4. Best-of-N extraction (filtered BC of the scorer policy)
     threshold: float = 0.05
+    # several values: one extraction per threshold, the policy best on validation kept (the
+    # critic's scale decides how many states clear a threshold: docs/results.md, session 8)
+    threshold_sweep: tuple[float, ...] = ()
     # lambda of the behaviour anchor: L += -lambda mean log pi(a_b | s) over training states NOT
     # kept, a_b the behaviour's own (non-explored) action; 0 = Digi-Q's plain filtered BC
     extract_anchor: float = 0.0
@@ -222,9 +226,11 @@ PRESETS = {
     # those of the policy to improve (at T 1 Best-of-N improved on bc-at-T-1, 62, not on greedy
     # bc, 74), and only confident advantages are imitated (threshold 0.3: at 0.05 and 0.2 the kept
     # sets, 3,182 and 202 states, were mostly the critic's noise; docs/results.md)
+    # session 8: how many states clear 0.3 depends on the critic (26, 1 and 0 for three
+    # encoders), so the threshold is chosen on validation; ties go to the first, the strictest
     "cpu": DigiQConfig(
         torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1500,
-        temperature=0.0, threshold=0.3,
+        temperature=0.0, threshold=0.3, threshold_sweep=(0.3, 0.2, 0.15, 0.1, 0.05),
         # 2 label probes per state triple the labelled rows: fine-tune on 6,000 of them (the
         # session-6 run's 5,716 logged transitions took 20 min)
         finetune_max_pairs=6000,
@@ -243,7 +249,7 @@ METRICS = (
     "ft_heldout_balanced_acc", "ft_heldout_positive_share", "cache_pairs", "cache_states",
     "cache_s", "td_update", "td_loss_q", "td_loss_v", "q_mean", "v_mean", "td_updates_per_s",
     "v_mc_mse", "action_sensitivity", "probe_acc", "extract_epoch", "bc_loss", "kept_share",
-    "adv_star_mean", "val_score", "val_success_rate", "elapsed_s",
+    "adv_star_mean", "val_score", "val_success_rate", "elapsed_s", "threshold",
 )  # fmt: skip
 """metrics.csv's columns (the first row fixes them); phase 1 data, 2 fine-tune, 3 TD, 4 BoN."""
 
@@ -1404,12 +1410,13 @@ def validate(policy: ScorerPolicy, config: DigiQConfig) -> dict[str, float]:
 
 def extract_policy(
     config: DigiQConfig, run: TrainRun, frame, chosen, it: int, t_run: float
-) -> tuple[ScorerPolicy, int]:
+) -> tuple[ScorerPolicy, int, dict[str, float]]:
     """Phase 4: filtered BC of the scorer on a*: L = -mean_s w_s log pi(a* | s), w_s = 1[A > thr]
     (only the kept states are in the minibatches: w_s = 1 there); with ``extract_anchor`` lambda
     > 0, each minibatch also draws as many states that were NOT kept and adds
     -lambda mean log pi(a_b | s) on the behaviour's own action there (a_b not explored), so that
-    the policy stays the behaviour's wherever the critic is not confident."""
+    the policy stays the behaviour's wherever the critic is not confident. Returns the policy,
+    the metrics iteration and its greedy validation figures."""
     from agents.losses import nll
 
     anchors: list[tuple[int, int]] = []  # (row, index of a_b among the policy's candidates)
@@ -1429,6 +1436,7 @@ def extract_policy(
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.extract_lr, weight_decay=0.0)
     gen = np.random.default_rng([config.seed, 41])
+    val: dict[str, float] = {}
     total = config.extract_epochs * math.ceil(len(chosen) / config.extract_batch_size)
     with run.progress(max(1, total), 0, "digiq extraction") as progress:
         for epoch in range(1, config.extract_epochs + 1):
@@ -1461,14 +1469,15 @@ def extract_policy(
             it += 1
             row = {"extract_epoch": epoch, "bc_loss": float(np.mean(losses)) if losses else None}
             if epoch == config.extract_epochs:
-                row |= {k: v for k, v in validate(policy, config).items() if k != "val_s"}
-            _row(run, it, t_run, phase=4, **row)
+                val = validate(policy, config)
+                row |= {k: v for k, v in val.items() if k != "val_s"}
+            _row(run, it, t_run, phase=4, threshold=config.threshold, **row)
             run.say(
                 f"extraction epoch {epoch}: filtered-BC loss {row['bc_loss']}"
                 + (f", val Score {row['val_score']:.1f}" if "val_score" in row else "")
             )
     policy.eval()
-    return policy, it
+    return policy, it, val
 
 
 # ==============================================================================================
@@ -1519,6 +1528,9 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
         raise ValueError(f"critic_mode must be one of {CRITIC_MODES}, not {config.critic_mode!r}")
     if config.critic_mode == "finetune_freeze":
         _aux_names(config.aux)  # fail before collecting, not after
+    thresholds = list(config.threshold_sweep) or [config.threshold]
+    if len(thresholds) > 1 and config.val_tasks <= 0:
+        raise ValueError("threshold_sweep chooses on validation: it needs val_tasks > 0")
     torch.manual_seed(config.seed)
     t_run = time.perf_counter()
     it = run.restore()
@@ -1692,49 +1704,74 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     else:
         heads, _ = load_critic(run.latest_checkpoint())
 
-    # 4. Best-of-N extraction ------------------------------------------------------------------
+    # 4. Best-of-N extraction: one policy per threshold of the sweep, the best on validation ----
     if phase_done < 4:
         q_rows, v_rows = critic_values(heads, cache)
-        chosen = extraction_set(frame, q_rows, v_rows, config.threshold)
         n_train = int((~frame["heldout"]).sum())
-        kept_share = len(chosen) / max(1, n_train)
-        adv = float(np.mean([a for _, _, a in chosen])) if chosen else float("nan")
-        logged_share = (
-            float(
-                np.mean(
-                    [
-                        frame.iloc[i]["policy_actions"][k] == frame.iloc[i]["action"]
-                        for i, k, _ in chosen
-                    ]
-                )
-            )
-            if chosen
-            else float("nan")
-        )
-        run.say(
-            f"Best-of-N: {len(chosen)}/{n_train} training states kept (A(s, a*) > "
-            f"{config.threshold}), mean A* {adv:.4f}, a* = logged action in "
-            f"{logged_share:.2f} of them"
-        )
         it += 1
+        bc_val = validate(_behaviour(config), config)  # the behaviour's: the sweep's yardstick
         _row(
             run,
             it,
             t_run,
             phase=4,
             extract_epoch=0,
-            kept_share=kept_share,
-            adv_star_mean=adv,
-            **{k: v for k, v in validate(_behaviour(config), config).items() if k != "val_s"},
+            **{k: v for k, v in bc_val.items() if k != "val_s"},
         )
-        policy, it = extract_policy(config, run, frame, chosen, it, t_run)
+        sweep: list[dict[str, Any]] = []
+        best: tuple[dict[str, Any], ScorerPolicy] | None = None
+        for threshold in thresholds:
+            chosen = extraction_set(frame, q_rows, v_rows, threshold)
+            adv = float(np.mean([a for _, _, a in chosen])) if chosen else float("nan")
+            logged = [
+                frame.iloc[i]["policy_actions"][k] == frame.iloc[i]["action"] for i, k, _ in chosen
+            ]
+            run.say(
+                f"Best-of-N: {len(chosen)}/{n_train} training states kept (A(s, a*) > "
+                f"{threshold}), mean A* {adv:.4f}, a* = logged action in "
+                f"{np.mean(logged) if logged else float('nan'):.2f} of them"
+            )
+            entry = {
+                "threshold": threshold,
+                "kept_states": len(chosen),
+                "kept_share": len(chosen) / max(1, n_train),
+                "adv_star_mean": adv,
+            }
+            it += 1
+            _row(
+                run,
+                it,
+                t_run,
+                phase=4,
+                extract_epoch=0,
+                **{k: v for k, v in entry.items() if k != "kept_states"},
+            )
+            cfg = replace(config, threshold=threshold)
+            policy, it, val = extract_policy(cfg, run, frame, chosen, it, t_run)
+            entry |= {k: v for k, v in val.items() if k != "val_s"}
+            sweep.append(entry)
+            if best is None or entry.get("val_score", 0.0) > best[0].get("val_score", 0.0):
+                best = (entry, policy)
+        assert best is not None
+        entry, policy = best
+        if len(sweep) > 1:
+            run.say(
+                "threshold sweep (validation Score; bc "
+                f"{bc_val.get('val_score', float('nan')):.1f}): "
+                + ", ".join(
+                    f"{e['threshold']}: {e.get('val_score', float('nan')):.1f}" for e in sweep
+                )
+                + f"; kept threshold {entry['threshold']}"
+            )
+        options["threshold"] = entry["threshold"]
         critic_info = state.get("critic_info", {})
         meta = {
             "trained_by": "digiq",
             "data_sha256": data_hash,
             "critic": critic_info,
             "options": options,
-            "kept_states": len(chosen),
+            "kept_states": entry["kept_states"],
+            "threshold_sweep": sweep,
             "config": config_to_dict(config),
         }
 
@@ -1742,7 +1779,17 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
             policy.save(folder, metadata=meta)
             _save_critic(folder / CRITIC_FILE, heads, critic_info)
 
-        checkpoint(4, {"kept_states": len(chosen), "kept_share": kept_share}, write)
+        checkpoint(
+            4,
+            {
+                "kept_states": entry["kept_states"],
+                "kept_share": entry["kept_share"],
+                "threshold": entry["threshold"],
+                "threshold_sweep": sweep,
+                "val_bc": bc_val.get("val_score"),
+            },
+            write,
+        )
     run.say(f"digiq: done in {time.perf_counter() - t_run:.0f} s (this call)")
     return run.latest_path
 

@@ -256,6 +256,30 @@ def test_a_second_run_reuses_the_data_and_the_cache(smoke_run, tmp_path):
     assert any("(0 encoded now" in line for line in new_lines), new_lines
 
 
+def test_a_threshold_sweep_keeps_the_policy_best_on_validation(smoke_run, tmp_path):
+    from agents.scorer_policy import ScorerPolicy
+
+    run, _ = smoke_run
+    cfg = replace(
+        SMOKE, data=str(run.dir / "data"), critic_mode="frozen", threshold_sweep=(1e9, -1.0)
+    )
+    other = TrainRun(tmp_path / "sweep", cfg, trainer="digiq", preset="smoke", show_progress=False)
+    latest = train_digiq(cfg, other)
+    state = json.loads((latest / "trainer_state.json").read_text())
+    sweep = state["threshold_sweep"]
+    assert [e["threshold"] for e in sweep] == [1e9, -1.0]
+    assert sweep[0]["kept_states"] == 0 < sweep[1]["kept_states"]
+    scores = [e["val_score"] for e in sweep]
+    first_best = scores.index(max(scores))  # ties go to the first threshold, the strictest
+    assert state["threshold"] == sweep[first_best]["threshold"]
+    assert state["kept_states"] == sweep[first_best]["kept_states"]
+    fresh = ScorerPolicy.from_backbone_name(SMOKE.backbone, seed=SMOKE.seed)
+    unchanged = torch.equal(fresh.head[2].weight, ScorerPolicy.load(latest).head[2].weight)
+    assert unchanged == (first_best == 0)  # nothing kept: the saved policy is the behaviour
+    with pytest.raises(ValueError, match="needs val_tasks"):
+        train_digiq(replace(cfg, val_tasks=0), TrainRun(tmp_path / "x", cfg, trainer="digiq"))
+
+
 def test_make_agent_plays_a_whole_text_episode(smoke_run):
     from agents import make_agent
     from agents.rollouts import make_env
@@ -440,7 +464,7 @@ def test_behaviour_anchor_keeps_the_behaviour_action_where_the_critic_is_not_con
                       extract_lr=3e-2, val_tasks=1)  # fmt: skip
         run = TrainRun(tmp_path / f"a{anchor}", cfg, trainer="digiq", preset="smoke",
                        show_progress=False)  # fmt: skip
-        policy, _ = extract_policy(cfg, run, frame, chosen, 0, 0.0)
+        policy, _, _ = extract_policy(cfg, run, frame, chosen, 0, 0.0)
         with torch.no_grad():
             logp = policy.logprobs(
                 [frame.iloc[i]["state"] for i, _ in others],
