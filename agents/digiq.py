@@ -134,7 +134,6 @@ __all__ = [
 CRITIC_MODES = ("finetune_freeze", "frozen", "end_to_end")
 EXPLORE_MODES = ("per_step", "one_step")
 AUX_OBJECTIVES = ("effect", "next_state", "contrastive", "inverse")
-AUX_IMPLEMENTED = ("effect", "next_state", "contrastive")
 CRITIC_FILE = "digiq_critic.pt"
 DATA_FILE = "transitions.parquet"
 FORMAT = 2  # of the dataset and the cache; a change of either bumps it (2: label probes)
@@ -168,7 +167,7 @@ class DigiQConfig(CommonConfig):
     critic_max_length: int = 128  # tokens of one (state, action) pair
     critic_encoder: str = ""  # a fine-tuned encoder (OUT/critic/encoder-*) to reuse: no phase 2
     # 2. representation fine-tuning
-    aux: str = "effect"  # "+"-joined AUX_OBJECTIVES ("inverse" is not implemented)
+    aux: str = "effect"  # "+"-joined AUX_OBJECTIVES
     finetune_epochs: int = 1
     finetune_batch_size: int = 16
     finetune_lr: float = 5e-5  # the encoder; the heads at 20x
@@ -213,7 +212,7 @@ PRESETS = {
         torch_threads=1, n_episodes=8, episodes_per_part=4, n_envs=4, max_steps=6,
         critic_max_length=64, finetune_lr=1e-3, td_updates=60, td_batch_size=32,
         e2e_updates=4, e2e_batch_size=4, extract_epochs=1, extract_batch_size=8, val_tasks=3,
-        log_every=20, heldout_fraction=0.25, aux="effect+contrastive",
+        log_every=20, heldout_fraction=0.25, aux="effect+contrastive+inverse",
         threshold=-1.0,  # a random scorer earns nothing: keep every state, to run the BC path
     ),
     # 2-core CPU, one thread, ~1.5 h with the harness's 100 validation episodes (measured with
@@ -783,6 +782,14 @@ class CriticEncoder(nn.Module):
         self.next_head = nn.Linear(h, h)  # next_state: phi(s, a) -> phi(s')
         self.proj_sa, self.proj_s = nn.Linear(h, 128), nn.Linear(h, 128)  # contrastive
 
+    def add_inverse_heads(self) -> None:
+        """The inverse-dynamics heads (aux ``inverse``): z(s, s') = W [phi(s); phi(s')] and
+        u(a) = U phi(a), phi(a) the encoder on the action's text alone. Made only when asked for,
+        so that other runs draw the same random numbers as before."""
+        h = self.dim
+        self.inverse_head, self.proj_a = nn.Linear(2 * h, 128), nn.Linear(h, 128)
+        self.to(self.backbone.device)
+
     def _pool(self, enc) -> torch.Tensor:
         enc = enc.to(self.backbone.device)
         return mean_pool(self.encoder(**enc).last_hidden_state, enc["attention_mask"])
@@ -856,15 +863,24 @@ def _aux_names(aux: str) -> list[str]:
     unknown = [a for a in names if a not in AUX_OBJECTIVES]
     if unknown:
         raise ValueError(f"aux: unknown objective(s) {unknown}; known: {AUX_OBJECTIVES}")
-    missing = [a for a in names if a not in AUX_IMPLEMENTED]
-    if missing:
-        raise NotImplementedError(
-            f"aux: {missing} not implemented (implemented: {', '.join(AUX_IMPLEMENTED)}); "
-            "inverse dynamics would encode every candidate of s against (s, s')"
-        )
     if "effect" not in names:
         raise ValueError("aux must include 'effect' (Digi-Q's objective); add others with '+'")
     return names
+
+
+def inverse_dynamics_loss(
+    enc: CriticEncoder, f_s: torch.Tensor, f_next: torch.Tensor, actions: Sequence[str], t: float
+) -> torch.Tensor:
+    """Which of the batch's actions took s_i to s'_i (seed 000's inverse dynamics), InfoNCE:
+    -mean_i log exp(z_i . u_i / t) / sum_j exp(z_i . u_j / t) over j = i and every j whose action
+    text differs from a_i (a repeated action is not a negative of itself)."""
+    z = F.normalize(enc.inverse_head(torch.cat([f_s, f_next], dim=-1)), dim=-1)
+    u = F.normalize(enc.proj_a(enc.state_features(actions)), dim=-1)
+    logits = z @ u.T / t
+    same = torch.tensor([[a == b for b in actions] for a in actions], device=logits.device)
+    same.fill_diagonal_(False)
+    logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(actions), device=logits.device))
 
 
 def _cosine_lr(update: int, total: int, warmup: float) -> float:
@@ -912,6 +928,8 @@ def finetune_representation(
     w_pos, w_neg = (
         (0.5 / max(p, 1e-6), 0.5 / max(1 - p, 1e-6)) if config.balance_classes else (1, 1)
     )
+    if "inverse" in aux:
+        enc.add_inverse_heads()
     heads = [m for n, m in enc.named_children() if n != "encoder"]
     opt = torch.optim.AdamW(
         [
@@ -941,7 +959,7 @@ def finetune_representation(
                 logit = enc.effect_head(f_sa).squeeze(-1)
                 w = torch.where(y > 0.5, torch.tensor(w_pos), torch.tensor(w_neg))
                 loss = (w * F.binary_cross_entropy_with_logits(logit, y, reduction="none")).mean()
-                if "next_state" in aux or "contrastive" in aux:
+                if {"next_state", "contrastive", "inverse"} & set(aux):
                     f_next = enc.state_features(list(part["next_state"]))
                 if "next_state" in aux:
                     # L_next = mean || W phi(s, a) - sg(phi(s')) ||^2   (forward model in phi)
@@ -952,6 +970,11 @@ def finetune_representation(
                     z2 = F.normalize(enc.proj_s(f_next), dim=-1)
                     logits = z1 @ z2.T / config.contrastive_temperature
                     loss = loss + F.cross_entropy(logits, torch.arange(len(part)))
+                if "inverse" in aux:  # L_inv: a_i among the batch's actions, from (s_i, s'_i)
+                    f_s = enc.state_features(list(part["state"]))
+                    loss = loss + inverse_dynamics_loss(
+                        enc, f_s, f_next, list(part["action_text"]), config.contrastive_temperature
+                    )
                 for g, lr in zip(opt.param_groups, base, strict=True):
                     g["lr"] = lr * _cosine_lr(update, total, config.finetune_warmup)
                 opt.zero_grad(set_to_none=True)

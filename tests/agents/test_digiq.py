@@ -156,6 +156,28 @@ def test_label_probes_are_forks_of_visited_states_and_leave_the_trajectories_alo
     assert alone[cols].equals(mine[cols])
 
 
+def test_inverse_dynamics_loss_masks_repeated_actions_and_can_be_learnt():
+    from agents.digiq import inverse_dynamics_loss
+
+    torch.manual_seed(0)
+    enc = load_critic_encoder(SMOKE)
+    enc.add_inverse_heads()
+    f_s, f_next = torch.randn(4, enc.dim), torch.randn(4, enc.dim)
+    # one action repeated: every other entry is masked, the diagonal alone remains: loss 0
+    same = inverse_dynamics_loss(enc, f_s, f_next, ["link 'Next'"] * 4, 0.1)
+    assert same.item() == pytest.approx(0.0, abs=1e-6)
+    actions = ["link 'Next'", "button 'Buy Now'", "search 'red shoes'", "StaticText '$9.99'"]
+    params = [*enc.inverse_head.parameters(), *enc.proj_a.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    first = inverse_dynamics_loss(enc, f_s, f_next, actions, 0.1)
+    assert 0 < first.item() and torch.isfinite(first)
+    for _ in range(30):
+        opt.zero_grad()
+        inverse_dynamics_loss(enc, f_s, f_next, actions, 0.1).backward()
+        opt.step()
+    assert inverse_dynamics_loss(enc, f_s, f_next, actions, 0.1).item() < first.item() / 2
+
+
 def test_one_step_exploration_explores_at_one_turn_per_episode_and_bc_elsewhere():
     scorer = behaviour_scorer(SMOKE)
     policy = BehaviourPolicy(scorer, 0.6, SMOKE.max_steps, explore="one_step", horizon=3, salt=7)
