@@ -84,6 +84,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -130,6 +131,8 @@ __all__ = [
     "train_digiq",
     "trajectories",
 ]
+
+log = logging.getLogger(__name__)
 
 CRITIC_MODES = ("finetune_freeze", "frozen", "end_to_end")
 EXPLORE_MODES = ("per_step", "one_step")
@@ -474,8 +477,14 @@ def probes_of(
         d: BehaviourDecision = turn.decision
         for j in sorted(rng.choice(len(others), size=k, replace=False)):
             action = others[int(j)]
-            core.restore(turn.snapshot)
-            nxt, reward, terminated, truncated, info = core.step(action)
+            try:
+                core.restore(turn.snapshot)
+                nxt, reward, terminated, truncated, info = core.step(action)
+            except Exception as err:  # noqa: BLE001 - a fork that fails loses one probe, no more
+                log.warning("label probe %s at %s/%d failed: %s", action, rollout.task_id, t, err)
+                continue
+            if info.get("error"):  # the env's own failure (a crashed browser): not a label
+                continue
             effect = info.get("action_effect") or {}
             text = critic_action_text(action, "", nodes)
             rows.append(

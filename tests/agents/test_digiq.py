@@ -178,6 +178,30 @@ def test_inverse_dynamics_loss_masks_repeated_actions_and_can_be_learnt():
     assert inverse_dynamics_loss(enc, f_s, f_next, actions, 0.1).item() < first.item() / 2
 
 
+def test_a_label_probe_whose_fork_fails_is_skipped_and_the_others_kept():
+    from agents.digiq import probes_of
+    from agents.rollouts import make_env
+
+    policy = BehaviourPolicy(behaviour_scorer(SMOKE), 0.0, SMOKE.max_steps)
+    ids = split_task_ids("train")[:1]
+    (rollout,) = collect_rollouts(
+        policy, ids, n_envs=1, seed=0, temperature=1.0, rng=np.random.default_rng(0),
+        max_steps=4, snapshots=True,
+    )  # fmt: skip
+    assert len(rollout.turns) >= 2
+    env = make_env("train", ids, max_steps=4)
+    try:
+        whole = probes_of(rollout, 0, SMOKE, False, env, np.random.default_rng(0))
+        assert 0 in {r["t"] for r in whole}  # s_0 has probes when its fork works
+        rollout.turns[0].snapshot = copy.deepcopy(rollout.turns[0].snapshot)
+        rollout.turns[0].snapshot["session"]["goal"] = {"task_id": "no-such-task"}  # a 400
+        rows = probes_of(rollout, 0, SMOKE, False, env, np.random.default_rng(0))
+    finally:
+        env.close()
+    assert rows and {r["t"] for r in rows} <= set(range(1, len(rollout.turns)))
+    assert all(r["probe"] and r["effect_label"] in (0, 1) for r in rows)
+
+
 def test_one_step_exploration_explores_at_one_turn_per_episode_and_bc_elsewhere():
     scorer = behaviour_scorer(SMOKE)
     policy = BehaviourPolicy(scorer, 0.6, SMOKE.max_steps, explore="one_step", horizon=3, salt=7)
