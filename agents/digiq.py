@@ -395,6 +395,18 @@ def _pool(d: BehaviourDecision, n: int, rng: np.random.Generator) -> list[int]:
     return sorted(keep)
 
 
+def _where(rollout: Rollout, episode: int, t: int, state: str) -> dict[str, Any]:
+    """The columns that place a dataset row: its episode, turn and state."""
+    return {
+        "task_id": rollout.task_id,
+        "episode": episode,
+        "t": t,
+        "seed": rollout.seed,
+        "page_type": page_type(state),
+        "state": state,
+    }
+
+
 def transitions_of(
     rollout: Rollout, episode: int, config: DigiQConfig, heldout: bool, rng: np.random.Generator
 ) -> list[dict[str, Any]]:
@@ -419,12 +431,7 @@ def transitions_of(
         effect = turn.effect or {}
         rows.append(
             {
-                "task_id": rollout.task_id,
-                "episode": episode,
-                "t": t,
-                "seed": rollout.seed,
-                "page_type": page_type(d.state),
-                "state": d.state,
+                **_where(rollout, episode, t, d.state),
                 "action": d.action,
                 "action_text": logged_text,
                 "reward": float(turn.reward),
@@ -489,12 +496,7 @@ def probes_of(
             text = critic_action_text(action, "", nodes)
             rows.append(
                 {
-                    "task_id": rollout.task_id,
-                    "episode": episode,
-                    "t": t,
-                    "seed": rollout.seed,
-                    "page_type": page_type(d.state),
-                    "state": d.state,
+                    **_where(rollout, episode, t, d.state),
                     "action": action,
                     "action_text": text,
                     "reward": float(reward),

@@ -136,13 +136,7 @@ def report_digiq(figures: dict[str, dict], title: str) -> Table:
     for col in ("page type", "labelled rows", "label 1", "trajectory steps: label 1"):
         table.add_column(col, justify="left" if col == "page type" else "right")
     table.add_column("label probes: label 1", justify="right")
-    total: dict[str, int] = defaultdict(int)
-    for kind, f in [*figures.items(), ("all", None)]:
-        if f is None:
-            f = total
-        else:
-            for k, v in f.items():
-                total[k] += v
+    for kind, f in _with_total(figures):
         table.add_row(
             kind,
             str(f["rows"]),
@@ -151,6 +145,16 @@ def report_digiq(figures: dict[str, dict], title: str) -> Table:
             _share(f["probes_label1"], f["probes"]),
         )
     return table
+
+
+def _with_total(figures: dict[str, dict]):
+    """(page type, counters) for each page type, then ("all", their sums)."""
+    total: dict[str, int] = defaultdict(int)
+    for kind, f in figures.items():
+        for k, v in f.items():
+            total[k] += v
+        yield kind, f
+    yield "all", total
 
 
 def _share(num: int, den: int) -> str:
@@ -165,13 +169,7 @@ def report(figures: dict[str, dict], title: str, mode: str) -> Table:
         cols.append("inert clicks, pixels moved")
     for col in cols:
         table.add_column(col, justify="left" if col == "page type" else "right")
-    total: dict[str, int] = defaultdict(int)
-    for kind, f in [*figures.items(), ("all", None)]:
-        if f is None:
-            f = total
-        else:
-            for k, v in f.items():
-                total[k] += v
+    for kind, f in _with_total(figures):
         row = [
             kind,
             str(f.get("steps", 0)),
