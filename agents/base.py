@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.observation import PREVIOUS_ACTIONS, with_history
+
 __all__ = [
     "Agent",
     "AgentInfo",
@@ -106,6 +108,7 @@ class PolicyAgent(Agent):
         self.temperature = float(temperature)
         self.deterministic = self.temperature == 0
         self._rng = np.random.default_rng()
+        self._history: list[str] = []  # this episode's actions (reset clears it)
 
     def decide_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments of ``decide_batch`` (the LM agent's ``mode``)."""
@@ -114,9 +117,16 @@ class PolicyAgent(Agent):
     def reset(self, goal: str, *, seed: int | None = None) -> None:
         super().reset(goal, seed=seed)
         self._rng = np.random.default_rng(seed)
+        self._history = []
 
     def act(self, observation: dict[str, Any]) -> str:
-        return self.act_batch([observation])[0]
+        """One decision of this episode; the observation gets the agent's own earlier actions
+        (``previous_actions``, its episode memory) unless it carries them already."""
+        if PREVIOUS_ACTIONS not in observation:
+            observation = with_history(observation, self._history)
+        action = self.act_batch([observation])[0]
+        self._history.append(action)
+        return action
 
     def act_batch(self, observations: list[dict[str, Any]]) -> list[str]:
         obs = [o if o.get("goal") else {**o, "goal": self.goal} for o in observations]

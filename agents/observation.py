@@ -24,8 +24,12 @@ __all__ = [
     "ProductLine",
     "RadioOption",
     "axtree_nodes",
+    "goal_options",
     "goal_without_price",
     "has_search_bar",
+    "missing_goal_options",
+    "visited_items",
+    "with_history",
     "item_actions",
     "option_groups",
     "product_header",
@@ -33,6 +37,10 @@ __all__ = [
 ]
 
 PRICE_CLAUSE = ", and price lower than"
+OPTIONS_CLAUSE = ", with "
+"""Where a WebShop instruction names its options (``", with color: white and size: king"``)."""
+PREVIOUS_ACTIONS = "previous_actions"
+"""The observation key an agent adds for its own episode memory (:func:`with_history`)."""
 PRICE_PREFIX = "Price:"
 """How an item page writes its price (``StaticText 'Price: $19.49'``)."""
 """Where a WebShop instruction's price constraint starts."""
@@ -210,3 +218,55 @@ def product_header(obs: dict[str, Any]) -> ProductLine | None:
         None,
     )
     return ProductLine(title, price or None)
+
+
+_OPTION_PAIR_RE = re.compile(
+    r"(?:, | and )?([a-z][a-z0-9 ]*?): (.+?)(?=(?:, | and )[a-z][a-z0-9 ]*?: |$)"
+)
+
+
+def goal_options(goal: str) -> list[tuple[str, str]]:
+    """The ``(dimension, value)`` pairs an instruction names in its options clause, in order:
+    ``"..., with color: white and size: king, and price lower than ..."`` gives
+    ``[("color", "white"), ("size", "king")]``. Read from the instruction text the page shows,
+    as a shopper reads it; none when the instruction names no options."""
+    core = " ".join(goal_without_price(goal).lower().split())
+    at = core.rfind(OPTIONS_CLAUSE)
+    if at < 0:
+        return []
+    clause = core[at + len(OPTIONS_CLAUSE) :]
+    return [(d.strip(), v.strip()) for d, v in _OPTION_PAIR_RE.findall(clause)]
+
+
+def missing_goal_options(goal: str, groups: list[OptionGroup]) -> list[tuple[str, str]]:
+    """The instruction's option values that an item page does not offer: a value is offered
+    when the page's group of that dimension (or, if the page names no such dimension, any
+    group) lists it. Empty on pages without option groups only when the goal names none."""
+    missing = []
+    for dim, value in goal_options(goal):
+        same = [g for g in groups if g.name.lower().strip() == dim]
+        pool = same or groups
+        if not any(o.label.lower().strip() == value for g in pool for o in g.options):
+            missing.append((dim, value))
+    return missing
+
+
+def with_history(obs: dict[str, Any], actions: list[str]) -> dict[str, Any]:
+    """``obs`` with the agent's own earlier actions of this episode under
+    :data:`PREVIOUS_ACTIONS`: an agent's episode memory, as LM agents keep their action
+    history in the prompt (after ``< Prev`` a results page looks exactly as before)."""
+    return {**obs, PREVIOUS_ACTIONS: list(actions)}
+
+
+_ITEM_CLICK_RE = re.compile(r"^click\('item_(?P<asin>[a-z0-9]+)'\)$")
+
+
+def visited_items(obs: dict[str, Any]) -> set[str]:
+    """The products (asin, lower case) the agent opened earlier in this episode, read from the
+    observation's :data:`PREVIOUS_ACTIONS` (empty when the observation carries none)."""
+    out = set()
+    for action in obs.get(PREVIOUS_ACTIONS) or ():
+        m = _ITEM_CLICK_RE.match(str(action).strip().lower())
+        if m:
+            out.add(m.group("asin"))
+    return out

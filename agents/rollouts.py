@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from agents import data_parallel
+from agents.observation import with_history
 from webgym.replay import ReplayMismatch, replay_actions
 from webgym.runs import TRAIN_SEED_SALT, episode_seed
 
@@ -180,6 +181,7 @@ def collect_episodes(
             ep = Episode(task_id, split, info.get("split_hash"), s, obs["goal"])
             done = False
             while not done:
+                obs = with_history(obs, [step.action for step in ep.steps])  # its memory
                 action = agent.act(obs)
                 next_obs, reward, terminated, truncated, info = env.step(action)
                 effect = info.get("action_effect") or {}
@@ -394,6 +396,8 @@ def collect_rollouts(
             active = [s for s in slots if s.job is not None]
             if not active:
                 break
+            for slot in active:  # the policy's episode memory: its own earlier actions
+                slot.obs = with_history(slot.obs, [t.action for t in slot.rollout.turns])
             decisions = policy.decide_batch(
                 [s.obs for s in active], temperature=temperature, rng=rng
             )

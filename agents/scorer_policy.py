@@ -50,7 +50,9 @@ from agents.observation import (
     axtree_nodes,
     goal_without_price,
     has_search_bar,
+    missing_goal_options,
     option_groups,
+    visited_items,
 )
 from webgym.envs import MAX_EPISODE_STEPS
 
@@ -222,13 +224,31 @@ def search_queries(goal: str) -> list[str]:
 FEATURES = (
     "item", "option", "buy_now", "search", "navigation", "detail_tab", "selected",
     "price_ok", "rank", "goal_overlap", "steps_left", "options_pending",
+    "visited", "buy_mismatch", "back_mismatch",
 )  # fmt: skip
-"""The structural features of a candidate (:func:`candidates`), next to its text embedding."""
+"""The structural features of a candidate (:func:`candidates`), next to its text embedding.
+
+The last three let a policy express "this item is not it": ``visited`` marks a result the
+agent opened earlier in the episode (its memory, :func:`agents.observation.visited_items`);
+on an item page, ``buy_mismatch`` (on Buy Now) and ``back_mismatch`` (on ``< Prev`` and Back to
+Search) are 1 when the page does not offer an option value the instruction names or its price
+is over the instruction's budget. Each sits on its own kind of candidate, so a linear weight
+on it moves mass between buying and going back (a feature shared by every candidate cancels in
+the softmax). Checkpoints trained before they existed load with zero weights on them."""
+
+EMBEDDING_CACHE_SIZE = 200_000
+"""Texts whose frozen-encoder embedding :meth:`ScorerPolicy.embed` keeps (~300 MB for MiniLM);
+a full cache is emptied and refilled."""
+
+N_FEATURES_V1 = 12
+"""The feature count of checkpoints trained before ``visited``/``*_mismatch`` (padded on load)."""
 
 FEATURE_SCALE = 10.0
 """The features enter the linear path scaled: Adam moves a weight by about lr per update, so
 at lr 3e-4 an unscaled rank step of 0.1 would need thousands of updates to matter."""
 
+_STEPS_LEFT, _PENDING = FEATURES.index("steps_left"), FEATURES.index("options_pending")
+_BACK_BIDS = frozenset({"prev", "back_to_search"})
 _BUDGET_RE = re.compile(r"price lower than ([\d,.]+) dollars")
 _NUM_RE = re.compile(r"\$([\d,]+(?:\.\d+)?)")
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -292,10 +312,21 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
         )
     )
 
+    # on an item page: does it lack an option value the instruction names, or cost too much?
+    mismatch = 0.0
+    if "click('buy_now')" in actions:
+        price = next((n.name for n in nodes if n.name.startswith("Price:")), "")
+        prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
+        over = bool(prices) and budget is not None and min(prices) > budget
+        mismatch = float(over or bool(missing_goal_options(goal, groups)))
+    visited = visited_items(obs)
+
     def add(action: str, text: str, **f: float) -> None:
         out.actions.append(action)
         out.texts.append(text)
-        out.features.append([float(f.get(k, 0.0)) for k in FEATURES[:-2]] + [steps_left, pending])
+        row = [float(f.get(k, 0.0)) for k in FEATURES]
+        row[_STEPS_LEFT], row[_PENDING] = steps_left, pending
+        out.features.append(row)
 
     rank = 0
     for action in actions:
@@ -308,18 +339,20 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
             prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
             ok = float(bool(prices) and budget is not None and min(prices) <= budget)
             add(action, f"{title} {price}".strip(), item=1, price_ok=ok, rank=rank / 10,
-                goal_overlap=_overlap(title, goal_words))  # fmt: skip
+                goal_overlap=_overlap(title, goal_words),
+                visited=float(m_item.group("asin") in visited))  # fmt: skip
             rank += 1
         elif bid in option_of:
             value, checked = option_of[bid]
             named = _mentions(goal_without_price(goal).lower(), value.lower())
             add(action, labels[bid], option=1, selected=float(checked), goal_overlap=float(named))
         elif bid == "buy_now":
-            add(action, "buy now", buy_now=1)
+            add(action, "buy now", buy_now=1, buy_mismatch=mismatch)
         elif bid.startswith("tab_"):
             add(action, labels.get(bid, bid), detail_tab=1)
         elif m_click:
-            add(action, labels.get(bid, bid.replace("_", " ")), navigation=1)
+            back = mismatch if bid in _BACK_BIDS else 0.0
+            add(action, labels.get(bid, bid.replace("_", " ")), navigation=1, back_mismatch=back)
         else:
             add(action, action)
     if searchable:
@@ -412,6 +445,7 @@ class ScorerPolicy(nn.Module):
         self.hidden = int(hidden)
         freeze_lower_layers(self.encoder, self.train_layers)
         self.metadata: dict[str, Any] = {}
+        self._embedding_cache: dict[tuple[str, int], torch.Tensor] = {}
 
     @classmethod
     def from_backbone_name(cls, name: str, *, seed: int = 0, **kwargs: Any) -> ScorerPolicy:
@@ -422,11 +456,38 @@ class ScorerPolicy(nn.Module):
 
     # ------------------------------------------------------------------ scoring
 
-    def embed(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+    def encode(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        """pool(Enc(text)) of each text, through the encoder (with grad where it trains)."""
         enc = self.backbone.tokenizer(
             list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
         ).to(self.backbone.device)
         return mean_pool(self.encoder(**enc).last_hidden_state, enc["attention_mask"])
+
+    def embed(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        """:meth:`encode`, from a cache while the encoder is frozen (heads-only training).
+
+        A frozen encoder's embedding is a function of the text alone, and acting costs mostly
+        this forward pass: GRPO's groups share their start, pages and result titles repeat
+        across rollouts and iterations, so each text is encoded once (in eval mode: the same
+        embedding when acting and when the loss recomputes the log-probabilities)."""
+        if any(p.requires_grad for p in self.encoder.parameters()):
+            return self.encode(texts, max_length)
+        cache = self._embedding_cache
+        todo = list(dict.fromkeys(t for t in texts if (t, max_length) not in cache))
+        if todo:
+            if len(cache) + len(todo) > EMBEDDING_CACHE_SIZE:
+                cache.clear()
+            was_training = self.encoder.training
+            self.encoder.eval()
+            with torch.no_grad():
+                for i in range(0, len(todo), 64):
+                    chunk = todo[i : i + 64]
+                    for t, e in zip(chunk, self.encode(chunk, max_length), strict=True):
+                        cache[(t, max_length)] = e
+            self.encoder.train(was_training)
+        if not texts:
+            return torch.zeros(0, self.backbone.hidden_size, device=self.backbone.device)
+        return torch.stack([cache[(t, max_length)] for t in texts])
 
     def scores(self, states: Sequence[str], cands: Sequence[Candidates]) -> list[torch.Tensor]:
         """f(s_i, a_ik) for every state and candidate, one tensor per state (with grad)."""
@@ -634,14 +695,30 @@ def _load_backbone(directory, kind: str, backbone: Backbone | None) -> tuple[dic
     return info, backbone
 
 
+def _pad_new_features(heads: dict, own: dict) -> dict:
+    """A head trained on the first :data:`N_FEATURES_V1` features gets zero weights on the
+    features added since: it scores every candidate as it did when it was trained."""
+    extra = len(FEATURES) - N_FEATURES_V1
+    for key, w in heads.items():
+        want = own.get(key)
+        if (
+            want is not None and w.dim() == 2 and want.dim() == 2
+            and w.shape[0] == want.shape[0] and want.shape[1] - w.shape[1] == extra
+        ):  # fmt: skip
+            heads[key] = torch.cat([w, w.new_zeros(w.shape[0], extra)], dim=1)
+    return heads
+
+
 def _load_weights(module: nn.Module, directory) -> None:
     from safetensors.torch import load_file, load_model
 
     d = Path(directory)
     load_model(module.encoder, str(d / WEIGHTS_FILE), strict=True)
-    heads = load_file(str(d / HEAD_FILE))
+    heads = _pad_new_features(load_file(str(d / HEAD_FILE)), module.state_dict())
     missing, unexpected = module.load_state_dict(heads, strict=False)
     missing = [k for k in missing if not k.startswith("encoder.")]
+    if hasattr(module, "_embedding_cache"):
+        module._embedding_cache.clear()  # new encoder weights
     if missing or unexpected:
         raise BackboneMismatch(
             f"{d / HEAD_FILE} does not fit this policy: missing {missing}, unexpected {unexpected}"

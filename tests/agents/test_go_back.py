@@ -1,0 +1,184 @@
+"""A scorer policy can express "this item is not it": the instruction's options read from its
+text, the item page's mismatch on Buy Now and on the way back, the agent's episode memory of
+the results it opened, and old checkpoints loading with zero weight on the new features."""
+
+from __future__ import annotations
+
+import random
+
+import gymnasium as gym
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import webgym  # noqa: F401 - registers the environments
+from agents.observation import (
+    goal_options,
+    missing_goal_options,
+    option_groups,
+    visited_items,
+    with_history,
+)
+from agents.scorer_policy import (
+    FEATURES,
+    HEAD_FILE,
+    N_FEATURES_V1,
+    ScorerAgent,
+    ScorerPolicy,
+    candidates,
+    search_queries,
+    state_text,
+)
+from webgym.shop.tasks import instruction
+
+VISITED, BUY_MISMATCH, BACK_MISMATCH = (
+    FEATURES.index(k) for k in ("visited", "buy_mismatch", "back_mismatch")
+)
+
+
+def test_goal_options_read_back_what_the_instruction_generator_wrote():
+    rng = random.Random(0)
+    dims = ["color", "size", "flavor name", "count", "style"]
+    values = ["white", "king", "4 person", "8 pack", "x-large", "dark brown", "12 oz", "3.5"]
+    for _ in range(200):
+        k = rng.randint(0, 3)
+        options = {d: rng.choice(values) for d in rng.sample(dims, k)}
+        price = rng.choice([30.0, 140.0, 1e9])
+        text = instruction(rng, "camping tent", ["packable"], options, price)
+        assert goal_options(text) == list(options.items()), text
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = gym.make("WebGym-ShoppingText-v0", split="test")
+    yield e
+    e.close()
+
+
+def _item_pages(env, task_id: str, n: int = 10):
+    """(results observation, item observation) for each of the first n results of the rule
+    agent's query, each item reached from the results page and left by ``< Prev``."""
+    obs, _ = env.reset(options={"task_id": task_id})
+    results, *_ = env.step(f"search[{search_queries(obs['goal'])[0]}]")
+    out = []
+    for action in [a for a in results["available_actions"] if "item_" in a][:n]:
+        item, *_ = env.step(action)
+        out.append((action, item))
+        results, *_ = env.step("click('prev')")
+    return results, out
+
+
+def test_buy_and_back_carry_the_item_pages_mismatch(env):
+    seen = {0.0: 0, 1.0: 0}
+    for task in ("test-0003", "test-0001", "test-0005", "test-0002"):
+        _, items = _item_pages(env, task)
+        for _, item in items:
+            goal = item["goal"]
+            c = candidates(item)
+            buy = c.features[c.actions.index("click('buy_now')")]
+            back = c.features[c.actions.index("click('prev')")]
+            lacks = bool(missing_goal_options(goal, option_groups(item)))
+            assert buy[BUY_MISMATCH] == back[BACK_MISMATCH]
+            assert buy[BACK_MISMATCH] == back[BUY_MISMATCH] == 0.0  # each on its own kind
+            if lacks:
+                assert buy[BUY_MISMATCH] == 1.0
+            seen[buy[BUY_MISMATCH]] += 1
+            others = [f for a, f in zip(c.actions, c.features, strict=True) if "opt_" in a]
+            assert all(f[BUY_MISMATCH] == f[BACK_MISMATCH] == 0.0 for f in others)
+    assert seen[0.0] and seen[1.0], seen  # both kinds of item page were met
+
+
+def test_a_result_opened_earlier_is_marked_visited(env):
+    results, items = _item_pages(env, "test-0003", n=2)
+    opened = [a for a, _ in items]
+    assert not any(f[VISITED] for f in candidates(results).features)  # no memory, no marks
+    remembered = with_history(results, ["search[tent]", *opened])
+    assert visited_items(remembered) == {a.split("item_")[1][:-2] for a in opened}
+    c = candidates(remembered)
+    marked = {a for a, f in zip(c.actions, c.features, strict=True) if f[VISITED] == 1.0}
+    assert marked == set(opened)
+
+
+def test_the_agent_remembers_its_own_actions_within_an_episode(env):
+    policy = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0).eval()
+    agent = ScorerAgent(policy=policy)
+    seen: list[dict] = []
+    original = policy.decide_batch
+
+    def spy(observations, **kw):
+        seen.extend(observations)
+        return original(observations, **kw)
+
+    policy.decide_batch = spy
+    obs, _ = env.reset(options={"task_id": "test-0003"})
+    agent.reset(obs["goal"], seed=0)
+    actions = []
+    for _ in range(3):
+        actions.append(agent.act(obs))
+        obs, *_ = env.step(actions[-1])
+    assert [o["previous_actions"] for o in seen] == [[], actions[:1], actions[:2]]
+    agent.reset(obs["goal"], seed=0)
+    agent.act(obs)
+    assert seen[-1]["previous_actions"] == []  # a new episode starts with no memory
+
+
+def test_a_policy_can_learn_to_go_back_only_from_items_that_lack_what_was_asked(env):
+    """Old features give a lacking and a fitting item page of one task the same candidate
+    features for Buy Now and ``< Prev``; the new ones separate them, and a few gradient steps
+    on "back if it lacks, buy if it fits" move the mass apart."""
+    torch.manual_seed(0)
+    pages = {}
+    for task in ("test-0003", "test-0001", "test-0005", "test-0002"):
+        for _, item in _item_pages(env, task)[1]:
+            c = candidates(item)
+            pages.setdefault(c.features[c.actions.index("click('buy_now')")][BUY_MISMATCH], item)
+        if len(pages) == 2:
+            break
+    assert set(pages) == {0.0, 1.0}
+    policy = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0, train_layers=0)
+    policy.encoder.requires_grad_(False)
+    states = [state_text(pages[1.0]), state_text(pages[0.0])]
+    cands = [candidates(pages[1.0]), candidates(pages[0.0])]
+    targets = [cands[0].actions.index("click('prev')"), cands[1].actions.index("click('buy_now')")]
+    opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
+
+    def p_back() -> tuple[float, float]:
+        with torch.no_grad():
+            lack, fit = policy.scores(states, cands)
+            i, j = cands[0].actions.index("click('prev')"), cands[1].actions.index("click('prev')")
+            return float(torch.softmax(lack, 0)[i]), float(torch.softmax(fit, 0)[j])
+
+    before = p_back()
+    for _ in range(30):
+        opt.zero_grad()
+        (-policy.logprobs(states, cands, targets).sum()).backward()
+        opt.step()
+    lack, fit = p_back()
+    assert lack > 0.5 > fit, (before, lack, fit)
+
+
+def test_a_checkpoint_from_before_the_new_features_loads_and_scores_as_it_did(tmp_path, env):
+    """A head saved with only the first N_FEATURES_V1 feature columns (as checkpoints trained
+    before the new features are) loads, and scores every candidate as that head did."""
+    policy = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0).eval()
+    extra = len(FEATURES) - N_FEATURES_V1
+    with torch.no_grad():
+        for p in [*policy.head.parameters(), policy.feature_weights.weight]:
+            p.normal_()
+        policy.head[0].weight[:, -extra:] = 0  # what the old head computes
+        policy.feature_weights.weight[:, -extra:] = 0
+    policy.save(tmp_path)
+    cut = ("head.0.weight", "feature_weights.weight")
+    heads = {
+        k: v[:, :-extra].contiguous() if k in cut else v
+        for k, v in load_file(str(tmp_path / HEAD_FILE)).items()
+    }
+    save_file(heads, str(tmp_path / HEAD_FILE))
+
+    loaded = ScorerPolicy.load(tmp_path)
+    _, items = _item_pages(env, "test-0003", n=1)
+    item = with_history(items[0][1], ["search[x]", items[0][0]])
+    states, cands = [state_text(item)], [candidates(item)]
+    assert any(f[BUY_MISMATCH] for f in cands[0].features)  # the new features are not all 0
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.scores(states, cands)[0], policy.scores(states, cands)[0])
