@@ -11,11 +11,12 @@ Imports torch only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 
 __all__ = [
+    "anchor_step_advantages",
     "discounted_returns",
     "group_advantages",
     "turn_td_advantages",
@@ -85,3 +86,44 @@ def group_advantages(
     if scale_rewards != "none":
         advantages = advantages / (std + 1e-4)
     return torch.nan_to_num(advantages, nan=0.0)
+
+
+def anchor_step_advantages(
+    keys: Sequence[Sequence[Hashable]],
+    rewards: Sequence[float],
+    gamma: float,
+    scale: str = "std",
+) -> list[torch.Tensor]:
+    """GiGPO's step-level advantages over one group of rollouts of a task (Feng et al., 2025).
+
+    Every turn t of rollout i is keyed by its state (``keys[i][t]``: an "anchor state"); its
+    discounted return is R_t^i = gamma^(T_i - 1 - t) R_i (the reward comes at the last turn).
+    Within the turns that share a key:
+        A^S(a_t^i) = (R_t^i - mean_anchor R) / (std_anchor R + 1e-4)     scale="std"
+        A^S(a_t^i) =  R_t^i - mean_anchor R                              scale="none"
+    A key met once gets 0; a NaN reward (an errored rollout) leaves its turns out (0).
+    """
+    if scale not in ("std", "none"):
+        raise ValueError(f"scale must be 'std' or 'none', not {scale!r}")
+    returns: dict[Hashable, list[float]] = {}
+    for turn_keys, r in zip(keys, rewards, strict=True):
+        if r == r:  # not NaN
+            n = len(turn_keys)
+            for t, k in enumerate(turn_keys):
+                returns.setdefault(k, []).append(gamma ** (n - 1 - t) * r)
+    stats = {}
+    for k, xs in returns.items():
+        x = torch.tensor(xs, dtype=torch.float64)
+        std = float(x.std()) if len(xs) > 1 else 0.0
+        stats[k] = (float(x.mean()), std + 1e-4 if scale == "std" else 1.0, len(xs))
+    out = []
+    for turn_keys, r in zip(keys, rewards, strict=True):
+        n = len(turn_keys)
+        adv = torch.zeros(n)
+        if r == r:
+            for t, k in enumerate(turn_keys):
+                mean, norm, count = stats[k]
+                if count > 1:
+                    adv[t] = (gamma ** (n - 1 - t) * r - mean) / norm
+        out.append(adv)
+    return out

@@ -141,7 +141,7 @@ def test_critic_reads_the_state_only(policy, train_ids):
     assert torch.equal(v1, v2)
 
 
-@pytest.mark.parametrize("name", ["reinforce", "grpo", "archer"])
+@pytest.mark.parametrize("name", ["reinforce", "grpo", "gigpo", "archer"])
 def test_smoke_preset_trains_and_writes_a_curve(name, tmp_path):
     info = get_trainer(name)
     cfg = info.presets["smoke"]

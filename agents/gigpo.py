@@ -1,0 +1,204 @@
+"""``gigpo``: Group-in-Group Policy Optimization (Feng et al., 2025), multi-turn, critic-free.
+
+    for each iteration:
+        for each of tasks_per_iteration train tasks: G rollouts from the identical start
+        episode level:  A^E_i = (R_i - mean_g R) / (std_g R + 1e-4)            (GRPO's advantage)
+        step level:     turns of the group that share an observation (an "anchor state" s~):
+                        R_t^i = gamma^(T_i - 1 - t) R_i
+                        A^S_t^i = (R_t^i - mean_{s~} R) / (std_{s~} R + 1e-4)
+        A_t^i = A^E_i + omega * A^S_t^i
+        drop the rollouts whose every A_t^i is 0 (a group with equal rewards and no anchor
+        that tells its actions apart teaches nothing)
+        for num_iterations passes over minibatches of rollouts:
+            rho = exp(logp_theta - logp_old)           per turn, logp_old frozen at collection
+            L = -min(rho A, clip(rho, 1 - eps, 1 + eps_high) A) + beta KL_k3(pi || pi_ref)
+
+The step level is what assigns credit to one decision: at a product page that lacks the
+instruction's option (one anchor state, met by several rollouts of the group), the rollouts
+that went back and bought the right product later score above those that bought here, whatever
+the episode's other turns did. The anchor key is the page as the policy reads it: the text
+twin's accessibility tree, exact, plus the results the agent has opened (its episode memory,
+which the policy reads too). Imports agents' toolkit only.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.losses import clipped_surrogate
+from agents.observation import visited_items
+from agents.onpolicy import (
+    OnPolicyConfig,
+    TurnBatch,
+    clip_and_step,
+    collect,
+    iteration_tasks,
+    load_policy,
+    minibatches,
+    run_iterations,
+    start_learner,
+)
+from agents.returns import anchor_step_advantages, group_advantages
+from agents.rollouts import Rollout, rollout_stats
+from agents.training import TrainRun, register_trainer
+
+
+@dataclass
+class GiGPOConfig(OnPolicyConfig):
+    group_size: int = 8  # G: rollouts per task from the identical start
+    scale_rewards: str = "group"  # episode level: group / batch / none (GRPO's)
+    step_scale: str = "std"  # step level: std / none (the paper's mean_std_norm / mean_norm)
+    omega: float = 1.0  # weight of the step-level advantage
+    gamma: float = 0.95  # discount of the step-level returns
+    loss_type: str = "dapo"  # grpo / dapo / dr_grpo
+    epsilon: float = 0.2
+    epsilon_high: float = 0.28
+    beta: float = 0.0  # k3 KL to the frozen starting policy
+    num_iterations: int = 2  # passes over each batch
+    minibatch_rollouts: int = 16  # rollouts per optimizer step
+
+
+PRESETS = {
+    "smoke": GiGPOConfig(
+        backbone="tiny-encoder", iterations=2, tasks_per_iteration=2, group_size=3, n_envs=6,
+        max_steps=6, val_tasks=3, lr=1e-3, minibatch_rollouts=3, beta=0.04,
+    ),
+    # 2 CPU cores, one torch thread, from bc, only the scoring heads trained (frozen encoder:
+    # embeddings cached): 60 iterations x 16 tasks x G = 8 rollouts at T = 1
+    "cpu": GiGPOConfig(
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=60,
+        tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, temperature=1.0,
+        train_encoder=False, val_tasks=200, eval_every=5, minibatch_rollouts=16,
+        torch_threads=1, checkpoint_every=5,
+    ),
+}  # fmt: skip
+
+
+def anchor_key(obs: dict[str, Any]) -> str:
+    """The anchor state of an observation: the page (its accessibility tree, or text) and the
+    results the agent has opened this episode, hashed."""
+    page = str(obs.get("axtree") or obs.get("text") or "")
+    memory = ",".join(sorted(visited_items(obs)))
+    return hashlib.blake2b(f"{page}\x00{memory}".encode(), digest_size=16).hexdigest()
+
+
+def gigpo_advantages(rollouts: list[Rollout], config: GiGPOConfig) -> list[torch.Tensor]:
+    """A_t^i = A^E_i + omega * A^S_t^i for every turn of every rollout (groups adjacent)."""
+    G = config.group_size
+    rewards = torch.tensor([r.reward if r.valid else float("nan") for r in rollouts])
+    episode = group_advantages(rewards, G, config.scale_rewards)
+    out: list[torch.Tensor] = []
+    for g in range(0, len(rollouts), G):
+        group = rollouts[g : g + G]
+        step = anchor_step_advantages(
+            [[anchor_key(t.obs) for t in r.turns] for r in group],
+            [float(x) for x in rewards[g : g + G]],
+            config.gamma,
+            config.step_scale,
+        )
+        for i, a_step in enumerate(step):
+            out.append(float(episode[g + i]) + config.omega * a_step)
+    return out
+
+
+def train_gigpo(config: GiGPOConfig, run: TrainRun):
+    learner = start_learner(config, run)
+    policy, optimizer = learner.policy, learner.optimizer
+    reference = None  # pi_ref, frozen: the starting policy (bc), not the resumed one
+    if config.beta:
+        reference = (
+            load_policy(Path(config.init_checkpoint), config) if config.init_checkpoint
+            else copy.deepcopy(policy)
+        ).eval().requires_grad_(False)  # fmt: skip
+    G = config.group_size
+
+    def step(it: int) -> dict:
+        gen = np.random.default_rng([config.seed, it, 2])
+        t0 = time.perf_counter()
+        tasks = iteration_tasks(learner.train_ids, config, it)
+        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G)
+        t_collect = time.perf_counter() - t0
+        advantages = gigpo_advantages(rollouts, config)
+        kept = [
+            (r, a) for r, a in zip(rollouts, advantages, strict=True)
+            if r.valid and r.turns and bool(a.abs().max() > 0)
+        ]  # fmt: skip
+        batch = TurnBatch.of([r for r, _ in kept])
+        rows = [[] for _ in kept]  # rows = rollouts, columns = their turns
+        for j, e in enumerate(batch.episode):
+            rows[e].append(j)
+        losses, stats_log, norms = [], [], []
+        for _ in range(config.num_iterations):
+            for idx in minibatches(len(kept), config.minibatch_rollouts, gen):
+                turns = [j for e in idx for j in rows[e]]
+                logp_flat = batch.logprobs(policy, turns)
+                ref_flat = None
+                if reference is not None:
+                    with torch.no_grad():
+                        ref_flat = batch.logprobs(reference, turns)
+                # scatter the flat turns into (B, L) rows padded with mask 0
+                width = max(len(rows[e]) for e in idx)
+                pos = {j: k for k, j in enumerate(turns)}
+                index = torch.tensor(
+                    [[pos[j] for j in rows[e]] + [0] * (width - len(rows[e])) for e in idx]
+                )
+                mask = torch.zeros(len(idx), width)
+                adv = torch.zeros(len(idx), width)
+                for b, e in enumerate(idx):
+                    mask[b, : len(rows[e])] = 1
+                    adv[b, : len(rows[e])] = kept[e][1]
+                loss, st = clipped_surrogate(
+                    logp_flat[index], batch.old_logp[torch.tensor(turns)][index], adv, mask,
+                    eps_low=config.epsilon, eps_high=config.epsilon_high,
+                    loss_type=config.loss_type, max_len=config.max_steps,
+                    ref_logp=ref_flat[index] if ref_flat is not None else None, beta=config.beta,
+                )  # fmt: skip
+                loss.backward()
+                norms.append(clip_and_step(policy, optimizer, config.grad_clip))
+                losses.append(float(loss.detach()))
+                stats_log.append(st)
+        stats = rollout_stats(rollouts)
+        mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+        flat = torch.cat([a for _, a in kept]) if kept else torch.zeros(0)
+        return {
+            "train_score": stats["score"], "train_success_rate": stats["success_rate"],
+            "train_avg_steps": stats["avg_steps"],
+            "train_env_steps": sum(len(r.turns) for r in rollouts), "errored": stats["errored"],
+            "dropped_rollout_frac": 1 - len(kept) / max(1, len(rollouts)),
+            "went_back_frac": float(np.mean([_went_back(r) for r in rollouts])),
+            "loss": mean(losses), "clip_frac": mean([s.clip_frac for s in stats_log]),
+            "approx_kl": mean([s.approx_kl for s in stats_log]),
+            "kl_ref": mean([s.kl_ref for s in stats_log]),
+            "adv_mean": float(flat.mean()) if len(flat) else float("nan"),
+            "adv_std": float(flat.std()) if len(flat) > 1 else float("nan"),
+            "grad_norm": mean(norms), "collect_s": t_collect,
+        }  # fmt: skip
+
+    def save(it: int) -> None:
+        learner.save(run, it)
+
+    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+    return run.latest_path
+
+
+def _went_back(rollout: Rollout) -> bool:
+    """The rollout left a product page without buying (``< Prev`` or Back to Search)."""
+    return any(t.action in ("click('prev')", "click('back_to_search')") for t in rollout.turns)
+
+
+register_trainer(
+    "gigpo",
+    train_gigpo,
+    PRESETS,
+    description="GiGPO (episode- plus anchor-state step-level group advantages, PPO clip)",
+)
+
+__all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "gigpo_advantages", "train_gigpo"]
