@@ -357,6 +357,9 @@ def show_cmd(
         _finalise(run, quiet_warnings=False)
     except CorruptRecord as e:
         fail(f"the run's manifest is unreadable: {e}")
+    from benchmarks.metrics import run_reward_loss
+
+    console.print(reward_loss_table({str(run): run_reward_loss(run)}))
     if plots is not None:
         from benchmarks.plots import write_plots
 
@@ -393,6 +396,36 @@ def compare_cmd(
             ", ".join(k for k, v in (("Score", sc), ("SR", sr)) if v["beats"]) or "no",
         )  # fmt: skip
     console.print(t)
+    from benchmarks.metrics import run_reward_loss
+
+    console.print(reward_loss_table({str(p): run_reward_loss(p) for p in [baseline, *runs]}))
+
+
+REWARD_LOSS_COLUMNS = (
+    ("no_purchase", "no buy"), ("miss_option", "option"), ("miss_attribute", "attribute"),
+    ("miss_price", "price"), ("miss_type", "type"), ("bought_target", "target"),
+)  # fmt: skip
+
+
+def reward_loss_table(losses: dict[str, dict[str, Any]]) -> Table:
+    """Where reward is lost (benchmarks.metrics.reward_loss), one row per run."""
+    t = Table(
+        title="Where reward is lost: % of episodes with no purchase, or buying a product that "
+        "misses an option / attribute / the price / the type; % that bought the target"
+    )
+    t.add_column("run", overflow="fold")
+    for _, title in REWARD_LOSS_COLUMNS:
+        t.add_column(title, justify="right")
+    t.add_column("steps", justify="right")
+    t.add_column("opened", justify="right")
+    for name, loss in losses.items():
+        cells = [_pct(loss.get(key)) for key, _ in REWARD_LOSS_COLUMNS]
+        steps, opened = loss.get("avg_steps"), loss.get("results_opened")
+        t.add_row(
+            name, *cells, "-" if steps is None else f"{steps:.2f}",
+            "-" if opened is None else f"{opened:.2f}",
+        )  # fmt: skip
+    return t
 
 
 @app.command("list-agents")

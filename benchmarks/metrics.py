@@ -24,7 +24,15 @@ import pandas as pd
 
 from webgym.runs import RunDir, atomic_write_bytes
 
-__all__ = ["COLUMNS", "compute_metrics", "episodes_frame", "paired_difference", "save_results"]
+__all__ = [
+    "COLUMNS",
+    "compute_metrics",
+    "episodes_frame",
+    "paired_difference",
+    "reward_loss",
+    "run_reward_loss",
+    "save_results",
+]
 
 COLUMNS = {
     "task_id": "string",
@@ -135,6 +143,85 @@ def paired_difference(baseline: pd.DataFrame, other: pd.DataFrame) -> dict[str, 
         se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
         out[name] = {"diff": _num(mean), "se": _num(se), "beats": bool(n > 1 and mean > 2 * se)}
     return out
+
+
+def reward_loss(
+    episodes: list[dict[str, Any]],
+    actions: dict[str, list[str]] | None = None,
+    targets: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Where reward is lost, as shares of the episodes (WebShop's reward components, from each
+    summary's ``reward_info``):
+
+    - ``no_purchase``: ended without Buy Now (truncated, errored);
+    - ``miss_option`` / ``miss_attribute`` / ``miss_price`` / ``miss_type``: bought, with
+      ``r_option`` < 1 / ``r_att`` < 1 / ``r_price`` false / ``r_type`` < 1;
+    - ``bought_target``: bought the task's target product (``targets``: task id -> asin);
+    - ``avg_steps`` and ``results_opened`` (mean clicks on a result per episode, from
+      ``actions``: task id -> the episode's actions).
+    Shares are fractions in [0, 1]; a column that cannot be computed is None.
+    """
+    n = len(episodes)
+    if not n:
+        return {"n": 0}
+
+    def share(pred) -> float:
+        return round(sum(1 for e in episodes if pred(e)) / n, 6)
+
+    def info(e: dict[str, Any]) -> dict[str, Any]:
+        return e.get("reward_info") or {}
+
+    def bought(e: dict[str, Any]) -> bool:
+        return bool(e.get("purchased_asin"))
+
+    out: dict[str, Any] = {
+        "n": n,
+        "no_purchase": share(lambda e: not bought(e)),
+        "miss_option": share(lambda e: bought(e) and float(info(e).get("r_option", 1)) < 1),
+        "miss_attribute": share(lambda e: bought(e) and float(info(e).get("r_att", 1)) < 1),
+        "miss_price": share(lambda e: bought(e) and info(e).get("r_price", True) is False),
+        "miss_type": share(lambda e: bought(e) and float(info(e).get("r_type", 1)) < 1),
+        "bought_target": None,
+        "avg_steps": round(sum(int(e.get("n_steps") or 0) for e in episodes) / n, 4),
+        "results_opened": None,
+    }
+    if targets:
+        out["bought_target"] = share(
+            lambda e: bought(e) and e.get("purchased_asin") == targets.get(e["task_id"])
+        )
+    if actions is not None:
+        opened = [
+            sum(1 for a in actions.get(e["task_id"], []) if a.startswith("click('item_"))
+            for e in episodes
+        ]
+        out["results_opened"] = round(sum(opened) / n, 4)
+    return out
+
+
+def run_reward_loss(run_path: Path | str) -> dict[str, Any]:
+    """:func:`reward_loss` of a run directory: its complete episodes, their ``steps.jsonl``
+    actions, and the target products of its split (from the catalog it names, when it opens)."""
+    from webgym.runs import load_run
+
+    records = load_run(run_path, check_steps=False)
+    run = RunDir(run_path)
+    actions = {
+        e["task_id"]: [str(s.get("action", "")) for s in run.read_steps(e["task_id"])[0]]
+        for e in records.episodes
+    }
+    targets = None
+    try:
+        from webgym.shop.catalog import open_catalog
+
+        split = str(records.manifest.get("split"))
+        catalog = open_catalog(split=split)
+        try:
+            targets = {g["task_id"]: g["asin"] for g in catalog.split(split).goals}
+        finally:
+            catalog.close()
+    except Exception:  # noqa: BLE001 - a run of a catalog not on this machine: no target column
+        targets = None
+    return reward_loss(records.episodes, actions, targets)
 
 
 def _num(x: Any) -> float | None:

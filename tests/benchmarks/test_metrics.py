@@ -122,3 +122,31 @@ def test_paired_difference_pairs_by_task_and_uses_the_paired_error():
     assert d["success_rate"]["diff"] == pytest.approx(50.0)
     assert d["success_rate"]["beats"] is False
     assert paired_difference(better, base)["score"]["diff"] == pytest.approx(-37.5)
+
+
+def test_reward_loss_counts_each_missed_component_among_the_purchases():
+    from benchmarks.metrics import reward_loss
+
+    infos = [
+        {"r_type": 1.0, "r_att": 1.0, "r_option": 1.0, "r_price": True},  # a success
+        {"r_type": 1.0, "r_att": 0.5, "r_option": 0.0, "r_price": True},  # options, attribute
+        {"r_type": 0.5, "r_att": 1.0, "r_option": 1.0, "r_price": False},  # type, price
+        {"r_type": 1.0, "r_att": 1.0},  # a goal with no options and no price ceiling
+        {},  # no purchase
+    ]
+    episodes = []
+    for i, info in enumerate(infos):
+        e = _episode(i, 1.0 if i == 0 else 0.4, reward_info=info, n_steps=3 + i)
+        e["purchased_asin"] = None if i == 4 else f"B00000000{i}"
+        episodes.append(e)
+    actions = {"test-0000": ["search[x]", "click('item_b000000000')", "click('buy_now')"],
+               "test-0001": ["click('item_b1')", "click('prev')", "click('item_b2')"]}  # fmt: skip
+    targets = {"test-0000": "B000000000", "test-0001": "B00000000X"}
+    loss = reward_loss(episodes, actions, targets)
+    assert loss["n"] == 5 and loss["no_purchase"] == 0.2
+    assert loss["miss_option"] == loss["miss_type"] == loss["miss_price"] == 0.2
+    assert loss["miss_attribute"] == 0.2 and loss["bought_target"] == 0.2
+    assert loss["avg_steps"] == sum(3 + i for i in range(5)) / 5
+    assert loss["results_opened"] == 3 / 5
+    assert reward_loss(episodes)["results_opened"] is None  # no actions given
+    assert reward_loss(episodes)["bought_target"] is None
