@@ -72,11 +72,12 @@ PRESETS = {
         max_steps=6, val_tasks=3, lr=1e-3, minibatch_rollouts=3, beta=0.04,
     ),
     # 2 CPU cores, one torch thread, from bc, only the scoring heads trained (frozen encoder:
-    # embeddings cached): 60 iterations x 16 tasks x G = 8 rollouts at T = 1
+    # embeddings cached): 60 iterations x 16 tasks x G = 8 rollouts at T = 1, a fifth of the
+    # training decisions drawn uniformly (bc never tries "< Prev" on its own)
     "cpu": GiGPOConfig(
         init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=60,
         tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, temperature=1.0,
-        train_encoder=False, val_tasks=200, eval_every=5, minibatch_rollouts=16,
+        explore=0.2, train_encoder=False, val_tasks=200, eval_every=5, minibatch_rollouts=16,
         torch_threads=1, checkpoint_every=5,
     ),
 }  # fmt: skip

@@ -104,6 +104,7 @@ class OnPolicyConfig(CommonConfig):
     group_size: int = 1  # rollouts per task from the identical start
     n_envs: int = 8  # envs stepped in lockstep
     temperature: float = 1.0  # sampling temperature while collecting
+    explore: float = 0.0  # epsilon: share of training decisions drawn uniformly (scorer only)
     ray: str = ""  # "": collect here; "local": a local Ray; else a cluster address (train --ray)
     ray_workers: int = 2  # Ray actors collecting, one CPU and one torch thread each
     train_encoder: bool = True  # False: only the policy's scoring heads learn (bc's encoder)
@@ -433,10 +434,12 @@ def collect(
     """``collect_rollouts`` with the config's envs, temperature and step limit; on Ray workers
     when ``config.ray`` is set (started on first use, closed at exit). ``snapshots`` and
     ``starts``: ``collect_rollouts``' forks (each turn's env state kept; play from snapshots)."""
+    greedy = temperature == 0.0  # validation plays the policy as it is, without exploring
     kwargs = dict(
         split=split, group_size=group_size, seed=seed, n_envs=config.n_envs,
         temperature=config.temperature if temperature is None else temperature,
         max_steps=config.max_steps, snapshots=snapshots, starts=starts,
+        explore=0.0 if greedy else config.explore,
     )  # fmt: skip
     rng = rng if rng is not None else np.random.default_rng(seed)
     if not config.ray:

@@ -315,8 +315,12 @@ def collect_rollouts(
     part: tuple[int, int] | None = None,
     snapshots: bool = False,
     starts: Sequence[dict[str, Any]] | None = None,
+    explore: float = 0.0,
 ) -> list[Rollout]:
     """Play each task ``group_size`` times, ``n_envs`` episodes at a time in lockstep.
+
+    ``explore`` > 0 is passed to ``policy.decide_batch`` (the scorer's epsilon-uniform
+    exploration); 0 calls it as any policy takes it.
 
     Episode seeds are :func:`rollout_seed` (``seed``, task id): the G rollouts of a task share
     it (identical starts) and differ only in the actions sampled from ``rng``. Returns the
@@ -398,8 +402,9 @@ def collect_rollouts(
                 break
             for slot in active:  # the policy's episode memory: its own earlier actions
                 slot.obs = with_history(slot.obs, [t.action for t in slot.rollout.turns])
+            extra = {"explore": explore} if explore else {}
             decisions = policy.decide_batch(
-                [s.obs for s in active], temperature=temperature, rng=rng
+                [s.obs for s in active], temperature=temperature, rng=rng, **extra
             )
             for slot, decision in zip(active, decisions, strict=True):
                 ro = slot.rollout

@@ -447,6 +447,11 @@ class ScorerPolicy(nn.Module):
         self.metadata: dict[str, Any] = {}
         self._embedding_cache: dict[tuple[str, int], torch.Tensor] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__().copy()
+        state["_embedding_cache"] = {}  # not shipped to Ray workers or copies: rebuilt on use
+        return state
+
     @classmethod
     def from_backbone_name(cls, name: str, *, seed: int = 0, **kwargs: Any) -> ScorerPolicy:
         return cls(load_backbone(name, seed=seed), **kwargs)
@@ -535,8 +540,15 @@ class ScorerPolicy(nn.Module):
         *,
         temperature: float = 1.0,
         rng: np.random.Generator | None = None,
+        explore: float = 0.0,
     ) -> list[ScorerDecision]:
-        """One decision per observation; temperature 0 takes the argmax (logprob at T = 1)."""
+        """One decision per observation; temperature 0 takes the argmax (logprob at T = 1).
+
+        ``explore`` = epsilon > 0: with probability epsilon the candidate is drawn uniformly
+        instead (bc puts ~1e-4 on ``< Prev``: sampling alone never tries it). The decision's
+        ``logprob`` stays the policy's own, log pi_T(a | s), so PPO's ratio treats an explored
+        action as the policy's (biased toward exploration, as epsilon-greedy is; the clipped
+        ratio bounds each update as usual)."""
         rng = rng if rng is not None else np.random.default_rng()
         states = [state_text(o, self.max_steps) for o in observations]
         cands = [candidates(o, self.max_steps) for o in observations]
@@ -548,7 +560,9 @@ class ScorerPolicy(nn.Module):
         t_act = temperature if temperature > 0 else 1.0
         for state, c, f in zip(states, cands, scores, strict=True):
             logp = torch.log_softmax(f.double() / t_act, dim=0)
-            if temperature > 0:
+            if explore > 0 and rng.random() < explore:
+                k = int(rng.integers(len(c.actions)))
+            elif temperature > 0:
                 probs = logp.exp().numpy()
                 k = int(rng.choice(len(c.actions), p=probs / probs.sum()))
             else:

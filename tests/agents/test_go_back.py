@@ -182,3 +182,24 @@ def test_a_checkpoint_from_before_the_new_features_loads_and_scores_as_it_did(tm
     assert any(f[BUY_MISMATCH] for f in cands[0].features)  # the new features are not all 0
     with torch.no_grad():
         torch.testing.assert_close(loaded.scores(states, cands)[0], policy.scores(states, cands)[0])
+
+
+def test_exploration_draws_uniformly_and_keeps_the_policys_own_logprob(env):
+    import numpy as np
+
+    policy = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0).eval()
+    with torch.no_grad():
+        policy.feature_weights.weight[0, FEATURES.index("buy_now")] = 5.0  # Buy Now ~certain
+    _, items = _item_pages(env, "test-0003", n=1)
+    item = items[0][1]
+    c = candidates(item)
+    with torch.no_grad():
+        logp = torch.log_softmax(policy.scores([state_text(item)], [c])[0].double(), 0)
+    rng = np.random.default_rng(0)
+    plain = policy.decide_batch([item] * 200, temperature=1.0, rng=rng)
+    assert {d.action for d in plain} == {"click('buy_now')"}
+    explored = policy.decide_batch([item] * 400, temperature=1.0, rng=rng, explore=1.0)
+    counts = {a: sum(d.action == a for d in explored) for a in c.actions}
+    assert min(counts.values()) > 0.3 * 400 / len(c.actions)  # every candidate drawn
+    for d in explored:
+        assert d.logprob == pytest.approx(float(logp[d.index]))  # the policy's, not uniform
