@@ -276,6 +276,20 @@ def _ws_frame_problem(message: dict) -> str | None:
     return None
 
 
+def _quiet_close(send: Any) -> Any:
+    """``send`` for which closing a WebSocket the client already left is not an error (openenv
+    closes every session it ends; a client that hung up would print a traceback)."""
+
+    async def sending(message: dict) -> None:
+        try:
+            await send(message)
+        except OSError:  # uvicorn's ClientDisconnected
+            if message.get("type") != "websocket.close":
+                raise
+
+    return sending
+
+
 class SessionLimit:
     """ASGI middleware over the OpenEnv app: HTTP ``/reset`` and ``/step`` take a slot of the
     server's session limit (503 when none is free) and hold it until the environments they made
@@ -289,7 +303,7 @@ class SessionLimit:
         if scope["type"] == "http" and scope["path"] in LIMITED_HTTP_PATHS:
             return await self._http(scope, receive, send)
         if scope["type"] == "websocket" and scope["path"] == "/ws":
-            return await self.app(scope, self._checked_receive(receive, send), send)
+            return await self.app(scope, self._checked_receive(receive, send), _quiet_close(send))
         return await self.app(scope, receive, send)
 
     async def _http(self, scope: Any, receive: Any, send: Any) -> None:
