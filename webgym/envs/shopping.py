@@ -11,7 +11,9 @@ mode), and the served HTML is observed by the same function in both modes. Rewar
 Buy Now; then the page that shows the purchase carries WebShop's reward, and
 ``terminated=True``. ``info["action_effect"]`` holds d(s, s') and the label y = 1[d >= eps]
 (``webgym.effects``). A bad action (``webgym.actions.InvalidAction``) never raises: reward 0,
-``last_action_error`` says why, and the step counts. Sessions, tasks and snapshots go through
+``last_action_error`` says why, and the step counts. A step after the episode ended does
+nothing and pays nothing (reward 0, ``last_action_error`` says the episode is over, the end's
+terminated / truncated again): a purchase is paid once. Sessions, tasks and snapshots go through
 the shop's JSON API (``webgym.shop_client``) in both modes. The modes differ only where the
 env chooses its page (``_open_page``).
 
@@ -516,7 +518,9 @@ class ShoppingEnv(ShoppingLogic, gym.Env[dict, str]):
         return self._drive(self._snapshot_io())
 
     def restore(self, snapshot: dict[str, Any]):
-        """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info)."""
+        """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info).
+        This env alone: the wrappers ``gym.make`` added keep their own step count. Fork a
+        wrapped env with ``webgym.envs.restore(env, snapshot)``, which sets it too."""
         return self._drive(self._restore_io(snapshot))
 
     # ---- lifecycle ------------------------------------------------------------------------
