@@ -166,6 +166,7 @@ def test_http_resets_share_the_session_limit_with_websocket_sessions(shop):
             await a.close()
 
         asyncio.run(main())
+        assert wait_for(lambda: server.sessions()["active"] == 0)
         assert server.sessions() == {"active": 0, "peak": 2, "max": 2}
 
 
