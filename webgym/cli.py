@@ -165,10 +165,13 @@ def serve_openenv(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = LOOPBACK,
     mode: Annotated[str, typer.Option(help="text (no browser) or browser (Chromium).")] = "text",
-    max_sessions: Annotated[int, typer.Option(help="Concurrent WebSocket sessions.")] = 8,
+    max_sessions: Annotated[
+        int,
+        typer.Option(help="Concurrent sessions: WebSocket sessions and HTTP /reset, /step."),
+    ] = 8,
     split: Annotated[str, typer.Option(help="The task split sessions draw from.")] = "test",
 ) -> None:
-    """Serve WebGym through OpenEnv (``openenv-core``'s create_app; needs the openenv extra)."""
+    """Serve WebGym through OpenEnv (``openenv-core``'s server; needs the openenv extra)."""
     if mode not in ("text", "browser"):
         raise typer.BadParameter("mode must be 'text' or 'browser'")
     try:

@@ -342,3 +342,70 @@ def test_shared_context_envs_are_isolated_episodes(catalog):
 def test_missing_chromium_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="apt-get install -y chromium"):
         gym.make("WebGym-Shopping-v0", chromium_path="/nonexistent/chromium")
+
+
+# ---- options are checked, a fork keeps the step limit, a reward is paid once ----------------
+
+
+def test_reset_refuses_a_task_of_another_split(browser_env, text_env):
+    train = gym.make("WebGym-ShoppingText-v0", split="train")
+    with pytest.raises(ValueError, match="not in split 'train'.*test-0001"):
+        train.reset(options={"task_id": "test-0001"})  # a test task never plays as "train"
+    _, info = train.reset(options={"task_id": "train-0001"})
+    assert info["task_id"] == "train-0001" and info["split"] == "train"
+    train.close()
+    for env in (text_env, browser_env):
+        with pytest.raises(ValueError, match="not in split 'test'.*train-0001"):
+            env.reset(options={"task_id": "train-0001"})
+        with pytest.raises(ValueError, match="task id"):
+            env.reset(options={"task_id": 7})
+
+
+@pytest.mark.parametrize("which", ["text", "browser"])
+def test_a_step_after_the_end_pays_nothing(request, which, catalog):
+    from webgym.envs.shopping import EPISODE_OVER
+
+    env = request.getfixturevalue(f"{which}_env")
+    goal = catalog.split("test").goals[14]
+    env.reset(options={"task_id": goal["task_id"]})
+    core = env.unwrapped
+    core._goto(f"/s/{core.session_id}/item/{goal['asin']}")
+    total, ends = 0.0, []
+    actions = [f"click[{v}]" for v in dict(goal["goal_options"]).values()]
+    for action in [*actions, "click[Buy Now]", "click[Buy Now]", "noop()", "go_back()"]:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += reward
+        if terminated:
+            ends.append((reward, obs["last_action_error"], int(obs["step"])))
+    assert total == pytest.approx(1.0)  # one purchase, paid once
+    (paid, _, step), *after = ends
+    assert paid == pytest.approx(1.0) and len(after) == 3  # terminated again, each time
+    assert all(r == 0.0 and e == EPISODE_OVER and s == step for r, e, s in after)
+    snap = core.snapshot()  # a fork of the finished episode pays nothing either
+    core.restore(snap)
+    _, reward, terminated, truncated, _ = env.step("click[Buy Now]")
+    assert (reward, terminated, truncated) == (0.0, True, False)
+
+
+def test_a_fork_truncates_at_the_episodes_step_limit(catalog):
+    from webgym.envs import restore
+
+    env = gym.make("WebGym-ShoppingText-v0", max_episode_steps=6)
+    env.reset(options={"task_id": "test-0001"})
+    for _ in range(4):
+        env.step("noop()")
+    snap = env.unwrapped.snapshot()
+    assert snap["step"] == 4
+    env.reset(options={"task_id": "test-0002"})
+    flags = [env.step("noop()")[3] for _ in range(6)]  # the wrappers' count is at 6 now
+    assert flags[-1] is True
+    for _ in range(2):  # forked after a finished episode, then after a reset
+        obs, _ = restore(env, snap)
+        assert int(obs["step"]) == 4
+        steps = [env.step("noop()") for _ in range(2)]
+        assert [s[3] for s in steps] == [False, True]  # step 5, then step 6: the limit
+        assert [int(s[0]["step"]) for s in steps] == [5, 6]
+        env.reset(options={"task_id": "test-0003"})
+    with pytest.raises(ValueError, match="split"):
+        restore(env, {**snap, "split": "train"})
+    env.close()

@@ -120,3 +120,89 @@ def test_closed_or_dropped_sessions_release_shop_session_and_context(shop, catal
         asyncio.run(main())
         assert wait_for(lambda: shop_sessions(shop) == before)
         assert wait_for(lambda: server.browser_contexts() == 0)
+
+
+# ---- one session limit for every entry point; a malformed frame is answered, not fatal ----
+
+
+async def _post_resets(url: str, n: int, task_id: str = "test-0001") -> list:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        return await asyncio.gather(
+            *(http.post("/reset", json={"task_id": task_id}) for _ in range(n))
+        )
+
+
+def _assert_capacity_answers(responses: list, limit: int) -> int:
+    ok = [r for r in responses if r.status_code == 200]
+    full = [r for r in responses if r.status_code == 503]
+    assert len(ok) + len(full) == len(responses), [r.status_code for r in responses]
+    for r in full:
+        assert "capacity" in r.json()["detail"] and r.headers["retry-after"]
+        assert r.json()["max_sessions"] == limit
+    return len(ok)
+
+
+def test_http_resets_share_the_session_limit_with_websocket_sessions(shop):
+    import httpx
+
+    with WebGymServer("text", max_sessions=2, shop_url=shop.url) as server:
+
+        async def main():
+            a, b = WebGymClient(base_url=server.url), WebGymClient(base_url=server.url)
+            await a.reset(task_id="test-0001")
+            await b.reset(task_id="test-0002")
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                full = await http.post("/reset", json={"task_id": "test-0003"})
+                step = await http.post("/step", json={"action": {"action_str": "noop()"}})
+                assert full.status_code == step.status_code == 503
+                assert "capacity" in full.json()["detail"]
+                await b.close()
+                assert wait_for(lambda: server.sessions()["active"] == 1)
+                again = await http.post("/reset", json={"task_id": "test-0003"})
+                assert again.status_code == 200
+                assert again.json()["observation"]["task_id"] == "test-0003"
+            await a.close()
+
+        asyncio.run(main())
+        assert wait_for(lambda: server.sessions()["active"] == 0)
+        assert server.sessions() == {"active": 0, "peak": 2, "max": 2}
+
+
+def test_concurrent_http_resets_never_exceed_the_limit(shop):
+    with WebGymServer("text", max_sessions=3, shop_url=shop.url) as server:
+        before = shop_sessions(shop)
+        served = _assert_capacity_answers(asyncio.run(_post_resets(server.url, 16)), 3)
+        assert served >= 1
+        assert server.sessions()["peak"] <= 3
+        assert wait_for(lambda: server.sessions()["active"] == 0)  # released once closed
+        assert wait_for(lambda: shop_sessions(shop) == before)
+
+
+def test_concurrent_browser_http_resets_never_exceed_the_limit(shop):
+    with WebGymServer("browser", max_sessions=2, shop_url=shop.url) as server:
+        responses = asyncio.run(_post_resets(server.url, 8))
+        served = _assert_capacity_answers(responses, 2)
+        assert served >= 1 and server.sessions()["peak"] <= 2
+        assert wait_for(lambda: server.browser_contexts() == 0)
+
+
+def test_a_malformed_frame_gets_an_error_frame_and_the_session_lives_on(text_server):
+    from websockets.sync.client import connect
+
+    ws_url = text_server.url.replace("http://", "ws://") + "/ws"
+    with connect(ws_url) as ws:
+        ws.send(json.dumps({"type": "reset", "data": {"task_id": "test-0003"}}))
+        first = json.loads(ws.recv(timeout=30))
+        assert first["type"] == "observation"
+        for bad in ("[1,2,3]", "not json {", "7", '{"type": 5}', "[" * 100_000, b"\x00\x01"):
+            ws.send(bad)
+            frame = json.loads(ws.recv(timeout=30))
+            assert frame["type"] == "error" and frame["data"]["message"], bad
+        ws.send(json.dumps({"type": "step", "data": {"action_str": "search[lamp]"}}))
+        after = json.loads(ws.recv(timeout=30))
+        assert after["type"] == "observation"
+        obs = after["data"]["observation"]
+        assert obs["task_id"] == "test-0003" and obs["step"] == 1
+        assert obs["last_action_error"] == ""

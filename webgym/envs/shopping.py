@@ -11,7 +11,9 @@ mode), and the served HTML is observed by the same function in both modes. Rewar
 Buy Now; then the page that shows the purchase carries WebShop's reward, and
 ``terminated=True``. ``info["action_effect"]`` holds d(s, s') and the label y = 1[d >= eps]
 (``webgym.effects``). A bad action (``webgym.actions.InvalidAction``) never raises: reward 0,
-``last_action_error`` says why, and the step counts. Sessions, tasks and snapshots go through
+``last_action_error`` says why, and the step counts. A step after the episode ended does
+nothing and pays nothing (reward 0, ``last_action_error`` says the episode is over, the end's
+terminated / truncated again): a purchase is paid once. Sessions, tasks and snapshots go through
 the shop's JSON API (``webgym.shop_client``) in both modes. The modes differ only where the
 env chooses its page (``_open_page``).
 
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 # Gymnasium's Text space accepts only listed characters: list every printable BMP character.
 CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDFFF) + "\n\t"
 MAX_TEXT = 500_000
+EPISODE_OVER = "the episode is over: call reset()"  # last_action_error of a step after the end
 _OUTSIDE_CHARSET = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffe]")
 
 
@@ -178,10 +181,9 @@ class ShoppingLogic:
             self._client = ShopClient(transport)  # the JSON API, in both modes
             tasks = self._client.tasks(split)
             self.split_hash = tasks["hash"]
+            self._split_tasks = frozenset(tasks["task_ids"])
             self.task_ids = list(task_ids) if task_ids else list(tasks["task_ids"])
-            unknown = sorted(set(self.task_ids) - set(tasks["task_ids"]))
-            if unknown:
-                raise ValueError(f"tasks not in split {split!r}: {unknown[:5]}")
+            self._check_tasks(self.task_ids)
             self._page: Page = self._open_page(transport, headless, chromium_path, shared_context)
         except ShopRequestError as e:
             self._closing.close()
@@ -220,6 +222,15 @@ class ShoppingLogic:
         self._history: list[str] = []
         self._step = 0
         self._done = False
+        self._ended: tuple[bool, bool] = (False, False)  # (terminated, truncated) of the end
+
+    def _check_tasks(self, task_ids: list[str]) -> None:
+        """``ValueError`` unless every task id is one of this env's split (the constructor's,
+        reset's and restore's check: another split's task is never played under this one's
+        name)."""
+        unknown = sorted(t for t in set(task_ids) if t not in self._split_tasks)
+        if unknown:
+            raise ValueError(f"tasks not in split {self.split!r}: {unknown[:5]}")
 
     # ---- the one place the modes differ: how the shop is reached, and which page drives it --
     def _connect(self, shop_url: str | None, catalog: str | None) -> Transport:
@@ -343,6 +354,10 @@ class ShoppingLogic:
         task_id = options.get("task_id")
         if task_id is None:
             task_id = self.task_ids[int(self.np_random.integers(len(self.task_ids)))]
+        elif not isinstance(task_id, str):
+            raise ValueError(f"options['task_id'] must be a task id (a string), not {task_id!r}")
+        else:
+            self._check_tasks([task_id])
         t0 = time.perf_counter()
         yield from io("page", "recover", if_dead=True)
         yield from self._drop_session_io()
@@ -352,6 +367,7 @@ class ShoppingLogic:
             raise ValueError(str(e.payload.get("error", e))) from None
         self._goal = self._session["goal"]
         self._history, self._step, self._done = [], 0, False
+        self._ended = (False, False)
         yield from self._goto_io(self._session["url"])
         info = self._info(timings=Timings(reset_s=time.perf_counter() - t0))
         return self._observation("", ""), info
@@ -359,31 +375,32 @@ class ShoppingLogic:
     def _step_io(self, action: str):
         if self._session is None:
             raise RuntimeError("call reset() before step()")
+        if self._done:
+            return (yield from self._after_end(action))
         t0 = time.perf_counter()
         self._step += 1
         before_text, before_pixels = self._view.axtree, self._pixels
         error, info_extra = "", {}
         reward, terminated, truncated = 0.0, False, False
-        if self._done:
-            error = "the episode is over: call reset()"
-        else:
-            try:
-                parsed = parse_action(action, self.mode)
-                if parsed.name == "send_msg_to_user":
-                    info_extra["message_to_user"] = parsed.args[0]
-                for step in self._view.resolve(parsed):
-                    yield from self._execute_io(step)
-            except InvalidAction as e:  # the agent's mistake: reported, the episode goes on
-                error = str(e)
-            except Exception as e:  # noqa: BLE001 - machine trouble ends the episode, never raises
-                truncated, self._done = True, True
-                info_extra["error"] = f"{type(e).__name__}: {e}"
-                yield from io("page", "recover")
-                error = str(e)
+        try:
+            parsed = parse_action(action, self.mode)
+            if parsed.name == "send_msg_to_user":
+                info_extra["message_to_user"] = parsed.args[0]
+            for step in self._view.resolve(parsed):
+                yield from self._execute_io(step)
+        except InvalidAction as e:  # the agent's mistake: reported, the episode goes on
+            error = str(e)
+        except Exception as e:  # noqa: BLE001 - machine trouble ends the episode, never raises
+            truncated, self._done = True, True
+            self._ended = (False, True)
+            info_extra["error"] = f"{type(e).__name__}: {e}"
+            yield from io("page", "recover")
+            error = str(e)
         act_s = time.perf_counter() - t0
         purchase = self._purchase  # the shop's, carried by the page that shows it
         if not truncated and purchase is not None:
             reward, terminated, self._done = float(purchase["reward"]), True, True
+            self._ended = (True, False)
             info_extra.update(
                 reward_info=purchase["info"],
                 purchased_asin=purchase["asin"],
@@ -399,6 +416,18 @@ class ShoppingLogic:
             **info_extra,
         )
         return obs, reward, terminated, truncated, info
+
+    def _after_end(self, action: str):
+        """A step after the episode ended (a purchase, or machine trouble): nothing is done and
+        nothing is paid. Reward 0, the end's terminated / truncated again, the step count
+        unchanged, ``last_action_error`` says so. A generator like the others (no I/O)."""
+        yield from ()
+        obs = self._observation(str(action)[:MAX_ACTION_LENGTH], EPISODE_OVER)
+        text, pixels = self._view.axtree, self._pixels
+        effect = action_effect(text, text, pixels, pixels, self.thresholds)
+        info = self._info(action_effect=effect, timings=Timings(action_s=0.0, step_s=0.0))
+        terminated, truncated = self._ended
+        return obs, 0.0, terminated, truncated, info
 
     def _snapshot_io(self):
         if self._session is None:
@@ -419,6 +448,10 @@ class ShoppingLogic:
         }
 
     def _restore_io(self, snapshot: dict[str, Any]):
+        if not isinstance(snapshot, dict) or snapshot.get("split") != self.split:
+            got = snapshot.get("split") if isinstance(snapshot, dict) else snapshot
+            raise ValueError(f"this env serves split {self.split!r}; the snapshot is of {got!r}")
+        self._check_tasks([snapshot.get("task_id")])
         yield from io("page", "recover", if_dead=True)
         yield from self._drop_session_io()
         self._session = yield from io("client", "restore_session", snapshot["session"])
@@ -428,6 +461,8 @@ class ShoppingLogic:
         yield from self._goto_io(history[-1])
         self._history = history
         self._step, self._done = int(snapshot["step"]), bool(snapshot["done"])
+        bought = self._session.get("purchase") is not None
+        self._ended = (bought, not bought) if self._done else (False, False)
         return self._observation("", ""), self._info()
 
     def _drop_session_io(self):
@@ -483,7 +518,9 @@ class ShoppingEnv(ShoppingLogic, gym.Env[dict, str]):
         return self._drive(self._snapshot_io())
 
     def restore(self, snapshot: dict[str, Any]):
-        """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info)."""
+        """Continue from ``snapshot`` in a new server session (a fork); returns (obs, info).
+        This env alone: the wrappers ``gym.make`` added keep their own step count. Fork a
+        wrapped env with ``webgym.envs.restore(env, snapshot)``, which sets it too."""
         return self._drive(self._restore_io(snapshot))
 
     # ---- lifecycle ------------------------------------------------------------------------

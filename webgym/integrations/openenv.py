@@ -8,8 +8,14 @@
         result = await client.step(WebGymAction(action_str="search[bed sheets]"))
         result.observation.text, result.reward, result.done
 
-The server is ``openenv-core``'s ``create_app`` over :class:`WebGymEnvironment`, one per
-WebSocket session (``SUPPORTS_CONCURRENT_SESSIONS = True``, up to ``--max-sessions``). Its
+The server is ``openenv-core``'s ``HTTPEnvServer`` over :class:`WebGymEnvironment`, one per
+WebSocket session (``SUPPORTS_CONCURRENT_SESSIONS = True``). Every entry point that can start an
+episode shares the one ``--max-sessions`` limit: a WebSocket session holds a slot while it is
+open, an HTTP ``POST /reset`` or ``/step`` holds one until its environment is closed. Over
+capacity, a WebSocket gets an error frame (``CAPACITY_REACHED``) and is closed, an HTTP request
+gets 503 with a ``detail`` saying so and ``Retry-After``. A WebSocket frame that is not a JSON
+object with a string ``type`` (invalid JSON, ``[1,2,3]``, a binary frame) is answered with an
+error frame and the session lives on. Its
 ``reset_async`` / ``step_async`` are those of ``webgym.AsyncShoppingEnv``: every session runs on
 the server's event loop (in browser mode one Chromium, a context per session), so sessions never
 queue behind one thread. A bad action is an observation with ``last_action_error`` (the env's
@@ -24,17 +30,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
+import functools
 import io
+import json
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 from openenv.core.client_types import StepResult
 from openenv.core.env_client import EnvClient
-from openenv.core.env_server import create_app
+from openenv.core.env_server.exceptions import SessionCapacityError
+from openenv.core.env_server.http_server import HTTPEnvServer
 from openenv.core.env_server.interfaces import Environment
-from openenv.core.env_server.types import Action, Observation, State
+from openenv.core.env_server.types import (
+    Action,
+    Observation,
+    State,
+    WSErrorCode,
+    WSErrorResponse,
+)
 from pydantic import Field
 
 __all__ = [
@@ -204,23 +221,153 @@ class WebGymEnvironment(Environment[WebGymAction, WebGymObservation, WebGymState
         except RuntimeError:
             running = None
         if running is loop:
-            loop.create_task(env.aclose())
+            task = loop.create_task(env.aclose())
+            slot = _REQUEST_SLOT.get()
+            if slot is not None:  # an HTTP request: its slot is held until the env is gone
+                slot.append(task)
         elif loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(env.aclose(), loop).result(timeout=30)
 
 
+# The closing tasks of the environments an HTTP request made (set by SessionLimit).
+_REQUEST_SLOT: contextvars.ContextVar[list[asyncio.Task] | None] = contextvars.ContextVar(
+    "webgym_openenv_request_slot", default=None
+)
+LIMITED_HTTP_PATHS = ("/reset", "/step")  # the HTTP entry points that make an environment
+
+
+class LimitedEnvServer(HTTPEnvServer):
+    """openenv's server whose session table also holds a slot per HTTP ``/reset`` or ``/step``
+    in flight, so WebSocket sessions and HTTP requests share ``max_concurrent_envs``."""
+
+    peak_sessions = 0  # the most slots ever held at once
+
+    async def _create_session(self):
+        session_id, env = await super()._create_session()
+        self.peak_sessions = max(self.peak_sessions, len(self._sessions))
+        return session_id, env
+
+    async def reserve_request_slot(self) -> str:
+        """A slot for one HTTP request; ``SessionCapacityError`` when none is free."""
+        async with self._session_lock:
+            if len(self._sessions) >= self._max_concurrent_envs:
+                raise SessionCapacityError(len(self._sessions), self._max_concurrent_envs)
+            key = f"http-{uuid.uuid4()}"
+            self._sessions[key] = None  # counted like a session whose env is being made
+            self.peak_sessions = max(self.peak_sessions, len(self._sessions))
+            return key
+
+    async def release_request_slot(self, key: str) -> None:
+        async with self._session_lock:
+            self._sessions.pop(key, None)
+
+
+def _ws_frame_problem(message: dict) -> str | None:
+    """Why a received WebSocket frame is not a message openenv's loop can read, or None."""
+    text = message.get("text")
+    if text is None:
+        return "binary frames are not accepted: send a JSON object as text"
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        return f"Invalid JSON: {e}"
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("type", ""), str):
+        return "a message must be a JSON object with a string 'type' (reset, step, state, close)"
+    return None
+
+
+def _quiet_close(send: Any) -> Any:
+    """``send`` for which closing a WebSocket the client already left is not an error (openenv
+    closes every session it ends; a client that hung up would print a traceback)."""
+
+    async def sending(message: dict) -> None:
+        try:
+            await send(message)
+        except OSError:  # uvicorn's ClientDisconnected
+            if message.get("type") != "websocket.close":
+                raise
+
+    return sending
+
+
+class SessionLimit:
+    """ASGI middleware over the OpenEnv app: HTTP ``/reset`` and ``/step`` take a slot of the
+    server's session limit (503 when none is free) and hold it until the environments they made
+    are closed; a malformed WebSocket frame on ``/ws`` is answered with an error frame here, so
+    it never reaches (and ends) openenv's session loop."""
+
+    def __init__(self, app: Any, server: LimitedEnvServer) -> None:
+        self.app, self.server = app, server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in LIMITED_HTTP_PATHS:
+            return await self._http(scope, receive, send)
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            return await self.app(scope, self._checked_receive(receive, send), _quiet_close(send))
+        return await self.app(scope, receive, send)
+
+    async def _http(self, scope: Any, receive: Any, send: Any) -> None:
+        from fastapi.responses import JSONResponse
+
+        try:
+            key = await self.server.reserve_request_slot()
+        except SessionCapacityError as e:
+            response = JSONResponse(
+                {
+                    "detail": f"the server is at capacity: {e.active_sessions} of "
+                    f"{e.max_sessions} sessions are in use; retry later",
+                    "code": WSErrorCode.CAPACITY_REACHED.value,
+                    "active_sessions": e.active_sessions,
+                    "max_sessions": e.max_sessions,
+                },
+                503,
+                headers={"Retry-After": "1"},
+            )
+            return await response(scope, receive, send)
+        closing: list[asyncio.Task] = []
+        token = _REQUEST_SLOT.set(closing)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _REQUEST_SLOT.reset(token)
+            try:
+                if closing:
+                    await asyncio.gather(*closing, return_exceptions=True)
+            finally:
+                await self.server.release_request_slot(key)
+
+    @staticmethod
+    def _checked_receive(receive: Any, send: Any) -> Any:
+        async def checked() -> dict:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    return message
+                problem = _ws_frame_problem(message)
+                if problem is None:
+                    return message
+                json_error = problem.startswith("Invalid JSON")
+                code = WSErrorCode.INVALID_JSON if json_error else WSErrorCode.VALIDATION_ERROR
+                frame = WSErrorResponse(data={"message": problem, "code": code})
+                await send({"type": "websocket.send", "text": frame.model_dump_json()})
+
+        return checked
+
+
 def build_app(mode: str = "text", max_sessions: int = 8, **env_kwargs: Any):
-    """The OpenEnv FastAPI app serving WebGym (``openenv-core``'s ``create_app``)."""
-    import functools
+    """The OpenEnv FastAPI app serving WebGym: ``openenv-core``'s routes (``/reset``, ``/step``,
+    ``/state``, ``/ws``, ``/schema``, ``/health``, ...) with one session limit for them all."""
+    from fastapi import FastAPI
 
     factory = functools.partial(WebGymEnvironment, mode=mode, **env_kwargs)
-    return create_app(
-        factory,
-        WebGymAction,
-        WebGymObservation,
-        env_name="webgym",
-        max_concurrent_envs=max_sessions,
+    server = LimitedEnvServer(
+        factory, WebGymAction, WebGymObservation, max_concurrent_envs=max_sessions
     )
+    app = FastAPI(title="WebGym OpenEnv server", version="1.0.0")
+    server.register_routes(app)
+    app.add_middleware(SessionLimit, server=server)
+    app.state.env_server = server
+    return app
 
 
 class WebGymClient(EnvClient[WebGymAction, WebGymObservation, WebGymState]):
@@ -293,6 +440,16 @@ class WebGymServer:
     def call(self, coro_fn, timeout: float = 30.0) -> Any:
         """Run ``coro_fn()`` on the server's event loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result(timeout)
+
+    def sessions(self) -> dict[str, int]:
+        """The shared session limit: slots held now (WebSocket sessions and HTTP requests),
+        the most ever held at once, and the limit."""
+        server = self.app.state.env_server
+        return {
+            "active": server.active_sessions,
+            "peak": server.peak_sessions,
+            "max": server.max_concurrent_envs,
+        }
 
     def browser_contexts(self) -> int:
         """Browser contexts open in the server's Chromium (browser mode; 0 if none runs)."""

@@ -12,7 +12,11 @@ A small JSON API under ``/api`` creates, inspects, clones and restores sessions 
 A request a client can send is answered 4xx, never 500: bodies are cut at ``MAX_BODY_BYTES``
 (413), malformed JSON and restored states are 400 (a restored goal must be its task's, and a
 restored purchase is recomputed, never taken on trust), a page number that is not one is 404;
-sessions' memory is bounded (``webgym.shop.sessions``). Imports only ``webgym.shop``.
+sessions' memory is bounded (``webgym.shop.sessions``). Sessions expire after
+``SESSION_IDLE_S`` unused (404 "expired"); a client address holds at most
+``max_sessions_per_client`` sessions (past that, 429 unless its own least recently used one is
+idle and can go); a full store replaces an idle session, never one in use (503 when all are in
+use). Imports only ``webgym.shop``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,15 @@ from starlette.staticfiles import StaticFiles
 from webgym.shop.catalog import Catalog
 from webgym.shop.reward import get_reward
 from webgym.shop.schema import Goal, Product, purchase_header
-from webgym.shop.sessions import SessionStore, ShopSession, session_from_json
+from webgym.shop.sessions import (
+    IN_USE_S,
+    MAX_SESSIONS_PER_CLIENT,
+    SESSION_IDLE_S,
+    SessionLimitError,
+    SessionStore,
+    ShopSession,
+    session_from_json,
+)
 from webgym.shop.thumbnails import product_thumbnail
 
 HERE = Path(__file__).parent
@@ -73,7 +85,14 @@ class ShopPages:
         return HTMLResponse(html, status_code=status_code, headers=NO_STORE)
 
     def error(self, status: int, message: str, session: ShopSession | None = None) -> HTMLResponse:
-        titles = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict"}
+        titles = {
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            409: "Conflict",
+            429: "Too Many Sessions",
+            503: "The Shop Is Full",
+        }
         return self.render(
             "error.html",
             status,
@@ -82,6 +101,15 @@ class ShopPages:
             message=message,
             session=session,
         )
+
+    @staticmethod
+    def owner(request: Request) -> str:
+        """The client address a new session counts against (``max_sessions_per_client``)."""
+        return request.client.host if request.client is not None else ""
+
+    @staticmethod
+    def refused(e: SessionLimitError) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, e.status, headers={"Retry-After": "5"})
 
     def session_or_404(self, request: Request) -> ShopSession:
         session = self.sessions.get(request.path_params["sid"])
@@ -130,7 +158,10 @@ class ShopPages:
             goal = self.catalog.task(task_id) if task_id else self._random_goal()
         except KeyError as e:
             return self.error(404, str(e.args[0]) if e.args else f"No task {task_id!r}.")
-        session = self.sessions.create(goal)
+        try:
+            session = self.sessions.create(goal, self.owner(request))
+        except SessionLimitError as e:
+            return self.error(e.status, str(e))
         return RedirectResponse(self.root(session), 303)
 
     def _random_goal(self) -> Goal:
@@ -285,7 +316,7 @@ class ShopPages:
             "info": info,
         }
 
-    def _restore(self, state: Any) -> ShopSession:
+    def _restore(self, state: Any, owner: str) -> ShopSession:
         """A live session from a client's state: checked, its goal the catalog's, its purchase
         (if any) recomputed. ``ValueError`` says what is wrong."""
         session = session_from_json(state)
@@ -304,7 +335,7 @@ class ShopPages:
             if not all(isinstance(v, str) for v in options.values()):
                 raise ValueError("'purchase.options' must map dimensions to values (strings)")
             session.purchase = self.purchase(session, product, options)
-        return self.sessions.add(session)
+        return self.sessions.add(session, owner)
 
     async def done_page(self, request: Request) -> Response:
         session = self.session_or_404(request)
@@ -335,7 +366,9 @@ class ShopPages:
             return JSONResponse({"error": "the body must be a JSON object"}, 400)
         if "state" in body:
             try:
-                session = self._restore(body["state"])
+                session = self._restore(body["state"], self.owner(request))
+            except SessionLimitError as e:
+                return self.refused(e)
             except (KeyError, TypeError, ValueError, RecursionError) as e:
                 return JSONResponse({"error": f"not a session state: {e}"}, 400)
         else:
@@ -346,7 +379,10 @@ class ShopPages:
                 goal = self.catalog.task(task_id)
             except KeyError as e:
                 return JSONResponse({"error": str(e.args[0]) if e.args else task_id}, 404)
-            session = self.sessions.create(goal)
+            try:
+                session = self.sessions.create(goal, self.owner(request))
+            except SessionLimitError as e:
+                return self.refused(e)
         return JSONResponse(self._api_view(session), 201)
 
     def _api_view(self, session: ShopSession) -> dict[str, Any]:
@@ -371,8 +407,12 @@ class ShopPages:
         session = self._api_session(request)
         if isinstance(session, Response):
             return session
-        twin = self.sessions.clone(session.session_id)
-        assert twin is not None
+        try:
+            twin = self.sessions.clone(session.session_id, self.owner(request))
+        except SessionLimitError as e:
+            return self.refused(e)
+        if twin is None:  # expired in between
+            return JSONResponse({"error": f"no session {session.session_id!r}"}, 404)
         return JSONResponse(self._api_view(twin), 201)
 
     async def api_tasks(self, request: Request) -> Response:
@@ -436,10 +476,25 @@ class BodyLimit:
 
 
 def create_app(
-    catalog: Catalog, *, max_sessions: int = 20_000, default_split: str = "test"
+    catalog: Catalog,
+    *,
+    max_sessions: int = 20_000,
+    default_split: str = "test",
+    session_idle_s: float = SESSION_IDLE_S,
+    session_in_use_s: float = IN_USE_S,
+    max_sessions_per_client: int = MAX_SESSIONS_PER_CLIENT,
 ) -> Starlette:
-    """The shop application over ``catalog`` (a ``Catalog`` opened read-only)."""
-    pages = ShopPages(catalog, SessionStore(max_sessions), default_split)
+    """The shop application over ``catalog`` (a ``Catalog`` opened read-only). Sessions: at most
+    ``max_sessions``, ``max_sessions_per_client`` per client address, expired after
+    ``session_idle_s`` unused, in use for ``session_in_use_s`` after each use
+    (``webgym.shop.sessions``)."""
+    store = SessionStore(
+        max_sessions,
+        idle_s=session_idle_s,
+        in_use_s=session_in_use_s,
+        max_per_client=max_sessions_per_client,
+    )
+    pages = ShopPages(catalog, store, default_split)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

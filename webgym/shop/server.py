@@ -7,8 +7,9 @@ It binds to loopback unless given another host explicitly. Connections are bound
 alive after a response closes after ``KEEP_ALIVE_S`` idle (uvicorn's timeout), one that has not
 sent a whole request's head ``REQUEST_HEAD_S`` after it opened or after its last response is
 closed too (uvicorn has no such timeout), and past ``MAX_CONNECTIONS`` new requests get 503.
-Request bodies are bounded by the app (``webgym.shop.app.BodyLimit``). Imports only
-``webgym.shop``.
+Request bodies are bounded by the app (``webgym.shop.app.BodyLimit``), sessions by its store:
+they expire after 30 minutes unused, one client address holds at most 1,000, and one in use is
+never evicted for another (``webgym.shop.sessions``). Imports only ``webgym.shop``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -84,9 +86,11 @@ class ShopServer:
         port: int = 0,
         max_sessions: int = 20_000,
         log_level: str = "warning",
+        **session_limits: Any,
     ) -> None:
         self.catalog = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-        self.app = create_app(self.catalog, max_sessions=max_sessions)
+        # session_limits: create_app's session_idle_s, session_in_use_s, max_sessions_per_client
+        self.app = create_app(self.catalog, max_sessions=max_sessions, **session_limits)
         self.host = host
         self.requested_port = port
         self.port: int | None = None
