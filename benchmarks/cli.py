@@ -180,6 +180,8 @@ def _play(plan: Any) -> dict[str, Any]:
         warn(f"episode {tid} has a corrupt summary.json ({why}); re-running it")
     for tid, why in scan.torn.items():
         warn(f"episode {tid} has a torn steps.jsonl ({why}); re-running it")
+    for tid, why in scan.unsound.items():
+        warn(f"episode {tid} does not hold against its summary ({why}); re-running it")
     for tid, why in scan.damaged.items():
         warn(f"episode {tid} is damaged ({why}); replacing it and re-running the episode")
     if scan.partial:

@@ -52,6 +52,7 @@ from webgym.runs import (
     episode_summary,
     step_counts,
     step_record,
+    steps_digest,
 )
 
 __all__ = [
@@ -174,6 +175,7 @@ class EpisodeRunner:
                 self._discard()
         if writer is None:  # the last attempt failed before it wrote: drop an earlier one's steps
             self.run.clear_episode(task_id)
+        digest = writer.steps_digest if writer is not None else steps_digest([])
         meta = self.spec.task_meta.get(task_id, {})
         summary = episode_summary(
             task_id=task_id,
@@ -189,6 +191,7 @@ class EpisodeRunner:
             attempts=attempts,
             n_invalid_actions=0,
             n_effect=0,
+            steps_digest=digest,
         )
         self.run.write_episode_summary(task_id, summary)
         self.run.log(f"episode end {task_id} error after {attempts} attempts")

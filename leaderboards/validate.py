@@ -18,6 +18,10 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
 6. the metrics recomputed from those records (``benchmarks.metrics``, the one way to compute
    them) equal the run's ``summary.json``.
 
+Before any of them, every entry under the run must be a regular file or folder inside it
+(``RunDir.unsafe_entries``: no symlink, of a file or a folder, no FIFO, no device), and every
+file is read through ``webgym.runs``'s one reader (bounded, line by line, never blocking).
+
 These checks read files only. Whether the records are what the shop does with the recorded
 actions is :mod:`leaderboards.verify`'s replay, which ``submit`` runs after them.
 
@@ -44,6 +48,7 @@ from webgym.runs import (
     SUMMARY_FILE,
     CorruptRecord,
     RunDir,
+    UnsafeFile,
     episode_seed,
     step_counts,
 )
@@ -148,10 +153,12 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise SubmissionRefused(f"{run.path} is not a run directory")
-    if not run.manifest_path.is_file():
+    if not run.exists():
         raise SubmissionRefused(f"run manifest is missing: {run.manifest_path}")
     try:
         manifest = run.read_manifest()
+    except UnsafeFile as exc:
+        raise SubmissionRefused(str(exc)) from None
     except CorruptRecord as exc:
         raise SubmissionRefused(f"corrupt run manifest {exc}") from None
     version = manifest.get("format_version")
@@ -168,17 +175,31 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_files(run_dir: Path) -> None:
+    """Every entry under the run is a regular file or folder inside it (no symlink, FIFO,
+    device, socket); else ``SubmissionRefused`` naming the first."""
+    unsafe = RunDir(run_dir).unsafe_entries()
+    if unsafe:
+        more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
+        raise SubmissionRefused(unsafe[0] + more)
+
+
+def _steps_or_refuse(run: RunDir, task_id: str, steps: list[dict[str, Any]], problem: str | None):
+    if problem == "steps.jsonl is missing":
+        return []
+    if problem:
+        path = run.steps_path(task_id)
+        raise SubmissionRefused(
+            problem if str(path) in problem else f"corrupt episode file {path}: {problem}"
+        )
+    return steps
+
+
 def read_steps(run_dir: Path, task_id: str) -> list[dict[str, Any]]:
     """The step records of an episode's ``steps.jsonl`` (none when the file is missing); a bad
-    line refuses the run, naming the file."""
+    line, an oversized line or an unsafe file refuses the run, naming the file."""
     run = RunDir(run_dir)
-    path = run.steps_path(task_id)
-    if not path.is_file():
-        return []
-    steps, problem = run.read_steps(task_id)
-    if problem:
-        raise SubmissionRefused(f"corrupt episode file {path}: {problem}")
-    return steps
+    return _steps_or_refuse(run, task_id, *run.read_steps(task_id))
 
 
 def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
@@ -188,6 +209,8 @@ def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
         scan = run.scan(task_ids)
     except ValueError as exc:  # a task id that cannot be a folder name
         raise SubmissionRefused(f"{run.manifest_path}: {exc}") from None
+    if scan.damaged:
+        raise SubmissionRefused(next(iter(scan.damaged.values())))
     if scan.corrupt:
         tid, why = next(iter(scan.corrupt.items()))
         more = f" (and {len(scan.corrupt) - 1} more)" if len(scan.corrupt) > 1 else ""
@@ -200,7 +223,8 @@ def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
         )
     out = []
     for tid in task_ids:
-        steps = read_steps(run.path, tid)
+        ep = scan.records[tid]
+        steps = _steps_or_refuse(run, tid, ep.steps, ep.steps_problem)
         out.append(Episode(tid, scan.complete[tid], steps, run.episode_path(tid)))
     return out
 
@@ -412,7 +436,7 @@ def _check_episode(ep: Episode, manifest: dict[str, Any]) -> None:
 def _check_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
     run = RunDir(run_dir)
     path = run.summary_path
-    if not path.exists():
+    if not run.summary_path.exists() and not run.summary_path.is_symlink():
         raise SubmissionRefused(
             f"{path} is missing: the run did not finish (resume it with `webgym-bench run`)"
         )
@@ -441,6 +465,7 @@ def validate_run(run_dir: Path | str, known_splits: Any) -> ValidatedRun:
     """
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
+    check_files(run_dir)
     _check_provenance(manifest, RunDir(run_dir).manifest_path)
     _check_split(manifest, known_splits)
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from leaderboards.validate import Episode, SubmissionRefused, ValidatedRun, validate_run
 from webgym.replay import iter_replay, step_differences, text_replayable
-from webgym.runs import screenshot_path
+from webgym.runs import RunDir, screenshot_path
 
 __all__ = ["VerifiedRun", "replay_run", "verify_run"]
 
@@ -119,8 +119,9 @@ def _machine_failure(record: dict[str, Any]) -> bool:
 
 
 def _check_screenshots(ep: Episode, mode: str, screenshots: bool) -> None:
-    """A browser run made with ``--screenshots`` keeps one image per step and the reset's; a
-    text run has no pixels, so it keeps none."""
+    """A browser run made with ``--screenshots`` keeps one image per step and the reset's, each
+    a PNG (signature and header checked: ``RunDir.screenshot_problems``); a text run has no
+    pixels, so it keeps none."""
     shots = ep.dir / "screenshots"
     if mode == "text":
         if shots.exists() and any(shots.iterdir()):
@@ -135,6 +136,9 @@ def _check_screenshots(ep: Episode, mode: str, screenshots: bool) -> None:
                 "the run was made with --screenshots in browser mode, but the screenshot "
                 f"after this step ({screenshot_path(ep.dir, absent[0]).name}) is missing",
             )
+    bad = RunDir(ep.dir.parent.parent).screenshot_problems(ep.task_id)
+    if bad:
+        raise _refuse(ep, None, bad[0])
 
 
 def _replay_episode(env: Any, ep: Episode, mode: str, screenshots: bool) -> int:

@@ -1,6 +1,8 @@
 """The trace viewer: one self-contained HTML page to step through the episodes of a run.
 
-Per step: the screenshot (embedded as a base64 PNG when the run kept screenshots), else the
+Per step: the screenshot (embedded as a base64 PNG when the run kept screenshots and the file is
+a regular PNG file inside the run: a symlink, a FIFO or another format is shown as the episode's
+problem, never read), else the
 observation digest and URL; the action; the effect label and distances; the reward; the error.
 Every step is its own section with an anchor, so the page works without JavaScript; a few lines
 of inline script add keyboard navigation (j / k or the arrow keys). ``serve`` serves the pages on
@@ -22,7 +24,7 @@ from urllib.parse import quote, unquote
 
 from leaderboards.render import templates
 from leaderboards.validate import SubmissionRefused, read_steps
-from webgym.runs import CorruptRecord, RunDir, screenshot_path
+from webgym.runs import CorruptRecord, RunDir, UnsafeFile, screenshot_path
 
 
 @dataclass
@@ -60,6 +62,8 @@ def _lenient(read: Callable[[], dict[str, Any] | None]) -> tuple[dict[str, Any] 
         return read(), None
     except FileNotFoundError:
         return None, None
+    except UnsafeFile as exc:
+        return None, str(exc)
     except (CorruptRecord, OSError) as exc:
         return None, f"corrupt file {exc}"
 
@@ -84,11 +88,18 @@ def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> Run
         except ValueError as exc:  # a task id that cannot be a folder name
             episodes.append(EpisodeTrace(task_id, None, [], None, str(exc)))
             continue
+        why = run.path_problem(ep_dir, folder=True)
+        if why:  # a symlinked episode folder: nothing in it is read
+            episodes.append(EpisodeTrace(task_id, None, [], None, why))
+            continue
         summary, problem = _lenient(lambda t=task_id: run.read_episode_summary(t, strict=False))
         try:
             steps = read_steps(run.path, task_id)
         except SubmissionRefused as exc:
             steps, problem = [], problem or str(exc)
+        unsafe = run.unsafe_entries(ep_dir) + run.screenshot_problems(task_id)
+        if unsafe:
+            problem = "; ".join(([problem] if problem else []) + unsafe)
         goal = (goals or {}).get(task_id) or {}
         episodes.append(
             EpisodeTrace(
@@ -103,10 +114,13 @@ def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> Run
     return RunTrace(run.path, manifest, run_summary, episodes)
 
 
-def _png_data_uri(path: Path) -> str | None:
+def _png_data_uri(run_dir: Path, path: Path) -> str | None:
+    """The screenshot as a data URI, read through ``RunDir.read_png``: only a regular PNG file
+    inside the run is embedded (a symlink, a FIFO, anything else is not: the episode's
+    problem says why)."""
     try:
-        data = path.read_bytes()
-    except OSError:
+        data = RunDir(run_dir).read_png(path)
+    except (OSError, CorruptRecord):
         return None
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
@@ -121,8 +135,9 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 def _step_views(ep: EpisodeTrace) -> list[dict[str, Any]]:
     views = []
+    run_dir = ep.dir.parent.parent if ep.dir is not None else None
     if ep.dir is not None:
-        first = _png_data_uri(screenshot_path(ep.dir, 0))
+        first = _png_data_uri(run_dir, screenshot_path(ep.dir, 0))
         if first:
             views.append(
                 {
@@ -135,7 +150,11 @@ def _step_views(ep: EpisodeTrace) -> list[dict[str, Any]]:
             )
     for st in ep.steps:
         n = st.get("step")
-        img = _png_data_uri(screenshot_path(ep.dir, int(n))) if ep.dir and n is not None else None
+        img = (
+            _png_data_uri(run_dir, screenshot_path(ep.dir, int(n)))
+            if ep.dir and isinstance(n, int)
+            else None
+        )
         views.append(
             {
                 "id": f"{ep.anchor}-step-{n}",

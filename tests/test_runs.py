@@ -135,3 +135,146 @@ def test_replay_compares_urls_by_path_and_query_not_host():
         )
         if d.startswith("url")
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Files inside a run are regular files inside the run
+
+
+def _episode(tmp_path, *, screenshots: bool = True) -> RunDir:
+    """A run with one complete episode "a" (3 steps, screenshots after each) written by the
+    real writer."""
+    run = RunDir(tmp_path / "run")
+    run.create_or_check({"format_version": 1, "agent": "x", "split": "test", "task_ids": ["a"]})
+    steps = [{**st, "step": st["step"] + 1} for st in _steps(3)]  # numbered 1..3
+    writer = EpisodeWriter(run, "a")
+    for st in steps:
+        writer.step(st)
+        if screenshots:
+            writer.screenshot(st["step"], np.full((4, 6, 3), st["step"], dtype=np.uint8))
+    if screenshots:
+        writer.screenshot(0, np.zeros((4, 6, 3), dtype=np.uint8))
+    writer.finish(
+        episode_summary(
+            task_id="a",
+            split="test",
+            seed=1,
+            reward=1.0,
+            terminated=True,
+            truncated=False,
+            **step_counts(steps),
+        )
+    )
+    return run
+
+
+def test_readers_refuse_symlinks_fifos_and_non_pngs_naming_the_path(tmp_path):
+    import os
+
+    from webgym.runs import UnsafeFile
+
+    run = _episode(tmp_path)
+    assert run.scan(["a"], check_steps=True).complete  # intact: kept
+    assert run.read_screenshot("a", 1).startswith(b"\x89PNG\r\n\x1a\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+
+    shot = run.screenshot_path("a", 1)
+    shot.unlink()
+    shot.symlink_to(secret)
+    with pytest.raises(UnsafeFile, match=f"{shot} is a symlink"):
+        run.read_screenshot("a", 1)
+    scan = run.scan(["a"], check_steps=True)
+    assert not scan.complete and f"{shot} is a symlink" in scan.unsound["a"]
+
+    shot.unlink()
+    shot.write_bytes(b"GIF89a not a png")  # a regular file, but not a PNG
+    with pytest.raises(UnsafeFile, match="not a PNG image"):
+        run.read_screenshot("a", 1)
+    assert f"{shot} is not a PNG image" in run.scan(["a"], check_steps=True).unsound["a"]
+    header = bytearray(run.read_screenshot("a", 0))
+    header[16:20] = (0).to_bytes(4, "big")  # width 0 (and the IHDR checksum no longer holds)
+    shot.write_bytes(bytes(header))
+    assert "damaged PNG" in run.screenshot_problems("a")[0]
+
+    steps_file = run.steps_path("a")
+    copy = tmp_path / "steps-copy.jsonl"
+    copy.write_bytes(steps_file.read_bytes())
+    steps_file.unlink()
+    steps_file.symlink_to(copy)  # the same, valid, lines: still refused
+    steps, problem = run.read_steps("a")
+    assert steps == [] and problem.startswith(f"{steps_file} is a symlink")
+
+    steps_file.unlink()
+    os.mkfifo(steps_file)  # reading a FIFO would block: it is refused before being opened
+    steps, problem = run.read_steps("a")
+    assert steps == [] and problem.startswith(f"{steps_file} is a FIFO")
+    assert f"{steps_file} is a FIFO" in run.unsafe_entries()[0]
+
+    # a symlinked episode folder, and a run whose episodes/ leaves the run
+    outside = tmp_path / "elsewhere"
+    (run.episodes_path / "a").rename(outside)
+    (run.episodes_path / "a").symlink_to(outside)
+    scan = run.scan(["a"], check_steps=True)
+    assert scan.damaged == {
+        "a": f"{run.episodes_path / 'a'} is a symlink: a run holds only "
+        "regular files and folders, inside it"
+    }
+    with pytest.raises(UnsafeFile, match="is a symlink"):
+        run.read_episode_summary("a")
+
+
+def test_steps_are_read_line_by_line_with_a_bounded_length(tmp_path):
+    import tracemalloc
+
+    from webgym.runs import MAX_LINE_BYTES
+
+    run = _episode(tmp_path, screenshots=False)
+    path = run.steps_path("a")
+    steps, _ = run.read_steps("a")
+    assert max(len(line) for line in path.read_bytes().splitlines()) < 1000  # real lines
+    # a valid JSON line longer than the bound (an action of 2 MiB) is refused, not parsed
+    huge = {**steps[1], "action": "type[" + "x" * (2 * MAX_LINE_BYTES) + "]"}
+    path.write_text(json.dumps(steps[0]) + "\n" + json.dumps(huge) + "\n")
+    assert run.read_steps("a") == (
+        [steps[0]],
+        f"steps.jsonl line 2 is longer than {MAX_LINE_BYTES} bytes",
+    )
+    # a sparse file of 64 MiB without a newline: refused after reading one bound's worth
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        _, problem = run.read_steps("a")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert problem == f"steps.jsonl line 1 is longer than {MAX_LINE_BYTES} bytes"
+    assert peak < 4 * MAX_LINE_BYTES, peak
+    # a resume does not keep the episode
+    assert "longer than" in run.scan(["a"], check_steps=True).torn["a"]
+
+
+def test_resume_keeps_an_episode_only_if_its_records_hold(tmp_path):
+    from webgym.runs import records_problem, steps_digest
+
+    run = _episode(tmp_path, screenshots=False)
+    summary = run.read_episode_summary("a")
+    steps, _ = run.read_steps("a")
+    assert summary["steps_digest"] == steps_digest(steps)  # written by EpisodeWriter.finish
+    assert records_problem(summary, steps) is None
+    path = run.steps_path("a")
+    original = path.read_text()
+    # one line swapped for another, valid one with the same step number: same count
+    other = {**steps[1], "obs_digest": hashlib.sha256(b"another page").hexdigest()}
+    lines = original.splitlines()
+    lines[1] = json.dumps(other)
+    path.write_text("\n".join(lines) + "\n")
+    scan = run.scan(["a"], check_steps=True)
+    assert "digest chain" in scan.unsound["a"] and scan.todo == ["a"]
+    assert run.scan(["a"]).complete  # a plain scan (show) still reads it
+    path.write_text(original)
+    assert run.scan(["a"], check_steps=True).complete
+    # a summary whose reward is not its last step's
+    assert "reward" in records_problem({**summary, "reward": 0.5, "steps_digest": None}, steps)
+    assert "numbered" in records_problem({**summary, "n_steps": 3}, [steps[0]] * 3)

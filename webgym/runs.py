@@ -36,22 +36,29 @@ import os
 import platform
 import shutil
 import socket
+import stat
 import subprocess
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = [
     "BENCH_SEED_SALT",
     "FORMAT_VERSION",
+    "MAX_JSON_BYTES",
+    "MAX_LINE_BYTES",
+    "MAX_SCREENSHOT_BYTES",
+    "PNG_SIGNATURE",
     "MANIFEST_IDENTITY",
     "STEPS_FILE",
     "SUMMARY_FILE",
     "SUMMARY_REQUIRED",
     "TRAIN_SEED_SALT",
     "CorruptRecord",
+    "EpisodeRecords",
     "EpisodeScan",
     "EpisodeWriter",
     "ManifestMismatch",
@@ -59,20 +66,29 @@ __all__ = [
     "RunLock",
     "RunLocked",
     "RunRecords",
+    "UnsafeFile",
     "atomic_write_bytes",
     "atomic_write_json",
     "build_manifest",
+    "chain_step",
     "collect_provenance",
     "episode_seed",
     "episode_summary",
     "load_run",
     "manifest_mismatches",
     "obs_digest",
+    "open_regular",
+    "path_problem",
+    "png_problem",
+    "read_jsonl",
+    "records_problem",
+    "read_bounded",
     "read_json",
     "screenshot_name",
     "screenshot_path",
     "sha256_file",
     "step_counts",
+    "steps_digest",
     "step_record",
     "utc_now",
 ]
@@ -95,6 +111,15 @@ MANIFEST_IDENTITY = (
 
 SUMMARY_REQUIRED = ("task_id", "n_steps", "reward", "success", "error", "finished")
 
+# Bounds on what a reader of a run reads into memory. A step line holds no observation (only
+# its digest, the URL, the action): a few hundred bytes, 1 MiB leaves room for any action an
+# agent may write. A JSON file (the manifest lists the task ids; a summary) is small too.
+MAX_LINE_BYTES = 1 << 20  # one line of steps.jsonl / invocations.jsonl
+MAX_JSON_BYTES = 16 << 20  # manifest.json, summary.json
+MAX_SCREENSHOT_BYTES = 64 << 20  # one screenshot
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PNG_SIDE = 16384  # pixels, width or height, of a sane screenshot
+
 # The file names inside an episode's folder (episodes/<task_id>/).
 STEPS_FILE = "steps.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -109,6 +134,11 @@ TRAIN_SEED_SALT = "webgym-train"
 
 class CorruptRecord(ValueError):
     """A record file that exists but cannot be used (half-written, not JSON, wrong content)."""
+
+
+class UnsafeFile(CorruptRecord):
+    """A path in a run that is not a regular file (or folder) inside the run: a symlink, a FIFO,
+    a device, a socket, or a file or line beyond the readers' bounds. The message names it."""
 
 
 class ManifestMismatch(ValueError):
@@ -198,6 +228,108 @@ def step_counts(steps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     }
 
 
+_EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
+
+
+def _canonical(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+
+
+def chain_step(digest: str, record: Mapping[str, Any]) -> str:
+    """One link of :func:`steps_digest`: the chain so far, extended by ``record``."""
+    return hashlib.sha256(digest.encode() + _canonical(record)).hexdigest()
+
+
+def steps_digest(steps: Iterable[Mapping[str, Any]]) -> str:
+    """The digest chain of an episode's step records, the ``steps_digest`` of its summary:
+    ``h0 = sha256("")``, ``h_i = sha256(hex(h_{i-1}) + canonical JSON of step i)`` (sorted keys,
+    no spaces), hex of the last. Every step, its observation digest included, in its place."""
+    digest = _EMPTY_DIGEST
+    for record in steps:
+        digest = chain_step(digest, record)
+    return digest
+
+
+def _isclose(a: Any, b: Any) -> bool:
+    try:
+        return abs(float(a) - float(b)) <= 1e-9 + 1e-9 * abs(float(b))
+    except (TypeError, ValueError):
+        return False
+
+
+def records_problem(summary: Mapping[str, Any], steps: list[Mapping[str, Any]]) -> str | None:
+    """Why an episode's step records do not hold against its summary (None: they do).
+
+    The steps are numbered 1..``n_steps`` and each carries an observation digest (64 hex
+    digits); their digest chain is the summary's ``steps_digest`` (where the summary has one:
+    runs written before it existed do not); an episode that did not fail has steps, its
+    reward and end flags are its last step's, its counters those of its steps; an error
+    episode has reward 0. What a resume checks before it keeps an episode."""
+    n = summary.get("n_steps")
+    if n != len(steps):
+        return f"summary.json counts {n} steps but steps.jsonl has {len(steps)}"
+    numbers = [st.get("step") for st in steps]
+    if numbers != list(range(1, len(steps) + 1)):
+        return f"steps.jsonl steps are not numbered 1..{len(steps)}"
+    for st in steps:
+        digest = st.get("obs_digest")
+        if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
+            return f"steps.jsonl step {st.get('step')} has no observation digest"
+    want = summary.get("steps_digest")
+    if want is not None and want != steps_digest(steps):
+        return (
+            "the digest chain of steps.jsonl is not the summary's steps_digest (a step line "
+            "was changed, swapped or reordered)"
+        )
+    if summary.get("error"):
+        if not _isclose(summary.get("reward"), 0.0):
+            return f"an error episode with reward {summary.get('reward')!r}, not 0"
+        return None
+    if not steps:
+        return "no steps, and no error"
+    last = steps[-1]
+    if not _isclose(summary.get("reward"), last.get("reward")):
+        return (
+            f"summary.json says reward {summary.get('reward')!r} but the last step has "
+            f"{last.get('reward')!r}"
+        )
+    for key in ("terminated", "truncated"):
+        if key in summary and bool(summary[key]) != bool(last.get(key)):
+            return f"summary.json says {key}={summary[key]!r}, the last step {last.get(key)!r}"
+    for key, value in step_counts(steps).items():
+        if key in summary and summary[key] != value:
+            return f"summary.json says {key}={summary[key]!r} but steps.jsonl gives {value}"
+    return None
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def png_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a sane PNG image (None: it is): the PNG signature, then an ``IHDR``
+    chunk with its CRC, 1..16384 pixels a side, a known bit depth and colour type. Reads the
+    header only (no decoding)."""
+    if not data.startswith(PNG_SIGNATURE):
+        return "not a PNG image (no PNG signature)"
+    head = data[8:33]
+    if len(head) < 25 or head[4:8] != b"IHDR" or int.from_bytes(head[:4], "big") != 13:
+        return "not a PNG image (no IHDR header)"
+    if zlib.crc32(head[4:21]) != int.from_bytes(head[21:25], "big"):
+        return "a damaged PNG image (IHDR checksum)"
+    width, height = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
+    depth, colour = head[16], head[17]
+    if not (1 <= width <= MAX_PNG_SIDE and 1 <= height <= MAX_PNG_SIDE):
+        return f"a PNG image of {width}x{height} pixels (a screenshot is 1..{MAX_PNG_SIDE} a side)"
+    if depth not in (1, 2, 4, 8, 16) or colour not in (0, 2, 3, 4, 6):
+        return f"a malformed PNG image (bit depth {depth}, colour type {colour})"
+    return None
+
+
 def episode_summary(
     *,
     task_id: str,
@@ -217,8 +349,11 @@ def episode_summary(
     purchased_asin: str | None = None,
     timings: Mapping[str, float] | None = None,
     finished: str | None = None,
+    steps_digest: str | None = None,
 ) -> dict[str, Any]:
-    """An episode's ``summary.json``; ``success`` is ``reward == 1.0``, ``finished`` now."""
+    """An episode's ``summary.json``; ``success`` is ``reward == 1.0``, ``finished`` now.
+    ``steps_digest`` (:func:`steps_digest` of its steps) is filled in by
+    :meth:`EpisodeWriter.finish` when left None."""
     reward = float(reward)
     return {
         "task_id": task_id,
@@ -239,6 +374,7 @@ def episode_summary(
         "purchased_asin": purchased_asin,
         "timings": dict(timings or {}),
         "finished": finished or utc_now(),
+        "steps_digest": steps_digest,
     }
 
 
@@ -282,8 +418,12 @@ def _json_default(o: Any) -> Any:
 def read_json(path: Path | str) -> Any:
     """Parse ``path``; :class:`CorruptRecord` (with the reason) when it is not whole JSON."""
     path = Path(path)
+    return _parse_json(path, path.read_bytes())
+
+
+def _parse_json(path: Path, data: bytes) -> Any:
     try:
-        text = path.read_text()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CorruptRecord(f"{path}: not UTF-8 text ({e})") from None
     if not text.strip():
@@ -294,11 +434,130 @@ def read_json(path: Path | str) -> Any:
         raise CorruptRecord(f"{path}: not valid JSON ({e})") from None
 
 
-def _read_object(path: Path) -> dict[str, Any]:
-    doc = read_json(path)
+def _read_object(path: Path, root: Path) -> dict[str, Any]:
+    doc = _parse_json(path, read_bounded(root, path, MAX_JSON_BYTES))
     if not isinstance(doc, dict):
         raise CorruptRecord(f"{path}: not a JSON object")
     return doc
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading files inside a run: regular files inside it, bounded, never blocking
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def _refusal(path: Path | str, what: str) -> str:
+    return f"{path} is {what}: a run holds only regular files and folders, inside it"
+
+
+def path_problem(root: Path | str, path: Path | str, *, folder: bool = False) -> str | None:
+    """Why ``path`` (a path under the run directory ``root``, built from it) may not be read
+    (None: it may, or it does not exist): one of its components under ``root`` is a symlink,
+    the path leaves ``root``, or it is not a regular file (``folder``: a folder). Looks with
+    ``lstat`` only: nothing is opened, so a FIFO cannot block."""
+    root, path = Path(root), Path(path)
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return f"{path} is outside the run directory {root}"
+    if ".." in rel.parts:
+        return f"{path} is outside the run directory {root}"
+    cur = root
+    for i, part in enumerate(rel.parts):
+        cur = cur / part
+        try:
+            mode = os.lstat(cur).st_mode
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return f"{cur.parent} is not a folder"
+        last = i == len(rel.parts) - 1
+        if stat.S_ISLNK(mode):
+            return _refusal(cur, "a symlink")
+        if not last and not stat.S_ISDIR(mode):
+            return f"{cur} is not a folder"
+        if last and folder and stat.S_ISREG(mode):
+            return f"{cur} is not a folder"
+        if last and not (stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)):
+            return _refusal(cur, _kind(mode))
+    return None
+
+
+def open_regular(root: Path | str, path: Path | str) -> BinaryIO:
+    """Open ``path`` under the run directory ``root`` for reading, binary, if it is a regular
+    file inside the run (:func:`path_problem`); :class:`UnsafeFile` when it is not,
+    ``FileNotFoundError`` when it does not exist. Opened without following a symlink and
+    without blocking (a FIFO put there after the check is refused, not waited on)."""
+    path = Path(path)
+    why = path_problem(root, path)
+    if why:
+        raise UnsafeFile(why)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # ELOOP: a symlink put there after the check
+        raise UnsafeFile(f"{path} cannot be opened as a regular file ({e.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnsafeFile(_refusal(path, _kind(mode)))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(root: Path | str, path: Path | str, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` inside the run ``root`` (:func:`open_regular`);
+    :class:`UnsafeFile` when it holds more than ``limit`` bytes (nothing beyond is read)."""
+    with open_regular(root, path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeFile(f"{path} is larger than {limit} bytes, the bound for this file")
+    return data
+
+
+def read_jsonl(
+    root: Path | str, path: Path | str, *, max_line: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """The JSON objects of ``path`` (a regular file inside the run ``root``), one line at a
+    time: ``(line number, object, None)``, or ``(line number, None, problem)`` once, for the
+    first line that is longer than ``max_line`` bytes, not UTF-8, not JSON or not an object,
+    after which nothing more is read. Blank lines are skipped. Never holds more than one line
+    in memory. :class:`UnsafeFile` / ``FileNotFoundError`` as :func:`open_regular`."""
+    name = Path(path).name
+    with open_regular(root, path) as f:
+        for i, line in enumerate(iter(lambda: f.readline(max_line + 1), b""), 1):
+            if len(line) > max_line and not (len(line) == max_line + 1 and line[-1:] == b"\n"):
+                yield i, None, f"{name} line {i} is longer than {max_line} bytes"
+                return
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                yield i, None, f"{name} line {i} is not JSON"
+                return
+            if not isinstance(doc, dict):
+                yield i, None, f"{name} line {i} is not a JSON object"
+                return
+            yield i, doc, None
 
 
 def sha256_file(path: Path | str) -> str:
@@ -512,10 +771,35 @@ class RunDir:
 
     # manifest --------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.manifest_path.is_file()
+        return os.path.lexists(self.manifest_path)
 
     def read_manifest(self) -> dict[str, Any]:
-        return _read_object(self.manifest_path)
+        return _read_object(self.manifest_path, self.path)
+
+    # what may be read ------------------------------------------------------------------------
+    def path_problem(self, path: Path | str, *, folder: bool = False) -> str | None:
+        """Why ``path`` (under this run) may not be read (:func:`path_problem`), or None."""
+        return path_problem(self.path, path, folder=folder)
+
+    def unsafe_entries(self, under: Path | str | None = None) -> list[str]:
+        """Every entry under this run (or under ``under``, a folder in it) that is not a
+        regular file or folder inside it, one line each naming it: symlinks (to files or
+        folders, followed nowhere), FIFOs, devices, sockets. ``lstat`` only: nothing opened."""
+        top = Path(under) if under is not None else self.path
+        why = self.path_problem(top, folder=True) if under is not None else None
+        if why or not os.path.lexists(top):
+            return [why] if why else []
+        out = []
+        for folder, dirs, files in os.walk(top, followlinks=False):
+            for name in sorted(dirs) + sorted(files):
+                path = Path(folder) / name
+                try:
+                    mode = os.lstat(path).st_mode
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    out.append(_refusal(path, _kind(mode)))
+        return out
 
     def check(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Whether ``manifest`` may be written here (``None``: a new run) or resumes the run
@@ -531,7 +815,12 @@ class RunDir:
                     + "\n  ".join(diffs)
                     + "\nUse another --out, or repeat the run's own options to resume it."
                 )
-            if self.episodes_path.exists() and not self.episodes_path.is_dir():
+            why = self.path_problem(self.episodes_path, folder=True)
+            if why and self.episodes_path.is_symlink():
+                raise ManifestMismatch(
+                    f"{why}; the run directory is damaged: move it aside and re-run to resume"
+                )
+            if why:
                 raise ManifestMismatch(
                     f"{self.episodes_path} is not a folder: the run directory is damaged; "
                     "move that file aside and re-run to resume"
@@ -567,9 +856,9 @@ class RunDir:
 
     def read_summary(self) -> dict[str, Any] | None:
         """The run's ``summary.json`` (``None`` when there is none; never trust it: recompute)."""
-        if not self.summary_path.is_file():
+        if not os.path.lexists(self.summary_path):
             return None
-        return _read_object(self.summary_path)
+        return _read_object(self.summary_path, self.path)
 
     # episodes --------------------------------------------------------------------------------
     def read_episode_summary(self, task_id: str, *, strict: bool = True) -> dict[str, Any]:
@@ -577,9 +866,9 @@ class RunDir:
         :class:`CorruptRecord` when it exists but is not a whole summary of this task (with
         ``strict=False``, for showing a run as it is: when it is not a JSON object)."""
         path = self.episode_summary_path(task_id)
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise FileNotFoundError(path)
-        summary = _read_object(path)
+        summary = _read_object(path, self.path)
         if not strict:
             return summary
         missing = [k for k in SUMMARY_REQUIRED if k not in summary]
@@ -593,35 +882,77 @@ class RunDir:
         """Write the episode's ``summary.json`` (atomically): it is complete from now on."""
         atomic_write_json(self.episode_summary_path(task_id), summary)
 
+    def read_episode(self, task_id: str, *, check: bool = False) -> EpisodeRecords:
+        """Everything of one episode, read through the one reader of episode records: its
+        summary and steps, its ``state`` and, in words naming the path, its ``problems``.
+
+        Only regular files inside the run are read (:func:`open_regular`); ``steps.jsonl`` line
+        by line, each at most :data:`MAX_LINE_BYTES`. ``state``: ``missing`` (no folder),
+        ``damaged`` (a file, a symlink, ... where its folder belongs), ``partial`` (no
+        ``summary.json``: an interrupted attempt), ``corrupt`` (a summary that cannot be
+        used), else ``complete``. With ``check`` (a resume deciding whether to keep it), a
+        complete episode is ``torn`` when its ``steps.jsonl`` cannot be read whole or has
+        another number of lines than ``n_steps``, and ``unsound`` when its records do not hold
+        against its summary (:func:`records_problem`) or its folder holds a symlink, a FIFO,
+        a device or a screenshot that is not a PNG. Raises ``ValueError`` only for a task id
+        that cannot be a folder name."""
+        path = self.episode_path(task_id)
+        ep = EpisodeRecords(task_id, path)
+        why = self.path_problem(path, folder=True)
+        if why:
+            ep.state, ep.problems = "damaged", [why]
+            return ep
+        if not os.path.lexists(path):
+            return ep
+        ep.steps, ep.steps_problem = self.read_steps(task_id)
+        steps_problem = ep.steps_problem
+        try:
+            ep.summary = self.read_episode_summary(task_id)
+        except FileNotFoundError:
+            ep.state = "partial"
+            ep.problems = [steps_problem] if steps_problem else []
+            return ep
+        except CorruptRecord as e:
+            ep.state, ep.problems = "corrupt", [str(e)]
+            return ep
+        ep.state = "complete"
+        if steps_problem:
+            ep.problems.append(steps_problem)
+        elif ep.summary.get("n_steps") != len(ep.steps):
+            ep.problems.append(
+                f"summary.json counts {ep.summary.get('n_steps')} steps but steps.jsonl has "
+                f"{len(ep.steps)}"
+            )
+        if not check:
+            return ep
+        if ep.problems:
+            ep.state = "torn"
+            return ep
+        unsound = self.unsafe_entries(path) + self.screenshot_problems(task_id)
+        why = records_problem(ep.summary, ep.steps)
+        if why:
+            unsound.append(why)
+        if unsound:
+            ep.state, ep.problems = "unsound", unsound
+        return ep
+
     def scan(self, task_ids: Iterable[str], *, check_steps: bool = False) -> EpisodeScan:
-        """Sort ``task_ids`` into complete, corrupt (summary exists but unusable), damaged
-        (``episodes/<task_id>`` is not a folder), partial (a folder without summary: an
-        interrupted attempt) and not started. With ``check_steps`` (a resume), a complete
-        summary whose ``steps.jsonl`` is torn (a line that is not JSON, or fewer or more lines
-        than its ``n_steps``) is ``torn``, not complete: its records cannot be trusted."""
+        """:meth:`read_episode` of every task id, sorted by state into complete, corrupt,
+        damaged, partial, missing and, with ``check_steps`` (a resume), torn and unsound (a
+        resume re-runs all but the complete ones). ``records`` keeps what was read."""
         scan = EpisodeScan()
         for tid in task_ids:
-            path = self.episode_path(tid)
-            if (path.exists() or path.is_symlink()) and not path.is_dir():
-                scan.damaged[tid] = f"{path} is not a folder"
-                continue
-            try:
-                summary = self.read_episode_summary(tid)
-            except FileNotFoundError:
-                if path.exists():
-                    scan.partial.append(tid)
-                else:
-                    scan.missing.append(tid)
-                continue
-            except CorruptRecord as e:
-                scan.corrupt[tid] = str(e)
-                continue
-            if check_steps:
-                why = self.steps_problem(tid, summary)
-                if why is not None:
-                    scan.torn[tid] = why
-                    continue
-            scan.complete[tid] = summary
+            ep = self.read_episode(tid, check=check_steps)
+            scan.records[tid] = ep
+            why = "; ".join(ep.problems)
+            if ep.state == "complete":
+                scan.complete[tid] = ep.summary
+            elif ep.state == "missing":
+                scan.missing.append(tid)
+            elif ep.state == "partial":
+                scan.partial.append(tid)
+            else:
+                getattr(scan, ep.state)[tid] = why
         return scan
 
     def steps_problem(self, task_id: str, summary: Mapping[str, Any]) -> str | None:
@@ -635,6 +966,48 @@ class RunDir:
             counted = summary.get("n_steps")
             return f"summary.json counts {counted} steps but steps.jsonl has {len(steps)}"
         return None
+
+    def screenshot_problems(self, task_id: str) -> list[str]:
+        """One line per screenshot of the episode that is not a regular PNG file inside the
+        run (:func:`png_problem` on its header), naming it."""
+        folder = self.episode_path(task_id) / "screenshots"
+        if not os.path.lexists(folder):
+            return []
+        why = self.path_problem(folder, folder=True)
+        if why:
+            return [why]
+        out = []
+        for path in sorted(folder.iterdir()):
+            if not path.name.endswith(".png"):
+                continue
+            try:
+                self.read_png(path, header_only=True)
+            except FileNotFoundError:
+                continue
+            except CorruptRecord as e:
+                out.append(str(e))
+        return out
+
+    def read_png(self, path: Path | str, *, header_only: bool = False) -> bytes:
+        """The bytes of a PNG image in this run (with ``header_only``, its first 33): a
+        regular file inside the run, a sane PNG (:func:`png_problem`) of at most
+        :data:`MAX_SCREENSHOT_BYTES`; :class:`UnsafeFile` naming it otherwise."""
+        limit = 33 if header_only else MAX_SCREENSHOT_BYTES
+        with open_regular(self.path, path) as f:
+            data = f.read(limit + 1)
+        if header_only:
+            data = data[:limit]
+        elif len(data) > limit:
+            raise UnsafeFile(f"{path} is larger than {limit} bytes, the bound for a screenshot")
+        why = png_problem(data)
+        if why:
+            raise UnsafeFile(f"{path} is {why}")
+        return data
+
+    def read_screenshot(self, task_id: str, step: int) -> bytes:
+        """The screenshot taken after ``step`` (:meth:`read_png`); ``FileNotFoundError`` when
+        the episode has none."""
+        return self.read_png(self.screenshot_path(task_id, step))
 
     def clear_episode(self, task_id: str) -> Path:
         """Remove whatever an earlier attempt left (a folder, or a file in its place) and
@@ -650,23 +1023,17 @@ class RunDir:
     def read_steps(self, task_id: str) -> tuple[list[dict[str, Any]], str | None]:
         """The steps of an episode and a problem description (a torn or bad line) or None."""
         path = self.steps_path(task_id)
-        if not path.is_file():
-            return [], "steps.jsonl is missing"
-        steps, problem = [], None
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    step = json.loads(line)
-                except json.JSONDecodeError:
-                    problem = f"steps.jsonl line {i} is not JSON"
-                    break
-                if not isinstance(step, dict):
-                    problem = f"steps.jsonl line {i} is not a JSON object"
-                    break
+        steps: list[dict[str, Any]] = []
+        try:
+            for _, step, problem in read_jsonl(self.path, path):
+                if problem:
+                    return steps, problem
                 steps.append(step)
-        return steps, problem
+        except FileNotFoundError:
+            return [], "steps.jsonl is missing"
+        except UnsafeFile as e:
+            return [], str(e)
+        return steps, None
 
     # the log and invocations -------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -692,14 +1059,16 @@ class RunDir:
             os.close(fd)
 
     def read_invocations(self) -> list[dict[str, Any]]:
-        if not self.invocations_path.is_file():
-            return []
+        """The invocation records (a line that cannot be read ends the list; an unsafe file,
+        a symlink or a FIFO, reads as none)."""
         out = []
-        for line in self.invocations_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        try:
+            for _, doc, problem in read_jsonl(self.path, self.invocations_path):
+                if problem:
+                    break
+                out.append(doc)
+        except (FileNotFoundError, UnsafeFile):
+            return []
         return out
 
 
@@ -834,17 +1203,39 @@ def _stale_note(path: Path, holder: Mapping[str, Any]) -> str:
 
 
 @dataclass
+class EpisodeRecords:
+    """One episode as :meth:`RunDir.read_episode` read it: records, state and problems."""
+
+    task_id: str
+    path: Path
+    state: str = "missing"  # complete, corrupt, torn, unsound, damaged, partial, missing
+    summary: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # one line each, naming the path
+    steps_problem: str | None = None  # why steps.jsonl could not be read whole (None: it could)
+
+
+@dataclass
 class EpisodeScan:
     complete: dict[str, dict[str, Any]] = field(default_factory=dict)
     corrupt: dict[str, str] = field(default_factory=dict)  # task_id -> why
     torn: dict[str, str] = field(default_factory=dict)  # a summary, but steps.jsonl damaged
+    unsound: dict[str, str] = field(default_factory=dict)  # records that do not hold
     damaged: dict[str, str] = field(default_factory=dict)  # a file where its folder belongs
     partial: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    records: dict[str, EpisodeRecords] = field(default_factory=dict, repr=False)
 
     @property
     def todo(self) -> list[str]:
-        return [*self.corrupt, *self.torn, *self.damaged, *self.partial, *self.missing]
+        return [
+            *self.corrupt,
+            *self.torn,
+            *self.unsound,
+            *self.damaged,
+            *self.partial,
+            *self.missing,
+        ]
 
 
 class EpisodeWriter:
@@ -855,13 +1246,17 @@ class EpisodeWriter:
         self.run, self.task_id = run, task_id
         self.path = run.clear_episode(task_id)
         self.n_steps = 0
+        self.steps_digest = _EMPTY_DIGEST  # :func:`steps_digest` of the steps written so far
         self._steps = open(run.steps_path(task_id), "a", encoding="utf-8")  # noqa: SIM115
 
     def step(self, record: dict[str, Any]) -> None:
         """Append one :func:`step_record`."""
-        self._steps.write(json.dumps(record, default=_json_default) + "\n")
+        line = json.dumps(record, default=_json_default)
+        self._steps.write(line + "\n")
         self._steps.flush()
         self.n_steps += 1
+        # chained over the record as a reader will parse it back
+        self.steps_digest = chain_step(self.steps_digest, json.loads(line))
 
     def screenshot(self, step: int, pixels: Any) -> None:
         """Save the screenshot (an RGB array) taken after ``step`` (0: after reset)."""
@@ -874,8 +1269,11 @@ class EpisodeWriter:
         os.replace(tmp, path)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        """Close the steps and write the :func:`episode_summary`: the episode is complete."""
+        """Close the steps and write the :func:`episode_summary` (its ``steps_digest``, when
+        None, set to the steps written): the episode is complete."""
         self.close()
+        if summary.get("steps_digest") is None:
+            summary["steps_digest"] = self.steps_digest
         self.run.write_episode_summary(self.task_id, summary)
 
     def close(self) -> None:
@@ -915,7 +1313,7 @@ def load_run(path: Path | str, *, check_steps: bool = True) -> RunRecords:
     win). Raises :class:`CorruptRecord` / ``FileNotFoundError`` only for the manifest.
     """
     run = RunDir(path)
-    if not run.manifest_path.is_file():
+    if not run.exists():
         raise FileNotFoundError(f"{run.path} is not a run directory (no manifest.json)")
     manifest = run.read_manifest()
     task_ids = list(manifest.get("task_ids") or []) or run.episode_folders()
@@ -927,7 +1325,8 @@ def load_run(path: Path | str, *, check_steps: bool = True) -> RunRecords:
         if summary is None:
             continue
         if check_steps and not summary.get("error"):
-            steps, problem = run.read_steps(tid)
+            ep = scan.records[tid]
+            steps, problem = ep.steps, ep.steps_problem
             if problem:
                 warnings.append(f"{tid}: {problem}")
             else:

@@ -78,3 +78,54 @@ def test_kill_resume_then_corrupt_summary(tmp_path):
     assert outcome(out)[victim] == before
     assert log_starts(out)[victim] == starts[victim] + 1
     assert sum(log_starts(out).values()) == sum(starts.values()) + 1
+
+
+def test_resume_reruns_kept_episodes_whose_records_do_not_hold(tmp_path):
+    """Valid JSON is not enough: a step line swapped for another episode's, a steps.jsonl that
+    is a symlink, a FIFO in an episode's folder and a reward the last step does not have are
+    each reported and re-run (to the same outcome); the intact episodes are kept, not re-run."""
+    import os
+    import shutil
+
+    from webgym.runs import RunDir
+
+    tasks = TASKS[:6]
+    out = tmp_path / "run"
+    args = ("run", "--agent", "random", "--mode", "text", "--workers", "1", "--seed", "5")
+    args += ("--task-ids", ",".join(tasks), "--out", out)
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    before, starts = outcome(out), log_starts(out)
+    ep = {t: out / "episodes" / t for t in tasks}
+
+    swapped, linked, fifo, reward = tasks[0], tasks[2], tasks[3], tasks[5]
+    lines = (ep[swapped] / "steps.jsonl").read_text().splitlines(keepends=True)
+    other = (ep[tasks[1]] / "steps.jsonl").read_text().splitlines(keepends=True)
+    assert len(lines) > 2 and len(other) > 2 and lines[1] != other[1]
+    lines[1] = other[1]  # the same step number, valid JSON: the line count still holds
+    (ep[swapped] / "steps.jsonl").write_text("".join(lines))
+    shutil.move(ep[linked] / "steps.jsonl", tmp_path / "kept-elsewhere.jsonl")
+    (ep[linked] / "steps.jsonl").symlink_to(tmp_path / "kept-elsewhere.jsonl")
+    os.mkfifo(ep[fifo] / "notes")
+    s = json.loads((ep[reward] / "summary.json").read_text())
+    s["reward"] = 1.0 if s["reward"] != 1.0 else 0.5
+    s["success"] = s["reward"] == 1.0
+    (ep[reward] / "summary.json").write_text(json.dumps(s))
+
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "2 already complete, 4 to run" in text
+    for task in (swapped, fifo, reward):
+        assert f"episode {task} does not hold against its summary" in text, task
+    assert "digest chain" in text and "is a FIFO" in text and "reward" in text
+    assert f"episode {linked} has a torn steps.jsonl" in text and "is a symlink" in text
+    after = log_starts(out)
+    for task in tasks:  # each tampered episode re-run once, the intact ones never
+        rerun = task in (swapped, linked, fifo, reward)
+        assert after[task] == starts[task] + (1 if rerun else 0), task
+    assert outcome(out) == before  # the same seeds: the same episodes, nothing lost
+    assert not (ep[linked] / "steps.jsonl").is_symlink()
+    scan = RunDir(out).scan(tasks, check_steps=True)
+    assert sorted(scan.complete) == tasks
+    assert cli(*args).output.count("6 already complete") == 1
