@@ -288,14 +288,16 @@ VERIFY_HELP = (
 SUBMIT_HELP = (
     "Verify a run (see verify: validation and replay) and add it to the leaderboard. Refused "
     "(exit code 1, with the reason) unless it verifies, carries its provenance (git hash, "
-    "package versions, machine) and the same records were not submitted before. Prints the new "
-    "entry's rank among the entries over the same task set."
+    "package versions, machine; checked for form) and the same episodes (actions, pages, "
+    "rewards, purchase) over the same task set are not on the board already, whatever the "
+    "manifest, timings or agent name say. Prints the new entry's rank among the entries over "
+    "the same task set."
 )
 LEADERBOARD_HELP = (
     "Show the leaderboard of a split: one ranking per task set (the whole split, 'test (500)', "
-    "or its first N tasks, 'test[:20]'), by Score (mean reward x 100) with its standard error, "
-    "success rate, episodes, date, git hash and checkpoint. --html also writes a "
-    "self-contained static page."
+    "or its first N tasks, 'test[:20]', under one step limit, in one mode, on one catalog), by "
+    "Score (mean reward x 100) with its standard error, success rate, episodes, step limit, "
+    "date, git hash and checkpoint. --html also writes a self-contained static page."
 )
 VIEW_HELP = (
     "Write (or --serve on 127.0.0.1) an HTML page to step through a run's episodes: per step "

@@ -48,8 +48,7 @@ def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Tabl
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
-        caption="Score: mean reward x 100 ± s.e.  success: reward 1  n: episodes  "
-        "steps: step limit",
+        caption="Score: mean reward x 100 ± s.e.  success: reward 1  n: episodes",
         caption_justify="left",
     )
     table.add_column("rank", justify="right", no_wrap=True)
