@@ -269,7 +269,7 @@ def _reward(x: Any) -> float:
     return round(float(x or 0.0), DIGEST_DECIMALS)
 
 
-def _machine_failure(record: dict[str, Any]) -> bool:
+def machine_failure(record: dict[str, Any]) -> bool:
     """The step of an error episode on which the machine failed: the env truncated it with
     the error as its action error, and no reward (the one step a replay does not check)."""
     return (
@@ -303,7 +303,7 @@ def episode_content(ep: Episode) -> dict[str, Any]:
     looks like one is left out, error or not); and the purchase only where the replay checks it
     and it paid (an error episode counts 0, and its purchase is not checked)."""
     s, steps = ep.summary, ep.steps
-    if steps and _machine_failure(steps[-1]):
+    if steps and machine_failure(steps[-1]):
         steps = steps[:-1]
     reward = _reward(s.get("reward"))
     paid = not s.get("error") and reward > 0
