@@ -12,6 +12,11 @@ imports the leaderboard. The commands are thin: the work is in ``benchmarks.runn
 (``plan_run``, ``execute_plan``, ``finalise_run``). Bad input (unknown agent or split, tasks
 outside the split, a run directory holding a different run) prints one clear message and
 exits with code 2, without a traceback.
+
+Text a run or a user wrote (agent names, task ids, paths, messages quoting a file) reaches the
+terminal through ``webgym.terminal``: the consoles strip control sequences from everything they
+render (``SafeConsole``), and ``markup_safe`` escapes such text where it is put into rich markup
+(``fail`` and ``warn`` escape their whole message).
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from webgym.envs import MAX_EPISODE_STEPS
+from webgym.terminal import SafeConsole as Console
+from webgym.terminal import markup_safe
 
 RUN_HELP = """Run an agent on a split and record every episode (docs/run-format.md).
 
@@ -67,13 +73,22 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``message`` as an error (no traceback) and exit with ``code``."""
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``message`` as an error (no traceback) and exit with ``code``; the message is
+    plain text (markup and control sequences in it are not obeyed)."""
+    err_console.print(
+        f"[bold red]Error:[/] {markup_safe(message, newlines=True)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]Warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[yellow]Warning:[/] {markup_safe(message, newlines=True)}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,12 +205,13 @@ def _play(plan: Any) -> dict[str, Any]:
             f"{', ...' if len(scan.partial) > 5 else ''}); re-running them from scratch"
         )
     console.print(
-        f"Run directory: [bold]{out}[/]" + (" (resuming)" if plan.resuming else ""),
+        f"Run directory: [bold]{markup_safe(out)}[/]" + (" (resuming)" if plan.resuming else ""),
         highlight=False,
     )
     m = plan.manifest
     console.print(
-        f"{m['agent']} on {m['split']} ({len(plan.task_ids)} tasks, {m['mode']} mode): "
+        f"{markup_safe(m['agent'])} on {markup_safe(m['split'])} ({len(plan.task_ids)} tasks, "
+        f"{markup_safe(m['mode'])} mode): "
         f"{len(scan.complete)} already complete, {len(plan.todo)} to run with "
         f"{plan.workers} worker(s){' on Ray' if plan.use_ray else ''}",
         highlight=False,
@@ -217,11 +233,13 @@ def _play(plan: Any) -> dict[str, Any]:
             1,
         )
     if outcome.status == "interrupted":
-        err_console.print(f"Interrupted. Re-run the same command (with --out {out}) to resume.")
+        err_console.print(
+            f"Interrupted. Re-run the same command (with --out {out}) to resume.", markup=False
+        )
         raise typer.Exit(130)
     if not metrics["complete"]:
         warn(f"{metrics['n_expected'] - metrics['n_episodes']} episode(s) are missing")
-    console.print(f"Run directory: [bold]{out}[/]", highlight=False)
+    console.print(f"Run directory: [bold]{markup_safe(out)}[/]", highlight=False)
     return metrics
 
 
@@ -305,7 +323,7 @@ def metrics_table(metrics: dict[str, Any], manifest: dict[str, Any] | None = Non
     manifest = manifest or {}
     title = "Results"
     if manifest:
-        title = (
+        title = markup_safe(
             f"{manifest.get('agent')} on {manifest.get('split')} "
             f"({manifest.get('mode')} mode, seed {manifest.get('seed')})"
         )
@@ -329,13 +347,15 @@ def metrics_table(metrics: dict[str, Any], manifest: dict[str, Any] | None = Non
 
 
 def breakdown_table(groups: dict[str, dict[str, Any]], name: str) -> Table:
-    t = Table(title=f"By {name}")
+    t = Table(title=f"By {markup_safe(name)}")
     t.add_column(name)
     t.add_column("n", justify="right")
     t.add_column("Score", justify="right")
     t.add_column("SR %", justify="right")
     for key, g in groups.items():
-        t.add_row(key, str(g["n"]), f"{g['score']:.1f}", f"{g['success_rate'] * 100:.1f}")
+        t.add_row(
+            markup_safe(key), str(g["n"]), f"{g['score']:.1f}", f"{g['success_rate'] * 100:.1f}"
+        )
     return t
 
 
@@ -366,7 +386,7 @@ def show_cmd(
         from benchmarks.plots import write_plots
 
         for path in write_plots(run, plots):
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 @app.command("compare")
@@ -384,7 +404,7 @@ def compare_cmd(
             fail(f"{path} is not a run directory (no manifest.json)")
         frames[path] = episodes_frame(load_run(path).episodes)
     base = frames[baseline]
-    t = Table(title=f"against {baseline} ({len(base)} episodes)")
+    t = Table(title=markup_safe(f"against {baseline} ({len(base)} episodes)"))
     for col in ("run", "tasks", "Score", "SR %", "Score diff", "SR diff (pts)", "> 2 s.e."):
         t.add_column(col, justify="left" if col == "run" else "right")
     for path in runs:
@@ -392,7 +412,7 @@ def compare_cmd(
         d = paired_difference(base, frames[path])
         sc, sr = d["score"], d["success_rate"]
         t.add_row(
-            str(path), str(d["n_common"]), _pct(m["score"], m["score_se"], 1.0),
+            markup_safe(path), str(d["n_common"]), _pct(m["score"], m["score_se"], 1.0),
             _pct(m["success_rate"], m["success_se"]),
             f"{sc['diff']:+.1f} ± {sc['se']:.1f}", f"{sr['diff']:+.1f} ± {sr['se']:.1f}",
             ", ".join(k for k, v in (("Score", sc), ("SR", sr)) if v["beats"]) or "no",
@@ -508,14 +528,17 @@ def train_cmd(
     resuming = run.latest_checkpoint() is not None
     if main:
         console.print(
-            f"Training directory: [bold]{out}[/]" + (" (resuming)" if resuming else ""),
+            f"Training directory: [bold]{markup_safe(out)}[/]"
+            + (" (resuming)" if resuming else ""),
             highlight=False,
         )
     t0 = time.perf_counter()
     try:
         checkpoint = info.train_fn(cfg, run)
     except KeyboardInterrupt:
-        err_console.print(f"Interrupted. Re-run the same command (with --out {out}) to resume.")
+        err_console.print(
+            f"Interrupted. Re-run the same command (with --out {out}) to resume.", markup=False
+        )
         raise typer.Exit(130) from None
     except (ValueError, RuntimeError) as e:
         import traceback
@@ -525,7 +548,8 @@ def train_cmd(
     if not main:
         return
     console.print(
-        f"Trained in {time.perf_counter() - t0:.1f} s; checkpoint [bold]{checkpoint}[/]",
+        f"Trained in {time.perf_counter() - t0:.1f} s; "
+        f"checkpoint [bold]{markup_safe(checkpoint)}[/]",
         highlight=False,
     )
 
@@ -533,7 +557,9 @@ def train_cmd(
     if n_eval <= 0:
         return
     eval_dir = out / "eval-validation"
-    console.print(f"Evaluating on {n_eval} validation episodes: {eval_dir}", highlight=False)
+    console.print(
+        f"Evaluating on {n_eval} validation episodes: {eval_dir}", highlight=False, markup=False
+    )
     from benchmarks.runner import PlanError, plan_run
 
     try:
@@ -605,7 +631,7 @@ def ablate_cmd(
     except (ValueError, RuntimeError) as e:
         fail(str(e), 1)
     csv_path, png_path = finish_table(rows, out)
-    t = Table(title=f"digiq ablation ({out})")
+    t = Table(title=markup_safe(f"digiq ablation ({out})"))
     t.add_column("metric")
     for r in rows:
         t.add_column(r["critic_mode"], justify="right")
@@ -614,7 +640,7 @@ def ablate_cmd(
     for col in COLUMNS[1:]:
         t.add_row(col, *(_fmt(r.get(col)) for r in rows))
     console.print(t)
-    console.print(f"wrote {csv_path} and {png_path}", highlight=False)
+    console.print(f"wrote {csv_path} and {png_path}", highlight=False, markup=False)
 
 
 # critics (benchmarks/critics.py): every value estimator on the same held-out episodes
@@ -664,7 +690,7 @@ def critics_cmd(
         fail(str(e), 1)
     from benchmarks.critics import COLUMNS
 
-    t = Table(title=f"value estimators ({out})")
+    t = Table(title=markup_safe(f"value estimators ({out})"))
     shown = ("split", "estimator", "q_kind", "n", "mse", "explained_variance", "ece",
              "rank_acc_4", "rank_chance_4", "action_sensitivity", "seconds_per_estimate",
              "env_steps_per_estimate")  # fmt: skip

@@ -2,6 +2,11 @@
 
 ``webgym_bench.py`` (the top-level command) calls ``register(app)``; the commands import their
 work lazily so that ``webgym-bench --help`` stays fast.
+
+Whatever a run or a user wrote (agent names, task ids, refusal reasons quoting files, paths)
+reaches the terminal through ``webgym.terminal``: consoles that strip control sequences from
+everything they render (``SafeConsole``), and ``markup_safe`` wherever such text is put into
+rich markup.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+
+from webgym.terminal import SafeConsole as Console
+from webgym.terminal import markup_safe, terminal_safe
 
 DbOption = Annotated[
     Path | None,
@@ -89,24 +95,34 @@ def submit(
         known = _catalog(catalog, _run_split(run)).splits()
         with LeaderboardStore(db) as store:
             entry = submit_run(run, store, known, catalog=catalog)
-            n = len(store.ranked(entry.split, entry.split_hash, entry.task_set))
+            n = len(store.comparable(entry))
     except SubmissionRefused as exc:
         if if_new and isinstance(exc.__cause__, DuplicateSubmission):
-            console.print(f"already on the leaderboard: {exc.reason}", highlight=False)
+            console.print(
+                f"already on the leaderboard: {terminal_safe(exc.reason, newlines=True)}",
+                highlight=False,
+                markup=False,
+            )
             return
-        err.print(f"[bold red]refused:[/] {escape(exc.reason)}", highlight=False)
+        err.print(
+            f"[bold red]refused:[/] {markup_safe(exc.reason, newlines=True)}", highlight=False
+        )
         raise typer.Exit(1) from None
     except SchemaMismatch as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[bold red]error:[/] {markup_safe(exc, newlines=True)}", highlight=False)
         raise typer.Exit(1) from None
     console.print(
-        f"entry #{entry.id}: {entry.agent} on {entry.task_set} ({entry.split_hash}): "
-        f"Score {entry.score:.1f} ± {entry.score_se:.1f}, success {100 * entry.success_rate:.1f}% "
-        f"over {entry.n_episodes} episodes",
+        f"entry #{entry.id}: {terminal_safe(entry.agent)} on {terminal_safe(entry.task_set_title)} "
+        f"({terminal_safe(entry.split_hash)}): Score {entry.score:.1f} ± {entry.score_se:.1f}, "
+        f"success {100 * entry.success_rate:.1f}% over {entry.n_episodes} episodes",
         highlight=False,
         markup=False,
     )
-    console.print(f"rank {entry.rank} of {n} on {entry.task_set}", highlight=False, markup=False)
+    console.print(
+        f"rank {entry.rank} of {n} on {terminal_safe(entry.task_set_title)}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def verify(
@@ -122,12 +138,15 @@ def verify(
     try:
         verified = verify_run(run, _catalog(catalog, _run_split(run)).splits(), catalog=catalog)
     except SubmissionRefused as exc:
-        err.print(f"[bold red]not verified:[/] {escape(exc.reason)}", highlight=False)
+        err.print(
+            f"[bold red]not verified:[/] {markup_safe(exc.reason, newlines=True)}", highlight=False
+        )
         raise typer.Exit(1) from None
     v = verified.run
     console.print(
-        f"verified: {v.manifest['agent']} on {v.task_set} ({v.manifest.get('mode')} mode), "
-        f"{len(v.episodes)} episodes, {verified.n_steps} steps replayed in text mode "
+        f"verified: {terminal_safe(v.manifest['agent'])} on {terminal_safe(v.task_set)} "
+        f"({terminal_safe(v.manifest.get('mode'))} mode), {len(v.episodes)} episodes, step "
+        f"limit {v.max_steps}, {verified.n_steps} steps replayed in text mode "
         f"({verified.replay_s:.1f} s replay, {time.perf_counter() - t0:.1f} s in all): "
         f"Score {v.metrics['score']:.1f}, success {100 * v.metrics['success_rate']:.1f}%",
         highlight=False,
@@ -164,7 +183,10 @@ def leaderboard(
             known = _catalog(catalog, split).splits().get(split)
             split_hash = known.hash if known is not None else None
         except Exception as exc:  # no catalog: rank whatever the board holds for the name
-            err.print(f"note: no catalog ({exc}); showing every version of {split!r}", markup=False)
+            err.print(
+                f"note: no catalog ({terminal_safe(exc)}); showing every version of {split!r}",
+                markup=False,
+            )
     try:
         with LeaderboardStore(db) as store:
             entries = store.ranked(split, split_hash)
@@ -172,7 +194,7 @@ def leaderboard(
             others = len(store.entries(split)) - len(entries)
             path = store.path
     except SchemaMismatch as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[bold red]error:[/] {markup_safe(exc, newlines=True)}", highlight=False)
         raise typer.Exit(1) from None
     version = f" version {split_hash}" if split_hash else ""
     note = (
@@ -181,7 +203,8 @@ def leaderboard(
         else None
     )
     for group in groups:  # one ranking per task set: only runs over the same tasks compare
-        title = escape(f"WebGym leaderboard: {group[0].task_set}{version}")
+        first = group[0]
+        title = markup_safe(f"WebGym leaderboard: {first.task_set}{version}, {first.conditions}")
         console.print(leaderboard_table(group, title=title))
     if not groups:
         console.print(f"no entries for split {split!r}{version} in {path}", markup=False)
@@ -193,7 +216,7 @@ def leaderboard(
             leaderboard_html(entries, split=split, split_hash=split_hash, note=note),
             encoding="utf-8",
         )
-        console.print(f"wrote {html}", markup=False)
+        console.print(f"wrote {terminal_safe(html)}", markup=False)
 
 
 def view(
@@ -225,13 +248,15 @@ def view(
         if episode is not None:
             trace.episode(episode)
     except (SubmissionRefused, KeyError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc.args[0]))}", highlight=False)
+        err.print(f"[bold red]error:[/] {markup_safe(exc.args[0], newlines=True)}", highlight=False)
         raise typer.Exit(1) from None
     if serve:
         server = make_server(run, port=port, goals=goals)
         host, bound = server.server_address[:2]
         url = f"http://{host}:{bound}/" + (f"episode/{episode}" if episode else "")
-        console.print(f"serving the trace viewer at {url} (Ctrl-C to stop)", markup=False)
+        console.print(
+            f"serving the trace viewer at {terminal_safe(url)} (Ctrl-C to stop)", markup=False
+        )
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -244,8 +269,10 @@ def view(
     path = write_trace(run, target, episode, goals)
     size = path.stat().st_size / 1e6
     console.print(
-        f"wrote {path} ({size:.1f} MB, {time.perf_counter() - t0:.1f} s); open it in a browser",
+        f"wrote {terminal_safe(path)} ({size:.1f} MB, {time.perf_counter() - t0:.1f} s); open it "
+        "in a browser",
         highlight=False,
+        markup=False,
     )
 
 
@@ -261,14 +288,16 @@ VERIFY_HELP = (
 SUBMIT_HELP = (
     "Verify a run (see verify: validation and replay) and add it to the leaderboard. Refused "
     "(exit code 1, with the reason) unless it verifies, carries its provenance (git hash, "
-    "package versions, machine) and the same records were not submitted before. Prints the new "
-    "entry's rank among the entries over the same task set."
+    "package versions, machine; checked for form) and the same episodes (actions, pages, "
+    "rewards, purchase) over the same task set are not on the board already, whatever the "
+    "manifest, timings or agent name say. Prints the new entry's rank among the entries over "
+    "the same task set."
 )
 LEADERBOARD_HELP = (
     "Show the leaderboard of a split: one ranking per task set (the whole split, 'test (500)', "
-    "or its first N tasks, 'test[:20]'), by Score (mean reward x 100) with its standard error, "
-    "success rate, episodes, date, git hash and checkpoint. --html also writes a "
-    "self-contained static page."
+    "or its first N tasks, 'test[:20]', under one step limit, in one mode, on one catalog), by "
+    "Score (mean reward x 100) with its standard error, success rate, episodes, step limit, "
+    "date, git hash and checkpoint. --html also writes a self-contained static page."
 )
 VIEW_HELP = (
     "Write (or --serve on 127.0.0.1) an HTML page to step through a run's episodes: per step "

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from leaderboards.store import Entry, task_set_groups
+from webgym.terminal import markup_safe
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -38,7 +38,9 @@ def fmt_rate(rate: float, se: float | None = None) -> str:
 
 def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Table:
     """A rich table of ranked entries of one task set (``LeaderboardStore.ranked``, one group
-    of ``task_set_groups``); fits 80 columns."""
+    of ``task_set_groups``; its title says the task set, step limit and mode, so the mode is
+    not repeated per row); fits 80 columns. Every run-controlled string is made terminal- and
+    markup-safe (``webgym.terminal.markup_safe``)."""
     table = Table(
         title=title,
         header_style="bold",
@@ -54,19 +56,21 @@ def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Tabl
     table.add_column("Score ± s.e.", justify="right", no_wrap=True)
     table.add_column("success", justify="right", no_wrap=True)
     table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
     table.add_column("date", no_wrap=True)
     table.add_column("git", no_wrap=True)
     table.add_column("ckpt", no_wrap=True)
     for e in entries:
         table.add_row(
             str(e.rank or ""),
-            escape(e.agent) + (f" [dim]({escape(e.mode)})[/]" if e.mode else ""),
+            markup_safe(e.agent),
             fmt_score(e),
             fmt_rate(e.success_rate),
             str(e.n_episodes),
-            e.date,
-            e.git_short,
-            e.checkpoint_short,
+            str(e.max_steps),
+            markup_safe(e.date),
+            markup_safe(e.git_short),
+            markup_safe(e.checkpoint_short),
         )
     return table
 
@@ -79,6 +83,9 @@ def leaderboard_html(
     groups = [
         {
             "task_set": group[0].task_set,
+            "max_steps": group[0].max_steps,
+            "mode": group[0].mode,
+            "catalog_hash": group[0].catalog_hash,
             "rows": [
                 {
                     "e": e,

@@ -5,10 +5,14 @@ Location: ``--db PATH``, else ``$WEBGYM_LEADERBOARD``, else
 SQLite's ``user_version`` pragma and has no migrations: a file of an older version is moved aside
 (``leaderboard.sqlite.schema1``, with a warning) and a new board started; a newer one is refused.
 Version 2 (task sets, entries verified by replay) replaced version 1, whose entries were never
-replayed.
+replayed; version 3 (the step limit and catalog content in the task set, entries known by what
+happened in their episodes) replaced version 2.
 
-Entries are ranked within their *task set*: the same split version and the same tasks (the whole
-split, ``test (500)``, or its first N, ``test[:20]``); a Score over other tasks is not comparable.
+Entries are ranked within their *task set* (:attr:`Entry.task_set_key`): the same split version
+on the same catalog content, the same tasks (the whole split, ``test (500)``, or its first N,
+``test[:20]``), the same step limit and the same mode; a Score over anything else is not
+comparable. ``records_digest`` (``leaderboards.validate.records_digest``: the task set and the
+episodes' replayed content) is an entry's identity: one row per identity.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# What the entries of an older schema lack (printed when such a board is moved aside).
+_OLDER = {
+    1: "entries not verified by replay",
+    2: "entries known by their timestamps, task sets without the step limit",
+}
 DB_ENV = "WEBGYM_LEADERBOARD"
 JSON_COLUMNS = ("package_versions", "machine", "metrics")
 
@@ -36,7 +45,9 @@ CREATE TABLE entries (
     checkpoint_sha256 TEXT,
     split             TEXT NOT NULL,
     split_hash        TEXT NOT NULL,
+    catalog_hash      TEXT NOT NULL,
     mode              TEXT,
+    max_steps         INTEGER NOT NULL,
     task_set          TEXT NOT NULL,
     n_tasks           INTEGER NOT NULL,
     n_episodes        INTEGER NOT NULL,
@@ -55,17 +66,20 @@ CREATE TABLE entries (
     records_digest    TEXT NOT NULL UNIQUE,
     metrics           TEXT NOT NULL
 );
-CREATE INDEX entries_split ON entries (split, split_hash, task_set, score DESC);
+CREATE INDEX entries_split ON entries (split, split_hash, task_set, max_steps, score DESC);
 """
 
 
 class DuplicateSubmission(Exception):
-    """The same episode records are already on the board (``entry`` is the existing row)."""
+    """The same episodes over the same task set are already on the board (``entry`` is the
+    existing row), whatever the manifests say."""
 
     def __init__(self, entry: Entry) -> None:
         super().__init__(
-            f"duplicate submission: these records are already entry #{entry.id} "
-            f"({entry.agent}, run {entry.run_id}, submitted {entry.submitted})"
+            f"duplicate submission: these episodes are already entry #{entry.id} "
+            f"({entry.agent}, run {entry.run_id}, submitted {entry.submitted}): the same "
+            "actions, pages and rewards on the same task set, whatever the manifest, timings "
+            "or agent name say"
         )
         self.entry = entry
 
@@ -85,7 +99,9 @@ class Entry:
     checkpoint_sha256: str | None
     split: str
     split_hash: str
+    catalog_hash: str  # content hash of the catalog it was replayed on ("" if never named)
     mode: str | None
+    max_steps: int  # the step limit its episodes were played under
     task_set: str  # "test (500)": the whole split; "test[:20]": its first 20 tasks
     n_tasks: int
     n_episodes: int
@@ -112,6 +128,28 @@ class Entry:
     @property
     def checkpoint_short(self) -> str:
         return self.checkpoint_sha256[:8] if self.checkpoint_sha256 else "-"
+
+    @property
+    def task_set_key(self) -> tuple[str, str, str, str, int, str]:
+        """Entries with equal keys are comparable (ranked on one table)."""
+        return (
+            self.split,
+            self.split_hash,
+            self.catalog_hash,
+            self.task_set,
+            self.max_steps,
+            self.mode or "",
+        )
+
+    @property
+    def conditions(self) -> str:
+        """The step limit and mode of the task set: ``15 steps, text mode``."""
+        return f"{self.max_steps} steps" + (f", {self.mode} mode" if self.mode else "")
+
+    @property
+    def task_set_title(self) -> str:
+        """The task set in full: ``test[:20], 15 steps, text mode``."""
+        return f"{self.task_set}, {self.conditions}"
 
     @property
     def date(self) -> str:
@@ -155,17 +193,27 @@ def rank_entries(entries: list[Entry]) -> list[Entry]:
 
 
 def task_set_groups(entries: list[Entry]) -> list[list[Entry]]:
-    """The entries by task set (split version and tasks), in :func:`task_set_order`."""
-    groups: dict[tuple[str, str, str], list[Entry]] = {}
+    """The entries by task set (:attr:`Entry.task_set_key`), in :func:`task_set_order`."""
+    groups: dict[tuple[Any, ...], list[Entry]] = {}
     for e in entries:
-        groups.setdefault((e.split, e.split_hash, e.task_set), []).append(e)
+        groups.setdefault(e.task_set_key, []).append(e)
     return [groups[k] for k in sorted(groups, key=lambda k: task_set_order(groups[k][0]))]
 
 
 def task_set_order(e: Entry) -> tuple[Any, ...]:
-    """Sort key of a task set: by split and version, the whole split first, then more tasks."""
+    """Sort key of a task set: by split and version, the whole split first, then more tasks,
+    then the longer step limit, then mode and catalog."""
     whole = not e.task_set.endswith("]")
-    return (e.split, e.split_hash, not whole, -e.n_tasks, e.task_set)
+    return (
+        e.split,
+        e.split_hash,
+        not whole,
+        -e.n_tasks,
+        e.task_set,
+        -e.max_steps,
+        e.mode or "",
+        e.catalog_hash,
+    )
 
 
 def _with_rank(e: Entry, rank: int | None) -> Entry:
@@ -183,14 +231,15 @@ class LeaderboardStore:
         self._open()
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if 0 < version < SCHEMA_VERSION:
-            # an older board: its entries were never verified by replay, so they are not carried
+            # an older board: its entries were checked less (_OLDER), so they are not carried
             # over; the file is kept beside the new one, and re-submitting a run ranks it again
             self._db.close()
             old = self.path.with_name(f"{self.path.name}.schema{version}")
             self.path.replace(old)
             warnings.warn(
-                f"leaderboard {self.path} had schema version {version} (entries not verified by "
-                f"replay); moved to {old}, starting a new board: re-submit runs to rank them",
+                f"leaderboard {self.path} had schema version {version} "
+                f"({_OLDER.get(version, 'an older schema')}); moved to {old}, starting a new "
+                "board: re-submit runs to rank them",
                 stacklevel=2,
             )
             self._open()
@@ -289,9 +338,17 @@ class LeaderboardStore:
         within each task set, ranks set (:func:`rank_entries`)."""
         return rank_entries(self.entries(split, split_hash, task_set))
 
+    def comparable(self, entry: Entry) -> list[Entry]:
+        """The ranked entries over ``entry``'s task set (:attr:`Entry.task_set_key`)."""
+        return [
+            e
+            for e in self.ranked(entry.split, entry.split_hash, entry.task_set)
+            if e.task_set_key == entry.task_set_key
+        ]
+
     def rank_of(self, entry: Entry) -> int:
         """The entry's rank among the entries over its task set."""
-        for e in self.ranked(entry.split, entry.split_hash, entry.task_set):
+        for e in self.comparable(entry):
             if e.id == entry.id:
                 return int(e.rank or 0)
         raise KeyError(entry.id)

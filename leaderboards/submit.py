@@ -24,10 +24,14 @@ def submit_run(
     add it to ``store``; returns the new entry with its rank (among the entries over the same
     task set) set.
 
+    The entry's identity (``records_digest``: its task set, this catalog's content hash
+    included, and its episodes' replayed content) must be new: the same episodes submitted again
+    under another manifest (another agent name, other timestamps or timings) are a duplicate.
+
     Raises ``SubmissionRefused`` (every refusal, duplicates included) with the reason.
     """
-    _check_catalog_hash(run_dir, catalog)
-    run = verify_run(run_dir, known_splits, catalog=catalog).run
+    content_hash = _check_catalog_hash(run_dir, catalog)
+    run = replace(verify_run(run_dir, known_splits, catalog=catalog).run, catalog_hash=content_hash)
     existing = store.find_digest(run.records_digest)
     if existing is not None:
         duplicate = DuplicateSubmission(existing)
@@ -39,13 +43,14 @@ def submit_run(
     return replace(entry, rank=store.rank_of(entry))
 
 
-def _check_catalog_hash(run_dir: Path | str, catalog: Path | str | None) -> None:
-    """The run's manifest names the content hash of the catalog it was made on (runs since
-    issue 13 do): it must be this catalog's, even where the split versions agree."""
+def _check_catalog_hash(run_dir: Path | str, catalog: Path | str | None) -> str:
+    """The content hash of the catalog the run is replayed on (the one its entry is ranked
+    on). Where the run's manifest names the content hash of the catalog it was made on (the
+    harness records it), it must be this one, even where the split versions agree; an older run
+    that names none is checked by the replay on this catalog alone."""
     manifest = read_manifest(Path(run_dir))
-    recorded = (manifest.get("catalog") or {}).get("content_hash")
-    if recorded is None:
-        return  # an older run: the replay on this catalog still checks it
+    recorded = manifest.get("catalog")
+    recorded = recorded.get("content_hash") if isinstance(recorded, dict) else None
     from webgym.shop.catalog import open_catalog
 
     try:
@@ -54,8 +59,9 @@ def _check_catalog_hash(run_dir: Path | str, catalog: Path | str | None) -> None
             here = current.content_hash
     except (OSError, ValueError) as e:
         raise SubmissionRefused(f"cannot open the catalog: {e}") from None
-    if recorded != here:
+    if recorded is not None and recorded != here:
         raise SubmissionRefused(
             f"run made on catalog content {recorded}; this catalog is {here} (its products or "
             "tasks differ: re-run the agent on this catalog)"
         )
+    return here

@@ -5,7 +5,10 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
 ``SubmissionRefused`` with a reason a person can act on. Checks, in order:
 
 1. the manifest parses and carries its provenance (agent, created, git hash, package versions,
-   machine);
+   machine), each in its form: the git hash is a commit id (7 to 40 hex digits, or 64), the
+   creation time is not in the future (``CLOCK_SKEW`` allowed), an agent whose registry entry
+   loads a checkpoint (``agents.check_agent``: the trained ones) names its checkpoint's sha256,
+   and the step limit is a positive integer;
 2. the split it was made on is a known split *version* (same name and content hash as in the
    catalog) and every task id belongs to it;
 3. its task set is the whole split or a prefix of it (what ``--episodes N`` selects): a run
@@ -28,8 +31,12 @@ actions is :mod:`leaderboards.verify`'s replay, which ``submit`` runs after them
 Files are read through ``webgym.runs`` (the one place that knows the run layout), but
 strictly: where a resume would quietly redo a bad episode, a submission is refused.
 
-The duplicate check (same ``records_digest`` already submitted) belongs to the store, which
-``leaderboards.submit`` consults.
+An entry's identity (:func:`records_digest`) is what happened, never what the manifest says
+about it: the task set (split and version, catalog content, the number of tasks, step limit,
+mode) and each episode's replayed content (actions, observation digests, rewards, purchase);
+not timestamps, timings, retry counts, the agent's name or the run's seed. The duplicate check
+(the same identity already on the board) belongs to the store, which ``leaderboards.submit``
+consults.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +76,14 @@ COMPARED_METRICS = (
 )
 REL_TOL = 1e-6
 ABS_TOL = 1e-6
+# A run's ``created`` may be this far ahead of this machine's clock (clocks of two machines).
+CLOCK_SKEW = timedelta(minutes=10)
+# What ``git rev-parse HEAD`` prints (full or abbreviated; SHA-1, or SHA-256 repositories).
+COMMIT_ID = re.compile(r"[0-9a-f]{7,40}|[0-9a-f]{64}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+# Rewards enter the identity rounded: the replay compares them with a tolerance, so a forger's
+# 1e-12 added to a reward must not make the episode new.
+DIGEST_DECIMALS = 6
 
 
 class SubmissionRefused(Exception):
@@ -98,23 +114,53 @@ class Episode:
 
 @dataclass(frozen=True)
 class ValidatedRun:
-    """A run that passed every check; ``entry()`` is the row the store keeps."""
+    """A run that passed every check; ``entry()`` is the row the store keeps.
+
+    ``split_size`` is the size of the split in the catalog it was checked against (not the
+    manifest's word); ``catalog_hash`` the content hash of the catalog the run is ranked on
+    (``submit`` sets the one it replayed on; else the manifest's, or "" when it names none).
+    """
 
     run_dir: Path
     manifest: dict[str, Any]
     metrics: dict[str, Any]
-    records_digest: str
     episodes: list[Episode] = field(repr=False)
+    split_size: int = 0
+    catalog_hash: str = ""
 
     @property
     def run_id(self) -> str:
         return str(self.manifest.get("run_id") or self.run_dir.name)
 
     @property
+    def max_steps(self) -> int:
+        """The step limit the episodes were played under (``--max-steps``)."""
+        return int(self.manifest["max_episode_steps"])
+
+    @property
     def task_set(self) -> str:
         """The tasks the run covers, as the board shows them: ``test (500)``, ``test[:20]``."""
         m = self.manifest
-        return task_set_label(m["split"], len(m["task_ids"]), m.get("split_size"))
+        return task_set_label(m["split"], len(m["task_ids"]), self.split_size)
+
+    @property
+    def task_set_key(self) -> dict[str, Any]:
+        """What makes two runs comparable: the same tasks of the same split version on the same
+        catalog content, under the same step limit, in the same mode."""
+        m = self.manifest
+        return {
+            "split": m["split"],
+            "split_hash": m["split_hash"],
+            "catalog_hash": self.catalog_hash,
+            "n_tasks": len(m["task_ids"]),
+            "max_steps": self.max_steps,
+            "mode": m.get("mode"),
+        }
+
+    @property
+    def records_digest(self) -> str:
+        """The entry's identity: :func:`records_digest` of its task set and episodes."""
+        return records_digest(self.task_set_key, self.episodes)
 
     def entry(self) -> dict[str, Any]:
         m, x = self.manifest, self.metrics
@@ -125,7 +171,9 @@ class ValidatedRun:
             "checkpoint_sha256": m.get("checkpoint_sha256"),
             "split": m["split"],
             "split_hash": m["split_hash"],
+            "catalog_hash": self.catalog_hash,
             "mode": m.get("mode"),
+            "max_steps": self.max_steps,
             "task_set": self.task_set,
             "n_tasks": len(m["task_ids"]),
             "n_episodes": int(x["n_episodes"]),
@@ -241,10 +289,70 @@ def recompute_metrics(episodes: list[Episode], n_expected: int) -> dict[str, Any
     return dict(compute_metrics(frame, n_expected=n_expected))
 
 
-def records_digest(summaries: list[dict[str, Any]]) -> str:
-    """sha256 over the episode summaries sorted by task id (canonical JSON): the duplicate key."""
-    ordered = sorted(summaries, key=lambda s: str(s.get("task_id")))
-    blob = json.dumps(ordered, sort_keys=True, separators=(",", ":"), default=str)
+def _reward(x: Any) -> float:
+    return round(float(x or 0.0), DIGEST_DECIMALS)
+
+
+def machine_failure(record: dict[str, Any]) -> bool:
+    """The step of an error episode on which the machine failed: the env truncated it with
+    the error as its action error, and no reward (the one step a replay does not check)."""
+    return (
+        record.get("truncated") is True
+        and record.get("terminated") is False
+        and bool(record.get("last_action_error"))
+        and record.get("reward") == 0.0
+    )
+
+
+def _action_key(record: dict[str, Any]) -> str:
+    """A step's action as it enters the identity: its canonical form (``Action.to_string``),
+    so that spelling (quotes, spaces, an ``Action:`` prefix) does not make an episode new; an
+    action that failed (an action error, which the replay reproduces) is ``"invalid"``, whatever
+    was typed."""
+    from webgym.actions import InvalidAction, parse_action
+
+    if record.get("last_action_error"):
+        return "invalid"
+    try:
+        return parse_action(str(record.get("action"))).to_string()
+    except InvalidAction:
+        return "invalid"
+
+
+def episode_content(ep: Episode) -> dict[str, Any]:
+    """What a replay shows of an episode (``leaderboards.verify``): per step the action
+    (:func:`_action_key`), the observation digest and the reward; the episode's reward and
+    purchase. Nothing the replay does not check takes part: not timings, retries, finish time,
+    seed or error text; not the step an error episode's machine failed on (a trailing step that
+    looks like one is left out, error or not); and the purchase only where the replay checks it
+    and it paid (an error episode counts 0, and its purchase is not checked)."""
+    s, steps = ep.summary, ep.steps
+    if steps and machine_failure(steps[-1]):
+        steps = steps[:-1]
+    reward = _reward(s.get("reward"))
+    paid = not s.get("error") and reward > 0
+    return {
+        "task_id": ep.task_id,
+        "steps": [
+            [_action_key(st), st.get("obs_digest"), _reward(st.get("reward"))] for st in steps
+        ],
+        "reward": reward,
+        "purchased_asin": s.get("purchased_asin") if paid else None,
+    }
+
+
+def records_digest(task_set: dict[str, Any], episodes: list[Episode]) -> str:
+    """sha256 over the task set (:attr:`ValidatedRun.task_set_key`) and the episodes' replayed
+    content (:func:`episode_content`, by task id), canonical JSON: an entry's identity, the
+    duplicate key. Two runs whose episodes did the same on the same task set have one digest,
+    whatever their manifests, timings or agent names say."""
+    content = sorted((episode_content(e) for e in episodes), key=lambda c: c["task_id"])
+    blob = json.dumps(
+        {"task_set": task_set, "episodes": content},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -270,13 +378,68 @@ def _check_provenance(manifest: dict[str, Any], path: Path) -> None:
     for key in ("package_versions", "machine"):
         if not isinstance(manifest[key], dict):
             raise SubmissionRefused(f"missing provenance in {path}: {key!r} is not an object")
+    for key in ("agent", "created", "git_hash"):
+        if not isinstance(manifest[key], str):
+            raise SubmissionRefused(f"bad provenance in {path}: {key!r} is not a string")
+    _check_created(manifest["created"], path)
+    if not COMMIT_ID.fullmatch(manifest["git_hash"]):
+        raise SubmissionRefused(
+            f"bad provenance in {path}: git_hash {manifest['git_hash']!r} is not a commit id "
+            "(7 to 40 hex digits, or 64, as `git rev-parse HEAD` prints)"
+        )
+    _check_checkpoint(manifest, path)
+    limit = manifest.get("max_episode_steps")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise SubmissionRefused(
+            f"{path}: max_episode_steps {limit!r} is not a positive integer (the step limit is "
+            "part of the run's task set)"
+        )
+
+
+def _check_created(created: str, path: Path) -> None:
     try:
-        datetime.fromisoformat(str(manifest["created"]).replace("Z", "+00:00"))
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         raise SubmissionRefused(
-            f"missing provenance in {path}: 'created' is not an ISO 8601 time "
-            f"({manifest['created']!r})"
+            f"missing provenance in {path}: 'created' is not an ISO 8601 time ({created!r})"
         ) from None
+    if when.tzinfo is None:  # the harness writes UTC with a Z; a bare time is read as UTC
+        when = when.replace(tzinfo=UTC)
+    now = datetime.now(UTC)
+    if when > now + CLOCK_SKEW:
+        raise SubmissionRefused(
+            f"bad provenance in {path}: created {created!r} is in the future (this machine's "
+            f"clock says {now.isoformat(timespec='seconds')})"
+        )
+
+
+def _check_checkpoint(manifest: dict[str, Any], path: Path) -> None:
+    """A named checkpoint hash is a sha256; an agent that plays a checkpoint (its registry
+    entry ``needs_checkpoint``: the trained agents) names one, an agent that takes none names
+    none. An agent this installation does not know (a plugin's) is checked for form only."""
+    agent, sha = manifest["agent"], manifest.get("checkpoint_sha256")
+    if sha is not None and not (isinstance(sha, str) and SHA256.fullmatch(sha)):
+        raise SubmissionRefused(
+            f"bad provenance in {path}: checkpoint_sha256 {sha!r} is not a sha256 (64 hex digits)"
+        )
+    from agents import UnknownAgentError, check_agent
+
+    try:
+        info = check_agent(agent)
+    except UnknownAgentError:
+        return
+    except ValueError:  # it needs a checkpoint
+        if sha is None:
+            raise SubmissionRefused(
+                f"bad provenance in {path}: agent {agent!r} plays a trained checkpoint, but the "
+                "manifest names no checkpoint_sha256 (re-run with --checkpoint)"
+            ) from None
+        return
+    if not info.needs_checkpoint and sha is not None:
+        raise SubmissionRefused(
+            f"bad provenance in {path}: agent {agent!r} takes no checkpoint, but the manifest "
+            "names a checkpoint_sha256"
+        )
 
 
 def task_set_label(split: str, n_tasks: int, split_size: int | None) -> str:
@@ -296,7 +459,8 @@ def _split_versions(known_splits: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _check_split(manifest: dict[str, Any], known_splits: Any) -> None:
+def _check_split(manifest: dict[str, Any], known_splits: Any) -> int:
+    """Check the run's split version and tasks; returns the split's size in this catalog."""
     versions = _split_versions(known_splits)
     name, got = manifest["split"], manifest["split_hash"]
     if name not in versions:
@@ -323,6 +487,7 @@ def _check_split(manifest: dict[str, Any], known_splits: Any) -> None:
     if foreign:
         raise SubmissionRefused(f"task ids not in split {name!r}: {_names(foreign)}")
     _check_task_set(manifest, ids)
+    return len(ids)
 
 
 def _check_task_set(manifest: dict[str, Any], split_ids: list[str]) -> None:
@@ -391,8 +556,8 @@ def _check_episode(ep: Episode, manifest: dict[str, Any]) -> None:
             f"episode {ep.task_id}: summary.json says n_steps={n_steps} but {steps_path} has "
             f"{len(ep.steps)} step lines"
         )
-    limit = manifest.get("max_episode_steps")
-    if isinstance(limit, int) and n_steps > limit:
+    limit = int(manifest["max_episode_steps"])
+    if n_steps > limit:
         raise SubmissionRefused(
             f"episode {ep.task_id}: {n_steps} steps, beyond the run's limit of {limit}"
         )
@@ -467,7 +632,7 @@ def validate_run(run_dir: Path | str, known_splits: Any) -> ValidatedRun:
     manifest = read_manifest(run_dir)
     check_files(run_dir)
     _check_provenance(manifest, RunDir(run_dir).manifest_path)
-    _check_split(manifest, known_splits)
+    split_size = _check_split(manifest, known_splits)
 
     task_ids: list[str] = [str(t) for t in manifest["task_ids"]]
     episodes = read_episodes(run_dir, task_ids)
@@ -476,5 +641,13 @@ def validate_run(run_dir: Path | str, known_splits: Any) -> ValidatedRun:
 
     metrics = recompute_metrics(episodes, len(task_ids))
     _check_summary(run_dir, metrics)
-    digest = records_digest([e.summary for e in episodes])
-    return ValidatedRun(run_dir, manifest, metrics, digest, episodes)
+    recorded = manifest.get("catalog")
+    catalog_hash = recorded.get("content_hash") if isinstance(recorded, dict) else None
+    return ValidatedRun(
+        run_dir,
+        manifest,
+        metrics,
+        episodes,
+        split_size=split_size,
+        catalog_hash=catalog_hash if isinstance(catalog_hash, str) else "",
+    )

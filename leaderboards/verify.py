@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leaderboards.validate import Episode, SubmissionRefused, ValidatedRun, validate_run
+from leaderboards.validate import (
+    Episode,
+    SubmissionRefused,
+    ValidatedRun,
+    machine_failure,
+    validate_run,
+)
 from webgym.replay import iter_replay, step_differences, text_replayable
 from webgym.runs import RunDir, screenshot_path
 
@@ -107,17 +113,6 @@ def _canonical(x: Any) -> str:
     return json.dumps(x, sort_keys=True, default=str)
 
 
-def _machine_failure(record: dict[str, Any]) -> bool:
-    """The step of an error episode on which the machine failed: the env truncated it with
-    the error as its action error, and no reward."""
-    return (
-        record.get("truncated") is True
-        and record.get("terminated") is False
-        and bool(record.get("last_action_error"))
-        and record.get("reward") == 0.0
-    )
-
-
 def _check_screenshots(ep: Episode, mode: str, screenshots: bool) -> None:
     """A browser run made with ``--screenshots`` keeps one image per step and the reset's, each
     a PNG (signature and header checked: ``RunDir.screenshot_problems``); a text run has no
@@ -159,7 +154,7 @@ def _replay_episode(env: Any, ep: Episode, mode: str, screenshots: bool) -> int:
         record = records[st.step - 1]
         diffs = step_differences(record, st.record(), mode=mode)
         if diffs:
-            if error and st.step == len(records) and _machine_failure(record):
+            if error and st.step == len(records) and machine_failure(record):
                 break  # the step its last attempt failed on: a text replay does not fail
             raise _refuse(ep, st.step, f"{st.action} does not replay: " + "; ".join(diffs))
         last = st

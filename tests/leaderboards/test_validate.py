@@ -16,6 +16,7 @@ from leaderboards import (
     submit_run,
     validate_run,
 )
+from leaderboards.store import SCHEMA_VERSION
 from tests.leaderboards.fakerun import make_run, read_json, write_json
 
 REWARDS = [1.0, 0.5, 0.0, 1.0, 0.75]
@@ -198,7 +199,7 @@ def test_store_schema_is_versioned(tmp_path):
     with LeaderboardStore(path):
         pass
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.execute("PRAGMA user_version=99")
     db.commit()
     db.close()
@@ -206,20 +207,21 @@ def test_store_schema_is_versioned(tmp_path):
         LeaderboardStore(path)
 
 
-def test_an_older_board_is_moved_aside_not_refused(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_board_is_moved_aside_not_refused(tmp_path, version):
     path = tmp_path / "board.sqlite"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY)")
-    db.execute("PRAGMA user_version=1")
+    db.execute(f"PRAGMA user_version={version}")
     db.commit()
     db.close()
-    with pytest.warns(UserWarning, match="schema version 1"):
+    with pytest.warns(UserWarning, match=f"schema version {version}"):
         store = LeaderboardStore(path)
     with store:
         assert len(store) == 0
-    assert (tmp_path / "board.sqlite.schema1").is_file()
+    assert (tmp_path / f"board.sqlite.schema{version}").is_file()
     new = sqlite3.connect(path)
-    assert new.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert new.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     new.close()
 
 
