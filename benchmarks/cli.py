@@ -444,7 +444,7 @@ def reward_loss_table(losses: dict[str, dict[str, Any]]) -> Table:
         cells = [_pct(loss.get(key)) for key, _ in REWARD_LOSS_COLUMNS]
         steps, opened = loss.get("avg_steps"), loss.get("results_opened")
         t.add_row(
-            name, *cells, "-" if steps is None else f"{steps:.2f}",
+            markup_safe(name), *cells, "-" if steps is None else f"{steps:.2f}",
             "-" if opened is None else f"{opened:.2f}",
         )  # fmt: skip
     return t

@@ -577,9 +577,11 @@ def main(argv: list[str] | None = None) -> int:
             scenario_browser_hung,
         ]
     # the attacks on run files, servers and the board (each module's fast ones in CI)
-    from benchmarks.perf import chaos_files, chaos_servers
+    from benchmarks.perf import chaos_board, chaos_files, chaos_servers
 
-    scenarios += chaos_files.scenarios() + chaos_servers.scenarios(args.fast)
+    scenarios += (
+        chaos_files.scenarios() + chaos_servers.scenarios(args.fast) + chaos_board.scenarios()
+    )
     from rich.console import Console
     from rich.table import Table
 

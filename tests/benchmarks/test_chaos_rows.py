@@ -1,13 +1,13 @@
-"""The fast rows of the chaos suite's attacks on run files and servers pass
+"""The fast rows of the chaos suite's attacks on run files, servers and the board pass
 (``python -m benchmarks.perf.chaos --fast`` prints them; each row runs real components)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.perf import chaos_files, chaos_servers
+from benchmarks.perf import chaos_board, chaos_files, chaos_servers
 
-SCENARIOS = chaos_files.scenarios() + chaos_servers.scenarios(True)
+SCENARIOS = chaos_files.scenarios() + chaos_servers.scenarios(True) + chaos_board.scenarios()
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: getattr(s, "__name__", "row"))
