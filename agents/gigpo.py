@@ -6,7 +6,7 @@
         step level:     turns of the group that share an observation (an "anchor state" s~):
                         R_t^i = gamma^(T_i - 1 - t) R_i
                         A^S_t^i = (R_t^i - mean_{s~} R) / (std_{s~} R + 1e-4)
-        A_t^i = A^E_i + omega * A^S_t^i        (R = r + success_bonus * 1[r = 1], see the config)
+        A_t^i = A^E_i + omega * A^S_t^i        (R: the config's objective, r by default)
         drop the rollouts whose every A_t^i is 0 (a group with equal rewards and no anchor
         that tells its actions apart teaches nothing)
         for num_iterations passes over minibatches of rollouts:
@@ -58,10 +58,12 @@ class GiGPOConfig(OnPolicyConfig):
     step_scale: str = "std"  # step level: std / none (the paper's mean_std_norm / mean_norm)
     omega: float = 1.0  # weight of the step-level advantage
     gamma: float = 0.95  # discount of the step-level returns
-    # R = r + success_bonus * 1[r = 1]: the learner's objective (the benchmark's Score and SR
-    # are always of r). Buying a product that lacks a named option still earns 0.6-0.8 of r,
-    # about what going back and looking on earns under the starting policy; the bonus makes
-    # the exact purchase, which only going back can reach, worth more than a near miss
+    # R = score_weight * r + success_bonus * 1[r = 1]: the learner's objective (the benchmark's
+    # Score and SR are always of r). Buying a product that lacks a named option still earns
+    # 0.6-0.8 of r, about what going back and looking on earns under the starting policy;
+    # weighting the exact purchase, which only going back can reach, above a near miss makes
+    # the way back worth learning
+    score_weight: float = 1.0
     success_bonus: float = 0.0
     loss_type: str = "dapo"  # grpo / dapo / dr_grpo
     epsilon: float = 0.2
@@ -77,13 +79,14 @@ PRESETS = {
         max_steps=6, val_tasks=3, lr=1e-3, minibatch_rollouts=3, beta=0.04,
     ),
     # 2 CPU cores, one torch thread, from bc, only the scoring heads trained (frozen encoder:
-    # embeddings cached): 60 iterations x 16 tasks x G = 8 rollouts at T = 1, a fifth of the
-    # training decisions drawn uniformly (bc never tries "< Prev" on its own)
+    # embeddings cached): 150 iterations x 16 tasks x G = 8 rollouts at T = 1, 15 % of the
+    # training decisions drawn uniformly (bc never tries "< Prev" on its own), an exact
+    # purchase worth 1.25 against 0.25 r for a near miss
     "cpu": GiGPOConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=60,
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=150,
         tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, temperature=1.0,
-        explore=0.2, train_encoder=False, val_tasks=200, eval_every=5, minibatch_rollouts=16,
-        torch_threads=1, checkpoint_every=5,
+        explore=0.15, score_weight=0.25, success_bonus=1.0, train_encoder=False, val_tasks=200,
+        eval_every=10, minibatch_rollouts=16, torch_threads=1, checkpoint_every=10,
     ),
 }  # fmt: skip
 
@@ -97,10 +100,11 @@ def anchor_key(obs: dict[str, Any]) -> str:
 
 
 def objective(rollout: Rollout, config: GiGPOConfig) -> float:
-    """R = r + success_bonus * 1[r = 1]; NaN for an errored rollout (out of the statistics)."""
+    """R = score_weight * r + success_bonus * 1[r = 1]; NaN for an errored rollout."""
     if not rollout.valid:
         return float("nan")
-    return rollout.reward + config.success_bonus * float(rollout.reward == 1.0)
+    success = float(rollout.reward == 1.0)
+    return config.score_weight * rollout.reward + config.success_bonus * success
 
 
 def gigpo_advantages(rollouts: list[Rollout], config: GiGPOConfig) -> list[torch.Tensor]:
