@@ -43,6 +43,7 @@ from agents.onpolicy import (
     iteration_tasks,
     load_policy,
     minibatches,
+    objective,
     run_iterations,
     start_learner,
 )
@@ -58,13 +59,6 @@ class GiGPOConfig(OnPolicyConfig):
     step_scale: str = "std"  # step level: std / none (the paper's mean_std_norm / mean_norm)
     omega: float = 1.0  # weight of the step-level advantage
     gamma: float = 0.95  # discount of the step-level returns
-    # R = score_weight * r + success_bonus * 1[r = 1]: the learner's objective (the benchmark's
-    # Score and SR are always of r). Buying a product that lacks a named option still earns
-    # 0.6-0.8 of r, about what going back and looking on earns under the starting policy;
-    # weighting the exact purchase, which only going back can reach, above a near miss makes
-    # the way back worth learning
-    score_weight: float = 1.0
-    success_bonus: float = 0.0
     loss_type: str = "dapo"  # grpo / dapo / dr_grpo
     epsilon: float = 0.2
     epsilon_high: float = 0.28
@@ -97,14 +91,6 @@ def anchor_key(obs: dict[str, Any]) -> str:
     page = str(obs.get("axtree") or obs.get("text") or "")
     memory = ",".join(sorted(visited_items(obs)))
     return hashlib.blake2b(f"{page}\x00{memory}".encode(), digest_size=16).hexdigest()
-
-
-def objective(rollout: Rollout, config: GiGPOConfig) -> float:
-    """R = score_weight * r + success_bonus * 1[r = 1]; NaN for an errored rollout."""
-    if not rollout.valid:
-        return float("nan")
-    success = float(rollout.reward == 1.0)
-    return config.score_weight * rollout.reward + config.success_bonus * success
 
 
 def gigpo_advantages(rollouts: list[Rollout], config: GiGPOConfig) -> list[torch.Tensor]:
@@ -218,4 +204,4 @@ register_trainer(
     description="GiGPO (episode- plus anchor-state step-level group advantages, PPO clip)",
 )
 
-__all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "gigpo_advantages", "objective", "train_gigpo"]
+__all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "gigpo_advantages", "train_gigpo"]
