@@ -1,11 +1,11 @@
-"""Diagnostics of a Q/V critic on an offline dataset (REFERENCE.md, "Critic diagnostics"), the
-measurements ``webgym-bench ablate digiq`` compares across seed 000's three critic modes:
+"""Diagnostics of a Q/V critic on an offline dataset, the measurements ``webgym-bench ablate
+digiq`` compares across the three critic modes of the Digi-Q paper (Bai et al., 2025):
 
 - **effect probe**: a linear probe (logistic regression) of the env's action-effect label on the
   features phi(s, a_data), trained on the training tasks, accuracy on the held-out ones; for the
   off-the-shelf features of ``frozen`` it is the only effect predictor there is;
 - **action sensitivity**: mean over states of max_k Q(s, a_k) - min_k Q(s, a_k) over the state's
-  candidates (seed 000's action-blindness: Q collapsing to V gives 0);
+  candidates (the action-blindness Digi-Q reports: Q collapsing to V gives 0);
 - **V against Monte Carlo**: mean (V(s_t) - G_t)^2, G_t = gamma^(T-1-t) R, on held-out tasks
   (V is the behaviour policy's value: in-sample TD estimates exactly that);
 - **ranking accuracy** (:func:`ranking_accuracy`): on held-out states rebuilt in the env, each

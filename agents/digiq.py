@@ -1,5 +1,5 @@
 """``digiq``: Digi-Q (Bai et al., 2025): fine-tune a critic's representation, freeze it, learn
-Q and V by TD on cached features, then extract a policy by Best-of-N (REFERENCE.md, seed 000).
+Q and V by TD on cached features, then extract a policy by Best-of-N (the Digi-Q paper).
 
     1. offline data   D = {(s, a, r, s', done, y, candidates)}: the behaviour policy plays train
                       tasks; pi_b(a|s) = (1 - eps) softmax_k(f_bc(s, a_k) / T)
@@ -17,7 +17,7 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (REFERENCE.
                       (extract_anchor lambda > 0: - lambda mean log pi(a_b | s), s not kept)
                       threshold_sweep: one extraction per threshold, the best on validation
 
-``critic_mode`` is seed 000's three options as one switch, on the same data: ``finetune_freeze``
+``critic_mode`` is the Digi-Q paper's three options as one switch, on the same data: ``finetune_freeze``
 (the above), ``frozen`` (skip 2: off-the-shelf features) and ``end_to_end`` (no 2; the TD loss of
 3 trains the encoder too, with a target copy of encoder and heads, Polyak-averaged alike).
 
@@ -27,7 +27,7 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (REFERENCE.
 ~2 s per state. Measured in the ``cpu`` run: 70.7k candidate pairs cached in ~26 min (21 ms
 each), 9.9k states in 3 min, one fine-tune epoch of 8k logged transitions in 15 min. The pair is
 cross-encoded (state and action in one sequence), so the features can depend on the action:
-seed 000's "action sensitivity".
+the Digi-Q paper's "action sensitivity".
 
 **The behaviour policy.** The ``bc`` scorer checkpoint (``behaviour_checkpoint``) sampled at
 ``temperature``, mixed with probability ``explore_eps`` with a uniformly random click among the
@@ -46,7 +46,7 @@ docs/results.md): V and Q are those of a behaviour that wanders after every choi
 then buys at once. ``explore="one_step"`` (the ``cpu`` preset) explores at exactly one turn t* of
 each episode (uniform over the first ``explore_horizon`` turns) and follows bc everywhere else, so
 the continuation after any logged action, the explored one included, is bc's, and Q(s, a) is one
-step of improvement over bc. But greedy trajectories are ~87 % label 1 (session 7), so the
+step of improvement over bc. But greedy trajectories are ~87 % label 1 (docs/results.md), so the
 effect label gets its negatives from **label probes** (``effect_probes`` per state, default 2):
 from a fork of every visited s_t (``env.unwrapped.snapshot``/``restore``, as VinePPO forks), a
 click drawn uniformly among the state's other clickables, played once, its (s_t, a, s', y)
@@ -224,17 +224,17 @@ PRESETS = {
     # + 71k cached pairs at ~20 ms (29 min), 4,000 TD updates, 2 extraction epochs, heads only
     # explore one_step (not per_step at 0.6, the first cpu run: docs/results.md); 1,500 episodes
     # of ~4.5 steps keep the data near the first run's 8.9k transitions
-    # session 6: the behaviour is GREEDY bc (T 0) apart from the one explored turn, so Q and V are
+    # the behaviour is GREEDY bc (T 0) apart from the one explored turn, so Q and V are
     # those of the policy to improve (at T 1 Best-of-N improved on bc-at-T-1, 62, not on greedy
     # bc, 74), and only confident advantages are imitated (threshold 0.3: at 0.05 and 0.2 the kept
     # sets, 3,182 and 202 states, were mostly the critic's noise; docs/results.md)
-    # session 8: how many states clear 0.3 depends on the critic (26, 1 and 0 for three
+    # how many states clear 0.3 depends on the critic (26, 1 and 0 for three
     # encoders), so the threshold is chosen on validation; ties go to the first, the strictest
     "cpu": DigiQConfig(
         torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1500,
         temperature=0.0, threshold=0.3, threshold_sweep=(0.3, 0.2, 0.15, 0.1, 0.05),
         # 2 label probes per state triple the labelled rows: fine-tune on 6,000 of them (the
-        # session-6 run's 5,716 logged transitions took 20 min)
+        # greedy-data run's 5,716 logged transitions took 20 min)
         finetune_max_pairs=6000,
     ),
     "gpu": DigiQConfig(
@@ -882,7 +882,7 @@ def _aux_names(aux: str) -> list[str]:
 def inverse_dynamics_loss(
     enc: CriticEncoder, f_s: torch.Tensor, f_next: torch.Tensor, actions: Sequence[str], t: float
 ) -> torch.Tensor:
-    """Which of the batch's actions took s_i to s'_i (seed 000's inverse dynamics), InfoNCE:
+    """Which of the batch's actions took s_i to s'_i (Digi-Q's inverse dynamics objective), InfoNCE:
     -mean_i log exp(z_i . u_i / t) / sum_j exp(z_i . u_j / t) over j = i and every j whose action
     text differs from a_i (a repeated action is not a negative of itself)."""
     z = F.normalize(enc.inverse_head(torch.cat([f_s, f_next], dim=-1)), dim=-1)

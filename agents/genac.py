@@ -1,5 +1,5 @@
 """``genac``: GenAC (Shan, Zhong, Wang, Zhao) - ArCHer PPO with a generative critic in place of
-the scalar one (REFERENCE.md, GenAC; seed 003).
+the scalar one (the GenAC paper).
 
 The critic keeps its LM head. It reads the state text, facts about the current actor (in-context
 conditioning) and an instruction, writes a short rationale, then ``Score: k``, an integer 0-10

@@ -1,4 +1,4 @@
-"""The LM critic: V(s) from a copy of the base LM with a scalar head (seed 001's critic).
+"""The LM critic: V(s) from a copy of the base LM with a scalar head (ArCHer's critic).
 
 The value is read at ONE position, the last token of the observation's prompt (the prompt
 boundary), so a response never changes it. It is an :class:`~agents.lm_agent.LMPolicy` whose

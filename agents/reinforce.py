@@ -1,4 +1,4 @@
-"""``reinforce``: REINFORCE with a learned state-value baseline (seed 001).
+"""``reinforce``: REINFORCE with a learned state-value baseline (ArCHer's critic).
 
     for each iteration:
         play tasks_per_iteration train tasks with pi_theta (temperature T)

@@ -35,7 +35,7 @@ def discounted_returns(reward: float, n_turns: int, gamma: float) -> torch.Tenso
 
 
 def turn_td_advantages(values: torch.Tensor, reward: float) -> torch.Tensor:
-    """ArCHer's turn-level advantages (seed 001), one per turn of one episode.
+    """ArCHer's turn-level advantages (Zhou et al., 2024), one per turn of one episode.
 
     A(t) = V(s_{t+1}) - V(s_t)   for t < T-1
     A(T-1) = R - V(s_{T-1})       (the last turn: the outcome replaces the next value)

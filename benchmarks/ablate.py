@@ -1,4 +1,4 @@
-"""``webgym-bench ablate digiq``: seed 000's three critic options on the same offline data.
+"""``webgym-bench ablate digiq``: the Digi-Q paper's three critic options on the same offline data.
 
     OUT/finetune_freeze/   a digiq run (collects the data)     critic_mode finetune_freeze
     OUT/frozen/            a digiq run on ../finetune_freeze/data, off-the-shelf features
@@ -100,7 +100,7 @@ def _plot_table(rows: list[dict[str, Any]], path: Path) -> None:
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1.0, 1.15)
-    ax.set_title("digiq critic ablation (seed 000's three options, same data)", fontsize=10)
+    ax.set_title("digiq critic ablation (Digi-Q's three options, same data)", fontsize=10)
     fig.savefig(path, dpi=110)
 
 

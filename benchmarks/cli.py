@@ -584,7 +584,7 @@ def train_cmd(
 
 
 # ----------------------------------------------------------------------------------------------
-# ablate (benchmarks/ablate.py): seed 000's three critic options of digiq on the same data
+# ablate (benchmarks/ablate.py): the Digi-Q paper's three critic options of digiq on the same data
 
 
 @app.command("ablate")

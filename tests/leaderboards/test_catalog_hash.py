@@ -1,5 +1,5 @@
 """Submit compares the catalog content hash a run's manifest records with this catalog's: a
-run made on other products is refused even where the split versions agree (issue 13, A)."""
+run made on other products is refused even where the split versions agree."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A catalog file damaged after its build is refused with the command that rebuilds it, never
-served as wrong products; builds leave no temporary files (issue 13, A).
+served as wrong products; builds leave no temporary files.
 
 Every damage is done to a COPY of the embedded catalog in tmp_path (other processes use the
 cached file)."""

@@ -1,7 +1,7 @@
 """What one client can do to the shop over real HTTP: never a 500, and bounded memory.
 
 Nested JSON, restored states of the wrong shape, huge bodies, absurd page numbers, a session
-fed long URLs, connections left idle or half-sent (issue 13, C)."""
+fed long URLs, connections left idle or half-sent."""
 
 from __future__ import annotations
 
