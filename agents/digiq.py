@@ -17,7 +17,7 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (the Digi-Q
                       (extract_anchor lambda > 0: - lambda mean log pi(a_b | s), s not kept)
                       threshold_sweep: one extraction per threshold, the best on validation
 
-``critic_mode`` is the Digi-Q paper's three options as one switch, on the same data: ``finetune_freeze``
+``critic_mode`` is Digi-Q's three options as one switch, on the same data: ``finetune_freeze``
 (the above), ``frozen`` (skip 2: off-the-shelf features) and ``end_to_end`` (no 2; the TD loss of
 3 trains the encoder too, with a target copy of encoder and heads, Polyak-averaged alike).
 

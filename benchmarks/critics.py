@@ -415,7 +415,7 @@ class GenerativeCriticValues:
 
 def make_estimator(kind: str, checkpoint: str):
     """The estimator of a trained checkpoint of ``kind`` (one of :data:`ESTIMATOR_KINDS`);
-    ``kind:label`` names one of several of a kind (``digiq:frozen``: the Digi-Q paper's critic options)."""
+    ``kind:label`` names one of several of a kind (``digiq:frozen``: Digi-Q's options)."""
     kind, _, label = kind.partition(":")
     if kind not in ESTIMATOR_KINDS:
         raise ValueError(f"unknown estimator kind {kind!r}; known: {', '.join(ESTIMATOR_KINDS)}")
