@@ -84,7 +84,7 @@ PRESETS = {
     # ~1 h on 2 busy CPU cores (one thread), from bc: the critic-only phase on 1,500 bc
     # episodes, whose pairs the critic keeps refitting (a quarter each iteration) beside the last
     # 4 iterations' (s, G); 8 iterations x 96 episodes; the scorer's heads only, T 0.5, gamma 1.
-    # Recorded (docs/results.md, session 7): test +1.9 +- 0.5 Score, +4.0 +- 1.3 SR over bc
+    # Recorded (docs/results.md): test +1.9 +- 0.5 Score, +4.0 +- 1.3 SR over bc
     "cpu": ArcherConfig(
         init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=8,
         tasks_per_iteration=96, temperature=0.5, train_encoder=False, lr=3e-3,

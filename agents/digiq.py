@@ -194,7 +194,7 @@ class DigiQConfig(CommonConfig):
     # 4. Best-of-N extraction (filtered BC of the scorer policy)
     threshold: float = 0.05
     # several values: one extraction per threshold, the policy best on validation kept (the
-    # critic's scale decides how many states clear a threshold: docs/results.md, session 8)
+    # critic's scale decides how many states clear a threshold: docs/results.md, Digi-Q)
     threshold_sweep: tuple[float, ...] = ()
     # lambda of the behaviour anchor: L += -lambda mean log pi(a_b | s) over training states NOT
     # kept, a_b the behaviour's own (non-explored) action; 0 = Digi-Q's plain filtered BC
