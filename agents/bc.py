@@ -1,6 +1,6 @@
 """``bc``: behaviour cloning of the rule agent into an LM policy (the behaviour policy of Digi-Q).
 
-Digi-Q (REFERENCE.md) starts from a behaviour policy fine-tuned on demonstrations (AutoUI-SFT);
+Digi-Q (Bai et al., 2025) starts from a behaviour policy fine-tuned on demonstrations (AutoUI-SFT);
 its Best-of-N extraction samples candidate actions from it. This file trains that policy, in
 the CleanRL manner: :class:`BCConfig` holds every hyper-parameter, :func:`train_bc` reads top to
 bottom.
@@ -75,7 +75,7 @@ class BCConfig(CommonConfig):
     keep_checkpoints are :class:`agents.training.CommonConfig`'s.
 
     ``micro_batch_size`` is 1 on a CPU: a padded batch pays for its padding and runs no faster
-    there than one sequence after another (REFERENCE.md: SmolLM2 forward of 8 x 512 tokens
+    there than one sequence after another (measured on this CPU: SmolLM2 forward of 8 x 512 tokens
     8.7 s, of one 1.1 s); a GPU takes bigger micro-batches.
     """
 

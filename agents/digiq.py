@@ -1207,7 +1207,7 @@ def td_targets(
     """The TD targets, both from the TARGET heads, each (2, B):
 
     y_Q_i = r + gamma (1 - done) Vbar_i(s')
-    y_V_i = Qbar_i(s, a_data)            (v_target "per_head", REFERENCE.md)
+    y_V_i = Qbar_i(s, a_data)            (v_target "per_head", Digi-Q's rule)
           = min_j Qbar_j(s, a_data)      (v_target "min")
     """
     y_q = reward + gamma * (1.0 - done) * target.vs(f_s2)

@@ -1,4 +1,4 @@
-"""``poise``: POISE (Choi et al., 2026) - the actor is its own critic (REFERENCE.md, POISE).
+"""``poise``: POISE (Choi et al., 2026) - the actor is its own critic.
 
     for each iteration:
         for each of tasks_per_iteration train tasks: 2 rollouts i, j from the identical start,

@@ -19,7 +19,7 @@
        sensitivity (mean spread of the candidate values), and the compute per estimate
        (seconds, and env steps for the estimators that play).
 
-The estimators (REFERENCE.md; an estimator needs its checkpoint, ``--checkpoint KIND=DIR``):
+The estimators (an estimator needs its checkpoint, ``--checkpoint KIND=DIR``):
 
 - ``group-mean`` (GRPO's empirical baseline): V = the mean final reward of the task's other
   G - 1 rollouts (leave-one-out, so it never sees the rollout it is scored on). No ranking.
