@@ -186,7 +186,7 @@ class DigiQConfig(CommonConfig):
     td_batch_size: int = 256
     td_lr: float = 1e-3
     head_hidden: int = 256
-    v_target: str = "per_head"  # V_i -> Qbar_i(s, a) ("per_head", REFERENCE) or min_j Qbar_j
+    v_target: str = "per_head"  # V_i -> Qbar_i(s, a) ("per_head", as Digi-Q) or min_j Qbar_j
     v_expectile: float = 0.5  # 0.5: V's plain MSE (Digi-Q); > 0.5: IQL's expectile (see below)
     e2e_updates: int = 100  # end_to_end: TD updates through the encoder (slow)
     e2e_batch_size: int = 8

@@ -1,4 +1,4 @@
-"""``grpo``: Group Relative Policy Optimization, multi-turn, with DAPO's options (REFERENCE.md).
+"""``grpo``: Group Relative Policy Optimization (DeepSeekMath), multi-turn, with DAPO's options.
 
     for each iteration:
         for each of tasks_per_iteration train tasks: G rollouts from the identical start
