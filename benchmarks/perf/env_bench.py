@@ -408,7 +408,11 @@ def worker(name: str, steps: int) -> dict:
 
 
 def run_worker(
-    name: str, steps: int, one_core: bool = False, module: str = "benchmarks.perf.env_bench"
+    name: str,
+    steps: int,
+    one_core: bool = False,
+    module: str = "benchmarks.perf.env_bench",
+    extra: tuple[str, ...] = (),
 ) -> dict:
     cmd = [
         sys.executable,
@@ -418,6 +422,7 @@ def run_worker(
         name,
         "--steps",
         str(steps),
+        *extra,
     ]
     if one_core:
         cmd[:0] = ["taskset", "-c", "0"] if shutil.which("taskset") else []
