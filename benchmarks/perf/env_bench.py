@@ -217,7 +217,7 @@ class Breakdown:
 
 
 def _install_breakdown() -> Breakdown:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Locator, Page, Response
 
     import webgym.browser.tab as tab_mod
     import webgym.effects as effects_mod
@@ -228,12 +228,13 @@ def _install_breakdown() -> Breakdown:
     bd = Breakdown()
     bd.wrap(env_mod, "parse_action", "parse action")
     bd.wrap(PageView, "resolve", "resolve (PageView)")
-    bd.wrap(tab_mod.BrowserTab, "_element", "element probe (evaluate_all)")
+    # The tab's operations are generators of Playwright calls: time the calls themselves.
+    bd.wrap(Locator, "evaluate_all", "element probe (evaluate_all)")
     bd.wrap(Locator, "click", "locator.click")
     bd.wrap(Locator, "fill", "locator.fill")
     bd.wrap(Locator, "blur", "locator.blur")
     bd.wrap(Page, "wait_for_load_state", "wait for load")
-    bd.wrap(tab_mod.BrowserTab, "_served_html", "served html (response.body)")
+    bd.wrap(Response, "body", "served html (response.body)")
     bd.wrap(Page, "screenshot", "screenshot (CDP, jpeg)")
     bd.wrap(tab_mod, "decode_screenshot", "decode jpeg -> numpy")
     bd.wrap(env_mod, "observe_page", "observe_page (parse html)")
@@ -407,7 +408,11 @@ def worker(name: str, steps: int) -> dict:
 
 
 def run_worker(
-    name: str, steps: int, one_core: bool = False, module: str = "benchmarks.perf.env_bench"
+    name: str,
+    steps: int,
+    one_core: bool = False,
+    module: str = "benchmarks.perf.env_bench",
+    extra: tuple[str, ...] = (),
 ) -> dict:
     cmd = [
         sys.executable,
@@ -417,6 +422,7 @@ def run_worker(
         name,
         "--steps",
         str(steps),
+        *extra,
     ]
     if one_core:
         cmd[:0] = ["taskset", "-c", "0"] if shutil.which("taskset") else []

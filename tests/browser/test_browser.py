@@ -1,7 +1,13 @@
-"""The browser layer against a real Chromium and a real local HTTP server."""
+"""The browser layer against a real Chromium and a real local HTTP server, through both of its
+drivers: every test that exercises a tab or a host runs with the sync driver (`BrowserHost`,
+blocking calls) and the async one (`AsyncBrowserHost` on an event loop, seen here through a
+blocking view: `Synced`)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import logging
 import os
 import signal
@@ -19,6 +25,7 @@ import pytest
 from webgym.actions import Action
 from webgym.browser import (
     ActionFailed,
+    AsyncBrowserHost,
     BrowserConfig,
     BrowserCrashed,
     BrowserHost,
@@ -91,17 +98,115 @@ def server():
     httpd.server_close()
 
 
+class SyncDriver:
+    """The sync host, in the calling thread."""
+
+    def acquire(self, config: BrowserConfig | None = None):
+        return BrowserHost.acquire(config or BrowserConfig())
+
+    def new_tab(self, host, **kwargs):
+        return host.new_tab(**kwargs)
+
+    def isolated(self, body, seconds: float = 60) -> None:
+        """Run ``body(driver)`` with a host of its own (its own thread)."""
+        _in_thread(body, SyncDriver(), seconds)
+
+
+def _in_thread(body, arg, seconds: float) -> None:
+    thread = threading.Thread(target=body, args=(arg,))
+    thread.start()
+    thread.join(seconds)
+
+
+class Synced:
+    """A blocking view of an object of the async driver: attribute reads and calls run on the
+    driver's event loop (awaited when they return a coroutine); live objects come back as
+    views too (the same view for the same object)."""
+
+    __slots__ = ("_driver", "_obj")
+
+    def __init__(self, driver: AsyncDriver, obj: object) -> None:
+        object.__setattr__(self, "_driver", driver)
+        object.__setattr__(self, "_obj", obj)
+
+    def __getattr__(self, name: str):
+        value = self._driver.call(getattr, self._obj, name)
+        if callable(value) and not isinstance(value, Synced):
+            return functools.partial(self._driver.call, value)
+        return value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self._driver.call(setattr, self._obj, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._driver.call(delattr, self._obj, name)
+
+
+class AsyncDriver:
+    """The async host, on an event loop running in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._views: dict[int, Synced] = {}
+
+    def call(self, fn, *args, **kwargs):
+        async def run():
+            result = fn(*args, **kwargs)
+            return (await result) if inspect.isawaitable(result) else result
+
+        value = asyncio.run_coroutine_threadsafe(run(), self.loop).result(120)
+        if type(value).__module__.startswith(("playwright.", "webgym.browser")):
+            view = self._views.get(id(value))
+            if view is None:
+                view = self._views[id(value)] = Synced(self, value)
+            return view
+        return value
+
+    def acquire(self, config: BrowserConfig | None = None):
+        return self.call(AsyncBrowserHost.acquire, config or BrowserConfig())
+
+    def new_tab(self, host, **kwargs):
+        tab = host.new_tab(**kwargs)
+        assert tab.recover()  # an async tab opens at its first recover
+        return tab
+
+    def isolated(self, body, seconds: float = 60) -> None:
+        """Run ``body(driver)`` with a host of its own (its own event loop)."""
+        driver = AsyncDriver()
+        try:
+            _in_thread(body, driver, seconds)
+        finally:
+            driver.stop()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module", params=["sync", "async"])
+def driver(request):
+    if request.param == "sync":
+        yield SyncDriver()
+        return
+    driver = AsyncDriver()
+    yield driver
+    driver.stop()
+
+
 @pytest.fixture(scope="module")
-def host():
-    host = BrowserHost.acquire(BrowserConfig())
-    keeper = host.new_tab()  # keeps Chromium up for the module
+def host(driver):
+    host = driver.acquire()
+    keeper = driver.new_tab(host)  # keeps Chromium up for the module
     yield host
     keeper.close()
 
 
 @pytest.fixture
-def tab(host):
-    tab = host.new_tab()
+def tab(driver, host):
+    tab = driver.new_tab(host)
     yield tab
     tab.close()
 
@@ -190,12 +295,12 @@ def test_resolved_steps_are_trusted_without_probing_the_page(server, tab, monkey
     assert cap.html == _results("red shoes")
 
 
-def test_recover_logs_what_failed_and_the_next_recover_works(server, caplog):
+def test_recover_logs_what_failed_and_the_next_recover_works(server, driver, caplog):
     done = {}
 
-    def run():
-        host = BrowserHost.acquire(BrowserConfig())
-        tab = host.new_tab()
+    def run(driver):
+        host = driver.acquire()
+        tab = driver.new_tab(host)
         try:
             tab.goto(server + "/")
             os.kill(host.pid, signal.SIGKILL)
@@ -216,9 +321,7 @@ def test_recover_logs_what_failed_and_the_next_recover_works(server, caplog):
             tab.close()
 
     with caplog.at_level(logging.WARNING, logger="webgym.browser"):
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join(60)
+        driver.isolated(run)
     assert done["first"] is False and "recover()" in done["error"]
     assert done["second"] is True and done["html"] == PAGES["/form"]
     logged = [r for r in caplog.records if r.name == "webgym.browser.host"]
@@ -254,12 +357,12 @@ def test_mouse_click_on_a_link_navigates(server, tab):
     assert cap.url == server + "/form"
 
 
-def test_two_tabs_share_one_chromium_process(server, host):
-    a, b = host.new_tab(), host.new_tab()
+def test_two_tabs_share_one_chromium_process(server, driver, host):
+    a, b = driver.new_tab(host), driver.new_tab(host)
     try:
         a.goto(server + "/")
         b.goto(server + "/form")
-        assert a.host is b.host is BrowserHost.acquire(BrowserConfig())
+        assert a.host is b.host is driver.acquire()
         browsers = []
         for proc in psutil.Process().children(recursive=True):
             try:
@@ -276,20 +379,18 @@ def test_two_tabs_share_one_chromium_process(server, host):
         b.close()
 
 
-def test_closing_the_last_tab_stops_the_browser(server):
+def test_closing_the_last_tab_stops_the_browser(server, driver):
     done = {}
 
-    def run():  # its own thread: its own host, independent of the module's shared one
-        host = BrowserHost.acquire(BrowserConfig())
-        tab = host.new_tab()
+    def run(driver):  # its own host, independent of the module's shared one
+        host = driver.acquire()
+        tab = driver.new_tab(host)
         tab.goto(server + "/")
         done["pid"] = host.pid
         tab.close()
         done["running"] = host.running
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
+    driver.isolated(run, 30)
     assert done["running"] is False
     proc_gone = not psutil.pid_exists(done["pid"])
     if not proc_gone:
@@ -297,12 +398,12 @@ def test_closing_the_last_tab_stops_the_browser(server):
     assert proc_gone
 
 
-def test_killed_chromium_raises_crashed_quickly_then_recovers(server):
+def test_killed_chromium_raises_crashed_quickly_then_recovers(server, driver):
     done = {}
 
-    def run():
-        host = BrowserHost.acquire(BrowserConfig())
-        tab = host.new_tab()
+    def run(driver):
+        host = driver.acquire()
+        tab = driver.new_tab(host)
         try:
             tab.goto(server + "/")
             old_pid = host.pid
@@ -321,9 +422,7 @@ def test_killed_chromium_raises_crashed_quickly_then_recovers(server):
         finally:
             tab.close()
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
+    driver.isolated(run, 30)
     assert isinstance(done.get("error"), BrowserCrashed)
     assert done["seconds"] < 5
     assert done["alive_after_kill"] is False
@@ -331,14 +430,14 @@ def test_killed_chromium_raises_crashed_quickly_then_recovers(server):
     assert done["pids"][0] != done["pids"][1]
 
 
-def test_missing_executable_gives_install_advice():
+def test_missing_executable_gives_install_advice(driver):
     config = BrowserConfig(executable_path="/nonexistent/chromium")
     with pytest.raises(ChromiumNotFound, match="apt-get install -y chromium"):
-        BrowserHost.acquire(config)
+        driver.acquire(config)
 
 
-def test_javascript_can_be_disabled(server, host):
-    tab = host.new_tab(java_script_enabled=False)
+def test_javascript_can_be_disabled(server, driver, host):
+    tab = driver.new_tab(host, java_script_enabled=False)
     try:
         tab.goto(server + "/form")
         assert tab.page.evaluate("typeof window") == "object"  # CDP evaluate still works

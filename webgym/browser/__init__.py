@@ -6,8 +6,13 @@
     cap = tab.execute(action, screenshot=True)    # action: anything with .name and .args
     tab.close()                                   # the last tab stops Chromium
 
+    host = AsyncBrowserHost.acquire(config)       # the same on an event loop: one per loop
+    tab = host.new_tab(); await tab.recover()     # every tab method a coroutine
+
 The host owns Chromium, the contexts, crash detection and recovery (``tab.recover()`` asks it);
-the tab, one implementation of ``webgym.page.Page``, never imports the host.
+the tab, one implementation of ``webgym.page.Page``, never imports the host. Both are written
+once, as generators of Playwright calls (``TabCore``, ``HostCore``), that a sync and an async
+driver run (``webgym.browser.driver``).
 
 Imports nothing above webgym.browser except ``webgym.page`` and ``webgym.actions``.
 """
@@ -20,14 +25,16 @@ from webgym.browser.errors import (
     ChromiumNotFound,
     PageTimeout,
 )
-from webgym.browser.host import BrowserHost
-from webgym.browser.tab import BrowserTab, TabHost, decode_screenshot
+from webgym.browser.host import AsyncBrowserHost, BrowserHost
+from webgym.browser.tab import AsyncBrowserTab, BrowserTab, TabHost, decode_screenshot
 from webgym.page import PageCapture
 
 __all__ = [
     "DEFAULT_ARGS",
     "EXECUTABLE_ENV_VAR",
     "ActionFailed",
+    "AsyncBrowserHost",
+    "AsyncBrowserTab",
     "BrowserConfig",
     "BrowserCrashed",
     "BrowserError",

@@ -1,11 +1,17 @@
-"""`BrowserTab`: one browser context + page, actions executed in it, captures.
+"""The browser tab: one browser context + page, actions executed in it, captures.
 
-The browser tab is one implementation of the page interface (:mod:`webgym.page`; the
-in-process page is the other). Text observations in WebGym come from the SERVED HTML, so a tab
-records, for every navigation of its main frame, the document response (``page.on("response")``,
-navigation requests of the main frame, redirects skipped) and reads that response's body when a
-capture is taken: ``html`` is byte-for-byte what the server sent, the same bytes the browserless
-mode fetches; the purchase comes from the same response's headers.
+The tab is one implementation of the page interface (:mod:`webgym.page`; the in-process page
+is the other). It is written once, as `TabCore`, whose operations are generators of Playwright
+calls (`webgym.browser.driver`); two thin drivers run it: `BrowserTab` with blocking calls
+(Playwright's sync API, one thread) and `AsyncBrowserTab` with awaited ones (the async API, many
+tabs on one event loop). Both expose the same methods (``goto``, ``capture``, ``execute``,
+``recover``, ``reset_page``, ``detach``, ``close``) and give byte-identical captures.
+
+Text observations in WebGym come from the SERVED HTML, so a tab records, for every navigation
+of its main frame, the document response (``page.on("response")``, navigation requests of the
+main frame, redirects skipped) and reads that response's body when a capture is taken: ``html``
+is byte-for-byte what the server sent, the same bytes the browserless mode fetches; the
+purchase comes from the same response's headers.
 
 Steps: a resolved step (a ``click`` / ``fill`` carrying the page element it acts on, from
 :meth:`webgym.observe.PageView.resolve`) is trusted: the element was checked against the served
@@ -26,8 +32,11 @@ is a link or a form's submit control.
 
 The tab never sees the `BrowserHost`: it gets a `TabHost`, the narrow handle below (the host
 implements it): the host opens and recovers the tab's page, the tab uses it and reports back.
+A tab starts detached; the host attaches a page (at once for the sync host's ``new_tab``, at the
+first ``recover()`` for the async host's).
 
-Screenshots are JPEG by default (see `BrowserConfig`), decoded to H x W x 3 uint8 with Pillow.
+Screenshots are JPEG by default (see `BrowserConfig`), decoded to H x W x 3 uint8 with Pillow
+(the async driver decodes in a worker thread).
 
 Imports nothing above webgym.browser but ``webgym.page`` (and ``webgym.actions`` for types).
 """
@@ -39,29 +48,40 @@ import io
 import logging
 import re
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Response
+from playwright.sync_api import Error as PlaywrightError  # the async API's classes too
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from webgym.browser.config import BrowserConfig
+from webgym.browser.driver import Op, Ops, awaiting, blocking, compute
 from webgym.browser.errors import ActionFailed, BrowserCrashed, BrowserError, PageTimeout
 from webgym.page import PageCapture, purchase_from_headers
 
 if TYPE_CHECKING:
     from webgym.actions import Action
 
-__all__ = ["BrowserTab", "PageCapture", "TabHost", "decode_screenshot"]
+__all__ = [
+    "AsyncBrowserTab",
+    "BrowserTab",
+    "PageCapture",
+    "TabCore",
+    "TabHost",
+    "decode_screenshot",
+]
 
 log = logging.getLogger(__name__)
 
+#: What a core operation is: a generator of `Op`s returning the operation's result.
+IO = Generator[Op, Any, Any]
+
 
 class TabHost(Protocol):
-    """What a tab may ask of the browser that hosts it (`BrowserHost` implements it)."""
+    """What a tab may ask of the browser that hosts it (`BrowserHost` and `AsyncBrowserHost`
+    implement it). ``guard`` is used by the tab's driver around each guarded call."""
 
     config: BrowserConfig
     generation: int  # bumped at every launch of Chromium
@@ -69,11 +89,11 @@ class TabHost(Protocol):
     @property
     def alive(self) -> bool: ...
 
-    def guard(self, seconds: float) -> AbstractContextManager[None]: ...
+    def guard(self, seconds: float) -> Any: ...
 
-    def recover(self, tab: BrowserTab) -> bool: ...
+    def recover_io(self, tab: TabCore) -> IO: ...
 
-    def release(self, tab: BrowserTab) -> None: ...
+    def release_io(self, tab: TabCore) -> IO: ...
 
 
 # One round trip: what the element(s) matching a bid are, so a bad action fails fast.
@@ -139,9 +159,46 @@ def decode_screenshot(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-class _TabEvents:
-    """What the sync tab and the async one (async_tab.py) share: the page's navigation and
-    crash listeners, and their read-only state."""
+class TabCore:
+    """One browser context with one page (or a page in a shared context), reused across
+    episodes: every operation written once, as a generator of Playwright calls (``*_io``).
+    Use a driver: `BrowserTab` or `AsyncBrowserTab`, made by their host's ``new_tab()``."""
+
+    #: the operations a driver exposes: ``name`` drives ``name_io``.
+    driven = ("goto", "capture", "execute", "recover", "reset_page", "detach", "close")
+
+    def __init__(
+        self,
+        host: TabHost,
+        *,
+        viewport: tuple[int, int],
+        java_script_enabled: bool = True,
+        shared_context: bool = False,
+    ) -> None:
+        self._host = host
+        self._config = host.config
+        self.viewport = viewport
+        self.java_script_enabled = java_script_enabled
+        self.shared_context = shared_context
+        self._closed = False
+        self._context = self._page = None
+        self._generation = -1  # detached: the host attaches a page
+        self._forget_page()
+
+    # ---- the page's events and state -------------------------------------------------------
+
+    def _forget_page(self) -> None:
+        self._response: Any = None
+        self._html_cache: tuple[Any, str] | None = None
+        #: number of main-frame document responses seen (navigation detector).
+        self.navigations = 0
+        self._renderer_crashed = False
+
+    def _watch(self, page: Any) -> None:
+        self._page = page
+        self._forget_page()
+        page.on("response", self._on_response)
+        page.on("crash", self._on_crash)
 
     def _on_response(self, response: Any) -> None:
         request = response.request
@@ -156,6 +213,10 @@ class _TabEvents:
         self._renderer_crashed = True
 
     @property
+    def _guard(self) -> Any:
+        return self._host.guard
+
+    @property
     def host(self) -> Any:
         return self._host
 
@@ -163,6 +224,11 @@ class _TabEvents:
     def page(self):
         """The Playwright page (for tests and diagnostics; prefer the tab's methods)."""
         return self._page
+
+    @property
+    def context(self):
+        """The Playwright browser context the page lives in."""
+        return self._context
 
     @property
     def generation(self) -> int:
@@ -173,91 +239,53 @@ class _TabEvents:
     def closed(self) -> bool:
         return self._closed
 
-
-class BrowserTab(_TabEvents):
-    """One browser context with one page, reused across episodes. Create with
-    `BrowserHost.new_tab()`; use from the thread that created it."""
-
-    def __init__(
-        self,
-        host: TabHost,
-        context: Any,
-        page: Any,
-        generation: int,
-        *,
-        viewport: tuple[int, int],
-        java_script_enabled: bool = True,
-        shared_context: bool = False,
-    ) -> None:
-        self._host = host
-        self.shared_context = shared_context
-        self._config = host.config
-        self.viewport = viewport
-        self.java_script_enabled = java_script_enabled
-        self._closed = False
-        self.attach(context, page, generation)
-
     # ---- lifecycle -------------------------------------------------------------------------
 
     def attach(self, context: Any, page: Any, generation: int) -> None:
         """Use ``page`` (in ``context``) of the browser of ``generation`` (called by the host)."""
-        self._context, self._page, self._generation = context, page, generation
-        self._watch_page()
+        self._context, self._generation = context, generation
+        self._watch(page)
 
-    def detach(self) -> None:
+    def detach_io(self) -> IO:
         """Let go of the page: close it (or this tab's own context) if it belongs to the
         running browser. It is being thrown away, so a failure is logged, never raised."""
         if self._context is not None and self._generation == self._host.generation:
+            target = self._page if self.shared_context else self._context
             try:
-                with self._host.guard(self._config.action_timeout_s):
-                    (self._page if self.shared_context else self._context).close()
+                yield Ops(self._config.action_timeout_s)(target.close)
             except Exception:  # noqa: BLE001 - a dead page cannot be closed; it goes anyway
                 log.debug("closing a browser page failed; dropping it", exc_info=True)
         self._context = self._page = None
 
-    def _watch_page(self) -> None:
-        self._response: Response | None = None
-        self._html_cache: tuple[Response, str] | None = None
-        #: number of main-frame document responses seen (navigation detector).
-        self.navigations = 0
-        self._renderer_crashed = False
-        self._page.on("response", self._on_response)
-        self._page.on("crash", self._on_crash)
-
-    def close(self) -> None:
+    def close_io(self) -> IO:
         """Close this tab's context; the last tab to close stops the browser."""
         if self._closed:
             return
-        self.detach()
+        yield from self.detach_io()
         self._closed = True
-        self._host.release(self)
+        yield from self._host.release_io(self)
 
-    def recover(self, *, if_dead: bool = False) -> bool:
-        """Make this tab usable again after a crash, a hang or a timeout: the host relaunches
-        Chromium if it died and gives the tab a fresh page (`BrowserHost.recover`, the one
-        recovery path). ``if_dead``: only if the tab is not usable. False (logged) if it
-        could not; the tab then raises `BrowserCrashed` until a later recover succeeds."""
+    def recover_io(self, *, if_dead: bool = False) -> IO:
+        """Make this tab usable again after a crash, a hang or a timeout (or open it): the host
+        relaunches Chromium if it died and gives the tab a fresh page (the host's one recovery
+        path). ``if_dead``: only if the tab is not usable. False (logged) if it could not; the
+        tab then raises `BrowserCrashed` until a later recover succeeds."""
         if self._closed:
             raise BrowserError("this tab is closed")
         if if_dead and self._dead_reason() is None:
             return True
-        return self._host.recover(self)
+        return (yield from self._host.recover_io(self))
 
-    def reset_page(self) -> None:
+    def reset_page_io(self) -> IO:
         """Start clean between episodes without a new context: drop cookies and swap the page
         for a fresh one (empty history, so go_back cannot reach the previous episode)."""
-        with self._calling(self._config.navigation_timeout_s):
+        with self._calling(self._config.navigation_timeout_s) as call:
             if not self.shared_context:  # shared cookies belong to the other tabs too
-                self._context.clear_cookies()
-            old, self._page = self._page, self._context.new_page()
-            old.close()
-        self._watch_page()
-
-    def __enter__(self) -> BrowserTab:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+                yield call(self._context.clear_cookies)
+            old = self._page
+            self._page = yield call(self._context.new_page)
+            yield call(old.close)
+        self._watch(self._page)
 
     # ---- error mapping ---------------------------------------------------------------------
 
@@ -265,7 +293,7 @@ class BrowserTab(_TabEvents):
         if self._closed:
             return "this tab is closed"
         if self._page is None:
-            return "the tab has no page (its recovery failed); call recover()"
+            return "the tab has no page (not opened yet, or its recovery failed); call recover()"
         if self._generation != self._host.generation:
             return "the browser was relaunched since this tab opened; call recover()"
         if self._renderer_crashed:
@@ -276,7 +304,8 @@ class BrowserTab(_TabEvents):
 
     @contextlib.contextmanager
     def _calling(self, seconds: float):
-        """Run Playwright calls: check the tab first, map Playwright errors to ours after."""
+        """A group of Playwright calls, each guarded for ``seconds`` (``yield call(fn, ...)``):
+        check the tab first, map Playwright errors to ours after."""
         if self._closed:
             raise BrowserError("this tab is closed")
         if (
@@ -286,8 +315,7 @@ class BrowserTab(_TabEvents):
         ):
             raise BrowserCrashed(self._dead_reason())
         try:
-            with self._host.guard(seconds):
-                yield
+            yield Ops(seconds)
         except PlaywrightTimeout as exc:
             reason = self._dead_reason()
             if reason:
@@ -301,50 +329,47 @@ class BrowserTab(_TabEvents):
 
     # ---- navigation and capture ------------------------------------------------------------
 
-    def goto(self, url: str, *, screenshot: bool = False, axtree: bool = False) -> PageCapture:
+    def goto_io(self, url: str, *, screenshot: bool = False, axtree: bool = False) -> IO:
         """Navigate to ``url``, wait for "load", and capture."""
         timeout = self._config.navigation_timeout_s
-        with self._calling(timeout):
-            self._page.goto(url, wait_until="load", timeout=timeout * 1000)
-        return self.capture(screenshot=screenshot, axtree=axtree)
+        with self._calling(timeout) as call:
+            yield call(self._page.goto, url, wait_until="load", timeout=timeout * 1000)
+        return (yield from self.capture_io(screenshot=screenshot, axtree=axtree))
 
-    def capture(self, screenshot: bool = False, axtree: bool = False) -> PageCapture:
+    def capture_io(self, screenshot: bool = False, axtree: bool = False) -> IO:
         """The current URL, served HTML and status, plus optional screenshot and ARIA tree."""
         cfg = self._config
-        with self._calling(cfg.action_timeout_s):
+        with self._calling(cfg.action_timeout_s) as call:
             url = self._page.url
-            html, status = self._served_html()
+            html, status = yield from self._served_html(call)
             response = self._response
             purchase = purchase_from_headers(response.headers) if response is not None else None
         image = None
         if screenshot:
-            with self._calling(cfg.screenshot_timeout_s):
-                if cfg.screenshot_format == "jpeg":
-                    data = self._page.screenshot(
-                        type="jpeg",
-                        quality=cfg.jpeg_quality,
-                        timeout=cfg.screenshot_timeout_s * 1000,
-                    )
-                else:
-                    data = self._page.screenshot(
-                        type="png", timeout=cfg.screenshot_timeout_s * 1000
-                    )
-            image = decode_screenshot(data)
+            if cfg.screenshot_format == "jpeg":
+                kind = {"type": "jpeg", "quality": cfg.jpeg_quality}
+            else:
+                kind = {"type": "png"}
+            with self._calling(cfg.screenshot_timeout_s) as call:
+                shot = call(self._page.screenshot, timeout=cfg.screenshot_timeout_s * 1000, **kind)
+                data = yield shot
+            image = yield compute(decode_screenshot, data)
         tree = None
         if axtree:
-            with self._calling(cfg.action_timeout_s):
-                tree = self._page.locator("body").aria_snapshot(timeout=cfg.action_timeout_s * 1000)
+            with self._calling(cfg.action_timeout_s) as call:
+                body = self._page.locator("body")
+                tree = yield call(body.aria_snapshot, timeout=cfg.action_timeout_s * 1000)
         return PageCapture(
             url=url, html=html, status=status, screenshot=image, axtree=tree, purchase=purchase
         )
 
-    def _served_html(self) -> tuple[str, int]:
+    def _served_html(self, call: Ops) -> IO:
         response = self._response
         if response is None:
             return "", 0
         if self._html_cache is not None and self._html_cache[0] is response:
             return self._html_cache[1], response.status
-        body = response.body()
+        body = yield call(response.body)
         match = _CHARSET_RE.search(response.headers.get("content-type", ""))
         encoding = match.group(1) if match else "utf-8"
         try:
@@ -356,9 +381,7 @@ class BrowserTab(_TabEvents):
 
     # ---- actions ---------------------------------------------------------------------------
 
-    def execute(
-        self, action: Action, *, screenshot: bool = False, axtree: bool = False
-    ) -> PageCapture:
+    def execute_io(self, action: Action, *, screenshot: bool = False, axtree: bool = False) -> IO:
         """Execute one element/pixel action and capture the page after it.
 
         Supports click, fill, select_option, scroll, go_back, noop, mouse_click and
@@ -374,22 +397,21 @@ class BrowserTab(_TabEvents):
         element = getattr(action, "element", None)
         before = self.navigations
         if element is not None:
-            handler(*args, element=element)
+            yield from handler(*args, element=element)
         else:
-            handler(*args)
+            yield from handler(*args)
         if self.navigations != before:
-            with self._calling(self._config.navigation_timeout_s):
-                self._page.wait_for_load_state(
-                    "load", timeout=self._config.navigation_timeout_s * 1000
-                )
-        return self.capture(screenshot=screenshot, axtree=axtree)
+            t = self._config.navigation_timeout_s
+            with self._calling(t) as call:
+                yield call(self._page.wait_for_load_state, "load", timeout=t * 1000)
+        return (yield from self.capture_io(screenshot=screenshot, axtree=axtree))
 
-    def _element(self, bid: str, expected: str = "") -> tuple[Any, dict]:
+    def _element(self, bid: str, expected: str = "") -> IO:
         """The unique element with ``bid``, and its probe info; ActionFailed otherwise."""
         bid = str(bid)
         locator = self._page.locator(f"[bid={_css_string(bid)}]")
-        with self._calling(self._config.action_timeout_s):
-            infos = locator.evaluate_all(_PROBE_JS)
+        with self._calling(self._config.action_timeout_s) as call:
+            infos = yield call(locator.evaluate_all, _PROBE_JS)
         if not infos:
             raise ActionFailed(f"no element with id '{bid}' on this page")
         if len(infos) > 1:
@@ -401,37 +423,40 @@ class BrowserTab(_TabEvents):
             raise ActionFailed(f"element '{bid}' is disabled")
         return locator, info
 
-    def _located(self, bid: str, element: Any) -> tuple[Any, bool]:
+    def _located(self, bid: str, element: Any) -> IO:
         """The locator of ``bid`` and whether a click on it navigates: read from the resolved
         ``element`` when there is one (trusted), else probed in the page."""
         if element is not None:
             return self._page.locator(f"[bid={_css_string(str(bid))}]"), element.navigates
-        locator, info = self._element(bid)
+        locator, info = yield from self._element(bid)
         return locator, info["navigates"]
 
-    def _do_click(self, bid: str, *, element: Any = None) -> None:
-        locator, navigates = self._located(bid, element)
+    def _do_click(self, bid: str, *, element: Any = None) -> IO:
+        locator, navigates = yield from self._located(bid, element)
         t, nav_t = self._config.action_timeout_s, self._config.navigation_timeout_s
-        with self._calling(t + nav_t):
+        with self._calling(t + nav_t) as call:
             if navigates:  # wait for the new document: a POST -> 303 -> GET included
                 # The navigation has the navigation timeout, not the click's: the click returns
                 # once dispatched (a slow server answer, e.g. the first Buy Now of a process
                 # loading the reward's tagger, must not time the click out).
-                with self._page.expect_navigation(wait_until="load", timeout=nav_t * 1000):
-                    locator.click(timeout=t * 1000, no_wait_after=True)
+                wait = {"wait_until": "load", "timeout": nav_t * 1000}
+                yield call.navigating(
+                    self._page, wait, locator.click, timeout=t * 1000, no_wait_after=True
+                )
             else:
-                locator.click(timeout=t * 1000)
+                yield call(locator.click, timeout=t * 1000)
 
-    def _do_fill(self, bid: str, value: str = "", *, element: Any = None) -> None:
-        locator, _ = self._located(bid, element)
-        with self._calling(self._config.action_timeout_s):
-            locator.fill(str(value), timeout=self._config.action_timeout_s * 1000)
+    def _do_fill(self, bid: str, value: str = "", *, element: Any = None) -> IO:
+        locator, _ = yield from self._located(bid, element)
+        t = self._config.action_timeout_s
+        with self._calling(t) as call:
+            yield call(locator.fill, str(value), timeout=t * 1000)
             # A focused field repaints (caret blink, focus ring) between screenshots of an
             # unchanged page; leaving it unfocused keeps captures pixel-identical.
-            locator.blur(timeout=self._config.action_timeout_s * 1000)
+            yield call(locator.blur, timeout=t * 1000)
 
-    def _do_select_option(self, bid: str, option: str) -> None:
-        locator, info = self._element(bid)
+    def _do_select_option(self, bid: str, option: str) -> IO:
+        locator, info = yield from self._element(bid)
         if info["tag"] != "select":
             raise ActionFailed(f"element '{bid}' is not a <select>")
         option = str(option)
@@ -439,18 +464,18 @@ class BrowserTab(_TabEvents):
         if not any(option in (value, label) for value, label in choices):
             labels = ", ".join(repr(label) for _, label in choices)
             raise ActionFailed(f"select '{bid}' has no option {option!r} (options: {labels})")
-        with self._calling(self._config.action_timeout_s):
-            locator.select_option(option, timeout=self._config.action_timeout_s * 1000)
+        t = self._config.action_timeout_s
+        with self._calling(t) as call:
+            yield call(locator.select_option, option, timeout=t * 1000)
 
-    def _do_scroll(self, dx: float, dy: float) -> None:
+    def _do_scroll(self, dx: float, dy: float) -> IO:
         # Chromium applies a wheel scroll a frame after the input is acknowledged: wait until
         # the window reaches the expected offset (plain evaluates work with JavaScript off too;
         # a requestAnimationFrame promise would not).
         dx, dy = float(dx), float(dy)
-        t = self._config.action_timeout_s
-        with self._calling(t):
-            before = self._page.evaluate(_SCROLL_STATE_JS)
-            self._page.mouse.wheel(dx, dy)
+        with self._calling(self._config.action_timeout_s) as call:
+            before = yield call(self._page.evaluate, _SCROLL_STATE_JS)
+            yield call(self._page.mouse.wheel, dx, dy)
             expected = [
                 min(max(before[0] + dx, 0), before[2]),
                 min(max(before[1] + dy, 0), before[3]),
@@ -459,16 +484,16 @@ class BrowserTab(_TabEvents):
                 return
             deadline = time.monotonic() + _SCROLL_SETTLE_S
             while time.monotonic() < deadline:
-                now = self._page.evaluate(_SCROLL_STATE_JS)
+                now = yield call(self._page.evaluate, _SCROLL_STATE_JS)
                 if all(abs(a - b) < 1 for a, b in zip(now[:2], expected, strict=True)):
                     return
-                self._page.wait_for_timeout(5)
+                yield call(self._page.wait_for_timeout, 5)
 
-    def _do_go_back(self) -> None:
+    def _do_go_back(self) -> IO:
         t = self._config.navigation_timeout_s
         before, url_before = self.navigations, self._page.url
-        with self._calling(t):
-            response = self._page.go_back(wait_until="load", timeout=t * 1000)
+        with self._calling(t) as call:
+            response = yield call(self._page.go_back, wait_until="load", timeout=t * 1000)
         if response is None and self.navigations == before:
             if self._page.url != url_before:  # a same-document entry or the blank start page
                 if self._page.url == "about:blank":
@@ -476,26 +501,55 @@ class BrowserTab(_TabEvents):
                 return
             raise ActionFailed("cannot go back: there is no previous page")
 
-    def _do_noop(self, wait_ms: float = 0) -> None:
+    def _do_noop(self, wait_ms: float = 0) -> IO:
         wait_ms = max(0.0, min(float(wait_ms), self._config.action_timeout_s * 1000))
         if wait_ms:
-            with self._calling(self._config.action_timeout_s):
-                self._page.wait_for_timeout(wait_ms)
+            with self._calling(self._config.action_timeout_s) as call:
+                yield call(self._page.wait_for_timeout, wait_ms)
 
-    def _do_send_msg_to_user(self, text: str = "") -> None:
+    def _do_send_msg_to_user(self, text: str = "") -> IO:
         """No page effect: the environment records the message."""
+        yield from ()
 
-    def _do_mouse_click(self, x: float, y: float) -> None:
+    def _do_mouse_click(self, x: float, y: float) -> IO:
         x, y = float(x), float(y)
         width, height = self.viewport
         if not (0 <= x < width and 0 <= y < height):
             raise ActionFailed(f"({x:g}, {y:g}) is outside the {width}x{height} viewport")
         t = self._config.navigation_timeout_s
-        with self._calling(self._config.action_timeout_s):
-            navigates = self._page.evaluate(_NAVIGATES_AT_JS, [x, y])
-        with self._calling(t):
+        with self._calling(self._config.action_timeout_s) as call:
+            navigates = yield call(self._page.evaluate, _NAVIGATES_AT_JS, [x, y])
+        with self._calling(t) as call:
+            mouse = self._page.mouse
             if navigates:
-                with self._page.expect_navigation(wait_until="load", timeout=t * 1000):
-                    self._page.mouse.click(x, y)
+                wait = {"wait_until": "load", "timeout": t * 1000}
+                yield call.navigating(self._page, wait, mouse.click, x, y)
             else:
-                self._page.mouse.click(x, y)
+                yield call(mouse.click, x, y)
+
+
+@blocking
+class BrowserTab(TabCore):
+    """The tab driven with blocking calls (Playwright's sync API). Create with
+    `BrowserHost.new_tab()`; use from the thread that created it. Its methods (``goto``,
+    ``capture``, ``execute``, ``recover``, ``reset_page``, ``detach``, ``close``) are
+    `TabCore`'s ``*_io`` operations, run to their end."""
+
+    def __enter__(self) -> BrowserTab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@awaiting
+class AsyncBrowserTab(TabCore):
+    """The tab driven on an event loop (Playwright's async API): the same methods as
+    `BrowserTab`, as coroutines. Create with `AsyncBrowserHost.new_tab()`; its first
+    ``await recover()`` opens it; use it on the event loop that created it."""
+
+    async def __aenter__(self) -> AsyncBrowserTab:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

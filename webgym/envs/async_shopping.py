@@ -74,7 +74,7 @@ class AsyncShoppingEnv(ShoppingLogic):
         if self.mode == "text":
             return InThread(InProcessPage(transport))
         from webgym.browser import BrowserConfig
-        from webgym.browser.async_host import AsyncBrowserHost
+        from webgym.browser.host import AsyncBrowserHost
 
         config = BrowserConfig(
             headless=headless,

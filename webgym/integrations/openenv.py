@@ -453,7 +453,7 @@ class WebGymServer:
 
     def browser_contexts(self) -> int:
         """Browser contexts open in the server's Chromium (browser mode; 0 if none runs)."""
-        from webgym.browser.async_host import AsyncBrowserHost
+        from webgym.browser.host import AsyncBrowserHost
 
         async def count() -> int:
             host = AsyncBrowserHost.of_running_loop()
