@@ -73,13 +73,13 @@ PRESETS = {
         max_steps=6, val_tasks=3, lr=1e-3, minibatch_rollouts=3, beta=0.04,
     ),
     # 2 CPU cores, one torch thread, from bc, only the scoring heads trained (frozen encoder:
-    # embeddings cached): 150 iterations x 16 tasks x G = 8 rollouts at T = 1, 15 % of the
+    # embeddings cached): 100 iterations x 16 tasks x G = 8 rollouts at T = 1, 15 % of the
     # training decisions drawn uniformly (bc never tries "< Prev" on its own), the objective
     # the success indicator: buying a product that lacks a named option can never succeed,
     # so any way back that sometimes does is worth more (with partial credit the two are
     # about equal under bc, and the sign of the step-level advantage is noise)
     "cpu": GiGPOConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=150,
+        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=100,
         tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, temperature=1.0,
         explore=0.15, score_weight=0.0, success_bonus=1.0, train_encoder=False, val_tasks=200,
         eval_every=10, minibatch_rollouts=16, torch_threads=1, checkpoint_every=10,

@@ -229,7 +229,8 @@ FEATURES = (
 """The structural features of a candidate (:func:`candidates`), next to its text embedding.
 
 The last three let a policy express "this item is not it": ``visited`` marks a result the
-agent opened earlier in the episode (its memory, :func:`agents.observation.visited_items`);
+agent opened earlier in the episode (its memory, :func:`agents.observation.visited_items`;
+such a result is offered only once every listed result has been opened);
 on an item page, ``buy_mismatch`` (on Buy Now) and ``back_mismatch`` (on ``< Prev`` and Back to
 Search) are 1 when the page does not offer an option value the instruction names or its price
 is over the instruction's budget. Each sits on its own kind of candidate, so a linear weight
@@ -320,6 +321,10 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
         over = bool(prices) and budget is not None and min(prices) > budget
         mismatch = float(over or bool(missing_goal_options(goal, groups)))
     visited = visited_items(obs)
+    # a result opened earlier in the episode is not offered again while others are left: a
+    # shopper does not reopen what it just left (after "< Prev" the page looks as before)
+    listed = [m.group("asin") for m in map(_ITEM_RE.match, actions) if m]
+    skip_visited = any(asin not in visited for asin in listed)
 
     def add(action: str, text: str, **f: float) -> None:
         out.actions.append(action)
@@ -334,7 +339,9 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
         bid = m_click.group("bid") if m_click else ""
         if searchable and "search" in bid:
             continue  # the search button is reached through the query candidates below
-        if m_item:
+        if m_item and skip_visited and m_item.group("asin") in visited:
+            rank += 1  # the rank stays the page position
+        elif m_item:
             title, price = items.get(m_item.group("asin"), ("", ""))
             prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
             ok = float(bool(prices) and budget is not None and min(prices) <= budget)

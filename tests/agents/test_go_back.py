@@ -88,15 +88,20 @@ def test_buy_and_back_carry_the_item_pages_mismatch(env):
     assert seen[0.0] and seen[1.0], seen  # both kinds of item page were met
 
 
-def test_a_result_opened_earlier_is_marked_visited(env):
+def test_a_result_opened_earlier_is_not_offered_again_while_others_are_left(env):
     results, items = _item_pages(env, "test-0003", n=2)
     opened = [a for a, _ in items]
     assert not any(f[VISITED] for f in candidates(results).features)  # no memory, no marks
     remembered = with_history(results, ["search[tent]", *opened])
     assert visited_items(remembered) == {a.split("item_")[1][:-2] for a in opened}
     c = candidates(remembered)
-    marked = {a for a, f in zip(c.actions, c.features, strict=True) if f[VISITED] == 1.0}
-    assert marked == set(opened)
+    listed = [a for a in results["available_actions"] if "item_" in a]
+    offered = [a for a in c.actions if "item_" in a]
+    assert offered == [a for a in listed if a not in opened]  # not offered again
+    everything = with_history(results, listed)  # every result opened: all offered, marked
+    c = candidates(everything)
+    marked = [a for a, f in zip(c.actions, c.features, strict=True) if f[VISITED] == 1.0]
+    assert marked == listed
 
 
 def test_the_agent_remembers_its_own_actions_within_an_episode(env):
