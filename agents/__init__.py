@@ -43,7 +43,8 @@ register_agent(
 
 
 def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwargs):
-    """The agent that plays ``checkpoint``: ``lm`` for an LM policy, ``scorer`` for a scorer.
+    """The agent that plays ``checkpoint``: ``lm`` for an LM policy, ``scorer`` for a scorer
+    (a training run's checkpoint folder, or a shipped one: agents/release.py).
 
     With ``trained_by``, the checkpoint must say it was written by that trainer, and the agent
     takes that name, so that leaderboard rows say how the weights were made.
@@ -52,6 +53,11 @@ def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwar
     from pathlib import Path
 
     info_path = Path(checkpoint) / "policy.json"
+    if not info_path.is_file():  # a shipped checkpoint (agents/release.py) says it in config.json
+        from agents.release import CONFIG_FILE, is_release
+
+        if is_release(checkpoint):
+            info_path = Path(checkpoint) / CONFIG_FILE
     kind = json.loads(info_path.read_text()).get("kind") if info_path.is_file() else None
     if kind == "scorer-policy":
         from agents.scorer_policy import ScorerAgent

@@ -86,7 +86,7 @@ PRESETS = {
     # 4 iterations' (s, G); 8 iterations x 96 episodes; the scorer's heads only, T 0.5, gamma 1.
     # Recorded (docs/results.md): test +1.9 +- 0.5 Score, +4.0 +- 1.3 SR over bc
     "cpu": ArcherConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=8,
+        init_checkpoint="released:bc", iterations=8,
         tasks_per_iteration=96, temperature=0.5, train_encoder=False, lr=3e-3,
         normalize_advantages=True, gamma=1.0, critic_pretrain_episodes=1500,
         critic_pretrain_epochs=2, critic_pretrain_refit=0.25, critic_train_layers=3,

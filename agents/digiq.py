@@ -99,6 +99,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.release import resolve_checkpoint
 from agents.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
 from agents.scorer_policy import (
     Candidates,
@@ -148,7 +149,7 @@ class DigiQConfig(CommonConfig):
     max_steps, eval_episodes, checkpoint_every and keep_checkpoints are CommonConfig's."""
 
     # 1. offline data
-    behaviour_checkpoint: str = "runs/bc-scorer-cpu/checkpoints/latest"  # "": a fresh scorer
+    behaviour_checkpoint: str = "released:bc"  # a scorer folder or released:NAME; "": fresh
     data: str = ""  # another run's data folder (OUT/data) to reuse; "" = collect here
     n_episodes: int = 1000  # train-split episodes of the behaviour policy
     temperature: float = 1.0  # the bc scorer's sampling temperature
@@ -593,13 +594,14 @@ def label_balance(frame) -> dict[str, Any]:
 
 def _behaviour(config: DigiQConfig) -> ScorerPolicy:
     if config.behaviour_checkpoint:
-        kind = read_info(config.behaviour_checkpoint).get("kind")
+        source = resolve_checkpoint(config.behaviour_checkpoint)  # a folder, or released:bc
+        kind = read_info(source).get("kind")
         if kind != "scorer-policy":
             raise ValueError(
                 f"{config.behaviour_checkpoint} holds a {kind!r} checkpoint; Digi-Q's behaviour "
                 "policy is a scorer (webgym-bench train --agent bc --preset scorer-cpu)"
             )
-        policy = ScorerPolicy.load(config.behaviour_checkpoint)
+        policy = ScorerPolicy.load(source)
         if policy.backbone.name != config.backbone:
             raise ValueError(
                 f"{config.behaviour_checkpoint} was trained on {policy.backbone.name}, the "

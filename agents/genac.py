@@ -160,7 +160,7 @@ PRESETS = {
     # 7-15 min with 2-4 other jobs (docs/results.md: SFT + 6 iterations = 68 min). gamma 1:
     # archer's better setting here (docs/results.md), and the critics report's returns
     "cpu": GenacConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=6, gamma=1.0,
+        init_checkpoint="released:bc", iterations=6, gamma=1.0,
         tasks_per_iteration=48, temperature=0.5, lr=3e-3, train_encoder=False, val_tasks=100,
         eval_every=2, torch_threads=1, critic_states=64, critic_warmup=1, keep_checkpoints=7,
     ),

@@ -79,7 +79,7 @@ PRESETS = {
     # so any way back that sometimes does is worth more (with partial credit the two are
     # about equal under bc, and the sign of the step-level advantage is noise)
     "cpu": GiGPOConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=100,
+        init_checkpoint="released:bc", iterations=100,
         tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, temperature=1.0,
         explore=0.15, score_weight=0.0, success_bonus=1.0, train_encoder=False, val_tasks=200,
         eval_every=10, minibatch_rollouts=16, torch_threads=1, checkpoint_every=10,

@@ -66,7 +66,7 @@ PRESETS = {
     # training decisions drawn uniformly, the success indicator as objective (the same recipe
     # as gigpo's cpu preset, without its step-level credit)
     "cpu": GRPOConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=100,
+        init_checkpoint="released:bc", iterations=100,
         tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, temperature=1.0,
         explore=0.15, score_weight=0.0, success_bonus=1.0, train_encoder=False,
         val_tasks=200, eval_every=10, num_iterations=2, minibatch_rollouts=16,

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from agents import data_parallel
+from agents.release import resolve_checkpoint
 from agents.rollouts import Rollout, collect_rollouts, rollout_stats
 from agents.scorer_policy import ScorerCritic, ScorerPolicy, critic_state_text, read_info
 from agents.training import CommonConfig, TrainRun
@@ -96,7 +97,7 @@ class OnPolicyConfig(CommonConfig):
 
     # model
     backbone: str = "minilm"  # an encoder (the candidate scorer, agents/scorer_policy.py)
-    init_checkpoint: str = ""  # the starting policy (the bc checkpoint); "" = fresh head
+    init_checkpoint: str = ""  # the starting policy: a folder, or released:bc; "" = fresh head
     max_length: int = 96  # tokens of one (state, candidate) pair
     # rollouts
     iterations: int = 20
@@ -213,7 +214,9 @@ def _is_decoder(backbone: str) -> bool:
 
 
 def load_policy(source: Path, config: OnPolicyConfig) -> Policy:
-    """The policy saved in ``source``: a scorer or an LM policy checkpoint (else a clear error)."""
+    """The policy saved in ``source``: a scorer or an LM policy checkpoint (else a clear error);
+    ``released:<name>`` is a shipped checkpoint (agents/release.py)."""
+    source = resolve_checkpoint(source)
     kind = read_info(source).get("kind")
     if kind == "scorer-policy" and not _is_decoder(config.backbone):
         return ScorerPolicy.load(source)

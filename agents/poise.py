@@ -104,7 +104,7 @@ PRESETS = {
     # greedy validation episodes (~35 s) every 2nd: ~15 min on an idle core, 30-40 on a busy
     # one. 96 rows an iteration: the probe is fitted from iteration 2, on <= 5 iterations' rows
     "cpu": PoiseConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=12,
+        init_checkpoint="released:bc", iterations=12,
         tasks_per_iteration=48, temperature=0.5, lr=3e-3, train_encoder=False, val_tasks=100,
         eval_every=2, torch_threads=1, keep_checkpoints=13,
     ),

@@ -50,7 +50,7 @@ PRESETS = {
     # ~20-60 min on 2 CPU cores (one thread): 12 iterations x 48 episodes from bc, at T = 0.5,
     # only the scoring heads trained, the critic's top 3 layers (docs/results.md: beats bc)
     "cpu": ReinforceConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=12, temperature=0.5,
+        init_checkpoint="released:bc", iterations=12, temperature=0.5,
         tasks_per_iteration=48, lr=3e-3, train_encoder=False, critic_train_layers=3,
         val_tasks=100, eval_every=2, torch_threads=1,
     ),

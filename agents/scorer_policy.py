@@ -463,6 +463,13 @@ class ScorerPolicy(nn.Module):
     def from_backbone_name(cls, name: str, *, seed: int = 0, **kwargs: Any) -> ScorerPolicy:
         return cls(load_backbone(name, seed=seed), **kwargs)
 
+    @classmethod
+    def from_release(cls, name: str | Path) -> ScorerPolicy:
+        """A shipped checkpoint: ``ScorerPolicy.from_release("bc")`` (agents/release.py)."""
+        from agents.release import load_release
+
+        return load_release(name)
+
     def __repr__(self) -> str:
         return f"ScorerPolicy({self.backbone.name}, train_layers={self.train_layers})"
 
@@ -587,6 +594,10 @@ class ScorerPolicy(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, *, backbone: Backbone | None = None) -> ScorerPolicy:
+        from agents.release import is_release, load_release
+
+        if is_release(directory):  # a shipped checkpoint (agents/release.py)
+            return load_release(directory, backbone=backbone)
         info, backbone = _load_backbone(directory, KIND, backbone)
         policy = cls(
             backbone,
@@ -697,6 +708,10 @@ def _save(module: nn.Module, directory, kind: str, metadata, **fields_: Any) -> 
 def read_info(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / POLICY_FILE
     if not path.is_file():
+        from agents.release import is_release, release_config
+
+        if is_release(directory):  # a shipped checkpoint: config.json has the same fields
+            return release_config(directory)
         raise FileNotFoundError(f"{directory} is not a checkpoint: it has no {POLICY_FILE}")
     return json.loads(path.read_text())
 

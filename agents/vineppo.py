@@ -72,7 +72,7 @@ PRESETS = {
     # has a standard error <= 0.5 / sqrt(K): 0.25 at K = 4, 0.17 at 9; twice the episodes
     # average twice the sampled decisions, which the noisier V costs less than
     "cpu": VinePPOConfig(
-        init_checkpoint="runs/bc-scorer-cpu/checkpoints/latest", iterations=12,
+        init_checkpoint="released:bc", iterations=12,
         tasks_per_iteration=48, k_forks=4, temperature=0.5, lr=3e-3, train_encoder=False,
         val_tasks=100, eval_every=2, torch_threads=1,
     ),

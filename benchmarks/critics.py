@@ -116,9 +116,10 @@ class Estimate:
 
 
 def _policy(path: str):
+    from agents.release import resolve_checkpoint
     from agents.scorer_policy import ScorerPolicy
 
-    policy = ScorerPolicy.load(path)
+    policy = ScorerPolicy.load(resolve_checkpoint(path))  # a folder, or released:bc
     return policy.eval()
 
 

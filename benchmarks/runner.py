@@ -510,6 +510,16 @@ def select_tasks(
     return list(all_ids)
 
 
+def _shipped(agent: str, checkpoint: Path | None) -> Any:
+    """The shipped checkpoint this run plays (agents/release.py): the agent's own when no
+    checkpoint is given, or the shipped folder given as ``--checkpoint``; else None."""
+    from agents.release import Release, find_release, is_release
+
+    if checkpoint is None:
+        return find_release(agent)
+    return Release(checkpoint) if is_release(checkpoint) else None
+
+
 def plan_run(
     *,
     agent: str,
@@ -532,7 +542,10 @@ def plan_run(
     ``out`` defaults to ``runs/<agent>-<split>-<UTC time>``; an ``out`` that holds this run
     resumes it, one that holds another run is refused. ``catalog`` (an open
     ``webgym.shop.catalog.Catalog``) defaults to ``open_catalog(split=split)`` (the embedded
-    catalog that holds the split), closed again on return.
+    catalog that holds the split), closed again on return. With no ``checkpoint``, an agent
+    that has a shipped checkpoint (agents/release.py) plays it: its files are checked against
+    their hashes, and the manifest records it (``release``: name, content hash, results row;
+    ``checkpoint_sha256`` is that content hash).
     Nothing is written: :func:`execute_plan` writes the manifest and plays the episodes.
     """
     from agents import check_agent
@@ -546,12 +559,28 @@ def plan_run(
     if max_steps < 1:
         raise PlanError(f"--max-steps must be at least 1, not {max_steps}")
     checkpoint = Path(checkpoint) if checkpoint is not None else None
+    release = _shipped(agent, checkpoint)
+    if release is not None:
+        checkpoint = release.path
     try:
         info = check_agent(agent, str(checkpoint) if checkpoint is not None else None)
     except ValueError as e:  # UnknownAgentError is one too
-        raise PlanError(str(e)) from None
+        message = str(e)
+        if checkpoint is None and "needs a checkpoint" in message:
+            from agents.release import list_releases
+
+            shipped = ", ".join(r.name for r in list_releases()) or "none"
+            message += f" (no checkpoint of {agent} ships with webgym; shipped: {shipped})"
+        raise PlanError(message) from None
     if checkpoint is not None and not checkpoint.exists():
         raise PlanError(f"checkpoint {checkpoint} does not exist")
+    shipped = None
+    if release is not None:
+        try:
+            release.verify()
+        except ValueError as e:  # ReleaseError: a damaged or replaced file, named
+            raise PlanError(str(e)) from None
+        shipped = {"name": release.name, "sha256": release.sha256, "results": release.results}
 
     own_catalog = catalog is None
     if own_catalog:
@@ -592,6 +621,9 @@ def plan_run(
             max_retries=max_retries,
             command=command_line(),
         )
+        if shipped is not None:  # what played: the shipped checkpoint's content hash
+            manifest["checkpoint_sha256"] = shipped["sha256"]
+            manifest["release"] = shipped
         goals = {g["task_id"]: g for g in task_split.goals}
     finally:
         if own_catalog:
