@@ -791,4 +791,5 @@ class ScorerAgent(PolicyAgent):
             if checkpoint is None:
                 raise ValueError("ScorerAgent needs a checkpoint directory or a policy")
             policy = ScorerPolicy.load(checkpoint)
+            policy.requires_grad_(False)  # it only acts: its embeddings are cached (embed)
         super().__init__(policy, temperature=temperature)
