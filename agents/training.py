@@ -637,7 +637,11 @@ class TrainRun:
         FigureCanvasAgg(fig)
         for i, (key, ys) in enumerate(series.items()):
             ax = fig.add_subplot(nrows, cols, i + 1)
-            ax.plot(x, ys, marker="o" if len(x) < 30 else None, markersize=3)
+            # a metric logged every k iterations (validation) is drawn through its points,
+            # not broken into nothing by the NaN rows between them
+            px = [a for a, y in zip(x, ys, strict=True) if y == y]
+            py = [y for y in ys if y == y]
+            ax.plot(px, py, marker="o" if len(px) < 30 else None, markersize=3)
             ax.set_title(key, fontsize=10)
             ax.set_xlabel("iteration")
             ax.grid(alpha=0.3)
