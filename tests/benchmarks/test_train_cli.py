@@ -56,7 +56,7 @@ def test_train_refuses_an_unknown_trainer_listing_the_trainable_agents(tmp_path)
     result = cli("train", "--agent", "rule", "--out", tmp_path / "x")
     assert result.exit_code == 2
     out = " ".join(result.output.split())
-    trainable = "archer, bc, digiq, genac, grpo, poise, reinforce, vineppo"
+    trainable = "archer, bc, digiq, genac, gigpo, grpo, poise, reinforce, vineppo"
     assert f"no trainer for agent 'rule'; trainable agents: {trainable}" in out
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import defaultdict
 
 import pytest
@@ -144,10 +143,10 @@ def test_attribute_and_option_vocabularies_are_far_apart_under_fuzzy_match():
                     assert fuzz.token_set_ratio(a, b) <= 85, (ptype.query, a, b)
 
 
-def test_generating_10k_products_takes_seconds_at_most():
-    start = time.perf_counter()
-    generate_products(10_000, seed=1)
-    assert time.perf_counter() - start < 5.0
+def test_generation_is_deterministic_in_its_seed():
+    # generation speed is a benchmark figure (benchmarks/perf/catalog_bench.py), not a test
+    assert generate_products(2_000, seed=1) == generate_products(2_000, seed=1)
+    assert generate_products(2_000, seed=1) != generate_products(2_000, seed=2)
 
 
 def _indexed(product) -> str:
@@ -177,7 +176,8 @@ def test_siblings_share_option_dimensions_and_values(any_products):
     assert same / len(sample) > 0.5, same / len(sample)
 
 
-def test_generating_100k_products_takes_seconds():
-    start = time.perf_counter()
-    assert len(generate_products(100_000, seed=2)) == 100_000
-    assert time.perf_counter() - start < 15.0
+def test_a_100k_catalog_is_generated_whole_with_distinct_asins():
+    # its speed is a benchmark figure (benchmarks/perf/catalog_bench.py), not a timed test
+    products = generate_products(100_000, seed=2)
+    assert len(products) == 100_000
+    assert len({p["asin"] for p in products}) == 100_000
