@@ -38,6 +38,7 @@ from agents.observation import visited_items
 from agents.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
+    as_rows,
     clip_and_step,
     collect,
     iteration_tasks,
@@ -149,22 +150,14 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
                 if reference is not None:
                     with torch.no_grad():
                         ref_flat = batch.logprobs(reference, turns)
-                # scatter the flat turns into (B, L) rows padded with mask 0
-                width = max(len(rows[e]) for e in idx)
-                pos = {j: k for k, j in enumerate(turns)}
-                index = torch.tensor(
-                    [[pos[j] for j in rows[e]] + [0] * (width - len(rows[e])) for e in idx]
-                )
-                mask = torch.zeros(len(idx), width)
-                adv = torch.zeros(len(idx), width)
+                logp, old, ref, mask = as_rows(idx, rows, turns, logp_flat, batch, ref_flat)
+                adv = torch.zeros_like(mask)  # A_t^i, per turn: (B, L) as the rows
                 for b, e in enumerate(idx):
-                    mask[b, : len(rows[e])] = 1
                     adv[b, : len(rows[e])] = kept[e][1]
                 loss, st = clipped_surrogate(
-                    logp_flat[index], batch.old_logp[torch.tensor(turns)][index], adv, mask,
-                    eps_low=config.epsilon, eps_high=config.epsilon_high,
-                    loss_type=config.loss_type, max_len=config.max_steps,
-                    ref_logp=ref_flat[index] if ref_flat is not None else None, beta=config.beta,
+                    logp, old, adv, mask, eps_low=config.epsilon, eps_high=config.epsilon_high,
+                    loss_type=config.loss_type, max_len=config.max_steps, ref_logp=ref,
+                    beta=config.beta,
                 )  # fmt: skip
                 loss.backward()
                 norms.append(clip_and_step(policy, optimizer, config.grad_clip))

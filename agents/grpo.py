@@ -29,6 +29,7 @@ from agents.losses import clipped_surrogate
 from agents.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
+    as_rows,
     clip_and_step,
     collect,
     iteration_tasks,
@@ -138,7 +139,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
                 if reference is not None:
                     with torch.no_grad():
                         ref_flat = batch.logprobs(reference, turns)
-                logp, old, ref, mask = _as_rows(idx, rows, turns, logp_flat, batch, ref_flat)
+                logp, old, ref, mask = as_rows(idx, rows, turns, logp_flat, batch, ref_flat)
                 loss, st = clipped_surrogate(
                     logp, old, adv_of_rollout[idx], mask, eps_low=config.epsilon,
                     eps_high=config.epsilon_high, loss_type=config.loss_type, max_len=max_len,
@@ -167,20 +168,6 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
 
     run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
     return run.latest_path
-
-
-def _as_rows(idx, rows, turns, logp_flat, batch: TurnBatch, ref_flat):
-    """Scatter flat per-turn values into (B, L) rows padded with mask 0."""
-    width = max(len(rows[e]) for e in idx)
-    pos = {j: k for k, j in enumerate(turns)}
-    index = torch.tensor([[pos[j] for j in rows[e]] + [0] * (width - len(rows[e])) for e in idx])
-    logp = logp_flat[index]
-    old = batch.old_logp[torch.tensor(turns)][index]
-    ref = ref_flat[index] if ref_flat is not None else None
-    mask = torch.zeros(len(idx), width)
-    for b, e in enumerate(idx):
-        mask[b, : len(rows[e])] = 1
-    return logp, old, ref, mask
 
 
 register_trainer(

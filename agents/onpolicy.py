@@ -394,6 +394,23 @@ class TurnBatch:
         return torch.cat([self.logprobs(policy, [i]) for i in idx])
 
 
+def as_rows(idx, rows, turns, logp_flat, batch: TurnBatch, ref_flat):
+    """Scatter flat per-turn values into (B, L) rows padded with mask 0: rollout ``idx[b]``'s
+    turns ``rows[idx[b]]`` (indices into ``batch``), whose log-probabilities ``logp_flat`` (and
+    the reference's ``ref_flat``) were computed in the order of ``turns``. Returns
+    (logp, old_logp, ref_logp or None, mask), the layout of ``losses.clipped_surrogate``."""
+    width = max(len(rows[e]) for e in idx)
+    pos = {j: k for k, j in enumerate(turns)}
+    index = torch.tensor([[pos[j] for j in rows[e]] + [0] * (width - len(rows[e])) for e in idx])
+    logp = logp_flat[index]
+    old = batch.old_logp[torch.tensor(turns)][index]
+    ref = ref_flat[index] if ref_flat is not None else None
+    mask = torch.zeros(len(idx), width)
+    for b, e in enumerate(idx):
+        mask[b, : len(rows[e])] = 1
+    return logp, old, ref, mask
+
+
 def minibatches(n: int, size: int, gen: np.random.Generator) -> Iterable[np.ndarray]:
     """A random partition of range(n) into chunks of ``size`` (the last may be smaller).
 
