@@ -57,15 +57,48 @@ def browser_env():
 
 
 def test_check_env_text():
+    """Gymnasium's checker, render check included: text mode declares only 'ansi'."""
     env = gym.make("WebGym-ShoppingText-v0")
-    check_env(env.unwrapped, skip_render_check=True)
+    assert env.metadata["render_modes"] == ["ansi"]
+    check_env(env.unwrapped, skip_render_check=False)
     env.close()
 
 
 def test_check_env_browser():
+    env = gym.make("WebGym-Shopping-v0")
+    assert env.metadata["render_modes"] == ["rgb_array", "ansi"]
+    check_env(env.unwrapped, skip_render_check=False)  # makes one env per render mode
+    env.close()
+
+
+def test_check_env_browser_rendering():
     env = gym.make("WebGym-Shopping-v0", render_mode="rgb_array")
     check_env(env.unwrapped)
     env.close()
+
+
+def test_spaces_print_in_one_short_line(text_env):
+    """A Text space over 65k characters prints its count, not its characters."""
+    import pickle
+
+    action_space = text_env.action_space
+    assert len(repr(action_space)) < 200 and "\n" not in repr(action_space)
+    assert repr(action_space).startswith("Text(0, 4000, charset=<")
+    obs_repr = repr(text_env.observation_space)
+    assert len(obs_repr) < 1000 and "\n" not in obs_repr  # 10 fields, one line
+    plain = gym.spaces.Text(4000, min_length=0, charset=action_space.characters)
+    assert action_space == plain and plain == action_space
+    again = pickle.loads(pickle.dumps(text_env.observation_space))
+    assert again == text_env.observation_space and repr(again) == obs_repr
+    assert action_space.contains("click[Buy Now]") and action_space.contains(action_space.sample())
+
+
+def test_async_vector_env_default_shared_memory_is_refused_in_one_sentence():
+    with pytest.raises(TypeError) as refused:
+        gym.make_vec("WebGym-ShoppingText-v0", num_envs=2, vectorization_mode="async")
+    message = str(refused.value)
+    assert len(message) < 300 and "\n" not in message
+    assert "vector_kwargs={'shared_memory': False}" in message
 
 
 def test_spaces_and_registration(browser_env, text_env):

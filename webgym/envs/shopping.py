@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import create_shared_memory
 
 from webgym.actions import MAX_ACTION_LENGTH, ActionError, InvalidAction, parse_action
 from webgym.effects import EffectThresholds, action_effect
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 # Gymnasium's Text space accepts only listed characters: list every printable BMP character.
 CHARSET = "".join(chr(c) for c in range(0x20, 0xFFFF) if not 0xD800 <= c <= 0xDFFF) + "\n\t"
 MAX_TEXT = 500_000
+RENDER_MODES = {"browser": ("rgb_array", "ansi"), "text": ("ansi",)}  # per mode, so per env id
 EPISODE_OVER = "the episode is over: call reset()"  # last_action_error of a step after the end
 _OUTSIDE_CHARSET = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffe]")
 
@@ -66,12 +68,40 @@ def observable_text(text: str) -> str:
     return _OUTSIDE_CHARSET.sub("\ufffd", text) if _OUTSIDE_CHARSET.search(text) else text
 
 
+class ShopText(spaces.Text):
+    """``spaces.Text`` whose repr counts its characters instead of listing them: printing a
+    space over CHARSET (65k characters) takes one short line. Equal to a ``spaces.Text`` with
+    the same lengths and characters; sampling, ``contains`` and pickling are ``spaces.Text``'s."""
+
+    def __repr__(self) -> str:
+        n = len(self.character_set)
+        return f"Text({self.min_length}, {self.max_length}, charset=<{n} characters>)"
+
+
+class TextList(spaces.Sequence):
+    """``spaces.Sequence(ShopText, stack=False)``: the lists of actions of an observation. A list
+    has no fixed size, so it has no place in shared memory: ``AsyncVectorEnv`` with its default
+    ``shared_memory=True`` is refused with one sentence that names the fix."""
+
+    def __init__(self, max_length: int) -> None:
+        super().__init__(text_space(max_length), stack=False)
+
+
+@create_shared_memory.register(TextList)
+def _no_shared_memory(space: TextList, n: int = 1, ctx: Any = None) -> None:
+    raise TypeError(
+        "WebGym observations hold lists of actions, which shared memory cannot hold: pass "
+        "vector_kwargs={'shared_memory': False} to gym.make_vec, or shared_memory=False to "
+        "AsyncVectorEnv"
+    )
+
+
 @functools.cache
-def _text_prototype(max_length: int) -> spaces.Text:
-    return spaces.Text(max_length, min_length=0, charset=CHARSET)
+def _text_prototype(max_length: int) -> ShopText:
+    return ShopText(max_length, min_length=0, charset=CHARSET)
 
 
-def text_space(max_length: int) -> spaces.Text:
+def text_space(max_length: int) -> ShopText:
     """A Text space over CHARSET. Its lookup tables (~10 MB for 65k characters) are built once
     per process and shared by shallow copies; each copy keeps its own RNG."""
     space = copy.copy(_text_prototype(max_length))
@@ -132,6 +162,7 @@ class ShoppingLogic:
     call raises is thrown back into the generator at its ``yield``, so error handling is the
     generators' too."""
 
+    # Both modes' render modes; each env's own metadata lists its mode's (RENDER_MODES).
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
 
     def __init__(
@@ -154,13 +185,15 @@ class ShoppingLogic:
     ) -> None:
         if mode not in ("browser", "text"):
             raise ValueError(f"mode must be 'browser' or 'text', not {mode!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
+        # Per env: what gymnasium.utils.env_checker.check_env renders with is this mode's list.
+        self.metadata = {**type(self).metadata, "render_modes": list(RENDER_MODES[mode])}
         if mode == "text" and render_mode == "rgb_array":
             raise ValueError(
                 "text mode has no pixels: use render_mode='ansi' (the text page) "
                 "or WebGym-Shopping-v0 for screenshots"
             )
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self.mode = mode
         self.render_mode = render_mode
         self._session: dict | None = None
@@ -198,8 +231,8 @@ class ShoppingLogic:
             "goal": text,
             "url": text,
             "text": text,
-            "available_actions": spaces.Sequence(text_space(MAX_ACTION_LENGTH), stack=False),
-            "clickable_actions": spaces.Sequence(text_space(MAX_ACTION_LENGTH), stack=False),
+            "available_actions": TextList(MAX_ACTION_LENGTH),
+            "clickable_actions": TextList(MAX_ACTION_LENGTH),
             "last_action": text,
             "last_action_error": text,
             "step": spaces.Box(0, np.iinfo(np.int64).max, shape=(), dtype=np.int64),
