@@ -294,7 +294,7 @@ def load_release(name_or_dir: str | Path, *, backbone: Any = None) -> Any:
     from safetensors.torch import load_file
 
     from agents.models.backbone import BackboneMismatch, load_backbone
-    from agents.scorer_policy import ScorerPolicy
+    from agents.scorer_policy import ScorerPolicy, pad_new_features
 
     release = _release_of(name_or_dir)
     info = release.verify()
@@ -336,7 +336,7 @@ def load_release(name_or_dir: str | Path, *, backbone: Any = None) -> Any:
     with torch.no_grad():
         for key, delta in deltas.items():
             base[key].add_(delta.to(base[key].dtype))
-    heads = load_file(str(release.path / HEAD_FILE))
+    heads = pad_new_features(load_file(str(release.path / HEAD_FILE)), policy.state_dict())
     missing, unexpected = policy.load_state_dict(heads, strict=False)
     missing = [k for k in missing if not k.startswith("encoder.")]
     if missing or unexpected:

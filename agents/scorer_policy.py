@@ -64,6 +64,7 @@ __all__ = [
     "Candidates",
     "candidates",
     "search_queries",
+    "pad_new_features",
     "critic_state_text",
     "state_text",
 ]
@@ -224,7 +225,7 @@ def search_queries(goal: str) -> list[str]:
 FEATURES = (
     "item", "option", "buy_now", "search", "navigation", "detail_tab", "selected",
     "price_ok", "rank", "goal_overlap", "steps_left", "options_pending",
-    "visited", "buy_mismatch", "back_mismatch",
+    "visited", "buy_mismatch", "back_mismatch", "buy_pending",
 )  # fmt: skip
 """The structural features of a candidate (:func:`candidates`), next to its text embedding.
 
@@ -233,13 +234,19 @@ agent opened earlier in the episode (its memory, :func:`agents.observation.visit
 such a result is offered only once every listed result has been opened);
 on an item page, ``buy_mismatch`` (on Buy Now) and ``back_mismatch`` (on ``< Prev`` and Back to
 Search) are 1 when the page does not offer an option value the instruction names or its price
-is over the instruction's budget. Each sits on its own kind of candidate, so a linear weight
+is over the instruction's budget, and a retry still fits in the steps left
+(:data:`RETRY_STEPS`). Each sits on its own kind of candidate, so a linear weight
 on it moves mass between buying and going back (a feature shared by every candidate cancels in
 the softmax). Checkpoints trained before they existed load with zero weights on them."""
 
 EMBEDDING_CACHE_SIZE = 200_000
 """Texts whose frozen-encoder embedding :meth:`ScorerPolicy.embed` keeps (~300 MB for MiniLM);
 a full cache is emptied and refilled."""
+
+RETRY_STEPS = 5
+"""The steps a retry needs from an item page: ``< Prev``, open another result, up to two
+option clicks, Buy Now. With fewer left, the ``*_mismatch`` features are 0: buying the
+imperfect item beats a truncated episode (which pays nothing)."""
 
 N_FEATURES_V1 = 12
 """The feature count of checkpoints trained before ``visited``/``*_mismatch`` (padded on load)."""
@@ -319,7 +326,9 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
         price = next((n.name for n in nodes if n.name.startswith("Price:")), "")
         prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
         over = bool(prices) and budget is not None and min(prices) > budget
-        mismatch = float(over or bool(missing_goal_options(goal, groups)))
+        # going back pays only if another result can still be opened and bought in time
+        fits = max_steps - int(obs.get("step", 0) or 0) >= RETRY_STEPS
+        mismatch = float(fits and (over or bool(missing_goal_options(goal, groups))))
     visited = visited_items(obs)
     # a result opened earlier in the episode is not offered again while others are left: a
     # shopper does not reopen what it just left (after "< Prev" the page looks as before)
@@ -354,7 +363,7 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
             named = _mentions(goal_without_price(goal).lower(), value.lower())
             add(action, labels[bid], option=1, selected=float(checked), goal_overlap=float(named))
         elif bid == "buy_now":
-            add(action, "buy now", buy_now=1, buy_mismatch=mismatch)
+            add(action, "buy now", buy_now=1, buy_mismatch=mismatch, buy_pending=pending)
         elif bid.startswith("tab_"):
             add(action, labels.get(bid, bid), detail_tab=1)
         elif m_click:
@@ -731,16 +740,16 @@ def _load_backbone(directory, kind: str, backbone: Backbone | None) -> tuple[dic
     return info, backbone
 
 
-def _pad_new_features(heads: dict, own: dict) -> dict:
-    """A head trained on the first :data:`N_FEATURES_V1` features gets zero weights on the
-    features added since: it scores every candidate as it did when it was trained."""
-    extra = len(FEATURES) - N_FEATURES_V1
+def pad_new_features(heads: dict, own: dict) -> dict:
+    """A head trained on the first :data:`N_FEATURES_V1` (or more) features gets zero weights on
+    the features added since: it scores every candidate as it did when it was trained."""
     for key, w in heads.items():
         want = own.get(key)
         if (
-            want is not None and w.dim() == 2 and want.dim() == 2
-            and w.shape[0] == want.shape[0] and want.shape[1] - w.shape[1] == extra
-        ):  # fmt: skip
+            want is not None and w.dim() == 2 and want.dim() == 2 and w.shape[0] == want.shape[0]
+            and 0 < want.shape[1] - w.shape[1] <= len(FEATURES) - N_FEATURES_V1
+        ):  # fmt: skip  # features are the last inputs of both heads: new ones append
+            extra = want.shape[1] - w.shape[1]
             heads[key] = torch.cat([w, w.new_zeros(w.shape[0], extra)], dim=1)
     return heads
 
@@ -750,7 +759,7 @@ def _load_weights(module: nn.Module, directory) -> None:
 
     d = Path(directory)
     load_model(module.encoder, str(d / WEIGHTS_FILE), strict=True)
-    heads = _pad_new_features(load_file(str(d / HEAD_FILE)), module.state_dict())
+    heads = pad_new_features(load_file(str(d / HEAD_FILE)), module.state_dict())
     missing, unexpected = module.load_state_dict(heads, strict=False)
     missing = [k for k in missing if not k.startswith("encoder.")]
     if hasattr(module, "_embedding_cache"):

@@ -19,20 +19,23 @@ from agents.observation import (
     visited_items,
     with_history,
 )
+from agents.rule_agent import chosen_options
 from agents.scorer_policy import (
     FEATURES,
     HEAD_FILE,
     N_FEATURES_V1,
+    RETRY_STEPS,
     ScorerAgent,
     ScorerPolicy,
     candidates,
     search_queries,
     state_text,
 )
+from webgym.envs import MAX_EPISODE_STEPS
 from webgym.shop.tasks import instruction
 
-VISITED, BUY_MISMATCH, BACK_MISMATCH = (
-    FEATURES.index(k) for k in ("visited", "buy_mismatch", "back_mismatch")
+VISITED, BUY_MISMATCH, BACK_MISMATCH, BUY_PENDING = (
+    FEATURES.index(k) for k in ("visited", "buy_mismatch", "back_mismatch", "buy_pending")
 )
 
 
@@ -80,8 +83,9 @@ def test_buy_and_back_carry_the_item_pages_mismatch(env):
             lacks = bool(missing_goal_options(goal, option_groups(item)))
             assert buy[BUY_MISMATCH] == back[BACK_MISMATCH]
             assert buy[BACK_MISMATCH] == back[BUY_MISMATCH] == 0.0  # each on its own kind
+            fits = MAX_EPISODE_STEPS - item["step"] >= RETRY_STEPS
             if lacks:
-                assert buy[BUY_MISMATCH] == 1.0
+                assert buy[BUY_MISMATCH] == float(fits), (item["step"], fits)
             seen[buy[BUY_MISMATCH]] += 1
             others = [f for a, f in zip(c.actions, c.features, strict=True) if "opt_" in a]
             assert all(f[BUY_MISMATCH] == f[BACK_MISMATCH] == 0.0 for f in others)
@@ -125,6 +129,46 @@ def test_the_agent_remembers_its_own_actions_within_an_episode(env):
     agent.reset(obs["goal"], seed=0)
     agent.act(obs)
     assert seen[-1]["previous_actions"] == []  # a new episode starts with no memory
+
+
+def test_going_back_is_marked_only_while_a_retry_fits_in_the_steps_left(env):
+    """With fewer than RETRY_STEPS steps left, buying the imperfect item beats a truncated
+    episode (which pays 0): the mismatch features are 0 on the same lacking page."""
+    _, items = _item_pages(env, "test-0003")
+    goal = items[0][1]["goal"]
+    lacking = next(it for _, it in items if missing_goal_options(goal, option_groups(it)))
+    buy = lambda obs: candidates(obs).features[candidates(obs).actions.index("click('buy_now')")]  # noqa: E731
+    early = {**lacking, "step": MAX_EPISODE_STEPS - RETRY_STEPS}
+    late = {**lacking, "step": MAX_EPISODE_STEPS - RETRY_STEPS + 1}
+    assert buy(early)[BUY_MISMATCH] == 1.0
+    assert buy(late)[BUY_MISMATCH] == 0.0
+
+
+def test_buy_now_carries_whether_a_named_option_is_still_unchosen(env):
+    """``buy_pending`` sits on Buy Now only, and is 1 exactly while an option value the
+    instruction names is offered but not chosen: choosing it clears the mark."""
+    seen = set()
+    for task in ("test-0001", "test-0002", "test-0003", "test-0005", "test-0007"):
+        _, items = _item_pages(env, task, n=4)
+        for action, item in items:
+            env.reset(options={"task_id": task})
+            obs, *_ = env.step(f"search[{search_queries(item['goal'])[0]}]")
+            obs, *_ = env.step(action)
+            c = candidates(obs)
+            pending = c.features[c.actions.index("click('buy_now')")][BUY_PENDING]
+            assert all(
+                f[BUY_PENDING] == 0.0
+                for a, f in zip(c.actions, c.features, strict=True)
+                if a != "click('buy_now')"
+            )
+            named = chosen_options(obs["goal"], option_groups(obs))
+            assert pending == float(any(not o.checked for _, o in named)), action
+            seen.add(pending)
+            for _, option in named:
+                obs, *_ = env.step(f"click({option.bid!r})")
+            c = candidates(obs)
+            assert c.features[c.actions.index("click('buy_now')")][BUY_PENDING] == 0.0
+    assert seen == {0.0, 1.0}, seen  # both kinds of item page were met
 
 
 def test_a_policy_can_learn_to_go_back_only_from_items_that_lack_what_was_asked(env):
