@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -354,22 +353,11 @@ def load_release(name_or_dir: str | Path, *, backbone: Any = None) -> Any:
 
 
 def _git_commit() -> tuple[str | None, bool | None]:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            # the shipped files themselves change as they are written: not a dirty checkout
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-             ":!agents/released"],
-            cwd=root, capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    if head.returncode != 0:
-        return None, None
-    return head.stdout.strip(), bool(dirty.stdout.strip())
+    """WebGym's commit (``webgym.runs.webgym_commit``); the shipped files themselves change as
+    they are written, so ``agents/released`` does not make the checkout dirty."""
+    from webgym.runs import webgym_commit
+
+    return webgym_commit(ignore=("agents/released",))
 
 
 def _training_run(checkpoint: Path) -> dict[str, Any]:

@@ -112,7 +112,7 @@ class Entry:
     avg_steps: float
     submitted: str
     run_created: str
-    git_hash: str
+    git_hash: str  # "": no commit recorded (an install that is no git checkout)
     git_dirty: bool
     package_versions: dict[str, Any]
     machine: dict[str, Any]
@@ -123,6 +123,11 @@ class Entry:
 
     @property
     def git_short(self) -> str:
+        """The commit's first 8 digits (``+dirty``: uncommitted changes), or, for a run made
+        from an install that is no git checkout (``git_hash`` ""), WebGym's version."""
+        if not self.git_hash:
+            version = self.package_versions.get("webgym")
+            return f"v{version}" if version else "-"
         return self.git_hash[:8] + ("+dirty" if self.git_dirty else "")
 
     @property

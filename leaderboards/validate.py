@@ -4,11 +4,12 @@
 re-derives its metrics from the episode records and returns a ``ValidatedRun``, or raises
 ``SubmissionRefused`` with a reason a person can act on. Checks, in order:
 
-1. the manifest parses and carries its provenance (agent, created, git hash, package versions,
-   machine), each in its form: the git hash is a commit id (7 to 40 hex digits, or 64), the
-   creation time is not in the future (``CLOCK_SKEW`` allowed), an agent whose registry entry
-   loads a checkpoint (``agents.check_agent``: the trained ones) names its checkpoint's sha256,
-   and the step limit is a positive integer;
+1. the manifest parses and carries its provenance (agent, created, package versions, machine,
+   and WebGym's git hash or, without one, WebGym's version), each in its form: a git hash is
+   a commit id (7 to 40 hex digits, or 64), the creation time is not in the future
+   (``CLOCK_SKEW`` allowed), an agent whose registry entry loads a checkpoint
+   (``agents.check_agent``: the trained ones) names its checkpoint's sha256, and the step
+   limit is a positive integer;
 2. the split it was made on is a known split *version* (same name and content hash as in the
    catalog) and every task id belongs to it;
 3. its task set is the whole split or a prefix of it (what ``--episodes N`` selects): a run
@@ -61,7 +62,9 @@ from webgym.runs import (
     step_counts,
 )
 
-PROVENANCE_FIELDS = ("agent", "created", "git_hash", "package_versions", "machine")
+# ... and WebGym's commit (``git_hash``) or, for a run made from an install that is no git
+# checkout, its version (``package_versions.webgym``).
+PROVENANCE_FIELDS = ("agent", "created", "package_versions", "machine")
 # Metrics compared between the recomputation and the run's summary.json (when present there).
 COMPARED_METRICS = (
     "n_episodes",
@@ -183,7 +186,7 @@ class ValidatedRun:
             "success_se": float(x.get("success_se") or 0.0),
             "avg_steps": float(x["avg_steps"]),
             "run_created": m["created"],
-            "git_hash": m["git_hash"],
+            "git_hash": m.get("git_hash") or "",  # "": made from an install, not a checkout
             "git_dirty": bool(m.get("git_dirty")),
             "package_versions": m["package_versions"],
             "machine": m["machine"],
@@ -373,18 +376,25 @@ def _check_provenance(manifest: dict[str, Any], path: Path) -> None:
     if missing:
         raise SubmissionRefused(
             f"missing provenance in {path}: {', '.join(missing)} (a leaderboard row must say "
-            "what produced it; re-run with `webgym-bench run` from a git checkout)"
+            "what produced it; re-run with `webgym-bench run`)"
         )
     for key in ("package_versions", "machine"):
         if not isinstance(manifest[key], dict):
             raise SubmissionRefused(f"missing provenance in {path}: {key!r} is not an object")
-    for key in ("agent", "created", "git_hash"):
+    for key in ("agent", "created"):
         if not isinstance(manifest[key], str):
             raise SubmissionRefused(f"bad provenance in {path}: {key!r} is not a string")
     _check_created(manifest["created"], path)
-    if not COMMIT_ID.fullmatch(manifest["git_hash"]):
+    commit, version = manifest.get("git_hash"), manifest["package_versions"].get("webgym")
+    if commit is None and not (isinstance(version, str) and version.strip()):
         raise SubmissionRefused(
-            f"bad provenance in {path}: git_hash {manifest['git_hash']!r} is not a commit id "
+            f"missing provenance in {path}: git_hash, and no package_versions.webgym either (a "
+            "leaderboard row must say which WebGym made it: its commit or its version; re-run "
+            "with `webgym-bench run`)"
+        )
+    if commit is not None and not (isinstance(commit, str) and COMMIT_ID.fullmatch(commit)):
+        raise SubmissionRefused(
+            f"bad provenance in {path}: git_hash {commit!r} is not a commit id "
             "(7 to 40 hex digits, or 64, as `git rev-parse HEAD` prints)"
         )
     _check_checkpoint(manifest, path)

@@ -72,6 +72,7 @@ __all__ = [
     "build_manifest",
     "chain_step",
     "collect_provenance",
+    "is_webgym_checkout",
     "episode_seed",
     "episode_summary",
     "load_run",
@@ -87,6 +88,7 @@ __all__ = [
     "screenshot_name",
     "screenshot_path",
     "sha256_file",
+    "webgym_commit",
     "step_counts",
     "steps_digest",
     "step_record",
@@ -585,24 +587,86 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _git() -> tuple[str | None, bool | None]:
-    root = Path(__file__).resolve().parent.parent
+DISTRIBUTION = "webgym"  # WebGym's distribution name (pyproject.toml's project.name)
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent  # above the webgym package
+
+
+def _no_git_env() -> dict[str, str]:
+    """The environment without GIT_* variables (a GIT_DIR set for another repository must
+    not answer for WebGym's)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
+def is_webgym_checkout(root: Path) -> bool:
+    """Whether ``root`` is a source tree of WebGym: it holds ``webgym/`` and a
+    ``pyproject.toml`` whose project is named ``webgym``."""
+    import tomllib
+
     try:
+        with open(root / "pyproject.toml", "rb") as f:
+            name = tomllib.load(f).get("project", {}).get("name")
+    except (OSError, ValueError):
+        return False
+    return (root / "webgym").is_dir() and name == DISTRIBUTION
+
+
+def _checkout_commit(root: Path, ignore: tuple[str, ...]) -> tuple[str | None, bool | None]:
+    """HEAD of the git checkout whose top level is ``root`` and whether its tracked files have
+    changes (``ignore``: pathspecs left out of that), or (None, None)."""
+    env = _no_git_env()
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return None, None  # no checkout, or root sits inside another repository
         head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
+            ["git", "rev-parse", "HEAD"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
         if head.returncode != 0:
             return None, None
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+             *(f":!{p}" for p in ignore)],
+            cwd=root, env=env, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
         return head.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, None
+
+
+def _installed_commit() -> str | None:
+    """The commit pip recorded when it installed WebGym from a git repository
+    (``direct_url.json``, PEP 610: ``pip install git+https://...@commit``), or None."""
+    try:
+        text = importlib.metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+        info = json.loads(text) if text else None
+    except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
+        return None
+    vcs = info.get("vcs_info") if isinstance(info, dict) else None
+    commit = vcs.get("commit_id") if isinstance(vcs, dict) and vcs.get("vcs") == "git" else None
+    return commit if isinstance(commit, str) and commit else None
+
+
+def webgym_commit(
+    ignore: tuple[str, ...] = (), *, root: Path | None = None
+) -> tuple[str | None, bool | None]:
+    """The commit of WebGym's own code and whether it has uncommitted changes: HEAD of the
+    source tree this package was imported from when that tree is a git checkout of WebGym
+    (:func:`is_webgym_checkout`, and the checkout's top level), else the commit pip recorded
+    installing it from git (then not dirty), else (None, None): a wheel install records its
+    version only. Never the repository of the current directory, nor one the install happens
+    to sit in. ``ignore``: pathspecs left out of the dirty check; ``root``: the source tree
+    (default: the one above this package)."""
+    root = _SOURCE_ROOT if root is None else root
+    if is_webgym_checkout(root):
+        commit, dirty = _checkout_commit(root, ignore)
+        if commit is not None:
+            return commit, dirty
+    commit = _installed_commit()
+    return (commit, False) if commit is not None else (None, None)
 
 
 def _machine() -> dict[str, Any]:
@@ -619,11 +683,13 @@ def _machine() -> dict[str, Any]:
 
 
 def collect_provenance(executor: str) -> dict[str, Any]:
-    """What produced a run: ``package_versions``, ``git_hash``, ``git_dirty``, ``machine``."""
-    git_hash, git_dirty = _git()
+    """What produced a run: ``package_versions`` (``webgym``: the installed distribution's
+    version), ``git_hash`` and ``git_dirty`` (:func:`webgym_commit`: WebGym's own, None when
+    WebGym is no git checkout), ``machine``."""
+    git_hash, git_dirty = webgym_commit()
     return {
         "package_versions": {
-            "webgym": _version("webgym"),
+            "webgym": _version(DISTRIBUTION),
             "gymnasium": _version("gymnasium"),
             "playwright": _version("playwright"),
             "torch": _version("torch"),

@@ -112,6 +112,10 @@ def refusal(tmp_path, test_split, known_splits, name="refused", **over) -> str:
         ({"git_hash": "zz-not-a-commit"}, "is not a commit id"),
         ({"git_hash": "0123456"}, None),  # abbreviated: a commit
         ({"git_hash": "abc"}, "is not a commit id"),
+        ({"git_hash": ""}, "is not a commit id"),
+        ({"git_hash": None, "git_dirty": None}, None),  # an install: its version says it
+        ({"git_hash": None, "package_versions": {"python": "3.11"}}, "no package_versions.webgym"),
+        ({"agent": "nosuch.module:MyAgent"}, None),  # module:factory: never imported here
         ({"created": "2099-01-01T00:00:00Z"}, "is in the future"),
         ({"agent": "digiq"}, "names no checkpoint_sha256"),
         ({"agent": "lm", "checkpoint_sha256": "not-a-hash"}, "is not a sha256"),

@@ -142,7 +142,7 @@ def test_duplicate_submission_is_refused(tmp_path, store, rule_run, known_splits
     assert len(store) == 1
 
 
-@pytest.mark.parametrize("field", ["git_hash", "package_versions", "machine", "agent", "created"])
+@pytest.mark.parametrize("field", ["package_versions", "machine", "agent", "created"])
 def test_missing_provenance_is_refused(tmp_path, test_split, known_splits, field):
     run = make_run(tmp_path, test_split, rewards=REWARDS)
     m = read_json(run / "manifest.json")
@@ -150,6 +150,27 @@ def test_missing_provenance_is_refused(tmp_path, test_split, known_splits, field
     write_json(run / "manifest.json", m)
     reason = refused(run, known_splits)
     assert "missing provenance" in reason and field in reason
+
+
+def test_a_run_without_a_commit_needs_webgyms_version(tmp_path, test_split, known_splits, store):
+    """A run made from an install that is no git checkout records WebGym's version and no
+    commit: accepted, and its entry shows the version; with neither, refused."""
+    from leaderboards.render import leaderboard_html
+
+    run = make_run(tmp_path, test_split, rewards=REWARDS)
+    m = read_json(run / "manifest.json")
+    m["git_hash"], m["git_dirty"] = None, None
+    write_json(run / "manifest.json", m)
+    entry = validate_run(run, known_splits).entry()
+    assert entry["git_hash"] == "" and entry["package_versions"]["webgym"] == "0.1.0"
+    added = store.add(entry)
+    assert added.git_short == "v0.1.0"
+    page = leaderboard_html(store.ranked("test"), split="test")
+    assert "<code>v0.1.0</code>" in page and "no git commit recorded (webgym 0.1.0)" in page
+    del m["package_versions"]["webgym"]
+    write_json(run / "manifest.json", m)
+    reason = refused(run, known_splits)
+    assert "missing provenance" in reason and "git_hash" in reason and "webgym" in reason
 
 
 def test_corrupt_episode_files_are_named(tmp_path, test_split, known_splits):
