@@ -236,7 +236,7 @@ def _play(plan: Any) -> dict[str, Any]:
             warn(lock.note)
         with _progress_bar(len(plan.task_ids), len(scan.complete)) as on_result:
             outcome = execute_plan(plan, on_result=on_result, lock=lock)
-    metrics = _finalise(out, quiet_warnings=False)
+    metrics = _finalise(out, quiet_warnings=False, results=outcome.results)
     if outcome.status == "failed":
         fail(
             f"{outcome.message}\nComplete episodes are kept; fix the problem and re-run the same "
@@ -301,12 +301,14 @@ def _progress_bar(n_total: int, n_complete: int) -> Iterator[Callable[[dict[str,
         yield on_result
 
 
-def _finalise(run_path: Path, *, quiet_warnings: bool) -> dict[str, Any]:
-    """Recompute the run's metrics from its records, write results.* and summary.json, print
-    the table; returns the metrics."""
+def _finalise(run_path: Path, *, quiet_warnings: bool, results: Any = None) -> dict[str, Any]:
+    """Recompute the run's metrics from its records, write results.* and summary.json (unless
+    ``results``, a :class:`benchmarks.runner.RunResults`, says it was done), print the table;
+    returns the metrics."""
     from benchmarks.runner import finalise_run
 
-    results = finalise_run(run_path)
+    if results is None:
+        results = finalise_run(run_path)
     records, metrics = results.records, results.metrics
     for tid, why in records.corrupt.items():
         warn(f"episode {tid}: corrupt summary.json, left out of the metrics ({why})")

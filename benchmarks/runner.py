@@ -3,9 +3,10 @@ and resume.
 
 A run is planned (:func:`plan_run`: options, agent, split and tasks checked, the manifest
 built, the run directory checked for a resume; nothing written), then executed
-(:func:`execute_plan`: the manifest written, the episodes still to do played and recorded),
-then finalised (:func:`finalise_run`: the metrics recomputed from the records). The command
-``webgym-bench run`` (benchmarks/cli.py) is these three calls and the printing around them.
+(:func:`execute_plan`: the manifest written, the episodes still to do played and recorded,
+and, once every episode is done, the run finalised by :func:`finalise_run`: the metrics
+recomputed from the records and written as ``summary.json``). The command ``webgym-bench run``
+(benchmarks/cli.py) is these calls and the printing around them.
 Records are written through ``webgym.runs`` (docs/run-format.md).
 
 One episode: ``env.reset(seed=s, options={"task_id": t})``, ``agent.reset(goal, seed=s)``,
@@ -36,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -668,12 +669,14 @@ def plan_run(
 @dataclass(frozen=True)
 class RunOutcome:
     """How one invocation of a run ended: ``complete``, ``failed`` (``message`` says why; the
-    complete episodes are kept) or ``interrupted``."""
+    complete episodes are kept) or ``interrupted``. ``results``: the run's metrics, written as
+    ``summary.json`` and ``results.*`` (:func:`finalise_run`) when it ended complete."""
 
     status: str
     message: str | None
     episodes_run: int
     wall_s: float
+    results: RunResults | None = None
 
 
 def execute_plan(
@@ -684,7 +687,10 @@ def execute_plan(
     lock: RunLock | None = None,
 ) -> RunOutcome:
     """Take the run directory's writer lock, write the plan's manifest (a new run) and play
-    its episodes still to do, logging the invocation in ``run.log`` and ``invocations.jsonl``.
+    its episodes still to do, logging the invocation in ``run.log`` and ``invocations.jsonl``;
+    a run that ends complete is finalised (:func:`finalise_run`: ``summary.json`` and
+    ``results.*`` written, the metrics in ``outcome.results``), so that it can be verified and
+    submitted as it is.
 
     :class:`webgym.runs.RunLocked` when another live process writes the directory (nothing is
     written then); ``on_note`` hears that a stale lock was taken over. ``lock``: the caller
@@ -698,7 +704,10 @@ def execute_plan(
         run.create_or_check(plan.manifest)
         # what is left to do, seen under the lock (a writer may have finished since planning)
         todo = run.scan(plan.task_ids, check_steps=True).todo
-        return _play_locked(plan, todo, on_result)
+        outcome = _play_locked(plan, todo, on_result)
+        if outcome.status != "complete":
+            return outcome
+        return replace(outcome, results=finalise_run(run.path))
 
 
 def lock_run(plan: RunPlan) -> RunLock:
@@ -762,7 +771,9 @@ class RunResults:
 
 def finalise_run(run_path: Path | str) -> RunResults:
     """Recompute the run's metrics from its records and write ``results.*`` and
-    ``summary.json`` (a read-only run, someone else's, is only read)."""
+    ``summary.json`` (a read-only run, someone else's, is only read). :func:`execute_plan`
+    calls it when a run ends complete; ``webgym-bench run`` and ``show`` also call it on a run
+    that is not (its ``summary.json`` then says ``complete: false``)."""
     from benchmarks.metrics import compute_metrics, episodes_frame, save_results
     from webgym.runs import load_run
 

@@ -1,6 +1,6 @@
 """The harness's planning function (``benchmarks.runner.plan_run``) without the command: what
 it decides, what it refuses, and that planning writes nothing; then a plan played through
-``execute_plan`` and resumed."""
+``execute_plan`` (which finalises a complete run: it verifies as it is) and resumed."""
 
 from __future__ import annotations
 
@@ -104,3 +104,35 @@ def test_an_executed_plan_is_resumed_and_another_run_is_refused(tmp_path, catalo
     with pytest.raises(PlanError, match="refusing to resume") as info:
         plan_run(agent="rule", task_ids=["test-0001"], seed=7, out=out, catalog=catalog)
     assert "seed: the run has 0, this command 7" in str(info.value)
+
+
+def test_execute_plan_finalises_a_complete_run_and_it_verifies(tmp_path, catalog):
+    from leaderboards.verify import verify_run
+
+    out = tmp_path / "run"
+    outcome = execute_plan(plan_run(agent="rule", episodes=2, out=out, catalog=catalog))
+    run = RunDir(out)
+    assert outcome.status == "complete" and outcome.results is not None
+    assert run.summary_path.is_file() and (out / "results.csv").is_file()
+    assert run.read_summary() == outcome.results.metrics
+    assert outcome.results.metrics["complete"] and outcome.results.metrics["n_episodes"] == 2
+    verified = verify_run(out, catalog.splits())
+    assert len(verified.run.episodes) == 2 and verified.n_steps > 0
+
+
+def test_a_run_that_fails_is_not_finalised(tmp_path, catalog):
+    from agents.base import register_agent, unregister_agent
+
+    def unbuildable():
+        raise RuntimeError("no model here")
+
+    register_agent("unbuildable-test", unbuildable, description="test only")
+    try:
+        out = tmp_path / "run"
+        outcome = execute_plan(
+            plan_run(agent="unbuildable-test", episodes=1, out=out, catalog=catalog)
+        )
+    finally:
+        unregister_agent("unbuildable-test")
+    assert outcome.status == "failed" and "no model here" in outcome.message
+    assert outcome.results is None and not RunDir(out).summary_path.exists()

@@ -8,8 +8,8 @@ through ``webgym.runs`` (the writers the harness uses) and the run summary is co
 ``benchmarks.metrics``, as ``webgym-bench run`` computes it; only ``write_json`` (below) writes a
 file by hand, for the tests that tamper with a run.
 
-``record_run``: a real run, played by the real harness (``plan_run`` / ``execute_plan`` /
-``finalise_run``) in text mode: what ``submit`` accepts. ``refresh_run_summary`` recomputes a
+``record_run``: a real run, played by the real harness (``plan_run`` / ``execute_plan``, which
+finalises it) in text mode: what ``submit`` accepts. ``refresh_run_summary`` recomputes a
 tampered run's ``summary.json`` as a forger would, so that only the replay can catch it.
 """
 
@@ -199,14 +199,13 @@ def record_run(
     split: str = "test",
 ) -> Path:
     """Play a real run with the harness, in text mode, into ``out``; returns ``out``."""
-    from benchmarks.runner import execute_plan, finalise_run, plan_run
+    from benchmarks.runner import execute_plan, plan_run
 
     plan = plan_run(
         agent=agent, split=split, episodes=episodes, task_ids=task_ids, seed=seed, out=out
     )
     outcome = execute_plan(plan)
     assert outcome.status == "complete", outcome
-    finalise_run(out)
     return Path(out)
 
 
