@@ -10,11 +10,15 @@ Imports ``webgym`` only for observation and action types; never ``benchmarks`` o
 """
 
 from agents.base import (
+    ENTRY_POINT_GROUP,
     Agent,
     AgentInfo,
+    AgentLoadError,
     UnknownAgentError,
     add_agent_loader,
+    agent_source,
     check_agent,
+    is_agent_spec,
     list_agents,
     make_agent,
     register_agent,
@@ -95,13 +99,17 @@ def _register_trainers_agents() -> None:
 add_agent_loader(_register_trainers_agents)
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "Agent",
     "AgentInfo",
+    "AgentLoadError",
     "RandomAgent",
     "RuleAgent",
     "UnknownAgentError",
     "add_agent_loader",
+    "agent_source",
     "check_agent",
+    "is_agent_spec",
     "list_agents",
     "make_agent",
     "register_agent",

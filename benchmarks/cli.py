@@ -124,7 +124,14 @@ def _split_ids(values: list[str] | None) -> list[str]:
 
 @app.command("run", help=RUN_HELP)
 def run_cmd(
-    agent: Annotated[str, typer.Option(help="Agent name (see list-agents).")],
+    agent: Annotated[
+        str,
+        typer.Option(
+            help="Agent name (see list-agents), or MODULE:FACTORY: a class or function that "
+            "returns an object with reset(goal, seed=None) and act(observation) -> str (MODULE "
+            "is imported as installed, else from the current directory)."
+        ),
+    ],
     checkpoint: Annotated[
         Path | None, typer.Option(help="Checkpoint for agents that load weights.")
     ] = None,
@@ -465,7 +472,8 @@ def reward_loss_table(losses: dict[str, dict[str, Any]]) -> Table:
 
 @app.command("list-agents")
 def list_agents_cmd() -> None:
-    """The registered agents."""
+    """The registered agents, those of installed packages' webgym.agents entry points
+    included (any other agent runs as --agent MODULE:FACTORY)."""
     from agents import list_agents
     from agents.release import ReleaseError, find_release, format_row
 

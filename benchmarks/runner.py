@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import time
@@ -97,6 +98,8 @@ class RunSpec:
     screenshots: bool = False
     max_retries: int = 2
     task_meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # difficulty, category
+    # a ``module:factory`` agent: the folder it was named from, where workers import it too
+    agent_path: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,6 +130,9 @@ class EpisodeRunner:
                 disable_env_checker=True,
             )
         if self.agent is None:
+            path = self.spec.agent_path
+            if path is not None and path not in sys.path:
+                sys.path.append(path)
             try:
                 self.agent = make_agent(self.spec.agent, checkpoint=self.spec.checkpoint)
             except Exception as e:
@@ -549,7 +555,14 @@ def plan_run(
     ``checkpoint_sha256`` is that content hash).
     Nothing is written: :func:`execute_plan` writes the manifest and plays the episodes.
     """
-    from agents import check_agent
+    from agents.base import (
+        AgentLoadError,
+        agent_source,
+        check_agent,
+        check_external_agent,
+        is_agent_spec,
+        load_agent_factory,
+    )
 
     if mode not in ("browser", "text"):
         raise PlanError(f"--mode must be 'browser' or 'text', not {mode!r}")
@@ -560,12 +573,19 @@ def plan_run(
     if max_steps < 1:
         raise PlanError(f"--max-steps must be at least 1, not {max_steps}")
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    release = _shipped(agent, checkpoint)
+    agent_path = None
+    if is_agent_spec(agent):  # imported from where it was named, here and in the workers
+        agent_path = os.getcwd()
+        try:
+            load_agent_factory(agent, path=agent_path)
+        except AgentLoadError as e:
+            raise PlanError(str(e)) from None
+    release = None if agent_path is not None else _shipped(agent, checkpoint)
     if release is not None:
         checkpoint = release.path
     try:
         info = check_agent(agent, str(checkpoint) if checkpoint is not None else None)
-    except ValueError as e:  # UnknownAgentError is one too
+    except ValueError as e:  # UnknownAgentError and AgentLoadError are ones too
         message = str(e)
         if checkpoint is None and "needs a checkpoint" in message:
             from agents.release import list_releases
@@ -575,6 +595,12 @@ def plan_run(
         raise PlanError(message) from None
     if checkpoint is not None and not checkpoint.exists():
         raise PlanError(f"checkpoint {checkpoint} does not exist")
+    source = agent_source(agent)
+    if source is not None:  # an agent from outside WebGym: it gives an agent, before any run
+        try:
+            check_external_agent(agent, str(checkpoint) if checkpoint is not None else None)
+        except AgentLoadError as e:
+            raise PlanError(str(e)) from None
     shipped = None
     if release is not None:
         try:
@@ -598,7 +624,9 @@ def plan_run(
             raise PlanError(str(e.args[0]) if e.args else str(e)) from None
         run_ids = select_tasks(task_split.task_ids, split, episodes=episodes, task_ids=task_ids)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = Path(out) if out is not None else Path("runs") / f"{agent}-{split}-{stamp}"
+        if out is None:
+            out = Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]', '.', agent)}-{split}-{stamp}"
+        out = Path(out)
         manifest = build_manifest(
             run_id=out.name,
             agent=agent,
@@ -622,6 +650,8 @@ def plan_run(
             max_retries=max_retries,
             command=command_line(),
         )
+        if source is not None:
+            manifest["agent_source"] = source
         if shipped is not None:  # what played: the shipped checkpoint's content hash
             manifest["checkpoint_sha256"] = shipped["sha256"]
             manifest["release"] = shipped
@@ -650,6 +680,7 @@ def plan_run(
             t: {"difficulty": goals[t].get("difficulty"), "category": goals[t].get("category")}
             for t in run_ids
         },
+        agent_path=agent_path,
     )
     return RunPlan(
         run=run,

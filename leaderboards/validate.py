@@ -426,17 +426,20 @@ def _check_created(created: str, path: Path) -> None:
 def _check_checkpoint(manifest: dict[str, Any], path: Path) -> None:
     """A named checkpoint hash is a sha256; an agent that plays a checkpoint (its registry
     entry ``needs_checkpoint``: the trained agents) names one, an agent that takes none names
-    none. An agent this installation does not know (a plugin's) is checked for form only."""
+    none. An agent this installation does not know or cannot load (a plugin's), and a
+    ``module:factory`` agent (whose module is not imported), are checked for form only."""
     agent, sha = manifest["agent"], manifest.get("checkpoint_sha256")
     if sha is not None and not (isinstance(sha, str) and SHA256.fullmatch(sha)):
         raise SubmissionRefused(
             f"bad provenance in {path}: checkpoint_sha256 {sha!r} is not a sha256 (64 hex digits)"
         )
-    from agents import UnknownAgentError, check_agent
+    from agents import AgentLoadError, UnknownAgentError, check_agent, is_agent_spec
 
+    if is_agent_spec(agent):  # module:factory: never imported on a manifest's word
+        return
     try:
         info = check_agent(agent)
-    except UnknownAgentError:
+    except (UnknownAgentError, AgentLoadError):  # a plugin not installed, or broken, here
         return
     except ValueError:  # it needs a checkpoint
         if sha is None:

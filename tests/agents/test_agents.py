@@ -92,6 +92,8 @@ def test_an_agent_that_needs_a_checkpoint_gets_it_or_fails_clearly():
         assert make_agent("loaded-test", checkpoint="ckpt/").checkpoint == "ckpt/"
         with pytest.raises(ValueError, match="already registered"):
             register_agent("loaded-test", Loaded, description="again")
+        with pytest.raises(ValueError, match="has no ':'"):  # MODULE:FACTORY is no name
+            register_agent("loaded:test", Loaded, description="a spec")
     finally:
         unregister_agent("loaded-test")
 
