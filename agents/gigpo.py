@@ -66,6 +66,9 @@ class GiGPOConfig(OnPolicyConfig):
     beta: float = 0.0  # k3 KL to the frozen starting policy
     num_iterations: int = 2  # passes over each batch
     minibatch_rollouts: int = 16  # rollouts per optimizer step
+    # the share of rollouts that fork a probe from one of their product pages: "< Prev" taken
+    # there, the policy after it; the probe joins its task's group and shares that anchor
+    back_probes: float = 0.0
 
 
 PRESETS = {
@@ -96,23 +99,61 @@ def anchor_key(obs: dict[str, Any]) -> str:
     return hashlib.blake2b(f"{page}\x00{memory}".encode(), digest_size=16).hexdigest()
 
 
-def gigpo_advantages(rollouts: list[Rollout], config: GiGPOConfig) -> list[torch.Tensor]:
-    """A_t^i = A^E_i + omega * A^S_t^i for every turn of every rollout (groups adjacent)."""
+def gigpo_advantages(
+    rollouts: list[Rollout], config: GiGPOConfig, probes: list[Rollout] = ()
+) -> list[torch.Tensor]:
+    """A_t^i = A^E_i + omega * A^S_t^i for every turn of ``rollouts`` (groups of G adjacent),
+    then of ``probes``: each joins its task's group, at both levels (a probe's turns start at
+    its fork, so its anchors are the states it shares with the group's rollouts)."""
     G = config.group_size
-    rewards = torch.tensor([objective(r, config) for r in rollouts])
-    episode = group_advantages(rewards, G, config.scale_rewards)
-    out: list[torch.Tensor] = []
-    for g in range(0, len(rollouts), G):
-        group = rollouts[g : g + G]
+    groups = [list(rollouts[g : g + G]) for g in range(0, len(rollouts), G)]
+    of_task = {group[0].task_id: group for group in groups if group}
+    for probe in probes:
+        of_task[probe.task_id].append(probe)
+    advantage: dict[int, torch.Tensor] = {}
+    for group in groups:
+        rewards = torch.tensor([objective(r, config) for r in group])
+        scale = config.scale_rewards if not probes else "group"
+        episode = group_advantages(rewards, len(group), scale)
         step = anchor_step_advantages(
             [[anchor_key(t.obs) for t in r.turns] for r in group],
-            [float(x) for x in rewards[g : g + G]],
+            [float(x) for x in rewards],
             config.gamma,
             config.step_scale,
         )
-        for i, a_step in enumerate(step):
-            out.append(float(episode[g + i]) + config.omega * a_step)
-    return out
+        for r, a_e, a_step in zip(group, episode, step, strict=True):
+            advantage[id(r)] = float(a_e) + config.omega * a_step
+    return [advantage[id(r)] for r in [*rollouts, *probes]]
+
+
+def back_probes(
+    config: GiGPOConfig, policy: Any, rollouts: list[Rollout], rng: np.random.Generator, seed: int
+) -> list[Rollout]:
+    """For each rollout with probability ``config.back_probes``: one of its product-page turns
+    where it did not go back, drawn uniformly, played again from that state (its snapshot and
+    its episode memory) with ``< Prev`` first and the policy after. Returns the probes, whose
+    turns start at the fork. The probe is exploration with exact credit: GiGPO's anchor at that
+    page then holds both "buy or choose here" and "go back from here"."""
+    picks = []
+    for r in rollouts:
+        if not r.valid or rng.random() >= config.back_probes:
+            continue
+        turns = [
+            t for t, turn in enumerate(r.turns)
+            if "click('buy_now')" in (turn.obs.get("available_actions") or ())
+            and "click('prev')" in (turn.obs.get("available_actions") or ())
+            and turn.action not in _BACK and turn.snapshot is not None
+        ]  # fmt: skip
+        if turns:
+            picks.append((r, turns[int(rng.integers(len(turns)))]))
+    if not picks:
+        return []
+    return collect(
+        config, policy, [r.task_id for r, _ in picks], seed=seed, rng=rng,
+        starts=[r.turns[t].snapshot for r, t in picks],
+        start_actions=[[x.action for x in r.turns[:t]] for r, t in picks],
+        first_actions=["click('prev')"] * len(picks),
+    )  # fmt: skip
 
 
 def train_gigpo(config: GiGPOConfig, run: TrainRun):
@@ -130,11 +171,15 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
         gen = np.random.default_rng([config.seed, it, 2])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
-        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G)
+        probing = config.back_probes > 0
+        rollouts = collect(
+            config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G, snapshots=probing
+        )
+        probes = back_probes(config, policy, rollouts, gen, config.seed + it) if probing else []
         t_collect = time.perf_counter() - t0
-        advantages = gigpo_advantages(rollouts, config)
+        advantages = gigpo_advantages(rollouts, config, probes)
         kept = [
-            (r, a) for r, a in zip(rollouts, advantages, strict=True)
+            (r, a) for r, a in zip([*rollouts, *probes], advantages, strict=True)
             if r.valid and r.turns and bool(a.abs().max() > 0)
         ]  # fmt: skip
         batch = TurnBatch.of([r for r, _ in kept])
@@ -172,6 +217,8 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
             "train_env_steps": sum(len(r.turns) for r in rollouts), "errored": stats["errored"],
             "dropped_rollout_frac": 1 - len(kept) / max(1, len(rollouts)),
             "went_back_frac": float(np.mean([_went_back(r) for r in rollouts])),
+            "probes": len(probes),
+            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
             "loss": mean(losses), "clip_frac": mean([s.clip_frac for s in stats_log]),
             "approx_kl": mean([s.approx_kl for s in stats_log]),
             "kl_ref": mean([s.kl_ref for s in stats_log]),
@@ -187,9 +234,12 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
     return run.latest_path
 
 
+_BACK = ("click('prev')", "click('back_to_search')")
+
+
 def _went_back(rollout: Rollout) -> bool:
     """The rollout left a product page without buying (``< Prev`` or Back to Search)."""
-    return any(t.action in ("click('prev')", "click('back_to_search')") for t in rollout.turns)
+    return any(t.action in _BACK for t in rollout.turns)
 
 
 register_trainer(
@@ -199,4 +249,4 @@ register_trainer(
     description="GiGPO (episode- plus anchor-state step-level group advantages, PPO clip)",
 )
 
-__all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "gigpo_advantages", "train_gigpo"]
+__all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "back_probes", "gigpo_advantages", "train_gigpo"]

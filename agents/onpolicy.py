@@ -117,6 +117,10 @@ class OnPolicyConfig(CommonConfig):
     train_encoder: bool = True  # False: only the policy's scoring heads learn (bc's encoder)
     # optimisation
     lr: float = 1e-5
+    # the scorer's linear feature path (w . features; agents/scorer_policy.py) at its own rate:
+    # its weights start at 0 on features bc never needed and must outweigh bc's confident MLP
+    # margin (~6 logits between Buy Now and "< Prev") before the policy ever goes back
+    feature_lr: float | None = None  # None: lr
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     minibatch_size: int = 32  # turns per optimizer step
@@ -465,16 +469,18 @@ def collect(
     temperature: float | None = None,
     snapshots: bool = False,
     starts: Sequence[dict[str, Any]] | None = None,
+    **forks: Any,
 ) -> list[Rollout]:
     """``collect_rollouts`` with the config's envs, temperature and step limit; on Ray workers
     when ``config.ray`` is set (started on first use, closed at exit). ``snapshots`` and
-    ``starts``: ``collect_rollouts``' forks (each turn's env state kept; play from snapshots)."""
+    ``starts``: ``collect_rollouts``' forks (each turn's env state kept; play from snapshots);
+    ``forks``: their ``start_actions`` / ``first_actions``."""
     greedy = temperature == 0.0  # validation plays the policy as it is, without exploring
     kwargs = dict(
         split=split, group_size=group_size, seed=seed, n_envs=config.n_envs,
         temperature=config.temperature if temperature is None else temperature,
         max_steps=config.max_steps, snapshots=snapshots, starts=starts,
-        explore=0.0 if greedy else config.explore,
+        explore=0.0 if greedy else config.explore, **forks,
     )  # fmt: skip
     rng = rng if rng is not None else np.random.default_rng(seed)
     if not config.ray:
@@ -579,8 +585,16 @@ def restore_critic_buffer(run: TrainRun) -> list[list[tuple[str, float]]]:
 
 
 def adamw(module: torch.nn.Module, config: OnPolicyConfig) -> torch.optim.AdamW:
-    params = [p for p in module.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    linear = getattr(module, "feature_weights", None)
+    own = (
+        {id(p) for p in linear.parameters()} if linear is not None and config.feature_lr else set()
+    )
+    rest = [p for p in module.parameters() if p.requires_grad and id(p) not in own]
+    groups = [{"params": rest}]
+    if own:
+        groups.append({"params": [p for p in linear.parameters() if p.requires_grad],
+                       "lr": config.feature_lr})  # fmt: skip
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def clip_and_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> float:

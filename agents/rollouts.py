@@ -316,6 +316,8 @@ def collect_rollouts(
     snapshots: bool = False,
     starts: Sequence[dict[str, Any]] | None = None,
     explore: float = 0.0,
+    start_actions: Sequence[Sequence[str]] | None = None,
+    first_actions: Sequence[str | None] | None = None,
 ) -> list[Rollout]:
     """Play each task ``group_size`` times, ``n_envs`` episodes at a time in lockstep.
 
@@ -338,14 +340,23 @@ def collect_rollouts(
     of a state of task ``task_ids[i]``): the ``group_size`` jobs of task i continue from it (a
     reset, for the wrappers' bookkeeping, then ``env.unwrapped.restore``) and stop at
     ``max_steps`` steps counted from the episode's start, as the episode would have.
+    ``start_actions[i]``: the actions the episode took before ``starts[i]`` (the fork's episode
+    memory, :func:`agents.observation.with_history`, so it knows what it already opened).
+    ``first_actions[i]``: the fork's first action, taken instead of a sampled one (None: sample),
+    with the policy's own log-probability (a probe of that action from that state).
     """
     rng = rng if rng is not None else np.random.default_rng(seed)
     if starts is not None:
         if [s["task_id"] for s in starts] != list(task_ids):
             raise ValueError("starts must hold one snapshot per task id, of that task")
+        for name, given in (("start_actions", start_actions), ("first_actions", first_actions)):
+            if given is not None and len(given) != len(starts):
+                raise ValueError(f"{name} must hold one entry per start")
         from webgym.envs import MAX_EPISODE_STEPS
 
         limit = max_steps or MAX_EPISODE_STEPS
+    elif start_actions is not None or first_actions is not None:
+        raise ValueError("start_actions and first_actions go with starts (forks)")
     jobs = [(tid, g) for tid in task_ids for g in range(group_size)]
     results: list[Rollout | None] = [None] * len(jobs)
     world = data_parallel.world_size() if shard and part is None else 1
@@ -401,8 +412,13 @@ def collect_rollouts(
             if not active:
                 break
             for slot in active:  # the policy's episode memory: its own earlier actions
-                slot.obs = with_history(slot.obs, [t.action for t in slot.rollout.turns])
-            extra = {"explore": explore} if explore else {}
+                before = list(start_actions[slot.job // group_size]) if start_actions else []
+                slot.obs = with_history(slot.obs, before + [t.action for t in slot.rollout.turns])
+            extra: dict[str, Any] = {"explore": explore} if explore else {}
+            if first_actions is not None:
+                extra["forced"] = [
+                    None if s.rollout.turns else first_actions[s.job // group_size] for s in active
+                ]
             decisions = policy.decide_batch(
                 [s.obs for s in active], temperature=temperature, rng=rng, **extra
             )

@@ -564,6 +564,7 @@ class ScorerPolicy(nn.Module):
         temperature: float = 1.0,
         rng: np.random.Generator | None = None,
         explore: float = 0.0,
+        forced: Sequence[str | None] | None = None,
     ) -> list[ScorerDecision]:
         """One decision per observation; temperature 0 takes the argmax (logprob at T = 1).
 
@@ -571,7 +572,10 @@ class ScorerPolicy(nn.Module):
         instead (bc puts ~1e-4 on ``< Prev``: sampling alone never tries it). The decision's
         ``logprob`` stays the policy's own, log pi_T(a | s), so PPO's ratio treats an explored
         action as the policy's (biased toward exploration, as epsilon-greedy is; the clipped
-        ratio bounds each update as usual)."""
+        ratio bounds each update as usual).
+
+        ``forced[i]`` (an action among observation i's candidates, or None): taken instead of a
+        drawn one, with the policy's own log-probability too (a probe of that action)."""
         rng = rng if rng is not None else np.random.default_rng()
         states = [state_text(o, self.max_steps) for o in observations]
         cands = [candidates(o, self.max_steps) for o in observations]
@@ -581,9 +585,14 @@ class ScorerPolicy(nn.Module):
         self.train(was_training)
         out = []
         t_act = temperature if temperature > 0 else 1.0
-        for state, c, f in zip(states, cands, scores, strict=True):
+        forced = forced if forced is not None else [None] * len(observations)
+        for state, c, f, force in zip(states, cands, scores, forced, strict=True):
             logp = torch.log_softmax(f.double() / t_act, dim=0)
-            if explore > 0 and rng.random() < explore:
+            if force is not None:
+                if force not in c.actions:
+                    raise ValueError(f"forced action {force!r} is not a candidate of its page")
+                k = c.actions.index(force)
+            elif explore > 0 and rng.random() < explore:
                 k = int(rng.integers(len(c.actions)))
             elif temperature > 0:
                 probs = logp.exp().numpy()
