@@ -15,6 +15,13 @@ def _error(result) -> str:
     return " ".join(result.output.split())
 
 
+def _one_line(result) -> str:
+    """The refusal, which must be exactly one line (exit code 2, no traceback)."""
+    text = _error(result)
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    return text
+
+
 def test_unknown_agent_lists_valid_names(tmp_path):
     text = _error(cli("run", "--agent", "nope", "--out", tmp_path / "r"))
     assert "unknown agent 'nope'" in text and "random" in text and "rule" in text
@@ -22,8 +29,9 @@ def test_unknown_agent_lists_valid_names(tmp_path):
 
 
 def test_unknown_split_lists_valid_names(tmp_path):
-    text = _error(cli("run", "--agent", "rule", "--split", "tset", "--out", tmp_path / "r"))
-    assert "'tset'" in text and "test" in text and "train" in text and "validation" in text
+    text = _one_line(cli("run", "--agent", "rule", "--split", "tset", "--out", tmp_path / "r"))
+    assert "'tset'" in text and "valid: test, train, validation, ood" in text
+    assert not (tmp_path / "r").exists()
 
 
 def test_episodes_beyond_split_and_unknown_task_ids(tmp_path):
