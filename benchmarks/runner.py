@@ -719,9 +719,9 @@ def _play_locked(
     run.log(
         f"run start: {len(todo)} episodes to run, workers={plan.workers}, executor={plan.executor}"
     )
-    status, message, tally = "complete", None, None
+    status, message = "complete", None
     try:
-        tally = execute(
+        execute(
             plan.spec,
             todo,
             workers=plan.workers,
@@ -734,8 +734,10 @@ def _play_locked(
     except KeyboardInterrupt:
         status, message = "interrupted", "interrupted"
     wall = time.perf_counter() - t0
-    run.log(f"run {status}: wall {wall:.1f}s")
-    episodes_run = tally.done if tally is not None else 0
+    # the episodes this invocation recorded, counted on disk: an interrupted or failed one
+    # played some too (and a worker may have finished one the parent had not heard of yet)
+    episodes_run = len(run.scan(todo, check_steps=True).complete)
+    run.log(f"run {status}: {episodes_run} episodes run, wall {wall:.1f}s")
     run.append_invocation(
         {
             "started": started,
