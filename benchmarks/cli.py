@@ -115,6 +115,16 @@ def _trainer_config(agent: str, preset: str, config: Path | None) -> tuple[Any, 
     return info, cfg
 
 
+def _check_output_folder(out: Path, option: str = "--out") -> None:
+    """Exit 2 with one line when no folder can be made at ``out`` (a file stands there or
+    above it): before anything is created."""
+    from webgym.runs import folder_problem
+
+    why = folder_problem(out)
+    if why:
+        fail(f"{option} {out}: {why}; choose another {option}")
+
+
 def _split_ids(values: list[str] | None) -> list[str]:
     out: list[str] = []
     for v in values or []:
@@ -590,6 +600,8 @@ def train_cmd(
     from agents.training import ConfigMismatch, TrainRun
 
     info, cfg = _trainer_config(agent, preset, config)
+    out = out or Path("runs") / f"train-{agent}-{preset}"
+    _check_output_folder(out)
     if ray is not None:
         if "ray" not in {f.name for f in dataclasses.fields(cfg)}:
             fail(f"the {agent} trainer collects no rollouts; --ray is for on-policy trainers")
@@ -600,7 +612,6 @@ def train_cmd(
             "processes were launched); run it as one process"
         )
     main = data_parallel.is_main()  # data-parallel: rank 0 prints and evaluates
-    out = out or Path("runs") / f"train-{agent}-{preset}"
     try:
         run = TrainRun(out, cfg, trainer=agent, preset=preset, keep=cfg.keep_checkpoints)
     except ConfigMismatch as e:
@@ -692,6 +703,7 @@ def ablate_cmd(
         fail(f"ablate knows the critic options of digiq only, not {agent!r}")
     info, cfg = _trainer_config(agent, preset, config)
     out = out or Path("runs") / f"ablate-{agent}-{preset}"
+    _check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
 
     def play_test(mode: str, checkpoint: Path, run_dir: Path, episodes: int) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from webgym.runs import (
     build_manifest,
     episode_seed,
     episode_summary,
+    folder_problem,
     step_counts,
     step_record,
     steps_digest,
@@ -582,6 +583,12 @@ def plan_run(
             raise PlanError(str(e)) from None
         shipped = {"name": release.name, "sha256": release.sha256, "results": release.results}
 
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(out) if out is not None else Path("runs") / f"{agent}-{split}-{stamp}"
+    why = folder_problem(out)  # before anything is created: a file where a folder must go
+    if why:
+        raise PlanError(f"--out {out}: {why}; choose another --out")
+
     own_catalog = catalog is None
     if own_catalog:
         from webgym.shop.catalog import open_catalog
@@ -596,8 +603,6 @@ def plan_run(
         except KeyError as e:
             raise PlanError(str(e.args[0]) if e.args else str(e)) from None
         run_ids = select_tasks(task_split.task_ids, split, episodes=episodes, task_ids=task_ids)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = Path(out) if out is not None else Path("runs") / f"{agent}-{split}-{stamp}"
         manifest = build_manifest(
             run_id=out.name,
             agent=agent,

@@ -104,3 +104,21 @@ def test_bare_ray_means_local():
     assert bare_ray_to_local(["run", "--ray"]) == ["run", "--ray", "local"]
     assert bare_ray_to_local(["run", "--ray", "--workers", "2"])[:3] == ["run", "--ray", "local"]
     assert bare_ray_to_local(["run", "--ray", "auto"]) == ["run", "--ray", "auto"]
+
+
+def test_an_output_under_a_file_is_refused_in_one_line_before_anything_is_made(tmp_path):
+    blocker = tmp_path / "FILE"
+    blocker.write_text("not a folder")
+    text = _one_line(cli("run", "--agent", "rule", "--task-ids", "test-0001", "--out",
+                         blocker / "sub"))  # fmt: skip
+    assert f"--out {blocker / 'sub'}: {blocker} is a file, not a folder" in text
+    assert "choose another --out" in text
+    db = tmp_path / "board.sqlite"
+    text = _one_line(cli("leaderboard", "--db", db, "--html", blocker / "x.html"))
+    assert f"{blocker} is a file, not a folder; choose another --html" in text
+    run = tmp_path / "some-run"
+    run.mkdir()
+    text = _one_line(cli("view", run, "--out", blocker / "deeper" / "trace.html"))
+    assert f"{blocker} is a file, not a folder; choose another --out" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "some-run"]  # no board either
+    assert blocker.read_text() == "not a folder" and not any(run.iterdir())

@@ -67,3 +67,20 @@ def test_train_refuses_an_unknown_config_key_and_an_unknown_preset(tmp_path):
     assert result.exit_code == 2 and "unknown key(s) epochz" in result.output
     result = cli("train", "--agent", "bc", "--preset", "huge", "--out", tmp_path / "y")
     assert result.exit_code == 2 and "presets: smoke, cpu, gpu" in result.output
+
+
+def _one_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    return result.output.strip()
+
+
+def test_train_refuses_an_output_that_is_a_file_before_anything(tmp_path):
+    blocker = tmp_path / "FILE"
+    blocker.write_text("")
+    text = _one_line(cli("train", "--agent", "bc", "--preset", "smoke", "--out", blocker))
+    assert f"--out {blocker}: {blocker} is a file, not a folder; choose another --out" in text
+    text = _one_line(cli("train", "--agent", "bc", "--preset", "smoke", "--out", blocker / "x"))
+    assert "is a file, not a folder" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["FILE"]
