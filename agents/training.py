@@ -308,6 +308,15 @@ def _register_checkpoint_agent(name: str, description: str) -> None:
 
         return load_trained_agent(checkpoint, trained_by=name, **kwargs)
 
+    def check(checkpoint: str) -> str | None:
+        from agents.checkpoints import policy_problem
+
+        return policy_problem(
+            checkpoint,
+            trained_by=name,
+            make=f"`webgym-bench train --agent {name}` makes one (OUT/checkpoints/latest)",
+        )
+
     if name not in _REGISTRY:  # a plugin may have registered its own agent first
         register_agent(
             name,
@@ -315,6 +324,7 @@ def _register_checkpoint_agent(name: str, description: str) -> None:
             description=f"the policy on a checkpoint of {name}: {description}"
             f" (webgym-bench train --agent {name})",
             needs_checkpoint=True,
+            check_checkpoint=check,
         )
 
 
