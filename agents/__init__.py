@@ -35,6 +35,16 @@ def _make_lm_agent(**kwargs):
     return LMAgent(**kwargs)
 
 
+def _check_lm_checkpoint(checkpoint: str) -> str | None:
+    from agents.checkpoints import policy_problem
+
+    return policy_problem(
+        checkpoint,
+        kinds=("lm-policy",),
+        make="`webgym-bench train --agent bc` makes one (or LMPolicy.save(dir))",
+    )
+
+
 register_agent(
     "lm",
     _make_lm_agent,
@@ -43,6 +53,7 @@ register_agent(
         "available actions or free generation"
     ),
     needs_checkpoint=True,
+    check_checkpoint=_check_lm_checkpoint,
 )
 
 
@@ -73,12 +84,25 @@ def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwar
         found = agent.policy.metadata.get("trained_by")
         if found != trained_by:
             agent.close()
+            from agents.checkpoints import read_checkpoint
+
+            player = read_checkpoint(checkpoint).player()
             raise ValueError(
                 f"{checkpoint} was not trained by {trained_by} (trained_by: {found!r}); "
-                f"play it with --agent {'scorer' if kind == 'scorer-policy' else 'lm'}"
+                f"play it with --agent {player or ('scorer' if kind == 'scorer-policy' else 'lm')}"
             )
         agent.name = trained_by
     return agent
+
+
+def _check_policy_checkpoint(checkpoint: str) -> str | None:
+    from agents.checkpoints import policy_problem
+
+    return policy_problem(
+        checkpoint,
+        make="`webgym-bench train --agent bc --preset scorer-cpu` makes one; "
+        "agents/released/bc is the shipped bc",
+    )
 
 
 register_agent(
@@ -86,6 +110,7 @@ register_agent(
     lambda checkpoint, **kw: load_trained_agent(checkpoint, **kw),
     description="a candidate-scoring encoder policy (checkpoint from ScorerPolicy.save)",
     needs_checkpoint=True,
+    check_checkpoint=_check_policy_checkpoint,
 )
 
 

@@ -40,7 +40,7 @@ import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -169,6 +169,11 @@ class AgentInfo:
     name: str
     description: str
     needs_checkpoint: bool = False
+    check_checkpoint: Callable[[str], str | None] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Why the agent cannot play a checkpoint (one line), or None: :func:`check_agent` asks it
+    before anything is built (``agents.checkpoints.policy_problem`` reads what a folder holds)."""
 
 
 class UnknownAgentError(KeyError, ValueError):
@@ -377,13 +382,16 @@ def register_agent(
     *,
     description: str,
     needs_checkpoint: bool = False,
+    check_checkpoint: Callable[[str], str | None] | None = None,
 ) -> Any:
     """Register ``factory`` (a class or a function returning an :class:`Agent`) as ``name``.
 
     Used directly, ``register_agent("rule", RuleAgent, description=...)``, or as a class or
     function decorator, ``@register_agent("rule", description=...)``. A factory of an agent
     that ``needs_checkpoint`` is called with ``checkpoint=`` (plus any keyword arguments given
-    to :func:`make_agent`). Registering a taken name raises ``ValueError``.
+    to :func:`make_agent`); ``check_checkpoint(checkpoint)`` (optional) says why the agent
+    cannot play a checkpoint, or None, before anything is built. Registering a taken name
+    raises ``ValueError``.
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"an agent name must be a non-empty string, not {name!r}")
@@ -395,7 +403,7 @@ def register_agent(
     def add(f: AgentFactory) -> AgentFactory:
         if name in _REGISTRY:
             raise ValueError(f"an agent named {name!r} is already registered")
-        _REGISTRY[name] = (AgentInfo(name, description, needs_checkpoint), f)
+        _REGISTRY[name] = (AgentInfo(name, description, needs_checkpoint, check_checkpoint), f)
         return f
 
     return add if factory is None else add(factory)
@@ -422,8 +430,8 @@ def check_agent(name: str, checkpoint: str | None = None) -> AgentInfo:
     (else :class:`UnknownAgentError`, a ``KeyError`` and a ``ValueError``, naming the valid
     ones), or a ``module:factory`` that imports and names a factory, or an entry point agent
     that loads (else :class:`AgentLoadError`, a ``ValueError``), and ``checkpoint`` is given
-    exactly when the agent needs one (else ``ValueError``). Returns the agent's
-    :class:`AgentInfo`."""
+    exactly when the agent needs one and is one the agent plays (its ``check_checkpoint``; else
+    ``ValueError``). Returns the agent's :class:`AgentInfo`."""
     if is_agent_spec(name):
         info = _spec_info(name, load_agent_factory(name))
     else:
@@ -450,6 +458,10 @@ def check_agent(name: str, checkpoint: str | None = None) -> AgentInfo:
             f"agent {name!r} takes no checkpoint (got {str(checkpoint)!r}); "
             "only agents that load weights do"
         )
+    if checkpoint is not None and info.check_checkpoint is not None:
+        why = info.check_checkpoint(str(checkpoint))
+        if why:
+            raise ValueError(why)
     return info
 
 

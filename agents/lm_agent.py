@@ -1292,6 +1292,15 @@ class LMPolicy:
         d = Path(directory)
         path = d / POLICY_FILE
         if not path.is_file():
+            from agents.checkpoints import read_checkpoint
+
+            found = read_checkpoint(d)
+            if found.kind is not None or found.trainer:  # another checkpoint: say what it is
+                player = found.player()
+                raise FileNotFoundError(
+                    f"{d} is {found.what()}, not an LM policy checkpoint"
+                    + (f": play it with --agent {player}" if player else "")
+                )
             what = "does not exist" if not d.exists() else f"has no {POLICY_FILE}"
             raise FileNotFoundError(
                 f"{d} is not an LM policy checkpoint: it {what}. Make one with "

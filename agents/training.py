@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agents import data_parallel
+from agents.checkpoints import read_checkpoint
 from webgym.envs import MAX_EPISODE_STEPS
 
 __all__ = [
@@ -72,9 +73,12 @@ __all__ = [
     "config_from_file",
     "config_to_dict",
     "get_trainer",
+    "latest_checkpoint",
     "list_trainers",
     "override_config",
     "register_trainer",
+    "starting_checkpoint_problem",
+    "starting_checkpoints",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -308,6 +312,15 @@ def _register_checkpoint_agent(name: str, description: str) -> None:
 
         return load_trained_agent(checkpoint, trained_by=name, **kwargs)
 
+    def check(checkpoint: str) -> str | None:
+        from agents.checkpoints import policy_problem
+
+        return policy_problem(
+            checkpoint,
+            trained_by=name,
+            make=f"`webgym-bench train --agent {name}` makes one (OUT/checkpoints/latest)",
+        )
+
     if name not in _REGISTRY:  # a plugin may have registered its own agent first
         register_agent(
             name,
@@ -315,6 +328,7 @@ def _register_checkpoint_agent(name: str, description: str) -> None:
             description=f"the policy on a checkpoint of {name}: {description}"
             f" (webgym-bench train --agent {name})",
             needs_checkpoint=True,
+            check_checkpoint=check,
         )
 
 
@@ -340,6 +354,99 @@ def get_trainer(name: str) -> TrainerInfo:
 
 class ConfigMismatch(ValueError):
     """The output directory holds a run with another trainer or config."""
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest whole checkpoint of the training run in ``out_dir``
+    (``checkpoints/latest``), or None before the first (or when there is no run)."""
+    latest = Path(out_dir) / "checkpoints" / "latest"
+    if latest.is_symlink() and (latest / "trainer_state.json").is_file():
+        return latest
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# The policy a run starts from
+
+
+def starting_checkpoints(config: Any) -> dict[str, str]:
+    """The config's fields that name a policy to start from, those set: its text fields whose
+    name ends in ``_checkpoint`` (``init_checkpoint``; digiq's ``behaviour_checkpoint``), each
+    a folder or ``released:<name>`` (agents/release.py)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name.endswith("_checkpoint") and isinstance(value, str) and value.strip():
+            out[f.name] = value.strip()
+    return out
+
+
+def _command_that_makes(path: Path) -> str | None:
+    """The ``webgym-bench train`` command whose run directory holds ``path``, when the path
+    spells one: ``runs/bc-scorer-cpu/checkpoints/latest`` is trainer bc, preset scorer-cpu."""
+    parts = path.parts
+    if "checkpoints" not in parts or parts.index("checkpoints") == 0:
+        return None
+    run_dir = Path(*parts[: parts.index("checkpoints")])
+    stem = run_dir.name.removeprefix("train-")
+    _discover_trainers()
+    for name, info in sorted(_TRAINERS.items()):
+        preset = stem[len(name) + 1 :] if stem.startswith(name + "-") else None
+        if preset in info.presets:
+            return f"webgym-bench train --agent {name} --preset {preset} --out {run_dir}"
+    return None
+
+
+def _shipped_alternative(key: str, backbone: str | None) -> str:
+    """``, or set FIELD = "released:bc" ...`` when a shipped checkpoint on ``backbone`` exists
+    (bc's first); else empty."""
+    from agents.release import RELEASE_PREFIX, list_releases
+
+    names = [
+        r.name
+        for r in list_releases()
+        if backbone is None or read_checkpoint(r.path).backbone == backbone
+    ]
+    if not names:
+        return ""
+    name = "bc" if "bc" in names else names[0]
+    return (
+        f', or set {key} = "{RELEASE_PREFIX}{name}" in a --config file: the shipped {name}, '
+        "found from any working directory"
+    )
+
+
+def starting_checkpoint_problem(config: Any) -> str | None:
+    """Why a run of ``config`` cannot start from the policy its :func:`starting_checkpoints`
+    name (one line: the field, what is wrong, the command that makes it or the shipped
+    checkpoint to use instead), or None. Reads small JSON files only: a command asks it before
+    it creates the output directory. A resumed run starts from its own latest checkpoint: do
+    not ask then."""
+    from agents.release import RELEASE_PREFIX, ReleaseError, resolve_checkpoint
+
+    backbone = getattr(config, "backbone", None)
+    for key, value in starting_checkpoints(config).items():
+        if value.startswith(RELEASE_PREFIX):
+            try:
+                path = resolve_checkpoint(value)
+            except ReleaseError as e:
+                return f"{key} {value}: {e}"
+        else:
+            path = Path(value).expanduser()
+        found = read_checkpoint(path)
+        if found.is_policy:
+            if backbone and found.backbone and found.backbone != backbone:
+                return (
+                    f"{key} {value} was trained on {found.backbone}, the config says backbone "
+                    f"{backbone}: start from a policy on {backbone}"
+                    + _shipped_alternative(key, backbone)
+                )
+            continue
+        command = _command_that_makes(Path(value))
+        make = f"`{command}` makes it" if command else "train a policy into it first"
+        what = found.problem or f"is {found.what()}, not a policy"
+        return f"{key} {value} {what}; {make}" + _shipped_alternative(key, backbone)
+    return None
 
 
 def _utc() -> str:
@@ -463,10 +570,7 @@ class TrainRun:
 
     def latest_checkpoint(self) -> Path | None:
         """The newest whole checkpoint (``checkpoints/latest``), or None before the first."""
-        latest = self.latest_path
-        if latest.is_symlink() and (latest / "trainer_state.json").is_file():
-            return latest
-        return None
+        return latest_checkpoint(self.dir)
 
     def trainer_state(self) -> dict[str, Any] | None:
         """The latest checkpoint's ``trainer_state.json``, or None."""

@@ -115,6 +115,29 @@ def _trainer_config(agent: str, preset: str, config: Path | None) -> tuple[Any, 
     return info, cfg
 
 
+def _check_output_folder(out: Path, option: str = "--out") -> None:
+    """Exit 2 with one line when no folder can be made at ``out`` (a file stands there or
+    above it): before anything is created."""
+    from webgym.runs import folder_problem
+
+    why = folder_problem(out)
+    if why:
+        fail(f"{option} {out}: {why}; choose another {option}")
+
+
+def _check_starting_checkpoints(cfg: Any, out: Path) -> None:
+    """Exit 2 with one line when the policy a new training run starts from (``init_checkpoint``,
+    ``behaviour_checkpoint``) is missing or no policy, before the output folder is made; a
+    resumed run starts from its own checkpoint, so it is only warned."""
+    from agents.training import latest_checkpoint, starting_checkpoint_problem
+
+    why = starting_checkpoint_problem(cfg)
+    if why and latest_checkpoint(out) is None:
+        fail(why)
+    if why:
+        warn(f"{why} (the run resumes from its own latest checkpoint)")
+
+
 def _split_ids(values: list[str] | None) -> list[str]:
     out: list[str] = []
     for v in values or []:
@@ -600,6 +623,8 @@ def train_cmd(
     from agents.training import ConfigMismatch, TrainRun
 
     info, cfg = _trainer_config(agent, preset, config)
+    out = out or Path("runs") / f"train-{agent}-{preset}"
+    _check_output_folder(out)
     if ray is not None:
         if "ray" not in {f.name for f in dataclasses.fields(cfg)}:
             fail(f"the {agent} trainer collects no rollouts; --ray is for on-policy trainers")
@@ -610,7 +635,7 @@ def train_cmd(
             "processes were launched); run it as one process"
         )
     main = data_parallel.is_main()  # data-parallel: rank 0 prints and evaluates
-    out = out or Path("runs") / f"train-{agent}-{preset}"
+    _check_starting_checkpoints(cfg, out)
     try:
         run = TrainRun(out, cfg, trainer=agent, preset=preset, keep=cfg.keep_checkpoints)
     except ConfigMismatch as e:
@@ -630,7 +655,7 @@ def train_cmd(
             f"Interrupted. Re-run the same command (with --out {out}) to resume.", markup=False
         )
         raise typer.Exit(130) from None
-    except (ValueError, RuntimeError) as e:
+    except (ValueError, RuntimeError, OSError) as e:
         import traceback
 
         run.log(traceback.format_exc())
@@ -702,6 +727,9 @@ def ablate_cmd(
         fail(f"ablate knows the critic options of digiq only, not {agent!r}")
     info, cfg = _trainer_config(agent, preset, config)
     out = out or Path("runs") / f"ablate-{agent}-{preset}"
+    _check_output_folder(out)
+    if not out.exists():
+        _check_starting_checkpoints(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
 
     def play_test(mode: str, checkpoint: Path, run_dir: Path, episodes: int) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from webgym.runs import (
     build_manifest,
     episode_seed,
     episode_summary,
+    folder_problem,
     step_counts,
     step_record,
     steps_digest,
@@ -609,6 +610,13 @@ def plan_run(
             raise PlanError(str(e)) from None
         shipped = {"name": release.name, "sha256": release.sha256, "results": release.results}
 
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]", ".", agent)  # module:factory makes no folder name
+    out = Path(out) if out is not None else Path("runs") / f"{safe_name}-{split}-{stamp}"
+    why = folder_problem(out)  # before anything is created: a file where a folder must go
+    if why:
+        raise PlanError(f"--out {out}: {why}; choose another --out")
+
     own_catalog = catalog is None
     if own_catalog:
         from webgym.shop.catalog import open_catalog
@@ -623,10 +631,6 @@ def plan_run(
         except KeyError as e:
             raise PlanError(str(e.args[0]) if e.args else str(e)) from None
         run_ids = select_tasks(task_split.task_ids, split, episodes=episodes, task_ids=task_ids)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        if out is None:
-            out = Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]', '.', agent)}-{split}-{stamp}"
-        out = Path(out)
         manifest = build_manifest(
             run_id=out.name,
             agent=agent,
@@ -759,9 +763,9 @@ def _play_locked(
     run.log(
         f"run start: {len(todo)} episodes to run, workers={plan.workers}, executor={plan.executor}"
     )
-    status, message, tally = "complete", None, None
+    status, message = "complete", None
     try:
-        tally = execute(
+        execute(
             plan.spec,
             todo,
             workers=plan.workers,
@@ -774,8 +778,10 @@ def _play_locked(
     except KeyboardInterrupt:
         status, message = "interrupted", "interrupted"
     wall = time.perf_counter() - t0
-    run.log(f"run {status}: wall {wall:.1f}s")
-    episodes_run = tally.done if tally is not None else 0
+    # the episodes this invocation recorded, counted on disk: an interrupted or failed one
+    # played some too (and a worker may have finished one the parent had not heard of yet)
+    episodes_run = len(run.scan(todo, check_steps=True).complete)
+    run.log(f"run {status}: {episodes_run} episodes run, wall {wall:.1f}s")
     run.append_invocation(
         {
             "started": started,

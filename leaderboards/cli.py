@@ -40,6 +40,22 @@ CatalogOption = Annotated[
 ]
 
 
+def _check_output_file(path: Path, option: str, err: Console) -> None:
+    """Exit 2 with one line when ``path``'s folder cannot be made (a file stands there or
+    above it), before anything is read or written."""
+    from webgym.runs import folder_problem
+
+    why = folder_problem(path.parent)
+    if why:
+        message = f"{option} {path}: {why}; choose another {option}"
+        err.print(
+            f"[bold red]error:[/] {markup_safe(message)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+
+
 def _catalog(path: Path | None, split: str | None = None) -> Any:
     """The catalog at ``path``, else the default one that holds ``split``."""
     from webgym.shop.catalog import open_catalog
@@ -177,6 +193,8 @@ def leaderboard(
     from leaderboards.store import LeaderboardStore, SchemaMismatch, task_set_groups
 
     console, err = Console(), Console(stderr=True)
+    if html is not None:
+        _check_output_file(html, "--html", err)
     split_hash = None
     if not all_versions:
         try:
@@ -242,6 +260,8 @@ def view(
     from leaderboards.viewer import load_run, make_server, write_trace
 
     console, err = Console(), Console(stderr=True)
+    if out is not None and not serve:
+        _check_output_file(out, "--out", err)
     goals = _goals(catalog, run)
     try:
         trace = load_run(run, goals)

@@ -75,6 +75,7 @@ __all__ = [
     "is_webgym_checkout",
     "episode_seed",
     "episode_summary",
+    "folder_problem",
     "load_run",
     "manifest_mismatches",
     "obs_digest",
@@ -574,6 +575,31 @@ def sha256_file(path: Path | str) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def folder_problem(path: Path | str) -> str | None:
+    """Why no folder can be made (or used) at ``path``, in words, or None: ``path`` or one of
+    the paths above it exists and is not a folder (a file, say), or the folder, or the nearest
+    one that exists above it, cannot be written. Looks only (``stat``, ``access``), so that a
+    command can refuse its output folder before it creates anything."""
+    path = Path(path)
+    cur = path
+    while True:
+        try:
+            mode = os.stat(cur).st_mode  # a symlink to a folder is a folder
+        except (FileNotFoundError, NotADirectoryError):
+            if cur.parent == cur:
+                return None
+            cur = cur.parent
+            continue
+        except OSError as e:
+            return f"{cur} cannot be looked at ({e.strerror or e})"
+        if not stat.S_ISDIR(mode):
+            what = "a file" if stat.S_ISREG(mode) else _kind(mode)
+            return f"{cur} is {what}, not a folder"
+        if not os.access(cur, os.W_OK | os.X_OK):
+            return f"{cur} is not writable"
+        return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -226,8 +226,10 @@ def test_load_refuses_another_backbone(checkpoint, tmp_path):
 
 
 def test_missing_policy_json_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="policy.json"):
-        make_agent("lm", checkpoint=str(tmp_path))
+    with pytest.raises(ValueError, match=r"not a checkpoint \(it has no policy.json\).*LMPolicy"):
+        make_agent("lm", checkpoint=str(tmp_path))  # refused before anything is loaded
+    with pytest.raises(FileNotFoundError, match="has no policy.json. Make one with LMPolicy"):
+        LMPolicy.load(tmp_path)
     with pytest.raises(ValueError, match="needs a checkpoint"):
         make_agent("lm")
 

@@ -21,8 +21,12 @@ def cli(*args: str):
 
 
 def cli_process(*args: str, **popen) -> subprocess.Popen:
-    """``webgym-bench ARGS`` as its own process (for killing it, and for Ray)."""
-    code = "import sys; from webgym_bench import app; sys.argv[0] = 'webgym-bench'; app()"
+    """``webgym-bench ARGS`` as its own process (for killing or interrupting it, and for Ray):
+    SIGINT raises KeyboardInterrupt in it even where this process was started ignoring it."""
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from webgym_bench import app; sys.argv[0] = 'webgym-bench'; app()"
+    )
     return subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)],
         cwd=REPO,

@@ -129,3 +129,32 @@ def test_resume_reruns_kept_episodes_whose_records_do_not_hold(tmp_path):
     scan = RunDir(out).scan(tasks, check_steps=True)
     assert sorted(scan.complete) == tasks
     assert cli(*args).output.count("6 already complete") == 1
+
+
+def test_an_interrupted_invocation_logs_the_episodes_it_ran(tmp_path):
+    """Ctrl-C mid-run: exit code 130, and invocations.jsonl counts the episodes that invocation
+    recorded (not 0); the resume counts its own."""
+    out = tmp_path / "run"
+    tasks = [f"test-{i:04d}" for i in range(40)]
+    args = ("run", "--agent", "random", "--seed", "1", "--task-ids", ",".join(tasks))
+    args += ("--out", out)
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    proc = cli_process(*args, stdout=log, stderr=log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(out.glob("episodes/*/summary.json"))) >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    log.close()
+    first = summaries(out)
+    assert 3 <= len(first) < len(tasks), "the interrupt must land mid-run"
+    (line,) = [json.loads(x) for x in (out / "invocations.jsonl").read_text().splitlines()]
+    assert line["status"] == "interrupted" and line["episodes_run"] == len(first)
+
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (out / "invocations.jsonl").read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["interrupted", "complete"]
+    assert lines[1]["episodes_run"] == len(tasks) - len(first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,3 +68,60 @@ def test_train_refuses_an_unknown_config_key_and_an_unknown_preset(tmp_path):
     assert result.exit_code == 2 and "unknown key(s) epochz" in result.output
     result = cli("train", "--agent", "bc", "--preset", "huge", "--out", tmp_path / "y")
     assert result.exit_code == 2 and "presets: smoke, cpu, gpu" in result.output
+
+
+def _one_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    return result.output.strip()
+
+
+def test_train_refuses_an_output_that_is_a_file_before_anything(tmp_path):
+    blocker = tmp_path / "FILE"
+    blocker.write_text("")
+    text = _one_line(cli("train", "--agent", "bc", "--preset", "smoke", "--out", blocker))
+    assert f"--out {blocker}: {blocker} is a file, not a folder; choose another --out" in text
+    text = _one_line(cli("train", "--agent", "bc", "--preset", "smoke", "--out", blocker / "x"))
+    assert "is a file, not a folder" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["FILE"]
+
+
+def test_train_refuses_a_missing_starting_checkpoint_naming_the_command_that_makes_it(
+    tmp_path, monkeypatch
+):
+    """The presets' starting folders are relative to the working directory: run elsewhere, the
+    refusal names the bc run that makes the folder (and released:bc, found from anywhere), in
+    one line, before the output directory exists."""
+    monkeypatch.chdir(tmp_path)
+    for agent, preset, field, stem in (
+        ("grpo", "scorer-gpu", "init_checkpoint", "bc-scorer-gpu"),
+        ("digiq", "gpu", "behaviour_checkpoint", "bc-scorer-gpu"),
+    ):
+        text = _one_line(cli("train", "--agent", agent, "--preset", preset, "--out", "o"))
+        assert f"{field} runs/{stem}/checkpoints/latest does not exist" in text
+        assert f"relative to {Path.cwd()}" in text
+        assert f"`webgym-bench train --agent bc --preset scorer-gpu --out runs/{stem}`" in text
+        assert f'set {field} = "released:bc" in a --config file' in text
+    # an LM policy (the decoder path) has no shipped counterpart: only the command is named
+    text = _one_line(cli("train", "--agent", "grpo", "--preset", "gpu", "--out", "o"))
+    assert "`webgym-bench train --agent bc --preset gpu --out runs/bc-gpu` makes it" in text
+    assert "released:" not in text
+    # a config's own folder, on a small preset: the same check
+    (tmp_path / "from-my-bc.toml").write_text(
+        'init_checkpoint = "runs/bc-scorer-cpu/checkpoints/latest"\nbackbone = "minilm"\n'
+    )
+    text = _one_line(
+        cli("train", "--agent", "grpo", "--preset", "smoke", "--config", "from-my-bc.toml",
+            "--out", "o")
+    )  # fmt: skip
+    assert "--preset scorer-cpu --out runs/bc-scorer-cpu` makes it" in text
+    assert "released:bc" in text
+    # a folder that is there but holds no policy is no starting point either
+    (tmp_path / "runs" / "bc-scorer-cpu" / "checkpoints" / "latest").mkdir(parents=True)
+    text = _one_line(
+        cli("train", "--agent", "grpo", "--preset", "smoke", "--config", "from-my-bc.toml",
+            "--out", "o")
+    )  # fmt: skip
+    assert "latest is not a checkpoint (it has no policy.json), not a policy" in text
+    assert not (tmp_path / "o").exists()

@@ -692,6 +692,11 @@ class Catalog:
             return splits[name]
         except KeyError:
             valid = ", ".join(sorted(splits)) or "none"
+            if self.source == SYNTHETIC and OOD_SPLIT not in splits:
+                valid += (
+                    f", {OOD_SPLIT}; {OOD_SPLIT} is in its ood companion, opened when no catalog "
+                    "file is named"
+                )
             raise KeyError(
                 f"no split {name!r} in catalog {self.path.name} (valid: {valid}){self._hint(name)}"
             ) from None
