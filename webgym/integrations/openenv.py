@@ -26,7 +26,8 @@ rule), never an error frame or a closed socket. Closing or dropping a session re
 session and its browser context.
 
 Observations carry the screenshot as a base64 JPEG (``screenshot_jpeg``), never a nested list.
-Imports only ``webgym`` (and ``openenv``, ``fastapi``, ``uvicorn``, ``PIL``).
+Imports only ``webgym`` (and ``openenv``, ``fastapi``, ``starlette``, ``uvicorn``, ``websockets``,
+``PIL``).
 """
 
 from __future__ import annotations
@@ -500,7 +501,9 @@ class WebGymClient(EnvClient[WebGymAction, WebGymObservation, WebGymState]):
             if close is None or close.code != CAPACITY_CLOSE_CODE:
                 raise
             await self._drop_connection()
-            raise WebGymCapacityError(close.reason) from None
+            raise WebGymCapacityError(
+                close.reason or "CAPACITY_REACHED: the server refused the session; retry later"
+            ) from None
         if response.get("type") == "error":
             data = response.get("data", {})
             if data.get("code") == WSErrorCode.CAPACITY_REACHED.value:
