@@ -16,7 +16,7 @@ chromium:
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,trl,openenv]'
+	$(PY) -m pip install -q -e '.[dev,trl,openenv-deps]'
 	$(PY) -m pip install -q --no-deps openenv-core==0.3.0  # see the openenv extra in pyproject
 	$(VENV)/bin/webgym shop build
 	$(VENV)/bin/webgym-bench models fetch

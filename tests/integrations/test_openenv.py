@@ -1,13 +1,16 @@
 """webgym.integrations.openenv: openenv's own WebSocket client against `WebGymServer` on
 loopback: 8 concurrent sessions reach their scripted rewards, a closed or dropped session
-releases its shop session and browser context, a bad action is an observation with the error."""
+releases its shop session and browser context, a bad action is an observation with the error,
+clients over the session limit get the capacity error, clients that leave log one line."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
+import logging
 import time
 import urllib.request
 
@@ -16,7 +19,13 @@ import pytest
 pytest.importorskip("openenv.core")
 
 from tests.scripted import oracle_actions, script_variants  # noqa: E402
-from webgym.integrations.openenv import WebGymAction, WebGymClient, WebGymServer  # noqa: E402
+from webgym.integrations.openenv import (  # noqa: E402
+    WebGymAction,
+    WebGymCapacityError,
+    WebGymClient,
+    WebGymServer,
+    capacity_message,
+)
 
 
 def shop_sessions(shop) -> int:
@@ -139,8 +148,9 @@ def _assert_capacity_answers(responses: list, limit: int) -> int:
     full = [r for r in responses if r.status_code == 503]
     assert len(ok) + len(full) == len(responses), [r.status_code for r in responses]
     for r in full:
-        assert "capacity" in r.json()["detail"] and r.headers["retry-after"]
-        assert r.json()["max_sessions"] == limit
+        body = r.json()
+        assert body["detail"] == capacity_message(body["active_sessions"], limit)
+        assert body["max_sessions"] == limit and r.headers["retry-after"]
     return len(ok)
 
 
@@ -157,7 +167,7 @@ def test_http_resets_share_the_session_limit_with_websocket_sessions(shop):
                 full = await http.post("/reset", json={"task_id": "test-0003"})
                 step = await http.post("/step", json={"action": {"action_str": "noop()"}})
                 assert full.status_code == step.status_code == 503
-                assert "capacity" in full.json()["detail"]
+                assert full.json()["detail"] == capacity_message(2, 2)
                 await b.close()
                 assert wait_for(lambda: server.sessions()["active"] == 1)
                 again = await http.post("/reset", json={"task_id": "test-0003"})
@@ -206,3 +216,164 @@ def test_a_malformed_frame_gets_an_error_frame_and_the_session_lives_on(text_ser
         obs = after["data"]["observation"]
         assert obs["task_id"] == "test-0003" and obs["step"] == 1
         assert obs["last_action_error"] == ""
+
+
+# ---- over the limit: one clear error; clients that leave: one log line, no traceback ----
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def server_log():
+    """Every record uvicorn's loggers (and ours, ``uvicorn.error.webgym``) emit meanwhile: attach
+    after the server started (its logging config replaces the loggers' handlers)."""
+    handler = _Records()
+    logger = logging.getLogger("uvicorn")
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+
+
+def trouble(records: list) -> list[str]:
+    """Records that are errors or carry a traceback."""
+    return [r.getMessage() for r in records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def session_lines(records: list, port: int) -> list[str]:
+    """Our lines about the WebSocket connection from local port ``port``."""
+    mine = [r.getMessage() for r in records if r.name == "uvicorn.error.webgym"]
+    return [m for m in mine if f":{port} - WebSocket /ws " in m]
+
+
+def test_six_clients_against_four_sessions_two_get_the_capacity_error(shop):
+    full = capacity_message(4, 4)
+    assert full == (
+        "CAPACITY_REACHED: 4 sessions in use (max 4); retry later or raise --max-sessions"
+    )
+
+    async def one(url: str, i: int, tried: list, everyone: asyncio.Event):
+        async with WebGymClient(base_url=url) as client:
+            try:
+                first = await client.reset(task_id=f"test-{i:04d}")
+            except Exception as e:  # whatever it is, the test says which
+                outcome = e
+            else:
+                outcome = None
+            tried.append(i)
+            if len(tried) == 6:
+                everyone.set()
+            await everyone.wait()  # the four sessions stay open until all six have tried
+            if outcome is not None:
+                return outcome
+            step = await client.step(WebGymAction(action_str="search[lamp]"))
+            return first.observation.task_id, step.observation
+
+    with (
+        WebGymServer("text", max_sessions=4, shop_url=shop.url, log_level="info") as server,
+        server_log() as records,
+    ):
+
+        async def main():
+            tried, everyone = [], asyncio.Event()
+            runs = (one(server.url, i, tried, everyone) for i in range(6))
+            return await asyncio.wait_for(asyncio.gather(*runs), 120)
+
+        outcomes = asyncio.run(main())
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        played = [o for o in outcomes if not isinstance(o, BaseException)]
+        assert [type(e) for e in refused] == [WebGymCapacityError] * 2, refused
+        assert [str(e) for e in refused] == [full, full]
+        assert len(played) == 4
+        for task_id, obs in played:
+            assert task_id.startswith("test-") and obs.task_id == task_id
+            assert obs.step == 1 and obs.last_action_error == "" and obs.last_action
+        assert wait_for(lambda: server.sessions()["active"] == 0)
+        assert server.sessions()["peak"] == 4
+        warnings = [r for r in records if r.name == "uvicorn.error.webgym" and r.levelno >= 30]
+        assert [r.getMessage().split(" refused: ")[1] for r in warnings] == [full, full]
+        assert trouble(records) == []
+
+
+def test_a_refused_connection_gets_the_frame_then_close_1013_and_can_retry(shop):
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.sync.client import connect
+
+    full = capacity_message(1, 1)
+    with WebGymServer("text", max_sessions=1, shop_url=shop.url) as server:
+        ws_url = server.url.replace("http://", "ws://") + "/ws"
+
+        async def main():
+            holder = WebGymClient(base_url=server.url)
+            await holder.reset(task_id="test-0001")
+            with connect(ws_url) as raw:  # any WebSocket client: the frame, then the close
+                frame = json.loads(raw.recv(timeout=30))
+                assert frame["type"] == "error" and frame["data"]["code"] == "CAPACITY_REACHED"
+                assert frame["data"]["message"] == full and frame["data"]["max_sessions"] == 1
+                with pytest.raises(ConnectionClosedError) as closed:
+                    raw.recv(timeout=30)
+                assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013, full)
+            late = WebGymClient(base_url=server.url)
+            await late.connect()
+            await asyncio.wait_for(late._ws.wait_closed(), 30)  # the close comes before reset
+            with pytest.raises(WebGymCapacityError) as refused:
+                await late.reset(task_id="test-0002")
+            assert str(refused.value) == full
+            await holder.close()
+            assert wait_for(lambda: server.sessions()["active"] == 0)
+            again = await late.reset(task_id="test-0002")  # the same client connects anew
+            assert again.observation.task_id == "test-0002"
+            await late.close()
+
+        asyncio.run(main())
+        assert wait_for(lambda: server.sessions()["active"] == 0)
+
+
+def test_a_client_that_leaves_ends_its_session_with_one_log_line(shop):
+    with (
+        WebGymServer("text", max_sessions=2, shop_url=shop.url, log_level="info") as server,
+        server_log() as records,
+    ):
+        before = shop_sessions(shop)
+
+        async def normal_exit() -> tuple[int, int]:
+            async with WebGymClient(base_url=server.url) as client:
+                await client.reset(task_id="test-0001")
+                await client.step(WebGymAction(action_str="search[lamp]"))
+                port = client._ws.local_address[1]
+                start = len(records)
+            return port, start
+
+        port, start = asyncio.run(normal_exit())
+        assert wait_for(lambda: session_lines(records, port))
+        time.sleep(0.3)  # anything else the exit would log has arrived by now
+        exit_lines = [r.getMessage() for r in records[start:]]
+        assert exit_lines == session_lines(records, port)
+        assert len(exit_lines) == 1 and "session ended (closed by the" in exit_lines[0]
+
+        async def leave_mid_step() -> int:  # the answer to its step finds it gone
+            client = WebGymClient(base_url=server.url)
+            await client.reset(task_id="test-0002")
+            await client._send({"type": "step", "data": {"action_str": "search[bed sheets]"}})
+            port = client._ws.local_address[1]
+            await client._ws.close()
+            return port
+
+        port = asyncio.run(leave_mid_step())
+        assert wait_for(lambda: session_lines(records, port))
+        time.sleep(0.3)
+        assert session_lines(records, port) == [
+            f"127.0.0.1:{port} - WebSocket /ws session ended "
+            "(the client left; 1 answer(s) not delivered)"
+        ]
+        assert trouble(records) == []
+        assert wait_for(lambda: shop_sessions(shop) == before)  # both sessions released
+        assert server.sessions()["active"] == 0

@@ -12,10 +12,13 @@ The server is ``openenv-core``'s ``HTTPEnvServer`` over :class:`WebGymEnvironmen
 WebSocket session (``SUPPORTS_CONCURRENT_SESSIONS = True``). Every entry point that can start an
 episode shares the one ``--max-sessions`` limit: a WebSocket session holds a slot while it is
 open, an HTTP ``POST /reset`` or ``/step`` holds one until its environment is closed. Over
-capacity, a WebSocket gets an error frame (``CAPACITY_REACHED``) and is closed, an HTTP request
-gets 503 with a ``detail`` saying so and ``Retry-After``. A WebSocket frame that is not a JSON
-object with a string ``type`` (invalid JSON, ``[1,2,3]``, a binary frame) is answered with an
-error frame and the session lives on. Its
+capacity, a WebSocket gets an error frame (``CAPACITY_REACHED``) and then a close with code 1013
+(try again later) whose reason is the same message, and :class:`WebGymClient` raises
+:class:`WebGymCapacityError` with it; an HTTP request gets 503 with that message as ``detail`` and
+``Retry-After``. There is no wait queue. A WebSocket frame that is not a JSON object with a
+string ``type`` (invalid JSON, ``[1,2,3]``, a binary frame) is answered with an error frame and
+the session lives on. A client that leaves (even mid-step) ends its session with one log line
+(logger ``uvicorn.error.webgym``), never a traceback. Its
 ``reset_async`` / ``step_async`` are those of ``webgym.AsyncShoppingEnv``: every session runs on
 the server's event loop (in browser mode one Chromium, a context per session), so sessions never
 queue behind one thread. A bad action is an observation with ``last_action_error`` (the env's
@@ -23,7 +26,8 @@ rule), never an error frame or a closed socket. Closing or dropping a session re
 session and its browser context.
 
 Observations carry the screenshot as a base64 JPEG (``screenshot_jpeg``), never a nested list.
-Imports only ``webgym`` (and ``openenv``, ``fastapi``, ``uvicorn``, ``PIL``).
+Imports only ``webgym`` (and ``openenv``, ``fastapi``, ``starlette``, ``uvicorn``, ``websockets``,
+``PIL``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import contextvars
 import functools
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -53,17 +58,39 @@ from openenv.core.env_server.types import (
     WSErrorResponse,
 )
 from pydantic import Field
+from websockets.exceptions import ConnectionClosed
 
 __all__ = [
+    "CAPACITY_CLOSE_CODE",
     "WebGymAction",
+    "WebGymCapacityError",
     "WebGymClient",
     "WebGymEnvironment",
     "WebGymObservation",
     "WebGymServer",
     "WebGymState",
     "build_app",
+    "capacity_message",
     "encode_jpeg",
 ]
+
+# The server's log lines about WebSocket sessions: a child of uvicorn's own logger, so they go
+# where uvicorn's go, at its --log-level.
+LOG = logging.getLogger("uvicorn.error.webgym")
+CAPACITY_CLOSE_CODE = 1013  # RFC 6455 "Try Again Later": the close code of a refused session
+
+
+def capacity_message(active_sessions: int, max_sessions: int) -> str:
+    """What a client over ``--max-sessions`` is told (WebSocket close reason, error frame, 503)."""
+    return (
+        f"CAPACITY_REACHED: {active_sessions} sessions in use (max {max_sessions}); "
+        "retry later or raise --max-sessions"
+    )
+
+
+class WebGymCapacityError(RuntimeError):
+    """The server refused a session: all of its ``--max-sessions`` slots are in use. There is no
+    wait queue; ``reset()`` on the same client later connects anew."""
 
 
 class WebGymAction(Action):
@@ -243,7 +270,16 @@ class LimitedEnvServer(HTTPEnvServer):
     peak_sessions = 0  # the most slots ever held at once
 
     async def _create_session(self):
-        session_id, env = await super()._create_session()
+        connection = _WS_CONNECTION.get()
+        first = connection is not None and not connection.asked_for_session
+        if connection is not None:
+            connection.asked_for_session = True
+        try:
+            session_id, env = await super()._create_session()
+        except SessionCapacityError as e:
+            if first:  # the WebSocket's own session: refused with the message and code 1013
+                await connection.refuse(e.active_sessions, e.max_sessions)
+            raise
         self.peak_sessions = max(self.peak_sessions, len(self._sessions))
         return session_id, env
 
@@ -276,25 +312,89 @@ def _ws_frame_problem(message: dict) -> str | None:
     return None
 
 
-def _quiet_close(send: Any) -> Any:
-    """``send`` for which closing a WebSocket the client already left is not an error (openenv
-    closes every session it ends; a client that hung up would print a traceback)."""
+class _WebSocketConnection:
+    """One WebSocket connection as :class:`SessionLimit` sees it. A send to a client that has
+    left is dropped, not raised (openenv would answer the failure with more sends to the gone
+    client and end in a traceback); its end is logged as one line; a connection whose session is
+    refused for capacity gets an error frame and a close with code 1013 and the message."""
 
-    async def sending(message: dict) -> None:
+    def __init__(self, scope: Any, send: Any) -> None:
+        client = scope.get("client")
+        self.name = f"{client[0]}:{client[1]} - WebSocket {scope['path']}" if client else "-"
+        self._send = send
+        self.asked_for_session = False  # its session was asked of the server's session table
+        self.refused = False
+        self.gone = False  # the connection is closed: nothing more can be sent
+        self.end = ""  # how it ended, for the log line
+        self.undelivered = 0  # answers dropped because the client had left
+
+    async def send(self, message: dict) -> None:
+        kind = message["type"]
+        if self.refused or self.gone:
+            if kind == "websocket.send" and not self.refused:
+                self.undelivered += 1
+            return
         try:
-            await send(message)
-        except OSError:  # uvicorn's ClientDisconnected
-            if message.get("type") != "websocket.close":
-                raise
+            await self._send(message)
+        except OSError:  # uvicorn's ClientDisconnected: the client is gone
+            self.gone = True
+            if kind == "websocket.send":
+                self.undelivered += 1
+                self.end = self.end or "the client left"
+            else:  # the client's close came first: an ordinary end
+                self.end = self.end or "closed by the client"
+            return
+        if kind == "websocket.close":
+            self.gone = True
+            self.end = self.end or f"closed by the server, code {message.get('code', 1000)}"
 
-    return sending
+    def watch(self, receive: Any) -> Any:
+        async def receiving() -> dict:
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and not self.gone:
+                self.gone = True
+                code = message.get("code", 1005)
+                how = "closed by the client" if code in (1000, 1001) else "connection lost"
+                self.end = f"{how}, code {code}"
+            return message
+
+        return receiving
+
+    async def refuse(self, active_sessions: int, max_sessions: int) -> None:
+        message = capacity_message(active_sessions, max_sessions)
+        frame = WSErrorResponse(
+            data={
+                "message": message,
+                "code": WSErrorCode.CAPACITY_REACHED,
+                "active_sessions": active_sessions,
+                "max_sessions": max_sessions,
+            }
+        )
+        await self.send({"type": "websocket.send", "text": frame.model_dump_json()})
+        close = {"type": "websocket.close", "code": CAPACITY_CLOSE_CODE, "reason": message[:123]}
+        await self.send(close)  # a close reason holds at most 123 bytes
+        self.refused = True  # openenv's own error frame and close (code 1000) are dropped
+        LOG.warning("%s refused: %s", self.name, message)
+
+    def log_end(self) -> None:
+        if self.refused:
+            return  # its one line is the refusal
+        left = f"; {self.undelivered} answer(s) not delivered" if self.undelivered else ""
+        LOG.info("%s session ended (%s%s)", self.name, self.end or "closed", left)
+
+
+# The WebSocket connection whose ASGI call is running (set by SessionLimit).
+_WS_CONNECTION: contextvars.ContextVar[_WebSocketConnection | None] = contextvars.ContextVar(
+    "webgym_openenv_ws_connection", default=None
+)
 
 
 class SessionLimit:
     """ASGI middleware over the OpenEnv app: HTTP ``/reset`` and ``/step`` take a slot of the
     server's session limit (503 when none is free) and hold it until the environments they made
     are closed; a malformed WebSocket frame on ``/ws`` is answered with an error frame here, so
-    it never reaches (and ends) openenv's session loop."""
+    it never reaches (and ends) openenv's session loop; every WebSocket connection is a
+    :class:`_WebSocketConnection` (capacity refusals, clients that leave, one log line)."""
 
     def __init__(self, app: Any, server: LimitedEnvServer) -> None:
         self.app, self.server = app, server
@@ -302,9 +402,26 @@ class SessionLimit:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] in LIMITED_HTTP_PATHS:
             return await self._http(scope, receive, send)
-        if scope["type"] == "websocket" and scope["path"] == "/ws":
-            return await self.app(scope, self._checked_receive(receive, send), _quiet_close(send))
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send)
         return await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.websockets import WebSocketDisconnect
+
+        connection = _WebSocketConnection(scope, send)
+        receive = connection.watch(receive)
+        if scope["path"] == "/ws":
+            receive = self._checked_receive(receive, connection.send)
+        token = _WS_CONNECTION.set(connection)
+        try:
+            await self.app(scope, receive, connection.send)
+        except WebSocketDisconnect:  # a route that does not catch its client leaving
+            if not connection.gone:
+                raise
+        finally:
+            _WS_CONNECTION.reset(token)
+        connection.log_end()
 
     async def _http(self, scope: Any, receive: Any, send: Any) -> None:
         from fastapi.responses import JSONResponse
@@ -314,8 +431,7 @@ class SessionLimit:
         except SessionCapacityError as e:
             response = JSONResponse(
                 {
-                    "detail": f"the server is at capacity: {e.active_sessions} of "
-                    f"{e.max_sessions} sessions are in use; retry later",
+                    "detail": capacity_message(e.active_sessions, e.max_sessions),
                     "code": WSErrorCode.CAPACITY_REACHED.value,
                     "active_sessions": e.active_sessions,
                     "max_sessions": e.max_sessions,
@@ -371,7 +487,41 @@ def build_app(mode: str = "text", max_sessions: int = 8, **env_kwargs: Any):
 
 
 class WebGymClient(EnvClient[WebGymAction, WebGymObservation, WebGymState]):
-    """OpenEnv's WebSocket client for a WebGym server."""
+    """OpenEnv's WebSocket client for a WebGym server. A session the server refuses for capacity
+    raises :class:`WebGymCapacityError` with the server's message, whichever arrives first (its
+    error frame or its close with code 1013); the closed connection is dropped, so a later call
+    connects anew. Other error frames raise ``RuntimeError`` as openenv's client does."""
+
+    async def _send_and_receive(self, message: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await self._send(message)
+            response = await self._receive()
+        except ConnectionClosed as e:
+            close = e.rcvd
+            if close is None or close.code != CAPACITY_CLOSE_CODE:
+                raise
+            await self._drop_connection()
+            raise WebGymCapacityError(
+                close.reason or "CAPACITY_REACHED: the server refused the session; retry later"
+            ) from None
+        if response.get("type") == "error":
+            data = response.get("data", {})
+            if data.get("code") == WSErrorCode.CAPACITY_REACHED.value:
+                await self._drop_connection()
+                raise WebGymCapacityError(data.get("message", "CAPACITY_REACHED"))
+            raise RuntimeError(
+                f"Server error: {data.get('message', 'Unknown error')} "
+                f"(code: {data.get('code', 'UNKNOWN')})"
+            )
+        return response
+
+    async def _drop_connection(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                await ws.close()
+            except Exception:  # already closed by the server: nothing left to do
+                pass
 
     def _step_payload(self, action: WebGymAction) -> dict[str, Any]:
         return action.model_dump(exclude={"metadata"})
@@ -390,7 +540,8 @@ class WebGymClient(EnvClient[WebGymAction, WebGymObservation, WebGymState]):
 
 class WebGymServer:
     """The app on uvicorn in a background thread (tests, notebooks); ``url`` once started.
-    Binds to loopback unless ``host`` says otherwise."""
+    Binds to loopback unless ``host`` says otherwise; logs at ``log_level`` (uvicorn's, with the
+    line per WebSocket session at ``info``)."""
 
     def __init__(
         self,
@@ -399,10 +550,11 @@ class WebGymServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_sessions: int = 8,
+        log_level: str = "warning",
         **env_kwargs: Any,
     ) -> None:
         self.app = build_app(mode, max_sessions, **env_kwargs)
-        self.host, self.port = host, port
+        self.host, self.port, self.log_level = host, port, log_level
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server = None
         self._thread: threading.Thread | None = None
@@ -419,7 +571,7 @@ class WebGymServer:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", ws="websockets-sansio"
+            self.app, log_level=self.log_level, lifespan="off", ws="websockets-sansio"
         )
         self._server = uvicorn.Server(config)
 
