@@ -112,9 +112,11 @@ def play_forks(
     if not starts:
         return []
     task_ids = [s["task_id"] for s in starts]
+    memory = [[x.action for x in r.turns[:t]] for r in rollouts for t in range(len(r.turns))]
     forks = collect(
-        config, policy, task_ids, seed=seed, rng=rng, group_size=config.k_forks, starts=starts
-    )
+        config, policy, task_ids, seed=seed, rng=rng, group_size=config.k_forks, starts=starts,
+        start_actions=memory,  # each fork knows what its episode already opened
+    )  # fmt: skip
     assert len(forks) == len(starts) * config.k_forks  # every job returns a rollout
     return forks
 

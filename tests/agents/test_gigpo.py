@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from agents.gigpo import PRESETS, anchor_key, gigpo_advantages
+from agents.gigpo import PRESETS, anchor_key, back_probes, gigpo_advantages
 from agents.onpolicy import split_task_ids
 from agents.returns import anchor_step_advantages, group_advantages
 from agents.rollouts import collect_rollouts
@@ -74,3 +75,43 @@ def test_the_anchor_key_tells_apart_the_same_page_with_a_different_memory(rollou
     opened = {**obs, "previous_actions": ["click('item_b000000001')"]}
     assert anchor_key(fresh) != anchor_key(opened)
     assert anchor_key(fresh) == anchor_key({**fresh, "previous_actions": ["search[x]"]})
+
+
+def test_back_probes_fork_from_a_product_page_with_the_episode_memory_and_join_the_anchor():
+    """A probe restarts a rollout's product page from its snapshot with the rollout's earlier
+    actions as memory, takes ``< Prev`` there with the policy's own log-probability, and its
+    first turn shares the anchor of the turn it forked from."""
+    torch.manual_seed(0)
+    policy = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0, max_steps=8).eval()
+    with torch.no_grad():
+        policy.head[2].weight.normal_(0, 1.0)
+    cfg = PRESETS["smoke"]
+    cfg = type(cfg)(**{**cfg.__dict__, "group_size": 4, "max_steps": 8, "back_probes": 1.0})
+    tasks = split_task_ids("train")[:4]
+    rollouts = collect_rollouts(
+        policy, tasks, group_size=4, seed=0, n_envs=4, temperature=1.0, max_steps=8,
+        snapshots=True, explore=0.5, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    probes = back_probes(cfg, policy, rollouts, np.random.default_rng(1), seed=0)
+    forkable = [
+        r for r in rollouts
+        if r.valid and any(
+            {"click('buy_now')", "click('prev')"} <= set(t.obs["available_actions"])
+            and t.action not in ("click('prev')", "click('back_to_search')")
+            for t in r.turns
+        )
+    ]  # fmt: skip
+    assert forkable and len(probes) == len(forkable)
+    keys = {anchor_key(t.obs): t for r in rollouts for t in r.turns}
+    for probe in probes:
+        first = probe.turns[0]
+        assert first.action == "click('prev')"
+        origin = keys[anchor_key(first.obs)]  # the same page and the same memory
+        assert first.obs["previous_actions"] == origin.obs["previous_actions"]
+        want = policy.logprobs(
+            [first.decision.state], [first.decision.candidates], [first.decision.index]
+        )
+        assert math.isclose(first.decision.logprob, float(want[0]), abs_tol=1e-5)
+    adv = gigpo_advantages(rollouts, cfg, probes)
+    assert len(adv) == len(rollouts) + len(probes)
+    assert all(len(a) == len(r.turns) for a, r in zip(adv, [*rollouts, *probes], strict=True))
