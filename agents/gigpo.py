@@ -36,9 +36,11 @@ import torch
 from agents.losses import clipped_surrogate
 from agents.observation import visited_items
 from agents.onpolicy import (
+    BACK_ACTIONS,
     OnPolicyConfig,
     TurnBatch,
     as_rows,
+    back_probes,
     clip_and_step,
     collect,
     iteration_tasks,
@@ -47,6 +49,7 @@ from agents.onpolicy import (
     objective,
     run_iterations,
     start_learner,
+    with_probes,
 )
 from agents.returns import anchor_step_advantages, group_advantages
 from agents.rollouts import Rollout, rollout_stats
@@ -66,9 +69,6 @@ class GiGPOConfig(OnPolicyConfig):
     beta: float = 0.0  # k3 KL to the frozen starting policy
     num_iterations: int = 2  # passes over each batch
     minibatch_rollouts: int = 16  # rollouts per optimizer step
-    # the share of rollouts that fork a probe from one of their product pages: "< Prev" taken
-    # there, the policy after it; the probe joins its task's group and shares that anchor
-    back_probes: float = 0.0
 
 
 PRESETS = {
@@ -105,11 +105,7 @@ def gigpo_advantages(
     """A_t^i = A^E_i + omega * A^S_t^i for every turn of ``rollouts`` (groups of G adjacent),
     then of ``probes``: each joins its task's group, at both levels (a probe's turns start at
     its fork, so its anchors are the states it shares with the group's rollouts)."""
-    G = config.group_size
-    groups = [list(rollouts[g : g + G]) for g in range(0, len(rollouts), G)]
-    of_task = {group[0].task_id: group for group in groups if group}
-    for probe in probes:
-        of_task[probe.task_id].append(probe)
+    groups = with_probes(rollouts, probes, config.group_size)
     advantage: dict[int, torch.Tensor] = {}
     for group in groups:
         rewards = torch.tensor([objective(r, config) for r in group])
@@ -124,36 +120,6 @@ def gigpo_advantages(
         for r, a_e, a_step in zip(group, episode, step, strict=True):
             advantage[id(r)] = float(a_e) + config.omega * a_step
     return [advantage[id(r)] for r in [*rollouts, *probes]]
-
-
-def back_probes(
-    config: GiGPOConfig, policy: Any, rollouts: list[Rollout], rng: np.random.Generator, seed: int
-) -> list[Rollout]:
-    """For each rollout with probability ``config.back_probes``: one of its product-page turns
-    where it did not go back, drawn uniformly, played again from that state (its snapshot and
-    its episode memory) with ``< Prev`` first and the policy after. Returns the probes, whose
-    turns start at the fork. The probe is exploration with exact credit: GiGPO's anchor at that
-    page then holds both "buy or choose here" and "go back from here"."""
-    picks = []
-    for r in rollouts:
-        if not r.valid or rng.random() >= config.back_probes:
-            continue
-        turns = [
-            t for t, turn in enumerate(r.turns)
-            if "click('buy_now')" in (turn.obs.get("available_actions") or ())
-            and "click('prev')" in (turn.obs.get("available_actions") or ())
-            and turn.action not in _BACK and turn.snapshot is not None
-        ]  # fmt: skip
-        if turns:
-            picks.append((r, turns[int(rng.integers(len(turns)))]))
-    if not picks:
-        return []
-    return collect(
-        config, policy, [r.task_id for r, _ in picks], seed=seed, rng=rng,
-        starts=[r.turns[t].snapshot for r, t in picks],
-        start_actions=[[x.action for x in r.turns[:t]] for r, t in picks],
-        first_actions=["click('prev')"] * len(picks),
-    )  # fmt: skip
 
 
 def train_gigpo(config: GiGPOConfig, run: TrainRun):
@@ -234,12 +200,9 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
     return run.latest_path
 
 
-_BACK = ("click('prev')", "click('back_to_search')")
-
-
 def _went_back(rollout: Rollout) -> bool:
     """The rollout left a product page without buying (``< Prev`` or Back to Search)."""
-    return any(t.action in _BACK for t in rollout.turns)
+    return any(t.action in BACK_ACTIONS for t in rollout.turns)
 
 
 register_trainer(
@@ -249,4 +212,4 @@ register_trainer(
     description="GiGPO (episode- plus anchor-state step-level group advantages, PPO clip)",
 )
 
-__all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "back_probes", "gigpo_advantages", "train_gigpo"]
+__all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "gigpo_advantages", "train_gigpo"]

@@ -30,6 +30,7 @@ from agents.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
     as_rows,
+    back_probes,
     clip_and_step,
     collect,
     iteration_tasks,
@@ -38,6 +39,7 @@ from agents.onpolicy import (
     objective,
     run_iterations,
     start_learner,
+    with_probes,
 )
 from agents.returns import group_advantages
 from agents.rollouts import rollout_stats
@@ -108,18 +110,31 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
         gen = np.random.default_rng([config.seed, it, 2])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
-        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G)
+        probing = config.back_probes > 0
+        rollouts = collect(
+            config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G, snapshots=probing
+        )
+        probes = back_probes(config, policy, rollouts, gen, config.seed + it) if probing else []
         t_collect = time.perf_counter() - t0
         # A_i = (r_i - mean_g) / (std_g + 1e-4); errored rollouts are NaN: out of the statistics
-        rewards = torch.tensor([objective(r, config) for r in rollouts])  # r by default
-        advantages = group_advantages(rewards, G, config.scale_rewards)
-        groups = rewards.view(-1, G)
-        spread = torch.nan_to_num(groups.nan_to_num(0).amax(1) - groups.nan_to_num(0).amin(1))
+        # (a group's probes join it: their turns start at their fork)
+        groups = with_probes(rollouts, probes, G)
+        rewards = [torch.tensor([objective(r, config) for r in group]) for group in groups]
+        if probing:  # groups of unequal size: each normalised on its own
+            advantages = [group_advantages(r, len(r), "group") for r in rewards]
+        else:
+            advantages = list(
+                group_advantages(torch.cat(rewards), G, config.scale_rewards).view(-1, G)
+            )
+        spread = torch.tensor(
+            [float(r.nan_to_num(0).max() - r.nan_to_num(0).min()) for r in rewards]
+        )
         keep_group = spread > 0 if config.dynamic_sampling else torch.ones(len(groups), dtype=bool)
         kept = [
-            (r, float(advantages[i]))
-            for i, r in enumerate(rollouts)
-            if r.valid and bool(keep_group[i // G])
+            (r, float(a))
+            for group, adv, keep in zip(groups, advantages, keep_group, strict=True)
+            for r, a in zip(group, adv, strict=True)
+            if r.valid and bool(keep)
         ]
         batch = TurnBatch.of([r for r, _ in kept])
         adv_of_rollout = torch.tensor([a for _, a in kept])
@@ -155,6 +170,8 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in rollouts), "errored": stats["errored"],
             "dropped_group_frac": 1 - float(keep_group.float().mean()),
+            "probes": len(probes),
+            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
             "loss": mean(losses), "clip_frac": mean([s.clip_frac for s in stats_log]),
             "approx_kl": mean([s.approx_kl for s in stats_log]),
             "kl_ref": mean([s.kl_ref for s in stats_log]),

@@ -64,6 +64,9 @@ Policy = Union[ScorerPolicy, "LMPolicy"]  # the scorer (cpu presets) or an LM (t
 Critic = Union[ScorerCritic, "LMCritic"]
 
 __all__ = [
+    "BACK_ACTIONS",
+    "back_probes",
+    "with_probes",
     "Critic",
     "Policy",
     "fresh_policy",
@@ -121,6 +124,10 @@ class OnPolicyConfig(CommonConfig):
     # its weights start at 0 on features bc never needed and must outweigh bc's confident MLP
     # margin (~6 logits between Buy Now and "< Prev") before the policy ever goes back
     feature_lr: float | None = None  # None: lr
+    # exploration with exact credit (grpo, gigpo): the share of rollouts that fork a probe from
+    # one of their product pages, "< Prev" taken there and the policy after it; each probe
+    # joins its task's group (:func:`back_probes`)
+    back_probes: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     minibatch_size: int = 32  # turns per optimizer step
@@ -494,6 +501,56 @@ def collect(
         _RAY[key] = RayCollector(config.ray_workers, config.ray)
         atexit.register(_RAY[key].close)
     return _RAY[key](policy, task_ids, rng=rng, **kwargs)
+
+
+BACK_ACTIONS = ("click('prev')", "click('back_to_search')")
+"""The actions that leave a product page without buying."""
+
+
+def back_probes(
+    config: OnPolicyConfig,
+    policy: Any,
+    rollouts: list[Rollout],
+    rng: np.random.Generator,
+    seed: int,
+) -> list[Rollout]:
+    """For each rollout with probability ``config.back_probes``: one of its product-page turns
+    where it did not go back, drawn uniformly, played again from that state (its snapshot and
+    its episode memory) with ``< Prev`` first and the policy after. Returns the probes, whose
+    turns start at the fork. The probe is exploration with exact credit: with GiGPO's anchors
+    that page then holds both "buy or choose here" and "go back from here"."""
+    picks = []
+    for r in rollouts:
+        if not r.valid or rng.random() >= config.back_probes:
+            continue
+        turns = [
+            t for t, turn in enumerate(r.turns)
+            if "click('buy_now')" in (turn.obs.get("available_actions") or ())
+            and "click('prev')" in (turn.obs.get("available_actions") or ())
+            and turn.action not in BACK_ACTIONS and turn.snapshot is not None
+        ]  # fmt: skip
+        if turns:
+            picks.append((r, turns[int(rng.integers(len(turns)))]))
+    if not picks:
+        return []
+    return collect(
+        config, policy, [r.task_id for r, _ in picks], seed=seed, rng=rng,
+        starts=[r.turns[t].snapshot for r, t in picks],
+        start_actions=[[x.action for x in r.turns[:t]] for r, t in picks],
+        first_actions=["click('prev')"] * len(picks),
+    )  # fmt: skip
+
+
+def with_probes(
+    rollouts: Sequence[Rollout], probes: Sequence[Rollout], group_size: int
+) -> list[list[Rollout]]:
+    """The groups of ``rollouts`` (``group_size`` adjacent, one task each), each with the probes
+    (:func:`back_probes`) of its task appended."""
+    groups = [list(rollouts[g : g + group_size]) for g in range(0, len(rollouts), group_size)]
+    of_task = {group[0].task_id: group for group in groups if group}
+    for probe in probes:
+        of_task[probe.task_id].append(probe)
+    return groups
 
 
 def validate(policy: Policy, val_ids: Sequence[str], config: OnPolicyConfig) -> dict[str, float]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.gigpo import PRESETS, anchor_key, back_probes, gigpo_advantages
-from agents.onpolicy import split_task_ids
+from agents.gigpo import PRESETS, anchor_key, gigpo_advantages
+from agents.onpolicy import back_probes, split_task_ids
 from agents.returns import anchor_step_advantages, group_advantages
 from agents.rollouts import collect_rollouts
 from agents.scorer_policy import ScorerPolicy
