@@ -25,6 +25,7 @@ from agents.base import (
     unregister_agent,
 )
 from agents.random_agent import RandomAgent
+from agents.reader_agent import ReaderAgent
 from agents.rule_agent import RuleAgent
 
 
@@ -129,6 +130,7 @@ __all__ = [
     "AgentInfo",
     "AgentLoadError",
     "RandomAgent",
+    "ReaderAgent",
     "RuleAgent",
     "UnknownAgentError",
     "add_agent_loader",

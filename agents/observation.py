@@ -27,6 +27,8 @@ __all__ = [
     "goal_options",
     "goal_without_price",
     "has_search_bar",
+    "instruction_budget",
+    "listed_prices",
     "missing_goal_options",
     "visited_items",
     "with_history",
@@ -152,6 +154,25 @@ def option_groups(obs: dict[str, Any]) -> list[OptionGroup]:
     if current is not None:
         groups.append(OptionGroup(current[0].bid, current[0].name, tuple(current[1])))
     return groups
+
+
+_BUDGET_RE = re.compile(r"price lower than ([\d,.]+) dollars")
+_DOLLARS_RE = re.compile(r"\$([\d,]+(?:\.\d+)?)")
+
+
+def instruction_budget(goal: str) -> float | None:
+    """The price ceiling an instruction names (``"..., and price lower than 40.00 dollars"``
+    gives 40.0), None when it names none."""
+    m = _BUDGET_RE.search(goal)
+    try:
+        return float(m.group(1).replace(",", "").rstrip(".")) if m else None
+    except ValueError:
+        return None
+
+
+def listed_prices(text: str) -> list[float]:
+    """The dollar amounts a price text shows, in order (``"$3.00 to $9.50"``: [3.0, 9.5])."""
+    return [float(x.replace(",", "")) for x in _DOLLARS_RE.findall(text)]
 
 
 def goal_without_price(goal: str) -> str:

@@ -50,6 +50,8 @@ from agents.observation import (
     axtree_nodes,
     goal_without_price,
     has_search_bar,
+    instruction_budget,
+    listed_prices,
     missing_goal_options,
     option_groups,
     visited_items,
@@ -164,12 +166,12 @@ def critic_state_text(obs: dict[str, Any], max_steps: int | None = None) -> str:
     within budget and the best overlap, then the first three titles with prices."""
     base = state_text(obs, max_steps)
     goal = _norm(obs.get("goal"))
-    budget = _budget(goal)
+    budget = instruction_budget(goal)
     core = goal_without_price(goal).lower()
     goal_words = set(_WORD_RE.findall(core))
 
     def within(price: str) -> str:
-        prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
+        prices = listed_prices(price)
         if not prices or budget is None:
             return "unknown"
         return "yes" if min(prices) <= budget else "no"
@@ -257,17 +259,7 @@ at lr 3e-4 an unscaled rank step of 0.1 would need thousands of updates to matte
 
 _STEPS_LEFT, _PENDING = FEATURES.index("steps_left"), FEATURES.index("options_pending")
 _BACK_BIDS = frozenset({"prev", "back_to_search"})
-_BUDGET_RE = re.compile(r"price lower than ([\d,.]+) dollars")
-_NUM_RE = re.compile(r"\$([\d,]+(?:\.\d+)?)")
 _WORD_RE = re.compile(r"[a-z0-9]+")
-
-
-def _budget(goal: str) -> float | None:
-    m = _BUDGET_RE.search(goal)
-    try:
-        return float(m.group(1).replace(",", "").rstrip(".")) if m else None
-    except ValueError:
-        return None
 
 
 def _overlap(text: str, goal_words: set[str]) -> float:
@@ -290,7 +282,7 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     actions = [str(a) for a in obs.get("available_actions") or ()]
     goal = _norm(obs.get("goal"))
     goal_words = set(_WORD_RE.findall(goal_without_price(goal).lower()))
-    budget = _budget(goal)
+    budget = instruction_budget(goal)
     steps_left = max(0, max_steps - int(obs.get("step", 0) or 0)) / max(1, max_steps)
     nodes = _nodes(obs)
     items = result_items(obs)
@@ -324,7 +316,7 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     mismatch = 0.0
     if "click('buy_now')" in actions:
         price = next((n.name for n in nodes if n.name.startswith("Price:")), "")
-        prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
+        prices = listed_prices(price)
         over = bool(prices) and budget is not None and min(prices) > budget
         # going back pays only if another result can still be opened and bought in time
         fits = max_steps - int(obs.get("step", 0) or 0) >= RETRY_STEPS
@@ -352,7 +344,7 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
             rank += 1  # the rank stays the page position
         elif m_item:
             title, price = items.get(m_item.group("asin"), ("", ""))
-            prices = [float(x.replace(",", "")) for x in _NUM_RE.findall(price)]
+            prices = listed_prices(price)
             ok = float(bool(prices) and budget is not None and min(prices) <= budget)
             add(action, f"{title} {price}".strip(), item=1, price_ok=ok, rank=rank / 10,
                 goal_overlap=_overlap(title, goal_words),

@@ -252,3 +252,25 @@ def test_exploration_draws_uniformly_and_keeps_the_policys_own_logprob(env):
     assert min(counts.values()) > 0.3 * 400 / len(c.actions)  # every candidate drawn
     for d in explored:
         assert d.logprob == pytest.approx(float(logp[d.index]))  # the policy's, not uniform
+
+
+def test_the_reader_goes_back_from_a_lacking_page_while_a_retry_fits_and_then_opens_another(env):
+    """The scripted ``reader`` (a reference point): back from a product page that lacks a named
+    option while a retry fits, buys what it has once none does, and never reopens a result."""
+    from agents.reader_agent import ReaderAgent
+
+    results, items = _item_pages(env, "test-0003")
+    goal = items[0][1]["goal"]
+    action, lacking = next(
+        (a, it) for a, it in items if missing_goal_options(goal, option_groups(it))
+    )
+    reader = ReaderAgent()
+    reader.reset(goal)
+    early = with_history({**lacking, "step": 2}, ["search[x]", action])
+    late = with_history(
+        {**lacking, "step": MAX_EPISODE_STEPS - RETRY_STEPS + 1}, ["search[x]", action]
+    )
+    assert reader.act(early) == "click('prev')"
+    assert reader.act(late) != "click('prev')"
+    after = with_history(results, ["search[x]", action, "click('prev')"])
+    assert reader.act(after) != action and reader.act(after).startswith("click('item_")
