@@ -64,7 +64,8 @@ def test_discovery_imports_the_modules_that_register_and_no_other(
     assert {"archer", "bc", "grpo", "reinforce"} <= {i.name for i in list_trainers()}
     # registering the trainer registered the agent that plays its checkpoints
     assert get_trainer("tmp-trainer").eval_agent == "tmp-trainer"
-    assert check_agent("tmp-trainer", "some/checkpoint").needs_checkpoint
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        check_agent("tmp-trainer")  # found, and known to play checkpoints
 
 
 def test_the_trainers_agents_register_themselves_on_first_lookup(tmp_path):
@@ -74,7 +75,11 @@ def test_the_trainers_agents_register_themselves_on_first_lookup(tmp_path):
         import sys
         import agents
         assert "agents.training" not in sys.modules and "torch" not in sys.modules
-        info = agents.check_agent("grpo", "some/checkpoint")
+        try:
+            agents.check_agent("grpo")  # the first lookup: found, and it needs a checkpoint
+        except ValueError as err:
+            assert "needs a checkpoint" in str(err), err
+        info = next(a for a in agents.list_agents() if a.name == "grpo")
         assert info.needs_checkpoint and "grpo" in info.description, info
         names = {a.name for a in agents.list_agents()}
         assert {"archer", "bc", "grpo", "reinforce", "rule", "random"} <= names, names
