@@ -27,6 +27,7 @@ from agents.base import (
 from agents.random_agent import RandomAgent
 from agents.reader_agent import ReaderAgent
 from agents.rule_agent import RuleAgent
+from agents.trained import load_trained_agent
 
 
 def _make_lm_agent(**kwargs):
@@ -56,44 +57,6 @@ register_agent(
     needs_checkpoint=True,
     check_checkpoint=_check_lm_checkpoint,
 )
-
-
-def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwargs):
-    """The agent that plays ``checkpoint``: ``lm`` for an LM policy, ``scorer`` for a scorer
-    (a training run's checkpoint folder, or a shipped one: agents/release.py).
-
-    With ``trained_by``, the checkpoint must say it was written by that trainer, and the agent
-    takes that name, so that leaderboard rows say how the weights were made.
-    """
-    import json
-    from pathlib import Path
-
-    info_path = Path(checkpoint) / "policy.json"
-    if not info_path.is_file():  # a shipped checkpoint (agents/release.py) says it in config.json
-        from agents.release import CONFIG_FILE, is_release
-
-        if is_release(checkpoint):
-            info_path = Path(checkpoint) / CONFIG_FILE
-    kind = json.loads(info_path.read_text()).get("kind") if info_path.is_file() else None
-    if kind == "scorer-policy":
-        from agents.scorer_policy import ScorerAgent
-
-        agent = ScorerAgent(checkpoint, **kwargs)
-    else:  # an LM checkpoint, or a clear error from LMPolicy.load
-        agent = _make_lm_agent(checkpoint=checkpoint, **kwargs)
-    if trained_by is not None:
-        found = agent.policy.metadata.get("trained_by")
-        if found != trained_by:
-            agent.close()
-            from agents.checkpoints import read_checkpoint
-
-            player = read_checkpoint(checkpoint).player()
-            raise ValueError(
-                f"{checkpoint} was not trained by {trained_by} (trained_by: {found!r}); "
-                f"play it with --agent {player or ('scorer' if kind == 'scorer-policy' else 'lm')}"
-            )
-        agent.name = trained_by
-    return agent
 
 
 def _check_policy_checkpoint(checkpoint: str) -> str | None:

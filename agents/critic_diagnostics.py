@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 __all__ = [
-    "ablation_diagnostics",
     "action_sensitivity",
     "calibration",
     "critic_report",
@@ -73,11 +72,10 @@ def effect_probe(
     return {"probe_acc": float((pred == y).mean()), "probe_balanced_acc": float(np.mean(recalls))}
 
 
-def critic_report(heads, cache, frame, *, probe: bool = True) -> dict[str, Any]:
-    """The cheap diagnostics of a trained critic on the cached features (module docstring)."""
-    from agents.digiq import critic_values
-
-    q_rows, v = critic_values(heads, cache)
+def critic_report(heads, cache, frame, values, *, probe: bool = True) -> dict[str, Any]:
+    """The cheap diagnostics of a trained critic on the cached features (module docstring);
+    ``values`` = (Q rows, V) of the cached states, as ``agents.digiq.critic_values`` gives."""
+    q_rows, v = values
     held = frame["heldout"].to_numpy()
     mc = frame["mc_return"].to_numpy()
     with torch.no_grad():
@@ -243,50 +241,3 @@ def calibration(v: np.ndarray, mc: np.ndarray, bins: int = 10) -> dict[str, Any]
     n = max(1, len(v))
     ece = sum(c * abs(pv - pg) for pv, pg, c in rows) / n if rows else float("nan")
     return {"ece": float(ece), "bins": rows}
-
-
-def ablation_diagnostics(
-    run_dir: str | Path, *, rank_states: int = 40, pool_sizes: Sequence[int] = (2, 4, 8, 16)
-) -> dict[str, Any]:
-    """A finished digiq run's ``diagnostics.json`` plus its ranking accuracy (the forks' outcomes
-    shared through the data folder), written back; the features are read from the run's cache."""
-    from agents.digiq import (
-        DigiQConfig,
-        _behaviour,
-        cache_features,
-        critic_values,
-        load_critic,
-        load_critic_encoder,
-        load_transitions,
-        trajectories,
-    )
-    from agents.training import override_config
-
-    run_dir = Path(run_dir)
-    cfg = override_config(
-        DigiQConfig(), json.loads((run_dir / "config.json").read_text())["config"]
-    )
-    latest = run_dir / "checkpoints" / "latest"
-    meta = json.loads((latest / "training.json").read_text())
-    heads, info = load_critic(latest)
-    data_path = Path(meta["data_path"])
-    frame = trajectories(load_transitions(data_path))
-    enc = load_critic_encoder(cfg, info.get("encoder_dir")).requires_grad_(False)
-    cache = cache_features(enc, frame, info["data_sha256"], run_dir / "cache")
-    q_rows, _ = critic_values(heads, cache)
-    report = json.loads((run_dir / "diagnostics.json").read_text())
-    report |= {"cache_recomputed": cache.computed}
-    if rank_states > 0:
-        report |= ranking_accuracy(
-            frame,
-            q_rows,
-            _behaviour(cfg),
-            n_states=rank_states,
-            pool_sizes=pool_sizes,
-            gamma=cfg.gamma,
-            max_steps=cfg.max_steps,
-            seed=cfg.seed,
-            outcomes_path=data_path.parent / f"fork_outcomes-{rank_states}.json",
-        )
-    write_report(run_dir / "diagnostics.json", report)
-    return report

@@ -99,6 +99,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.critic_diagnostics import critic_report, ranking_accuracy, write_report
 from agents.release import resolve_checkpoint
 from agents.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
 from agents.scorer_policy import (
@@ -125,6 +126,7 @@ __all__ = [
     "cache_features",
     "collect_offline_data",
     "load_critic",
+    "ranking_diagnostics",
     "load_transitions",
     "polyak_update",
     "probes_of",
@@ -1556,7 +1558,6 @@ def _row(run: TrainRun, it: int, t_run: float, **values: Any) -> None:
 
 
 def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
-    from agents.critic_diagnostics import critic_report, write_report
     from agents.models.threads import configure_torch_threads
 
     configure_torch_threads(config.torch_threads or None)
@@ -1692,7 +1693,7 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
                 f"{cached_td['td_updates_per_s']:.0f} on the cache "
                 f"({td['cached_speedup']:.0f}x)"
             )
-        report = critic_report(heads, cache, frame, probe=True)
+        report = critic_report(heads, cache, frame, critic_values(heads, cache), probe=True)
         report |= {
             "critic_mode": config.critic_mode,
             **td,
@@ -1836,3 +1837,40 @@ register_trainer(
     PRESETS,
     description="Digi-Q: effect-label fine-tuned critic, frozen features, TD, Best-of-N extraction",
 )
+
+
+def ranking_diagnostics(
+    run_dir: str | Path, *, rank_states: int = 40, pool_sizes: Sequence[int] = (2, 4, 8, 16)
+) -> dict[str, Any]:
+    """A finished digiq run's ``diagnostics.json`` plus its ranking accuracy (the forks' outcomes
+    shared through the data folder), written back; the features are read from the run's cache."""
+    from agents.training import override_config
+
+    run_dir = Path(run_dir)
+    cfg = override_config(
+        DigiQConfig(), json.loads((run_dir / "config.json").read_text())["config"]
+    )
+    latest = run_dir / "checkpoints" / "latest"
+    meta = json.loads((latest / "training.json").read_text())
+    heads, info = load_critic(latest)
+    data_path = Path(meta["data_path"])
+    frame = trajectories(load_transitions(data_path))
+    enc = load_critic_encoder(cfg, info.get("encoder_dir")).requires_grad_(False)
+    cache = cache_features(enc, frame, info["data_sha256"], run_dir / "cache")
+    q_rows, _ = critic_values(heads, cache)
+    report = json.loads((run_dir / "diagnostics.json").read_text())
+    report |= {"cache_recomputed": cache.computed}
+    if rank_states > 0:
+        report |= ranking_accuracy(
+            frame,
+            q_rows,
+            _behaviour(cfg),
+            n_states=rank_states,
+            pool_sizes=pool_sizes,
+            gamma=cfg.gamma,
+            max_steps=cfg.max_steps,
+            seed=cfg.seed,
+            outcomes_path=data_path.parent / f"fork_outcomes-{rank_states}.json",
+        )
+    write_report(run_dir / "diagnostics.json", report)
+    return report

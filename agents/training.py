@@ -51,6 +51,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -228,10 +229,9 @@ def _trainer_modules() -> list[str]:
     """The modules of the ``agents`` package whose source calls ``register_trainer(``."""
     import pkgutil
 
-    import agents
-
     found = []
-    for mod in pkgutil.iter_modules(agents.__path__):
+    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module, always
+    for mod in pkgutil.iter_modules(package.__path__):
         name = f"agents.{mod.name}"
         if mod.ispkg or name == __name__:
             continue
@@ -308,7 +308,7 @@ def _register_checkpoint_agent(name: str, description: str) -> None:
     from agents.base import _REGISTRY, register_agent
 
     def factory(checkpoint: str, **kwargs: Any):
-        from agents import load_trained_agent
+        from agents.trained import load_trained_agent
 
         return load_trained_agent(checkpoint, trained_by=name, **kwargs)
 

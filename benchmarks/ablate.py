@@ -118,7 +118,7 @@ def run_ablation(
     test split with ``play_test(mode, checkpoint, out_dir, episodes)`` (-> the run's metrics)."""
     import json
 
-    from agents.critic_diagnostics import ablation_diagnostics
+    from agents.digiq import ranking_diagnostics
     from agents.training import TrainRun, get_trainer
 
     info = get_trainer("digiq")
@@ -127,7 +127,7 @@ def run_ablation(
         run = TrainRun(out / mode, cfg, trainer="digiq", preset=preset, keep=cfg.keep_checkpoints)
         say(f"ablate: {mode} in {run.dir}")
         checkpoint = Path(info.train_fn(cfg, run))
-        report = ablation_diagnostics(run.dir, rank_states=rank_states)
+        report = ranking_diagnostics(run.dir, rank_states=rank_states)
         kept = json.loads((checkpoint / "trainer_state.json").read_text()).get("kept_share")
         test = (
             play_test(mode, checkpoint, out / mode / "test", test_episodes)

@@ -47,6 +47,8 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
+from benchmarks.perf.chaos_row import Row
+
 # --------------------------------------------------------------------------------------------
 # The action fuzzer
 
@@ -320,13 +322,6 @@ def fuzz_paired(browser: gym.Env, text: gym.Env, n_actions: int, *, seed: int = 
 
 # --------------------------------------------------------------------------------------------
 # The other scenarios
-
-
-@dataclass
-class Row:
-    scenario: str
-    figures: str
-    ok: bool
 
 
 def _fuzz_row(name: str, r: FuzzResult) -> Row:

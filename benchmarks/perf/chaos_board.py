@@ -1,6 +1,6 @@
 """Chaos scenarios of the leaderboard: what a submitter who wants a better board tries.
 
-Each scenario returns a ``benchmarks.perf.chaos.Row`` (scenario, figures, pass/fail):
+Each scenario returns a ``benchmarks.perf.chaos_row.Row`` (scenario, figures, pass/fail):
 
 - **disguised copies**: a real run is submitted, then copied three times and dressed up as a
   new run (timings + 1e-6 and another agent name; ``digiq`` with a checkpoint hash and new
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.perf.chaos import Row
+from benchmarks.perf.chaos_row import Row
 from webgym.runs import atomic_write_json, read_json
 
 ROOT = Path(__file__).resolve().parents[2]

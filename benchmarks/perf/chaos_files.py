@@ -39,7 +39,7 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.perf.chaos import Row
+from benchmarks.perf.chaos_row import Row
 
 __all__ = [
     "scenario_fifo",
