@@ -406,6 +406,9 @@ class ScorerDecision:
     logprob: float  # log softmax(f / T)[index], T the acting temperature
     temperature: float
     value: float | None = None
+    # the action was not drawn from the policy: an exploration draw or a probe's forced action
+    # (the clipped losses train such a turn with the plain policy gradient: agents.onpolicy)
+    exploratory: bool = False
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -580,18 +583,21 @@ class ScorerPolicy(nn.Module):
         forced = forced if forced is not None else [None] * len(observations)
         for state, c, f, force in zip(states, cands, scores, forced, strict=True):
             logp = torch.log_softmax(f.double() / t_act, dim=0)
+            drawn = False
             if force is not None:
                 if force not in c.actions:
                     raise ValueError(f"forced action {force!r} is not a candidate of its page")
-                k = c.actions.index(force)
+                k, drawn = c.actions.index(force), True
             elif explore > 0 and rng.random() < explore:
-                k = int(rng.integers(len(c.actions)))
+                k, drawn = int(rng.integers(len(c.actions))), True
             elif temperature > 0:
                 probs = logp.exp().numpy()
                 k = int(rng.choice(len(c.actions), p=probs / probs.sum()))
             else:
                 k = int(torch.argmax(f))
-            out.append(ScorerDecision(c.actions[k], state, c, k, float(logp[k]), t_act))
+            out.append(
+                ScorerDecision(c.actions[k], state, c, k, float(logp[k]), t_act, exploratory=drawn)
+            )
         return out
 
     # ------------------------------------------------------------------ checkpoints
