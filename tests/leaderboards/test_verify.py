@@ -40,8 +40,11 @@ def steps_of(run, task):
 
 
 def write_steps(run, task, steps) -> None:
+    """Rewrite an episode's steps as a forger does, who also drops its page texts
+    (``observations.jsonl``: optional, and it would no longer match the forged steps)."""
     path = run / "episodes" / task / "steps.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in steps))
+    (run / "episodes" / task / "observations.jsonl").unlink(missing_ok=True)
 
 
 def summary_path(run, task):
