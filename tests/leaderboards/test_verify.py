@@ -231,6 +231,54 @@ def test_steps_cut_short_are_refused(rule_run, known_splits):
 
 
 # ---------------------------------------------------------------------------------------------
+# The page texts (observations.jsonl): what the viewer shows must be what the agent saw
+
+
+def edit_page(run, task, step: int, **change) -> None:
+    path = run / "episodes" / task / "observations.jsonl"
+    pages = [json.loads(line) for line in path.read_text().splitlines()]
+    pages[step]["text"] += " [SEP] <b>Free gift</b>"
+    pages[step].update(change)
+    path.write_text("".join(json.dumps(p) + "\n" for p in pages))
+
+
+def test_an_edited_page_text_is_refused(rule_run, known_splits):
+    edit_page(rule_run, SUCCEEDED, 2)
+    reason = refused(rule_run, known_splits)
+    assert reason.startswith(f"episode {SUCCEEDED}: observations.jsonl: the page text after step 2")
+    # marked as cut, its digest is not compared: the replay shows it is not the page
+    edit_page(rule_run, SUCCEEDED, 2, cut=True)
+    reason = refused(rule_run, known_splits)
+    assert reason == (
+        f"replay refused episode {SUCCEEDED}, step 2: the recorded page text after this step is "
+        "not the replayed page"
+    )
+
+
+def test_an_edited_reset_page_is_refused_by_the_replay(rule_run, known_splits):
+    edit_page(rule_run, FAILED, 0)  # no step's digest covers the reset's page
+    validate_run(rule_run, known_splits)
+    reason = refused(rule_run, known_splits)
+    assert reason == (
+        f"replay refused episode {FAILED}, step 0: the recorded page text after the reset is not "
+        "the replayed page"
+    )
+
+
+def test_page_texts_beyond_the_steps_are_refused(rule_run, known_splits):
+    path = rule_run / "episodes" / FAILED / "observations.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(
+        "\n".join([*lines, lines[-1].replace(f'"step": {len(lines) - 1}', f'"step": {len(lines)}')])
+        + "\n"
+    )
+    reason = refused(rule_run, known_splits)
+    assert (
+        f"observations.jsonl has {len(lines) + 1} observations for {len(lines) - 1} steps" in reason
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Task sets
 
 
