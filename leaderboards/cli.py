@@ -321,8 +321,10 @@ LEADERBOARD_HELP = (
 )
 VIEW_HELP = (
     "Write (or --serve on 127.0.0.1) an HTML page to step through a run's episodes: per step "
-    "the screenshot (when the run kept them) or the URL and observation digest, the action, "
-    "the effect label and distances, the reward and errors."
+    "the action and why the agent took it (its reason, its likeliest candidates with their "
+    "probabilities, or the text it generated, where the agent says), the page text it led to "
+    "(and the screenshot, when the run kept them; a run that recorded neither shows the URL and "
+    "observation digest), the effect label and distances, the reward and errors."
 )
 
 
