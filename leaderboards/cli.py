@@ -317,7 +317,8 @@ LEADERBOARD_HELP = (
     "Show the leaderboard of a split: one ranking per task set (the whole split, 'test (500)', "
     "or its first N tasks, 'test[:20]', under one step limit, in one mode, on one catalog), by "
     "Score (mean reward x 100) with its standard error, success rate, episodes, step limit, "
-    "date, git hash and checkpoint. --html also writes a self-contained static page."
+    "date, git hash and checkpoint. --html also writes a self-contained static page, with a bar "
+    "chart of each task set's Score and success rate."
 )
 VIEW_HELP = (
     "Write (or --serve on 127.0.0.1) an HTML page to step through a run's episodes: per step "

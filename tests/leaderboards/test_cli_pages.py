@@ -90,6 +90,19 @@ def test_leaderboard_html_in_chromium(board, db_path, tmp_path, page, artifacts_
     assert rows.nth(0).locator("td.score").inner_text() == "87.5 ± 12.5"
     assert rows.nth(0).locator("td.git").inner_text() == "01234567"
     assert rows.nth(0).locator("td.checkpoint").inner_text() == "-"
+    # the chart: a Score bar and a success-rate bar per entry, in rank order, to scale
+    bars = page.locator("svg.scores g.bar-row")
+    assert bars.locator("text.name").all_text_contents() == ["1. oracle", "2. rule", "3. random"]
+    widths = [
+        float(w)
+        for w in bars.locator("rect.score").evaluate_all("r => r.map(x => x.getAttribute('width'))")
+    ]
+    assert widths == [420 * 0.875, 420 * 0.5, 420 * 0.075]
+    srs = bars.locator("rect.sr").evaluate_all("r => r.map(x => x.getAttribute('width'))")
+    assert [float(w) for w in srs] == [420 * 0.75, 420 * 0.25, 0.0]  # rewards of exactly 1
+    assert bars.nth(0).locator("text.value").all_text_contents() == ["87.5", "75.0%"]
+    box = page.locator("svg.scores").bounding_box()
+    assert box["width"] == 720 and box["height"] == 28 + 3 * 34 + 20
     assert page.external_requests == []
     page.screenshot(path=str(artifacts_dir / "leaderboard.png"), full_page=True)
 
@@ -188,6 +201,7 @@ def test_pages_escape_what_runs_contain(tmp_path, test_split, store, monkeypatch
     entry = store.add(validate_run(run, {"test": test_split}).entry())
     html = leaderboard_html([entry], split="test")
     assert "<script>x" not in html and "&lt;script&gt;x" in html
+    assert '<text class="name" x="192" y="45" text-anchor="end">1. &lt;script&gt;x' in html
     monkeypatch.setenv("COLUMNS", "200")
     result = invoke("leaderboard", "--db", str(store.path))
     assert "<script>x</script>[bold]" in result.output  # printed verbatim, not as markup
