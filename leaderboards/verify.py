@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,21 +62,35 @@ class VerifiedRun:
     replay_s: float  # wall time of the replay
 
 
+Progress = Callable[[int, int], None]  # (episodes replayed, episodes in all)
+
+
 def verify_run(
-    run_dir: Path | str, known_splits: Any, *, catalog: Path | str | None = None
+    run_dir: Path | str,
+    known_splits: Any,
+    *,
+    catalog: Path | str | None = None,
+    on_episode: Progress | None = None,
 ) -> VerifiedRun:
     """Validate ``run_dir`` (``validate_run``) and replay every episode of it in text mode on
     ``catalog`` (a catalog file; default ``$WEBGYM_CATALOG``, else the embedded one that holds
     the run's split: it must be the catalog ``known_splits`` came from). Raises
-    ``SubmissionRefused`` with the reason."""
+    ``SubmissionRefused`` with the reason. ``on_episode(done, total)`` hears of each episode
+    replayed (a progress bar)."""
     run = validate_run(run_dir, known_splits)
     t0 = time.perf_counter()
-    n_steps = replay_run(run, catalog=catalog)
+    n_steps = replay_run(run, catalog=catalog, on_episode=on_episode)
     return VerifiedRun(run, n_steps, time.perf_counter() - t0)
 
 
-def replay_run(run: ValidatedRun, *, catalog: Path | str | None = None) -> int:
-    """Replay every episode of a validated run; returns the number of steps replayed."""
+def replay_run(
+    run: ValidatedRun,
+    *,
+    catalog: Path | str | None = None,
+    on_episode: Progress | None = None,
+) -> int:
+    """Replay every episode of a validated run; returns the number of steps replayed.
+    ``on_episode(done, total)`` is called after each episode that replayed."""
     import gymnasium as gym
 
     import webgym  # noqa: F401 - registers the env ids
@@ -101,7 +116,12 @@ def replay_run(run: ValidatedRun, *, catalog: Path | str | None = None) -> int:
                 f"{env.unwrapped.split_hash}, the run was made on {m['split_hash']}"
             )
         shots = bool(m.get("screenshots"))
-        return sum(_replay_episode(env, ep, mode, shots) for ep in run.episodes)
+        n_steps = 0
+        for i, ep in enumerate(run.episodes, 1):
+            n_steps += _replay_episode(env, ep, mode, shots)
+            if on_episode is not None:
+                on_episode(i, len(run.episodes))
+        return n_steps
     finally:
         env.close()
 

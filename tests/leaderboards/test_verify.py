@@ -322,3 +322,42 @@ def test_prefix_and_full_runs_are_ranked_separately(tmp_path, store, test_split,
     text = out.output
     assert "WebGym leaderboard: test (500)" in text and "WebGym leaderboard: test[:4]" in text
     assert text.index("test (500)") < text.index("test[:4]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress: a 500-episode replay takes a while
+
+
+def test_verify_and_submit_show_their_progress(rule_run, db_path):
+    from webgym_bench import app
+
+    for args in (["verify", str(rule_run)], ["submit", str(rule_run), "--db", str(db_path)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        lines = [x.split(" (")[0] for x in result.stderr.splitlines()]
+        assert lines == [f"replayed {i}/6 episodes" for i in range(1, 7)]  # not a terminal
+        assert "replayed 1/6" not in result.stdout
+
+
+def test_progress_of_a_long_replay_on_a_terminal_and_off_it():
+    import io
+    import re
+
+    from leaderboards.cli import replay_progress
+    from webgym.terminal import SafeConsole
+
+    log = io.StringIO()
+    with replay_progress(SafeConsole(file=log, force_terminal=False)) as on_episode:
+        for i in range(1, 501):
+            on_episode(i, 500)
+    lines = [x.split(" (")[0] for x in log.getvalue().splitlines()]
+    assert lines == [f"replayed {50 * k}/500 episodes" for k in range(1, 11)]
+
+    screen = io.StringIO()
+    with replay_progress(SafeConsole(file=screen, force_terminal=True, width=100)) as on_episode:
+        for i in range(1, 501):
+            on_episode(i, 500)
+    shown = screen.getvalue()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert "\x1b[" in shown and "replaying" in plain and "500/500 episodes" in plain
+    assert "replayed 50/500" not in plain
