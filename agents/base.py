@@ -19,15 +19,22 @@ The registry maps names to factories: ``register_agent`` (also a decorator), ``m
 ``list_agents``. Agents that load weights declare ``needs_checkpoint=True`` and receive
 ``checkpoint=`` from ``make_agent``; the others must not be given one.
 
-Agents from outside WebGym need no registration and subclass nothing: any object with
-``reset(goal, seed=None)`` and ``act(observation) -> str`` will do (``act_batch`` and ``close``
-are optional). ``make_agent("package.module:factory")`` imports ``package.module`` and calls
-``factory`` (a class, or a function returning such an object); an installed distribution may
-name factories in the entry point group ``webgym.agents`` (``name = "package.module:factory"``),
-and they join the registry under their entry point names. A factory's ``description`` (else the
-first line of its docstring) and ``needs_checkpoint`` attributes describe it. What cannot be
-imported, or is no agent, raises :class:`AgentLoadError` with a one-line message;
-:func:`agent_source` says where such an agent comes from (module, distribution, version).
+An agent may say why it took its last action: ``explain()``, called by the harness right after
+``act``, returns None (nothing to say), a one-line reason, or a mapping with ``reason``,
+``candidates`` (the actions it weighed with their probabilities, best first), ``text`` (what a
+language model generated) and ``value``; the harness records it with the step
+(docs/run-format.md, ``decision``). The rule agent gives its reason, the policies
+(:class:`PolicyAgent`) their top candidates or generated text.
+
+Agents from outside WebGym need no registration and subclass nothing: any object with ``reset(goal,
+seed=None)`` and ``act(observation) -> str`` will do (``act_batch``, ``close`` and ``explain`` are
+optional). ``make_agent("package.module:factory")`` imports ``package.module`` and calls ``factory``
+(a class, or a function returning such an object); an installed distribution may name factories in
+the entry point group ``webgym.agents`` (``name = "package.module:factory"``), and they join the
+registry under their entry point names. A factory's ``description`` (else the first line of its
+docstring) and ``needs_checkpoint`` attributes describe it. What cannot be imported, or is no agent,
+raises :class:`AgentLoadError` with a one-line message; :func:`agent_source` says where such an
+agent comes from (module, distribution, version).
 
 Imports the standard library and numpy; never imports ``benchmarks`` or ``leaderboards``.
 """
@@ -55,6 +62,7 @@ __all__ = [
     "PolicyAgent",
     "UnknownAgentError",
     "agent_source",
+    "top_candidates",
     "check_agent",
     "check_agent_object",
     "check_external_agent",
@@ -101,6 +109,11 @@ class Agent(ABC):
         """One action per observation, in order; the default calls :meth:`act` in a loop."""
         return [self.act(obs) for obs in observations]
 
+    def explain(self) -> dict[str, Any] | str | None:
+        """Why the last :meth:`act` chose its action (see the module docstring); the default
+        says nothing."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free what the agent holds (models, processes); the default holds nothing."""
 
@@ -116,7 +129,9 @@ class PolicyAgent(Agent):
     returning decisions with an ``action``): the LM and scorer agents.
 
     Temperature 0 is deterministic; sampling draws only from the generator made in
-    ``reset(seed=...)``. Observations without a goal get the episode's.
+    ``reset(seed=...)``. Observations without a goal get the episode's. :meth:`explain` is the
+    last decision's ``explain()`` (where its type has one: the scorer's candidates with their
+    probabilities, the LM's candidates or generated text).
     """
 
     needs_checkpoint = True
@@ -130,6 +145,7 @@ class PolicyAgent(Agent):
         self.deterministic = self.temperature == 0
         self._rng = np.random.default_rng()
         self._history: list[str] = []  # this episode's actions (reset clears it)
+        self.last_decisions: list[Any] = []  # what the last act_batch decided, in order
 
     def decide_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments of ``decide_batch`` (the LM agent's ``mode``)."""
@@ -139,6 +155,7 @@ class PolicyAgent(Agent):
         super().reset(goal, seed=seed)
         self._rng = np.random.default_rng(seed)
         self._history = []
+        self.last_decisions = []
 
     def act(self, observation: dict[str, Any]) -> str:
         """One decision of this episode; the observation gets the agent's own earlier actions
@@ -154,7 +171,30 @@ class PolicyAgent(Agent):
         decisions = self.policy.decide_batch(
             obs, temperature=self.temperature, rng=self._rng, **self.decide_kwargs()
         )
+        self.last_decisions = list(decisions)
         return [d.action for d in decisions]
+
+    def explain(self) -> dict[str, Any] | str | None:
+        """The last decision's ``explain()`` (None where its type has none)."""
+        if not self.last_decisions:
+            return None
+        method = getattr(self.last_decisions[-1], "explain", None)
+        return method() if callable(method) else None
+
+
+def top_candidates(
+    actions: list[str], logprobs: Any, *, k: int = 5, chosen: int | None = None
+) -> list[dict[str, Any]]:
+    """The ``k`` likeliest of ``actions`` under ``logprobs`` (one log-probability each), best
+    first, as ``{"action", "prob"}``; the ``chosen`` index is kept even when it is not among
+    them (then last). For an agent's :meth:`Agent.explain`."""
+    logp = np.asarray(logprobs, dtype=float).reshape(-1)
+    if len(logp) != len(actions) or not len(actions):
+        return []
+    order = [int(i) for i in np.argsort(-logp, kind="stable")[:k]]
+    if chosen is not None and 0 <= chosen < len(actions) and chosen not in order:
+        order.append(int(chosen))
+    return [{"action": actions[i], "prob": float(np.exp(logp[i]))} for i in order]
 
 
 # --------------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import PolicyAgent
+from agents.base import PolicyAgent, top_candidates
 from agents.models.backbone import (
     Backbone,
     BackboneMismatch,
@@ -627,6 +627,23 @@ class Decision:
         """The candidates' scores (an older name of :attr:`scores`: NOT normalised
         probabilities; :attr:`logprob` is the chosen action's)."""
         return self.scores
+
+    def explain(self) -> dict[str, Any]:
+        """What ``PolicyAgent.explain`` records. Choice mode: the five likeliest candidates,
+        ``softmax(scores / T)`` (T = 1 where it acted greedily), the chosen one among them.
+        Generate mode: the generated text, and a reason when it was no valid action."""
+        out: dict[str, Any] = {"value": self.value}
+        if self.mode == "generate":
+            out["text"] = self.raw
+            if not self.valid:
+                out["reason"] = f"the generated text is no valid action: played {self.action}"
+        elif self.scores is not None and self.candidates:
+            t = self.temperature if self.temperature > 0 else 1.0
+            logp = torch.log_softmax(self.scores.double() / t, dim=0).tolist()
+            out["candidates"] = top_candidates(self.candidates, logp, chosen=self.index)
+        else:
+            out["reason"] = "no action available on the page"
+        return out
 
 
 @dataclass

@@ -16,12 +16,13 @@ This agent makes the same moves, with two defaults of our own (both switchable):
   one already checked; dimensions with no such value are left alone. ``False`` buys at once,
   as WebShop's rule does.
 
-The action is a function of the observation alone (no episode state, no randomness), so the
-agent is deterministic and ``act_batch`` may mix episodes. It needs at most
-``3 + number of option dimensions`` steps; with the step budget almost spent (``max_steps``)
-it buys at once. Off its path it steps back: ``< Prev`` from an item's sub-page, Back to
-Search from a results page without items. The options are read from the observation's
-accessibility tree (:mod:`agents.observation`).
+The action is a function of the observation alone (no episode state, no randomness), so the agent is
+deterministic and ``act_batch`` may mix episodes. ``explain()`` gives the one-line reason of the
+last action (which page it took the observation for, and which rule applied). It needs at most ``3 +
+number of option dimensions`` steps; with the step budget almost spent (``max_steps``) it buys at
+once. Off its path it steps back: ``< Prev`` from an item's sub-page, Back to Search from a results
+page without items. The options are read from the observation's accessibility tree
+(:mod:`agents.observation`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class RuleAgent(Agent):
         self.query_mode = query_mode
         self.choose_options = choose_options
         self.max_steps = max_steps
+        self.reason: str | None = None  # why the last act chose its action
+
+    def explain(self) -> str | None:
+        return self.reason
 
     def query(self, goal: str) -> str:
         """The search query for the instruction ``goal`` (one line)."""
@@ -98,21 +103,33 @@ class RuleAgent(Agent):
         return " ".join(text.split())
 
     def act(self, observation: dict[str, Any]) -> str:
+        action, self.reason = self._decide(observation)
+        return action
+
+    def _decide(self, observation: dict[str, Any]) -> tuple[str, str]:
+        """The action and the reason for it."""
         actions = observation["available_actions"]
         goal = observation.get("goal") or self.goal
         if "click('buy_now')" in actions:  # the item page
             steps_left = self.max_steps - int(observation.get("step", 0))
             if self.choose_options and steps_left > 1:
-                for _group, option in chosen_options(goal, option_groups(observation)):
+                for group, option in chosen_options(goal, option_groups(observation)):
                     if not option.checked:
-                        return f"click({option.bid!r})"
-            return "click('buy_now')"
+                        return (
+                            f"click({option.bid!r})",
+                            f"item page: the instruction names {group.name} "
+                            f"'{option.label}', not chosen yet",
+                        )
+                return "click('buy_now')", "item page: every option the instruction names is set"
+            if not self.choose_options:
+                return "click('buy_now')", "item page: buy at once (options are left alone)"
+            return "click('buy_now')", f"item page: {steps_left} step(s) left, buy now"
         items = item_actions(observation)
         if items:  # a results page
-            return items[0]
+            return items[0], f"results page: the first of {len(items)} results"
         if has_search_bar(observation):
-            return f"search[{self.query(goal)}]"
+            return f"search[{self.query(goal)}]", "search page: search the instruction"
         for back in ("click('prev')", "click('back_to_search')"):  # off the path: step back
             if back in actions:
-                return back
-        return "noop()"
+                return back, "off the path (no item, results or search): step back"
+        return "noop()", "nothing to do on this page"

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import PolicyAgent
+from agents.base import PolicyAgent, top_candidates
 from agents.models.backbone import Backbone, BackboneMismatch, ValueHead, load_backbone
 from agents.observation import (
     AxNode,
@@ -397,7 +397,8 @@ def freeze_lower_layers(encoder: nn.Module, train_layers: int) -> None:
 
 @dataclass
 class ScorerDecision:
-    """One act: what was chosen among which candidates, and its log-probability when chosen."""
+    """One act: what was chosen among which candidates, and its log-probability when chosen
+    (``logprobs``: every candidate's, log softmax(f / T), when the policy filled them in)."""
 
     action: str
     state: str
@@ -409,6 +410,22 @@ class ScorerDecision:
     # the action was not drawn from the policy: an exploration draw or a probe's forced action
     # (the clipped losses train such a turn with the plain policy gradient: agents.onpolicy)
     exploratory: bool = False
+    logprobs: list[float] | None = None
+
+    def explain(self) -> dict[str, Any]:
+        """The five likeliest candidates with their probabilities at the acting temperature
+        (the chosen one always among them): what ``PolicyAgent.explain`` records."""
+        out: dict[str, Any] = {"value": self.value}
+        if self.logprobs is not None:
+            out["candidates"] = top_candidates(
+                self.candidates.actions, self.logprobs, chosen=self.index
+            )
+        else:
+            out["reason"] = (
+                f"chose candidate {self.index + 1} of {len(self.candidates.actions)} "
+                f"(probability {np.exp(self.logprob):.3f})"
+            )
+        return out
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -596,7 +613,16 @@ class ScorerPolicy(nn.Module):
             else:
                 k = int(torch.argmax(f))
             out.append(
-                ScorerDecision(c.actions[k], state, c, k, float(logp[k]), t_act, exploratory=drawn)
+                ScorerDecision(
+                    c.actions[k],
+                    state,
+                    c,
+                    k,
+                    float(logp[k]),
+                    t_act,
+                    logprobs=logp.tolist(),
+                    exploratory=drawn,
+                )  # fmt: skip
             )
         return out
 

@@ -23,7 +23,8 @@ hyper-parameter and a ``train_<name>(config, run)`` function written top to bott
       OUT/
         config.json               {"trainer", "preset", "config"}: written once, checked on resume
         metrics.csv               one row per iteration, appended
-        learning_curve.png        every metric against the iteration, redrawn after each row
+        learning_curve.png        the metrics that move against the iteration (agents/curves.py),
+                                  redrawn after each row
         train.log                 "<UTC> message" lines
         checkpoints/step-N/       the policy (LMPolicy.save) + trainer_state.json (iteration,
                                   trainer fields) + optimizer.pt + rng.pt (torch.save)
@@ -716,43 +717,15 @@ class TrainRun:
         self.plot()
 
     def plot(self) -> Path | None:
-        """Redraw ``learning_curve.png``: one panel per numeric metric against the iteration."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        """Redraw ``learning_curve.png`` (:func:`agents.curves.draw_learning_curve`: the
+        scores, success rates, losses, explained variance and KL that move, a few panels);
+        None before the first row."""
+        from agents.curves import draw_learning_curve
 
         rows = self.metrics() if self.main else []
         if not rows:
             return None
-        x = [float(r["iteration"]) for r in rows]
-        skip = {"iteration", "time", "wall_s", "elapsed_s"}
-        series: dict[str, list[float]] = {}
-        for key in rows[0]:
-            if key in skip:
-                continue
-            ys = [_float(r.get(key)) for r in rows]
-            if any(y is not None for y in ys):
-                series[key] = [float("nan") if y is None else y for y in ys]
-        if not series:
-            return None
-        n = len(series)
-        cols = min(3, n)
-        nrows = -(-n // cols)
-        fig = Figure(figsize=(4.2 * cols, 3.0 * nrows), layout="constrained")
-        FigureCanvasAgg(fig)
-        for i, (key, ys) in enumerate(series.items()):
-            ax = fig.add_subplot(nrows, cols, i + 1)
-            # a metric logged every k iterations (validation) is drawn through its points,
-            # not broken into nothing by the NaN rows between them
-            px = [a for a, y in zip(x, ys, strict=True) if y == y]
-            py = [y for y in ys if y == y]
-            ax.plot(px, py, marker="o" if len(px) < 30 else None, markersize=3)
-            ax.set_title(key, fontsize=10)
-            ax.set_xlabel("iteration")
-            ax.grid(alpha=0.3)
-        fig.suptitle(f"{self.trainer}: {self.dir.name}", fontsize=11)
-        tmp = self.curve_path.with_name(f"learning_curve.tmp-{os.getpid()}.png")
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, self.curve_path)
+        draw_learning_curve(rows, self.curve_path, title=f"{self.trainer}: {self.dir.name}")
         return self.curve_path
 
     # -------------------------------------------------------------- progress
@@ -796,13 +769,6 @@ def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     return value
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _rng_states() -> dict[str, Any]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.table import Table
 
 from webgym.envs import MAX_EPISODE_STEPS
@@ -424,7 +425,7 @@ def show_cmd(
         fail(f"the run's manifest is unreadable: {e}")
     from benchmarks.metrics import run_reward_loss
 
-    console.print(reward_loss_table({str(run): run_reward_loss(run)}))
+    console.print(reward_loss_table({run.name or str(run): run_reward_loss(run)}))
     if plots is not None:
         from benchmarks.plots import write_plots
 
@@ -437,33 +438,90 @@ def compare_cmd(
     baseline: Annotated[Path, typer.Argument(help="The run to compare against (e.g. bc's).")],
     runs: Annotated[list[Path], typer.Argument(help="Runs on the same tasks.")],
 ) -> None:
-    """Paired differences against a baseline run: Score and SR, each ± its paired s.e."""
+    """Paired differences against a baseline run: Score and SR, each ± its paired s.e., and a
+    bar chart of every run's Score and SR. The runs are named in full once, then by label
+    (``base``, ``#1``, ...), so that the tables fit a narrow terminal."""
     from benchmarks.metrics import compute_metrics, episodes_frame, paired_difference
     from webgym.runs import RunDir, load_run
 
-    frames = {}
-    for path in [baseline, *runs]:
+    labelled = [("base", baseline), *((f"#{i}", path) for i, path in enumerate(runs, 1))]
+    frames = []
+    for _, path in labelled:
         if not RunDir(path).exists():
             fail(f"{path} is not a run directory (no manifest.json)")
-        frames[path] = episodes_frame(load_run(path).episodes)
-    base = frames[baseline]
-    t = Table(title=markup_safe(f"against {baseline} ({len(base)} episodes)"))
+        frames.append(episodes_frame(load_run(path).episodes))
+    base = frames[0]
+    console.print(run_key(labelled))
+    t = Table(
+        title=f"Against base ({len(base)} episodes): paired differences",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for col in ("run", "tasks", "Score", "SR %", "Score diff", "SR diff (pts)", "> 2 s.e."):
-        t.add_column(col, justify="left" if col == "run" else "right")
-    for path in runs:
-        m = compute_metrics(frames[path])
-        d = paired_difference(base, frames[path])
+        t.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    metrics = [compute_metrics(frame) for frame in frames]
+    for (label, _), frame, m in zip(labelled[1:], frames[1:], metrics[1:], strict=True):
+        d = paired_difference(base, frame)
         sc, sr = d["score"], d["success_rate"]
         t.add_row(
-            markup_safe(path), str(d["n_common"]), _pct(m["score"], m["score_se"], 1.0),
+            label, str(d["n_common"]), _pct(m["score"], m["score_se"], 1.0),
             _pct(m["success_rate"], m["success_se"]),
             f"{sc['diff']:+.1f} ± {sc['se']:.1f}", f"{sr['diff']:+.1f} ± {sr['se']:.1f}",
             ", ".join(k for k, v in (("Score", sc), ("SR", sr)) if v["beats"]) or "no",
         )  # fmt: skip
     console.print(t)
+    console.print(
+        score_chart([(label, m) for (label, _), m in zip(labelled, metrics, strict=True)])
+    )
     from benchmarks.metrics import run_reward_loss
 
-    console.print(reward_loss_table({str(p): run_reward_loss(p) for p in [baseline, *runs]}))
+    console.print(reward_loss_table({label: run_reward_loss(path) for label, path in labelled}))
+
+
+def run_key(labelled: list[tuple[str, Path]]) -> Table:
+    """The runs a command shows by label, one line each: the label and the run's full path
+    (wrapped, never cut)."""
+    key = Table.grid(padding=(0, 2))
+    key.add_column(no_wrap=True, style="bold")
+    key.add_column(overflow="fold")
+    for label, path in labelled:
+        key.add_row(label, markup_safe(path))
+    return key
+
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def text_bar(fraction: float, width: int) -> str:
+    """A horizontal bar ``width`` characters long at 100%, in eighths of a character."""
+    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
+    full, part = divmod(eighths, 8)
+    return "█" * full + (BLOCKS[part] if part else "")
+
+
+def score_chart(rows: list[tuple[str, dict[str, Any]]], width: int = 25) -> Table:
+    """A text bar chart: per run (label, its metrics) its Score (of 100) and its success rate
+    (of 100%), each bar ``width`` characters at full scale."""
+    t = Table(
+        title="Score and success rate",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        show_header=True,
+        header_style="bold",
+    )
+    t.add_column("run", no_wrap=True)
+    t.add_column("Score (of 100)", no_wrap=True, min_width=width + 6)
+    t.add_column("SR % (of 100)", no_wrap=True, min_width=width + 6)
+    for label, m in rows:
+        score, sr = m.get("score"), m.get("success_rate")
+        t.add_row(
+            label,
+            "-" if score is None else f"[blue]{text_bar(score / 100, width)}[/] {score:.1f}",
+            "-" if sr is None else f"[green]{text_bar(sr, width)}[/] {100 * sr:.1f}",
+        )
+    return t
 
 
 REWARD_LOSS_COLUMNS = (

@@ -11,7 +11,9 @@ Records are written through ``webgym.runs`` (docs/run-format.md).
 
 One episode: ``env.reset(seed=s, options={"task_id": t})``, ``agent.reset(goal, seed=s)``,
 then ``agent.act`` / ``env.step`` until terminated or truncated, every step appended to
-``steps.jsonl`` as it happens and ``summary.json`` written last (docs/run-format.md). The
+``steps.jsonl`` as it happens (with the agent's ``explain()``, when it has one: why it acted)
+and every page text to ``observations.jsonl``, and ``summary.json`` written last
+(docs/run-format.md). The
 episode seed ``s`` is derived from (run seed, task id) alone, so results do not depend on
 which worker ran an episode, nor in which order.
 
@@ -50,6 +52,7 @@ from webgym.runs import (
     RunDir,
     RunLock,
     build_manifest,
+    decision_record,
     episode_seed,
     episode_summary,
     folder_problem,
@@ -212,6 +215,7 @@ class EpisodeRunner:
         obs, info = env.reset(seed=seed, options={"task_id": task_id})
         reset_s = time.perf_counter() - t_start
         agent.reset(obs["goal"], seed=seed)
+        writer.observation(0, obs)
         if spec.screenshots and obs.get("screenshot") is not None:
             writer.screenshot(0, obs["screenshot"])
         agent_s = env_s = 0.0
@@ -220,6 +224,7 @@ class EpisodeRunner:
         while not (terminated or truncated):
             t0 = time.perf_counter()
             action = agent.act(obs)
+            decision = explain(agent)
             t1 = time.perf_counter()
             obs, reward, terminated, truncated, info = env.step(action)
             t2 = time.perf_counter()
@@ -234,9 +239,11 @@ class EpisodeRunner:
                 truncated=truncated,
                 effect=info.get("action_effect"),
                 elapsed_s=t2 - t_start,
+                decision=decision,
             )
             records.append(record)
             writer.step(record)
+            writer.observation(len(records), obs)
             if spec.screenshots and obs.get("screenshot") is not None:
                 writer.screenshot(len(records), obs["screenshot"])
             if info.get("error"):
@@ -264,6 +271,20 @@ class EpisodeRunner:
                 "env_s": round(env_s + reset_s, 6),
             },
         )
+
+
+def explain(agent: Any) -> dict[str, Any] | None:
+    """Why ``agent`` took its last action, as a step record's ``decision``
+    (``webgym.runs.decision_record`` of what its ``explain()`` returns); None for an agent
+    without ``explain`` or one that says nothing. An ``explain()`` that raises is recorded as
+    the reason, not as the episode's failure: the action was taken."""
+    method = getattr(agent, "explain", None)
+    if not callable(method):
+        return None
+    try:
+        return decision_record(method())
+    except Exception as e:  # noqa: BLE001 - an agent's explanation must not end its episode
+        return decision_record(f"explain() raised {type(e).__name__}: {e}")
 
 
 def _result(summary: dict[str, Any]) -> dict[str, Any]:

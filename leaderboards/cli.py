@@ -11,7 +11,9 @@ rich markup.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,6 +90,53 @@ def _goals(catalog_path: Path | None, run_dir: Path) -> dict[str, Any]:
     return {}
 
 
+@contextlib.contextmanager
+def replay_progress(err: Console) -> Iterator[Callable[[int, int], None]]:
+    """What ``verify`` and ``submit`` show while they replay a run, on stderr: a rich progress
+    bar (episodes, elapsed, time left) when stderr is a terminal, else one line per tenth of the
+    episodes and one at the end (``replayed 50/500 episodes (12.3 s)``). Yields the
+    ``on_episode(done, total)`` that drives it."""
+    started = time.perf_counter()
+    if not err.is_terminal:
+
+        def line(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 10) == 0:
+                elapsed = time.perf_counter() - started
+                err.print(
+                    f"replayed {done}/{total} episodes ({elapsed:.1f} s)",
+                    markup=False,
+                    highlight=False,
+                )
+
+        yield line
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("episodes"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("replay", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance
+
+
 def submit(
     run: Annotated[Path, typer.Argument(help="Run directory (written by `webgym-bench run`).")],
     db: DbOption = None,
@@ -109,8 +158,8 @@ def submit(
     console, err = Console(), Console(stderr=True)
     try:
         known = _catalog(catalog, _run_split(run)).splits()
-        with LeaderboardStore(db) as store:
-            entry = submit_run(run, store, known, catalog=catalog)
+        with LeaderboardStore(db) as store, replay_progress(err) as on_episode:
+            entry = submit_run(run, store, known, catalog=catalog, on_episode=on_episode)
             n = len(store.comparable(entry))
     except SubmissionRefused as exc:
         if if_new and isinstance(exc.__cause__, DuplicateSubmission):
@@ -152,7 +201,9 @@ def verify(
     console, err = Console(), Console(stderr=True)
     t0 = time.perf_counter()
     try:
-        verified = verify_run(run, _catalog(catalog, _run_split(run)).splits(), catalog=catalog)
+        known = _catalog(catalog, _run_split(run)).splits()
+        with replay_progress(err) as on_episode:
+            verified = verify_run(run, known, catalog=catalog, on_episode=on_episode)
     except SubmissionRefused as exc:
         err.print(
             f"[bold red]not verified:[/] {markup_safe(exc.reason, newlines=True)}", highlight=False
@@ -302,8 +353,9 @@ VERIFY_HELP = (
     "with the steps) and replay every episode's recorded actions in the browserless text twin "
     "of the env, from its task and seed (browser-mode runs too: both modes serve the same "
     "HTML). The replay must reproduce every step's observation digest, reward, flags, action "
-    "error, URL and effect, and each episode's purchase and reward. Exit code 1 names the "
-    "episode and the first step that differs."
+    "error, URL and effect, each episode's purchase and reward, and the page texts it recorded. "
+    "Exit code 1 names the episode and the first step that differs. Progress goes to stderr: a "
+    "bar on a terminal, else a line every tenth of the episodes."
 )
 SUBMIT_HELP = (
     "Verify a run (see verify: validation and replay) and add it to the leaderboard. Refused "
@@ -317,12 +369,15 @@ LEADERBOARD_HELP = (
     "Show the leaderboard of a split: one ranking per task set (the whole split, 'test (500)', "
     "or its first N tasks, 'test[:20]', under one step limit, in one mode, on one catalog), by "
     "Score (mean reward x 100) with its standard error, success rate, episodes, step limit, "
-    "date, git hash and checkpoint. --html also writes a self-contained static page."
+    "date, git hash and checkpoint. --html also writes a self-contained static page, with a bar "
+    "chart of each task set's Score and success rate."
 )
 VIEW_HELP = (
     "Write (or --serve on 127.0.0.1) an HTML page to step through a run's episodes: per step "
-    "the screenshot (when the run kept them) or the URL and observation digest, the action, "
-    "the effect label and distances, the reward and errors."
+    "the action and why the agent took it (its reason, its likeliest candidates with their "
+    "probabilities, or the text it generated, where the agent says), the page text it led to "
+    "(and the screenshot, when the run kept them; a run that recorded neither shows the URL and "
+    "observation digest), the effect label and distances, the reward and errors."
 )
 
 

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from leaderboards.store import Entry, task_set_groups
-from webgym.terminal import markup_safe
+from webgym.terminal import markup_safe, terminal_safe
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -75,13 +75,57 @@ def leaderboard_table(entries: list[Entry], *, title: str | None = None) -> Tabl
     return table
 
 
+# The bar chart of a task set's entries (inline SVG, in pixels)
+CHART_WIDTH = 720
+CHART_LABEL = 200  # the entries' names, right-aligned up to here
+CHART_BARS = 420  # 100 (Score) or 100% (success rate)
+CHART_ROW = 34  # one entry: its Score bar above its success-rate bar
+CHART_TOP = 28  # the legend
+CHART_BOTTOM = 20  # the axis labels
+CHART_NAME = 28  # characters of a name shown (the whole name is the row's tooltip)
+
+
+def score_chart(entries: list[Entry]) -> dict[str, Any]:
+    """The geometry of a task set's bar chart, for the template to write as inline SVG: per
+    entry (in rank order) its label (rank and agent, cut to :data:`CHART_NAME` characters), a
+    Score bar (of 100) and a success-rate bar (of 100%), widths in pixels; the axis ticks.
+    Numbers only, and the names the template escapes."""
+    rows = []
+    for i, e in enumerate(entries):
+        name = terminal_safe(f"{e.rank or i + 1}. {e.agent}")
+        y = CHART_TOP + i * CHART_ROW
+        rows.append(
+            {
+                "id": e.id,
+                "label": name if len(name) <= CHART_NAME else name[: CHART_NAME - 1] + "…",
+                "title": f"{name} (run {terminal_safe(e.run_id)}): Score {fmt_score(e)}, "
+                f"success {fmt_rate(e.success_rate)}",
+                "y": y,
+                "score": f"{e.score:.1f}",
+                "score_w": round(CHART_BARS * min(max(e.score, 0.0), 100.0) / 100, 1),
+                "sr": fmt_rate(e.success_rate),
+                "sr_w": round(CHART_BARS * min(max(e.success_rate, 0.0), 1.0), 1),
+            }
+        )
+    bottom = CHART_TOP + len(entries) * CHART_ROW
+    return {
+        "width": CHART_WIDTH,
+        "height": bottom + CHART_BOTTOM,
+        "x0": CHART_LABEL,
+        "bottom": bottom,
+        "ticks": [{"x": CHART_LABEL + CHART_BARS * k / 4, "label": f"{25 * k}"} for k in range(5)],
+        "rows": rows,
+    }
+
+
 def leaderboard_html(
     entries: list[Entry], *, split: str, split_hash: str | None = None, note: str | None = None
 ) -> str:
-    """A self-contained static page (inline CSS, no scripts, no external resources): one
-    ranked table per task set."""
+    """A self-contained static page (inline CSS and SVG, no scripts, no external resources):
+    per task set a bar chart of its entries' Score and success rate, then its ranked table."""
     groups = [
         {
+            "chart": score_chart(group),
             "task_set": group[0].task_set,
             "max_steps": group[0].max_steps,
             "mode": group[0].mode,

@@ -8,7 +8,7 @@ from typing import Any
 
 from leaderboards.store import DuplicateSubmission, Entry, LeaderboardStore
 from leaderboards.validate import SubmissionRefused, read_manifest
-from leaderboards.verify import verify_run
+from leaderboards.verify import Progress, verify_run
 
 
 def submit_run(
@@ -17,6 +17,7 @@ def submit_run(
     known_splits: Any,
     *,
     catalog: Path | str | None = None,
+    on_episode: Progress | None = None,
 ) -> Entry:
     """Validate ``run_dir``, replay it (``leaderboards.verify``: on ``catalog``, the catalog
     file ``known_splits`` came from; default ``$WEBGYM_CATALOG``, else the embedded one that
@@ -29,9 +30,11 @@ def submit_run(
     under another manifest (another agent name, other timestamps or timings) are a duplicate.
 
     Raises ``SubmissionRefused`` (every refusal, duplicates included) with the reason.
+    ``on_episode(done, total)`` hears of each episode the replay got through.
     """
     content_hash = _check_catalog_hash(run_dir, catalog)
-    run = replace(verify_run(run_dir, known_splits, catalog=catalog).run, catalog_hash=content_hash)
+    verified = verify_run(run_dir, known_splits, catalog=catalog, on_episode=on_episode)
+    run = replace(verified.run, catalog_hash=content_hash)
     existing = store.find_digest(run.records_digest)
     if existing is not None:
         duplicate = DuplicateSubmission(existing)

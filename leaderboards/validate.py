@@ -17,8 +17,10 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
 4. the run is complete: every task id of the manifest has a valid ``summary.json`` (the missing
    ones are named; a corrupt file is named);
 5. each episode summary agrees with its ``steps.jsonl`` (number of steps, error episodes
-   included; final reward; success == (reward == 1.0); invalid-action and effect counts) and
-   its seed is the one the run's seed and its task id give (``webgym.runs.episode_seed``);
+   included; final reward; success == (reward == 1.0); invalid-action and effect counts), its
+   seed is the one the run's seed and its task id give (``webgym.runs.episode_seed``), and its
+   ``observations.jsonl``, where it has one, holds the pages of its steps
+   (``webgym.runs.observations_problem``);
 6. the metrics recomputed from those records (``benchmarks.metrics``, the one way to compute
    them) equal the run's ``summary.json``.
 
@@ -35,9 +37,10 @@ strictly: where a resume would quietly redo a bad episode, a submission is refus
 An entry's identity (:func:`records_digest`) is what happened, never what the manifest says
 about it: the task set (split and version, catalog content, the number of tasks, step limit,
 mode) and each episode's replayed content (actions, observation digests, rewards, purchase);
-not timestamps, timings, retry counts, the agent's name or the run's seed. The duplicate check
-(the same identity already on the board) belongs to the store, which ``leaderboards.submit``
-consults.
+not timestamps, timings, retry counts, the agent's name or the run's seed, nor what the agent
+said of why it acted (a step's ``decision``) or the page texts (``observations.jsonl``). The
+duplicate check (the same identity already on the board) belongs to the store, which
+``leaderboards.submit`` consults.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from webgym.runs import (
     RunDir,
     UnsafeFile,
     episode_seed,
+    observations_problem,
     step_counts,
 )
 
@@ -105,6 +109,8 @@ class Episode:
     summary: dict[str, Any]
     steps: list[dict[str, Any]]
     dir: Path
+    # observations.jsonl: the page texts after the reset and each step (none in older runs)
+    observations: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def summary_path(self) -> Path:
@@ -276,7 +282,13 @@ def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
     for tid in task_ids:
         ep = scan.records[tid]
         steps = _steps_or_refuse(run, tid, ep.steps, ep.steps_problem)
-        out.append(Episode(tid, scan.complete[tid], steps, run.episode_path(tid)))
+        observations, problem = run.read_observations(tid)
+        if problem:
+            path = run.observations_path(tid)
+            raise SubmissionRefused(
+                problem if str(path) in problem else f"corrupt episode file {path}: {problem}"
+            )
+        out.append(Episode(tid, scan.complete[tid], steps, run.episode_path(tid), observations))
     return out
 
 
@@ -582,6 +594,9 @@ def _check_episode(ep: Episode, manifest: dict[str, Any]) -> None:
     bad = next((st["step"] for st in ep.steps if not isinstance(st.get("action"), str)), None)
     if bad is not None:
         raise SubmissionRefused(f"episode {ep.task_id}: step {bad} records no action string")
+    why = observations_problem(ep.steps, ep.observations)
+    if why:
+        raise SubmissionRefused(f"episode {ep.task_id}: {why}")
     if s.get("error"):
         # an episode that failed after every retry counts as reward 0; its steps are checked
         # by the replay (they must agree up to where the attempt stopped)

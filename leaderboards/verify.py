@@ -9,8 +9,10 @@ reproduce, naming the episode and the step. Per step (``webgym.replay.step_diffe
 observation digest, the reward, the end flags, the action error, the URL, the text distance,
 and the effect label (text runs; in browser runs the pixel label of the recorded pixel
 distance). Per episode: it ends where the record ends, with the recorded reward, purchase
-(``purchased_asin``, ``reward_info``) and end flags. Browser-mode runs replay here too (both
-modes serve the same HTML); their pixels are not replayed (see "What a replay cannot show").
+(``purchased_asin``, ``reward_info``) and end flags, and the page texts it recorded
+(``observations.jsonl``, the reset's included) are the replayed pages. Browser-mode runs
+replay here too (both modes serve the same HTML); their pixels are not replayed (see "What a
+replay cannot show").
 
 An error episode (every attempt failed on machine trouble) counts as reward 0 whatever it
 holds; its steps must still replay up to where its last attempt stopped. The step on which a
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ from leaderboards.validate import (
     validate_run,
 )
 from webgym.replay import iter_replay, step_differences, text_replayable
-from webgym.runs import RunDir, screenshot_path
+from webgym.runs import RunDir, observation_matches, screenshot_path
 
 __all__ = ["VerifiedRun", "replay_run", "verify_run"]
 
@@ -59,21 +62,35 @@ class VerifiedRun:
     replay_s: float  # wall time of the replay
 
 
+Progress = Callable[[int, int], None]  # (episodes replayed, episodes in all)
+
+
 def verify_run(
-    run_dir: Path | str, known_splits: Any, *, catalog: Path | str | None = None
+    run_dir: Path | str,
+    known_splits: Any,
+    *,
+    catalog: Path | str | None = None,
+    on_episode: Progress | None = None,
 ) -> VerifiedRun:
     """Validate ``run_dir`` (``validate_run``) and replay every episode of it in text mode on
     ``catalog`` (a catalog file; default ``$WEBGYM_CATALOG``, else the embedded one that holds
     the run's split: it must be the catalog ``known_splits`` came from). Raises
-    ``SubmissionRefused`` with the reason."""
+    ``SubmissionRefused`` with the reason. ``on_episode(done, total)`` hears of each episode
+    replayed (a progress bar)."""
     run = validate_run(run_dir, known_splits)
     t0 = time.perf_counter()
-    n_steps = replay_run(run, catalog=catalog)
+    n_steps = replay_run(run, catalog=catalog, on_episode=on_episode)
     return VerifiedRun(run, n_steps, time.perf_counter() - t0)
 
 
-def replay_run(run: ValidatedRun, *, catalog: Path | str | None = None) -> int:
-    """Replay every episode of a validated run; returns the number of steps replayed."""
+def replay_run(
+    run: ValidatedRun,
+    *,
+    catalog: Path | str | None = None,
+    on_episode: Progress | None = None,
+) -> int:
+    """Replay every episode of a validated run; returns the number of steps replayed.
+    ``on_episode(done, total)`` is called after each episode that replayed."""
     import gymnasium as gym
 
     import webgym  # noqa: F401 - registers the env ids
@@ -99,7 +116,12 @@ def replay_run(run: ValidatedRun, *, catalog: Path | str | None = None) -> int:
                 f"{env.unwrapped.split_hash}, the run was made on {m['split_hash']}"
             )
         shots = bool(m.get("screenshots"))
-        return sum(_replay_episode(env, ep, mode, shots) for ep in run.episodes)
+        n_steps = 0
+        for i, ep in enumerate(run.episodes, 1):
+            n_steps += _replay_episode(env, ep, mode, shots)
+            if on_episode is not None:
+                on_episode(i, len(run.episodes))
+        return n_steps
     finally:
         env.close()
 
@@ -148,7 +170,8 @@ def _replay_episode(env: Any, ep: Episode, mode: str, screenshots: bool) -> int:
             if why:
                 raise _refuse(ep, r["step"], f"{r['action']}: {why}")
     replay = iter_replay(env, ep.task_id, int(s["seed"]), actions)
-    next(replay)  # the first observation: the reset (same task, same seed, same page)
+    first = next(replay)  # the first observation: the reset (same task, same seed, same page)
+    texts = [str(first.get("text", ""))]  # the replayed pages, checked after the records
     last = None
     for st in replay:
         record = records[st.step - 1]
@@ -157,6 +180,7 @@ def _replay_episode(env: Any, ep: Episode, mode: str, screenshots: bool) -> int:
             if error and st.step == len(records) and machine_failure(record):
                 break  # the step its last attempt failed on: a text replay does not fail
             raise _refuse(ep, st.step, f"{st.action} does not replay: " + "; ".join(diffs))
+        texts.append(str(st.obs.get("text", "")))
         last = st
         if st.done and st.step < len(records):
             how = "terminated" if st.terminated else "truncated"
@@ -167,6 +191,7 @@ def _replay_episode(env: Any, ep: Episode, mode: str, screenshots: bool) -> int:
                 f"{len(records)} steps",
             )
     if error:
+        _check_pages(ep, texts)
         return len(records)
     if last is None or not last.done:
         raise _refuse(
@@ -189,4 +214,15 @@ def _replay_episode(env: Any, ep: Episode, mode: str, screenshots: bool) -> int:
     ]
     if diffs:
         raise _refuse(ep, None, "the outcome does not replay: " + "; ".join(diffs))
+    _check_pages(ep, texts)
     return len(records)
+
+
+def _check_pages(ep: Episode, texts: list[str]) -> None:
+    """The page texts the episode recorded (``observations.jsonl``, already checked for form
+    and against the steps' digests) are the replayed ones, ``texts`` (the reset's first): the
+    reset's page has no digest in the steps, and a cut text is checked here only."""
+    for k, (page, text) in enumerate(zip(ep.observations, texts, strict=False)):
+        if not observation_matches(page, text):
+            where = "after the reset" if k == 0 else "after this step"
+            raise _refuse(ep, k, f"the recorded page text {where} is not the replayed page")

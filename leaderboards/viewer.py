@@ -1,9 +1,15 @@
 """The trace viewer: one self-contained HTML page to step through the episodes of a run.
 
-Per step: the screenshot (embedded as a base64 PNG when the run kept screenshots and the file is
-a regular PNG file inside the run: a symlink, a FIFO or another format is shown as the episode's
-problem, never read), else the
-observation digest and URL; the action; the effect label and distances; the reward; the error.
+Per step: the action and why the agent took it (the step's ``decision``, where the agent gave
+one: its reason, its likeliest candidates with their probabilities, or the text it generated);
+what it led to: the page text (``observations.jsonl``; the reset's page first) and, when the run
+kept screenshots, the screenshot (embedded as a base64 PNG when the file is a regular PNG file
+inside the run: a symlink, a FIFO or another format is shown as the episode's problem, never
+read), else, for a run that recorded neither, the observation digest and URL; the effect label
+and distances; the reward; the error. A page text whose sha256 is not its step's
+``obs_digest`` is shown marked as such. Everything a run holds is text for the page, never
+markup: Jinja's autoescape, and control characters and bidirectional overrides removed
+(``webgym.terminal.terminal_safe``).
 Every step is its own section with an anchor, so the page works without JavaScript; a few lines
 of inline script add keyboard navigation (j / k or the arrow keys). ``serve`` serves the pages on
 127.0.0.1 with the standard library's http.server (one page per episode). Runs are read
@@ -24,7 +30,15 @@ from urllib.parse import quote, unquote
 
 from leaderboards.render import templates
 from leaderboards.validate import SubmissionRefused, read_steps
-from webgym.runs import CorruptRecord, RunDir, UnsafeFile, screenshot_path
+from webgym.runs import (
+    CorruptRecord,
+    RunDir,
+    UnsafeFile,
+    decision_record,
+    obs_digest,
+    screenshot_path,
+)
+from webgym.terminal import terminal_safe
 
 
 @dataclass
@@ -35,6 +49,7 @@ class EpisodeTrace:
     dir: Path | None = None
     problem: str | None = None  # a corrupt file, said in words
     instruction: str | None = None
+    observations: dict[int, dict[str, Any]] = field(default_factory=dict)  # step -> record
 
     @property
     def anchor(self) -> str:
@@ -97,7 +112,10 @@ def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> Run
             steps = read_steps(run.path, task_id)
         except SubmissionRefused as exc:
             steps, problem = [], problem or str(exc)
+        pages, pages_problem = run.read_observations(task_id)
         unsafe = run.unsafe_entries(ep_dir) + run.screenshot_problems(task_id)
+        if pages_problem:
+            unsafe.append(pages_problem)
         if unsafe:
             problem = "; ".join(([problem] if problem else []) + unsafe)
         goal = (goals or {}).get(task_id) or {}
@@ -109,6 +127,11 @@ def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> Run
                 ep_dir,
                 problem,
                 goal.get("instruction_text") if isinstance(goal, Mapping) else None,
+                {
+                    page["step"]: page
+                    for page in pages
+                    if isinstance(page.get("step"), int) and isinstance(page.get("text"), str)
+                },
             )
         )
     return RunTrace(run.path, manifest, run_summary, episodes)
@@ -133,18 +156,67 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _page(ep: EpisodeTrace, step: int, digest: Any = None) -> dict[str, Any] | None:
+    """The page text recorded after ``step`` (0: the reset) for the template: its lines (the
+    text split at WebShop's ``[SEP]``, made safe), whether it was cut, and ``mismatch`` when
+    it does not hash to ``digest`` (the step's ``obs_digest``); None when none was recorded."""
+    page = ep.observations.get(step)
+    if page is None:
+        return None
+    text = page["text"]
+    lines = [terminal_safe(line).strip() for line in text.split("[SEP]")]
+    cut = bool(page.get("cut"))
+    return {
+        "lines": [line for line in lines if line],
+        "cut": cut,
+        "mismatch": digest is not None and not cut and obs_digest(page) != digest,
+    }
+
+
+def _why(decision: Any, action: Any) -> dict[str, Any] | None:
+    """A step's ``decision`` for the template (bounded and shaped again by
+    ``webgym.runs.decision_record``: the file may hold anything), its strings made safe; the
+    candidates with their probability in percent and whether each is the action taken."""
+    if not isinstance(decision, Mapping):
+        return None
+    d = decision_record(decision)
+    if not d:
+        return None
+    cands = []
+    for c in d.get("candidates", []):
+        prob = c["prob"]
+        cands.append(
+            {
+                "action": terminal_safe(c["action"]),
+                "prob": "-" if prob is None else f"{100 * prob:.1f}%",
+                "width": 0.0 if prob is None else round(100 * min(max(prob, 0.0), 1.0), 1),
+                "chosen": c["action"] == action,
+            }
+        )
+    return {
+        "reason": terminal_safe(d["reason"]) if "reason" in d else None,
+        "text": terminal_safe(d["text"], newlines=True) if "text" in d else None,
+        "candidates": cands,
+        "value": _fmt(d.get("value")),
+        "has_value": "value" in d,
+    }
+
+
 def _step_views(ep: EpisodeTrace) -> list[dict[str, Any]]:
     views = []
     run_dir = ep.dir.parent.parent if ep.dir is not None else None
     if ep.dir is not None:
         first = _png_data_uri(run_dir, screenshot_path(ep.dir, 0))
-        if first:
+        page = _page(ep, 0)
+        if first or page:
             views.append(
                 {
                     "id": f"{ep.anchor}-step-0",
                     "title": "After reset",
                     "reset": True,
                     "img": first,
+                    "page": page,
+                    "why": None,
                     "step": {},
                 }
             )
@@ -161,6 +233,8 @@ def _step_views(ep: EpisodeTrace) -> list[dict[str, Any]]:
                 "title": f"Step {n}",
                 "reset": False,
                 "img": img,
+                "page": _page(ep, n, st.get("obs_digest")) if isinstance(n, int) else None,
+                "why": _why(st.get("decision"), st.get("action")),
                 "step": st,
                 "reward": _fmt(st.get("reward")),
                 "text_distance": _fmt(st.get("text_distance")),

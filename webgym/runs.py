@@ -5,6 +5,7 @@ A run is a directory of append-only records plus a manifest::
 
     RUN/manifest.json                            build_manifest, RunDir.create_or_check
     RUN/episodes/<task_id>/steps.jsonl           step_record, EpisodeWriter.step
+    RUN/episodes/<task_id>/observations.jsonl    observation_record, EpisodeWriter.observation
     RUN/episodes/<task_id>/screenshots/step-NNN.png    screenshot_path, EpisodeWriter.screenshot
     RUN/episodes/<task_id>/summary.json          episode_summary, EpisodeWriter.finish
     RUN/results.parquet, RUN/results.csv         RunDir.results_paths (benchmarks.metrics)
@@ -50,6 +51,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_JSON_BYTES",
     "MAX_LINE_BYTES",
+    "MAX_OBSERVATION_CHARS",
+    "OBSERVATIONS_FILE",
     "MAX_SCREENSHOT_BYTES",
     "PNG_SIGNATURE",
     "MANIFEST_IDENTITY",
@@ -71,6 +74,7 @@ __all__ = [
     "atomic_write_json",
     "build_manifest",
     "chain_step",
+    "decision_record",
     "collect_provenance",
     "is_webgym_checkout",
     "episode_seed",
@@ -79,6 +83,9 @@ __all__ = [
     "load_run",
     "manifest_mismatches",
     "obs_digest",
+    "observation_matches",
+    "observation_record",
+    "observations_problem",
     "open_regular",
     "path_problem",
     "png_problem",
@@ -122,9 +129,18 @@ MAX_JSON_BYTES = 16 << 20  # manifest.json, summary.json
 MAX_SCREENSHOT_BYTES = 64 << 20  # one screenshot
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PNG_SIDE = 16384  # pixels, width or height, of a sane screenshot
+# An observation's page text is kept whole up to this many characters (a text-mode page is
+# about 500): written as UTF-8 JSON, a line stays well inside MAX_LINE_BYTES.
+MAX_OBSERVATION_CHARS = 100_000
+# The bounds of a step's ``decision`` (what the agent said of why it acted): a few KB a step.
+MAX_REASON_CHARS = 500
+MAX_DECISION_TEXT_CHARS = 4000
+MAX_CANDIDATES = 10
+MAX_CANDIDATE_CHARS = 300
 
 # The file names inside an episode's folder (episodes/<task_id>/).
 STEPS_FILE = "steps.jsonl"
+OBSERVATIONS_FILE = "observations.jsonl"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = "run.lock"
 
@@ -200,11 +216,14 @@ def step_record(
     truncated: bool,
     effect: Mapping[str, Any] | None,
     elapsed_s: float,
+    decision: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One line of ``steps.jsonl``: the action, and what it led to (``obs``, the observation
-    after it, and ``effect``, the env's ``info["action_effect"]``)."""
+    after it, and ``effect``, the env's ``info["action_effect"]``). ``decision`` (a
+    :func:`decision_record`: why the agent acted) is kept when given; a step without one has
+    no ``decision`` key."""
     effect = effect or {}
-    return {
+    record = {
         "step": step,
         "action": action,
         "reward": float(reward),
@@ -218,6 +237,119 @@ def step_record(
         "url": obs.get("url"),
         "elapsed_s": round(elapsed_s, 6),
     }
+    if decision:
+        record["decision"] = dict(decision)
+    return record
+
+
+def _clip(text: Any, limit: int) -> str:
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x and abs(x) != float("inf") else None
+
+
+def decision_record(explained: Any) -> dict[str, Any] | None:
+    """The ``decision`` of a step record from what an agent's ``explain()`` returned (None:
+    nothing to record).
+
+    A string is a one-line ``reason``. A mapping may hold ``reason`` (str, on one line),
+    ``text`` (str: what a language model generated, kept as it is, empty or not),
+    ``candidates`` (the actions it weighed, best first: mappings with ``action`` and ``prob``,
+    or ``(action, prob)`` pairs) and ``value`` (a critic's estimate of the state); anything
+    else is dropped.
+    Bounded: a reason of :data:`MAX_REASON_CHARS`, a text of :data:`MAX_DECISION_TEXT_CHARS`,
+    :data:`MAX_CANDIDATES` candidates of :data:`MAX_CANDIDATE_CHARS` each, probabilities
+    rounded to 4 decimals; the candidates are kept in the order given."""
+    if explained is None:
+        return None
+    if isinstance(explained, str):
+        explained = {"reason": explained}
+    if not isinstance(explained, Mapping):
+        return {"reason": _clip(f"explain() gave a {type(explained).__name__}", MAX_REASON_CHARS)}
+    out: dict[str, Any] = {}
+    reason = explained.get("reason")
+    if reason is not None and str(reason).strip():
+        out["reason"] = _clip(" ".join(str(reason).split()), MAX_REASON_CHARS)
+    if explained.get("text") is not None:  # kept as generated, empty or not
+        out["text"] = _clip(explained["text"], MAX_DECISION_TEXT_CHARS)
+    cands = []
+    for item in list(explained.get("candidates") or [])[:MAX_CANDIDATES]:
+        if isinstance(item, Mapping):
+            action, prob = item.get("action"), item.get("prob")
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            action, prob = item
+        else:
+            continue
+        p = _finite(prob)
+        cands.append(
+            {
+                "action": _clip(action, MAX_CANDIDATE_CHARS),
+                "prob": None if p is None else round(p, 4),
+            }
+        )
+    if cands:
+        out["candidates"] = cands
+    value = _finite(explained.get("value"))
+    if value is not None:
+        out["value"] = round(value, 4)
+    return out or None
+
+
+def observation_record(step: int, obs: Mapping[str, Any]) -> dict[str, Any]:
+    """One line of ``observations.jsonl``: the page text the agent saw after ``step`` (0: after
+    the reset), the ``text`` field whose sha256 is that step's ``obs_digest``; cut to
+    :data:`MAX_OBSERVATION_CHARS`, with ``"cut": true``, when longer."""
+    text = str(obs.get("text", ""))
+    record: dict[str, Any] = {"step": step, "text": text[:MAX_OBSERVATION_CHARS]}
+    if len(text) > MAX_OBSERVATION_CHARS:
+        record["cut"] = True
+    return record
+
+
+def observation_matches(record: Mapping[str, Any], text: str) -> bool:
+    """Whether an ``observations.jsonl`` record holds ``text`` (its first
+    :data:`MAX_OBSERVATION_CHARS` characters, when it was cut)."""
+    recorded = record.get("text")
+    if not isinstance(recorded, str):
+        return False
+    if record.get("cut"):
+        return len(text) > MAX_OBSERVATION_CHARS and text.startswith(recorded)
+    return recorded == text
+
+
+def observations_problem(
+    steps: list[Mapping[str, Any]], observations: list[Mapping[str, Any]]
+) -> str | None:
+    """Why an episode's ``observations.jsonl`` records do not belong to its steps (None: they
+    do, or there are none). They are numbered 0, 1, ... (the reset, then each step), no further
+    than the steps go, each a text; the text after step k hashes to step k's ``obs_digest``
+    (a cut text is not checked against it)."""
+    for i, record in enumerate(observations):
+        if record.get("step") != i:
+            return f"observations.jsonl line {i + 1} is not the observation after step {i}"
+        if not isinstance(record.get("text"), str):
+            return f"observations.jsonl line {i + 1} holds no text"
+    if len(observations) > len(steps) + 1:
+        return (
+            f"observations.jsonl has {len(observations)} observations for {len(steps)} steps "
+            f"(at most {len(steps) + 1}: the reset's and one per step)"
+        )
+    for record in observations[1:]:
+        k = record["step"]
+        want = steps[k - 1].get("obs_digest")
+        if not record.get("cut") and obs_digest(record) != want:
+            return (
+                f"observations.jsonl: the page text after step {k} is not the page of its "
+                "step record (its sha256 is not the step's obs_digest)"
+            )
+    return None
 
 
 def step_counts(steps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -849,6 +981,9 @@ class RunDir:
     def steps_path(self, task_id: str) -> Path:
         return self.episode_path(task_id) / STEPS_FILE
 
+    def observations_path(self, task_id: str) -> Path:
+        return self.episode_path(task_id) / OBSERVATIONS_FILE
+
     def episode_summary_path(self, task_id: str) -> Path:
         return self.episode_path(task_id) / SUMMARY_FILE
 
@@ -985,8 +1120,10 @@ class RunDir:
         used), else ``complete``. With ``check`` (a resume deciding whether to keep it), a
         complete episode is ``torn`` when its ``steps.jsonl`` cannot be read whole or has
         another number of lines than ``n_steps``, and ``unsound`` when its records do not hold
-        against its summary (:func:`records_problem`) or its folder holds a symlink, a FIFO,
-        a device or a screenshot that is not a PNG. Raises ``ValueError`` only for a task id
+        against its summary (:func:`records_problem`), its ``observations.jsonl`` (when it
+        has one) cannot be read whole or is not the pages of its steps
+        (:func:`observations_problem`), or its folder holds a symlink, a FIFO, a device or a
+        screenshot that is not a PNG. Raises ``ValueError`` only for a task id
         that cannot be a folder name."""
         path = self.episode_path(task_id)
         ep = EpisodeRecords(task_id, path)
@@ -1022,6 +1159,10 @@ class RunDir:
             return ep
         unsound = self.unsafe_entries(path) + self.screenshot_problems(task_id)
         why = records_problem(ep.summary, ep.steps)
+        if why:
+            unsound.append(why)
+        observations, problem = self.read_observations(task_id)
+        why = problem or observations_problem(ep.steps, observations)
         if why:
             unsound.append(why)
         if unsound:
@@ -1126,6 +1267,23 @@ class RunDir:
         except UnsafeFile as e:
             return [], str(e)
         return steps, None
+
+    def read_observations(self, task_id: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The episode's :func:`observation_record` lines (none when it has no
+        ``observations.jsonl``: a run written before they were recorded) and a problem
+        description (a torn or bad line, an unsafe file) or None. Read as ``steps.jsonl`` is:
+        line by line, each at most :data:`MAX_LINE_BYTES`."""
+        out: list[dict[str, Any]] = []
+        try:
+            for _, record, problem in read_jsonl(self.path, self.observations_path(task_id)):
+                if problem:
+                    return out, problem
+                out.append(record)
+        except FileNotFoundError:
+            return [], None
+        except UnsafeFile as e:
+            return [], str(e)
+        return out, None
 
     # the log and invocations -------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -1340,6 +1498,9 @@ class EpisodeWriter:
         self.n_steps = 0
         self.steps_digest = _EMPTY_DIGEST  # :func:`steps_digest` of the steps written so far
         self._steps = open(run.steps_path(task_id), "a", encoding="utf-8")  # noqa: SIM115
+        self._observations = open(  # noqa: SIM115
+            run.observations_path(task_id), "a", encoding="utf-8"
+        )
 
     def step(self, record: dict[str, Any]) -> None:
         """Append one :func:`step_record`."""
@@ -1349,6 +1510,13 @@ class EpisodeWriter:
         self.n_steps += 1
         # chained over the record as a reader will parse it back
         self.steps_digest = chain_step(self.steps_digest, json.loads(line))
+
+    def observation(self, step: int, obs: Mapping[str, Any]) -> None:
+        """Append the :func:`observation_record` of ``obs``, seen after ``step`` (0: after the
+        reset): the page text the agent acts on next."""
+        line = json.dumps(observation_record(step, obs), ensure_ascii=False)
+        self._observations.write(line + "\n")
+        self._observations.flush()
 
     def screenshot(self, step: int, pixels: Any) -> None:
         """Save the screenshot (an RGB array) taken after ``step`` (0: after reset)."""
@@ -1361,18 +1529,19 @@ class EpisodeWriter:
         os.replace(tmp, path)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        """Close the steps and write the :func:`episode_summary` (its ``steps_digest``, when
-        None, set to the steps written): the episode is complete."""
+        """Close the steps and observations and write the :func:`episode_summary` (its
+        ``steps_digest``, when None, set to the steps written): the episode is complete."""
         self.close()
         if summary.get("steps_digest") is None:
             summary["steps_digest"] = self.steps_digest
         self.run.write_episode_summary(self.task_id, summary)
 
     def close(self) -> None:
-        if not self._steps.closed:
-            self._steps.flush()
-            os.fsync(self._steps.fileno())
-            self._steps.close()
+        for f in (self._steps, self._observations):
+            if not f.closed:
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
 
 
 # ----------------------------------------------------------------------------------------------

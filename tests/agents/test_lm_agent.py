@@ -268,6 +268,32 @@ def test_act_batch_matches_act(policy, pages):
     assert chooser.act_batch(obs) == [chooser.act(o) for o in obs]
 
 
+def test_the_agent_explains_its_last_act_as_a_run_records_it(policy, pages):
+    """What the harness records as a step's ``decision`` (benchmarks.runner.explain)."""
+    from benchmarks.runner import explain
+
+    writer = LMAgent(policy=policy, mode="generate", temperature=0.0)
+    assert explain(writer) is None  # nothing acted yet
+    writer.reset(pages["item"]["goal"], seed=0)
+    action = writer.act(pages["item"])
+    said = explain(writer)
+    assert said["text"] == writer.last_decisions[-1].raw[:4000]
+    assert ("reason" in said) == (not writer.last_decisions[-1].valid)
+    assert "candidates" not in said
+
+    chooser = LMAgent(policy=policy, mode="choice", temperature=0.0)
+    chooser.reset(pages["results"]["goal"], seed=0)
+    action = chooser.act(pages["results"])
+    said = explain(chooser)
+    cands = said["candidates"]
+    n = len(chooser.last_decisions[-1].candidates)
+    assert len(cands) == min(5, n) and cands[0]["action"] == action  # greedy: the likeliest
+    probs = [c["prob"] for c in cands]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-3
+    scores = chooser.last_decisions[-1].scores.double()
+    assert probs[0] == pytest.approx(float(torch.softmax(scores, 0).max()), abs=1e-4)
+
+
 # ---- the shopper prompt ------------------------------------------------------------------
 
 

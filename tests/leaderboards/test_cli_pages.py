@@ -90,6 +90,19 @@ def test_leaderboard_html_in_chromium(board, db_path, tmp_path, page, artifacts_
     assert rows.nth(0).locator("td.score").inner_text() == "87.5 ± 12.5"
     assert rows.nth(0).locator("td.git").inner_text() == "01234567"
     assert rows.nth(0).locator("td.checkpoint").inner_text() == "-"
+    # the chart: a Score bar and a success-rate bar per entry, in rank order, to scale
+    bars = page.locator("svg.scores g.bar-row")
+    assert bars.locator("text.name").all_text_contents() == ["1. oracle", "2. rule", "3. random"]
+    widths = [
+        float(w)
+        for w in bars.locator("rect.score").evaluate_all("r => r.map(x => x.getAttribute('width'))")
+    ]
+    assert widths == [420 * 0.875, 420 * 0.5, 420 * 0.075]
+    srs = bars.locator("rect.sr").evaluate_all("r => r.map(x => x.getAttribute('width'))")
+    assert [float(w) for w in srs] == [420 * 0.75, 420 * 0.25, 0.0]  # rewards of exactly 1
+    assert bars.nth(0).locator("text.value").all_text_contents() == ["87.5", "75.0%"]
+    box = page.locator("svg.scores").bounding_box()
+    assert box["width"] == 720 and box["height"] == 28 + 3 * 34 + 20
     assert page.external_requests == []
     page.screenshot(path=str(artifacts_dir / "leaderboard.png"), full_page=True)
 
@@ -188,6 +201,88 @@ def test_pages_escape_what_runs_contain(tmp_path, test_split, store, monkeypatch
     entry = store.add(validate_run(run, {"test": test_split}).entry())
     html = leaderboard_html([entry], split="test")
     assert "<script>x" not in html and "&lt;script&gt;x" in html
+    assert '<text class="name" x="192" y="45" text-anchor="end">1. &lt;script&gt;x' in html
     monkeypatch.setenv("COLUMNS", "200")
     result = invoke("leaderboard", "--db", str(store.path))
     assert "<script>x</script>[bold]" in result.output  # printed verbatim, not as markup
+
+
+# ---------------------------------------------------------------------------------------------
+# What the agent saw and why it acted (observations.jsonl, a step's decision)
+
+
+def episode_records(run, task) -> tuple[list[dict], list[dict]]:
+    folder = run / "episodes" / task
+    steps = [json.loads(x) for x in (folder / "steps.jsonl").read_text().splitlines()]
+    pages = [json.loads(x) for x in (folder / "observations.jsonl").read_text().splitlines()]
+    return steps, pages
+
+
+def write_records(run, task, steps, pages) -> None:
+    folder = run / "episodes" / task
+    (folder / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    (folder / "observations.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pages))
+
+
+def test_view_of_a_text_run_shows_the_pages_and_the_reasons(rule_run, page, artifacts_dir):
+    task = "test-0004"
+    steps, pages = episode_records(rule_run, task)
+    steps[1]["decision"] = {  # as a policy records it: its likeliest candidates
+        "candidates": [
+            {"action": steps[1]["action"], "prob": 0.625},
+            {"action": "click('next_page')", "prob": 0.25},
+        ],
+        "value": 0.4,
+    }
+    steps[2]["decision"] = {"text": "I'd pick the khaki one.\nclick('khaki')"}
+    write_records(rule_run, task, steps, pages)
+    out = rule_run / "trace.html"
+    assert invoke("view", str(rule_run), "--episode", task, "--out", str(out)).exit_code == 0
+
+    page.goto(out.as_uri())
+    sections = page.locator("section.step")
+    assert sections.count() == len(steps) + 1  # the reset's page, then every step
+    assert page.locator(".noshot").count() == 0
+    shown = sections.locator("pre.page").all_inner_texts()
+    want = ["\n".join(x.strip() for x in p["text"].split("[SEP]")).strip() for p in pages]
+    assert [s.strip() for s in shown] == want
+    assert "page the agent saw after the reset" in sections.nth(0).inner_text()
+    reasons = sections.locator(".why .reason-text").all_inner_texts()
+    assert reasons[0] == "search page: search the instruction"
+    assert len(reasons) == len(steps) - 2  # two steps explained otherwise, above
+    rows = sections.nth(2).locator(".why tr.candidate")
+    assert rows.locator("td.prob").all_inner_texts() == ["62.5%", "25.0%"]
+    assert rows.nth(0).get_attribute("class") == "candidate chosen"
+    assert "taken" in rows.nth(0).inner_text() and "taken" not in rows.nth(1).inner_text()
+    assert "value estimate 0.400" in sections.nth(2).inner_text()
+    generated = sections.nth(3).locator(".why pre.generated").inner_text()
+    assert generated == "I'd pick the khaki one.\nclick('khaki')"
+    assert page.external_requests == []
+    page.screenshot(path=str(artifacts_dir / "trace-viewer-pages.png"), full_page=True)
+
+
+def test_view_escapes_page_texts_and_reasons(rule_run, tmp_path):
+    """A run is anyone's text: markup, control sequences and bidirectional overrides in a page
+    or a reason are shown as text (or removed), never obeyed; a page that is not its step's
+    page says so; a decision that is not a mapping is left out."""
+    task = "test-0001"
+    steps, pages = episode_records(rule_run, task)
+    pages[1]["text"] += " [SEP] <script>alert('page')</script>\u202etxt.exe\x1b]52;c;Zm9v\x07"
+    steps[0]["decision"] = {
+        "reason": "</div><script>alert('why')</script>",
+        "candidates": [{"action": "<img src=x onerror=alert(1)>", "prob": 2.0}],
+    }
+    steps[1]["decision"] = ["not", "a", "mapping"]
+    write_records(rule_run, task, steps, pages)
+    out = tmp_path / "t.html"
+    assert invoke("view", str(rule_run), "--episode", task, "--out", str(out)).exit_code == 0
+    html = out.read_text()
+    assert html.count("<script") == 1  # the viewer's own key handler
+    assert "&lt;script&gt;alert(&#39;page&#39;)&lt;/script&gt;" in html
+    assert "&lt;/div&gt;&lt;script&gt;alert(&#39;why&#39;)" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<img src=x" not in html
+    assert "\u202e" not in html and "\x1b" not in html and "Zm9v" not in html
+    assert "txt.exe" in html
+    assert html.count("is not the page of the step record") == 1  # the edited page, flagged
+    assert 'style="width: 100.0px"' in html  # a probability above 1 draws a full bar, no more
+    assert html.count('class="why"') == len(steps) - 1  # the list is no decision

@@ -90,6 +90,37 @@ def test_the_identity_is_the_episodes_not_the_files(rule_run, tmp_path, known_sp
     assert validate_run(copy, known_splits).records_digest != base
 
 
+def test_what_the_agent_saw_and_said_is_no_part_of_the_identity(
+    rule_run, tmp_path, store, known_splits
+):
+    """A step's ``decision`` and the episode's ``observations.jsonl`` are traces for people:
+    the same episodes without them, or with other words for why, are the same entry."""
+    from webgym.runs import steps_digest
+
+    steps = steps_of(rule_run, "test-0004")
+    assert all(st["decision"]["reason"] for st in steps)  # the rule agent says why
+    assert (rule_run / "episodes" / "test-0004" / "observations.jsonl").is_file()
+    first = submit_run(rule_run, store, known_splits)
+    copy = tmp_path / "bare"
+    shutil.copytree(rule_run, copy)
+    for folder in sorted((copy / "episodes").iterdir()):
+        bare = [
+            {k: v for k, v in st.items() if k != "decision"} for st in steps_of(copy, folder.name)
+        ]
+        bare[0]["decision"] = {
+            "reason": "another story",
+            "candidates": [{"action": "x", "prob": 1}],
+        }
+        write_steps(copy, folder.name, bare)
+        (folder / "observations.jsonl").unlink()
+        summary = read_json(folder / "summary.json")
+        write_json(folder / "summary.json", {**summary, "steps_digest": steps_digest(bare)})
+    assert validate_run(copy, known_splits).records_digest == first.records_digest
+    with pytest.raises(SubmissionRefused) as info:
+        submit_run(copy, store, known_splits)
+    assert isinstance(info.value.__cause__, DuplicateSubmission)
+
+
 def test_a_digest_changes_with_the_task_set(tmp_path, test_split, known_splits):
     run = make_run(tmp_path, test_split, rewards=REWARDS)
     base = validate_run(run, known_splits)

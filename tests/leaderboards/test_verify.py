@@ -40,8 +40,11 @@ def steps_of(run, task):
 
 
 def write_steps(run, task, steps) -> None:
+    """Rewrite an episode's steps as a forger does, who also drops its page texts
+    (``observations.jsonl``: optional, and it would no longer match the forged steps)."""
     path = run / "episodes" / task / "steps.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in steps))
+    (run / "episodes" / task / "observations.jsonl").unlink(missing_ok=True)
 
 
 def summary_path(run, task):
@@ -228,6 +231,54 @@ def test_steps_cut_short_are_refused(rule_run, known_splits):
 
 
 # ---------------------------------------------------------------------------------------------
+# The page texts (observations.jsonl): what the viewer shows must be what the agent saw
+
+
+def edit_page(run, task, step: int, **change) -> None:
+    path = run / "episodes" / task / "observations.jsonl"
+    pages = [json.loads(line) for line in path.read_text().splitlines()]
+    pages[step]["text"] += " [SEP] <b>Free gift</b>"
+    pages[step].update(change)
+    path.write_text("".join(json.dumps(p) + "\n" for p in pages))
+
+
+def test_an_edited_page_text_is_refused(rule_run, known_splits):
+    edit_page(rule_run, SUCCEEDED, 2)
+    reason = refused(rule_run, known_splits)
+    assert reason.startswith(f"episode {SUCCEEDED}: observations.jsonl: the page text after step 2")
+    # marked as cut, its digest is not compared: the replay shows it is not the page
+    edit_page(rule_run, SUCCEEDED, 2, cut=True)
+    reason = refused(rule_run, known_splits)
+    assert reason == (
+        f"replay refused episode {SUCCEEDED}, step 2: the recorded page text after this step is "
+        "not the replayed page"
+    )
+
+
+def test_an_edited_reset_page_is_refused_by_the_replay(rule_run, known_splits):
+    edit_page(rule_run, FAILED, 0)  # no step's digest covers the reset's page
+    validate_run(rule_run, known_splits)
+    reason = refused(rule_run, known_splits)
+    assert reason == (
+        f"replay refused episode {FAILED}, step 0: the recorded page text after the reset is not "
+        "the replayed page"
+    )
+
+
+def test_page_texts_beyond_the_steps_are_refused(rule_run, known_splits):
+    path = rule_run / "episodes" / FAILED / "observations.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(
+        "\n".join([*lines, lines[-1].replace(f'"step": {len(lines) - 1}', f'"step": {len(lines)}')])
+        + "\n"
+    )
+    reason = refused(rule_run, known_splits)
+    assert (
+        f"observations.jsonl has {len(lines) + 1} observations for {len(lines) - 1} steps" in reason
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Task sets
 
 
@@ -271,3 +322,42 @@ def test_prefix_and_full_runs_are_ranked_separately(tmp_path, store, test_split,
     text = out.output
     assert "WebGym leaderboard: test (500)" in text and "WebGym leaderboard: test[:4]" in text
     assert text.index("test (500)") < text.index("test[:4]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress: a 500-episode replay takes a while
+
+
+def test_verify_and_submit_show_their_progress(rule_run, db_path):
+    from webgym_bench import app
+
+    for args in (["verify", str(rule_run)], ["submit", str(rule_run), "--db", str(db_path)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        lines = [x.split(" (")[0] for x in result.stderr.splitlines()]
+        assert lines == [f"replayed {i}/6 episodes" for i in range(1, 7)]  # not a terminal
+        assert "replayed 1/6" not in result.stdout
+
+
+def test_progress_of_a_long_replay_on_a_terminal_and_off_it():
+    import io
+    import re
+
+    from leaderboards.cli import replay_progress
+    from webgym.terminal import SafeConsole
+
+    log = io.StringIO()
+    with replay_progress(SafeConsole(file=log, force_terminal=False)) as on_episode:
+        for i in range(1, 501):
+            on_episode(i, 500)
+    lines = [x.split(" (")[0] for x in log.getvalue().splitlines()]
+    assert lines == [f"replayed {50 * k}/500 episodes" for k in range(1, 11)]
+
+    screen = io.StringIO()
+    with replay_progress(SafeConsole(file=screen, force_terminal=True, width=100)) as on_episode:
+        for i in range(1, 501):
+            on_episode(i, 500)
+    shown = screen.getvalue()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert "\x1b[" in shown and "replaying" in plain and "500/500 episodes" in plain
+    assert "replayed 50/500" not in plain
