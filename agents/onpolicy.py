@@ -408,14 +408,14 @@ class TurnBatch:
 
 def old_logprobs(batch: TurnBatch, turns: Sequence[int], logp: torch.Tensor) -> torch.Tensor:
     """The ratio's denominators of ``turns`` (their current ``logp`` given in that order): the
-    acting log-probability, or for a turn whose action the policy did not draw
-    (``decision.exploratory``: an exploration draw, a probe's forced ``< Prev``) ``logp``
-    itself, detached. Such a turn's ratio is then 1 at every update and the clipped loss gives it
-    the plain policy gradient A grad log pi(a | s): with the acting log-probability, an action
-    bc gives ~1e-9 could gain at most 28 % of that per update before the clip cuts its
-    gradient, and would never be learned."""
+    acting log-probability, or for a turn whose action was forced (``decision.forced``: a
+    probe's ``< Prev``) ``logp`` itself, detached. Such a turn's ratio is then 1 at every update
+    and the clipped loss gives it the plain policy gradient A grad log pi(a | s): with the acting
+    log-probability, an action bc gives ~1e-9 could gain at most 28 % of that per update before
+    the clip cuts its gradient, and would never be learned. (Exploration draws keep their
+    acting log-probability: unclipped, their many noisy advantages upset the policy.)"""
     acted = batch.old_logp[torch.as_tensor(list(turns), dtype=torch.long)]
-    drawn = torch.tensor([not getattr(batch.decisions[j], "exploratory", False) for j in turns])
+    drawn = torch.tensor([not getattr(batch.decisions[j], "forced", False) for j in turns])
     return torch.where(drawn, acted, logp.detach().reshape(acted.shape).to(acted.dtype))
 
 

@@ -407,9 +407,9 @@ class ScorerDecision:
     logprob: float  # log softmax(f / T)[index], T the acting temperature
     temperature: float
     value: float | None = None
-    # the action was not drawn from the policy: an exploration draw or a probe's forced action
-    # (the clipped losses train such a turn with the plain policy gradient: agents.onpolicy)
-    exploratory: bool = False
+    # the action was forced (a probe's "< Prev"), not drawn: the clipped losses train such a
+    # turn with the plain policy gradient (agents.onpolicy.old_logprobs)
+    forced: bool = False
     logprobs: list[float] | None = None
 
     def explain(self) -> dict[str, Any]:
@@ -600,13 +600,12 @@ class ScorerPolicy(nn.Module):
         forced = forced if forced is not None else [None] * len(observations)
         for state, c, f, force in zip(states, cands, scores, forced, strict=True):
             logp = torch.log_softmax(f.double() / t_act, dim=0)
-            drawn = False
             if force is not None:
                 if force not in c.actions:
                     raise ValueError(f"forced action {force!r} is not a candidate of its page")
-                k, drawn = c.actions.index(force), True
+                k = c.actions.index(force)
             elif explore > 0 and rng.random() < explore:
-                k, drawn = int(rng.integers(len(c.actions))), True
+                k = int(rng.integers(len(c.actions)))
             elif temperature > 0:
                 probs = logp.exp().numpy()
                 k = int(rng.choice(len(c.actions), p=probs / probs.sum()))
@@ -621,7 +620,7 @@ class ScorerPolicy(nn.Module):
                     float(logp[k]),
                     t_act,
                     logprobs=logp.tolist(),
-                    exploratory=drawn,
+                    forced=force is not None,
                 )  # fmt: skip
             )
         return out
