@@ -39,10 +39,10 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench-catalog: setup
-	$(PY) -m benchmarks.perf.catalog_bench --sizes 10000 100000 --queries 1000
+	$(PY) -m webgym_benchmarks.perf.catalog_bench --sizes 10000 100000 --queries 1000
 
 bench-env: setup
-	$(PY) -m benchmarks.perf.env_bench --steps 60 --setup-peer
+	$(PY) -m webgym_benchmarks.perf.env_bench --steps 60 --setup-peer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -10,8 +10,8 @@ the other upwards. ``pyproject.toml`` installs it as the ``webgym-bench`` consol
 
 from __future__ import annotations
 
-from benchmarks import cli as harness
-from leaderboards import cli as leaderboard
+from webgym_benchmarks import cli as harness
+from webgym_leaderboards import cli as leaderboard
 
 __all__ = ["app"]
 

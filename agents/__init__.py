@@ -1,15 +1,15 @@
 """The agent layer: the agent protocol, its registry and the baselines.
 
-``import agents`` registers the built-in agents, so that ``make_agent("rule")`` works::
+``import webgym_agents`` registers the built-in agents, so that ``make_agent("rule")`` works::
 
-    from agents import make_agent, list_agents
+    from webgym_agents import make_agent, list_agents
     agent = make_agent("random")
 
-Imports ``webgym`` only for observation and action types; never ``benchmarks`` or
-``leaderboards``.
+Imports ``webgym`` only for observation and action types; never ``webgym_benchmarks`` or
+``webgym_leaderboards``.
 """
 
-from agents.base import (
+from webgym_agents.base import (
     ENTRY_POINT_GROUP,
     Agent,
     AgentInfo,
@@ -24,21 +24,21 @@ from agents.base import (
     register_agent,
     unregister_agent,
 )
-from agents.random_agent import RandomAgent
-from agents.reader_agent import ReaderAgent
-from agents.rule_agent import RuleAgent
-from agents.trained import load_trained_agent
+from webgym_agents.random_agent import RandomAgent
+from webgym_agents.reader_agent import ReaderAgent
+from webgym_agents.rule_agent import RuleAgent
+from webgym_agents.trained import load_trained_agent
 
 
 def _make_lm_agent(**kwargs):
-    """``lm``: imported on first use, so that ``import agents`` does not load torch."""
-    from agents.lm_agent import LMAgent
+    """``lm``: imported on first use, so that ``import webgym_agents`` does not load torch."""
+    from webgym_agents.lm_agent import LMAgent
 
     return LMAgent(**kwargs)
 
 
 def _check_lm_checkpoint(checkpoint: str) -> str | None:
-    from agents.checkpoints import policy_problem
+    from webgym_agents.checkpoints import policy_problem
 
     return policy_problem(
         checkpoint,
@@ -60,7 +60,7 @@ register_agent(
 
 
 def _check_policy_checkpoint(checkpoint: str) -> str | None:
-    from agents.checkpoints import policy_problem
+    from webgym_agents.checkpoints import policy_problem
 
     return policy_problem(
         checkpoint,
@@ -80,7 +80,7 @@ register_agent(
 
 def _register_trainers_agents() -> None:
     """Each trainer registers the agent that plays its checkpoints (``register_trainer``)."""
-    from agents.training import list_trainers
+    from webgym_agents.training import list_trainers
 
     list_trainers()
 

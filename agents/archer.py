@@ -36,9 +36,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from agents.critic_diagnostics import explained_variance
-from agents.losses import value_mse
-from agents.onpolicy import (
+from webgym_agents.critic_diagnostics import explained_variance
+from webgym_agents.losses import value_mse
+from webgym_agents.onpolicy import (
     CriticConfig,
     Learner,
     TurnBatch,
@@ -51,9 +51,9 @@ from agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from agents.returns import discounted_returns, turn_td_advantages
-from agents.rollouts import rollout_stats
-from agents.training import TrainRun, register_trainer
+from webgym_agents.returns import discounted_returns, turn_td_advantages
+from webgym_agents.rollouts import rollout_stats
+from webgym_agents.training import TrainRun, register_trainer
 
 
 @dataclass

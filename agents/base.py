@@ -36,7 +36,7 @@ docstring) and ``needs_checkpoint`` attributes describe it. What cannot be impor
 raises :class:`AgentLoadError` with a one-line message; :func:`agent_source` says where such an
 agent comes from (module, distribution, version).
 
-Imports the standard library and numpy; never imports ``benchmarks`` or ``leaderboards``.
+Imports the standard library and numpy; never imports ``webgym_benchmarks`` or ``webgym_leaderboards``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.observation import PREVIOUS_ACTIONS, with_history
+from webgym_agents.observation import PREVIOUS_ACTIONS, with_history
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -213,7 +213,7 @@ class AgentInfo:
         default=None, compare=False, repr=False
     )
     """Why the agent cannot play a checkpoint (one line), or None: :func:`check_agent` asks it
-    before anything is built (``agents.checkpoints.policy_problem`` reads what a folder holds)."""
+    before anything is built (``webgym_agents.checkpoints.policy_problem`` reads what a folder holds)."""
 
 
 class UnknownAgentError(KeyError, ValueError):
@@ -406,7 +406,7 @@ def _refusing(why: str) -> AgentFactory:
 def add_agent_loader(loader: Callable[[], None]) -> None:
     """Run ``loader`` (a function that registers agents) the first time the registry is listed
     or asked for a name it lacks: agents that live in heavy modules (the trainers' agents,
-    which import torch) register themselves without ``import agents`` importing them."""
+    which import torch) register themselves without ``import webgym_agents`` importing them."""
     _LOADERS.append(loader)
 
 

@@ -6,20 +6,20 @@ the CleanRL manner: :class:`BCConfig` holds every hyper-parameter, :func:`train_
 bottom.
 
 1. **Demonstrations.** The ``rule`` agent (``demo_agent``) plays the first ``n_demo_tasks``
-   tasks of the TRAIN split in the text env (:func:`agents.rollouts.collect_episodes`); the
+   tasks of the TRAIN split in the text env (:func:`webgym_agents.rollouts.collect_episodes`); the
    steps of episodes with reward >= ``min_reward`` are kept. The default ``min_reward = 1.0``
    keeps successes only (WebShop's IL data are human successes too); a lower threshold adds
    partially right purchases, whose option clicks are then partly wrong. Episodes from run
    directories named in ``extra_runs`` (``webgym-bench run`` output on the train split, e.g. a
    better agent) are added: a run records actions but not observations, so each kept episode's
    actions are re-played in the text env from its recorded seed
-   (:func:`agents.rollouts.replay_episode`) and every rebuilt page is checked against the
+   (:func:`webgym_agents.rollouts.replay_episode`) and every rebuilt page is checked against the
    recorded ``obs_digest``; an episode that does not replay identically is skipped (and
    counted). A run on another split is refused (that would train on evaluation tasks). The run
    directory is read through ``webgym.runs`` (docs/run-format.md), which also gives the episode
    seed the harness played from (``episode_seed``) and the digest replays are checked against.
    A ``heldout_fraction`` of the demonstration TASKS is set aside to measure the policy.
-2. **Supervised fine-tuning** of :class:`agents.lm_agent.LMPolicy` on (prompt(s_t), a_t) pairs
+2. **Supervised fine-tuning** of :class:`webgym_agents.lm_agent.LMPolicy` on (prompt(s_t), a_t) pairs
    with AdamW, gradient clipping and mini-batches (accumulated over micro-batches); the loss is
    the negative log-likelihood of the demonstrated action, tokens of the action plus the
    end-of-turn token (see :func:`bc_loss`).
@@ -30,7 +30,7 @@ bottom.
    iteration 0 is the untrained policy. A row goes to ``metrics.csv``; every
    ``checkpoint_every`` iterations a checkpoint (``LMPolicy.save`` + optimizer + RNG states,
    metadata ``trained_by: "bc"``, ``n_demos``, the train split's hash) is written through
-   :class:`agents.training.TrainRun`. Re-running resumes from the latest checkpoint.
+   :class:`webgym_agents.training.TrainRun`. Re-running resumes from the latest checkpoint.
 
 The checkpoints are played by the ``lm`` agent, or by ``bc`` (the same agent under the name
 ``bc``, so that leaderboard rows say how the weights were made)::
@@ -38,7 +38,7 @@ The checkpoints are played by the ``lm`` agent, or by ``bc`` (the same agent und
     webgym-bench train --agent bc --preset cpu --out runs/bc-cpu
     webgym-bench run --agent bc --checkpoint runs/bc-cpu/checkpoints/latest --split test
 
-Imports ``agents`` and ``webgym``; never ``benchmarks`` or ``leaderboards``.
+Imports ``webgym_agents`` and ``webgym``; never ``webgym_benchmarks`` or ``webgym_leaderboards``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.lm_agent import LMPolicy, PromptConfig
-from agents.rollouts import (
+from webgym.runs import RunDir, episode_seed
+from webgym_agents.lm_agent import LMPolicy, PromptConfig
+from webgym_agents.rollouts import (
     Episode,
     ReplayMismatch,
     Step,
@@ -62,8 +63,7 @@ from agents.rollouts import (
     make_env,
     replay_episode,
 )
-from agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
-from webgym.runs import RunDir, episode_seed
+from webgym_agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
 
 __all__ = ["BCConfig", "bc_loss", "collect_demonstrations", "split_heldout", "train_bc"]
 
@@ -72,7 +72,7 @@ __all__ = ["BCConfig", "bc_loss", "collect_demonstrations", "split_heldout", "tr
 class BCConfig(CommonConfig):
     """Every hyper-parameter of behaviour cloning (presets: :data:`PRESETS`); seed,
     torch_threads, device, max_steps (demonstrations and evaluation), checkpoint_every and
-    keep_checkpoints are :class:`agents.training.CommonConfig`'s.
+    keep_checkpoints are :class:`webgym_agents.training.CommonConfig`'s.
 
     ``micro_batch_size`` is 1 on a CPU: a padded batch pays for its padding and runs no faster
     there than one sequence after another (measured on this CPU: SmolLM2 forward of 8 x 512 tokens
@@ -80,7 +80,7 @@ class BCConfig(CommonConfig):
     """
 
     # model
-    backbone: str = "smollm2-135m"  # agents.models.load_backbone name (a causal LM)
+    backbone: str = "smollm2-135m"  # webgym_agents.models.load_backbone name (a causal LM)
     max_prompt_tokens: int = 512  # PromptConfig.max_prompt_tokens: the page is cut to fit
     page_field: str = "text"  # PromptConfig.page_field: "text" or "axtree"
     # demonstrations
@@ -166,8 +166,8 @@ PRESETS: dict[str, BCConfig] = {
 
 def collect_demonstrations(config: BCConfig, log=print) -> tuple[list[Episode], dict[str, Any]]:
     """The demonstration episodes (reward >= ``min_reward``) and facts about them."""
-    from agents import make_agent
     from webgym.shop.catalog import open_catalog
+    from webgym_agents import make_agent
 
     catalog = open_catalog()
     try:
@@ -357,7 +357,7 @@ class _LMLearner:
 
 
 class _ScorerLearner:
-    """An encoder backbone: :class:`agents.scorer_policy.ScorerPolicy`; a sample is (state text,
+    """An encoder backbone: :class:`webgym_agents.scorer_policy.ScorerPolicy`; a sample is (state text,
     candidates, index of the demonstrated action), the loss -log softmax(f)[demonstrated].
 
     A demonstrated action that is not among the policy's candidates is dropped (counted in the
@@ -365,7 +365,7 @@ class _ScorerLearner:
     """
 
     def __init__(self, config: BCConfig, resume_from: Path | None):
-        from agents.scorer_policy import ScorerPolicy
+        from webgym_agents.scorer_policy import ScorerPolicy
 
         if resume_from is not None:
             self.policy = ScorerPolicy.load(resume_from)
@@ -380,7 +380,7 @@ class _ScorerLearner:
         self.policy.eval()  # no dropout
 
     def sample(self, step: Step):
-        from agents.scorer_policy import candidates, state_text
+        from webgym_agents.scorer_policy import candidates, state_text
 
         cands = candidates(step.obs, self.policy.max_steps)
         lowered = [a.lower() for a in cands.actions]
@@ -414,7 +414,7 @@ class _ScorerLearner:
 
 
 def _learner(config: BCConfig, resume_from: Path | None):
-    from agents.scorer_policy import ENCODER_BACKBONES
+    from webgym_agents.scorer_policy import ENCODER_BACKBONES
 
     if config.backbone in ENCODER_BACKBONES:
         return _ScorerLearner(config, resume_from)
@@ -427,7 +427,7 @@ def _learner(config: BCConfig, resume_from: Path | None):
 
 def train_bc(config: BCConfig, run: TrainRun) -> Path:
     """Behaviour cloning, resumable through ``run``; returns ``checkpoints/latest``."""
-    from agents.models.threads import configure_torch_threads
+    from webgym_agents.models.threads import configure_torch_threads
 
     configure_torch_threads(config.torch_threads or None)
     if config.batch_size < 1 or config.micro_batch_size < 1 or config.updates_per_iteration < 1:

@@ -12,7 +12,7 @@ The files read::
     training.json        a checkpoint saved before its trainer made a policy (digiq's phases
                          before Best-of-N extraction) has these and no policy.json
 
-Imports the standard library, and ``agents.release`` and ``agents.base`` when it needs them
+Imports the standard library, and ``webgym_agents.release`` and ``webgym_agents.base`` when it needs them
 (no torch, until :meth:`Checkpoint.player` lists the agents, the trainers' among them).
 """
 
@@ -94,7 +94,7 @@ class Checkpoint:
         if not self.is_policy:
             return None
         if self.trained_by:
-            from agents.base import list_agents
+            from webgym_agents.base import list_agents
 
             if self.trained_by in {a.name for a in list_agents()}:
                 return self.trained_by
@@ -132,7 +132,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         if (path / POLICY_FILE).is_file():
             info = _read_json(path / POLICY_FILE)
         else:
-            from agents.release import is_release, release_config
+            from webgym_agents.release import is_release, release_config
 
             if is_release(path):
                 info = release_config(path)  # a ReleaseError (a ValueError) when unreadable

@@ -99,10 +99,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.critic_diagnostics import critic_report, ranking_accuracy, write_report
-from agents.release import resolve_checkpoint
-from agents.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
-from agents.scorer_policy import (
+from webgym.runs import sha256_file
+from webgym_agents.critic_diagnostics import critic_report, ranking_accuracy, write_report
+from webgym_agents.release import resolve_checkpoint
+from webgym_agents.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
+from webgym_agents.scorer_policy import (
     Candidates,
     ScorerPolicy,
     candidates,
@@ -110,8 +111,7 @@ from agents.scorer_policy import (
     read_info,
     state_text,
 )
-from agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
-from webgym.runs import sha256_file
+from webgym_agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
 
 __all__ = [
     "AUX_OBJECTIVES",
@@ -169,7 +169,7 @@ class DigiQConfig(CommonConfig):
     heldout_fraction: float = 0.1  # tasks held out of training (accuracy, V against MC)
     # the critic
     critic_mode: str = "finetune_freeze"  # finetune_freeze | frozen | end_to_end
-    critic_backbone: str = "minilm"  # an encoder (agents.models.load_backbone)
+    critic_backbone: str = "minilm"  # an encoder (webgym_agents.models.load_backbone)
     critic_max_length: int = 128  # tokens of one (state, action) pair
     critic_encoder: str = ""  # a fine-tuned encoder (OUT/critic/encoder-*) to reuse: no phase 2
     # 2. representation fine-tuning
@@ -277,7 +277,7 @@ def page_type(state: str) -> str:
 
 
 def _nodes_by_bid(obs: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    from agents.observation import axtree_nodes
+    from webgym_agents.observation import axtree_nodes
 
     try:
         nodes = axtree_nodes(obs)
@@ -320,7 +320,7 @@ class BehaviourPolicy:
     turn t* of each episode and 0 elsewhere, t* uniform in [0, horizon) (a stable hash of the
     goal and ``salt``, so that collection stays stateless and a resumed part replays the same
     plan): the episode's other turns are bc's, so the data's continuation values are bc's.
-    ``decide_batch`` is what :func:`agents.rollouts.collect_rollouts` calls."""
+    ``decide_batch`` is what :func:`webgym_agents.rollouts.collect_rollouts` calls."""
 
     def __init__(
         self,
@@ -621,7 +621,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     ``config.data``, another run's, checked against its ``data.json``."""
     import pandas as pd
 
-    from agents.onpolicy import split_task_ids
+    from webgym_agents.onpolicy import split_task_ids
 
     if config.data:
         folder = Path(config.data)
@@ -862,7 +862,7 @@ class CriticEncoder(nn.Module):
 
 def load_critic_encoder(config: DigiQConfig, folder: Path | None = None) -> CriticEncoder:
     """The critic's encoder: off-the-shelf ``critic_backbone`` or, from ``folder``, fine-tuned."""
-    from agents.models.backbone import load_backbone
+    from webgym_agents.models.backbone import load_backbone
 
     backbone = load_backbone(config.critic_backbone, seed=config.seed, device=config.device)
     enc = CriticEncoder(backbone, config.critic_max_length).to(config.device)
@@ -1423,7 +1423,7 @@ def _policy_candidates(row) -> Candidates:
 
 def validate(policy: ScorerPolicy, config: DigiQConfig) -> dict[str, float]:
     """Greedy play of ``policy`` on the first ``val_tasks`` validation tasks."""
-    from agents.onpolicy import split_task_ids
+    from webgym_agents.onpolicy import split_task_ids
 
     if config.val_tasks <= 0:
         return {}
@@ -1455,7 +1455,7 @@ def extract_policy(
     -lambda mean log pi(a_b | s) on the behaviour's own action there (a_b not explored), so that
     the policy stays the behaviour's wherever the critic is not confident. Returns the policy,
     the metrics iteration and its greedy validation figures."""
-    from agents.losses import nll
+    from webgym_agents.losses import nll
 
     anchors: list[tuple[int, int]] = []  # (row, index of a_b among the policy's candidates)
     if config.extract_anchor > 0:
@@ -1558,7 +1558,7 @@ def _row(run: TrainRun, it: int, t_run: float, **values: Any) -> None:
 
 
 def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
-    from agents.models.threads import configure_torch_threads
+    from webgym_agents.models.threads import configure_torch_threads
 
     configure_torch_threads(config.torch_threads or None)
     if config.critic_mode not in CRITIC_MODES:
@@ -1844,7 +1844,7 @@ def ranking_diagnostics(
 ) -> dict[str, Any]:
     """A finished digiq run's ``diagnostics.json`` plus its ranking accuracy (the forks' outcomes
     shared through the data folder), written back; the features are read from the run's cache."""
-    from agents.training import override_config
+    from webgym_agents.training import override_config
 
     run_dir = Path(run_dir)
     cfg = override_config(

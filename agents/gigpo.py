@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.losses import clipped_surrogate
-from agents.observation import visited_items
-from agents.onpolicy import (
+from webgym_agents.losses import clipped_surrogate
+from webgym_agents.observation import visited_items
+from webgym_agents.onpolicy import (
     BACK_ACTIONS,
     OnPolicyConfig,
     TurnBatch,
@@ -51,9 +51,9 @@ from agents.onpolicy import (
     start_learner,
     with_probes,
 )
-from agents.returns import anchor_step_advantages, group_advantages
-from agents.rollouts import Rollout, rollout_stats
-from agents.training import TrainRun, register_trainer
+from webgym_agents.returns import anchor_step_advantages, group_advantages
+from webgym_agents.rollouts import Rollout, rollout_stats
+from webgym_agents.training import TrainRun, register_trainer
 
 
 @dataclass

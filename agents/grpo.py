@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.losses import clipped_surrogate
-from agents.onpolicy import (
+from webgym_agents.losses import clipped_surrogate
+from webgym_agents.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
     as_rows,
@@ -41,9 +41,9 @@ from agents.onpolicy import (
     start_learner,
     with_probes,
 )
-from agents.returns import group_advantages
-from agents.rollouts import rollout_stats
-from agents.training import TrainRun, register_trainer
+from webgym_agents.returns import group_advantages
+from webgym_agents.rollouts import rollout_stats
+from webgym_agents.training import TrainRun, register_trainer
 
 
 @dataclass

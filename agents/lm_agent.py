@@ -1,6 +1,6 @@
 """``lm``: a language-model policy over WebGym's action strings, and the agent that plays it.
 
-:class:`LMPolicy` wraps one causal-LM :class:`~agents.models.backbone.Backbone` (``tiny-lm``,
+:class:`LMPolicy` wraps one causal-LM :class:`~webgym_agents.models.backbone.Backbone` (``tiny-lm``,
 ``smollm2-135m``) with a prompt format, two ways of acting and an optional value head; it is
 also the object the trainers (behaviour cloning, PPO, GRPO, Best-of-N filtered BC) optimise.
 
@@ -74,7 +74,7 @@ head.
   sampled at the same temperature T; generation stops at the first ``]`` or line end; a
   copy of the ``<query>`` placeholder or an empty query falls back to the goal up to
   ``", and price"``). Each candidate's score s_k is its summed token log-likelihood given the
-  prompt (:meth:`~agents.models.backbone.Backbone.score_candidates`, the prompt's key/value
+  prompt (:meth:`~webgym_agents.models.backbone.Backbone.score_candidates`, the prompt's key/value
   cache shared) and one is drawn from ``softmax(s / T)`` (argmax at T = 0). The factorisation::
 
       log P(a_k | s) = log softmax(s / T)_k                                  a_k a listed action
@@ -114,7 +114,7 @@ The value head
 --------------
 ``LMPolicy(..., value_head=ValueHead(hidden))`` or :meth:`LMPolicy.add_value_head` gives a scalar
 V(s) read from the last layer at the prompt's last token (the prompt boundary), taken from the
-same forward pass that scores the candidates (:meth:`~agents.models.backbone.Backbone.
+same forward pass that scores the candidates (:meth:`~webgym_agents.models.backbone.Backbone.
 score_candidates_and_state`) or the generation (``SequenceScores.prompt_states``): no second
 pass.
 
@@ -125,15 +125,15 @@ prompt config with its layout, scoring settings, a free ``metadata`` dict, and, 
 head, its config and fingerprint), ``model.safetensors`` (the backbone model's state dict) and
 ``value_head.safetensors`` when there is a head. :meth:`LMPolicy.load` reads formats 1 and 2 (a
 format-1 checkpoint has no head and the ``page-first`` layout) and refuses, with
-:class:`~agents.models.backbone.BackboneMismatch` and the reason, a checkpoint (or a value head)
+:class:`~webgym_agents.models.backbone.BackboneMismatch` and the reason, a checkpoint (or a value head)
 made on another backbone. An untrained checkpoint for smoke tests::
 
-    from agents.lm_agent import LMPolicy
+    from webgym_agents.lm_agent import LMPolicy
     LMPolicy.from_backbone_name("tiny-lm").save("/tmp/lm-tiny")
     agent = make_agent("lm", checkpoint="/tmp/lm-tiny", mode="choice", temperature=0.0)
 
 Imports only ``agents.*`` and ``webgym.*`` (plus torch, numpy, safetensors); never
-``benchmarks`` or ``leaderboards``.
+``webgym_benchmarks`` or ``webgym_leaderboards``.
 """
 
 from __future__ import annotations
@@ -149,15 +149,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import PolicyAgent, top_candidates
-from agents.models.backbone import (
+from webgym.actions import ActionParseError, parse_action
+from webgym_agents.base import PolicyAgent, top_candidates
+from webgym_agents.models.backbone import (
     Backbone,
     BackboneMismatch,
     NotACausalLM,
     ValueHead,
     load_backbone,
 )
-from agents.observation import (
+from webgym_agents.observation import (
     AxNode,
     axtree_nodes,
     goal_without_price,
@@ -165,7 +166,6 @@ from agents.observation import (
     product_header,
     result_products,
 )
-from webgym.actions import ActionParseError, parse_action
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -1309,7 +1309,7 @@ class LMPolicy:
         d = Path(directory)
         path = d / POLICY_FILE
         if not path.is_file():
-            from agents.checkpoints import read_checkpoint
+            from webgym_agents.checkpoints import read_checkpoint
 
             found = read_checkpoint(d)
             if found.kind is not None or found.trainer:  # another checkpoint: say what it is

@@ -1,7 +1,7 @@
 """The LM critic: V(s) from a copy of the base LM with a scalar head (ArCHer's critic).
 
 The value is read at ONE position, the last token of the observation's prompt (the prompt
-boundary), so a response never changes it. It is an :class:`~agents.lm_agent.LMPolicy` whose
+boundary), so a response never changes it. It is an :class:`~webgym_agents.lm_agent.LMPolicy` whose
 value head is the point: it saves and loads the same files with the same fingerprint checks
 (``policy.json`` says ``"kind": "lm-critic"``), builds its prompts the same way, and
 :meth:`values` is differentiable. The decoder path of the trainers (the ``gpu`` presets on an
@@ -18,7 +18,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from agents.lm_agent import LMPolicy
+from webgym_agents.lm_agent import LMPolicy
 
 __all__ = ["LMCritic"]
 

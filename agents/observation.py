@@ -6,7 +6,7 @@ The facts come from the observation's accessibility tree (``obs["axtree"]``: one
 tree is rebuilt from ``obs["html"]`` by :func:`webgym.observe.observe_page`, the env's own
 observation function, so both paths read the same lines.
 
-Imports only ``webgym.observe``; never imports ``benchmarks`` or ``leaderboards``.
+Imports only ``webgym.observe``; never imports ``webgym_benchmarks`` or ``webgym_leaderboards``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ start, batches, optimizer steps, the iteration loop, validation, checkpoints, da
 The algorithm files hold only their algorithm.
 
 - :class:`OnPolicyConfig`: the fields every on-policy trainer's config extends (itself an
-  :class:`agents.training.CommonConfig`).
+  :class:`webgym_agents.training.CommonConfig`).
 - :func:`start_policy`: the policy (and optionally a critic) from ``init_checkpoint`` (the
   ``bc`` checkpoint of the same backbone) or fresh, resumed from the run's latest checkpoint.
 - :func:`iteration_tasks`: the train tasks of one iteration, a function of (seed, iteration)
@@ -20,7 +20,7 @@ With N processes:
 
 - every process builds the same policy and critic; :func:`start_policy` copies rank 0's weights
   to the others;
-- :func:`agents.rollouts.collect_rollouts` (training batches and :func:`validate` alike) plays
+- :func:`webgym_agents.rollouts.collect_rollouts` (training batches and :func:`validate` alike) plays
   every N-th episode in each process and gathers them, so every process holds the iteration's
   whole batch, in the order one process would;
 - :func:`minibatches` hands out the same minibatches as one process would, N at a time: an
@@ -50,15 +50,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 import numpy as np
 import torch
 
-from agents import data_parallel
-from agents.release import resolve_checkpoint
-from agents.rollouts import Rollout, collect_rollouts, rollout_stats
-from agents.scorer_policy import ScorerCritic, ScorerPolicy, critic_state_text, read_info
-from agents.training import CommonConfig, TrainRun
+from webgym_agents import data_parallel
+from webgym_agents.release import resolve_checkpoint
+from webgym_agents.rollouts import Rollout, collect_rollouts, rollout_stats
+from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy, critic_state_text, read_info
+from webgym_agents.training import CommonConfig, TrainRun
 
 if TYPE_CHECKING:
-    from agents.lm_agent import LMPolicy
-    from agents.lm_critic import LMCritic
+    from webgym_agents.lm_agent import LMPolicy
+    from webgym_agents.lm_critic import LMCritic
 
 Policy = Union[ScorerPolicy, "LMPolicy"]  # the scorer (cpu presets) or an LM (the decoder path)
 Critic = Union[ScorerCritic, "LMCritic"]
@@ -153,7 +153,7 @@ class CriticConfig(OnPolicyConfig):
 
 
 def _configure(config: OnPolicyConfig) -> None:
-    from agents.models.threads import configure_torch_threads
+    from webgym_agents.models.threads import configure_torch_threads
 
     if config.ray and data_parallel.enabled():
         raise ValueError(
@@ -174,8 +174,8 @@ def start_policy(
 
     Two policy kinds, one set of trainers: on an encoder backbone the candidate scorer with a
     :class:`ScorerCritic` (the ``cpu`` presets); on a causal LM (``smollm2-135m``, ``tiny-lm``;
-    the decoder path of the ``gpu`` presets) an :class:`~agents.lm_agent.LMPolicy` acting in
-    choice mode with an :class:`~agents.lm_critic.LMCritic` (V read at the prompt boundary)."""
+    the decoder path of the ``gpu`` presets) an :class:`~webgym_agents.lm_agent.LMPolicy` acting in
+    choice mode with an :class:`~webgym_agents.lm_critic.LMCritic` (V read at the prompt boundary)."""
     _configure(config)
     torch.manual_seed(config.seed)  # fresh heads (policy, critic) are a function of the seed
     latest = run.latest_checkpoint()
@@ -199,7 +199,7 @@ def start_policy(
         critic_dir = latest / CRITIC_DIR if latest is not None else None
         resumed = critic_dir is not None and critic_dir.is_dir()
         if decoder:
-            from agents.lm_critic import LMCritic
+            from webgym_agents.lm_critic import LMCritic
 
             if resumed:
                 value_fn = LMCritic.load(critic_dir, device=config.device)
@@ -233,7 +233,7 @@ def load_policy(source: Path, config: OnPolicyConfig) -> Policy:
     if kind == "scorer-policy" and not _is_decoder(config.backbone):
         return ScorerPolicy.load(source)
     if kind == "lm-policy" and _is_decoder(config.backbone):
-        from agents.lm_agent import LMPolicy
+        from webgym_agents.lm_agent import LMPolicy
 
         return LMPolicy.load(source, device=config.device)
     want = "lm-policy" if _is_decoder(config.backbone) else "scorer-policy"
@@ -246,7 +246,7 @@ def load_policy(source: Path, config: OnPolicyConfig) -> Policy:
 def fresh_policy(config: OnPolicyConfig) -> Policy:
     """An untrained policy on ``config.backbone`` (a fresh scorer head or the base LM)."""
     if _is_decoder(config.backbone):
-        from agents.lm_agent import LMPolicy
+        from webgym_agents.lm_agent import LMPolicy
 
         return LMPolicy.from_backbone_name(config.backbone, device=config.device)
     return ScorerPolicy.from_backbone_name(
@@ -347,7 +347,9 @@ class TurnBatch:
 
     rollouts: list[Rollout]
     states: list[str]
-    cands: list[Any]  # agents.scorer_policy.Candidates (or an LM's candidate strings) per turn
+    cands: list[
+        Any
+    ]  # webgym_agents.scorer_policy.Candidates (or an LM's candidate strings) per turn
     chosen: list[int]
     old_logp: torch.Tensor
     temperature: list[float]
@@ -511,7 +513,7 @@ def collect(
     if key not in _RAY:
         import atexit
 
-        from agents.ray_rollouts import RayCollector
+        from webgym_agents.ray_rollouts import RayCollector
 
         _RAY[key] = RayCollector(config.ray_workers, config.ray)
         atexit.register(_RAY[key].close)
@@ -698,7 +700,7 @@ def ppo_turn_update(
     """The PPO actor step on turn advantages (archer, poise, vineppo): ``epochs`` passes over
     minibatches of turns, rho = exp(logp_theta - logp_old) (one token per turn),
     L = -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A). Returns (losses, stats, grad norms)."""
-    from agents.losses import clipped_surrogate
+    from webgym_agents.losses import clipped_surrogate
 
     losses, stats, norms = [], [], []
     for _ in range(epochs if len(batch) else 0):

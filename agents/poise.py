@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.onpolicy import (
+from webgym_agents.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
     collect,
@@ -73,9 +73,9 @@ from agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from agents.rollouts import Rollout, rollout_stats
-from agents.scorer_policy import ScorerDecision, ScorerPolicy
-from agents.training import TrainRun, register_trainer
+from webgym_agents.rollouts import Rollout, rollout_stats
+from webgym_agents.scorer_policy import ScorerDecision, ScorerPolicy
+from webgym_agents.training import TrainRun, register_trainer
 
 PROBE_DIR = "probe"
 

@@ -9,7 +9,7 @@ the instruction's order. Other useful actions on such a page (anything but the S
 button) are drawn uniformly together with the search.
 
 Every draw comes from ``random.Random(seed)`` created in :meth:`RandomAgent.reset`, so one seed
-gives one action sequence. Imports only ``agents``; never ``benchmarks`` or ``leaderboards``.
+gives one action sequence. Imports only ``webgym_agents``; never ``webgym_benchmarks`` or ``webgym_leaderboards``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import random
 import re
 from typing import Any
 
-from agents.base import Agent, register_agent
-from agents.observation import axtree_nodes, goal_without_price
+from webgym_agents.base import Agent, register_agent
+from webgym_agents.observation import axtree_nodes, goal_without_price
 
 __all__ = ["RandomAgent"]
 

@@ -1,4 +1,4 @@
-"""Rollouts on Ray workers: :func:`agents.rollouts.collect_rollouts` split over N actors.
+"""Rollouts on Ray workers: :func:`webgym_agents.rollouts.collect_rollouts` split over N actors.
 
 ``webgym-bench train --agent NAME --ray`` (a local Ray with ``ray_workers`` CPUs) or ``--ray
 ADDRESS`` (a cluster) makes an on-policy trainer collect this way. Each worker is a Ray actor
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.rollouts import Rollout, collect_rollouts
+from webgym_agents.rollouts import Rollout, collect_rollouts
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class RolloutWorker:
     """One Ray actor: plays its part of a batch of jobs with the policy it is sent."""
 
     def __init__(self, torch_threads: int = 1):
-        from agents.models.threads import configure_torch_threads
+        from webgym_agents.models.threads import configure_torch_threads
 
         configure_torch_threads(torch_threads)
 

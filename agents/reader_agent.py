@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.base import Agent, register_agent
-from agents.observation import (
+from webgym.envs import MAX_EPISODE_STEPS
+from webgym_agents.base import Agent, register_agent
+from webgym_agents.observation import (
     PREVIOUS_ACTIONS,
     axtree_nodes,
     goal_without_price,
@@ -37,8 +38,7 @@ from agents.observation import (
     visited_items,
     with_history,
 )
-from agents.rule_agent import chosen_options
-from webgym.envs import MAX_EPISODE_STEPS
+from webgym_agents.rule_agent import chosen_options
 
 __all__ = ["ReaderAgent"]
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.losses import value_mse
-from agents.onpolicy import (
+from webgym_agents.losses import value_mse
+from webgym_agents.onpolicy import (
     CriticConfig,
     TurnBatch,
     clip_and_step,
@@ -32,9 +32,9 @@ from agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from agents.returns import discounted_returns
-from agents.rollouts import rollout_stats
-from agents.training import TrainRun, register_trainer
+from webgym_agents.returns import discounted_returns
+from webgym_agents.rollouts import rollout_stats
+from webgym_agents.training import TrainRun, register_trainer
 
 
 @dataclass

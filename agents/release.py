@@ -15,7 +15,7 @@ it, e.g. ``bc``)::
 
 Load one with one call (the hashes and the base model's fingerprint are checked first)::
 
-    from agents.scorer_policy import ScorerPolicy
+    from webgym_agents.scorer_policy import ScorerPolicy
     policy = ScorerPolicy.from_release("bc")          # or load_release("bc")
 
 ``webgym-bench run --agent bc`` plays it when no ``--checkpoint`` is given;
@@ -27,7 +27,7 @@ Why deltas in float16: the bc scorer trains MiniLM's top two layers (3.5 M of 22
 parameters); their change is ~0.03 at most, so a float16 delta is exact to ~1e-5, where a
 float16 copy of the weights would be off by ~1e-3. The heads (100 k parameters) stay float32.
 
-Imports ``agents`` and ``webgym`` only; torch is imported when weights are read or written, so
+Imports ``webgym_agents`` and ``webgym`` only; torch is imported when weights are read or written, so
 listing the shipped checkpoints (``webgym-bench list-agents``) stays cheap.
 """
 
@@ -285,15 +285,15 @@ def release_config(directory: str | Path) -> dict[str, Any]:
 
 
 def load_release(name_or_dir: str | Path, *, backbone: Any = None) -> Any:
-    """The :class:`~agents.scorer_policy.ScorerPolicy` a shipped checkpoint holds: ``name``
+    """The :class:`~webgym_agents.scorer_policy.ScorerPolicy` a shipped checkpoint holds: ``name``
     (``bc``), ``released:bc`` or a folder. Checks the files' hashes, the base backbone's
     fingerprint and its weights' hash, then adds the float16 deltas to the base encoder and
     loads the heads. The policy's ``metadata["release"]`` says which checkpoint it is."""
     import torch
     from safetensors.torch import load_file
 
-    from agents.models.backbone import BackboneMismatch, load_backbone
-    from agents.scorer_policy import ScorerPolicy, pad_new_features
+    from webgym_agents.models.backbone import BackboneMismatch, load_backbone
+    from webgym_agents.scorer_policy import ScorerPolicy, pad_new_features
 
     release = _release_of(name_or_dir)
     info = release.verify()
@@ -460,8 +460,8 @@ def _make_from_checkpoint(
     import torch
     from safetensors.torch import save_file
 
-    from agents.models.backbone import load_backbone
-    from agents.scorer_policy import ScorerPolicy, read_info
+    from webgym_agents.models.backbone import load_backbone
+    from webgym_agents.scorer_policy import ScorerPolicy, read_info
 
     if not checkpoint.is_dir():
         raise ReleaseError(f"checkpoint {checkpoint} is not a folder")

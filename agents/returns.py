@@ -4,7 +4,7 @@ Shared by every on-policy trainer (``agents/archer.py``, ``agents/grpo.py``,
 ``agents/reinforce.py``). Turns are indexed t = 0 .. T-1 within an episode; the episode's
 reward R arrives after its last turn (WebShop pays once, at Buy Now; a truncated episode pays 0).
 Errored episodes (browser crash, timeout) are *not* reward 0: callers pass them as NaN (group
-statistics) or leave them out (everything else), see :mod:`agents.rollouts`.
+statistics) or leave them out (everything else), see :mod:`webgym_agents.rollouts`.
 
 Imports torch only.
 """

@@ -2,7 +2,7 @@
 
 Two collectors, one set of env helpers (:func:`make_env`, :func:`rollout_seed`):
 
-* :func:`collect_episodes` plays any :class:`agents.base.Agent` one episode after another and
+* :func:`collect_episodes` plays any :class:`webgym_agents.base.Agent` one episode after another and
   returns plain :class:`Episode` / :class:`Step` records (observation, action, reward, done,
   effect label): BC's demonstrations, and later Digi-Q's offline data.
   :func:`replay_episode` re-plays recorded actions to rebuild the observations a run directory
@@ -31,7 +31,7 @@ Two collectors, one set of env helpers (:func:`make_env`, :func:`rollout_seed`):
 
 Training rollouts use :func:`rollout_seed`, never the seed an evaluation run plays a task from.
 
-Imports webgym (the env) and agents.data_parallel; never benchmarks or leaderboards.
+Imports webgym (the env) and webgym_agents.data_parallel; never benchmarks or leaderboards.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from agents import data_parallel
-from agents.observation import with_history
 from webgym.replay import ReplayMismatch, replay_actions
 from webgym.runs import TRAIN_SEED_SALT, episode_seed
+from webgym_agents import data_parallel
+from webgym_agents.observation import with_history
 
 __all__ = [
     "Episode",
@@ -341,7 +341,7 @@ def collect_rollouts(
     reset, for the wrappers' bookkeeping, then ``env.unwrapped.restore``) and stop at
     ``max_steps`` steps counted from the episode's start, as the episode would have.
     ``start_actions[i]``: the actions the episode took before ``starts[i]`` (the fork's episode
-    memory, :func:`agents.observation.with_history`, so it knows what it already opened).
+    memory, :func:`webgym_agents.observation.with_history`, so it knows what it already opened).
     ``first_actions[i]``: the fork's first action, taken instead of a sampled one (None: sample),
     with the policy's own log-probability (a probe of that action from that state).
     """

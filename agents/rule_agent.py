@@ -22,7 +22,7 @@ last action (which page it took the observation for, and which rule applied). It
 number of option dimensions`` steps; with the step budget almost spent (``max_steps``) it buys at
 once. Off its path it steps back: ``< Prev`` from an item's sub-page, Back to Search from a results
 page without items. The options are read from the observation's accessibility tree
-(:mod:`agents.observation`).
+(:mod:`webgym_agents.observation`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agents.base import Agent, register_agent
-from agents.observation import (
+from webgym.envs import MAX_EPISODE_STEPS
+from webgym_agents.base import Agent, register_agent
+from webgym_agents.observation import (
     OptionGroup,
     RadioOption,
     goal_without_price,
@@ -39,7 +40,6 @@ from agents.observation import (
     item_actions,
     option_groups,
 )
-from webgym.envs import MAX_EPISODE_STEPS
 
 __all__ = ["RuleAgent", "chosen_options"]
 

@@ -27,7 +27,7 @@ among them, it does not generate.
 The log-probability a decision carries is that of the distribution that acted:
 log softmax(f / T)[chosen], so PPO ratios built on :meth:`ScorerPolicy.logprobs` are exact.
 
-Imports agents.observation and agents.models; never benchmarks or leaderboards.
+Imports webgym_agents.observation and webgym_agents.models; never benchmarks or leaderboards.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import PolicyAgent, top_candidates
-from agents.models.backbone import Backbone, BackboneMismatch, ValueHead, load_backbone
-from agents.observation import (
+from webgym.envs import MAX_EPISODE_STEPS
+from webgym_agents.base import PolicyAgent, top_candidates
+from webgym_agents.models.backbone import Backbone, BackboneMismatch, ValueHead, load_backbone
+from webgym_agents.observation import (
     AxNode,
     axtree_nodes,
     goal_without_price,
@@ -56,7 +57,6 @@ from agents.observation import (
     option_groups,
     visited_items,
 )
-from webgym.envs import MAX_EPISODE_STEPS
 
 __all__ = [
     "ScorerAgent",
@@ -232,7 +232,7 @@ FEATURES = (
 """The structural features of a candidate (:func:`candidates`), next to its text embedding.
 
 The last three let a policy express "this item is not it": ``visited`` marks a result the
-agent opened earlier in the episode (its memory, :func:`agents.observation.visited_items`;
+agent opened earlier in the episode (its memory, :func:`webgym_agents.observation.visited_items`;
 such a result is offered only once every listed result has been opened);
 on an item page, ``buy_mismatch`` (on Buy Now) and ``back_mismatch`` (on ``< Prev`` and Back to
 Search) are 1 when the page does not offer an option value the instruction names or its price
@@ -408,7 +408,7 @@ class ScorerDecision:
     temperature: float
     value: float | None = None
     # the action was forced (a probe's "< Prev"), not drawn: the clipped losses train such a
-    # turn with the plain policy gradient (agents.onpolicy.old_logprobs)
+    # turn with the plain policy gradient (webgym_agents.onpolicy.old_logprobs)
     forced: bool = False
     logprobs: list[float] | None = None
 
@@ -487,7 +487,7 @@ class ScorerPolicy(nn.Module):
     @classmethod
     def from_release(cls, name: str | Path) -> ScorerPolicy:
         """A shipped checkpoint: ``ScorerPolicy.from_release("bc")`` (agents/release.py)."""
-        from agents.release import load_release
+        from webgym_agents.release import load_release
 
         return load_release(name)
 
@@ -635,7 +635,7 @@ class ScorerPolicy(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, *, backbone: Backbone | None = None) -> ScorerPolicy:
-        from agents.release import is_release, load_release
+        from webgym_agents.release import is_release, load_release
 
         if is_release(directory):  # a shipped checkpoint (agents/release.py)
             return load_release(directory, backbone=backbone)
@@ -749,7 +749,7 @@ def _save(module: nn.Module, directory, kind: str, metadata, **fields_: Any) -> 
 def read_info(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / POLICY_FILE
     if not path.is_file():
-        from agents.release import is_release, release_config
+        from webgym_agents.release import is_release, release_config
 
         if is_release(directory):  # a shipped checkpoint: config.json has the same fields
             return release_config(directory)

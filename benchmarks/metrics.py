@@ -11,7 +11,7 @@
 
 Episodes are a pandas DataFrame, one row per complete episode (:func:`episodes_frame`); saved
 as ``results.parquet`` and ``results.csv`` (through ``webgym.runs``). Imports nothing from
-``agents``.
+``webgym_agents``.
 """
 
 from __future__ import annotations

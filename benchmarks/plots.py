@@ -15,8 +15,8 @@ def write_plots(run_path: Path | str, out_dir: Path | str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmarks.metrics import episodes_frame
     from webgym.runs import load_run
+    from webgym_benchmarks.metrics import episodes_frame
 
     records = load_run(run_path)
     df = episodes_frame(records.episodes)

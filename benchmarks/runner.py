@@ -26,7 +26,7 @@ Workers: ``workers == 1`` runs in this process; ``workers > 1`` starts that many
 processes (``ProcessPoolExecutor``), each with its own env (and Chromium, in browser mode);
 ``ray`` runs the same :class:`EpisodeRunner` as Ray actors. Workers write their episodes
 straight into the run directory (one episode folder belongs to one worker); the parent only
-receives a small result per episode for the progress bar. Imports ``webgym`` and ``agents``.
+receives a small result per episode for the progress bar. Imports ``webgym`` and ``webgym_agents``.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class EpisodeRunner:
         import gymnasium as gym
 
         import webgym  # noqa: F401 - registers the env ids
-        from agents import make_agent
+        from webgym_agents import make_agent
 
         if self.env is None:
             self.env = gym.make(
@@ -542,7 +542,7 @@ def select_tasks(
 def _shipped(agent: str, checkpoint: Path | None) -> Any:
     """The shipped checkpoint this run plays (agents/release.py): the agent's own when no
     checkpoint is given, or the shipped folder given as ``--checkpoint``; else None."""
-    from agents.release import Release, find_release, is_release
+    from webgym_agents.release import Release, find_release, is_release
 
     if checkpoint is None:
         return find_release(agent)
@@ -577,7 +577,7 @@ def plan_run(
     ``checkpoint_sha256`` is that content hash).
     Nothing is written: :func:`execute_plan` writes the manifest and plays the episodes.
     """
-    from agents.base import (
+    from webgym_agents.base import (
         AgentLoadError,
         agent_source,
         check_agent,
@@ -610,7 +610,7 @@ def plan_run(
     except ValueError as e:  # UnknownAgentError and AgentLoadError are ones too
         message = str(e)
         if checkpoint is None and "needs a checkpoint" in message:
-            from agents.release import list_releases
+            from webgym_agents.release import list_releases
 
             shipped = ", ".join(r.name for r in list_releases()) or "none"
             message += f" (no checkpoint of {agent} ships with webgym; shipped: {shipped})"
@@ -832,8 +832,8 @@ def finalise_run(run_path: Path | str) -> RunResults:
     ``summary.json`` (a read-only run, someone else's, is only read). :func:`execute_plan`
     calls it when a run ends complete; ``webgym-bench run`` and ``show`` also call it on a run
     that is not (its ``summary.json`` then says ``complete: false``)."""
-    from benchmarks.metrics import compute_metrics, episodes_frame, save_results
     from webgym.runs import load_run
+    from webgym_benchmarks.metrics import compute_metrics, episodes_frame, save_results
 
     records = load_run(run_path)
     df = episodes_frame(records.episodes)

@@ -2,11 +2,11 @@
 runs, and the trace viewer.
 
 Reads the run directory format of ``docs/run-format.md`` (written by ``webgym-bench run``)
-through ``webgym.runs``, and scores runs with ``benchmarks.metrics``; nothing but the
+through ``webgym.runs``, and scores runs with ``webgym_benchmarks.metrics``; nothing but the
 ``webgym-bench`` command (``webgym_bench.py``) imports this package.
 """
 
-from leaderboards.store import (
+from webgym_leaderboards.store import (
     DuplicateSubmission,
     Entry,
     LeaderboardStore,
@@ -14,15 +14,15 @@ from leaderboards.store import (
     default_db_path,
     rank_entries,
 )
-from leaderboards.submit import submit_run
-from leaderboards.validate import (
+from webgym_leaderboards.submit import submit_run
+from webgym_leaderboards.validate import (
     SubmissionRefused,
     ValidatedRun,
     recompute_metrics,
     records_digest,
     validate_run,
 )
-from leaderboards.verify import VerifiedRun, verify_run
+from webgym_leaderboards.verify import VerifiedRun, verify_run
 
 __all__ = [
     "DuplicateSubmission",

@@ -151,9 +151,9 @@ def submit(
     ] = False,
 ) -> None:
     """Validate a run and add it to the leaderboard (see SUBMIT_HELP)."""
-    from leaderboards.store import DuplicateSubmission, LeaderboardStore, SchemaMismatch
-    from leaderboards.submit import submit_run
-    from leaderboards.validate import SubmissionRefused
+    from webgym_leaderboards.store import DuplicateSubmission, LeaderboardStore, SchemaMismatch
+    from webgym_leaderboards.submit import submit_run
+    from webgym_leaderboards.validate import SubmissionRefused
 
     console, err = Console(), Console(stderr=True)
     try:
@@ -195,8 +195,8 @@ def verify(
     catalog: CatalogOption = None,
 ) -> None:
     """Validate a run and replay every episode of it (see VERIFY_HELP)."""
-    from leaderboards.validate import SubmissionRefused
-    from leaderboards.verify import verify_run
+    from webgym_leaderboards.validate import SubmissionRefused
+    from webgym_leaderboards.verify import verify_run
 
     console, err = Console(), Console(stderr=True)
     t0 = time.perf_counter()
@@ -240,8 +240,8 @@ def leaderboard(
     ] = False,
 ) -> None:
     """Show the leaderboard of a split (see LEADERBOARD_HELP)."""
-    from leaderboards.render import leaderboard_html, leaderboard_table
-    from leaderboards.store import LeaderboardStore, SchemaMismatch, task_set_groups
+    from webgym_leaderboards.render import leaderboard_html, leaderboard_table
+    from webgym_leaderboards.store import LeaderboardStore, SchemaMismatch, task_set_groups
 
     console, err = Console(), Console(stderr=True)
     if html is not None:
@@ -307,8 +307,8 @@ def view(
     catalog: CatalogOption = None,
 ) -> None:
     """Write or serve the trace viewer of a run (see VIEW_HELP)."""
-    from leaderboards.validate import SubmissionRefused
-    from leaderboards.viewer import load_run, make_server, write_trace
+    from webgym_leaderboards.validate import SubmissionRefused
+    from webgym_leaderboards.viewer import load_run, make_server, write_trace
 
     console, err = Console(), Console(stderr=True)
     if out is not None and not serve:

@@ -9,8 +9,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from leaderboards.store import Entry, task_set_groups
 from webgym.terminal import markup_safe, terminal_safe
+from webgym_leaderboards.store import Entry, task_set_groups
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from leaderboards.store import DuplicateSubmission, Entry, LeaderboardStore
-from leaderboards.validate import SubmissionRefused, read_manifest
-from leaderboards.verify import Progress, verify_run
+from webgym_leaderboards.store import DuplicateSubmission, Entry, LeaderboardStore
+from webgym_leaderboards.validate import SubmissionRefused, read_manifest
+from webgym_leaderboards.verify import Progress, verify_run
 
 
 def submit_run(
@@ -19,7 +19,7 @@ def submit_run(
     catalog: Path | str | None = None,
     on_episode: Progress | None = None,
 ) -> Entry:
-    """Validate ``run_dir``, replay it (``leaderboards.verify``: on ``catalog``, the catalog
+    """Validate ``run_dir``, replay it (``webgym_leaderboards.verify``: on ``catalog``, the catalog
     file ``known_splits`` came from; default ``$WEBGYM_CATALOG``, else the embedded one that
     holds the run's split) and
     add it to ``store``; returns the new entry with its rank (among the entries over the same

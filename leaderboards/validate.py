@@ -8,7 +8,7 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
    and WebGym's git hash or, without one, WebGym's version), each in its form: a git hash is
    a commit id (7 to 40 hex digits, or 64), the creation time is not in the future
    (``CLOCK_SKEW`` allowed), an agent whose registry entry loads a checkpoint
-   (``agents.check_agent``: the trained ones) names its checkpoint's sha256, and the step
+   (``webgym_agents.check_agent``: the trained ones) names its checkpoint's sha256, and the step
    limit is a positive integer;
 2. the split it was made on is a known split *version* (same name and content hash as in the
    catalog) and every task id belongs to it;
@@ -21,7 +21,7 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
    seed is the one the run's seed and its task id give (``webgym.runs.episode_seed``), and its
    ``observations.jsonl``, where it has one, holds the pages of its steps
    (``webgym.runs.observations_problem``);
-6. the metrics recomputed from those records (``benchmarks.metrics``, the one way to compute
+6. the metrics recomputed from those records (``webgym_benchmarks.metrics``, the one way to compute
    them) equal the run's ``summary.json``.
 
 Before any of them, every entry under the run must be a regular file or folder inside it
@@ -29,7 +29,7 @@ Before any of them, every entry under the run must be a regular file or folder i
 file is read through ``webgym.runs``'s one reader (bounded, line by line, never blocking).
 
 These checks read files only. Whether the records are what the shop does with the recorded
-actions is :mod:`leaderboards.verify`'s replay, which ``submit`` runs after them.
+actions is :mod:`webgym_leaderboards.verify`'s replay, which ``submit`` runs after them.
 
 Files are read through ``webgym.runs`` (the one place that knows the run layout), but
 strictly: where a resume would quietly redo a bad episode, a submission is refused.
@@ -40,7 +40,7 @@ mode) and each episode's replayed content (actions, observation digests, rewards
 not timestamps, timings, retry counts, the agent's name or the run's seed, nor what the agent
 said of why it acted (a step's ``decision``) or the page texts (``observations.jsonl``). The
 duplicate check (the same identity already on the board) belongs to the store, which
-``leaderboards.submit`` consults.
+``webgym_leaderboards.submit`` consults.
 """
 
 from __future__ import annotations
@@ -293,12 +293,12 @@ def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics (benchmarks.metrics: the one way to compute them)
+# Metrics (webgym_benchmarks.metrics: the one way to compute them)
 
 
 def recompute_metrics(episodes: list[Episode], n_expected: int) -> dict[str, Any]:
     """The run's metrics from its (already cross-checked) episode summaries."""
-    from benchmarks.metrics import compute_metrics, episodes_frame
+    from webgym_benchmarks.metrics import compute_metrics, episodes_frame
 
     frame = episodes_frame([e.summary for e in episodes])
     return dict(compute_metrics(frame, n_expected=n_expected))
@@ -335,7 +335,7 @@ def _action_key(record: dict[str, Any]) -> str:
 
 
 def episode_content(ep: Episode) -> dict[str, Any]:
-    """What a replay shows of an episode (``leaderboards.verify``): per step the action
+    """What a replay shows of an episode (``webgym_leaderboards.verify``): per step the action
     (:func:`_action_key`), the observation digest and the reward; the episode's reward and
     purchase. Nothing the replay does not check takes part: not timings, retries, finish time,
     seed or error text; not the step an error episode's machine failed on (a trailing step that
@@ -445,7 +445,7 @@ def _check_checkpoint(manifest: dict[str, Any], path: Path) -> None:
         raise SubmissionRefused(
             f"bad provenance in {path}: checkpoint_sha256 {sha!r} is not a sha256 (64 hex digits)"
         )
-    from agents import AgentLoadError, UnknownAgentError, check_agent, is_agent_spec
+    from webgym_agents import AgentLoadError, UnknownAgentError, check_agent, is_agent_spec
 
     if is_agent_spec(agent):  # module:factory: never imported on a manifest's word
         return

@@ -28,7 +28,7 @@ What a replay cannot show (README, "The local leaderboard", says the same):
   unless the forger also invents pixel distances consistent with the labels;
 * timings (``elapsed_s``, ``timings``, wall time) and the retry count (``attempts``).
 
-Imports ``webgym`` (the env, the replay, the record format) and ``leaderboards.validate``.
+Imports ``webgym`` (the env, the replay, the record format) and ``webgym_leaderboards.validate``.
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leaderboards.validate import (
+from webgym.replay import iter_replay, step_differences, text_replayable
+from webgym.runs import RunDir, observation_matches, screenshot_path
+from webgym_leaderboards.validate import (
     Episode,
     SubmissionRefused,
     ValidatedRun,
     machine_failure,
     validate_run,
 )
-from webgym.replay import iter_replay, step_differences, text_replayable
-from webgym.runs import RunDir, observation_matches, screenshot_path
 
 __all__ = ["VerifiedRun", "replay_run", "verify_run"]
 

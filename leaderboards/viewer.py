@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from leaderboards.render import templates
-from leaderboards.validate import SubmissionRefused, read_steps
 from webgym.runs import (
     CorruptRecord,
     RunDir,
@@ -39,6 +37,8 @@ from webgym.runs import (
     screenshot_path,
 )
 from webgym.terminal import terminal_safe
+from webgym_leaderboards.render import templates
+from webgym_leaderboards.validate import SubmissionRefused, read_steps
 
 
 @dataclass

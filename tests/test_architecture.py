@@ -232,27 +232,28 @@ def test_the_checker_sees_what_it_must(tmp_path):
     """The parser on a made-up file: every kind of import, relative ones, deferred ones."""
     files = {
         "agents": tmp_path / "agents" / "__init__.py",
-        "agents.x": tmp_path / "agents" / "x.py",
-        "agents.y": tmp_path / "agents" / "y.py",
+        "webgym_agents.x": tmp_path / "agents" / "x.py",
+        "webgym_agents.y": tmp_path / "agents" / "y.py",
         "benchmarks": tmp_path / "benchmarks" / "__init__.py",
-        "benchmarks.cli": tmp_path / "benchmarks" / "cli.py",
+        "webgym_benchmarks.cli": tmp_path / "benchmarks" / "cli.py",
     }
-    files["agents.x"].parent.mkdir()
-    files["agents.x"].write_text(
+    files["webgym_agents.x"].parent.mkdir()
+    files["webgym_agents.x"].write_text(
         "import os\n"
         "from . import y\n"
         "from .y import thing\n"
         "def f():\n"
-        "    import benchmarks.cli\n"
-        "    importlib.import_module('benchmarks')\n"
+        "    import webgym_benchmarks.cli\n"
+        "    importlib.import_module('webgym_benchmarks')\n"
     )
     found = {
-        (i.target, i.line, i.module_level) for i in imports_of("agents.x", files["agents.x"], files)
+        (i.target, i.line, i.module_level)
+        for i in imports_of("webgym_agents.x", files["webgym_agents.x"], files)
     }
     assert found == {
-        ("agents.y", 2, True),
-        ("agents.y", 3, True),
-        ("benchmarks.cli", 5, False),
+        ("webgym_agents.y", 2, True),
+        ("webgym_agents.y", 3, True),
+        ("webgym_benchmarks.cli", 5, False),
         ("benchmarks", 6, False),
     }
     assert strongly_connected({"a": {"b"}, "b": {"a", "c"}, "c": set()}) == [["c"], ["a", "b"]]

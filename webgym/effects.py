@@ -33,7 +33,7 @@ from rapidfuzz.distance import Indel
 
 @dataclass(frozen=True)
 class EffectThresholds:
-    """eps for each distance. Measured by ``python -m benchmarks.perf.effect_thresholds``
+    """eps for each distance. Measured by ``python -m webgym_benchmarks.perf.effect_thresholds``
     (browser mode, 1280x720, 12 test tasks, 2026-11-25):
 
     | kind                      | pixel min / median / max | text min / median / max |

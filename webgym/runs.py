@@ -8,7 +8,7 @@ A run is a directory of append-only records plus a manifest::
     RUN/episodes/<task_id>/observations.jsonl    observation_record, EpisodeWriter.observation
     RUN/episodes/<task_id>/screenshots/step-NNN.png    screenshot_path, EpisodeWriter.screenshot
     RUN/episodes/<task_id>/summary.json          episode_summary, EpisodeWriter.finish
-    RUN/results.parquet, RUN/results.csv         RunDir.results_paths (benchmarks.metrics)
+    RUN/results.parquet, RUN/results.csv         RunDir.results_paths (webgym_benchmarks.metrics)
     RUN/summary.json                             RunDir.write_summary / read_summary
     RUN/run.log, RUN/invocations.jsonl           RunDir.log, RunDir.append_invocation
     RUN/run.lock                                 RunDir.lock (one writer at a time)
@@ -23,8 +23,8 @@ What must agree between whoever writes a run and whoever re-plays it lives here 
 episode seed (:func:`episode_seed`, a function of the run seed and the task id alone) and the
 observation digest (:func:`obs_digest`) that a replay checks every rebuilt page against.
 
-Writers: the harness (``benchmarks.runner``), the tests. Readers: ``webgym-bench show``, the
-trainers (``agents.bc`` re-plays runs), the leaderboard (validation, viewer). Imports nothing
+Writers: the harness (``webgym_benchmarks.runner``), the tests. Readers: ``webgym-bench show``, the
+trainers (``webgym_agents.bc`` re-plays runs), the leaderboard (validation, viewer). Imports nothing
 above ``webgym`` (and nothing heavy: Pillow only to write a screenshot).
 """
 

@@ -13,7 +13,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from agents.models.cache import (  # noqa: E402
+from webgym_agents.models.cache import (  # noqa: E402
     FETCH_COMMAND,
     ModelNotPrepared,
     ModelStatus,
@@ -23,7 +23,7 @@ from agents.models.cache import (  # noqa: E402
     model_dir,
     not_prepared_message,
 )
-from agents.models.threads import configure_torch_threads, torch_threads_for  # noqa: E402
+from webgym_agents.models.threads import configure_torch_threads, torch_threads_for  # noqa: E402
 
 _LAZY = {
     "BACKBONES",
@@ -54,7 +54,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from agents.models import backbone
+        from webgym_agents.models import backbone
 
         return getattr(backbone, name)
-    raise AttributeError(f"module 'agents.models' has no attribute {name!r}")
+    raise AttributeError(f"module 'webgym_agents.models' has no attribute {name!r}")

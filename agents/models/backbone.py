@@ -66,7 +66,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from agents.models.cache import (  # noqa: E402
+from webgym_agents.models.cache import (  # noqa: E402
     minilm_tokenizer_dir,
     require_model,
     smollm2_tokenizer_dir,
@@ -846,7 +846,7 @@ def load_backbone(
 ) -> Backbone:
     """Load one of :data:`BACKBONES`. ``seed`` sets the random init of the tiny models.
 
-    Raises :class:`agents.models.cache.ModelNotPrepared` (naming the command that fixes it)
+    Raises :class:`webgym_agents.models.cache.ModelNotPrepared` (naming the command that fixes it)
     when a real model's files are not on disk. Nothing is ever downloaded from a model hub.
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer

@@ -1,6 +1,6 @@
 """How many threads torch uses: one rule for every command that runs a model.
 
-    from agents.models.threads import configure_torch_threads
+    from webgym_agents.models.threads import configure_torch_threads
     configure_torch_threads(args.threads, workers=n_worker_processes)   # once, at start-up
 
 The rule (:func:`torch_threads_for`), in order:

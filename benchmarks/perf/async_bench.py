@@ -1,6 +1,6 @@
 """Many sessions in one process: aggregate browser throughput and PSS of ``AsyncShoppingEnv``.
 
-    python -m benchmarks.perf.async_bench [--steps 24]     # also section (f) of env_bench.py
+    python -m webgym_benchmarks.perf.async_bench [--steps 24]     # also section (f) of env_bench.py
 
 In one run, on the same machine:
 
@@ -39,7 +39,7 @@ import time
 
 import psutil
 
-from benchmarks.perf.env_bench import (
+from webgym_benchmarks.perf.env_bench import (
     EPISODE,
     _env_action,
     pss_mb,
@@ -221,7 +221,7 @@ def measure(steps: int, concurrency: tuple[int, ...] = CONCURRENCY, memory: bool
     speed = run_worker(
         "async-speed",
         steps,
-        module="benchmarks.perf.async_bench",
+        module="webgym_benchmarks.perf.async_bench",
         extra=("--concurrency", ",".join(map(str, concurrency))),
     )
     if not memory:
@@ -232,10 +232,10 @@ def measure(steps: int, concurrency: tuple[int, ...] = CONCURRENCY, memory: bool
             "floor (raw contexts)": run_worker("mem-floor", 0),
             "sync env": run_worker("mem-browser", 0),
             "async, a context each": run_worker(
-                "mem-async", 0, module="benchmarks.perf.async_bench"
+                "mem-async", 0, module="webgym_benchmarks.perf.async_bench"
             ),
             "async, one shared context": run_worker(
-                "mem-async-shared", 0, module="benchmarks.perf.async_bench"
+                "mem-async-shared", 0, module="webgym_benchmarks.perf.async_bench"
             ),
         },
     }

@@ -2,7 +2,7 @@
 
     benchmarks/perf/.peer/venv/bin/python benchmarks/perf/browsergym_peer.py --resets 6 --steps 12
 
-Normally started by ``benchmarks.perf.env_bench`` (which sets up the environment variables
+Normally started by ``webgym_benchmarks.perf.env_bench`` (which sets up the environment variables
 below). Measures, on ``browsergym/miniwob.click-button``:
 
 * ``reset()`` and ``step("click('<bid>')")`` with BrowserGym's defaults

@@ -1,6 +1,6 @@
 """Catalog benchmark: generation, build, size, search and get() latency, memory.
 
-    python -m benchmarks.perf.catalog_bench [--sizes 10000 100000] [--queries 1000]
+    python -m webgym_benchmarks.perf.catalog_bench [--sizes 10000 100000] [--queries 1000]
 
 For each catalog size: synthetic generation time (products + goals), SQLite build time, total,
 file size, search latency p50 / p95 / max over varied queries (product types, goal
@@ -175,7 +175,7 @@ def bench_size(n: int, n_queries: int, workdir: Path) -> dict:
     rss_build = _rss_mb()
     del products
     probe = subprocess.run(
-        [sys.executable, "-m", "benchmarks.perf.catalog_bench", "--probe", str(path)]
+        [sys.executable, "-m", "webgym_benchmarks.perf.catalog_bench", "--probe", str(path)]
         + ["--queries", str(n_queries)],
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """The chaos suite: faults a run meets, each checked to end as a message, never as wrong numbers.
 
-    python -m benchmarks.perf.chaos [--text-actions 10000] [--browser-actions 300] [--fast]
+    python -m webgym_benchmarks.perf.chaos [--text-actions 10000] [--browser-actions 300] [--fast]
 
 Scenarios (each one row of the printed table: scenario, figures, pass/fail):
 
@@ -47,7 +47,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
-from benchmarks.perf.chaos_row import Row
+from webgym_benchmarks.perf.chaos_row import Row
 
 # --------------------------------------------------------------------------------------------
 # The action fuzzer
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario_browser_hung,
         ]
     # the attacks on run files, servers and the board (each module's fast ones in CI)
-    from benchmarks.perf import chaos_board, chaos_files, chaos_servers
+    from webgym_benchmarks.perf import chaos_board, chaos_files, chaos_servers
 
     scenarios += (
         chaos_files.scenarios() + chaos_servers.scenarios(args.fast) + chaos_board.scenarios()

@@ -1,6 +1,6 @@
 """Chaos scenarios of the leaderboard: what a submitter who wants a better board tries.
 
-Each scenario returns a ``benchmarks.perf.chaos_row.Row`` (scenario, figures, pass/fail):
+Each scenario returns a ``webgym_benchmarks.perf.chaos_row.Row`` (scenario, figures, pass/fail):
 
 - **disguised copies**: a real run is submitted, then copied three times and dressed up as a
   new run (timings + 1e-6 and another agent name; ``digiq`` with a checkpoint hash and new
@@ -15,7 +15,7 @@ Each scenario returns a ``benchmarks.perf.chaos_row.Row`` (scenario, figures, pa
   ``verify``, ``submit`` (and its duplicate refusal), ``leaderboard`` and ``show``: no control
   character reaches the output, and the markup is printed as text.
 
-Runs are played in-process by the harness (``benchmarks.runner``, text mode) on a small catalog
+Runs are played in-process by the harness (``webgym_benchmarks.runner``, text mode) on a small catalog
 built for the scenario (a test split of 3 tasks, so a whole-split run takes seconds); the
 leaderboard is driven as a user drives it, through the ``webgym-bench`` command in a child
 process (``python -m webgym_bench``, the top of the layers), whose raw output is what is
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.perf.chaos_row import Row
 from webgym.runs import atomic_write_json, read_json
+from webgym_benchmarks.perf.chaos_row import Row
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"  # OSC 52: put "rm -rf ~" on the clipboard
@@ -58,8 +58,8 @@ class Workspace:
 
     def record(self, name: str, agent: str = "rule", *, max_steps: int = 15) -> Path:
         """Play ``agent`` on the whole test split (text mode) with the harness; the run."""
-        from benchmarks.runner import execute_plan, finalise_run, plan_run
         from webgym.shop.catalog import Catalog
+        from webgym_benchmarks.runner import execute_plan, finalise_run, plan_run
 
         out = self.dir / name
         with _env(WEBGYM_CATALOG=str(self.catalog)), Catalog.open(self.catalog) as catalog:
@@ -288,7 +288,7 @@ def scenario_escape_injection() -> Row:
 
 
 def scenarios() -> list[Callable[[], Row]]:
-    """The fast scenarios (no Chromium), for ``python -m benchmarks.perf.chaos`` and CI."""
+    """The fast scenarios (no Chromium), for ``python -m webgym_benchmarks.perf.chaos`` and CI."""
     return [scenario_disguised_copies, scenario_task_sets, scenario_escape_injection]
 
 

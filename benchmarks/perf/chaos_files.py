@@ -1,7 +1,7 @@
 """Chaos scenarios on the files of a run: what a reader of a run directory must refuse.
 
 Each scenario takes a copy of a real run (the rule agent on the first test tasks, text mode,
-played by the harness: ``benchmarks.runner``), damages it as an adversary would and checks that
+played by the harness: ``webgym_benchmarks.runner``), damages it as an adversary would and checks that
 the readers of runs (``webgym.runs``, the one reader that ``submit``, ``verify``, ``view`` and a
 resume go through) refuse it with a message naming the path, never following it, never
 blocking, never reading an unbounded line into memory:
@@ -20,7 +20,7 @@ blocking, never reading an unbounded line into memory:
   and no other.
 
 :func:`scenarios` returns them all (each takes seconds); the commands run as subprocesses of
-``webgym-bench`` in this checkout. Imports ``webgym`` and ``benchmarks`` only.
+``webgym-bench`` in this checkout. Imports ``webgym`` and ``webgym_benchmarks`` only.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.perf.chaos_row import Row
+from webgym_benchmarks.perf.chaos_row import Row
 
 __all__ = [
     "scenario_fifo",
@@ -66,7 +66,7 @@ def _scratch() -> Path:
 @functools.cache
 def _recorded() -> Path:
     """The real run every scenario copies (played once per process)."""
-    from benchmarks.runner import execute_plan, finalise_run, plan_run
+    from webgym_benchmarks.runner import execute_plan, finalise_run, plan_run
 
     out = _scratch() / "recorded"
     plan = plan_run(agent="rule", split="test", episodes=N_TASKS, out=out)
@@ -234,8 +234,8 @@ def _starts(run: Path) -> dict[str, int]:
 
 
 def scenario_tampered_resume() -> Row:
-    from benchmarks.runner import execute_plan, plan_run
     from webgym.runs import RunDir
+    from webgym_benchmarks.runner import execute_plan, plan_run
 
     run = _copy("tampered-resume")
     ids = json.loads((run / "manifest.json").read_text())["task_ids"]

@@ -1,10 +1,10 @@
 """Chaos scenarios for the servers' limits and the episode's end, as rows of the chaos suite.
 
-    from benchmarks.perf.chaos_servers import scenarios
+    from webgym_benchmarks.perf.chaos_servers import scenarios
     for run in scenarios(fast=True):
         print(run())
 
-Scenarios (each returns a ``benchmarks.perf.chaos_row.Row``):
+Scenarios (each returns a ``webgym_benchmarks.perf.chaos_row.Row``):
 
 - **openenv http capacity** (text; browser when not fast): 16 concurrent ``POST /reset`` on an
   OpenEnv server with ``--max-sessions 4``; every answer is 200 or a 503 that says the server is
@@ -20,7 +20,7 @@ Scenarios (each returns a ``benchmarks.perf.chaos_row.Row``):
   sessions; it is refused past its share (429), while another client's live episode stays
   served and a third client can still start one.
 
-Imports only ``webgym`` (and ``benchmarks.perf.chaos`` for ``Row``).
+Imports only ``webgym`` (and ``webgym_benchmarks.perf.chaos`` for ``Row``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Callable
 
-from benchmarks.perf.chaos_row import Row
+from webgym_benchmarks.perf.chaos_row import Row
 
 HTTP_RESETS = 16
 MAX_SESSIONS = 4

@@ -1,6 +1,6 @@
 """Measure d(s, s') for kinds of actions over real episodes, to justify the effect thresholds.
 
-    python -m benchmarks.perf.effect_thresholds [--tasks 12]
+    python -m webgym_benchmarks.perf.effect_thresholds [--tasks 12]
 
 For each test task, in the browser env: a no-op, a failing action (unknown id), a search (a
 navigation), opening the target item (navigation), choosing each goal option (an option that

@@ -1,6 +1,6 @@
 """Environment speed and memory, against the raw Playwright floor and BrowserGym, in one run.
 
-    python -m benchmarks.perf.env_bench [--steps 60] [--skip-peer] [--setup-peer]
+    python -m webgym_benchmarks.perf.env_bench [--steps 60] [--skip-peer] [--setup-peer]
 
 Everything below runs on the same machine in one invocation and is printed as one table
 (medians and p90), followed by the targets with PASS/FAIL and a per-step time breakdown of the
@@ -411,7 +411,7 @@ def run_worker(
     name: str,
     steps: int,
     one_core: bool = False,
-    module: str = "benchmarks.perf.env_bench",
+    module: str = "webgym_benchmarks.perf.env_bench",
     extra: tuple[str, ...] = (),
 ) -> dict:
     cmd = [
@@ -719,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     report(res, args.steps)
     if not args.skip_concurrency:  # (f), its own tables: benchmarks/perf/async_bench.py
         print("(f) concurrent async sessions in one process ...", flush=True)
-        cmd = [sys.executable, "-m", "benchmarks.perf.async_bench"]
+        cmd = [sys.executable, "-m", "webgym_benchmarks.perf.async_bench"]
         subprocess.run([*cmd, "--steps", str(args.concurrency_steps)], cwd=REPO, check=False)
     return 0
 

@@ -1,6 +1,6 @@
 """LM policy speed and memory on this CPU, per backbone, one table.
 
-    python -m benchmarks.perf.lm_bench [--models tiny-lm minilm smollm2-135m] [--reps 3]
+    python -m webgym_benchmarks.perf.lm_bench [--models tiny-lm minilm smollm2-135m] [--reps 3]
                                        [--train-reps 2] [--model-cache DIR] [--json out.json]
 
 The parent plays the first steps of one text-mode task (``WebGym-ShoppingText-v0``, seed 0: the
@@ -8,8 +8,8 @@ search page, the results page of the instruction's query, the first item's page)
 observations to a file and measures each backbone in a FRESH subprocess, so that each peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that model's alone.
 
-Causal LMs (``tiny-lm``, ``smollm2-135m``), through :class:`agents.lm_agent.LMPolicy` with the
-default :class:`~agents.lm_agent.PromptConfig` (1024-token budget, page text):
+Causal LMs (``tiny-lm``, ``smollm2-135m``), through :class:`webgym_agents.lm_agent.LMPolicy` with the
+default :class:`~webgym_agents.lm_agent.PromptConfig` (1024-token budget, page text):
 
 * ``choice`` latency: ``policy.act(obs, mode="choice", temperature=0)`` on the results page and
   on the item page (prompt + every real available action scored, one key/value-shared pass);
@@ -73,7 +73,7 @@ def collect_observations(seed: int = 0) -> dict[str, Any]:
     import gymnasium as gym
 
     import webgym  # noqa: F401
-    from agents.observation import goal_without_price
+    from webgym_agents.observation import goal_without_price
 
     env = gym.make("WebGym-ShoppingText-v0")
     try:
@@ -120,8 +120,8 @@ def _peak_rss_mb() -> float:
 def child(name: str, obs_file: str, reps: int, train_reps: int) -> dict[str, Any]:
     import torch
 
-    from agents.lm_agent import LMPolicy, PromptConfig, build_prompt
-    from agents.models import ValueHead, load_backbone
+    from webgym_agents.lm_agent import LMPolicy, PromptConfig, build_prompt
+    from webgym_agents.models import ValueHead, load_backbone
 
     data = json.loads(Path(obs_file).read_text())
     pages, pairs = data["pages"], data["pairs"]
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     child_env.setdefault("HF_HUB_OFFLINE", "1")
     if args.model_cache:
         child_env["WEBGYM_CACHE_DIR"] = args.model_cache
-    from agents.models import list_models
+    from webgym_agents.models import list_models
 
     old = os.environ.get("WEBGYM_CACHE_DIR")
     if args.model_cache:
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [
                 sys.executable,
                 "-m",
-                "benchmarks.perf.lm_bench",
+                "webgym_benchmarks.perf.lm_bench",
                 "--child",
                 name,
                 "--obs",

@@ -1,7 +1,7 @@
 """Training-rollout throughput of the candidate scorer: episodes per hour with the frozen-encoder
 embedding cache against encoding every text at every step, in the same run.
 
-    python -m benchmarks.perf.rollout_bench [--checkpoint DIR] [--tasks 8] [--group 8] [--rounds 2]
+    python -m webgym_benchmarks.perf.rollout_bench [--checkpoint DIR] [--tasks 8] [--group 8] [--rounds 2]
 
 Plays ``--rounds`` rounds of GRPO-shaped collection (``--tasks`` train tasks x ``--group``
 rollouts from identical starts, text mode, T = 1, one torch thread) with the cache and without
@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from agents.models.threads import configure_torch_threads
-    from agents.onpolicy import split_task_ids
-    from agents.rollouts import collect_rollouts
-    from agents.scorer_policy import ScorerPolicy
+    from webgym_agents.models.threads import configure_torch_threads
+    from webgym_agents.onpolicy import split_task_ids
+    from webgym_agents.rollouts import collect_rollouts
+    from webgym_agents.scorer_policy import ScorerPolicy
 
     configure_torch_threads(1)
     if args.checkpoint:

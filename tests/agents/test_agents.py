@@ -7,12 +7,12 @@ import re
 import gymnasium as gym
 import pytest
 
-import agents
 import webgym  # noqa: F401 - registers the environments
-from agents import Agent, AgentInfo, make_agent, register_agent
-from agents.base import list_agents, unregister_agent
-from agents.observation import goal_without_price, has_search_bar, option_groups
-from agents.rule_agent import RuleAgent
+import webgym_agents
+from webgym_agents import Agent, AgentInfo, make_agent, register_agent
+from webgym_agents.base import list_agents, unregister_agent
+from webgym_agents.observation import goal_without_price, has_search_bar, option_groups
+from webgym_agents.rule_agent import RuleAgent
 
 MAX_STEPS = 15
 TASKS = [f"test-{i:04d}" for i in range(10)]
@@ -52,7 +52,7 @@ def test_list_agents_names_the_baselines_with_descriptions():
 
 
 def test_make_agent_builds_the_named_agent():
-    assert isinstance(make_agent("random"), agents.RandomAgent)
+    assert isinstance(make_agent("random"), webgym_agents.RandomAgent)
     rule = make_agent("rule", choose_options=False)
     assert isinstance(rule, RuleAgent) and rule.choose_options is False
     assert rule.deterministic and not make_agent("random").deterministic

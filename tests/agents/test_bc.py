@@ -9,10 +9,11 @@ import os
 import pytest
 import torch
 
-from agents import make_agent
-from agents.bc import PRESETS, bc_loss, collect_demonstrations, split_heldout, train_bc
-from agents.lm_agent import LMPolicy, PromptConfig
-from agents.training import (
+from webgym.actions import parse_action
+from webgym_agents import make_agent
+from webgym_agents.bc import PRESETS, bc_loss, collect_demonstrations, split_heldout, train_bc
+from webgym_agents.lm_agent import LMPolicy, PromptConfig
+from webgym_agents.training import (
     ConfigError,
     ConfigMismatch,
     TrainRun,
@@ -20,7 +21,6 @@ from agents.training import (
     config_from_file,
     get_trainer,
 )
-from webgym.actions import parse_action
 
 SMOKE = dataclasses.replace(
     PRESETS["smoke"], n_demo_tasks=4, heldout_fraction=0.25, max_heldout_steps=2

@@ -7,8 +7,14 @@ import csv
 import math
 from pathlib import Path
 
-from agents.curves import Panel, curve_panels, draw_learning_curve, metric_columns, read_metrics
-from agents.training import CommonConfig, TrainRun
+from webgym_agents.curves import (
+    Panel,
+    curve_panels,
+    draw_learning_curve,
+    metric_columns,
+    read_metrics,
+)
+from webgym_agents.training import CommonConfig, TrainRun
 
 # gigpo's columns (runs/gigpo-*/metrics.csv), plus archer's explained variance and critic loss
 COLUMNS = [

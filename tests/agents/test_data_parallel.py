@@ -93,9 +93,9 @@ def test_train_runs_data_parallel_and_its_checkpoint_loads(tmp_path):
     # ... and the checkpoint holds exactly those weights, and plays
     import torch
 
-    from agents import make_agent
-    from agents.data_parallel import state_digest
-    from agents.scorer_policy import ScorerCritic, ScorerPolicy
+    from webgym_agents import make_agent
+    from webgym_agents.data_parallel import state_digest
+    from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy
 
     n = torch.get_num_threads()
     latest = out / "checkpoints" / "latest"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.losses import clipped_surrogate
-from agents.onpolicy import TurnBatch, critic_values, split_task_ids, start_policy
-from agents.rollouts import collect_rollouts
-from agents.training import TrainRun, get_trainer
+from webgym_agents.losses import clipped_surrogate
+from webgym_agents.onpolicy import TurnBatch, critic_values, split_task_ids, start_policy
+from webgym_agents.rollouts import collect_rollouts
+from webgym_agents.training import TrainRun, get_trainer
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_lm_smoke_preset_trains_saves_and_plays(name, tmp_path):
     assert json.loads((latest / "policy.json").read_text())["kind"] == "lm-policy"
     if name != "grpo":
         assert json.loads((latest / "critic" / "policy.json").read_text())["kind"] == "lm-critic"
-    from agents import make_agent
+    from webgym_agents import make_agent
 
     agent = make_agent(name, checkpoint=str(latest))
     assert agent.name == name and type(agent.policy).__name__ == "LMPolicy"

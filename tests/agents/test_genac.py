@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.archer import archer_advantages
-from agents.genac import (
+from tests.benchmarks.helpers import cli
+from webgym_agents.archer import archer_advantages
+from webgym_agents.genac import (
     PRESETS,
     ActorFacts,
     GenerativeCritic,
@@ -31,11 +32,10 @@ from agents.genac import (
     sft_target,
     sft_warm_start,
 )
-from agents.onpolicy import TurnBatch, split_task_ids
-from agents.rollouts import collect_rollouts, make_env
-from agents.scorer_policy import ScorerPolicy, critic_state_text
-from agents.training import TrainRun
-from tests.benchmarks.helpers import cli
+from webgym_agents.onpolicy import TurnBatch, split_task_ids
+from webgym_agents.rollouts import collect_rollouts, make_env
+from webgym_agents.scorer_policy import ScorerPolicy, critic_state_text
+from webgym_agents.training import TrainRun
 
 CONFIG = replace(PRESETS["smoke"], critic_lr=1e-2, ppo_epochs=1, critic_temperature=0.5)
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.gigpo import PRESETS, anchor_key, gigpo_advantages
-from agents.onpolicy import TurnBatch, back_probes, old_logprobs, split_task_ids
-from agents.returns import anchor_step_advantages, group_advantages
-from agents.rollouts import collect_rollouts
-from agents.scorer_policy import ScorerPolicy
+from webgym_agents.gigpo import PRESETS, anchor_key, gigpo_advantages
+from webgym_agents.onpolicy import TurnBatch, back_probes, old_logprobs, split_task_ids
+from webgym_agents.returns import anchor_step_advantages, group_advantages
+from webgym_agents.rollouts import collect_rollouts
+from webgym_agents.scorer_policy import ScorerPolicy
 
 
 def test_step_advantages_compare_returns_within_each_anchor_state():

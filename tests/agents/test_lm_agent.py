@@ -11,12 +11,18 @@ import pytest
 import torch
 
 import webgym  # noqa: F401  (registers the environments)
-from agents import make_agent
-from agents.lm_agent import LEGACY_SYSTEM_PROMPT, LMAgent, LMPolicy, PromptConfig, build_prompt
-from agents.lm_critic import LMCritic
-from agents.models import BackboneMismatch, Generation, load_backbone
-from agents.observation import product_header, result_products
 from webgym.actions import parse_action
+from webgym_agents import make_agent
+from webgym_agents.lm_agent import (
+    LEGACY_SYSTEM_PROMPT,
+    LMAgent,
+    LMPolicy,
+    PromptConfig,
+    build_prompt,
+)
+from webgym_agents.lm_critic import LMCritic
+from webgym_agents.models import BackboneMismatch, Generation, load_backbone
+from webgym_agents.observation import product_header, result_products
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -269,8 +275,8 @@ def test_act_batch_matches_act(policy, pages):
 
 
 def test_the_agent_explains_its_last_act_as_a_run_records_it(policy, pages):
-    """What the harness records as a step's ``decision`` (benchmarks.runner.explain)."""
-    from benchmarks.runner import explain
+    """What the harness records as a step's ``decision`` (webgym_benchmarks.runner.explain)."""
+    from webgym_benchmarks.runner import explain
 
     writer = LMAgent(policy=policy, mode="generate", temperature=0.0)
     assert explain(writer) is None  # nothing acted yet

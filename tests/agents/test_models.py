@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
 
-from agents.models import (  # noqa: E402
+from webgym_agents.models import (  # noqa: E402
     BackboneMismatch,
     ModelNotPrepared,
     NotACausalLM,
@@ -359,7 +359,7 @@ def test_value_head_config_round_trip():
 
 
 def test_thread_rule(monkeypatch):
-    from agents.models import threads
+    from webgym_agents.models import threads
 
     assert threads.usable_cores() >= 1
     monkeypatch.delenv(threads.ENV_VAR, raising=False)

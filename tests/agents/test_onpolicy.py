@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.archer import PRESETS as ARCHER_PRESETS
-from agents.archer import archer_advantages, archer_update
-from agents.onpolicy import TurnBatch, critic_values, split_task_ids
-from agents.rollouts import collect_rollouts, make_env
-from agents.scorer_policy import ScorerCritic, ScorerPolicy, candidates, state_text
-from agents.training import TrainRun, get_trainer
+from webgym_agents.archer import PRESETS as ARCHER_PRESETS
+from webgym_agents.archer import archer_advantages, archer_update
+from webgym_agents.onpolicy import TurnBatch, critic_values, split_task_ids
+from webgym_agents.rollouts import collect_rollouts, make_env
+from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy, candidates, state_text
+from webgym_agents.training import TrainRun, get_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,7 +152,7 @@ def test_smoke_preset_trains_and_writes_a_curve(name, tmp_path):
     assert rows[0]["val_score"] != "" and rows[-1]["val_success_rate"] != ""
     assert (latest / "policy.json").is_file()
     assert run.curve_path.is_file()
-    from agents import make_agent
+    from webgym_agents import make_agent
 
     agent = make_agent(name, checkpoint=str(latest))
     assert agent.name == name
@@ -196,7 +196,7 @@ def test_killed_train_resumes_with_the_row_it_would_have_written(tmp_path):
 
 
 def test_archer_critic_buffer_refits_past_turns_and_survives_a_resume(tmp_path):
-    from agents.onpolicy import start_learner
+    from webgym_agents.onpolicy import start_learner
 
     info = get_trainer("archer")
     cfg = replace(info.presets["smoke"], critic_buffer=3, checkpoint_every=1)
@@ -214,7 +214,7 @@ def test_archer_critic_buffer_refits_past_turns_and_survives_a_resume(tmp_path):
 
 
 def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_ids):
-    from agents.scorer_policy import critic_state_text
+    from webgym_agents.scorer_policy import critic_state_text
 
     rollouts = collect_rollouts(policy, train_ids[:2], n_envs=2, seed=4, max_steps=6)
     batch = TurnBatch.of(rollouts, "facts", 6)
@@ -240,8 +240,8 @@ def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_i
 def test_archer_critic_pretraining_keeps_the_best_heldout_pass_and_seeds_the_buffer(tmp_path):
     import re
 
-    from agents.archer import pretrain_critic
-    from agents.onpolicy import start_learner
+    from webgym_agents.archer import pretrain_critic
+    from webgym_agents.onpolicy import start_learner
 
     info = get_trainer("archer")
     cfg = replace(info.presets["smoke"], critic_pretrain_episodes=12, critic_pretrain_epochs=3,
@@ -263,8 +263,8 @@ def test_archer_critic_pretraining_keeps_the_best_heldout_pass_and_seeds_the_buf
 def test_archer_refits_a_share_of_the_pretraining_pairs_every_iteration(tmp_path):
     import csv
 
-    from agents.archer import train_archer
-    from agents.onpolicy import restore_critic_buffer
+    from webgym_agents.archer import train_archer
+    from webgym_agents.onpolicy import restore_critic_buffer
 
     info = get_trainer("archer")
     cfg = replace(info.presets["smoke"], critic_pretrain_episodes=8, critic_pretrain_epochs=1,

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.onpolicy import split_task_ids
-from agents.poise import (
+from tests.benchmarks.helpers import cli
+from webgym_agents.onpolicy import split_task_ids
+from webgym_agents.poise import (
     PRESETS,
     FeatureTap,
     Probe,
@@ -24,10 +25,9 @@ from agents.poise import (
     poise_advantages,
     rollout_features,
 )
-from agents.rollouts import collect_rollouts, make_env
-from agents.scorer_policy import ScorerPolicy
-from agents.training import TrainRun
-from tests.benchmarks.helpers import cli
+from webgym_agents.rollouts import collect_rollouts, make_env
+from webgym_agents.scorer_policy import ScorerPolicy
+from webgym_agents.training import TrainRun
 
 TIMING = ("collect_s", "update_s", "val_s", "iteration_s")
 
@@ -196,7 +196,7 @@ def test_probe_predictions_are_clipped_to_0_1_and_survive_a_save(tmp_path):
 def test_decoder_backbones_are_refused(tmp_path):
     from dataclasses import replace
 
-    from agents.poise import train_poise
+    from webgym_agents.poise import train_poise
 
     cfg = replace(PRESETS["smoke"], backbone="tiny-lm")
     run = TrainRun(tmp_path / "lm", cfg, trainer="poise", preset="smoke", show_progress=False)

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 import webgym  # noqa: F401 - registers the environments
-from agents import make_agent
-from agents.release import (
+from webgym.runs import atomic_write_json
+from webgym_agents import make_agent
+from webgym_agents.release import (
     ADAPTER_FILE,
     RELEASE_FILE,
     Release,
@@ -27,9 +28,8 @@ from agents.release import (
     make_release,
     resolve_checkpoint,
 )
-from agents.rule_agent import RuleAgent
-from agents.scorer_policy import ScorerPolicy, candidates, read_info, state_text
-from webgym.runs import atomic_write_json
+from webgym_agents.rule_agent import RuleAgent
+from webgym_agents.scorer_policy import ScorerPolicy, candidates, read_info, state_text
 
 SHIPPED = list_releases()
 
@@ -75,7 +75,7 @@ def test_every_shipped_checkpoint_matches_its_hash_and_plays_an_episode(env, rel
 
 
 def test_a_damaged_shipped_file_is_refused_naming_it_and_the_rebuild_command(tmp_path):
-    from benchmarks.runner import PlanError, plan_run
+    from webgym_benchmarks.runner import PlanError, plan_run
 
     copy = tmp_path / "released" / "bc"
     shutil.copytree(Release(resolve_checkpoint("released:bc")).path, copy)
@@ -107,7 +107,7 @@ def test_released_names_resolve_where_configs_take_a_checkpoint(tmp_path):
 
 
 def test_cpu_presets_start_from_the_shipped_bc():
-    from agents.training import get_trainer
+    from webgym_agents.training import get_trainer
 
     for name in ("grpo", "gigpo", "archer", "reinforce", "vineppo", "poise", "genac"):
         assert get_trainer(name).presets["cpu"].init_checkpoint == "released:bc", name
@@ -187,8 +187,8 @@ def test_a_checkpoint_is_released_under_the_agent_that_plays_it(tmp_path):
 def test_run_without_a_checkpoint_plays_the_shipped_one_and_records_it(tmp_path):
     from typer.testing import CliRunner
 
-    from benchmarks.runner import plan_run
     from webgym_bench import app
+    from webgym_benchmarks.runner import plan_run
 
     bc = Release(resolve_checkpoint("released:bc"))
     plan = plan_run(agent="bc", split="test", episodes=1, out=tmp_path / "run")
@@ -222,9 +222,9 @@ def test_the_release_command_ships_a_checkpoint_and_refuses_a_bad_one(tmp_path):
 
 
 def test_learners_start_from_the_shipped_bc_by_name(tmp_path):
-    from agents.digiq import DigiQConfig, _behaviour
-    from agents.onpolicy import start_policy
-    from agents.training import TrainRun, get_trainer
+    from webgym_agents.digiq import DigiQConfig, _behaviour
+    from webgym_agents.onpolicy import start_policy
+    from webgym_agents.training import TrainRun, get_trainer
 
     cfg = get_trainer("grpo").presets["cpu"]
     run = TrainRun(tmp_path / "grpo", cfg, trainer="grpo", preset="cpu", show_progress=False)

@@ -1,6 +1,6 @@
 """The scorer policy reads the pages as it did when its checkpoints were trained.
 
-``agents.scorer_policy.state_text`` and ``candidates`` parse the observation's text and
+``webgym_agents.scorer_policy.state_text`` and ``candidates`` parse the observation's text and
 accessibility tree; a trained checkpoint's results depend on what they return. Over real
 text-mode episodes (the rule agent on validation tasks, and the rule agent mixed with seeded
 random clicks so that sub-pages and back-navigation are visited too) both must give what they
@@ -20,9 +20,9 @@ import gymnasium as gym
 import pytest
 
 import webgym  # noqa: F401 - registers the environments
-from agents.rule_agent import RuleAgent
-from agents.scorer_policy import N_FEATURES_V1, candidates, state_text
 from webgym.envs import MAX_EPISODE_STEPS
+from webgym_agents.rule_agent import RuleAgent
+from webgym_agents.scorer_policy import N_FEATURES_V1, candidates, state_text
 
 FIXTURE = Path(__file__).with_name("scorer_inputs_before.json")
 RULE_TASKS = [f"validation-{i:04d}" for i in range(5)]

@@ -14,11 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import agents
-from agents import rollouts, training
-from agents.base import check_agent, unregister_agent
-from agents.training import CommonConfig, get_trainer, list_trainers, register_trainer
+import webgym_agents
 from webgym.envs import MAX_EPISODE_STEPS
+from webgym_agents import rollouts, training
+from webgym_agents.base import check_agent, unregister_agent
+from webgym_agents.training import CommonConfig, get_trainer, list_trainers, register_trainer
 
 COMMON = ("seed", "torch_threads", "device", "backbone", "max_steps", "eval_episodes",
           "checkpoint_every", "keep_checkpoints")  # fmt: skip
@@ -32,7 +32,11 @@ def fresh_registry(monkeypatch):
     monkeypatch.setattr(training, "_TRAINERS", dict(training._TRAINERS))
     monkeypatch.setattr(training, "_discovered", False)
     yield
-    for name in ("agents.tmp_toolkit_trainer", "agents.tmp_toolkit_helper", "ext_trainer"):
+    for name in (
+        "webgym_agents.tmp_toolkit_trainer",
+        "webgym_agents.tmp_toolkit_helper",
+        "ext_trainer",
+    ):
         sys.modules.pop(name, None)
     for name in ("tmp-trainer", "ext-trainer"):
         unregister_agent(name)
@@ -51,16 +55,16 @@ def test_discovery_imports_the_modules_that_register_and_no_other(
 ):
     (tmp_path / "tmp_toolkit_trainer.py").write_text(
         textwrap.dedent("""
-        from agents.training import CommonConfig, register_trainer
+        from webgym_agents.training import CommonConfig, register_trainer
 
         register_trainer("tmp-trainer", lambda cfg, run: None, {"smoke": CommonConfig()})
         """)
     )
     (tmp_path / "tmp_toolkit_helper.py").write_text("raise RuntimeError('must not be imported')\n")
-    monkeypatch.setattr(agents, "__path__", [*agents.__path__, str(tmp_path)])
+    monkeypatch.setattr(webgym_agents, "__path__", [*webgym_agents.__path__, str(tmp_path)])
     assert get_trainer("tmp-trainer").presets["smoke"] == CommonConfig()
-    assert "agents.tmp_toolkit_trainer" in sys.modules
-    assert "agents.tmp_toolkit_helper" not in sys.modules
+    assert "webgym_agents.tmp_toolkit_trainer" in sys.modules
+    assert "webgym_agents.tmp_toolkit_helper" not in sys.modules
     assert {"archer", "bc", "grpo", "reinforce"} <= {i.name for i in list_trainers()}
     # registering the trainer registered the agent that plays its checkpoints
     assert get_trainer("tmp-trainer").eval_agent == "tmp-trainer"
@@ -69,25 +73,25 @@ def test_discovery_imports_the_modules_that_register_and_no_other(
 
 
 def test_the_trainers_agents_register_themselves_on_first_lookup(tmp_path):
-    """``import agents`` does not import the trainers (nor torch); the first lookup of a trained
+    """``import webgym_agents`` does not import the trainers (nor torch); the first lookup of a trained
     agent's name, or a listing, does, and each trainer's agent is then there."""
     code = textwrap.dedent("""
         import sys
-        import agents
-        assert "agents.training" not in sys.modules and "torch" not in sys.modules
+        import webgym_agents
+        assert "webgym_agents.training" not in sys.modules and "torch" not in sys.modules
         try:
-            agents.check_agent("grpo")  # the first lookup: found, and it needs a checkpoint
+            webgym_agents.check_agent("grpo")  # the first lookup: found, and it needs a checkpoint
         except ValueError as err:
             assert "needs a checkpoint" in str(err), err
-        info = next(a for a in agents.list_agents() if a.name == "grpo")
+        info = next(a for a in webgym_agents.list_agents() if a.name == "grpo")
         assert info.needs_checkpoint and "grpo" in info.description, info
-        names = {a.name for a in agents.list_agents()}
+        names = {a.name for a in webgym_agents.list_agents()}
         assert {"archer", "bc", "grpo", "reinforce", "rule", "random"} <= names, names
         print("ok")
     """)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(Path(agents.__file__).parents[1])}, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(webgym_agents.__file__).parents[1])}, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -96,7 +100,7 @@ def test_entry_points_add_trainers_and_a_broken_one_only_warns(
     tmp_path, monkeypatch, fresh_registry
 ):
     (tmp_path / "ext_trainer.py").write_text(
-        "from agents.training import CommonConfig, register_trainer\n"
+        "from webgym_agents.training import CommonConfig, register_trainer\n"
         "register_trainer('ext-trainer', lambda cfg, run: None, {'cpu': CommonConfig()})\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -127,8 +131,8 @@ def test_register_trainer_refuses_a_preset_that_is_not_a_common_config(fresh_reg
 
 
 def test_every_trainer_config_extends_the_common_one_with_its_own_defaults():
-    from agents.bc import BCConfig
-    from agents.onpolicy import OnPolicyConfig
+    from webgym_agents.bc import BCConfig
+    from webgym_agents.onpolicy import OnPolicyConfig
 
     assert tuple(f.name for f in dataclasses.fields(CommonConfig)) == COMMON
     assert CommonConfig().max_steps == MAX_EPISODE_STEPS

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.onpolicy import collect, split_task_ids
-from agents.returns import turn_td_advantages
-from agents.rollouts import Rollout, Turn, collect_rollouts, make_env
-from agents.scorer_policy import ScorerPolicy
-from agents.training import TrainRun, get_trainer
-from agents.vineppo import PRESETS, fork_values, play_forks, vine_advantages
 from tests.benchmarks.helpers import cli
+from webgym_agents.onpolicy import collect, split_task_ids
+from webgym_agents.returns import turn_td_advantages
+from webgym_agents.rollouts import Rollout, Turn, collect_rollouts, make_env
+from webgym_agents.scorer_policy import ScorerPolicy
+from webgym_agents.training import TrainRun, get_trainer
+from webgym_agents.vineppo import PRESETS, fork_values, play_forks, vine_advantages
 
 K = 3
 
@@ -185,7 +185,7 @@ def test_lm_smoke_preset_trains_saves_and_plays(tmp_path):
     assert [int(r["iteration"]) for r in rows] == list(range(cfg.iterations + 1))
     assert all(int(r["forks"]) > 0 for r in rows[1:])
     assert json.loads((latest / "policy.json").read_text())["kind"] == "lm-policy"
-    from agents import make_agent
+    from webgym_agents import make_agent
 
     agent = make_agent("vineppo", checkpoint=str(latest))
     assert agent.name == "vineppo" and type(agent.policy).__name__ == "LMPolicy"

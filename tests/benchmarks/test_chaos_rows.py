@@ -1,11 +1,11 @@
 """The fast rows of the chaos suite's attacks on run files, servers and the board pass
-(``python -m benchmarks.perf.chaos --fast`` prints them; each row runs real components)."""
+(``python -m webgym_benchmarks.perf.chaos --fast`` prints them; each row runs real components)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.perf import chaos_board, chaos_files, chaos_servers
+from webgym_benchmarks.perf import chaos_board, chaos_files, chaos_servers
 
 SCENARIOS = chaos_files.scenarios() + chaos_servers.scenarios(True) + chaos_board.scenarios()
 

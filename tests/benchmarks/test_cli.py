@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks.cli import bare_ray_to_local
+from webgym_benchmarks.cli import bare_ray_to_local
 
 from .helpers import cli
 
@@ -131,9 +131,9 @@ def digiq_checkpoints(tmp_path_factory):
     """A digiq run's checkpoints as its trainer saves them (TrainRun.save_checkpoint): one
     after its first phase (no policy yet) and the last (the extracted scorer policy, trained_by
     digiq, with the critic's heads beside it)."""
-    from agents.digiq import CRITIC_FILE, PRESETS, CriticHeads, _save_critic
-    from agents.scorer_policy import ScorerPolicy
-    from agents.training import TrainRun
+    from webgym_agents.digiq import CRITIC_FILE, PRESETS, CriticHeads, _save_critic
+    from webgym_agents.scorer_policy import ScorerPolicy
+    from webgym_agents.training import TrainRun
 
     out = tmp_path_factory.mktemp("digiq") / "run"
     run = TrainRun(out, PRESETS["smoke"], trainer="digiq", preset="smoke", show_progress=False)
@@ -169,7 +169,7 @@ def test_a_checkpoint_the_agent_does_not_play_is_refused_naming_what_it_is(
     assert "does not exist" in text and "`webgym-bench train --agent bc` makes one" in text
     assert not out.exists()
     # where the loaders are called directly, the same words (not "make one with LMPolicy.save")
-    from agents import load_trained_agent
+    from webgym_agents import load_trained_agent
 
     with pytest.raises(FileNotFoundError, match="digiq training run that holds no policy"):
         load_trained_agent(str(first))

@@ -9,8 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from benchmarks.cli import text_bar
 from webgym_bench import app
+from webgym_benchmarks.cli import text_bar
 
 RULE = "rule-test-20261201T101010Z-options-chosen"
 RANDOM = "random-test-20261201T111111Z-seed-0"

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.critic_diagnostics import calibration, explained_variance, pool_accuracy
-from agents.digiq import CRITIC_FILE, CriticHeads, _save_critic
-from agents.poise import PROBE_DIR, Probe
-from agents.scorer_policy import ScorerCritic, ScorerPolicy
-from benchmarks.critics import (
+from webgym_agents.critic_diagnostics import calibration, explained_variance, pool_accuracy
+from webgym_agents.digiq import CRITIC_FILE, CriticHeads, _save_critic
+from webgym_agents.poise import PROBE_DIR, Probe
+from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy
+from webgym_benchmarks.critics import (
     ReportConfig,
     collect_trajectories,
     leave_one_out_means,
@@ -116,7 +116,7 @@ def test_report_on_test_and_ood(checkpoints, tmp_path):
     # poise's value of a rollout is the probe on its sibling's features, never its own
     probe = Probe.load(checkpoints / "poise" / PROBE_DIR / "probe.npz")
     ep = frame.groupby("episode").agg(task=("task_id", "first"), x=("poise_x", "first"))
-    from benchmarks.critics import PoiseProbe
+    from webgym_benchmarks.critics import PoiseProbe
 
     est = PoiseProbe(str(checkpoints / "poise")).estimate(frame, [], None)
     for e, (task, _x) in ep.iterrows():
@@ -129,7 +129,7 @@ def test_report_on_test_and_ood(checkpoints, tmp_path):
 def test_cli_refuses_a_malformed_checkpoint_option(checkpoints):
     from typer.testing import CliRunner
 
-    from benchmarks.cli import app
+    from webgym_benchmarks.cli import app
 
     res = CliRunner().invoke(
         app, ["critics", "--policy", str(checkpoints / "policy"), "--checkpoint", "poise"]

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from benchmarks.metrics import compute_metrics, episodes_frame, save_results
 from webgym.runs import RunDir, atomic_write_json, load_run
+from webgym_benchmarks.metrics import compute_metrics, episodes_frame, save_results
 
 REWARDS = [1.0, 0.5, 0.0, 1.0, 0.75]
 
@@ -103,7 +103,7 @@ def test_load_run_recomputes_from_records_and_survives_corrupt_files(tmp_path):
 
 
 def test_paired_difference_pairs_by_task_and_uses_the_paired_error():
-    from benchmarks.metrics import episodes_frame, paired_difference
+    from webgym_benchmarks.metrics import episodes_frame, paired_difference
 
     def frame(rewards):
         return episodes_frame(
@@ -125,7 +125,7 @@ def test_paired_difference_pairs_by_task_and_uses_the_paired_error():
 
 
 def test_reward_loss_counts_each_missed_component_among_the_purchases():
-    from benchmarks.metrics import reward_loss
+    from webgym_benchmarks.metrics import reward_loss
 
     infos = [
         {"r_type": 1.0, "r_att": 1.0, "r_option": 1.0, "r_price": True},  # a success

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents.base import unregister_agent
-from leaderboards.store import LeaderboardStore
+from webgym_agents.base import unregister_agent
 from webgym_bench import app
+from webgym_leaderboards.store import LeaderboardStore
 
 from .helpers import REPO, outcome
 

@@ -1,4 +1,4 @@
-"""The harness's planning function (``benchmarks.runner.plan_run``) without the command: what
+"""The harness's planning function (``webgym_benchmarks.runner.plan_run``) without the command: what
 it decides, what it refuses, and that planning writes nothing; then a plan played through
 ``execute_plan`` (which finalises a complete run: it verifies as it is) and resumed."""
 
@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.runner import (
+from webgym.envs import MAX_EPISODE_STEPS
+from webgym.runs import FORMAT_VERSION, RunDir, episode_seed
+from webgym_benchmarks.runner import (
     PlanError,
     RunPlan,
     execute_plan,
@@ -14,8 +16,6 @@ from benchmarks.runner import (
     plan_run,
     select_tasks,
 )
-from webgym.envs import MAX_EPISODE_STEPS
-from webgym.runs import FORMAT_VERSION, RunDir, episode_seed
 
 
 def test_a_new_run_is_planned_without_writing_anything(tmp_path, catalog):
@@ -107,7 +107,7 @@ def test_an_executed_plan_is_resumed_and_another_run_is_refused(tmp_path, catalo
 
 
 def test_execute_plan_finalises_a_complete_run_and_it_verifies(tmp_path, catalog):
-    from leaderboards.verify import verify_run
+    from webgym_leaderboards.verify import verify_run
 
     out = tmp_path / "run"
     outcome = execute_plan(plan_run(agent="rule", episodes=2, out=out, catalog=catalog))
@@ -121,7 +121,7 @@ def test_execute_plan_finalises_a_complete_run_and_it_verifies(tmp_path, catalog
 
 
 def test_a_run_that_fails_is_not_finalised(tmp_path, catalog):
-    from agents.base import register_agent, unregister_agent
+    from webgym_agents.base import register_agent, unregister_agent
 
     def unbuildable():
         raise RuntimeError("no model here")

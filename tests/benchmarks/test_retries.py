@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.base import Agent, register_agent, unregister_agent
 from tests.benchmarks.helpers import cli, summaries
+from webgym_agents.base import Agent, register_agent, unregister_agent
 
 
 class FlakyAgent(Agent):

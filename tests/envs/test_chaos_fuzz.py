@@ -1,7 +1,7 @@
 """The fast chaos scenarios of the env: fuzzed actions in text mode (the real in-process shop
 over the real catalog). An agent's input never ends an episode as a machine failure, and every
 observation stays inside the declared observation space. The browser scenarios are in
-``python -m benchmarks.perf.chaos`` (see benchmarks/perf/README.md)."""
+``python -m webgym_benchmarks.perf.chaos`` (see benchmarks/perf/README.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import gymnasium as gym
 import pytest
 
 import webgym  # noqa: F401 - registers the ids
-from benchmarks.perf.chaos import SpaceChecker, fuzz_env
+from webgym_benchmarks.perf.chaos import SpaceChecker, fuzz_env
 
 
 @pytest.fixture(scope="module")

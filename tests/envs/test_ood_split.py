@@ -7,8 +7,8 @@ import gymnasium as gym
 import pytest
 
 import webgym  # noqa: F401 - registers the ids
-from agents.rule_agent import RuleAgent
 from webgym.shop.catalog import default_catalog, ood_catalog
+from webgym_agents.rule_agent import RuleAgent
 
 
 @pytest.fixture(autouse=True)

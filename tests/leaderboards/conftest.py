@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from leaderboards.store import LeaderboardStore
 from webgym.shop.catalog import Catalog
 from webgym.shop.tasks import TaskSplit
+from webgym_leaderboards.store import LeaderboardStore
 
 CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
 

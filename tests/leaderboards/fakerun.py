@@ -5,7 +5,7 @@ summaries (with the seeds ``episode_seed`` gives) and the run summary agree, and
 names the REAL catalog's split hash and task ids, so they pass ``validate_run`` (the file
 checks); they do not replay (``verify_run``), having never been played. Everything is written
 through ``webgym.runs`` (the writers the harness uses) and the run summary is computed by
-``benchmarks.metrics``, as ``webgym-bench run`` computes it; only ``write_json`` (below) writes a
+``webgym_benchmarks.metrics``, as ``webgym-bench run`` computes it; only ``write_json`` (below) writes a
 file by hand, for the tests that tamper with a run.
 
 ``record_run``: a real run, played by the real harness (``plan_run`` / ``execute_plan``, which
@@ -142,7 +142,7 @@ def make_run(
     **manifest_over: Any,
 ) -> Path:
     """A complete run over the first ``len(rewards)`` tasks of ``split``; returns its folder."""
-    from benchmarks.metrics import compute_metrics, episodes_frame
+    from webgym_benchmarks.metrics import compute_metrics, episodes_frame
 
     run_id = (
         name or f"{agent}-{len(rewards)}-{hashlib.sha1(repr(rewards).encode()).hexdigest()[:6]}"
@@ -199,7 +199,7 @@ def record_run(
     split: str = "test",
 ) -> Path:
     """Play a real run with the harness, in text mode, into ``out``; returns ``out``."""
-    from benchmarks.runner import execute_plan, plan_run
+    from webgym_benchmarks.runner import execute_plan, plan_run
 
     plan = plan_run(
         agent=agent, split=split, episodes=episodes, task_ids=task_ids, seed=seed, out=out
@@ -212,8 +212,8 @@ def record_run(
 def refresh_run_summary(run: Path) -> None:
     """Recompute ``summary.json`` from the episode records (a forger's last step: the file
     checks then agree with whatever the episodes were made to say)."""
-    from benchmarks.metrics import compute_metrics, episodes_frame
     from webgym.runs import load_run
+    from webgym_benchmarks.metrics import compute_metrics, episodes_frame
 
     records = load_run(run)
     frame = episodes_frame(records.episodes)

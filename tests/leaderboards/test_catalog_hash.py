@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from leaderboards import SubmissionRefused, submit_run
+from webgym_leaderboards import SubmissionRefused, submit_run
 
 
 def _manifest(run):

@@ -8,11 +8,11 @@ import urllib.request
 import pytest
 from typer.testing import CliRunner
 
-from leaderboards.cli import app
-from leaderboards.store import LeaderboardStore
-from leaderboards.validate import validate_run
-from leaderboards.viewer import serve_in_thread
 from tests.leaderboards.fakerun import make_run, read_json, write_json
+from webgym_leaderboards.cli import app
+from webgym_leaderboards.store import LeaderboardStore
+from webgym_leaderboards.validate import validate_run
+from webgym_leaderboards.viewer import serve_in_thread
 
 runner = CliRunner()
 
@@ -193,7 +193,7 @@ def test_view_tolerates_incomplete_and_corrupt_episodes(tmp_path, test_split):
 
 
 def test_pages_escape_what_runs_contain(tmp_path, test_split, store, monkeypatch):
-    from leaderboards.render import leaderboard_html
+    from webgym_leaderboards.render import leaderboard_html
 
     run = make_run(
         tmp_path, test_split, rewards=[1.0], agent="<script>x</script>[bold]", name="odd"

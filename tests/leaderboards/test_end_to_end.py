@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("benchmarks.runner") is None, reason="the harness is not there yet"
+    importlib.util.find_spec("webgym_benchmarks.runner") is None,
+    reason="the harness is not there yet",
 )
 
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from leaderboards import DuplicateSubmission, SubmissionRefused, submit_run, validate_run
-from leaderboards.store import task_set_groups
 from tests.leaderboards.fakerun import make_run, read_json, write_json
+from webgym_leaderboards import DuplicateSubmission, SubmissionRefused, submit_run, validate_run
+from webgym_leaderboards.store import task_set_groups
 
 REWARDS = [1.0, 0.5, 0.0, 1.0]
 SHA = "ab" * 32
@@ -190,7 +190,7 @@ def test_runs_under_other_step_limits_are_ranked_apart(tmp_path, store, test_spl
     assert [len(g) for g in task_set_groups(board)] == [1, 1]
     assert all(store.rank_of(e) == 1 and len(store.comparable(e)) == 1 for e in board)
 
-    from leaderboards.cli import app
+    from webgym_leaderboards.cli import app
 
     html = tmp_path / "board.html"
     runner = CliRunner(env={"COLUMNS": "100"})

@@ -13,11 +13,11 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from leaderboards import SubmissionRefused, validate_run
-from leaderboards.verify import verify_run
 from tests.leaderboards.fakerun import make_run, read_json, refresh_run_summary, write_json
 from webgym.runs import RunDir, screenshot_path
 from webgym_bench import app
+from webgym_leaderboards import SubmissionRefused, validate_run
+from webgym_leaderboards.verify import verify_run
 
 MAX_LINE_BYTES = 1 << 20  # the documented bound on a line (webgym.runs.MAX_LINE_BYTES)
 SECRET = b"root:x:0:0:root:/root:/bin/bash\nsecret-token-4f9a\n"

@@ -9,15 +9,15 @@ import sqlite3
 
 import pytest
 
-from leaderboards import (
+from tests.leaderboards.fakerun import make_run, read_json, write_json
+from webgym_leaderboards import (
     LeaderboardStore,
     SchemaMismatch,
     SubmissionRefused,
     submit_run,
     validate_run,
 )
-from leaderboards.store import SCHEMA_VERSION
-from tests.leaderboards.fakerun import make_run, read_json, write_json
+from webgym_leaderboards.store import SCHEMA_VERSION
 
 REWARDS = [1.0, 0.5, 0.0, 1.0, 0.75]
 
@@ -155,7 +155,7 @@ def test_missing_provenance_is_refused(tmp_path, test_split, known_splits, field
 def test_a_run_without_a_commit_needs_webgyms_version(tmp_path, test_split, known_splits, store):
     """A run made from an install that is no git checkout records WebGym's version and no
     commit: accepted, and its entry shows the version; with neither, refused."""
-    from leaderboards.render import leaderboard_html
+    from webgym_leaderboards.render import leaderboard_html
 
     run = make_run(tmp_path, test_split, rewards=REWARDS)
     m = read_json(run / "manifest.json")
@@ -247,7 +247,7 @@ def test_an_older_board_is_moved_aside_not_refused(tmp_path, version):
 
 
 def test_default_location_follows_env(tmp_path, monkeypatch):
-    from leaderboards import default_db_path
+    from webgym_leaderboards import default_db_path
 
     monkeypatch.setenv("WEBGYM_LEADERBOARD", str(tmp_path / "x.sqlite"))
     assert default_db_path() == tmp_path / "x.sqlite"

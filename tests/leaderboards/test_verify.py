@@ -14,8 +14,6 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from leaderboards import SubmissionRefused, submit_run, validate_run
-from leaderboards.verify import verify_run
 from tests.leaderboards.fakerun import (
     make_run,
     read_json,
@@ -24,6 +22,8 @@ from tests.leaderboards.fakerun import (
     write_json,
 )
 from webgym.runs import episode_seed
+from webgym_leaderboards import SubmissionRefused, submit_run, validate_run
+from webgym_leaderboards.verify import verify_run
 
 FAILED, SUCCEEDED = "test-0001", "test-0004"
 
@@ -315,7 +315,7 @@ def test_prefix_and_full_runs_are_ranked_separately(tmp_path, store, test_split,
     entry = next(e for e in board if e.agent == "full")
     assert store.rank_of(entry) == 1
 
-    from leaderboards.cli import app
+    from webgym_leaderboards.cli import app
 
     out = CliRunner(env={"COLUMNS": "100"}).invoke(app, ["leaderboard", "--db", str(store.path)])
     assert out.exit_code == 0, out.output
@@ -343,8 +343,8 @@ def test_progress_of_a_long_replay_on_a_terminal_and_off_it():
     import io
     import re
 
-    from leaderboards.cli import replay_progress
     from webgym.terminal import SafeConsole
+    from webgym_leaderboards.cli import replay_progress
 
     log = io.StringIO()
     with replay_progress(SafeConsole(file=log, force_terminal=False)) as on_episode:

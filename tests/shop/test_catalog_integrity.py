@@ -87,7 +87,7 @@ def test_the_cli_says_what_is_wrong_without_a_traceback(copy):
 
 
 def test_a_run_cannot_be_planned_on_a_damaged_catalog(copy, monkeypatch, tmp_path):
-    from benchmarks.runner import PlanError, plan_run
+    from webgym_benchmarks.runner import PlanError, plan_run
 
     overwrite(copy, copy.stat().st_size // 3, b"\x01" * 8)
     monkeypatch.setenv("WEBGYM_CATALOG", str(copy))
@@ -97,7 +97,7 @@ def test_a_run_cannot_be_planned_on_a_damaged_catalog(copy, monkeypatch, tmp_pat
 
 
 def test_the_manifest_records_the_catalog_content_hash(catalog, tmp_path):
-    from benchmarks.runner import plan_run
+    from webgym_benchmarks.runner import plan_run
 
     plan = plan_run(agent="rule", split="test", episodes=1, mode="text", out=tmp_path / "r")
     assert plan.manifest["catalog"]["content_hash"] == catalog.content_hash
