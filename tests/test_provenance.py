@@ -46,7 +46,10 @@ def repo(path: Path, files: dict[str, str]) -> str:
     return git(path, "rev-parse", "HEAD")
 
 
-WEBGYM_TREE = {"pyproject.toml": '[project]\nname = "webgym"\n', "webgym/__init__.py": ""}
+WEBGYM_TREE = {
+    "pyproject.toml": '[project]\nname = "webgym-shopping"\n',
+    "webgym/__init__.py": "",
+}
 
 
 def test_a_checkout_of_webgym_gives_its_head_and_dirty_flag(tmp_path):
@@ -93,9 +96,9 @@ def test_an_install_from_git_gives_the_commit_pip_recorded(tmp_path, monkeypatch
     """No checkout: the commit of ``direct_url.json`` (PEP 610) in WebGym's dist-info, as
     ``pip install git+https://...`` writes it; without one, no commit."""
     commit = "0123456789abcdef0123456789abcdef01234567"
-    info = tmp_path / "site" / "webgym-0.1.0.dist-info"
+    info = tmp_path / "site" / "webgym_shopping-0.1.0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: webgym\nVersion: 0.1.0\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: webgym-shopping\nVersion: 0.1.0\n")
     direct = {
         "url": "https://example.com/webgym.git",
         "vcs_info": {"vcs": "git", "commit_id": commit},

@@ -745,7 +745,7 @@ def _version(name: str) -> str | None:
         return None
 
 
-DISTRIBUTION = "webgym"  # WebGym's distribution name (pyproject.toml's project.name)
+DISTRIBUTION = "webgym-shopping"  # WebGym's distribution name (pyproject.toml's project.name)
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent  # above the webgym package
 
 
@@ -757,7 +757,7 @@ def _no_git_env() -> dict[str, str]:
 
 def is_webgym_checkout(root: Path) -> bool:
     """Whether ``root`` is a source tree of WebGym: it holds ``webgym/`` and a
-    ``pyproject.toml`` whose project is named ``webgym``."""
+    ``pyproject.toml`` whose project is named ``webgym-shopping`` (:data:`DISTRIBUTION`)."""
     import tomllib
 
     try:

