@@ -4,9 +4,10 @@ Every ``.py`` file of the layers is parsed with ``ast``; its imports (at module 
 functions, ``importlib.import_module("...")`` with a literal name included) are resolved to the
 files they load. The test fails on
 
-(a) an upward import: the layers are, bottom to top,
-    ``webgym < agents < benchmarks < leaderboards < webgym_bench`` (the ``webgym-bench``
-    command), and a file may import its own layer and the ones below only;
+(a) an upward import: the layers are, bottom to top, ``webgym < webgym_agents <
+    webgym_benchmarks < webgym_leaderboards < webgym_bench`` (the ``webgym-bench`` command;
+    the folders agents/, benchmarks/, leaderboards/ install under the ``webgym_`` names), and a
+    file may import its own layer and the ones below only;
 (b) an import cycle between files: the graph of the imports a file runs when it is imported
     (module level, not those deferred into a function) has no strongly connected component of
     more than one file.
@@ -22,7 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("webgym", "agents", "benchmarks", "leaderboards", "webgym_bench")
+# bottom to top: import name -> its folder (or module file, without .py) at the repository root
+# (pyproject.toml's package-dir)
+FOLDERS = {
+    "webgym": "webgym",
+    "webgym_agents": "agents",
+    "webgym_benchmarks": "benchmarks",
+    "webgym_leaderboards": "leaderboards",
+    "webgym_bench": "webgym_bench",
+}
+LAYERS = tuple(FOLDERS)
 RANK = {name: i for i, name in enumerate(LAYERS)}
 
 
@@ -37,14 +47,14 @@ class Import:
 def layer_files() -> dict[str, Path]:
     """Dotted module name -> file, for every file of the layers."""
     files: dict[str, Path] = {}
-    for top in LAYERS:
-        single = ROOT / f"{top}.py"
+    for top, folder in FOLDERS.items():
+        single = ROOT / f"{folder}.py"
         if single.is_file():
             files[top] = single
-        package = ROOT / top
+        package = ROOT / folder
         if package.is_dir():
             for path in sorted(package.rglob("*.py")):
-                parts = list(path.relative_to(ROOT).with_suffix("").parts)
+                parts = [top, *path.relative_to(package).with_suffix("").parts]
                 if parts[-1] == "__init__":
                     parts.pop()
                 files[".".join(parts)] = path
@@ -231,10 +241,10 @@ def test_no_import_cycles_between_files():
 def test_the_checker_sees_what_it_must(tmp_path):
     """The parser on a made-up file: every kind of import, relative ones, deferred ones."""
     files = {
-        "agents": tmp_path / "agents" / "__init__.py",
+        "webgym_agents": tmp_path / "agents" / "__init__.py",
         "webgym_agents.x": tmp_path / "agents" / "x.py",
         "webgym_agents.y": tmp_path / "agents" / "y.py",
-        "benchmarks": tmp_path / "benchmarks" / "__init__.py",
+        "webgym_benchmarks": tmp_path / "benchmarks" / "__init__.py",
         "webgym_benchmarks.cli": tmp_path / "benchmarks" / "cli.py",
     }
     files["webgym_agents.x"].parent.mkdir()
@@ -254,6 +264,6 @@ def test_the_checker_sees_what_it_must(tmp_path):
         ("webgym_agents.y", 2, True),
         ("webgym_agents.y", 3, True),
         ("webgym_benchmarks.cli", 5, False),
-        ("benchmarks", 6, False),
+        ("webgym_benchmarks", 6, False),
     }
     assert strongly_connected({"a": {"b"}, "b": {"a", "c"}, "c": set()}) == [["c"], ["a", "b"]]
