@@ -3,9 +3,10 @@
     run, show, list-agents, train, models, perf     benchmarks/cli.py (the harness)
     verify, submit, leaderboard, view               leaderboards/cli.py (the leaderboard)
 
-This module is the top of the layers (webgym < agents < benchmarks < leaderboards <
-webgym_bench): the only place that imports both command sets, so that neither package imports
-the other upwards. ``pyproject.toml`` installs it as the ``webgym-bench`` console script.
+This module is the top of the layers (webgym < webgym_agents < webgym_benchmarks <
+webgym_leaderboards < webgym_bench): the only place that imports both command sets, so that neither
+package imports the other upwards. ``pyproject.toml`` installs it as the ``webgym-bench`` console
+script.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@
     per iteration, which would memorise them as the critic-only phase's later passes do).
 
 Logged per iteration: success rate and Score (train and validation), critic loss, explained
-variance, advantage mean/std, clip fraction, approximate KL. Imports agents only.
+variance, advantage mean/std, clip fraction, approximate KL. Imports webgym_agents only.
 """
 
 from __future__ import annotations

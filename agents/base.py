@@ -36,7 +36,8 @@ docstring) and ``needs_checkpoint`` attributes describe it. What cannot be impor
 raises :class:`AgentLoadError` with a one-line message; :func:`agent_source` says where such an
 agent comes from (module, distribution, version).
 
-Imports the standard library and numpy; never imports ``webgym_benchmarks`` or ``webgym_leaderboards``.
+Imports the standard library and numpy; never imports ``webgym_benchmarks`` or
+``webgym_leaderboards``.
 """
 
 from __future__ import annotations
@@ -213,7 +214,8 @@ class AgentInfo:
         default=None, compare=False, repr=False
     )
     """Why the agent cannot play a checkpoint (one line), or None: :func:`check_agent` asks it
-    before anything is built (``webgym_agents.checkpoints.policy_problem`` reads what a folder holds)."""
+    before anything is built (``webgym_agents.checkpoints.policy_problem`` reads what a folder
+    holds)."""
 
 
 class UnknownAgentError(KeyError, ValueError):

@@ -19,9 +19,9 @@ bottom.
    directory is read through ``webgym.runs`` (docs/run-format.md), which also gives the episode
    seed the harness played from (``episode_seed``) and the digest replays are checked against.
    A ``heldout_fraction`` of the demonstration TASKS is set aside to measure the policy.
-2. **Supervised fine-tuning** of :class:`webgym_agents.lm_agent.LMPolicy` on (prompt(s_t), a_t) pairs
-   with AdamW, gradient clipping and mini-batches (accumulated over micro-batches); the loss is
-   the negative log-likelihood of the demonstrated action, tokens of the action plus the
+2. **Supervised fine-tuning** of :class:`webgym_agents.lm_agent.LMPolicy` on (prompt(s_t), a_t)
+   pairs with AdamW, gradient clipping and mini-batches (accumulated over micro-batches); the loss
+   is the negative log-likelihood of the demonstrated action, tokens of the action plus the
    end-of-turn token (see :func:`bc_loss`).
 3. **Measurement and checkpoints.** After each iteration (``updates_per_iteration`` optimizer
    updates) the held-out steps give ``heldout_nll`` (mean -log pi of the demonstrated action)
@@ -357,8 +357,8 @@ class _LMLearner:
 
 
 class _ScorerLearner:
-    """An encoder backbone: :class:`webgym_agents.scorer_policy.ScorerPolicy`; a sample is (state text,
-    candidates, index of the demonstrated action), the loss -log softmax(f)[demonstrated].
+    """An encoder backbone: :class:`webgym_agents.scorer_policy.ScorerPolicy`; a sample is (state
+    text, candidates, index of the demonstrated action), the loss -log softmax(f)[demonstrated].
 
     A demonstrated action that is not among the policy's candidates is dropped (counted in the
     log): the scorer can only choose what it lists.

@@ -12,8 +12,8 @@ The files read::
     training.json        a checkpoint saved before its trainer made a policy (digiq's phases
                          before Best-of-N extraction) has these and no policy.json
 
-Imports the standard library, and ``webgym_agents.release`` and ``webgym_agents.base`` when it needs them
-(no torch, until :meth:`Checkpoint.player` lists the agents, the trainers' among them).
+Imports the standard library, and ``webgym_agents.release`` and ``webgym_agents.base`` when it needs
+them (no torch, until :meth:`Checkpoint.player` lists the agents, the trainers' among them).
 """
 
 from __future__ import annotations

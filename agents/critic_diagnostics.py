@@ -13,8 +13,8 @@ digiq`` compares across the three critic modes of the Digi-Q paper (Bai et al., 
   policy to the end: G = gamma^k R); among random pools of 2/4/8/16 candidates, the share where
   argmax Q has the pool's best outcome (a chance baseline beside it).
 
-Pure functions of (heads, cache, frame) except the ranking, which plays the env. Imports agents
-and webgym only.
+Pure functions of (heads, cache, frame) except the ranking, which plays the env. Imports
+webgym_agents and webgym only.
 """
 
 from __future__ import annotations

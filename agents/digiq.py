@@ -75,7 +75,7 @@ A run resumes phase by phase (a phase interrupted is redone, except collection, 
 finished parts). ``data`` points a run at another run's data (``OUT/data``): the three
 ``critic_mode`` runs of ``webgym-bench ablate digiq`` share one dataset.
 
-Imports agents and webgym; never benchmarks or leaderboards.
+Imports webgym_agents and webgym; never webgym_benchmarks or webgym_leaderboards.
 """
 
 from __future__ import annotations

@@ -52,12 +52,12 @@ only its top ``critic_train_layers`` = 2 of 30 decoder layers (and the final nor
 rest and the tied embeddings / LM head frozen; SFT on the turns of 32 bc episodes (3 epochs,
 lr 5e-4: the format is learnt, 0 of 16 samples malformed after it, against 11 of 16 after 2
 epochs at 1e-4); REINFORCE on 64 of an iteration's ~175 states; rationales capped at 24 tokens
-(the templated ones take <= 19). Measured by ``python -m webgym_agents.genac`` (:func:`measure_costs`:
-8 rule-agent states of ~190 prompt tokens, 8 prompts a call, an untrained critic that writes to
-the cap: the upper bound), one torch thread on this 2-core machine under a load of ~5, seconds
-per state: value 1.30 (expectation) / 1.31 (greedy), REINFORCE sample 1.31 + its log-prob
-forward and backward 1.04, SFT trace step 0.95. In a short run of the preset (SFT'd critic):
-value 0.9-1.1, sample 1.1-1.2, REINFORCE step 0.9-1.05, SFT step 0.92. So an iteration is
+(the templated ones take <= 19). Measured by ``python -m webgym_agents.genac``
+(:func:`measure_costs`: 8 rule-agent states of ~190 prompt tokens, 8 prompts a call, an untrained
+critic that writes to the cap: the upper bound), one torch thread on this 2-core machine under a
+load of ~5, seconds per state: value 1.30 (expectation) / 1.31 (greedy), REINFORCE sample 1.31 + its
+log-prob forward and backward 1.04, SFT trace step 0.95. In a short run of the preset (SFT'd
+critic): value 0.9-1.1, sample 1.1-1.2, REINFORCE step 0.9-1.05, SFT step 0.92. So an iteration is
 ~175 values (~190 s) + 64 samples and steps (~140 s) + collection, PPO and half a validation
 (~45 s): ~6.3 min; 12 of them, a warm-up iteration (~2.7 min) and SFT (~5.5 min): ~1.4 h.
 
@@ -74,7 +74,7 @@ it), explained variance, value_fallbacks, the actor facts, advantage mean/std, c
 approximate KL, and seconds collecting, generating with the critic, updating it and the actor.
 Saved with each checkpoint: the critic (``critic/``, a :class:`GenerativeCritic` with its AdamW
 state) and the actor-facts window (``genac/facts.json``), so a resumed run has both. Data
-parallelism is refused (the REINFORCE step is written for one process). Imports agents and
+parallelism is refused (the REINFORCE step is written for one process). Imports webgym_agents and
 webgym only.
 """
 

@@ -18,7 +18,7 @@ instruction's option (one anchor state, met by several rollouts of the group), t
 that went back and bought the right product later score above those that bought here, whatever
 the episode's other turns did. The anchor key is the page as the policy reads it: the text
 twin's accessibility tree, exact, plus the results the agent has opened (its episode memory,
-which the policy reads too). Imports agents' toolkit only.
+which the policy reads too). Imports webgym_agents' toolkit only.
 """
 
 from __future__ import annotations

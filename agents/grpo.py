@@ -12,7 +12,7 @@
 
 A sequence is one rollout, its tokens the choices of its turns (TRL's multi-turn completions
 likewise hold every turn). Errored rollouts are left out of the group statistics (NaN) and
-the loss. Imports agents only.
+the loss. Imports webgym_agents only.
 """
 
 from __future__ import annotations

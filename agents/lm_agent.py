@@ -125,8 +125,8 @@ prompt config with its layout, scoring settings, a free ``metadata`` dict, and, 
 head, its config and fingerprint), ``model.safetensors`` (the backbone model's state dict) and
 ``value_head.safetensors`` when there is a head. :meth:`LMPolicy.load` reads formats 1 and 2 (a
 format-1 checkpoint has no head and the ``page-first`` layout) and refuses, with
-:class:`~webgym_agents.models.backbone.BackboneMismatch` and the reason, a checkpoint (or a value head)
-made on another backbone. An untrained checkpoint for smoke tests::
+:class:`~webgym_agents.models.backbone.BackboneMismatch` and the reason, a checkpoint (or a value
+head) made on another backbone. An untrained checkpoint for smoke tests::
 
     from webgym_agents.lm_agent import LMPolicy
     LMPolicy.from_backbone_name("tiny-lm").save("/tmp/lm-tiny")

@@ -20,8 +20,8 @@ With N processes:
 
 - every process builds the same policy and critic; :func:`start_policy` copies rank 0's weights
   to the others;
-- :func:`webgym_agents.rollouts.collect_rollouts` (training batches and :func:`validate` alike) plays
-  every N-th episode in each process and gathers them, so every process holds the iteration's
+- :func:`webgym_agents.rollouts.collect_rollouts` (training batches and :func:`validate` alike)
+  plays every N-th episode in each process and gathers them, so every process holds the iteration's
   whole batch, in the order one process would;
 - :func:`minibatches` hands out the same minibatches as one process would, N at a time: an
   optimizer step takes one per process (with fewer than N left, the processes share them), and
@@ -34,7 +34,7 @@ With N processes:
 
 With one process all of this is skipped, and training is exactly what it was.
 
-Imports agents only; never benchmarks or leaderboards.
+Imports webgym_agents only; never webgym_benchmarks or webgym_leaderboards.
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ def start_policy(
     Two policy kinds, one set of trainers: on an encoder backbone the candidate scorer with a
     :class:`ScorerCritic` (the ``cpu`` presets); on a causal LM (``smollm2-135m``, ``tiny-lm``;
     the decoder path of the ``gpu`` presets) an :class:`~webgym_agents.lm_agent.LMPolicy` acting in
-    choice mode with an :class:`~webgym_agents.lm_critic.LMCritic` (V read at the prompt boundary)."""
+    choice mode with an :class:`~webgym_agents.lm_critic.LMCritic` (V read at the prompt
+    boundary)."""
     _configure(config)
     torch.manual_seed(config.seed)  # fresh heads (policy, critic) are a function of the seed
     latest = run.latest_checkpoint()

@@ -47,7 +47,7 @@ picklable wrapper; its hooks live only inside ``decide_batch``), untested.
 
 Saved with each checkpoint, in ``probe/``: ``probe.npz`` (the PCA means and components, the
 scaler's mean and scale, the ridge coefficients and intercept) and ``buffer.npz`` (the FIFO
-rows and targets), so a killed run resumes with the probe and buffer it had. Imports agents
+rows and targets), so a killed run resumes with the probe and buffer it had. Imports webgym_agents
 only; sklearn fits the probe, numpy applies it.
 """
 

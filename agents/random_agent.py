@@ -9,7 +9,8 @@ the instruction's order. Other useful actions on such a page (anything but the S
 button) are drawn uniformly together with the search.
 
 Every draw comes from ``random.Random(seed)`` created in :meth:`RandomAgent.reset`, so one seed
-gives one action sequence. Imports only ``webgym_agents``; never ``webgym_benchmarks`` or ``webgym_leaderboards``.
+gives one action sequence. Imports only ``webgym_agents``; never ``webgym_benchmarks`` or
+``webgym_leaderboards``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the caller's generator). The caller's generator then advances as that process's 
 greedy play the rollouts equal one process's, and with sampling they do not depend on which
 worker finished first.
 
-Imports agents only.
+Imports webgym_agents only.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
         critic: L(phi)   = 0.5 mean_t (V_phi(s_t) - G_t)^2       critic_epochs passes
 
 The policy is the candidate scorer (agents/scorer_policy.py); the critic a copy of its encoder
-with a scalar head. Imports agents only.
+with a scalar head. Imports webgym_agents only.
 """
 
 from __future__ import annotations

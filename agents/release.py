@@ -27,8 +27,8 @@ Why deltas in float16: the bc scorer trains MiniLM's top two layers (3.5 M of 22
 parameters); their change is ~0.03 at most, so a float16 delta is exact to ~1e-5, where a
 float16 copy of the weights would be off by ~1e-3. The heads (100 k parameters) stay float32.
 
-Imports ``webgym_agents`` and ``webgym`` only; torch is imported when weights are read or written, so
-listing the shipped checkpoints (``webgym-bench list-agents``) stays cheap.
+Imports ``webgym_agents`` and ``webgym`` only; torch is imported when weights are read or written,
+so listing the shipped checkpoints (``webgym-bench list-agents``) stays cheap.
 """
 
 from __future__ import annotations

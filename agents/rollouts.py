@@ -31,7 +31,8 @@ Two collectors, one set of env helpers (:func:`make_env`, :func:`rollout_seed`):
 
 Training rollouts use :func:`rollout_seed`, never the seed an evaluation run plays a task from.
 
-Imports webgym (the env) and webgym_agents.data_parallel; never benchmarks or leaderboards.
+Imports webgym (the env) and webgym_agents.data_parallel; never webgym_benchmarks or
+webgym_leaderboards.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ among them, it does not generate.
 The log-probability a decision carries is that of the distribution that acted:
 log softmax(f / T)[chosen], so PPO ratios built on :meth:`ScorerPolicy.logprobs` are exact.
 
-Imports webgym_agents.observation and webgym_agents.models; never benchmarks or leaderboards.
+Imports webgym_agents.observation and webgym_agents.models; never webgym_benchmarks or
+webgym_leaderboards.
 """
 
 from __future__ import annotations

@@ -247,7 +247,8 @@ def _trainer_modules() -> list[str]:
 
 
 def _discover_trainers() -> None:
-    """Import every trainer module (once): the ``webgym_agents`` package's, then the entry points'."""
+    """Import every trainer module (once): the ``webgym_agents`` package's, then the entry
+    points'."""
     global _discovered
     if _discovered:
         return
@@ -286,7 +287,8 @@ def register_trainer(
     Every preset must be a :class:`CommonConfig` (an instance of the trainer's config, which
     extends it). Registering a taken name raises ``ValueError``. Unless ``eval_agent`` names
     another agent, an agent called ``name`` is registered too: it plays this trainer's
-    checkpoints (``webgym_agents.load_trained_agent``, which checks the checkpoint's ``trained_by``).
+    checkpoints (``webgym_agents.load_trained_agent``, which checks the checkpoint's
+    ``trained_by``).
     """
     if name in _TRAINERS:
         raise ValueError(f"a trainer named {name!r} is already registered")
@@ -296,7 +298,8 @@ def register_trainer(
         if not isinstance(config, CommonConfig):
             raise TypeError(
                 f"trainer {name!r}: preset {preset!r} is a {type(config).__name__}, not a "
-                "CommonConfig (a trainer's config dataclass extends webgym_agents.training.CommonConfig)"
+                "CommonConfig (a trainer's config dataclass extends "
+                "webgym_agents.training.CommonConfig)"
             )
     info = TrainerInfo(name, train_fn, dict(presets), description, eval_agent or name)
     _TRAINERS[name] = info

@@ -21,7 +21,7 @@ of its state's mean; an episode with a state whose K forks all failed is left ou
 
 Logged per iteration: Score and success rate (train and validation), forks and their env steps,
 mean V, advantage mean/std, clip fraction, approximate KL, seconds collecting vs forking.
-Imports agents only.
+Imports webgym_agents only.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ The estimators (an estimator needs its checkpoint, ``--checkpoint KIND=DIR``):
 Every phase is cached in OUT (trajectories, forks, each estimator's values by its checkpoint),
 so a re-run resumes or adds an estimator without redoing the others; ``critics.csv``,
 ``critics.json`` (calibration bins included), ``reliability-<split>.png`` and ``critics.png``.
-Imports agents and webgym; the ``webgym-bench critics`` command is in benchmarks/cli.py.
+Imports webgym_agents and webgym; the ``webgym-bench critics`` command is in benchmarks/cli.py.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ happened in their episodes) replaced version 2.
 Entries are ranked within their *task set* (:attr:`Entry.task_set_key`): the same split version
 on the same catalog content, the same tasks (the whole split, ``test (500)``, or its first N,
 ``test[:20]``), the same step limit and the same mode; a Score over anything else is not
-comparable. ``records_digest`` (``webgym_leaderboards.validate.records_digest``: the task set and the
-episodes' replayed content) is an entry's identity: one row per identity.
+comparable. ``records_digest`` (``webgym_leaderboards.validate.records_digest``: the task set and
+the episodes' replayed content) is an entry's identity: one row per identity.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ Every command that prints such text prints it through these helpers:
   clean still reaches the terminal without its control sequences (markup it cannot undo: a
   string it receives is already a mix of the command's markup and the text put into it).
 
-The lowest layer that prints run-controlled text is the harness (``webgym_benchmarks.cli``); this module
-sits in ``webgym`` so that it and the leaderboard share it. Imports only ``re`` and ``rich``.
+The lowest layer that prints run-controlled text is the harness (``webgym_benchmarks.cli``); this
+module sits in ``webgym`` so that it and the leaderboard share it. Imports only ``re`` and ``rich``.
 """
 
 from __future__ import annotations

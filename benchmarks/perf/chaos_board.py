@@ -15,8 +15,8 @@ Each scenario returns a ``webgym_benchmarks.perf.chaos_row.Row`` (scenario, figu
   ``verify``, ``submit`` (and its duplicate refusal), ``leaderboard`` and ``show``: no control
   character reaches the output, and the markup is printed as text.
 
-Runs are played in-process by the harness (``webgym_benchmarks.runner``, text mode) on a small catalog
-built for the scenario (a test split of 3 tasks, so a whole-split run takes seconds); the
+Runs are played in-process by the harness (``webgym_benchmarks.runner``, text mode) on a small
+catalog built for the scenario (a test split of 3 tasks, so a whole-split run takes seconds); the
 leaderboard is driven as a user drives it, through the ``webgym-bench`` command in a child
 process (``python -m webgym_bench``, the top of the layers), whose raw output is what is
 checked. ``scenarios()`` lists them (all fast: no Chromium; about 5 to 30 s each, most of it

@@ -1,9 +1,9 @@
 """Chaos scenarios on the files of a run: what a reader of a run directory must refuse.
 
 Each scenario takes a copy of a real run (the rule agent on the first test tasks, text mode,
-played by the harness: ``webgym_benchmarks.runner``), damages it as an adversary would and checks that
-the readers of runs (``webgym.runs``, the one reader that ``submit``, ``verify``, ``view`` and a
-resume go through) refuse it with a message naming the path, never following it, never
+played by the harness: ``webgym_benchmarks.runner``), damages it as an adversary would and checks
+that the readers of runs (``webgym.runs``, the one reader that ``submit``, ``verify``, ``view`` and
+a resume go through) refuse it with a message naming the path, never following it, never
 blocking, never reading an unbounded line into memory:
 
 - **symlinked screenshot**: ``screenshots/step-001.png`` is a symlink to a file outside the run;

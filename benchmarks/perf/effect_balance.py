@@ -5,8 +5,8 @@
 
 The behaviour: with probability ``eps`` a click on a uniformly drawn entry of the page's
 ``clickable_actions`` (interactive and inert targets alike), otherwise the rule agent's action
-(``webgym_agents.rule_agent``). Digi-Q's critic first learns y = 1[d(s, s') >= eps] from such data, so
-the label must not be 1 almost everywhere. Per page type (of the page the action was taken on:
+(``webgym_agents.rule_agent``). Digi-Q's critic first learns y = 1[d(s, s') >= eps] from such data,
+so the label must not be 1 almost everywhere. Per page type (of the page the action was taken on:
 search, results, item, item sub-page, done, other) the script prints the number of steps, the
 share with label 1 (all steps, rule steps, random clicks on interactive and on inert targets),
 and the share of the page's ``clickable_actions`` that are inert. In browser mode it also counts

@@ -6,8 +6,8 @@
 
 Plays the agents (``rule`` and ``random`` by default; ``random`` with one seed per task) on the
 first ``--tasks`` train tasks in text mode (``WebGym-ShoppingText-v0``), builds the ``lm``
-policy's prompt (:func:`webgym_agents.lm_agent.build_prompt`) of every observation at every budget, and
-prints, per page kind and budget, the share of prompts that show **every candidate product's
+policy's prompt (:func:`webgym_agents.lm_agent.build_prompt`) of every observation at every budget,
+and prints, per page kind and budget, the share of prompts that show **every candidate product's
 title and price**. Only the tokenizer and chat template matter here: the prompts are built with
 ``tiny-lm``, which is SmolLM2's vendored tokenizer and template
 (``agents/models/assets/smollm2_tokenizer``) on random 2-layer weights that are never run, so no

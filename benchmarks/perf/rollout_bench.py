@@ -1,7 +1,8 @@
 """Training-rollout throughput of the candidate scorer: episodes per hour with the frozen-encoder
 embedding cache against encoding every text at every step, in the same run.
 
-    python -m webgym_benchmarks.perf.rollout_bench [--checkpoint DIR] [--tasks 8] [--group 8] [--rounds 2]
+    python -m webgym_benchmarks.perf.rollout_bench [--checkpoint DIR] [--tasks 8] [--group 8]
+        [--rounds 2]
 
 Plays ``--rounds`` rounds of GRPO-shaped collection (``--tasks`` train tasks x ``--group``
 rollouts from identical starts, text mode, T = 1, one torch thread) with the cache and without

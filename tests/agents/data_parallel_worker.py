@@ -2,8 +2,8 @@
 ``accelerate launch``; writes what it saw to ``OUT/rank<r>.json``.
 
 1. Rollouts: sharded collection returns, in every process, the list one process collects.
-2. Gradients: over :func:`webgym_agents.onpolicy.minibatches`, each :func:`clip_and_step` applies the
-   mean gradient of the step's distinct minibatches (checked against a one-process recompute).
+2. Gradients: over :func:`webgym_agents.onpolicy.minibatches`, each :func:`clip_and_step` applies
+   the mean gradient of the step's distinct minibatches (checked against a one-process recompute).
 3. The weights check of :func:`webgym_agents.onpolicy.save_checkpoint` fails on diverged weights.
 """
 

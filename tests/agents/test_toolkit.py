@@ -73,8 +73,8 @@ def test_discovery_imports_the_modules_that_register_and_no_other(
 
 
 def test_the_trainers_agents_register_themselves_on_first_lookup(tmp_path):
-    """``import webgym_agents`` does not import the trainers (nor torch); the first lookup of a trained
-    agent's name, or a listing, does, and each trainer's agent is then there."""
+    """``import webgym_agents`` does not import the trainers (nor torch); the first lookup of a
+    trained agent's name, or a listing, does, and each trainer's agent is then there."""
     code = textwrap.dedent("""
         import sys
         import webgym_agents

@@ -5,8 +5,8 @@ summaries (with the seeds ``episode_seed`` gives) and the run summary agree, and
 names the REAL catalog's split hash and task ids, so they pass ``validate_run`` (the file
 checks); they do not replay (``verify_run``), having never been played. Everything is written
 through ``webgym.runs`` (the writers the harness uses) and the run summary is computed by
-``webgym_benchmarks.metrics``, as ``webgym-bench run`` computes it; only ``write_json`` (below) writes a
-file by hand, for the tests that tamper with a run.
+``webgym_benchmarks.metrics``, as ``webgym-bench run`` computes it; only ``write_json`` (below)
+writes a file by hand, for the tests that tamper with a run.
 
 ``record_run``: a real run, played by the real harness (``plan_run`` / ``execute_plan``, which
 finalises it) in text mode: what ``submit`` accepts. ``refresh_run_summary`` recomputes a
