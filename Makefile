@@ -16,6 +16,8 @@ chromium:
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip uninstall -q -y webgym 2>/dev/null || true  # the old name, now webgym-shopping
+	rm -rf webgym.egg-info  # the old name's metadata (it mapped agents, benchmarks, leaderboards)
 	$(PY) -m pip install -q -e '.[dev,trl,openenv-deps]'
 	$(PY) -m pip install -q --no-deps openenv-core==0.3.0  # see the openenv extra in pyproject
 	$(VENV)/bin/webgym shop build
