@@ -74,7 +74,8 @@ def effect_probe(
 
 def critic_report(heads, cache, frame, values, *, probe: bool = True) -> dict[str, Any]:
     """The cheap diagnostics of a trained critic on the cached features (module docstring);
-    ``values`` = (Q rows, V) of the cached states, as ``webgym_agents.digiq.critic_values`` gives."""
+    ``values`` = (Q rows, V) of the cached states, as ``webgym_agents.digiq.critic_values``
+    gives."""
     q_rows, v = values
     held = frame["heldout"].to_numpy()
     mc = frame["mc_return"].to_numpy()
