@@ -407,9 +407,7 @@ class ScorerDecision:
     logprob: float  # log softmax(f / T)[index], T the acting temperature
     temperature: float
     value: float | None = None
-    # the action was forced (a probe's "< Prev"), not drawn: the clipped losses train such a
-    # turn with the plain policy gradient (agents.onpolicy.old_logprobs)
-    forced: bool = False
+    forced: bool = False  # the action was forced (a probe's "< Prev"), not drawn
     logprobs: list[float] | None = None
 
     def explain(self) -> dict[str, Any]:
