@@ -75,7 +75,6 @@ __all__ = [
     "Learner",
     "OnPolicyConfig",
     "TurnBatch",
-    "old_logprobs",
     "collect",
     "iteration_tasks",
     "minibatches",
@@ -409,30 +408,17 @@ class TurnBatch:
         return torch.cat([self.logprobs(policy, [i]) for i in idx])
 
 
-def old_logprobs(batch: TurnBatch, turns: Sequence[int], logp: torch.Tensor) -> torch.Tensor:
-    """The ratio's denominators of ``turns`` (their current ``logp`` given in that order): the
-    acting log-probability, or for a turn whose action was forced (``decision.forced``: a
-    probe's ``< Prev``) ``logp`` itself, detached. Such a turn's ratio is then 1 at every update
-    and the clipped loss gives it the plain policy gradient A grad log pi(a | s): with the acting
-    log-probability, an action bc gives ~1e-9 could gain at most 28 % of that per update before
-    the clip cuts its gradient, and would never be learned. (Exploration draws keep their
-    acting log-probability: unclipped, their many noisy advantages upset the policy.)"""
-    acted = batch.old_logp[torch.as_tensor(list(turns), dtype=torch.long)]
-    drawn = torch.tensor([not getattr(batch.decisions[j], "forced", False) for j in turns])
-    return torch.where(drawn, acted, logp.detach().reshape(acted.shape).to(acted.dtype))
-
-
 def as_rows(idx, rows, turns, logp_flat, batch: TurnBatch, ref_flat):
     """Scatter flat per-turn values into (B, L) rows padded with mask 0: rollout ``idx[b]``'s
     turns ``rows[idx[b]]`` (indices into ``batch``), whose log-probabilities ``logp_flat`` (and
     the reference's ``ref_flat``) were computed in the order of ``turns``. Returns
     (logp, old_logp, ref_logp or None, mask), the layout of ``losses.clipped_surrogate``.
-    old_logp: :func:`old_logprobs`."""
+    """
     width = max(len(rows[e]) for e in idx)
     pos = {j: k for k, j in enumerate(turns)}
     index = torch.tensor([[pos[j] for j in rows[e]] + [0] * (width - len(rows[e])) for e in idx])
     logp = logp_flat[index]
-    old = old_logprobs(batch, turns, logp_flat)[index]
+    old = batch.old_logp[torch.tensor(turns)][index]
     ref = ref_flat[index] if ref_flat is not None else None
     mask = torch.zeros(len(idx), width)
     for b, e in enumerate(idx):
@@ -708,7 +694,7 @@ def ppo_turn_update(
         for idx in minibatches(len(batch), minibatch_size, gen):
             logp = batch.logprobs(policy, idx).unsqueeze(1)
             loss, st = clipped_surrogate(
-                logp, old_logprobs(batch, idx, logp).unsqueeze(1), advantages[idx],
+                logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
                 torch.ones_like(logp), eps_low=clip_eps, loss_type="dapo",
             )  # fmt: skip
             loss.backward()

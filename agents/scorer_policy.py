@@ -27,8 +27,7 @@ among them, it does not generate.
 The log-probability a decision carries is that of the distribution that acted:
 log softmax(f / T)[chosen], so PPO ratios built on :meth:`ScorerPolicy.logprobs` are exact.
 
-Imports webgym_agents.observation and webgym_agents.models; never webgym_benchmarks or
-webgym_leaderboards.
+Imports webgym_agents.observation and webgym_agents.models; never benchmarks or leaderboards.
 """
 
 from __future__ import annotations
@@ -408,9 +407,7 @@ class ScorerDecision:
     logprob: float  # log softmax(f / T)[index], T the acting temperature
     temperature: float
     value: float | None = None
-    # the action was forced (a probe's "< Prev"), not drawn: the clipped losses train such a
-    # turn with the plain policy gradient (webgym_agents.onpolicy.old_logprobs)
-    forced: bool = False
+    forced: bool = False  # the action was forced (a probe's "< Prev"), not drawn
     logprobs: list[float] | None = None
 
     def explain(self) -> dict[str, Any]:
