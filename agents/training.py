@@ -741,25 +741,11 @@ class TrainRun:
         if not self.show_progress:
             yield lambda advance=1, info="": None
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import TextColumn
 
-        columns = [
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        ]
-        with Progress(*columns, console=self.console) as bar:
+        from webgym.terminal import progress_bar
+
+        with progress_bar(self.console, TextColumn("{task.fields[info]}")) as bar:
             task = bar.add_task(description, total=total, completed=completed, info="")
 
             def update(advance: int = 1, info: str = "") -> None:

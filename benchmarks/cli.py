@@ -35,7 +35,7 @@ from rich.table import Table
 
 from webgym.envs import MAX_EPISODE_STEPS
 from webgym.terminal import SafeConsole as Console
-from webgym.terminal import markup_safe
+from webgym.terminal import markup_safe, progress_bar
 
 RUN_HELP = """Run an agent on a split and record every episode (docs/run-format.md).
 
@@ -293,27 +293,14 @@ def _play(plan: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def _progress_bar(n_total: int, n_complete: int) -> Iterator[Callable[[dict[str, Any]], None]]:
     """A rich progress bar over a run's episodes; yields the ``on_result`` that advances it."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    columns = [
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+    info = (
         TextColumn("SR {task.fields[sr]}"),
         TextColumn("{task.fields[sps]} steps/s"),
         TextColumn("{task.fields[errors]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console) as progress:
+    )
+    with progress_bar(console, *info) as progress:
         task = progress.add_task(
             "episodes", total=n_total, completed=n_complete, sr="-", sps="-", errors=""
         )

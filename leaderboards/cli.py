@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from webgym.terminal import SafeConsole as Console
-from webgym.terminal import markup_safe, terminal_safe
+from webgym.terminal import markup_safe, progress_bar, terminal_safe
 
 DbOption = Annotated[
     Path | None,
@@ -110,26 +110,10 @@ def replay_progress(err: Console) -> Iterator[Callable[[int, int], None]]:
 
         yield line
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    columns = (
-        TextColumn("replaying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("episodes"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err) as progress:
-        task = progress.add_task("replay", total=None)
+    with progress_bar(err, TextColumn("episodes")) as progress:
+        task = progress.add_task("replaying", total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)

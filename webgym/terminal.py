@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-__all__ = ["SafeConsole", "markup_safe", "terminal_safe"]
+__all__ = ["SafeConsole", "markup_safe", "progress_bar", "terminal_safe"]
 
 _SEQUENCE = re.compile(
     r"""
@@ -71,3 +71,28 @@ class SafeConsole(Console):
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(terminal_safe(text, newlines=True), **kwargs)
+
+
+def progress_bar(console: Console, *info: Any) -> Any:
+    """The project's rich progress bar on ``console``: the task's description, the bar,
+    done/total, the ``info`` columns (rich ``TextColumn``s of what each caller tracks), time
+    elapsed and time left. Use it as rich's ``Progress`` (a context manager, ``add_task``)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *info,
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
