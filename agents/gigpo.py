@@ -151,6 +151,9 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
             if r.valid and r.turns and bool(a.abs().max() > 0)
         ]  # fmt: skip
         batch = TurnBatch.of([r for r, _ in kept])
+        adv_of_turn = torch.tensor(
+            [float(kept[e][1][t]) for e, t in zip(batch.episode, batch.turn, strict=True)]
+        )
         rows = [[] for _ in kept]  # rows = rollouts, columns = their turns
         for j, e in enumerate(batch.episode):
             rows[e].append(j)
@@ -163,7 +166,9 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
                 if reference is not None:
                     with torch.no_grad():
                         ref_flat = batch.logprobs(reference, turns)
-                logp, old, ref, mask = as_rows(idx, rows, turns, logp_flat, batch, ref_flat)
+                logp, old, ref, mask = as_rows(
+                    idx, rows, turns, logp_flat, batch, ref_flat, adv_of_turn
+                )
                 adv = torch.zeros_like(mask)  # A_t^i, per turn: (B, L) as the rows
                 for b, e in enumerate(idx):
                     adv[b, : len(rows[e])] = kept[e][1]

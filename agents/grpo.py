@@ -137,6 +137,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
         ]
         batch = TurnBatch.of([r for r, _ in kept])
         adv_of_rollout = torch.tensor([a for _, a in kept])
+        adv_of_turn = adv_of_rollout[torch.tensor(batch.episode, dtype=torch.long)]
         # rows = rollouts, columns = their turns: the (B, L) layout of the shared loss
         rows = [[] for _ in kept]
         for j, e in enumerate(batch.episode):
@@ -153,7 +154,9 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
                 if reference is not None:
                     with torch.no_grad():
                         ref_flat = batch.logprobs(reference, turns)
-                logp, old, ref, mask = as_rows(idx, rows, turns, logp_flat, batch, ref_flat)
+                logp, old, ref, mask = as_rows(
+                    idx, rows, turns, logp_flat, batch, ref_flat, adv_of_turn
+                )
                 loss, st = clipped_surrogate(
                     logp, old, adv_of_rollout[idx], mask, eps_low=config.epsilon,
                     eps_high=config.epsilon_high, loss_type=config.loss_type, max_len=max_len,

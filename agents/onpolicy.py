@@ -75,6 +75,7 @@ __all__ = [
     "Learner",
     "OnPolicyConfig",
     "TurnBatch",
+    "old_logprobs",
     "collect",
     "iteration_tasks",
     "minibatches",
@@ -408,17 +409,42 @@ class TurnBatch:
         return torch.cat([self.logprobs(policy, [i]) for i in idx])
 
 
-def as_rows(idx, rows, turns, logp_flat, batch: TurnBatch, ref_flat):
+def old_logprobs(
+    batch: TurnBatch,
+    turns: Sequence[int],
+    logp: torch.Tensor,
+    advantage: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The ratio's denominators of ``turns`` (their current ``logp`` and ``advantage`` given in
+    that order): the acting log-probability, or for a turn whose action was forced
+    (``decision.forced``: a probe's ``< Prev``) with A > 0 ``logp`` itself, detached. Such a
+    turn's ratio is then 1 at every update and the clipped loss gives it the plain policy
+    gradient A grad log pi(a | s): with the acting log-probability, an action bc gives ~1e-9
+    could gain at most 28 % of that per update before the clip cuts its gradient, and would
+    never be learned. A forced turn with A <= 0 keeps the clip: the plain gradient would push
+    an action the policy already all but never takes further down without end (grad log pi
+    does not vanish as pi -> 0), and a few failed probes would bury it. (Exploration draws keep
+    their acting log-probability: unclipped, their many noisy advantages upset the policy.)"""
+    acted = batch.old_logp[torch.as_tensor(list(turns), dtype=torch.long)]
+    forced = torch.tensor([bool(getattr(batch.decisions[j], "forced", False)) for j in turns])
+    if advantage is not None:
+        forced &= advantage.reshape(acted.shape) > 0
+    return torch.where(forced, logp.detach().reshape(acted.shape).to(acted.dtype), acted)
+
+
+def as_rows(idx, rows, turns, logp_flat, batch: TurnBatch, ref_flat, turn_advantage=None):
     """Scatter flat per-turn values into (B, L) rows padded with mask 0: rollout ``idx[b]``'s
     turns ``rows[idx[b]]`` (indices into ``batch``), whose log-probabilities ``logp_flat`` (and
     the reference's ``ref_flat``) were computed in the order of ``turns``. Returns
     (logp, old_logp, ref_logp or None, mask), the layout of ``losses.clipped_surrogate``.
-    """
+    old_logp: :func:`old_logprobs`, given ``turn_advantage``, every turn's advantage in
+    ``batch`` order."""
     width = max(len(rows[e]) for e in idx)
     pos = {j: k for k, j in enumerate(turns)}
     index = torch.tensor([[pos[j] for j in rows[e]] + [0] * (width - len(rows[e])) for e in idx])
     logp = logp_flat[index]
-    old = batch.old_logp[torch.tensor(turns)][index]
+    adv = None if turn_advantage is None else turn_advantage[torch.tensor(turns)]
+    old = old_logprobs(batch, turns, logp_flat, adv)[index]
     ref = ref_flat[index] if ref_flat is not None else None
     mask = torch.zeros(len(idx), width)
     for b, e in enumerate(idx):
@@ -694,7 +720,7 @@ def ppo_turn_update(
         for idx in minibatches(len(batch), minibatch_size, gen):
             logp = batch.logprobs(policy, idx).unsqueeze(1)
             loss, st = clipped_surrogate(
-                logp, batch.old_logp[idx].unsqueeze(1), advantages[idx],
+                logp, old_logprobs(batch, idx, logp, advantages[idx]).unsqueeze(1), advantages[idx],
                 torch.ones_like(logp), eps_low=clip_eps, loss_type="dapo",
             )  # fmt: skip
             loss.backward()

@@ -8,6 +8,7 @@ it, e.g. ``bc``)::
                          the sha256 of the base weights, the policy's fields and metadata
     adapter.safetensors  the encoder tensors that training changed, as float16 DELTAS over the
                          base backbone's tensors (every other tensor is the base's, exactly)
+                         (absent when the encoder is another shipped checkpoint's: below)
     head.safetensors     the scoring heads, float32
     release.json         provenance: the content hash, each file's sha256, trainer, preset,
                          training config, training-data hash, git commit, the results row it
@@ -22,6 +23,13 @@ Load one with one call (the hashes and the base model's fingerprint are checked 
 ``webgym-bench release NAME --checkpoint DIR`` makes one from a training run's checkpoint.
 Configs name a shipped checkpoint as ``released:<name>`` wherever they take a checkpoint
 folder (``init_checkpoint``, digiq's ``behaviour_checkpoint``): :func:`resolve_checkpoint`.
+
+Heads over a shared encoder: a learner that trained only the scoring heads over a shipped
+start (``init_checkpoint="released:bc"``, ``train_encoder=False``) has that start's encoder,
+bit for bit. Its release then stores no adapter; ``config.json``'s ``adapter_from`` names the
+shipped checkpoint whose ``adapter.safetensors`` it uses and that file's sha256, checked on load
+(so a re-released ``bc`` is refused until the learners over it are re-released too). Each such
+learner costs its heads, ~0.4 MB, instead of the 7 MB adapter.
 
 Why deltas in float16: the bc scorer trains MiniLM's top two layers (3.5 M of 22.7 M
 parameters); their change is ~0.03 at most, so a float16 delta is exact to ~1e-5, where a
@@ -132,6 +140,14 @@ class Release:
             hint += f" or rebuild it with `{rebuild}`"
         return hint
 
+    @staticmethod
+    def content_files(files: dict[str, Any]) -> tuple[str, ...]:
+        """The files the content hash covers: all three, or config and heads where the
+        encoder is another shipped checkpoint's (``adapter_from`` in the hashed config)."""
+        if ADAPTER_FILE in files:
+            return CONTENT_FILES
+        return tuple(n for n in CONTENT_FILES if n != ADAPTER_FILE)
+
     def verify(self) -> dict[str, Any]:
         """Check every file against its sha256 in ``release.json`` and the content hash;
         returns ``release.json``. A :class:`ReleaseError` names the first file that fails."""
@@ -147,7 +163,7 @@ class Release:
                 f"{display_path(self.path / RELEASE_FILE)}: format_version "
                 f"{info.get('format_version')!r} is not {FORMAT_VERSION}; {self.rebuild_hint()}"
             )
-        for name in CONTENT_FILES:
+        for name in self.content_files(files):
             path = self.path / name
             if name not in files:
                 raise ReleaseError(
@@ -164,7 +180,7 @@ class Release:
                     f"shipped checkpoint {self.name}: {display_path(path)} does not match its "
                     f"sha256 in {RELEASE_FILE} (damaged or replaced); {self.rebuild_hint()}"
                 )
-        if _content_hash({n: files[n] for n in CONTENT_FILES}) != info.get("sha256"):
+        if _content_hash({n: files[n] for n in self.content_files(files)}) != info.get("sha256"):
             raise ReleaseError(
                 f"shipped checkpoint {self.name}: the content hash in "
                 f"{display_path(self.path / RELEASE_FILE)} does not match its files; "
@@ -325,7 +341,7 @@ def load_release(name_or_dir: str | Path, *, backbone: Any = None) -> Any:
         train_layers=int(config.get("train_layers", 0)),
         hidden=int(config.get("hidden", 128)),
     )
-    deltas = load_file(str(release.path / ADAPTER_FILE))
+    deltas = load_file(str(_adapter_path(release, config)))
     unknown = sorted(set(deltas) - set(base))
     if unknown:
         raise ReleaseError(
@@ -348,8 +364,58 @@ def load_release(name_or_dir: str | Path, *, backbone: Any = None) -> Any:
     return policy.eval()
 
 
+def _adapter_path(release: Release, config: dict[str, Any]) -> Path:
+    """The adapter file a release's encoder is made of: its own, or the shared one that
+    ``adapter_from`` names, checked against the sha256 recorded there."""
+    shared = config.get("adapter_from")
+    if not shared:
+        if not (release.path / ADAPTER_FILE).is_file():
+            raise ReleaseError(
+                f"shipped checkpoint {release.name}: {display_path(release.path / ADAPTER_FILE)} "
+                f"is missing; {release.rebuild_hint()}"
+            )
+        return release.path / ADAPTER_FILE
+    path = release.path.parent / str(shared.get("name")) / ADAPTER_FILE
+    if not path.is_file():
+        raise ReleaseError(
+            f"shipped checkpoint {release.name} uses the encoder of {shared.get('name')!r}, "
+            f"whose {display_path(path)} is missing; {release.rebuild_hint()}"
+        )
+    if sha256_file(path) != shared.get("sha256"):
+        raise ReleaseError(
+            f"shipped checkpoint {release.name} was made over {shared.get('name')}'s encoder "
+            f"with sha256 {str(shared.get('sha256'))[:12]}, and {display_path(path)} is another "
+            f"(re-released or damaged); {release.rebuild_hint()}"
+        )
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # Making one
+
+
+def _shared_adapter(
+    own: dict[str, Any], base: dict[str, Any], root: Path, name: str
+) -> dict[str, str] | None:
+    """``{"name", "sha256"}`` of the first other shipped checkpoint in ``root`` whose adapter,
+    added to ``base`` as :func:`load_release` adds it, gives exactly the encoder ``own``."""
+    import torch
+    from safetensors.torch import load_file
+
+    for other in list_releases(root):
+        path = other.path / ADAPTER_FILE
+        if other.path.name == name or not path.is_file():
+            continue
+        deltas = load_file(str(path))
+        if set(deltas) - set(own):
+            continue
+        same = all(
+            torch.equal(v, base[k] + deltas[k].to(base[k].dtype) if k in deltas else base[k])
+            for k, v in own.items()
+        )
+        if same:
+            return {"name": other.path.name, "sha256": sha256_file(path)}
+    return None
 
 
 def _git_commit() -> tuple[str | None, bool | None]:
@@ -490,6 +556,7 @@ def _make_from_checkpoint(
         for k, v in policy.state_dict().items()
         if not k.startswith("encoder.")
     }
+    shared = _shared_adapter(own, base, target.parent, name) if deltas else None
     metadata = {k: v for k, v in policy.metadata.items() if k != "release"}
     config = {
         "format": FORMAT,
@@ -505,16 +572,20 @@ def _make_from_checkpoint(
         "heads": "float32",
         "metadata": metadata,
     }
+    if shared:
+        config["adapter"] = f"the encoder of shipped checkpoint {shared['name']}, unchanged"
+        config["adapter_from"] = shared
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     # one metadata key: safetensors writes several in no fixed order, and the same checkpoint
     # must give the same bytes (the same content hash) whenever it is released
-    save_file(deltas, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+    if not shared:
+        save_file(deltas, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
     save_file(heads, str(tmp / HEAD_FILE), metadata={"format": "pt"})
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    files = {n: sha256_file(tmp / n) for n in CONTENT_FILES}
+    files = {n: sha256_file(tmp / n) for n in CONTENT_FILES if (tmp / n).is_file()}
     sha256 = _content_hash(files)
     run_cfg = _training_run(checkpoint)
     commit, dirty = _git_commit()
@@ -543,8 +614,9 @@ def _make_from_checkpoint(
         "git_dirty": dirty,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "base": {"backbone": config["backbone"], "base_sha256": config["base_sha256"]},
-        "stored_tensors": len(deltas),
-        "stored_parameters": int(sum(t.numel() for t in deltas.values())),
+        "stored_tensors": 0 if shared else len(deltas),
+        "stored_parameters": 0 if shared else int(sum(t.numel() for t in deltas.values())),
+        "adapter_from": shared,
         "head_parameters": int(sum(t.numel() for t in heads.values())),
         "results": row,
         "rebuild": rebuild or f"webgym-bench release {name} --checkpoint {checkpoint}",

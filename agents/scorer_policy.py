@@ -239,7 +239,13 @@ Search) are 1 when the page does not offer an option value the instruction names
 is over the instruction's budget, and a retry still fits in the steps left
 (:data:`RETRY_STEPS`). Each sits on its own kind of candidate, so a linear weight
 on it moves mass between buying and going back (a feature shared by every candidate cancels in
-the softmax). Checkpoints trained before they existed load with zero weights on them."""
+the softmax). Checkpoints trained before they existed load with zero weights on them.
+
+Options are offered only where choosing one changes something: not the value already chosen
+(clicking it is a no-op) and, in a dimension with a chosen value, only values the instruction
+names (swapping one unnamed value for another gains nothing; a policy that could loops there
+until the episode is cut off). So ``selected`` is 0 on every candidate; it stays a feature so
+that every head loads. ``buy_pending`` is 0 on the last step, where buying is all that pays."""
 
 EMBEDDING_CACHE_SIZE = 200_000
 """Texts whose frozen-encoder embedding :meth:`ScorerPolicy.embed` keeps (~300 MB for MiniLM);
@@ -289,10 +295,13 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     labels: dict[str, str] = {}
     option_of: dict[str, tuple[str, bool]] = {}
     groups = option_groups(obs)
+    decided: set[str] = set()  # the options of a dimension that has a chosen value
     for group in groups:
         for opt in group.options:
             labels[opt.bid] = f"{group.name}: {opt.label}"
             option_of[opt.bid] = (opt.label, opt.checked)
+        if any(opt.checked for opt in group.options):
+            decided.update(opt.bid for opt in group.options)
     for node in nodes:
         if node.bid and node.bid not in labels and node.name:
             labels[node.bid] = node.name
@@ -353,9 +362,16 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
         elif bid in option_of:
             value, checked = option_of[bid]
             named = _mentions(goal_without_price(goal).lower(), value.lower())
+            if checked or (bid in decided and not named):
+                # the chosen value again changes nothing, and swapping one value the
+                # instruction does not name for another gains nothing: neither is offered
+                continue
             add(action, labels[bid], option=1, selected=float(checked), goal_overlap=float(named))
         elif bid == "buy_now":
-            add(action, "buy now", buy_now=1, buy_mismatch=mismatch, buy_pending=pending)
+            # on the last step buying is all that pays, chosen options or not
+            last = max_steps - int(obs.get("step", 0) or 0) <= 1
+            add(action, "buy now", buy_now=1, buy_mismatch=mismatch,
+                buy_pending=0.0 if last else pending)  # fmt: skip
         elif bid.startswith("tab_"):
             add(action, labels.get(bid, bid), detail_tab=1)
         elif m_click:
@@ -407,7 +423,9 @@ class ScorerDecision:
     logprob: float  # log softmax(f / T)[index], T the acting temperature
     temperature: float
     value: float | None = None
-    forced: bool = False  # the action was forced (a probe's "< Prev"), not drawn
+    # the action was forced (a probe's "< Prev"), not drawn: the clipped losses train such a
+    # turn with the plain policy gradient (webgym_agents.onpolicy.old_logprobs)
+    forced: bool = False
     logprobs: list[float] | None = None
 
     def explain(self) -> dict[str, Any]:

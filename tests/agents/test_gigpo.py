@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from webgym_agents.gigpo import PRESETS, anchor_key, gigpo_advantages
-from webgym_agents.onpolicy import back_probes, split_task_ids
+from webgym_agents.onpolicy import TurnBatch, back_probes, old_logprobs, split_task_ids
 from webgym_agents.returns import anchor_step_advantages, group_advantages
 from webgym_agents.rollouts import collect_rollouts
 from webgym_agents.scorer_policy import ScorerPolicy
@@ -102,18 +102,31 @@ def test_back_probes_fork_from_a_product_page_with_the_episode_memory_and_join_t
         )
     ]  # fmt: skip
     assert forkable and len(probes) == len(forkable)
-    keys = {anchor_key(t.obs): t for r in rollouts for t in r.turns}
+    memories: dict[str, list[list[str]]] = {}  # anchor -> the memories of its turns
+    for r in rollouts:
+        for t in r.turns:
+            memories.setdefault(anchor_key(t.obs), []).append(t.obs["previous_actions"])
     for probe in probes:
         first = probe.turns[0]
         assert first.action == "click('prev')"
-        origin = keys[anchor_key(first.obs)]  # the same page and the same memory
-        assert first.obs["previous_actions"] == origin.obs["previous_actions"]
+        # the same page and the same opened results: the anchor of the turn it forked from,
+        # whose whole action history it carries
+        assert first.obs["previous_actions"] in memories[anchor_key(first.obs)]
         want = policy.logprobs(
             [first.decision.state], [first.decision.candidates], [first.decision.index]
         )
         assert math.isclose(first.decision.logprob, float(want[0]), abs_tol=1e-5)
-    assert all(p.turns[0].decision.forced for p in probes)  # recorded as forced, not drawn
-    assert not any(t.decision.forced for p in probes for t in p.turns[1:])
+    # the forced turn trains with the plain policy gradient (ratio 1), the others against the
+    # log-probability they were acted with
+    batch = TurnBatch.of(probes)
+    turns = list(range(len(batch)))
+    with torch.no_grad():
+        shifted = batch.old_logp - 0.5  # any current log-probabilities
+    old = old_logprobs(batch, turns, shifted)
+    forced = torch.tensor([d.forced for d in batch.decisions])
+    assert forced.any() and not forced.all()
+    torch.testing.assert_close(old[forced], shifted[forced])
+    torch.testing.assert_close(old[~forced], batch.old_logp[~forced])
     adv = gigpo_advantages(rollouts, cfg, probes)
     assert len(adv) == len(rollouts) + len(probes)
     assert all(len(a) == len(r.turns) for a, r in zip(adv, [*rollouts, *probes], strict=True))

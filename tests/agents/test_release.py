@@ -20,6 +20,7 @@ from webgym.runs import atomic_write_json
 from webgym_agents import make_agent
 from webgym_agents.release import (
     ADAPTER_FILE,
+    HEAD_FILE,
     RELEASE_FILE,
     Release,
     ReleaseError,
@@ -62,7 +63,9 @@ def test_the_repository_ships_bc():
 def test_every_shipped_checkpoint_matches_its_hash_and_plays_an_episode(env, release):
     info = release.verify()
     assert info["name"] == release.name == release.path.name
-    assert len(info["sha256"]) == 64 and info["files"].keys() >= {ADAPTER_FILE, "config.json"}
+    assert len(info["sha256"]) == 64 and info["files"].keys() >= {HEAD_FILE, "config.json"}
+    # its own adapter, or the one of the shipped checkpoint whose encoder it kept
+    assert (ADAPTER_FILE in info["files"]) != bool(info.get("adapter_from"))
     agent = make_agent(release.name, checkpoint=str(release.path))
     try:
         assert agent.name == release.name  # the trainer's agent, checked by trained_by
@@ -233,3 +236,42 @@ def test_learners_start_from_the_shipped_bc_by_name(tmp_path):
     assert policy.metadata["release"] == {"name": "bc", "sha256": bc.sha256}
     behaviour = _behaviour(DigiQConfig(behaviour_checkpoint="released:bc"))
     assert behaviour.metadata["release"]["sha256"] == bc.sha256
+
+
+def test_a_heads_only_learner_ships_its_heads_over_its_starts_encoder(env, tmp_path):
+    """A learner that trained only the heads over a shipped start keeps that start's encoder
+    bit for bit: its release stores the heads and names the start's adapter by sha256; it
+    loads to the checkpoint's exact parameters; a changed start adapter refuses it."""
+    _, ckpt = _trained_tiny(tmp_path)
+    root = tmp_path / "released"
+    bc = make_release("bc", ckpt, root=root)
+    learner = ScorerPolicy.from_release(bc.path)  # as a learner starts from released:bc
+    with torch.no_grad():
+        learner.feature_weights.weight.add_(0.5)  # only its heads move
+    learner.metadata = {"trained_by": "grpo"}
+    learner.save(tmp_path / "grpo-ckpt")
+    grpo = make_release("grpo", tmp_path / "grpo-ckpt", root=root)
+    info = grpo.verify()
+    assert not (grpo.path / ADAPTER_FILE).exists() and ADAPTER_FILE not in info["files"]
+    assert info["adapter_from"] == {"name": "bc", "sha256": bc.verify()["files"][ADAPTER_FILE]}
+    shipped = ScorerPolicy.from_release(grpo.path)
+    trained = ScorerPolicy.load(tmp_path / "grpo-ckpt")
+    for (key, a), b in zip(shipped.state_dict().items(), trained.state_dict().values()):
+        assert torch.equal(a, b), key
+    seen, reward, _ = play(env, make_agent("grpo", checkpoint=str(grpo.path)), "test-0002")
+    assert len(seen) >= 2 and 0.0 <= reward <= 1.0
+
+    # a learner whose encoder moved keeps its own adapter
+    with torch.no_grad():
+        next(p for p in trained.encoder.parameters()).add_(0.01)
+    trained.save(tmp_path / "moved")
+    moved = make_release("grpo", tmp_path / "moved", root=tmp_path / "other")
+    assert (moved.path / ADAPTER_FILE).is_file()
+
+    # bc re-released over another encoder: grpo is refused, naming why and how to rebuild
+    (root / "bc" / ADAPTER_FILE).write_bytes((moved.path / ADAPTER_FILE).read_bytes())
+    with pytest.raises(
+        ReleaseError,
+        match="made over bc's encoder with sha256 .*webgym-bench release grpo --checkpoint",
+    ):
+        ScorerPolicy.from_release(grpo.path)

@@ -5,7 +5,8 @@ accessibility tree; a trained checkpoint's results depend on what they return. O
 text-mode episodes (the rule agent on validation tasks, and the rule agent mixed with seeded
 random clicks so that sub-pages and back-navigation are visited too) both must give what they
 gave before the shop wrote element ids on inert elements (``scorer_inputs_before.json``, captured
-from the code of that time by ``python -m tests.agents.test_scorer_inputs --capture``).
+from the code of that time by ``python -m tests.agents.test_scorer_inputs --capture``), except
+for the one deliberate change since: options whose choice changes nothing are not offered.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 import webgym  # noqa: F401 - registers the environments
 from webgym.envs import MAX_EPISODE_STEPS
 from webgym_agents.rule_agent import RuleAgent
-from webgym_agents.scorer_policy import N_FEATURES_V1, candidates, state_text
+from webgym_agents.scorer_policy import FEATURES, N_FEATURES_V1, candidates, state_text
 
 FIXTURE = Path(__file__).with_name("scorer_inputs_before.json")
 RULE_TASKS = [f"validation-{i:04d}" for i in range(5)]
@@ -83,18 +84,43 @@ def test_the_fixture_covers_every_page_kind():
     assert {"search page", "results page", "item page", "item detail page"} <= kinds
 
 
+def offered_now(step: dict[str, Any]) -> list[int]:
+    """The indices of a captured step's candidates that are still offered: every one but the
+    options no longer offered (the chosen value; in a dimension with a chosen value, a value
+    the instruction does not name), read from the captured ``selected``/``goal_overlap``."""
+    option, selected, named = (FEATURES.index(k) for k in ("option", "selected", "goal_overlap"))
+    dimension = lambda a: a.rsplit("_", 1)[0]  # noqa: E731 - click('opt_1_0') -> click('opt_1
+    decided = {
+        dimension(a)
+        for a, f in zip(step["actions"], step["features"], strict=True)
+        if f[option] and f[selected]
+    }
+    return [
+        k
+        for k, (a, f) in enumerate(zip(step["actions"], step["features"], strict=True))
+        if not f[option] or not (f[selected] or (dimension(a) in decided and not f[named]))
+    ]
+
+
 def test_state_text_and_candidates_are_what_they_were(now):
     before = json.loads(FIXTURE.read_text())
     assert list(now) == list(before)
+    removed = 0
     for key, steps in before.items():
         assert len(now[key]) == len(steps), key
         for i, (was, got) in enumerate(zip(steps, now[key], strict=True)):
-            for field in ("url", "state", "actions", "texts"):
+            assert got["url"] == was["url"] and got["state"] == was["state"], (key, i)
+            keep = offered_now(was)
+            removed += len(was["actions"]) - len(keep)
+            for field in ("actions", "texts", "features"):
+                was[field] = [was[field][k] for k in keep]
+            for field in ("actions", "texts"):
                 assert got[field] == was[field], (key, i, field)
             # the features a checkpoint of that time was trained on are unchanged; the ones
             # added since (visited, buy/back mismatch) are appended after them
             old = [f[:N_FEATURES_V1] for f in got["features"]]
             assert old == [f[:N_FEATURES_V1] for f in was["features"]], (key, i, "features")
+    assert removed > 0  # the episodes do choose options, so the rule above was exercised
 
 
 if __name__ == "__main__" and "--capture" in sys.argv:
