@@ -24,21 +24,23 @@ from webgym_agents.base import (
     register_agent,
     unregister_agent,
 )
-from webgym_agents.random_agent import RandomAgent
-from webgym_agents.reader_agent import ReaderAgent
-from webgym_agents.rule_agent import RuleAgent
+from webgym_agents.scripted.random_agent import RandomAgent
+from webgym_agents.scripted.reader_agent import ReaderAgent
+from webgym_agents.scripted.rule_agent import RuleAgent
 from webgym_agents.trained import load_trained_agent
 
 
 def _make_lm_agent(**kwargs):
     """``lm``: imported on first use, so that ``import webgym_agents`` does not load torch."""
-    from webgym_agents.lm_agent import LMAgent
+    # on first use: the LM policy imports torch
+    from webgym_agents.policies.lm_agent import LMAgent
 
     return LMAgent(**kwargs)
 
 
 def _check_lm_checkpoint(checkpoint: str) -> str | None:
-    from webgym_agents.checkpoints import policy_problem
+    # on first use: the toolkit is no part of ``import webgym_agents``
+    from webgym_agents.toolkit.checkpoints import policy_problem
 
     return policy_problem(
         checkpoint,
@@ -60,11 +62,12 @@ register_agent(
 
 
 def _check_policy_checkpoint(checkpoint: str) -> str | None:
-    from webgym_agents.checkpoints import policy_problem
+    # on first use: the toolkit is no part of ``import webgym_agents``
+    from webgym_agents.toolkit.checkpoints import policy_problem
 
     return policy_problem(
         checkpoint,
-        make="`webgym-bench train --agent bc --preset scorer-cpu` makes one; "
+        make="`webgym-bench train --agent bc --preset cpu` makes one; "
         "agents/released/bc is the shipped bc",
     )
 
@@ -79,8 +82,9 @@ register_agent(
 
 
 def _register_trainers_agents() -> None:
-    """Each trainer registers the agent that plays its checkpoints (``register_trainer``)."""
-    from webgym_agents.training import list_trainers
+    """Each trainer registers the agent that plays its checkpoints (the registry does)."""
+    # on the first look-up only: the registry imports the trainers, and they import torch
+    from webgym_agents.toolkit.trainers import list_trainers
 
     list_trainers()
 

@@ -68,6 +68,7 @@ __all__ = [
     "check_agent_object",
     "check_external_agent",
     "is_agent_spec",
+    "is_registered",
     "load_agent_factory",
     "list_agents",
     "make_agent",
@@ -214,8 +215,8 @@ class AgentInfo:
         default=None, compare=False, repr=False
     )
     """Why the agent cannot play a checkpoint (one line), or None: :func:`check_agent` asks it
-    before anything is built (``webgym_agents.checkpoints.policy_problem`` reads what a folder
-    holds)."""
+    before anything is built (``webgym_agents.toolkit.checkpoints.policy_problem`` reads what a
+    folder holds)."""
 
 
 class UnknownAgentError(KeyError, ValueError):
@@ -449,6 +450,11 @@ def register_agent(
         return f
 
     return add if factory is None else add(factory)
+
+
+def is_registered(name: str) -> bool:
+    """Whether an agent of that name is in the registry now (no entry point is looked up)."""
+    return name in _REGISTRY
 
 
 def unregister_agent(name: str) -> None:

@@ -16,7 +16,7 @@ it, e.g. ``bc``)::
 
 Load one with one call (the hashes and the base model's fingerprint are checked first)::
 
-    from webgym_agents.scorer_policy import ScorerPolicy
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
     policy = ScorerPolicy.from_release("bc")          # or load_release("bc")
 
 ``webgym-bench run --agent bc`` plays it when no ``--checkpoint`` is given;
@@ -301,15 +301,15 @@ def release_config(directory: str | Path) -> dict[str, Any]:
 
 
 def load_release(name_or_dir: str | Path, *, backbone: Any = None) -> Any:
-    """The :class:`~webgym_agents.scorer_policy.ScorerPolicy` a shipped checkpoint holds: ``name``
-    (``bc``), ``released:bc`` or a folder. Checks the files' hashes, the base backbone's
+    """The :class:`~webgym_agents.policies.scorer_policy.ScorerPolicy` a shipped checkpoint holds:
+    ``name`` (``bc``), ``released:bc`` or a folder. Checks the files' hashes, the base backbone's
     fingerprint and its weights' hash, then adds the float16 deltas to the base encoder and
     loads the heads. The policy's ``metadata["release"]`` says which checkpoint it is."""
     import torch
     from safetensors.torch import load_file
 
     from webgym_agents.models.backbone import BackboneMismatch, load_backbone
-    from webgym_agents.scorer_policy import ScorerPolicy, pad_new_features
+    from webgym_agents.policies.scorer_policy import ScorerPolicy, pad_new_features
 
     release = _release_of(name_or_dir)
     info = release.verify()
@@ -527,7 +527,7 @@ def _make_from_checkpoint(
     from safetensors.torch import save_file
 
     from webgym_agents.models.backbone import load_backbone
-    from webgym_agents.scorer_policy import ScorerPolicy, read_info
+    from webgym_agents.policies.scorer_policy import ScorerPolicy, read_info
 
     if not checkpoint.is_dir():
         raise ReleaseError(f"checkpoint {checkpoint} is not a folder")

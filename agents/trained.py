@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from webgym_agents.checkpoints import read_checkpoint
+from webgym_agents.toolkit.checkpoints import read_checkpoint
 
 __all__ = ["load_trained_agent"]
 
@@ -29,11 +29,11 @@ def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwar
             info_path = Path(checkpoint) / CONFIG_FILE
     kind = json.loads(info_path.read_text()).get("kind") if info_path.is_file() else None
     if kind == "scorer-policy":
-        from webgym_agents.scorer_policy import ScorerAgent
+        from webgym_agents.policies.scorer_policy import ScorerAgent
 
         agent = ScorerAgent(checkpoint, **kwargs)
     else:  # an LM checkpoint, or a clear error from LMPolicy.load
-        from webgym_agents.lm_agent import LMAgent
+        from webgym_agents.policies.lm_agent import LMAgent
 
         agent = LMAgent(checkpoint=checkpoint, **kwargs)
     if trained_by is not None:

@@ -4,7 +4,7 @@
     OUT/frozen/            a digiq run on ../finetune_freeze/data, off-the-shelf features
     OUT/end_to_end/        a digiq run on the same data, the TD loss through the encoder
     OUT/<mode>/test/       the extracted policy's run on the test split (the harness)
-    OUT/ablation.csv       one row per mode: the diagnostics of agents/critic_diagnostics.py
+    OUT/ablation.csv       one row per mode: the diagnostics of agents/toolkit/critic_diagnostics.py
     OUT/ablation.png       the same as a table
 
 Columns: effect accuracy (the fine-tuned effect head on held-out transitions, finetune_freeze
@@ -118,8 +118,9 @@ def run_ablation(
     test split with ``play_test(mode, checkpoint, out_dir, episodes)`` (-> the run's metrics)."""
     import json
 
-    from webgym_agents.digiq import ranking_diagnostics
-    from webgym_agents.training import TrainRun, get_trainer
+    from webgym_agents.algos.digiq import ranking_diagnostics
+    from webgym_agents.toolkit.trainers import get_trainer
+    from webgym_agents.toolkit.training import TrainRun
 
     info = get_trainer("digiq")
     rows = []

@@ -99,12 +99,8 @@ def warn(message: str) -> None:
 def _trainer_config(agent: str, preset: str, config: Path | None) -> tuple[Any, Any]:
     """(trainer info, config): the agent's trainer, its preset, the file's fields over it; a
     clear exit 2 for an unknown trainer, preset or field."""
-    from webgym_agents.training import (
-        ConfigError,
-        UnknownTrainerError,
-        config_from_file,
-        get_trainer,
-    )
+    from webgym_agents.toolkit.trainers import UnknownTrainerError, get_trainer
+    from webgym_agents.toolkit.training import ConfigError, config_from_file
 
     try:
         info = get_trainer(agent)
@@ -135,7 +131,8 @@ def _check_starting_checkpoints(cfg: Any, out: Path) -> None:
     """Exit 2 with one line when the policy a new training run starts from (``init_checkpoint``,
     ``behaviour_checkpoint``) is missing or no policy, before the output folder is made; a
     resumed run starts from its own checkpoint, so it is only warned."""
-    from webgym_agents.training import latest_checkpoint, starting_checkpoint_problem
+    from webgym_agents.toolkit.trainers import starting_checkpoint_problem
+    from webgym_agents.toolkit.training import latest_checkpoint
 
     why = starting_checkpoint_problem(cfg)
     if why and latest_checkpoint(out) is None:
@@ -628,7 +625,7 @@ def release_cmd(
 
 
 # ----------------------------------------------------------------------------------------------
-# train (docs/training.md): a registered trainer (agents/training.py), then an evaluation on the
+# train (docs/training.md): a registered trainer (toolkit/training.py), then an evaluation on the
 # validation split planned and played as `run` plans and plays one, so the evaluation is an
 # ordinary run directory.
 
@@ -669,8 +666,8 @@ def train_cmd(
         ),
     ] = None,
 ) -> None:
-    from webgym_agents import data_parallel
-    from webgym_agents.training import ConfigMismatch, TrainRun
+    from webgym_agents.toolkit import data_parallel
+    from webgym_agents.toolkit.training import ConfigMismatch, TrainRun
 
     info, cfg = _trainer_config(agent, preset, config)
     out = out or Path("runs") / f"train-{agent}-{preset}"

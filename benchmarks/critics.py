@@ -31,7 +31,7 @@ The estimators (an estimator needs its checkpoint, ``--checkpoint KIND=DIR``):
   the same for every turn of a rollout, as POISE uses it. No ranking.
 - ``digiq`` (the twin Q/V heads and critic encoder of a digiq checkpoint): V = min_i V_i(s),
   native Q = min_i Q_i(s, a_k).
-- ``genac`` (a generative critic checkpoint, agents/genac.py): V = its k/10.
+- ``genac`` (a generative critic checkpoint, agents/algos/genac.py): V = its k/10.
 
 Every phase is cached in OUT (trajectories, forks, each estimator's values by its checkpoint),
 so a re-run resumes or adds an estimator without redoing the others; ``critics.csv``,
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from webgym_agents.critic_diagnostics import (
+from webgym_agents.toolkit.critic_diagnostics import (
     action_sensitivity,
     calibration,
     explained_variance,
@@ -116,8 +116,8 @@ class Estimate:
 
 
 def _policy(path: str):
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
     from webgym_agents.release import resolve_checkpoint
-    from webgym_agents.scorer_policy import ScorerPolicy
 
     policy = ScorerPolicy.load(resolve_checkpoint(path))  # a folder, or released:bc
     return policy.eval()
@@ -130,9 +130,9 @@ def collect_trajectories(policy, split: str, config: ReportConfig, path: Path):
 
     if path.is_file():
         return pd.read_parquet(path)
-    from webgym_agents.onpolicy import split_task_ids
-    from webgym_agents.poise import FeatureTap, rollout_features
-    from webgym_agents.rollouts import collect_rollouts
+    from webgym_agents.algos.poise import FeatureTap, rollout_features
+    from webgym_agents.toolkit.onpolicy import split_task_ids
+    from webgym_agents.toolkit.rollouts import collect_rollouts
 
     tasks = split_task_ids(split)[: config.tasks]
     t0 = time.perf_counter()
@@ -185,8 +185,8 @@ def fork_candidates(frame, policy, split: str, config: ReportConfig, path: Path)
     snapshot) and the outcome g = gamma^(steps-1) R. Cached at ``path`` (JSON)."""
     if path.is_file():
         return json.loads(path.read_text())
-    from webgym_agents.critic_diagnostics import _play_out
-    from webgym_agents.rollouts import _keep, make_env
+    from webgym_agents.toolkit.critic_diagnostics import _play_out
+    from webgym_agents.toolkit.rollouts import _keep, make_env
 
     picked = ranking_rows(frame, config.rank_states)
     out = []
@@ -267,8 +267,8 @@ class VineForks:
         self.name = f"vine-forks K={k} (vineppo)"
 
     def _fork_means(self, snapshots: list[dict], ctx) -> tuple[np.ndarray, int]:
-        from webgym_agents.rollouts import collect_rollouts
-        from webgym_agents.vineppo import fork_values
+        from webgym_agents.algos.vineppo import fork_values
+        from webgym_agents.toolkit.rollouts import collect_rollouts
 
         if not snapshots:
             return np.zeros(0), 0
@@ -294,7 +294,7 @@ class ScorerCriticValues:
     """An archer or reinforce checkpoint's :class:`ScorerCritic`."""
 
     def __init__(self, kind: str, checkpoint: str):
-        from webgym_agents.scorer_policy import ScorerCritic
+        from webgym_agents.policies.scorer_policy import ScorerCritic
 
         self.name = f"{kind} critic"
         self.critic = ScorerCritic.load(Path(checkpoint) / "critic").eval()
@@ -304,13 +304,13 @@ class ScorerCriticValues:
         self.max_steps = int(cfg.get("max_steps", 15))
 
     def _texts(self, observations: Sequence[dict]) -> list[str]:
-        from webgym_agents.scorer_policy import critic_state_text, state_text
+        from webgym_agents.policies.scorer_policy import critic_state_text, state_text
 
         text = critic_state_text if self.facts else state_text
         return [text(o, self.max_steps) for o in observations]
 
     def _values(self, observations: Sequence[dict]) -> np.ndarray:
-        from webgym_agents.onpolicy import critic_values
+        from webgym_agents.toolkit.onpolicy import critic_values
 
         return critic_values(self.critic, self._texts(observations)).numpy()
 
@@ -326,7 +326,7 @@ class PoiseProbe:
     """POISE's probe on the OTHER rollout of the same task (its cross-rollout baseline)."""
 
     def __init__(self, checkpoint: str):
-        from webgym_agents.poise import PROBE_DIR, Probe
+        from webgym_agents.algos.poise import PROBE_DIR, Probe
 
         path = Path(checkpoint) / PROBE_DIR / "probe.npz"
         if not path.is_file():
@@ -355,8 +355,8 @@ class DigiQHeads:
     """A digiq checkpoint: min_i V_i(phi(s)) and native min_i Q_i(phi(s, a_k))."""
 
     def __init__(self, checkpoint: str):
-        from webgym_agents.digiq import DigiQConfig, load_critic, load_critic_encoder
-        from webgym_agents.training import override_config
+        from webgym_agents.algos.digiq import DigiQConfig, load_critic, load_critic_encoder
+        from webgym_agents.toolkit.training import override_config
 
         self.name = "digiq heads"
         self.heads, info = load_critic(checkpoint)
@@ -377,7 +377,7 @@ class DigiQHeads:
     def estimate(self, frame, ranked, ctx) -> Estimate:
         import torch
 
-        from webgym_agents.digiq import _nodes_by_bid, critic_action_text
+        from webgym_agents.algos.digiq import _nodes_by_bid, critic_action_text
 
         t0 = time.perf_counter()
         values = self._v(list(frame["state"]))
@@ -395,10 +395,10 @@ class DigiQHeads:
 
 
 class GenerativeCriticValues:
-    """GenAC: the critic writes a rationale and an integer k, V = k / 10 (agents/genac.py)."""
+    """GenAC: the critic writes a rationale and an integer k, V = k / 10 (agents/algos/genac.py)."""
 
     def __init__(self, checkpoint: str):
-        from webgym_agents.genac import GenerativeCritic
+        from webgym_agents.algos.genac import GenerativeCritic
 
         self.name = "genac"
         self.critic = GenerativeCritic.load(checkpoint)

@@ -30,10 +30,10 @@ def test_episode_seeds_keep_the_values_recorded_runs_were_played_with():
     # the harness's seeds since the first recorded run: changing them breaks every replay
     assert episode_seed(0, "test-0003") == 632177199
     assert episode_seed(7, "train-0001") == 1260241883
-    # trainers' own rollouts use their own salt (webgym_agents.rollouts.rollout_seed)
+    # trainers' own rollouts use their own salt (webgym_agents.toolkit.rollouts.rollout_seed)
     assert episode_seed(0, "train-0001", salt=TRAIN_SEED_SALT) == 2094880610
     assert episode_seed(3, "test-0003", salt=TRAIN_SEED_SALT) == 1762004585
-    from webgym_agents.rollouts import rollout_seed
+    from webgym_agents.toolkit.rollouts import rollout_seed
 
     assert rollout_seed(3, "test-0003") == 1762004585
 
@@ -101,7 +101,7 @@ def test_bc_replays_a_run_the_harness_recorded(tmp_path):
     cloning re-plays a run's actions from the same seeds and checks every rebuilt page against
     the same digests. Any disagreement would skip the episode."""
     from tests.benchmarks.helpers import actions, cli, summaries
-    from webgym_agents.bc import PRESETS, _episodes_from_run
+    from webgym_agents.algos.bc import PRESETS, _episodes_from_run
 
     out = tmp_path / "run"
     result = cli("run", "--agent", "rule", "--split", "train", "--episodes", "3", "--out", out)

@@ -36,9 +36,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from webgym_agents.critic_diagnostics import explained_variance
-from webgym_agents.losses import value_mse
-from webgym_agents.onpolicy import (
+from webgym_agents.toolkit.critic_diagnostics import explained_variance
+from webgym_agents.toolkit.losses import value_mse
+from webgym_agents.toolkit.onpolicy import (
     CriticConfig,
     Learner,
     TurnBatch,
@@ -51,9 +51,9 @@ from webgym_agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from webgym_agents.returns import discounted_returns, turn_td_advantages
-from webgym_agents.rollouts import rollout_stats
-from webgym_agents.training import TrainRun, register_trainer
+from webgym_agents.toolkit.returns import archer_advantages, turn_returns
+from webgym_agents.toolkit.rollouts import rollout_stats
+from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 
 @dataclass
@@ -98,7 +98,7 @@ PRESETS = {
         device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
         tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
     ),
-    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (agents/lm_critic.py);
+    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (policies/lm_critic.py);
     # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
     "gpu": ArcherConfig(
         backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
@@ -111,21 +111,6 @@ PRESETS = {
         val_tasks=2, lr=1e-3, minibatch_size=8,
     ),
 }  # fmt: skip
-
-
-def archer_advantages(batch: TurnBatch, values: torch.Tensor) -> torch.Tensor:
-    """A(t) per turn of ``batch`` from V(s_t) (flat, in batch order), episode by episode."""
-    out = torch.empty(len(batch))
-    ep = torch.tensor(batch.episode)
-    for i, r in enumerate(batch.rollouts):
-        where = (ep == i).nonzero().view(-1)
-        out[where] = turn_td_advantages(values[where], r.reward)
-    return out
-
-
-def turn_returns(batch: TurnBatch, gamma: float) -> torch.Tensor:
-    """G_t = gamma^(T-1-t) R of every turn of ``batch`` (flat, in batch order)."""
-    return torch.cat([discounted_returns(r.reward, len(r.turns), gamma) for r in batch.rollouts])
 
 
 def archer_update(
@@ -281,7 +266,7 @@ def train_archer(config: ArcherConfig, run: TrainRun):
     return run.latest_path
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "archer",
     train_archer,
     PRESETS,

@@ -6,21 +6,22 @@ the CleanRL manner: :class:`BCConfig` holds every hyper-parameter, :func:`train_
 bottom.
 
 1. **Demonstrations.** The ``rule`` agent (``demo_agent``) plays the first ``n_demo_tasks``
-   tasks of the TRAIN split in the text env (:func:`webgym_agents.rollouts.collect_episodes`); the
+   tasks of the TRAIN split in the text env
+   (:func:`webgym_agents.toolkit.rollouts.collect_episodes`); the
    steps of episodes with reward >= ``min_reward`` are kept. The default ``min_reward = 1.0``
    keeps successes only (WebShop's IL data are human successes too); a lower threshold adds
    partially right purchases, whose option clicks are then partly wrong. Episodes from run
    directories named in ``extra_runs`` (``webgym-bench run`` output on the train split, e.g. a
    better agent) are added: a run records actions but not observations, so each kept episode's
    actions are re-played in the text env from its recorded seed
-   (:func:`webgym_agents.rollouts.replay_episode`) and every rebuilt page is checked against the
-   recorded ``obs_digest``; an episode that does not replay identically is skipped (and
+   (:func:`webgym_agents.toolkit.rollouts.replay_episode`) and every rebuilt page is checked against
+   the recorded ``obs_digest``; an episode that does not replay identically is skipped (and
    counted). A run on another split is refused (that would train on evaluation tasks). The run
    directory is read through ``webgym.runs`` (docs/run-format.md), which also gives the episode
    seed the harness played from (``episode_seed``) and the digest replays are checked against.
    A ``heldout_fraction`` of the demonstration TASKS is set aside to measure the policy.
-2. **Supervised fine-tuning** of :class:`webgym_agents.lm_agent.LMPolicy` on (prompt(s_t), a_t)
-   pairs with AdamW, gradient clipping and mini-batches (accumulated over micro-batches); the loss
+2. **Supervised fine-tuning** of :class:`webgym_agents.policies.lm_agent.LMPolicy` on
+   (prompt(s_t), a_t) pairs with AdamW, gradient clipping and mini-batches (accumulated over micro-batches); the loss
    is the negative log-likelihood of the demonstrated action, tokens of the action plus the
    end-of-turn token (see :func:`bc_loss`).
 3. **Measurement and checkpoints.** After each iteration (``updates_per_iteration`` optimizer
@@ -30,7 +31,7 @@ bottom.
    iteration 0 is the untrained policy. A row goes to ``metrics.csv``; every
    ``checkpoint_every`` iterations a checkpoint (``LMPolicy.save`` + optimizer + RNG states,
    metadata ``trained_by: "bc"``, ``n_demos``, the train split's hash) is written through
-   :class:`webgym_agents.training.TrainRun`. Re-running resumes from the latest checkpoint.
+   :class:`webgym_agents.toolkit.training.TrainRun`. Re-running resumes from the latest checkpoint.
 
 The checkpoints are played by the ``lm`` agent, or by ``bc`` (the same agent under the name
 ``bc``, so that leaderboard rows say how the weights were made)::
@@ -54,8 +55,8 @@ import numpy as np
 import torch
 
 from webgym.runs import RunDir, episode_seed
-from webgym_agents.lm_agent import LMPolicy, PromptConfig
-from webgym_agents.rollouts import (
+from webgym_agents.policies.lm_agent import LMPolicy, PromptConfig
+from webgym_agents.toolkit.rollouts import (
     Episode,
     ReplayMismatch,
     Step,
@@ -63,7 +64,7 @@ from webgym_agents.rollouts import (
     make_env,
     replay_episode,
 )
-from webgym_agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
+from webgym_agents.toolkit.training import CommonConfig, TrainerInfo, TrainRun, config_to_dict
 
 __all__ = ["BCConfig", "bc_loss", "collect_demonstrations", "split_heldout", "train_bc"]
 
@@ -72,7 +73,7 @@ __all__ = ["BCConfig", "bc_loss", "collect_demonstrations", "split_heldout", "tr
 class BCConfig(CommonConfig):
     """Every hyper-parameter of behaviour cloning (presets: :data:`PRESETS`); seed,
     torch_threads, device, max_steps (demonstrations and evaluation), checkpoint_every and
-    keep_checkpoints are :class:`webgym_agents.training.CommonConfig`'s.
+    keep_checkpoints are :class:`webgym_agents.toolkit.training.CommonConfig`'s.
 
     ``micro_batch_size`` is 1 on a CPU: a padded batch pays for its padding and runs no faster
     there than one sequence after another (measured on this CPU: SmolLM2 forward of 8 x 512 tokens
@@ -140,7 +141,7 @@ PRESETS: dict[str, BCConfig] = {
         lr=3e-5,
         eval_episodes=250,
     ),
-    # The candidate scorer (agents/scorer_policy.py): the starting point of the on-policy
+    # The candidate scorer (agents/policies/scorer_policy.py): the starting point of the on-policy
     # learners (archer, grpo, reinforce) on a CPU. max_prompt_tokens is the state text's budget.
     "scorer-smoke": BCConfig(
         backbone="tiny-encoder", torch_threads=1, max_prompt_tokens=96, n_demo_tasks=30,
@@ -357,15 +358,16 @@ class _LMLearner:
 
 
 class _ScorerLearner:
-    """An encoder backbone: :class:`webgym_agents.scorer_policy.ScorerPolicy`; a sample is (state
-    text, candidates, index of the demonstrated action), the loss -log softmax(f)[demonstrated].
+    """An encoder backbone: :class:`webgym_agents.policies.scorer_policy.ScorerPolicy`; a sample is
+    (state text, candidates, index of the demonstrated action), the loss
+    -log softmax(f)[demonstrated].
 
     A demonstrated action that is not among the policy's candidates is dropped (counted in the
     log): the scorer can only choose what it lists.
     """
 
     def __init__(self, config: BCConfig, resume_from: Path | None):
-        from webgym_agents.scorer_policy import ScorerPolicy
+        from webgym_agents.policies.scorer_policy import ScorerPolicy
 
         if resume_from is not None:
             self.policy = ScorerPolicy.load(resume_from)
@@ -380,7 +382,7 @@ class _ScorerLearner:
         self.policy.eval()  # no dropout
 
     def sample(self, step: Step):
-        from webgym_agents.scorer_policy import candidates, state_text
+        from webgym_agents.policies.scorer_policy import candidates, state_text
 
         cands = candidates(step.obs, self.policy.max_steps)
         lowered = [a.lower() for a in cands.actions]
@@ -414,7 +416,7 @@ class _ScorerLearner:
 
 
 def _learner(config: BCConfig, resume_from: Path | None):
-    from webgym_agents.scorer_policy import ENCODER_BACKBONES
+    from webgym_agents.policies.scorer_policy import ENCODER_BACKBONES
 
     if config.backbone in ENCODER_BACKBONES:
         return _ScorerLearner(config, resume_from)
@@ -568,7 +570,7 @@ def _row_text(row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "bc",
     train_bc,
     PRESETS,

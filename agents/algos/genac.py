@@ -52,7 +52,7 @@ only its top ``critic_train_layers`` = 2 of 30 decoder layers (and the final nor
 rest and the tied embeddings / LM head frozen; SFT on the turns of 32 bc episodes (3 epochs,
 lr 5e-4: the format is learnt, 0 of 16 samples malformed after it, against 11 of 16 after 2
 epochs at 1e-4); REINFORCE on 64 of an iteration's ~175 states; rationales capped at 24 tokens
-(the templated ones take <= 19). Measured by ``python -m webgym_agents.genac``
+(the templated ones take <= 19). Measured by ``python -m webgym_agents.algos.genac``
 (:func:`measure_costs`: 8 rule-agent states of ~190 prompt tokens, 8 prompts a call, an untrained
 critic that writes to the cap: the upper bound), one torch thread on this 2-core machine under a
 load of ~5, seconds per state: value 1.30 (expectation) / 1.31 (greedy), REINFORCE sample 1.31 + its
@@ -93,10 +93,10 @@ import numpy as np
 import torch
 
 from webgym.envs import MAX_EPISODE_STEPS
-from webgym_agents.archer import archer_advantages, turn_returns
-from webgym_agents.lm_agent import LMPolicy
 from webgym_agents.models.backbone import Backbone, _pad, load_backbone
-from webgym_agents.onpolicy import (
+from webgym_agents.policies.lm_agent import LMPolicy
+from webgym_agents.policies.scorer_policy import critic_state_text
+from webgym_agents.toolkit.onpolicy import (
     CRITIC_DIR,
     OnPolicyConfig,
     TurnBatch,
@@ -110,9 +110,9 @@ from webgym_agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from webgym_agents.rollouts import Rollout, rollout_stats
-from webgym_agents.scorer_policy import critic_state_text
-from webgym_agents.training import TrainRun, register_trainer
+from webgym_agents.toolkit.returns import archer_advantages, turn_returns
+from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
+from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 FACTS_DIR = "genac"
 SCORE_ROOM = 8  # tokens after the rationale: "\nScore: 10" and the end-of-turn token
@@ -262,7 +262,8 @@ _RESULTS_RE = re.compile(r"(\d+) listed, (\d+) within budget, best title match (
 
 def rationale(state: str) -> str:
     """A one-line rationale from the page facts of a critic state text
-    (:func:`webgym_agents.scorer_policy.critic_state_text`): the page kind, and on an item page the
+    (:func:`webgym_agents.policies.scorer_policy.critic_state_text`): the page kind, and on an item
+    page the
     budget, title match and chosen options, on a results page the listed products in budget."""
     kind = _KIND_RE.search(state)
     page = kind.group(1) if kind else "page"
@@ -812,10 +813,10 @@ def measure_costs(
 ) -> dict[str, float]:
     """Seconds per state of each critic operation (the module docstring's figures) on
     ``n_states`` real states, the ``rule`` agent's turns on the first train tasks, one call of
-    ``n_states`` prompts each. ``python -m webgym_agents.genac [n_states]`` prints them."""
-    from webgym_agents.onpolicy import split_task_ids
-    from webgym_agents.rollouts import collect_episodes
-    from webgym_agents.rule_agent import RuleAgent
+    ``n_states`` prompts each. ``python -m webgym_agents.algos.genac [n_states]`` prints them."""
+    from webgym_agents.scripted.rule_agent import RuleAgent
+    from webgym_agents.toolkit.onpolicy import split_task_ids
+    from webgym_agents.toolkit.rollouts import collect_episodes
 
     torch.set_num_threads(threads)
     episodes = collect_episodes(RuleAgent(), split_task_ids("train")[:n_states], max_steps=10)
@@ -863,7 +864,7 @@ if __name__ == "__main__":
     print(json.dumps(measure_costs(n_states=n), indent=2))
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "genac",
     train_genac,
     PRESETS,

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from webgym_agents.losses import clipped_surrogate
 from webgym_agents.observation import visited_items
-from webgym_agents.onpolicy import (
+from webgym_agents.toolkit.losses import clipped_surrogate
+from webgym_agents.toolkit.onpolicy import (
     BACK_ACTIONS,
     OnPolicyConfig,
     TurnBatch,
@@ -51,9 +51,9 @@ from webgym_agents.onpolicy import (
     start_learner,
     with_probes,
 )
-from webgym_agents.returns import anchor_step_advantages, group_advantages
-from webgym_agents.rollouts import Rollout, rollout_stats
-from webgym_agents.training import TrainRun, register_trainer
+from webgym_agents.toolkit.returns import anchor_step_advantages, group_advantages
+from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
+from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 
 @dataclass
@@ -212,7 +212,7 @@ def _went_back(rollout: Rollout) -> bool:
     return any(t.action in BACK_ACTIONS for t in rollout.turns)
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "gigpo",
     train_gigpo,
     PRESETS,

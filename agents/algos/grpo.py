@@ -8,7 +8,7 @@
         for num_iterations passes over minibatches of rollouts:
             rho = exp(logp_theta - logp_old)           per token, logp_old frozen at collection
             L = -min(rho A, clip(rho, 1 - eps, 1 + eps_high) A) + beta KL_k3(pi || pi_ref)
-            aggregated by loss_type: grpo / dapo / dr_grpo (agents/losses.py)
+            aggregated by loss_type: grpo / dapo / dr_grpo (agents/toolkit/losses.py)
 
 A sequence is one rollout, its tokens the choices of its turns (TRL's multi-turn completions
 likewise hold every turn). Errored rollouts are left out of the group statistics (NaN) and
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from webgym_agents.losses import clipped_surrogate
-from webgym_agents.onpolicy import (
+from webgym_agents.toolkit.losses import clipped_surrogate
+from webgym_agents.toolkit.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
     as_rows,
@@ -41,9 +41,9 @@ from webgym_agents.onpolicy import (
     start_learner,
     with_probes,
 )
-from webgym_agents.returns import group_advantages
-from webgym_agents.rollouts import rollout_stats
-from webgym_agents.training import TrainRun, register_trainer
+from webgym_agents.toolkit.returns import group_advantages
+from webgym_agents.toolkit.rollouts import rollout_stats
+from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 
 @dataclass
@@ -79,7 +79,7 @@ PRESETS = {
         device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
         tasks_per_iteration=32, group_size=8, n_envs=32, val_tasks=250, minibatch_rollouts=32,
     ),
-    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (agents/lm_critic.py);
+    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (policies/lm_critic.py);
     # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
     "gpu": GRPOConfig(
         backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
@@ -189,7 +189,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
     return run.latest_path
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "grpo",
     train_grpo,
     PRESETS,

@@ -20,7 +20,7 @@ would let r_i leak into b_i); the probe R^2 / MSE logged for a batch is measured
 refit that adds it, an honest generalisation score. ``rloo_mse`` beside it is the error of the
 sibling's reward as the predictor, RLOO's baseline.
 
-**The scorer adaptation** (agents/scorer_policy.py; the ``cpu`` presets). The scorer encodes
+**The scorer adaptation** (policies/scorer_policy.py; the ``cpu`` presets). The scorer encodes
 the state text once (u) and each candidate's text once (v_k) and softmaxes
 f(s, a_k) / T over the candidates: that forward pass produces the decision's log-probability.
 A :class:`FeatureTap` plays the policy with forward hooks on the encoder for the duration of
@@ -64,7 +64,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from webgym_agents.onpolicy import (
+from webgym_agents.policies.scorer_policy import ScorerDecision, ScorerPolicy
+from webgym_agents.toolkit.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
     collect,
@@ -73,9 +74,8 @@ from webgym_agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from webgym_agents.rollouts import Rollout, rollout_stats
-from webgym_agents.scorer_policy import ScorerDecision, ScorerPolicy
-from webgym_agents.training import TrainRun, register_trainer
+from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
+from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 PROBE_DIR = "probe"
 
@@ -317,7 +317,7 @@ def train_poise(config: PoiseConfig, run: TrainRun):
     if config.backbone in ("tiny-lm", "smollm2-135m"):
         raise ValueError(
             f"poise taps the candidate scorer's encoder; the decoder path ({config.backbone}) "
-            "has no feature tap yet (agents/poise.py): use an encoder backbone"
+            "has no feature tap yet (agents/algos/poise.py): use an encoder backbone"
         )
     learner = start_learner(config, run)
     policy, optimizer = learner.policy, learner.optimizer
@@ -416,7 +416,7 @@ def _restore_probe(run: TrainRun) -> tuple[np.ndarray, np.ndarray, Probe | None]
     return x, y, probe
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "poise",
     train_poise,
     PRESETS,

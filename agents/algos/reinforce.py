@@ -8,7 +8,7 @@
         actor:  L(theta) = -mean_t A_t log pi_theta(a_t | s_t)   one pass, on-policy
         critic: L(phi)   = 0.5 mean_t (V_phi(s_t) - G_t)^2       critic_epochs passes
 
-The policy is the candidate scorer (agents/scorer_policy.py); the critic a copy of its encoder
+The policy is the candidate scorer (policies/scorer_policy.py); the critic a copy of its encoder
 with a scalar head. Imports webgym_agents only.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from webgym_agents.losses import value_mse
-from webgym_agents.onpolicy import (
+from webgym_agents.toolkit.losses import value_mse
+from webgym_agents.toolkit.onpolicy import (
     CriticConfig,
     TurnBatch,
     clip_and_step,
@@ -32,9 +32,9 @@ from webgym_agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from webgym_agents.returns import discounted_returns
-from webgym_agents.rollouts import rollout_stats
-from webgym_agents.training import TrainRun, register_trainer
+from webgym_agents.toolkit.returns import discounted_returns
+from webgym_agents.toolkit.rollouts import rollout_stats
+from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 
 @dataclass
@@ -59,7 +59,7 @@ PRESETS = {
         device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
         tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
     ),
-    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (agents/lm_critic.py);
+    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (policies/lm_critic.py);
     # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
     "gpu": ReinforceConfig(
         backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
@@ -130,7 +130,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
     return run.latest_path
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "reinforce",
     train_reinforce,
     PRESETS,

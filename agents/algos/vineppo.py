@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from webgym_agents.onpolicy import (
+from webgym_agents.toolkit.onpolicy import (
     OnPolicyConfig,
     Policy,
     TurnBatch,
@@ -43,8 +43,8 @@ from webgym_agents.onpolicy import (
     run_iterations,
     start_learner,
 )
-from webgym_agents.rollouts import Rollout, rollout_stats
-from webgym_agents.training import TrainRun, register_trainer
+from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
+from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 
 @dataclass
@@ -196,7 +196,7 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
     return run.latest_path
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "vineppo",
     train_vineppo,
     PRESETS,

@@ -128,7 +128,7 @@ format-1 checkpoint has no head and the ``page-first`` layout) and refuses, with
 :class:`~webgym_agents.models.backbone.BackboneMismatch` and the reason, a checkpoint (or a value
 head) made on another backbone. An untrained checkpoint for smoke tests::
 
-    from webgym_agents.lm_agent import LMPolicy
+    from webgym_agents.policies.lm_agent import LMPolicy
     LMPolicy.from_backbone_name("tiny-lm").save("/tmp/lm-tiny")
     agent = make_agent("lm", checkpoint="/tmp/lm-tiny", mode="choice", temperature=0.0)
 
@@ -671,7 +671,7 @@ class LMPolicy:
     """A causal LM acting on WebGym observations (see the module docstring).
 
     ``KIND`` is what ``policy.json`` says the checkpoint is (``"lm-policy"``; the LM critic,
-    agents/lm_critic.py, a subclass, writes ``"lm-critic"``).
+    agents/policies/lm_critic.py, a subclass, writes ``"lm-critic"``).
 
     ``add_eos``: the end-of-turn token ends every scored/trained action string (so that a
     trained model stops after the action); ``max_new_tokens``: the generation length (actions
@@ -1309,7 +1309,7 @@ class LMPolicy:
         d = Path(directory)
         path = d / POLICY_FILE
         if not path.is_file():
-            from webgym_agents.checkpoints import read_checkpoint
+            from webgym_agents.toolkit.checkpoints import read_checkpoint
 
             found = read_checkpoint(d)
             if found.kind is not None or found.trainer:  # another checkpoint: say what it is

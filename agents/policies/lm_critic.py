@@ -1,11 +1,12 @@
 """The LM critic: V(s) from a copy of the base LM with a scalar head (ArCHer's critic).
 
 The value is read at ONE position, the last token of the observation's prompt (the prompt
-boundary), so a response never changes it. It is an :class:`~webgym_agents.lm_agent.LMPolicy` whose
+boundary), so a response never changes it. It is an
+:class:`~webgym_agents.policies.lm_agent.LMPolicy` whose
 value head is the point: it saves and loads the same files with the same fingerprint checks
 (``policy.json`` says ``"kind": "lm-critic"``), builds its prompts the same way, and
 :meth:`values` is differentiable. The decoder path of the trainers (the ``gpu`` presets on an
-LM backbone) uses it; on a CPU the scorer's critic (agents/scorer_policy.py) is the one used.
+LM backbone) uses it; on a CPU the scorer's critic (policies/scorer_policy.py) is the one used.
 
     critic = LMCritic.from_policy(policy)            # a copy of the policy's LM, a fresh head
     v = critic.values([critic.prompt(obs)])          # (1,), differentiable
@@ -18,7 +19,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from webgym_agents.lm_agent import LMPolicy
+from webgym_agents.policies.lm_agent import LMPolicy
 
 __all__ = ["LMCritic"]
 

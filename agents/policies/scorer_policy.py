@@ -6,7 +6,7 @@ head scores each pair, a softmax over the page's candidates picks one.
     pi(a_k | s) = softmax_k(f(s, a_k) / T)
     V(s) = ValueHead(pool(Enc'("<goal> | <page summary>")))       (ScorerCritic, a copy of Enc)
 
-Why this policy kind exists next to the decoder LM (agents/lm_agent.py): on this 2-core CPU
+Why this policy kind exists next to the decoder LM (agents/policies/lm_agent.py): on this 2-core CPU
 machine SmolLM2-135M costs 1.3-2 s per step to act and 2-3 s per sample to train, about 130
 on-policy episodes an hour, too few for a learning curve. all-MiniLM-L6-v2 is a sentence
 bi-encoder trained for exactly this kind of matching (instruction against product title);
@@ -424,7 +424,7 @@ class ScorerDecision:
     temperature: float
     value: float | None = None
     # the action was forced (a probe's "< Prev"), not drawn: the clipped losses train such a
-    # turn with the plain policy gradient (webgym_agents.onpolicy.old_logprobs)
+    # turn with the plain policy gradient (webgym_agents.toolkit.onpolicy.old_logprobs)
     forced: bool = False
     logprobs: list[float] | None = None
 

@@ -38,7 +38,7 @@ from webgym_agents.observation import (
     visited_items,
     with_history,
 )
-from webgym_agents.rule_agent import chosen_options
+from webgym_agents.scripted.rule_agent import chosen_options
 
 __all__ = ["ReaderAgent"]
 

@@ -8,7 +8,7 @@ The files read::
                          "kind" (KINDS) and "metadata" (trained_by: the trainer that wrote it)
     config.json          the same fields, in a shipped checkpoint (agents/release.py), beside
                          its release.json
-    trainer_state.json   a training run's checkpoint (agents/training.py, TrainRun): "trainer";
+    trainer_state.json   a training run's checkpoint (toolkit/training.py, TrainRun): "trainer";
     training.json        a checkpoint saved before its trainer made a policy (digiq's phases
                          before Best-of-N extraction) has these and no policy.json
 

@@ -74,7 +74,7 @@ def effect_probe(
 
 def critic_report(heads, cache, frame, values, *, probe: bool = True) -> dict[str, Any]:
     """The cheap diagnostics of a trained critic on the cached features (module docstring);
-    ``values`` = (Q rows, V) of the cached states, as ``webgym_agents.digiq.critic_values``
+    ``values`` = (Q rows, V) of the cached states, as ``webgym_agents.algos.digiq.critic_values``
     gives."""
     q_rows, v = values
     held = frame["heldout"].to_numpy()
@@ -145,7 +145,7 @@ def ranking_accuracy(
     The forks' outcomes depend on the data only (a deterministic env and greedy policy): with
     ``outcomes_path`` they are kept there (JSON, by episode and t) and read by the next critic.
     """
-    from webgym_agents.rollouts import make_env
+    from webgym_agents.toolkit.rollouts import make_env
 
     rng = np.random.default_rng([seed, 51])
     held = np.flatnonzero(frame["heldout"].to_numpy())

@@ -1,5 +1,5 @@
 """The learning curve of a training run (``learning_curve.png``, redrawn by
-:meth:`webgym_agents.training.TrainRun.plot` after each row of ``metrics.csv``).
+:meth:`webgym_agents.toolkit.training.TrainRun.plot` after each row of ``metrics.csv``).
 
 A trainer logs a few dozen columns per iteration (timings, counters, diagnostics); the figure
 draws the ones a person reads a run by, a few panels with a legend each rather than one panel

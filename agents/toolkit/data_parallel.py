@@ -1,5 +1,5 @@
 """Data-parallel training over several processes: who this process is, and the few collectives
-the trainers' shared plumbing uses (agents/rollouts.py, agents/onpolicy.py, agents/training.py).
+the trainers' shared plumbing uses (toolkit/rollouts.py, toolkit/onpolicy.py, toolkit/training.py).
 
 A trainer runs unchanged under a multi-process launcher::
 

@@ -3,24 +3,25 @@ start, batches, optimizer steps, the iteration loop, validation, checkpoints, da
 The algorithm files hold only their algorithm.
 
 - :class:`OnPolicyConfig`: the fields every on-policy trainer's config extends (itself an
-  :class:`webgym_agents.training.CommonConfig`).
+  :class:`webgym_agents.toolkit.training.CommonConfig`).
 - :func:`start_policy`: the policy (and optionally a critic) from ``init_checkpoint`` (the
   ``bc`` checkpoint of the same backbone) or fresh, resumed from the run's latest checkpoint.
 - :func:`iteration_tasks`: the train tasks of one iteration, a function of (seed, iteration)
   only, so a resumed run draws the tasks it would have drawn.
 - :func:`collect`: an iteration's rollouts, played in this process or, with ``ray`` set (``train
-  --ray``), on Ray workers (agents/ray_rollouts.py); the same rollouts either way.
+  --ray``), on Ray workers (agents/toolkit/ray_rollouts.py); the same rollouts either way.
 - :class:`TurnBatch`: the valid rollouts' turns as flat lists, for minibatch updates.
 - :func:`validate`: greedy (temperature 0) play on the first validation tasks.
 - :func:`save_checkpoint`: policy (+ critic) + optimizers through :class:`TrainRun`.
 
 **Data-parallel training** (``accelerate launch --multi_gpu --num_processes N -m webgym_bench
-train ...``, or ``torchrun``; agents/data_parallel.py) needs nothing of an algorithm file.
+train ...``, or ``torchrun``; agents/toolkit/data_parallel.py) needs nothing of an algorithm file.
 With N processes:
 
 - every process builds the same policy and critic; :func:`start_policy` copies rank 0's weights
   to the others;
-- :func:`webgym_agents.rollouts.collect_rollouts` (training batches and :func:`validate` alike)
+- :func:`webgym_agents.toolkit.rollouts.collect_rollouts` (training batches and :func:`validate`
+alike)
   plays every N-th episode in each process and gathers them, so every process holds the iteration's
   whole batch, in the order one process would;
 - :func:`minibatches` hands out the same minibatches as one process would, N at a time: an
@@ -50,15 +51,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 import numpy as np
 import torch
 
-from webgym_agents import data_parallel
+from webgym_agents.policies.scorer_policy import (
+    ScorerCritic,
+    ScorerPolicy,
+    critic_state_text,
+    read_info,
+)
 from webgym_agents.release import resolve_checkpoint
-from webgym_agents.rollouts import Rollout, collect_rollouts, rollout_stats
-from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy, critic_state_text, read_info
-from webgym_agents.training import CommonConfig, TrainRun
+from webgym_agents.toolkit import data_parallel
+from webgym_agents.toolkit.rollouts import Rollout, collect_rollouts, rollout_stats
+from webgym_agents.toolkit.training import CommonConfig, TrainRun
 
 if TYPE_CHECKING:
-    from webgym_agents.lm_agent import LMPolicy
-    from webgym_agents.lm_critic import LMCritic
+    from webgym_agents.policies.lm_agent import LMPolicy
+    from webgym_agents.policies.lm_critic import LMCritic
 
 Policy = Union[ScorerPolicy, "LMPolicy"]  # the scorer (cpu presets) or an LM (the decoder path)
 Critic = Union[ScorerCritic, "LMCritic"]
@@ -100,7 +106,7 @@ class OnPolicyConfig(CommonConfig):
     placement_fields: ClassVar[frozenset[str]] = frozenset({"ray", "ray_workers"})
 
     # model
-    backbone: str = "minilm"  # an encoder (the candidate scorer, agents/scorer_policy.py)
+    backbone: str = "minilm"  # an encoder (the candidate scorer, agents/policies/scorer_policy.py)
     init_checkpoint: str = ""  # the starting policy: a folder, or released:bc; "" = fresh head
     max_length: int = 96  # tokens of one (state, candidate) pair
     # rollouts
@@ -121,7 +127,7 @@ class OnPolicyConfig(CommonConfig):
     train_encoder: bool = True  # False: only the policy's scoring heads learn (bc's encoder)
     # optimisation
     lr: float = 1e-5
-    # the scorer's linear feature path (w . features; agents/scorer_policy.py) at its own rate:
+    # the scorer's linear feature path (w . features; policies/scorer_policy.py) at its own rate:
     # its weights start at 0 on features bc never needed and must outweigh bc's confident MLP
     # margin (~6 logits between Buy Now and "< Prev") before the policy ever goes back
     feature_lr: float | None = None  # None: lr
@@ -174,8 +180,9 @@ def start_policy(
 
     Two policy kinds, one set of trainers: on an encoder backbone the candidate scorer with a
     :class:`ScorerCritic` (the ``cpu`` presets); on a causal LM (``smollm2-135m``, ``tiny-lm``;
-    the decoder path of the ``gpu`` presets) an :class:`~webgym_agents.lm_agent.LMPolicy` acting in
-    choice mode with an :class:`~webgym_agents.lm_critic.LMCritic` (V read at the prompt
+    the decoder path of the ``gpu`` presets) an :class:`~webgym_agents.policies.lm_agent.LMPolicy`
+    acting in
+    choice mode with an :class:`~webgym_agents.policies.lm_critic.LMCritic` (V read at the prompt
     boundary)."""
     _configure(config)
     torch.manual_seed(config.seed)  # fresh heads (policy, critic) are a function of the seed
@@ -200,7 +207,7 @@ def start_policy(
         critic_dir = latest / CRITIC_DIR if latest is not None else None
         resumed = critic_dir is not None and critic_dir.is_dir()
         if decoder:
-            from webgym_agents.lm_critic import LMCritic
+            from webgym_agents.policies.lm_critic import LMCritic
 
             if resumed:
                 value_fn = LMCritic.load(critic_dir, device=config.device)
@@ -234,7 +241,7 @@ def load_policy(source: Path, config: OnPolicyConfig) -> Policy:
     if kind == "scorer-policy" and not _is_decoder(config.backbone):
         return ScorerPolicy.load(source)
     if kind == "lm-policy" and _is_decoder(config.backbone):
-        from webgym_agents.lm_agent import LMPolicy
+        from webgym_agents.policies.lm_agent import LMPolicy
 
         return LMPolicy.load(source, device=config.device)
     want = "lm-policy" if _is_decoder(config.backbone) else "scorer-policy"
@@ -247,7 +254,7 @@ def load_policy(source: Path, config: OnPolicyConfig) -> Policy:
 def fresh_policy(config: OnPolicyConfig) -> Policy:
     """An untrained policy on ``config.backbone`` (a fresh scorer head or the base LM)."""
     if _is_decoder(config.backbone):
-        from webgym_agents.lm_agent import LMPolicy
+        from webgym_agents.policies.lm_agent import LMPolicy
 
         return LMPolicy.from_backbone_name(config.backbone, device=config.device)
     return ScorerPolicy.from_backbone_name(
@@ -350,7 +357,7 @@ class TurnBatch:
     states: list[str]
     cands: list[
         Any
-    ]  # webgym_agents.scorer_policy.Candidates (or an LM's candidate strings) per turn
+    ]  # webgym_agents.policies.scorer_policy.Candidates (or an LM's candidate strings) per turn
     chosen: list[int]
     old_logp: torch.Tensor
     temperature: list[float]
@@ -526,7 +533,7 @@ def collect(
     if key not in _RAY:
         import atexit
 
-        from webgym_agents.ray_rollouts import RayCollector
+        from webgym_agents.toolkit.ray_rollouts import RayCollector
 
         _RAY[key] = RayCollector(config.ray_workers, config.ray)
         atexit.register(_RAY[key].close)
@@ -713,7 +720,7 @@ def ppo_turn_update(
     """The PPO actor step on turn advantages (archer, poise, vineppo): ``epochs`` passes over
     minibatches of turns, rho = exp(logp_theta - logp_old) (one token per turn),
     L = -mean min(rho A, clip(rho, 1 - eps, 1 + eps) A). Returns (losses, stats, grad norms)."""
-    from webgym_agents.losses import clipped_surrogate
+    from webgym_agents.toolkit.losses import clipped_surrogate
 
     losses, stats, norms = [], [], []
     for _ in range(epochs if len(batch) else 0):

@@ -1,4 +1,5 @@
-"""Rollouts on Ray workers: :func:`webgym_agents.rollouts.collect_rollouts` split over N actors.
+"""Rollouts on Ray workers: :func:`webgym_agents.toolkit.rollouts.collect_rollouts` split over N
+actors.
 
 ``webgym-bench train --agent NAME --ray`` (a local Ray with ``ray_workers`` CPUs) or ``--ray
 ADDRESS`` (a cluster) makes an on-policy trainer collect this way. Each worker is a Ray actor
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from webgym_agents.rollouts import Rollout, collect_rollouts
+from webgym_agents.toolkit.rollouts import Rollout, collect_rollouts
 
 log = logging.getLogger(__name__)
 

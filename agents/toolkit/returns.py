@@ -1,12 +1,13 @@
 """Returns and advantages: pure functions on tensors, one equation each.
 
-Shared by every on-policy trainer (``agents/archer.py``, ``agents/grpo.py``,
-``agents/reinforce.py``). Turns are indexed t = 0 .. T-1 within an episode; the episode's
+Shared by every on-policy trainer (``agents/algos/archer.py``, ``agents/algos/grpo.py``,
+``agents/algos/reinforce.py``). Turns are indexed t = 0 .. T-1 within an episode; the episode's
 reward R arrives after its last turn (WebShop pays once, at Buy Now; a truncated episode pays 0).
 Errored episodes (browser crash, timeout) are *not* reward 0: callers pass them as NaN (group
-statistics) or leave them out (everything else), see :mod:`webgym_agents.rollouts`.
+statistics) or leave them out (everything else), see :mod:`webgym_agents.toolkit.rollouts`.
 
-Imports torch only.
+The batch-level helpers (:func:`turn_returns`, :func:`archer_advantages`) read a
+``TurnBatch``'s fields and import nothing of it. Imports torch only.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import torch
 
 __all__ = [
     "anchor_step_advantages",
+    "archer_advantages",
     "discounted_returns",
     "group_advantages",
+    "turn_returns",
     "turn_td_advantages",
 ]
 
@@ -127,3 +130,21 @@ def anchor_step_advantages(
                     adv[t] = (gamma ** (n - 1 - t) * r - mean) / norm
         out.append(adv)
     return out
+
+
+def archer_advantages(batch, values: torch.Tensor) -> torch.Tensor:
+    """A(t) per turn of ``batch`` (a ``webgym_agents.toolkit.onpolicy.TurnBatch``: its
+    ``rollouts``, and ``episode``, the rollout of each turn) from V(s_t) (flat, in batch
+    order), episode by episode: :func:`turn_td_advantages` of each episode."""
+    out = torch.empty(len(batch))
+    ep = torch.tensor(batch.episode)
+    for i, r in enumerate(batch.rollouts):
+        where = (ep == i).nonzero().view(-1)
+        out[where] = turn_td_advantages(values[where], r.reward)
+    return out
+
+
+def turn_returns(batch, gamma: float) -> torch.Tensor:
+    """G_t = gamma^(T-1-t) R of every turn of ``batch`` (a ``TurnBatch``: its ``rollouts``;
+    flat, in batch order)."""
+    return torch.cat([discounted_returns(r.reward, len(r.turns), gamma) for r in batch.rollouts])

@@ -23,15 +23,15 @@ Two collectors, one set of env helpers (:func:`make_env`, :func:`rollout_seed`):
 
   The policy is anything with ``decide_batch(observations, *, temperature, rng) -> decisions``
   where each decision has ``.action`` (and, for trainers, ``.logprob``): :class:`ScorerPolicy`
-  (agents/scorer_policy.py).
+  (agents/policies/scorer_policy.py).
 
-  Under data-parallel training (agents/data_parallel.py: several processes) each process plays
+  Under data-parallel training (toolkit/data_parallel.py: several processes) each process plays
   every ``world_size``-th episode of the list with its own sampling stream, and the rollouts are
   gathered so that every process returns the whole list, in the order one process would.
 
 Training rollouts use :func:`rollout_seed`, never the seed an evaluation run plays a task from.
 
-Imports webgym (the env) and webgym_agents.data_parallel; never webgym_benchmarks or
+Imports webgym (the env) and webgym_agents.toolkit.data_parallel; never webgym_benchmarks or
 webgym_leaderboards.
 """
 
@@ -46,8 +46,8 @@ import numpy as np
 
 from webgym.replay import ReplayMismatch, replay_actions
 from webgym.runs import TRAIN_SEED_SALT, episode_seed
-from webgym_agents import data_parallel
 from webgym_agents.observation import with_history
+from webgym_agents.toolkit import data_parallel
 
 __all__ = [
     "Episode",
@@ -335,7 +335,7 @@ def collect_rollouts(
     process returns all the rollouts. ``on_rollout`` is called in the process that played it.
 
     ``part=(k, n)`` plays part k of n the same way (jobs k, k + n, ..., generator stream k) and
-    returns only those rollouts: a Ray worker's share (agents/ray_rollouts.py).
+    returns only those rollouts: a Ray worker's share (agents/toolkit/ray_rollouts.py).
 
     ``snapshots``: every turn keeps its env state (``Turn.snapshot``). ``starts[i]`` (a snapshot
     of a state of task ``task_ids[i]``): the ``group_size`` jobs of task i continue from it (a

@@ -1,29 +1,25 @@
-"""What every trainer shares: the common config and presets, the trainer registry, the run
-directory. Rollouts live in agents/rollouts.py, returns and advantages in agents/returns.py,
-shared losses in agents/losses.py, the on-policy plumbing in agents/onpolicy.py.
+"""What every trainer shares: the common config, the run directory, and what a trainer is
+(:class:`TrainerInfo`, data). The registry that finds the trainers is
+webgym_agents/toolkit/trainers.py; rollouts live in toolkit/rollouts.py, returns and advantages
+in toolkit/returns.py, shared losses in toolkit/losses.py, the on-policy plumbing in
+toolkit/onpolicy.py.
 
-A trainer is one file (``agents/<name>.py``) with a config dataclass holding every
-hyper-parameter and a ``train_<name>(config, run)`` function written top to bottom:
+A trainer is one module of ``webgym_agents.algos`` (``agents/algos/<name>.py``; Digi-Q a
+package) with a config dataclass holding every hyper-parameter, a ``train_<name>(config, run)``
+function written top to bottom, and ``TRAINER = TrainerInfo(name, train_fn, presets, ...)``:
 
 * **Configs.** A trainer's config dataclass extends :class:`CommonConfig` (seed, threads,
   device, backbone, episode step limit, evaluation episodes, checkpoint cadence), so that
-  ``webgym-bench train`` reads those fields of any trainer directly. Each trainer registers
-  presets (``smoke``, ``cpu``, ``gpu``): instances of its config. :func:`config_from_file`
-  overrides preset fields from a JSON or TOML file; an unknown key is an error naming the valid
-  ones (:class:`ConfigError`).
-* **The registry.** A trainer file calls :func:`register_trainer` (name, train function,
-  presets, the agent that plays its checkpoints) at import. Nothing lists the trainers: on the
-  first look-up (:func:`get_trainer`, :func:`list_trainers`) every module of the ``webgym_agents``
-  package whose source calls ``register_trainer(`` is imported, and so is every installed entry
-  point of the group ``webgym.trainers`` (a third-party trainer:
-  ``[project.entry-points."webgym.trainers"] mine = "mypkg.mytrainer"``). Trainer modules
-  import torch, which ``import webgym_agents`` must not; they are imported only then.
+  ``webgym-bench train`` reads those fields of any trainer directly. Each trainer has the
+  presets ``smoke``, ``cpu`` and ``gpu`` (instances of its config; some add more, and older
+  names stay as ``preset_aliases``). :func:`config_from_file` overrides preset fields from a
+  JSON or TOML file; an unknown key is an error naming the valid ones (:class:`ConfigError`).
 * **The run directory** (:class:`TrainRun`)::
 
       OUT/
         config.json               {"trainer", "preset", "config"}: written once, checked on resume
         metrics.csv               one row per iteration, appended
-        learning_curve.png        the metrics that move against the iteration (agents/curves.py),
+        learning_curve.png        the metrics that move against the iteration (toolkit/curves.py),
                                   redrawn after each row
         train.log                 "<UTC> message" lines
         checkpoints/step-N/       the policy (LMPolicy.save) + trainer_state.json (iteration,
@@ -36,11 +32,12 @@ hyper-parameter and a ``train_<name>(config, run)`` function written top to bott
   states and returns the iteration to continue from. A different config in the same directory is
   refused (:class:`ConfigMismatch`, naming the differing fields). Metrics rows written after the
   latest checkpoint (a run killed between the two) are dropped on resume, as those iterations are
-  redone. Under data-parallel training (agents/data_parallel.py) only rank 0 writes the
+  redone. Under data-parallel training (toolkit/data_parallel.py) only rank 0 writes the
   directory; the other processes read it (resume) and write nothing.
 
-Imports ``webgym`` (the env's step limit) and ``webgym_agents``; never ``webgym_benchmarks`` or
-``webgym_leaderboards``.
+Imports ``webgym`` (the env's step limit) and ``webgym_agents.toolkit``; never the trainer
+registry, ``webgym_agents.algos``, the ``webgym_agents`` package face, ``webgym_benchmarks``
+or ``webgym_leaderboards``.
 """
 
 from __future__ import annotations
@@ -52,35 +49,26 @@ import json
 import os
 import random
 import shutil
-import sys
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from webgym.envs import MAX_EPISODE_STEPS
-from webgym_agents import data_parallel
-from webgym_agents.checkpoints import read_checkpoint
+from webgym_agents.toolkit import data_parallel
 
 __all__ = [
-    "TRAINER_ENTRY_POINTS",
     "CommonConfig",
     "ConfigError",
     "ConfigMismatch",
     "TrainRun",
     "TrainerInfo",
-    "UnknownTrainerError",
     "config_from_file",
     "config_to_dict",
-    "get_trainer",
     "latest_checkpoint",
-    "list_trainers",
     "override_config",
-    "register_trainer",
-    "starting_checkpoint_problem",
-    "starting_checkpoints",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -102,7 +90,7 @@ class CommonConfig:
     keep_checkpoints: int = 2  # checkpoints kept in the run directory (latest always)
 
     supports_data_parallel: ClassVar[bool] = False
-    """The trainer runs under a multi-process launcher (agents/data_parallel.py); a config
+    """The trainer runs under a multi-process launcher (agents/toolkit/data_parallel.py); a config
     class whose trainer does not (it would train the same thing in every process) says False,
     and ``webgym-bench train`` refuses to start it under one."""
 
@@ -192,167 +180,6 @@ def config_from_file(base: Any, path: str | Path) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------
-# The trainer registry
-
-
-@dataclass(frozen=True)
-class TrainerInfo:
-    """A registered trainer: ``train_fn(config, run) -> checkpoint path`` and its presets.
-
-    ``eval_agent`` is the agent name that plays the trainer's checkpoints in the harness (by
-    default an agent of the trainer's own name, which :func:`register_trainer` registers).
-    """
-
-    name: str
-    train_fn: Callable[[Any, TrainRun], Path]
-    presets: dict[str, Any]
-    description: str = ""
-    eval_agent: str = ""
-
-
-class UnknownTrainerError(KeyError, ValueError):
-    """No trainer is registered under that name; the message lists the trainable agents."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-_TRAINERS: dict[str, TrainerInfo] = {}
-
-TRAINER_ENTRY_POINTS = "webgym.trainers"
-"""The entry-point group of trainers from other packages: each entry names a module that calls
-:func:`register_trainer` when imported."""
-
-_discovered = False
-
-
-def _trainer_modules() -> list[str]:
-    """The modules of the ``webgym_agents`` package whose source calls ``register_trainer(``."""
-    import pkgutil
-
-    found = []
-    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module, always
-    for mod in pkgutil.iter_modules(package.__path__):
-        name = f"webgym_agents.{mod.name}"
-        if mod.ispkg or name == __name__:
-            continue
-        path = Path(getattr(mod.module_finder, "path", "")) / f"{mod.name}.py"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            continue
-        if "register_trainer(" in text:
-            found.append(name)
-    return sorted(found)
-
-
-def _discover_trainers() -> None:
-    """Import every trainer module (once): the ``webgym_agents`` package's, then the entry
-    points'."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    import importlib
-    import importlib.metadata
-    import warnings
-
-    try:
-        for name in _trainer_modules():
-            importlib.import_module(name)
-    except BaseException:
-        _discovered = False
-        raise
-    for ep in importlib.metadata.entry_points(group=TRAINER_ENTRY_POINTS):
-        try:
-            ep.load()
-        except Exception as err:  # noqa: BLE001 - another package's trainer must not break ours
-            warnings.warn(
-                f"the trainer entry point {ep.name} = {ep.value!r} does not load: {err}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-
-
-def register_trainer(
-    name: str,
-    train_fn: Callable[[Any, TrainRun], Path],
-    presets: dict[str, Any],
-    *,
-    description: str = "",
-    eval_agent: str | None = None,
-) -> TrainerInfo:
-    """Register ``train_fn`` as the trainer of agent ``name`` with ``presets`` (name -> config).
-
-    Every preset must be a :class:`CommonConfig` (an instance of the trainer's config, which
-    extends it). Registering a taken name raises ``ValueError``. Unless ``eval_agent`` names
-    another agent, an agent called ``name`` is registered too: it plays this trainer's
-    checkpoints (``webgym_agents.load_trained_agent``, which checks the checkpoint's
-    ``trained_by``).
-    """
-    if name in _TRAINERS:
-        raise ValueError(f"a trainer named {name!r} is already registered")
-    if not presets:
-        raise ValueError(f"trainer {name!r} needs at least one preset")
-    for preset, config in presets.items():
-        if not isinstance(config, CommonConfig):
-            raise TypeError(
-                f"trainer {name!r}: preset {preset!r} is a {type(config).__name__}, not a "
-                "CommonConfig (a trainer's config dataclass extends "
-                "webgym_agents.training.CommonConfig)"
-            )
-    info = TrainerInfo(name, train_fn, dict(presets), description, eval_agent or name)
-    _TRAINERS[name] = info
-    if eval_agent is None:
-        _register_checkpoint_agent(name, description)
-    return info
-
-
-def _register_checkpoint_agent(name: str, description: str) -> None:
-    from webgym_agents.base import _REGISTRY, register_agent
-
-    def factory(checkpoint: str, **kwargs: Any):
-        from webgym_agents.trained import load_trained_agent
-
-        return load_trained_agent(checkpoint, trained_by=name, **kwargs)
-
-    def check(checkpoint: str) -> str | None:
-        from webgym_agents.checkpoints import policy_problem
-
-        return policy_problem(
-            checkpoint,
-            trained_by=name,
-            make=f"`webgym-bench train --agent {name}` makes one (OUT/checkpoints/latest)",
-        )
-
-    if name not in _REGISTRY:  # a plugin may have registered its own agent first
-        register_agent(
-            name,
-            factory,
-            description=f"the policy on a checkpoint of {name}: {description}"
-            f" (webgym-bench train --agent {name})",
-            needs_checkpoint=True,
-            check_checkpoint=check,
-        )
-
-
-def list_trainers() -> list[TrainerInfo]:
-    """Every registered trainer, sorted by name."""
-    _discover_trainers()
-    return [info for _, info in sorted(_TRAINERS.items())]
-
-
-def get_trainer(name: str) -> TrainerInfo:
-    """The trainer of agent ``name``; :class:`UnknownTrainerError` lists the trainable ones."""
-    _discover_trainers()
-    info = _TRAINERS.get(name)
-    if info is None:
-        names = ", ".join(sorted(_TRAINERS)) or "none registered"
-        raise UnknownTrainerError(f"no trainer for agent {name!r}; trainable agents: {names}")
-    return info
-
-
-# ----------------------------------------------------------------------------------------------
 # The training run directory
 
 
@@ -366,90 +193,6 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     latest = Path(out_dir) / "checkpoints" / "latest"
     if latest.is_symlink() and (latest / "trainer_state.json").is_file():
         return latest
-    return None
-
-
-# ----------------------------------------------------------------------------------------------
-# The policy a run starts from
-
-
-def starting_checkpoints(config: Any) -> dict[str, str]:
-    """The config's fields that name a policy to start from, those set: its text fields whose
-    name ends in ``_checkpoint`` (``init_checkpoint``; digiq's ``behaviour_checkpoint``), each
-    a folder or ``released:<name>`` (agents/release.py)."""
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name.endswith("_checkpoint") and isinstance(value, str) and value.strip():
-            out[f.name] = value.strip()
-    return out
-
-
-def _command_that_makes(path: Path) -> str | None:
-    """The ``webgym-bench train`` command whose run directory holds ``path``, when the path
-    spells one: ``runs/bc-scorer-cpu/checkpoints/latest`` is trainer bc, preset scorer-cpu."""
-    parts = path.parts
-    if "checkpoints" not in parts or parts.index("checkpoints") == 0:
-        return None
-    run_dir = Path(*parts[: parts.index("checkpoints")])
-    stem = run_dir.name.removeprefix("train-")
-    _discover_trainers()
-    for name, info in sorted(_TRAINERS.items()):
-        preset = stem[len(name) + 1 :] if stem.startswith(name + "-") else None
-        if preset in info.presets:
-            return f"webgym-bench train --agent {name} --preset {preset} --out {run_dir}"
-    return None
-
-
-def _shipped_alternative(key: str, backbone: str | None) -> str:
-    """``, or set FIELD = "released:bc" ...`` when a shipped checkpoint on ``backbone`` exists
-    (bc's first); else empty."""
-    from webgym_agents.release import RELEASE_PREFIX, list_releases
-
-    names = [
-        r.name
-        for r in list_releases()
-        if backbone is None or read_checkpoint(r.path).backbone == backbone
-    ]
-    if not names:
-        return ""
-    name = "bc" if "bc" in names else names[0]
-    return (
-        f', or set {key} = "{RELEASE_PREFIX}{name}" in a --config file: the shipped {name}, '
-        "found from any working directory"
-    )
-
-
-def starting_checkpoint_problem(config: Any) -> str | None:
-    """Why a run of ``config`` cannot start from the policy its :func:`starting_checkpoints`
-    name (one line: the field, what is wrong, the command that makes it or the shipped
-    checkpoint to use instead), or None. Reads small JSON files only: a command asks it before
-    it creates the output directory. A resumed run starts from its own latest checkpoint: do
-    not ask then."""
-    from webgym_agents.release import RELEASE_PREFIX, ReleaseError, resolve_checkpoint
-
-    backbone = getattr(config, "backbone", None)
-    for key, value in starting_checkpoints(config).items():
-        if value.startswith(RELEASE_PREFIX):
-            try:
-                path = resolve_checkpoint(value)
-            except ReleaseError as e:
-                return f"{key} {value}: {e}"
-        else:
-            path = Path(value).expanduser()
-        found = read_checkpoint(path)
-        if found.is_policy:
-            if backbone and found.backbone and found.backbone != backbone:
-                return (
-                    f"{key} {value} was trained on {found.backbone}, the config says backbone "
-                    f"{backbone}: start from a policy on {backbone}"
-                    + _shipped_alternative(key, backbone)
-                )
-            continue
-        command = _command_that_makes(Path(value))
-        make = f"`{command}` makes it" if command else "train a policy into it first"
-        what = found.problem or f"is {found.what()}, not a policy"
-        return f"{key} {value} {what}; {make}" + _shipped_alternative(key, backbone)
     return None
 
 
@@ -720,10 +463,10 @@ class TrainRun:
         self.plot()
 
     def plot(self) -> Path | None:
-        """Redraw ``learning_curve.png`` (:func:`webgym_agents.curves.draw_learning_curve`: the
-        scores, success rates, losses, explained variance and KL that move, a few panels);
+        """Redraw ``learning_curve.png`` (:func:`webgym_agents.toolkit.curves.draw_learning_curve`:
+        the scores, success rates, losses, explained variance and KL that move, a few panels);
         None before the first row."""
-        from webgym_agents.curves import draw_learning_curve
+        from webgym_agents.toolkit.curves import draw_learning_curve
 
         rows = self.metrics() if self.main else []
         if not rows:
@@ -783,3 +526,27 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------
+# What a trainer is: data the registry (webgym_agents.toolkit.trainers) reads
+
+
+@dataclass(frozen=True)
+class TrainerInfo:
+    """A trainer as data: ``train_fn(config, run) -> checkpoint path`` and its presets. A
+    trainer module declares one as ``TRAINER``; the registry
+    (``webgym_agents.toolkit.trainers``) reads it.
+
+    ``eval_agent`` is the agent name that plays the trainer's checkpoints in the harness (by
+    default an agent of the trainer's own name, which the registry registers).
+    ``preset_aliases`` maps an older preset name to the one it now is (``scorer-cpu`` ->
+    ``cpu``): old commands and run directories keep working.
+    """
+
+    name: str
+    train_fn: Callable[[Any, TrainRun], Path]
+    presets: dict[str, Any]
+    description: str = ""
+    eval_agent: str = ""
+    preset_aliases: dict[str, str] = field(default_factory=dict)

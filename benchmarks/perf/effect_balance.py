@@ -5,7 +5,8 @@
 
 The behaviour: with probability ``eps`` a click on a uniformly drawn entry of the page's
 ``clickable_actions`` (interactive and inert targets alike), otherwise the rule agent's action
-(``webgym_agents.rule_agent``). Digi-Q's critic first learns y = 1[d(s, s') >= eps] from such data,
+(``webgym_agents.scripted.rule_agent``). Digi-Q's critic first learns y = 1[d(s, s') >= eps] from
+such data,
 so the label must not be 1 almost everywhere. Per page type (of the page the action was taken on:
 search, results, item, item sub-page, done, other) the script prints the number of steps, the
 share with label 1 (all steps, rule steps, random clicks on interactive and on inert targets),
@@ -16,7 +17,8 @@ first; a hovered link under the previous mouse position loses its hover).
 Episodes are the first ``--episodes`` tasks of ``--split``; the draws come from one generator
 seeded by ``--seed``, so a run is reproducible in text mode.
 
-``--digiq``: instead, Digi-Q's own behaviour data, collected by ``webgym_agents.digiq``'s collection
+``--digiq``: instead, Digi-Q's own behaviour data, collected by ``webgym_agents.algos.digiq``'s
+collection
 with the ``cpu`` preset's behaviour (greedy bc, one explored turn per episode, label probes
 forked from every visited state) on ``--episodes`` train episodes in ``--mode``; prints the
 label-1 share per page type of all labelled rows, of the trajectory rows and of the probes.
@@ -39,7 +41,7 @@ from rich.table import Table
 import webgym  # noqa: F401 - registers the environments
 from webgym.envs import MAX_EPISODE_STEPS, env_id_for_mode
 from webgym.shop.catalog import default_catalog
-from webgym_agents.rule_agent import RuleAgent
+from webgym_agents.scripted.rule_agent import RuleAgent
 
 PAGE_TYPES = ("search", "results", "item", "item sub-page", "done", "other")
 
@@ -105,8 +107,8 @@ def measure_digiq(mode: str, episodes: int, seed: int, checkpoint: str) -> dict[
     from dataclasses import replace
     from pathlib import Path
 
-    from webgym_agents.digiq import PRESETS, collect_offline_data, load_transitions
-    from webgym_agents.training import TrainRun
+    from webgym_agents.algos.digiq import PRESETS, collect_offline_data, load_transitions
+    from webgym_agents.toolkit.training import TrainRun
 
     n_envs = 8 if mode == "text" else 2  # browser: one Chromium per env, 2 cores
     cfg = replace(

@@ -8,8 +8,9 @@ search page, the results page of the instruction's query, the first item's page)
 observations to a file and measures each backbone in a FRESH subprocess, so that each peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that model's alone.
 
-Causal LMs (``tiny-lm``, ``smollm2-135m``), through :class:`webgym_agents.lm_agent.LMPolicy` with
-the default :class:`~webgym_agents.lm_agent.PromptConfig` (1024-token budget, page text):
+Causal LMs (``tiny-lm``, ``smollm2-135m``), through
+:class:`webgym_agents.policies.lm_agent.LMPolicy` with
+the default :class:`~webgym_agents.policies.lm_agent.PromptConfig` (1024-token budget, page text):
 
 * ``choice`` latency: ``policy.act(obs, mode="choice", temperature=0)`` on the results page and
   on the item page (prompt + every real available action scored, one key/value-shared pass);
@@ -120,8 +121,8 @@ def _peak_rss_mb() -> float:
 def child(name: str, obs_file: str, reps: int, train_reps: int) -> dict[str, Any]:
     import torch
 
-    from webgym_agents.lm_agent import LMPolicy, PromptConfig, build_prompt
     from webgym_agents.models import ValueHead, load_backbone
+    from webgym_agents.policies.lm_agent import LMPolicy, PromptConfig, build_prompt
 
     data = json.loads(Path(obs_file).read_text())
     pages, pairs = data["pages"], data["pairs"]

@@ -6,7 +6,8 @@
 
 Plays the agents (``rule`` and ``random`` by default; ``random`` with one seed per task) on the
 first ``--tasks`` train tasks in text mode (``WebGym-ShoppingText-v0``), builds the ``lm``
-policy's prompt (:func:`webgym_agents.lm_agent.build_prompt`) of every observation at every budget,
+policy's prompt (:func:`webgym_agents.policies.lm_agent.build_prompt`) of every observation at every
+budget,
 and prints, per page kind and budget, the share of prompts that show **every candidate product's
 title and price**. Only the tokenizer and chat template matter here: the prompts are built with
 ``tiny-lm``, which is SmolLM2's vendored tokenizer and template
@@ -30,7 +31,8 @@ of its page is shown (``title+price``). The table also gives the shares of promp
 price shown (anywhere) and with every title shown (anywhere), the share of all the pages'
 products that are shown (``products``), and the mean prompt length in tokens.
 
-``--layout`` picks the prompt layout (:class:`~webgym_agents.lm_agent.PromptConfig` ``layout``):
+``--layout`` picks the prompt layout (:class:`~webgym_agents.policies.lm_agent.PromptConfig`
+``layout``):
 ``shopper`` (the default: product titles and prices inside the action labels, a product header on
 item pages, the page text after them), ``page-first`` (the layout and system message of format-1
 checkpoints, i.e. the prompts of the recorded ``bc`` run: the page first, then the action list),
@@ -174,13 +176,13 @@ def measure(
     layouts: list[str | None],
     page_field: str,
 ) -> list[dict[str, Any]]:
-    from webgym_agents.lm_agent import PromptConfig, build_prompt
     from webgym_agents.models import load_backbone
+    from webgym_agents.policies.lm_agent import PromptConfig, build_prompt
 
     backbone = load_backbone("tiny-lm")  # SmolLM2's tokenizer and chat template
     has_layout = "layout" in {f.name for f in fields(PromptConfig)}
     try:  # page-first prompts as format-1 checkpoints were trained on them
-        from webgym_agents.lm_agent import LEGACY_SYSTEM_PROMPT
+        from webgym_agents.policies.lm_agent import LEGACY_SYSTEM_PROMPT
     except ImportError:
         LEGACY_SYSTEM_PROMPT = None
     rows = []

@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from webgym_agents.models.threads import configure_torch_threads
-    from webgym_agents.onpolicy import split_task_ids
-    from webgym_agents.rollouts import collect_rollouts
-    from webgym_agents.scorer_policy import ScorerPolicy
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
+    from webgym_agents.toolkit.onpolicy import split_task_ids
+    from webgym_agents.toolkit.rollouts import collect_rollouts
 
     configure_torch_threads(1)
     if args.checkpoint:

@@ -2,9 +2,11 @@
 ``accelerate launch``; writes what it saw to ``OUT/rank<r>.json``.
 
 1. Rollouts: sharded collection returns, in every process, the list one process collects.
-2. Gradients: over :func:`webgym_agents.onpolicy.minibatches`, each :func:`clip_and_step` applies
+2. Gradients: over :func:`webgym_agents.toolkit.onpolicy.minibatches`, each :func:`clip_and_step`
+applies
    the mean gradient of the step's distinct minibatches (checked against a one-process recompute).
-3. The weights check of :func:`webgym_agents.onpolicy.save_checkpoint` fails on diverged weights.
+3. The weights check of :func:`webgym_agents.toolkit.onpolicy.save_checkpoint` fails on diverged
+weights.
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from webgym_agents import data_parallel
-from webgym_agents.onpolicy import (
+from webgym_agents.policies.scorer_policy import ScorerPolicy
+from webgym_agents.toolkit import data_parallel
+from webgym_agents.toolkit.onpolicy import (
     _check_processes_agree,
     clip_and_step,
     minibatches,
     split_task_ids,
 )
-from webgym_agents.rollouts import collect_rollouts
-from webgym_agents.scorer_policy import ScorerPolicy
+from webgym_agents.toolkit.rollouts import collect_rollouts
 
 
 def rollouts_check() -> dict:

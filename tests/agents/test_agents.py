@@ -12,7 +12,7 @@ import webgym_agents
 from webgym_agents import Agent, AgentInfo, make_agent, register_agent
 from webgym_agents.base import list_agents, unregister_agent
 from webgym_agents.observation import goal_without_price, has_search_bar, option_groups
-from webgym_agents.rule_agent import RuleAgent
+from webgym_agents.scripted.rule_agent import RuleAgent
 
 MAX_STEPS = 15
 TASKS = [f"test-{i:04d}" for i in range(10)]

@@ -1,4 +1,4 @@
-"""Behaviour cloning (agents/bc.py) and the shared training plumbing (agents/training.py)."""
+"""Behaviour cloning (agents/algos/bc.py) and the shared training plumbing (toolkit/training.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ import torch
 
 from webgym.actions import parse_action
 from webgym_agents import make_agent
-from webgym_agents.bc import PRESETS, bc_loss, collect_demonstrations, split_heldout, train_bc
-from webgym_agents.lm_agent import LMPolicy, PromptConfig
-from webgym_agents.training import (
-    ConfigError,
-    ConfigMismatch,
-    TrainRun,
-    UnknownTrainerError,
-    config_from_file,
-    get_trainer,
-)
+from webgym_agents.algos.bc import PRESETS, bc_loss, collect_demonstrations, split_heldout, train_bc
+from webgym_agents.policies.lm_agent import LMPolicy, PromptConfig
+from webgym_agents.toolkit.trainers import UnknownTrainerError, get_trainer
+from webgym_agents.toolkit.training import ConfigError, ConfigMismatch, TrainRun, config_from_file
 
 SMOKE = dataclasses.replace(
     PRESETS["smoke"], n_demo_tasks=4, heldout_fraction=0.25, max_heldout_steps=2

@@ -1,4 +1,4 @@
-"""The learning curve (``agents/curves.py``): from a ``metrics.csv`` with the columns trainers
+"""The learning curve (``toolkit/curves.py``): from a ``metrics.csv`` with the columns trainers
 log, which panels are drawn and which columns in each; the figure a training run writes."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import csv
 import math
 from pathlib import Path
 
-from webgym_agents.curves import (
+from webgym_agents.toolkit.curves import (
     Panel,
     curve_panels,
     draw_learning_curve,
     metric_columns,
     read_metrics,
 )
-from webgym_agents.training import CommonConfig, TrainRun
+from webgym_agents.toolkit.training import CommonConfig, TrainRun
 
 # gigpo's columns (runs/gigpo-*/metrics.csv), plus archer's explained variance and critic loss
 COLUMNS = [

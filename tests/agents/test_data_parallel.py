@@ -94,8 +94,8 @@ def test_train_runs_data_parallel_and_its_checkpoint_loads(tmp_path):
     import torch
 
     from webgym_agents import make_agent
-    from webgym_agents.data_parallel import state_digest
-    from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy
+    from webgym_agents.policies.scorer_policy import ScorerCritic, ScorerPolicy
+    from webgym_agents.toolkit.data_parallel import state_digest
 
     n = torch.get_num_threads()
     latest = out / "checkpoints" / "latest"

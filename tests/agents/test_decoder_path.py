@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from webgym_agents.losses import clipped_surrogate
-from webgym_agents.onpolicy import TurnBatch, critic_values, split_task_ids, start_policy
-from webgym_agents.rollouts import collect_rollouts
-from webgym_agents.training import TrainRun, get_trainer
+from webgym_agents.toolkit.losses import clipped_surrogate
+from webgym_agents.toolkit.onpolicy import TurnBatch, critic_values, split_task_ids, start_policy
+from webgym_agents.toolkit.rollouts import collect_rollouts
+from webgym_agents.toolkit.trainers import get_trainer
+from webgym_agents.toolkit.training import TrainRun
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from webgym_agents.digiq import (
+from webgym_agents.algos.digiq import (
     PRESETS,
     BehaviourPolicy,
     CriticHeads,
@@ -28,10 +28,10 @@ from webgym_agents.digiq import (
     train_td_on_cache,
     trajectories,
 )
-from webgym_agents.digiq import _behaviour as behaviour_scorer
-from webgym_agents.onpolicy import split_task_ids
-from webgym_agents.rollouts import collect_rollouts
-from webgym_agents.training import TrainRun
+from webgym_agents.algos.digiq import _behaviour as behaviour_scorer
+from webgym_agents.toolkit.onpolicy import split_task_ids
+from webgym_agents.toolkit.rollouts import collect_rollouts
+from webgym_agents.toolkit.training import TrainRun
 
 CHROMIUM = os.environ.get("WEBGYM_CHROMIUM", "/usr/bin/chromium")
 SMOKE = PRESETS["smoke"]
@@ -120,8 +120,8 @@ def test_the_logged_action_is_always_among_the_candidates(frame):
 def test_label_probes_are_forks_of_visited_states_and_leave_the_trajectories_alone(
     smoke_run, labelled, frame, tmp_path
 ):
-    from webgym_agents.digiq import collect_offline_data
-    from webgym_agents.rollouts import make_env
+    from webgym_agents.algos.digiq import collect_offline_data
+    from webgym_agents.toolkit.rollouts import make_env
 
     probes = labelled[labelled["probe"]]
     assert len(probes) > 0 and set(probes["effect_label"]) == {0, 1}  # inert and effective
@@ -140,7 +140,7 @@ def test_label_probes_are_forks_of_visited_states_and_leave_the_trajectories_alo
                 env.step(a)
             nxt, _, _, _, info = env.step(p.action)
             assert info["action_effect"]["label"] == p.effect_label, p.action
-            from webgym_agents.scorer_policy import state_text
+            from webgym_agents.policies.scorer_policy import state_text
 
             assert state_text(nxt, SMOKE.max_steps) == p.next_state
     finally:
@@ -157,7 +157,7 @@ def test_label_probes_are_forks_of_visited_states_and_leave_the_trajectories_alo
 
 
 def test_inverse_dynamics_loss_masks_repeated_actions_and_can_be_learnt():
-    from webgym_agents.digiq import inverse_dynamics_loss
+    from webgym_agents.algos.digiq import inverse_dynamics_loss
 
     torch.manual_seed(0)
     enc = load_critic_encoder(SMOKE)
@@ -179,8 +179,8 @@ def test_inverse_dynamics_loss_masks_repeated_actions_and_can_be_learnt():
 
 
 def test_a_label_probe_whose_fork_fails_is_skipped_and_the_others_kept():
-    from webgym_agents.digiq import probes_of
-    from webgym_agents.rollouts import make_env
+    from webgym_agents.algos.digiq import probes_of
+    from webgym_agents.toolkit.rollouts import make_env
 
     policy = BehaviourPolicy(behaviour_scorer(SMOKE), 0.0, SMOKE.max_steps)
     ids = split_task_ids("train")[:1]
@@ -273,7 +273,7 @@ def test_smoke_preset_writes_data_critic_and_a_playable_policy(smoke_run):
     report = json.loads((run.dir / "diagnostics.json").read_text())
     assert np.isfinite(report["v_mc_mse_heldout"]) and report["action_sensitivity"] >= 0
     # the policy changed from where it started (filtered BC took steps)
-    from webgym_agents.scorer_policy import ScorerPolicy
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
 
     fresh = ScorerPolicy.from_backbone_name(SMOKE.backbone, seed=SMOKE.seed)
     trained = ScorerPolicy.load(latest)
@@ -303,7 +303,7 @@ def test_a_second_run_reuses_the_data_and_the_cache(smoke_run, tmp_path):
 
 
 def test_a_threshold_sweep_keeps_the_policy_best_on_validation(smoke_run, tmp_path):
-    from webgym_agents.scorer_policy import ScorerPolicy
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
 
     run, _ = smoke_run
     cfg = replace(
@@ -328,7 +328,7 @@ def test_a_threshold_sweep_keeps_the_policy_best_on_validation(smoke_run, tmp_pa
 
 def test_make_agent_plays_a_whole_text_episode(smoke_run):
     from webgym_agents import make_agent
-    from webgym_agents.rollouts import make_env
+    from webgym_agents.toolkit.rollouts import make_env
 
     _, latest = smoke_run
     agent = make_agent("digiq", checkpoint=str(latest))
@@ -347,7 +347,7 @@ def test_make_agent_plays_a_whole_text_episode(smoke_run):
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed")
 def test_make_agent_plays_a_browser_episode(smoke_run):
     from webgym_agents import make_agent
-    from webgym_agents.rollouts import make_env
+    from webgym_agents.toolkit.rollouts import make_env
 
     _, latest = smoke_run
     agent = make_agent("digiq", checkpoint=str(latest))
@@ -367,7 +367,7 @@ def test_make_agent_plays_a_browser_episode(smoke_run):
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed")
 def test_browser_mode_collection_forks_label_probes_in_chromium(tmp_path):
-    from webgym_agents.digiq import collect_offline_data, label_balance
+    from webgym_agents.algos.digiq import collect_offline_data, label_balance
 
     cfg = replace(
         SMOKE, collect_mode="browser", n_episodes=2, episodes_per_part=2, n_envs=1, max_steps=3
@@ -383,7 +383,7 @@ def test_browser_mode_collection_forks_label_probes_in_chromium(tmp_path):
 
 
 def test_end_to_end_td_trains_the_encoder_and_polyaks_its_target_copy(smoke_run, frame):
-    from webgym_agents.digiq import train_td_end_to_end
+    from webgym_agents.algos.digiq import train_td_end_to_end
 
     run, _ = smoke_run
     cfg = replace(SMOKE, critic_mode="end_to_end", e2e_updates=3, e2e_batch_size=4, e2e_lr=1e-3)
@@ -396,8 +396,8 @@ def test_end_to_end_td_trains_the_encoder_and_polyaks_its_target_copy(smoke_run,
 
 
 def test_ranking_accuracy_forks_candidates_from_rebuilt_states(smoke_run, frame, tmp_path):
-    from webgym_agents.critic_diagnostics import ranking_accuracy
-    from webgym_agents.digiq import _behaviour
+    from webgym_agents.algos.digiq import _behaviour
+    from webgym_agents.toolkit.critic_diagnostics import ranking_accuracy
 
     q_rows = [np.arange(len(a), dtype=float) for a in frame["cand_actions"]]  # Q: the last best
     out = tmp_path / "forks.json"
@@ -473,7 +473,7 @@ def test_ablate_runs_the_three_modes_on_one_dataset(smoke_run, tmp_path):
 
 
 def test_expectile_loss_by_hand():
-    from webgym_agents.digiq import expectile_loss
+    from webgym_agents.algos.digiq import expectile_loss
 
     v = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
     y = torch.tensor([[0.0, 2.0], [0.5, 1.5]])
@@ -487,7 +487,7 @@ def test_expectile_loss_by_hand():
 def test_behaviour_anchor_keeps_the_behaviour_action_where_the_critic_is_not_confident(
     smoke_run, frame, tmp_path
 ):
-    from webgym_agents.digiq import _policy_candidates, extract_policy
+    from webgym_agents.algos.digiq import _policy_candidates, extract_policy
 
     rows = [
         i for i, r in enumerate(frame.itertuples()) if not r.heldout and len(r.policy_actions) > 1

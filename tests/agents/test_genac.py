@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from tests.benchmarks.helpers import cli
-from webgym_agents.archer import archer_advantages
-from webgym_agents.genac import (
+from webgym_agents.algos.archer import archer_advantages
+from webgym_agents.algos.genac import (
     PRESETS,
     ActorFacts,
     GenerativeCritic,
@@ -32,10 +32,10 @@ from webgym_agents.genac import (
     sft_target,
     sft_warm_start,
 )
-from webgym_agents.onpolicy import TurnBatch, split_task_ids
-from webgym_agents.rollouts import collect_rollouts, make_env
-from webgym_agents.scorer_policy import ScorerPolicy, critic_state_text
-from webgym_agents.training import TrainRun
+from webgym_agents.policies.scorer_policy import ScorerPolicy, critic_state_text
+from webgym_agents.toolkit.onpolicy import TurnBatch, split_task_ids
+from webgym_agents.toolkit.rollouts import collect_rollouts, make_env
+from webgym_agents.toolkit.training import TrainRun
 
 CONFIG = replace(PRESETS["smoke"], critic_lr=1e-2, ppo_epochs=1, critic_temperature=0.5)
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from webgym_agents.gigpo import PRESETS, anchor_key, gigpo_advantages
-from webgym_agents.onpolicy import TurnBatch, back_probes, old_logprobs, split_task_ids
-from webgym_agents.returns import anchor_step_advantages, group_advantages
-from webgym_agents.rollouts import collect_rollouts
-from webgym_agents.scorer_policy import ScorerPolicy
+from webgym_agents.algos.gigpo import PRESETS, anchor_key, gigpo_advantages
+from webgym_agents.policies.scorer_policy import ScorerPolicy
+from webgym_agents.toolkit.onpolicy import TurnBatch, back_probes, old_logprobs, split_task_ids
+from webgym_agents.toolkit.returns import anchor_step_advantages, group_advantages
+from webgym_agents.toolkit.rollouts import collect_rollouts
 
 
 def test_step_advantages_compare_returns_within_each_anchor_state():

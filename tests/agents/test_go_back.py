@@ -21,8 +21,7 @@ from webgym_agents.observation import (
     visited_items,
     with_history,
 )
-from webgym_agents.rule_agent import chosen_options
-from webgym_agents.scorer_policy import (
+from webgym_agents.policies.scorer_policy import (
     FEATURES,
     HEAD_FILE,
     N_FEATURES_V1,
@@ -33,6 +32,7 @@ from webgym_agents.scorer_policy import (
     search_queries,
     state_text,
 )
+from webgym_agents.scripted.rule_agent import chosen_options
 
 VISITED, BUY_MISMATCH, BACK_MISMATCH, BUY_PENDING = (
     FEATURES.index(k) for k in ("visited", "buy_mismatch", "back_mismatch", "buy_pending")
@@ -257,7 +257,7 @@ def test_exploration_draws_uniformly_and_keeps_the_policys_own_logprob(env):
 def test_the_reader_goes_back_from_a_lacking_page_while_a_retry_fits_and_then_opens_another(env):
     """The scripted ``reader`` (a reference point): back from a product page that lacks a named
     option while a retry fits, buys what it has once none does, and never reopens a result."""
-    from webgym_agents.reader_agent import ReaderAgent
+    from webgym_agents.scripted.reader_agent import ReaderAgent
 
     results, items = _item_pages(env, "test-0003")
     goal = items[0][1]["goal"]

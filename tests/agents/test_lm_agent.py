@@ -13,16 +13,16 @@ import torch
 import webgym  # noqa: F401  (registers the environments)
 from webgym.actions import parse_action
 from webgym_agents import make_agent
-from webgym_agents.lm_agent import (
+from webgym_agents.models import BackboneMismatch, Generation, load_backbone
+from webgym_agents.observation import product_header, result_products
+from webgym_agents.policies.lm_agent import (
     LEGACY_SYSTEM_PROMPT,
     LMAgent,
     LMPolicy,
     PromptConfig,
     build_prompt,
 )
-from webgym_agents.lm_critic import LMCritic
-from webgym_agents.models import BackboneMismatch, Generation, load_backbone
-from webgym_agents.observation import product_header, result_products
+from webgym_agents.policies.lm_critic import LMCritic
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -564,7 +564,7 @@ def test_format_one_checkpoint_loads_without_a_head(checkpoint, tmp_path, pages)
     assert old.act(pages["results"], temperature=0.0) in pages["results"]["available_actions"]
 
 
-# ---- the LM critic (agents/lm_critic.py) ----------------------------------------------------
+# ---- the LM critic (policies/lm_critic.py) ----------------------------------------------------
 
 
 def test_lm_critic_reads_the_prompt_boundary_only_and_learns_apart_from_the_policy(policy, pages):

@@ -17,8 +17,8 @@ import torch
 import trl.trainer.grpo_trainer as trl_grpo  # a test dependency: we call TRL's code
 from trl.trainer.utils import nanstd
 
-from webgym_agents.losses import aggregate, clipped_surrogate, k3_kl, nll, value_mse
-from webgym_agents.returns import discounted_returns, group_advantages, turn_td_advantages
+from webgym_agents.toolkit.losses import aggregate, clipped_surrogate, k3_kl, nll, value_mse
+from webgym_agents.toolkit.returns import discounted_returns, group_advantages, turn_td_advantages
 
 
 class _IdentityAccelerator:

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from webgym_agents.archer import PRESETS as ARCHER_PRESETS
-from webgym_agents.archer import archer_advantages, archer_update
-from webgym_agents.onpolicy import TurnBatch, critic_values, split_task_ids
-from webgym_agents.rollouts import collect_rollouts, make_env
-from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy, candidates, state_text
-from webgym_agents.training import TrainRun, get_trainer
+from webgym_agents.algos.archer import PRESETS as ARCHER_PRESETS
+from webgym_agents.algos.archer import archer_advantages, archer_update
+from webgym_agents.policies.scorer_policy import ScorerCritic, ScorerPolicy, candidates, state_text
+from webgym_agents.toolkit.onpolicy import TurnBatch, critic_values, split_task_ids
+from webgym_agents.toolkit.rollouts import collect_rollouts, make_env
+from webgym_agents.toolkit.trainers import get_trainer
+from webgym_agents.toolkit.training import TrainRun
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -196,7 +197,7 @@ def test_killed_train_resumes_with_the_row_it_would_have_written(tmp_path):
 
 
 def test_archer_critic_buffer_refits_past_turns_and_survives_a_resume(tmp_path):
-    from webgym_agents.onpolicy import start_learner
+    from webgym_agents.toolkit.onpolicy import start_learner
 
     info = get_trainer("archer")
     cfg = replace(info.presets["smoke"], critic_buffer=3, checkpoint_every=1)
@@ -214,7 +215,7 @@ def test_archer_critic_buffer_refits_past_turns_and_survives_a_resume(tmp_path):
 
 
 def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_ids):
-    from webgym_agents.scorer_policy import critic_state_text
+    from webgym_agents.policies.scorer_policy import critic_state_text
 
     rollouts = collect_rollouts(policy, train_ids[:2], n_envs=2, seed=4, max_steps=6)
     batch = TurnBatch.of(rollouts, "facts", 6)
@@ -240,8 +241,8 @@ def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_i
 def test_archer_critic_pretraining_keeps_the_best_heldout_pass_and_seeds_the_buffer(tmp_path):
     import re
 
-    from webgym_agents.archer import pretrain_critic
-    from webgym_agents.onpolicy import start_learner
+    from webgym_agents.algos.archer import pretrain_critic
+    from webgym_agents.toolkit.onpolicy import start_learner
 
     info = get_trainer("archer")
     cfg = replace(info.presets["smoke"], critic_pretrain_episodes=12, critic_pretrain_epochs=3,
@@ -263,8 +264,8 @@ def test_archer_critic_pretraining_keeps_the_best_heldout_pass_and_seeds_the_buf
 def test_archer_refits_a_share_of_the_pretraining_pairs_every_iteration(tmp_path):
     import csv
 
-    from webgym_agents.archer import train_archer
-    from webgym_agents.onpolicy import restore_critic_buffer
+    from webgym_agents.algos.archer import train_archer
+    from webgym_agents.toolkit.onpolicy import restore_critic_buffer
 
     info = get_trainer("archer")
     cfg = replace(info.presets["smoke"], critic_pretrain_episodes=8, critic_pretrain_epochs=1,

@@ -15,8 +15,7 @@ import pytest
 import torch
 
 from tests.benchmarks.helpers import cli
-from webgym_agents.onpolicy import split_task_ids
-from webgym_agents.poise import (
+from webgym_agents.algos.poise import (
     PRESETS,
     FeatureTap,
     Probe,
@@ -25,9 +24,10 @@ from webgym_agents.poise import (
     poise_advantages,
     rollout_features,
 )
-from webgym_agents.rollouts import collect_rollouts, make_env
-from webgym_agents.scorer_policy import ScorerPolicy
-from webgym_agents.training import TrainRun
+from webgym_agents.policies.scorer_policy import ScorerPolicy
+from webgym_agents.toolkit.onpolicy import split_task_ids
+from webgym_agents.toolkit.rollouts import collect_rollouts, make_env
+from webgym_agents.toolkit.training import TrainRun
 
 TIMING = ("collect_s", "update_s", "val_s", "iteration_s")
 
@@ -196,7 +196,7 @@ def test_probe_predictions_are_clipped_to_0_1_and_survive_a_save(tmp_path):
 def test_decoder_backbones_are_refused(tmp_path):
     from dataclasses import replace
 
-    from webgym_agents.poise import train_poise
+    from webgym_agents.algos.poise import train_poise
 
     cfg = replace(PRESETS["smoke"], backbone="tiny-lm")
     run = TrainRun(tmp_path / "lm", cfg, trainer="poise", preset="smoke", show_progress=False)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from webgym_agents.onpolicy import TurnBatch, split_task_ids
-from webgym_agents.ray_rollouts import RayCollector
-from webgym_agents.rollouts import collect_rollouts
-from webgym_agents.scorer_policy import ScorerPolicy
+from webgym_agents.policies.scorer_policy import ScorerPolicy
+from webgym_agents.toolkit.onpolicy import TurnBatch, split_task_ids
+from webgym_agents.toolkit.ray_rollouts import RayCollector
+from webgym_agents.toolkit.rollouts import collect_rollouts
 
 
 def _played(rollouts):

@@ -18,6 +18,7 @@ import torch
 import webgym  # noqa: F401 - registers the environments
 from webgym.runs import atomic_write_json
 from webgym_agents import make_agent
+from webgym_agents.policies.scorer_policy import ScorerPolicy, candidates, read_info, state_text
 from webgym_agents.release import (
     ADAPTER_FILE,
     HEAD_FILE,
@@ -29,8 +30,7 @@ from webgym_agents.release import (
     make_release,
     resolve_checkpoint,
 )
-from webgym_agents.rule_agent import RuleAgent
-from webgym_agents.scorer_policy import ScorerPolicy, candidates, read_info, state_text
+from webgym_agents.scripted.rule_agent import RuleAgent
 
 SHIPPED = list_releases()
 
@@ -110,7 +110,7 @@ def test_released_names_resolve_where_configs_take_a_checkpoint(tmp_path):
 
 
 def test_cpu_presets_start_from_the_shipped_bc():
-    from webgym_agents.training import get_trainer
+    from webgym_agents.toolkit.trainers import get_trainer
 
     for name in ("grpo", "gigpo", "archer", "reinforce", "vineppo", "poise", "genac"):
         assert get_trainer(name).presets["cpu"].init_checkpoint == "released:bc", name
@@ -225,9 +225,10 @@ def test_the_release_command_ships_a_checkpoint_and_refuses_a_bad_one(tmp_path):
 
 
 def test_learners_start_from_the_shipped_bc_by_name(tmp_path):
-    from webgym_agents.digiq import DigiQConfig, _behaviour
-    from webgym_agents.onpolicy import start_policy
-    from webgym_agents.training import TrainRun, get_trainer
+    from webgym_agents.algos.digiq import DigiQConfig, _behaviour
+    from webgym_agents.toolkit.onpolicy import start_policy
+    from webgym_agents.toolkit.trainers import get_trainer
+    from webgym_agents.toolkit.training import TrainRun
 
     cfg = get_trainer("grpo").presets["cpu"]
     run = TrainRun(tmp_path / "grpo", cfg, trainer="grpo", preset="cpu", show_progress=False)

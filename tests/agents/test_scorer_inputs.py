@@ -1,7 +1,7 @@
 """The scorer policy reads the pages as it did when its checkpoints were trained.
 
-``webgym_agents.scorer_policy.state_text`` and ``candidates`` parse the observation's text and
-accessibility tree; a trained checkpoint's results depend on what they return. Over real
+``webgym_agents.policies.scorer_policy.state_text`` and ``candidates`` parse the observation's text
+and accessibility tree; a trained checkpoint's results depend on what they return. Over real
 text-mode episodes (the rule agent on validation tasks, and the rule agent mixed with seeded
 random clicks so that sub-pages and back-navigation are visited too) both must give what they
 gave before the shop wrote element ids on inert elements (``scorer_inputs_before.json``, captured
@@ -22,8 +22,8 @@ import pytest
 
 import webgym  # noqa: F401 - registers the environments
 from webgym.envs import MAX_EPISODE_STEPS
-from webgym_agents.rule_agent import RuleAgent
-from webgym_agents.scorer_policy import FEATURES, N_FEATURES_V1, candidates, state_text
+from webgym_agents.policies.scorer_policy import FEATURES, N_FEATURES_V1, candidates, state_text
+from webgym_agents.scripted.rule_agent import RuleAgent
 
 FIXTURE = Path(__file__).with_name("scorer_inputs_before.json")
 RULE_TASKS = [f"validation-{i:04d}" for i in range(5)]

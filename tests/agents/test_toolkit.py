@@ -15,10 +15,12 @@ from types import SimpleNamespace
 import pytest
 
 import webgym_agents
+import webgym_agents.algos
 from webgym.envs import MAX_EPISODE_STEPS
-from webgym_agents import rollouts, training
 from webgym_agents.base import check_agent, unregister_agent
-from webgym_agents.training import CommonConfig, get_trainer, list_trainers, register_trainer
+from webgym_agents.toolkit import rollouts, trainers, training
+from webgym_agents.toolkit.trainers import get_trainer, list_trainers, register_trainer
+from webgym_agents.toolkit.training import CommonConfig
 
 COMMON = ("seed", "torch_threads", "device", "backbone", "max_steps", "eval_episodes",
           "checkpoint_every", "keep_checkpoints")  # fmt: skip
@@ -29,12 +31,12 @@ def fresh_registry(monkeypatch):
     """A registry that discovers again (the built-in trainers already in it), restored
     afterwards."""
     list_trainers()
-    monkeypatch.setattr(training, "_TRAINERS", dict(training._TRAINERS))
-    monkeypatch.setattr(training, "_discovered", False)
+    monkeypatch.setattr(trainers, "_TRAINERS", dict(trainers._TRAINERS))
+    monkeypatch.setattr(trainers, "_discovered", False)
     yield
     for name in (
-        "webgym_agents.tmp_toolkit_trainer",
-        "webgym_agents.tmp_toolkit_helper",
+        "webgym_agents.algos.tmp_toolkit_trainer",
+        "webgym_agents.algos.tmp_toolkit_helper",
         "ext_trainer",
     ):
         sys.modules.pop(name, None)
@@ -43,7 +45,7 @@ def fresh_registry(monkeypatch):
 
 
 def test_the_built_in_trainers_are_discovered_without_a_central_list():
-    assert not hasattr(training, "BUILTIN_TRAINERS")
+    assert not hasattr(trainers, "BUILTIN_TRAINERS")
     names = {info.name for info in list_trainers()}
     assert {"archer", "bc", "grpo", "reinforce"} <= names
     for info in list_trainers():
@@ -55,16 +57,19 @@ def test_discovery_imports_the_modules_that_register_and_no_other(
 ):
     (tmp_path / "tmp_toolkit_trainer.py").write_text(
         textwrap.dedent("""
-        from webgym_agents.training import CommonConfig, register_trainer
+        from webgym_agents.toolkit.training import CommonConfig
+        from webgym_agents.toolkit.trainers import register_trainer
 
         register_trainer("tmp-trainer", lambda cfg, run: None, {"smoke": CommonConfig()})
         """)
     )
     (tmp_path / "tmp_toolkit_helper.py").write_text("raise RuntimeError('must not be imported')\n")
-    monkeypatch.setattr(webgym_agents, "__path__", [*webgym_agents.__path__, str(tmp_path)])
+    monkeypatch.setattr(
+        webgym_agents.algos, "__path__", [*webgym_agents.algos.__path__, str(tmp_path)]
+    )
     assert get_trainer("tmp-trainer").presets["smoke"] == CommonConfig()
-    assert "webgym_agents.tmp_toolkit_trainer" in sys.modules
-    assert "webgym_agents.tmp_toolkit_helper" not in sys.modules
+    assert "webgym_agents.algos.tmp_toolkit_trainer" in sys.modules
+    assert "webgym_agents.algos.tmp_toolkit_helper" not in sys.modules
     assert {"archer", "bc", "grpo", "reinforce"} <= {i.name for i in list_trainers()}
     # registering the trainer registered the agent that plays its checkpoints
     assert get_trainer("tmp-trainer").eval_agent == "tmp-trainer"
@@ -78,7 +83,7 @@ def test_the_trainers_agents_register_themselves_on_first_lookup(tmp_path):
     code = textwrap.dedent("""
         import sys
         import webgym_agents
-        assert "webgym_agents.training" not in sys.modules and "torch" not in sys.modules
+        assert "webgym_agents.toolkit.training" not in sys.modules and "torch" not in sys.modules
         try:
             webgym_agents.check_agent("grpo")  # the first lookup: found, and it needs a checkpoint
         except ValueError as err:
@@ -100,14 +105,15 @@ def test_entry_points_add_trainers_and_a_broken_one_only_warns(
     tmp_path, monkeypatch, fresh_registry
 ):
     (tmp_path / "ext_trainer.py").write_text(
-        "from webgym_agents.training import CommonConfig, register_trainer\n"
+        "from webgym_agents.toolkit.training import CommonConfig\n"
+        "from webgym_agents.toolkit.trainers import register_trainer\n"
         "register_trainer('ext-trainer', lambda cfg, run: None, {'cpu': CommonConfig()})\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     real = importlib.metadata.entry_points
 
     def entry_points(**kw):
-        if kw.get("group") == training.TRAINER_ENTRY_POINTS:
+        if kw.get("group") == trainers.TRAINER_ENTRY_POINTS:
             return [
                 importlib.metadata.EntryPoint("ext", "ext_trainer", kw["group"]),
                 importlib.metadata.EntryPoint("broken", "no_such_module_here", kw["group"]),
@@ -131,8 +137,8 @@ def test_register_trainer_refuses_a_preset_that_is_not_a_common_config(fresh_reg
 
 
 def test_every_trainer_config_extends_the_common_one_with_its_own_defaults():
-    from webgym_agents.bc import BCConfig
-    from webgym_agents.onpolicy import OnPolicyConfig
+    from webgym_agents.algos.bc import BCConfig
+    from webgym_agents.toolkit.onpolicy import OnPolicyConfig
 
     assert tuple(f.name for f in dataclasses.fields(CommonConfig)) == COMMON
     assert CommonConfig().max_steps == MAX_EPISODE_STEPS
@@ -151,4 +157,4 @@ def test_rollouts_live_in_one_module():
                  "ReplayMismatch", "replay_episode", "collect_rollouts", "Rollout", "Turn",
                  "rollout_stats"):  # fmt: skip
         assert hasattr(rollouts, name)
-        assert not hasattr(training, name), f"{name} is still in agents/training.py"
+        assert not hasattr(training, name), f"{name} is still in agents/toolkit/training.py"

@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from tests.benchmarks.helpers import cli
-from webgym_agents.onpolicy import collect, split_task_ids
-from webgym_agents.returns import turn_td_advantages
-from webgym_agents.rollouts import Rollout, Turn, collect_rollouts, make_env
-from webgym_agents.scorer_policy import ScorerPolicy
-from webgym_agents.training import TrainRun, get_trainer
-from webgym_agents.vineppo import PRESETS, fork_values, play_forks, vine_advantages
+from webgym_agents.algos.vineppo import PRESETS, fork_values, play_forks, vine_advantages
+from webgym_agents.policies.scorer_policy import ScorerPolicy
+from webgym_agents.toolkit.onpolicy import collect, split_task_ids
+from webgym_agents.toolkit.returns import turn_td_advantages
+from webgym_agents.toolkit.rollouts import Rollout, Turn, collect_rollouts, make_env
+from webgym_agents.toolkit.trainers import get_trainer
+from webgym_agents.toolkit.training import TrainRun
 
 K = 3
 

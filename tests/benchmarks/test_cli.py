@@ -131,9 +131,9 @@ def digiq_checkpoints(tmp_path_factory):
     """A digiq run's checkpoints as its trainer saves them (TrainRun.save_checkpoint): one
     after its first phase (no policy yet) and the last (the extracted scorer policy, trained_by
     digiq, with the critic's heads beside it)."""
-    from webgym_agents.digiq import CRITIC_FILE, PRESETS, CriticHeads, _save_critic
-    from webgym_agents.scorer_policy import ScorerPolicy
-    from webgym_agents.training import TrainRun
+    from webgym_agents.algos.digiq import CRITIC_FILE, PRESETS, CriticHeads, _save_critic
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
+    from webgym_agents.toolkit.training import TrainRun
 
     out = tmp_path_factory.mktemp("digiq") / "run"
     run = TrainRun(out, PRESETS["smoke"], trainer="digiq", preset="smoke", show_progress=False)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from webgym_agents.critic_diagnostics import calibration, explained_variance, pool_accuracy
-from webgym_agents.digiq import CRITIC_FILE, CriticHeads, _save_critic
-from webgym_agents.poise import PROBE_DIR, Probe
-from webgym_agents.scorer_policy import ScorerCritic, ScorerPolicy
+from webgym_agents.algos.digiq import CRITIC_FILE, CriticHeads, _save_critic
+from webgym_agents.algos.poise import PROBE_DIR, Probe
+from webgym_agents.policies.scorer_policy import ScorerCritic, ScorerPolicy
+from webgym_agents.toolkit.critic_diagnostics import calibration, explained_variance, pool_accuracy
 from webgym_benchmarks.critics import (
     ReportConfig,
     collect_trajectories,

@@ -182,7 +182,7 @@ def test_decision_records_are_bounded_and_shaped():
 
 def test_the_scorer_records_its_likeliest_candidates(tmp_path):
     pytest.importorskip("torch")
-    from webgym_agents.scorer_policy import ScorerPolicy
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
 
     checkpoint = tmp_path / "scorer"
     ScorerPolicy.from_backbone_name("tiny-encoder", seed=0).save(checkpoint)

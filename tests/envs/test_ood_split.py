@@ -8,7 +8,7 @@ import pytest
 
 import webgym  # noqa: F401 - registers the ids
 from webgym.shop.catalog import default_catalog, ood_catalog
-from webgym_agents.rule_agent import RuleAgent
+from webgym_agents.scripted.rule_agent import RuleAgent
 
 
 @pytest.fixture(autouse=True)

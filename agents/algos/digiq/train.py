@@ -67,7 +67,7 @@ candidate of the critic only).
     OUT/critic/encoder-<digest>/        the fine-tuned encoder (critic_mode finetune_freeze)
     OUT/cache/<key>/                    phi(s) and phi(s, a) shards, key = data hash + encoder
                                         digest + max_length; a second run or a resume reads them
-    OUT/diagnostics.json                the critic's diagnostics (agents/critic_diagnostics.py)
+    OUT/diagnostics.json                the critic's diagnostics (toolkit/critic_diagnostics.py)
     checkpoints/step-N/                 after each phase; the last holds the extracted policy (a
                                         scorer-policy checkpoint) and ``digiq_critic.pt`` (heads)
 
@@ -100,10 +100,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from webgym.runs import sha256_file
-from webgym_agents.critic_diagnostics import critic_report, ranking_accuracy, write_report
-from webgym_agents.release import resolve_checkpoint
-from webgym_agents.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
-from webgym_agents.scorer_policy import (
+from webgym_agents.policies.scorer_policy import (
     Candidates,
     ScorerPolicy,
     candidates,
@@ -111,7 +108,10 @@ from webgym_agents.scorer_policy import (
     read_info,
     state_text,
 )
-from webgym_agents.training import CommonConfig, TrainRun, config_to_dict, register_trainer
+from webgym_agents.release import resolve_checkpoint
+from webgym_agents.toolkit.critic_diagnostics import critic_report, ranking_accuracy, write_report
+from webgym_agents.toolkit.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
+from webgym_agents.toolkit.training import CommonConfig, TrainerInfo, TrainRun, config_to_dict
 
 __all__ = [
     "AUX_OBJECTIVES",
@@ -320,7 +320,7 @@ class BehaviourPolicy:
     turn t* of each episode and 0 elsewhere, t* uniform in [0, horizon) (a stable hash of the
     goal and ``salt``, so that collection stays stateless and a resumed part replays the same
     plan): the episode's other turns are bc's, so the data's continuation values are bc's.
-    ``decide_batch`` is what :func:`webgym_agents.rollouts.collect_rollouts` calls."""
+    ``decide_batch`` is what :func:`webgym_agents.toolkit.rollouts.collect_rollouts` calls."""
 
     def __init__(
         self,
@@ -621,7 +621,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     ``config.data``, another run's, checked against its ``data.json``."""
     import pandas as pd
 
-    from webgym_agents.onpolicy import split_task_ids
+    from webgym_agents.toolkit.onpolicy import split_task_ids
 
     if config.data:
         folder = Path(config.data)
@@ -1423,7 +1423,7 @@ def _policy_candidates(row) -> Candidates:
 
 def validate(policy: ScorerPolicy, config: DigiQConfig) -> dict[str, float]:
     """Greedy play of ``policy`` on the first ``val_tasks`` validation tasks."""
-    from webgym_agents.onpolicy import split_task_ids
+    from webgym_agents.toolkit.onpolicy import split_task_ids
 
     if config.val_tasks <= 0:
         return {}
@@ -1455,7 +1455,7 @@ def extract_policy(
     -lambda mean log pi(a_b | s) on the behaviour's own action there (a_b not explored), so that
     the policy stays the behaviour's wherever the critic is not confident. Returns the policy,
     the metrics iteration and its greedy validation figures."""
-    from webgym_agents.losses import nll
+    from webgym_agents.toolkit.losses import nll
 
     anchors: list[tuple[int, int]] = []  # (row, index of a_b among the policy's candidates)
     if config.extract_anchor > 0:
@@ -1831,7 +1831,7 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     return run.latest_path
 
 
-register_trainer(
+TRAINER = TrainerInfo(
     "digiq",
     train_digiq,
     PRESETS,
@@ -1844,7 +1844,7 @@ def ranking_diagnostics(
 ) -> dict[str, Any]:
     """A finished digiq run's ``diagnostics.json`` plus its ranking accuracy (the forks' outcomes
     shared through the data folder), written back; the features are read from the run's cache."""
-    from webgym_agents.training import override_config
+    from webgym_agents.toolkit.training import override_config
 
     run_dir = Path(run_dir)
     cfg = override_config(
