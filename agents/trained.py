@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from webgym_agents.shipped import CONFIG_FILE, is_release
 from webgym_agents.toolkit.checkpoints import read_checkpoint
 
 __all__ = ["load_trained_agent"]
@@ -23,12 +24,10 @@ def load_trained_agent(checkpoint: str, *, trained_by: str | None = None, **kwar
     """
     info_path = Path(checkpoint) / "policy.json"
     if not info_path.is_file():  # a shipped checkpoint (agents/release.py) says it in config.json
-        from webgym_agents.release import CONFIG_FILE, is_release
-
         if is_release(checkpoint):
             info_path = Path(checkpoint) / CONFIG_FILE
     kind = json.loads(info_path.read_text()).get("kind") if info_path.is_file() else None
-    if kind == "scorer-policy":
+    if kind == "scorer-policy":  # the policy modules import torch: on first use only
         from webgym_agents.policies.scorer_policy import ScorerAgent
 
         agent = ScorerAgent(checkpoint, **kwargs)

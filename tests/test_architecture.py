@@ -8,9 +8,13 @@ files they load. The test fails on
     webgym_benchmarks < webgym_leaderboards < webgym_bench`` (the ``webgym-bench`` command;
     the folders agents/, benchmarks/, leaderboards/ install under the ``webgym_`` names), and a
     file may import its own layer and the ones below only;
-(b) an import cycle between files: the graph of the imports a file runs when it is imported
-    (module level, not those deferred into a function) has no strongly connected component of
-    more than one file.
+(b) an import cycle between files, hidden or not: the graph of every import, those a file runs
+    when it is imported (module level) and those deferred into a function body alike, has no
+    strongly connected component of more than one file. A deferred import still ties the two
+    files together: it only moves the moment the circle closes from import time to call time;
+(c) in ``webgym_agents`` (agents/), an import deferred into a function without a comment on
+    its line, or on the lines just above it, saying why it is deferred (torch on first use, a
+    heavy optional dependency...). The deferred imports are counted: the test prints how many.
 
 The messages name the files and lines.
 """
@@ -42,6 +46,7 @@ class Import:
     target: str  # imported module, dotted (resolved to a file of the layers)
     line: int
     module_level: bool  # runs when the importing module is imported
+    explained: bool = True  # deferred into a function: a comment says why (line or just above)
 
 
 def layer_files() -> dict[str, Path]:
@@ -98,15 +103,36 @@ def _import_module_literal(node: ast.Call) -> str | None:
     return None
 
 
+def _explained(lines: list[str], node: ast.AST) -> bool:
+    """A comment on the import's own lines, or on the line right above it (through the other
+    imports of the same group: one comment may explain a group)."""
+    end = getattr(node, "end_lineno", node.lineno)
+    if any("#" in lines[i - 1] for i in range(node.lineno, end + 1)):
+        return True
+    i = node.lineno - 1
+    while i >= 1:
+        text = lines[i - 1].strip()
+        if "#" in text:
+            return True
+        if not (text.startswith(("import ", "from ")) or text in ("", ")") or text.endswith(",")):
+            return False
+        i -= 1
+    return False
+
+
 def imports_of(module: str, path: Path, files: dict[str, Path]) -> list[Import]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text, filename=str(path))
+    lines = text.splitlines()
     package = module if _is_package(path) else module.rpartition(".")[0]
     found: list[Import] = []
+    node: ast.AST
 
     def add(name: str, line: int, module_level: bool) -> None:
         target = _resolve(name, files)
         if target is not None and target != module:
-            found.append(Import(module, target, line, module_level))
+            explained = module_level or _explained(lines, node)
+            found.append(Import(module, target, line, module_level, explained))
 
     for node, in_function in _walk(tree):
         if isinstance(node, ast.Import):
@@ -215,27 +241,58 @@ def test_no_upward_imports():
     )
 
 
+def import_cycles(files: dict[str, Path], imports: list[Import]) -> list[str]:
+    """Every circle of files in ``imports`` (module level and deferred alike), described with
+    its edges (file:line imports module, and whether the import is deferred)."""
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    edges: dict[tuple[str, str], Import] = {}
+    for i in imports:
+        graph[i.source].add(i.target)
+        known = edges.get((i.source, i.target))
+        if known is None or (i.module_level and not known.module_level):
+            edges[i.source, i.target] = i  # the module-level one, when there are both
+    described = []
+    for component in strongly_connected(graph):
+        if len(component) < 2:
+            continue
+        members = set(component)
+        lines = []
+        for a in component:
+            for b in sorted(graph[a] & members):
+                i = edges[a, b]
+                where = "" if i.module_level else " (inside a function)"
+                lines.append(f"{_rel(files, a)}:{i.line} imports {b}{where}")
+        described.append(
+            ", ".join(_rel(files, m) for m in component) + "\n    " + "\n    ".join(lines)
+        )
+    return described
+
+
 def test_no_import_cycles_between_files():
     files, imports = all_imports()
-    graph: dict[str, set[str]] = {m: set() for m in files}
-    lines: dict[tuple[str, str], int] = {}
-    for i in imports:
-        if i.module_level:
-            graph[i.source].add(i.target)
-            lines.setdefault((i.source, i.target), i.line)
-    cycles = [c for c in strongly_connected(graph) if len(c) > 1]
-    described = []
-    for component in cycles:
-        members = set(component)
-        edges = [
-            f"{_rel(files, a)}:{lines[a, b]} imports {b}"
-            for a in component
-            for b in sorted(graph[a] & members)
-        ]
-        described.append(
-            ", ".join(_rel(files, m) for m in component) + "\n    " + "\n    ".join(edges)
-        )
-    assert not cycles, "files that import each other (module level):\n  " + "\n  ".join(described)
+    cycles = import_cycles(files, imports)
+    assert not cycles, (
+        "files that import each other (module level or inside functions):\n  " + "\n  ".join(cycles)
+    )
+
+
+def test_deferred_imports_are_counted_and_say_why(capsys):
+    files, imports = all_imports()
+    deferred = sorted({(i.source, i.line, i.explained) for i in imports if not i.module_level})
+    per_layer: dict[str, int] = {}
+    for source, _, _ in deferred:
+        per_layer[source.split(".")[0]] = per_layer.get(source.split(".")[0], 0) + 1
+    with capsys.disabled():
+        print(f"\nimports inside functions: {len(deferred)} ({per_layer})")
+    bare = [
+        f"{_rel(files, source)}:{line}"
+        for source, line, explained in deferred
+        if source.split(".")[0] == "webgym_agents" and not explained
+    ]
+    assert not bare, (
+        "imports of project modules inside a function of agents/ with no comment saying why "
+        "(on the line or just above it):\n  " + "\n  ".join(bare)
+    )
 
 
 def test_the_checker_sees_what_it_must(tmp_path):
@@ -267,3 +324,44 @@ def test_the_checker_sees_what_it_must(tmp_path):
         ("webgym_benchmarks", 6, False),
     }
     assert strongly_connected({"a": {"b"}, "b": {"a", "c"}, "c": set()}) == [["c"], ["a", "b"]]
+
+
+def _plant(root: Path, sources: dict[str, str]) -> dict[str, Path]:
+    """Write ``sources`` (dotted module -> code) under ``root`` as the layers' folders do."""
+    files = {}
+    for module, code in sources.items():
+        top, *rest = module.split(".")
+        folder = root / FOLDERS[top]
+        path = folder.joinpath(*rest).with_suffix(".py") if rest else folder / "__init__.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(code)
+        files[module] = path
+    return files
+
+
+def test_a_circle_through_a_function_level_import_is_caught(tmp_path):
+    """A circle that closes only inside a function (a hidden one) fails the check, and so
+    does an upward import made inside a function; the message names the deferred import."""
+    files = _plant(
+        tmp_path,
+        {
+            "webgym_agents": "",
+            "webgym_agents.a": "from webgym_agents import b\n",
+            "webgym_agents.b": "def f():\n    # on first use\n    from webgym_agents.a import g\n",
+            "webgym_agents.c": "def h():\n    import webgym_benchmarks.cli\n",
+            "webgym_benchmarks": "",
+            "webgym_benchmarks.cli": "",
+        },
+    )
+    imports = [i for m, p in files.items() for i in imports_of(m, p, files)]
+    module_level = [i for i in imports if i.module_level]
+    assert import_cycles(files, module_level) == []  # the old check saw nothing
+    (cycle,) = import_cycles(files, imports)
+    assert "agents/a.py, agents/b.py" in cycle
+    assert "agents/b.py:3 imports webgym_agents.a (inside a function)" in cycle
+    assert "agents/a.py:1 imports webgym_agents.b" in cycle
+    deferred = {(i.source, i.target): i for i in imports if not i.module_level}
+    assert deferred["webgym_agents.b", "webgym_agents.a"].explained
+    assert not deferred["webgym_agents.c", "webgym_benchmarks.cli"].explained
+    upward = [i for i in imports if RANK[i.target.split(".")[0]] > RANK[i.source.split(".")[0]]]
+    assert [(i.source, i.line, i.module_level) for i in upward] == [("webgym_agents.c", 2, False)]

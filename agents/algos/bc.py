@@ -21,9 +21,9 @@ bottom.
    seed the harness played from (``episode_seed``) and the digest replays are checked against.
    A ``heldout_fraction`` of the demonstration TASKS is set aside to measure the policy.
 2. **Supervised fine-tuning** of :class:`webgym_agents.policies.lm_agent.LMPolicy` on
-   (prompt(s_t), a_t) pairs with AdamW, gradient clipping and mini-batches (accumulated over micro-batches); the loss
-   is the negative log-likelihood of the demonstrated action, tokens of the action plus the
-   end-of-turn token (see :func:`bc_loss`).
+   (prompt(s_t), a_t) pairs with AdamW, gradient clipping and mini-batches (accumulated over
+   micro-batches); the loss is the negative log-likelihood of the demonstrated action, tokens
+   of the action plus the end-of-turn token (see :func:`bc_loss`).
 3. **Measurement and checkpoints.** After each iteration (``updates_per_iteration`` optimizer
    updates) the held-out steps give ``heldout_nll`` (mean -log pi of the demonstrated action)
    and ``heldout_acc`` (share of steps where the policy's argmax choice, ``LMPolicy.act(mode=

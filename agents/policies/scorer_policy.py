@@ -57,6 +57,13 @@ from webgym_agents.observation import (
     option_groups,
     visited_items,
 )
+from webgym_agents.shipped import (
+    ReleaseError,
+    display_path,
+    is_release,
+    read_release,
+    release_config,
+)
 
 __all__ = [
     "ScorerAgent",
@@ -501,11 +508,28 @@ class ScorerPolicy(nn.Module):
         return cls(load_backbone(name, seed=seed), **kwargs)
 
     @classmethod
-    def from_release(cls, name: str | Path) -> ScorerPolicy:
-        """A shipped checkpoint: ``ScorerPolicy.from_release("bc")`` (agents/release.py)."""
-        from webgym_agents.release import load_release
-
-        return load_release(name)
+    def from_release(cls, name: str | Path, *, backbone: Backbone | None = None) -> ScorerPolicy:
+        """A shipped checkpoint: ``ScorerPolicy.from_release("bc")`` (agents/release.py), its
+        weights checked and read by :func:`webgym_agents.shipped.read_release`."""
+        found = read_release(name, backbone=backbone)
+        config, release = found.config, found.release
+        policy = cls(
+            found.backbone,
+            max_length=int(config.get("max_length", 96)),
+            train_layers=int(config.get("train_layers", 0)),
+            hidden=int(config.get("hidden", 128)),
+        )
+        heads = pad_new_features(found.heads, policy.state_dict())
+        missing, unexpected = policy.load_state_dict(heads, strict=False)
+        missing = [k for k in missing if not k.startswith("encoder.")]
+        if missing or unexpected:
+            raise ReleaseError(
+                f"{display_path(release.path / HEAD_FILE)} does not fit this policy: missing "
+                f"{missing}, unexpected {unexpected}; {release.rebuild_hint()}"
+            )
+        policy.metadata = dict(config.get("metadata") or {})
+        policy.metadata["release"] = {"name": release.name, "sha256": found.info["sha256"]}
+        return policy.eval()
 
     def __repr__(self) -> str:
         return f"ScorerPolicy({self.backbone.name}, train_layers={self.train_layers})"
@@ -651,10 +675,8 @@ class ScorerPolicy(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, *, backbone: Backbone | None = None) -> ScorerPolicy:
-        from webgym_agents.release import is_release, load_release
-
         if is_release(directory):  # a shipped checkpoint (agents/release.py)
-            return load_release(directory, backbone=backbone)
+            return cls.from_release(directory, backbone=backbone)
         info, backbone = _load_backbone(directory, KIND, backbone)
         policy = cls(
             backbone,
@@ -765,8 +787,6 @@ def _save(module: nn.Module, directory, kind: str, metadata, **fields_: Any) -> 
 def read_info(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / POLICY_FILE
     if not path.is_file():
-        from webgym_agents.release import is_release, release_config
-
         if is_release(directory):  # a shipped checkpoint: config.json has the same fields
             return release_config(directory)
         raise FileNotFoundError(f"{directory} is not a checkpoint: it has no {POLICY_FILE}")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webgym_agents.shipped import is_release, release_config
+
 __all__ = [
     "KINDS",
     "POLICY_KINDS",
@@ -132,8 +134,6 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         if (path / POLICY_FILE).is_file():
             info = _read_json(path / POLICY_FILE)
         else:
-            from webgym_agents.release import is_release, release_config
-
             if is_release(path):
                 info = release_config(path)  # a ReleaseError (a ValueError) when unreadable
                 release = str(info.get("name") or path.name)

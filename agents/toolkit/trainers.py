@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from webgym_agents.base import is_registered, register_agent
+from webgym_agents.shipped import RELEASE_PREFIX, ReleaseError, list_releases, resolve_checkpoint
 from webgym_agents.toolkit.checkpoints import policy_problem, read_checkpoint
 from webgym_agents.toolkit.training import CommonConfig, TrainerInfo, TrainRun
 
@@ -54,8 +55,6 @@ ALGOS_PACKAGE = "webgym_agents.algos"
 
 # ----------------------------------------------------------------------------------------------
 # The trainer registry
-
-
 
 
 class UnknownTrainerError(KeyError, ValueError):
@@ -268,8 +267,6 @@ def _command_that_makes(path: Path) -> str | None:
 def _shipped_alternative(key: str, backbone: str | None) -> str:
     """``, or set FIELD = "released:bc" ...`` when a shipped checkpoint on ``backbone`` exists
     (bc's first); else empty."""
-    from webgym_agents.release import RELEASE_PREFIX, list_releases
-
     names = [
         r.name
         for r in list_releases()
@@ -290,8 +287,6 @@ def starting_checkpoint_problem(config: Any) -> str | None:
     checkpoint to use instead), or None. Reads small JSON files only: a command asks it before
     it creates the output directory. A resumed run starts from its own latest checkpoint: do
     not ask then."""
-    from webgym_agents.release import RELEASE_PREFIX, ReleaseError, resolve_checkpoint
-
     backbone = getattr(config, "backbone", None)
     for key, value in starting_checkpoints(config).items():
         if value.startswith(RELEASE_PREFIX):
@@ -315,5 +310,3 @@ def starting_checkpoint_problem(config: Any) -> str | None:
         what = found.problem or f"is {found.what()}, not a policy"
         return f"{key} {value} {what}; {make}" + _shipped_alternative(key, backbone)
     return None
-
-
