@@ -185,8 +185,8 @@ def fork_candidates(frame, policy, split: str, config: ReportConfig, path: Path)
     snapshot) and the outcome g = gamma^(steps-1) R. Cached at ``path`` (JSON)."""
     if path.is_file():
         return json.loads(path.read_text())
-    from webgym_agents.toolkit.critic_diagnostics import _play_out
-    from webgym_agents.toolkit.rollouts import _keep, make_env
+    from webgym_agents.toolkit.critic_diagnostics import play_out
+    from webgym_agents.toolkit.rollouts import kept_observation, make_env
 
     picked = ranking_rows(frame, config.rank_states)
     out = []
@@ -208,13 +208,13 @@ def fork_candidates(frame, policy, split: str, config: ReportConfig, path: Path)
                     after = None if done else core.snapshot()
                     g, steps = float(r), 1
                     if not done and left > 0:
-                        g, more = _play_out(core, policy, obs, left)
+                        g, more = play_out(core, policy, obs, left)
                         steps += more
                     elif not terminated:
                         g = 0.0
                     cands.append({
                         "action": a, "r": float(r), "done": done,
-                        "next_obs": _keep(obs, False), "next_snapshot": after,
+                        "next_obs": kept_observation(obs, False), "next_snapshot": after,
                         "g": g * config.gamma ** (steps - 1),
                     })  # fmt: skip
                 out.append({"row": i, "candidates": cands})
@@ -377,7 +377,7 @@ class DigiQHeads:
     def estimate(self, frame, ranked, ctx) -> Estimate:
         import torch
 
-        from webgym_agents.algos.digiq import _nodes_by_bid, critic_action_text
+        from webgym_agents.algos.digiq import critic_action_text, nodes_by_bid
 
         t0 = time.perf_counter()
         values = self._v(list(frame["state"]))
@@ -386,7 +386,7 @@ class DigiQHeads:
         with torch.no_grad():
             for st in ranked:
                 row = frame.iloc[st["row"]]
-                nodes = _nodes_by_bid(json.loads(row["obs"]))
+                nodes = nodes_by_bid(json.loads(row["obs"]))
                 pairs = zip(row["cand_actions"], row["cand_texts"], strict=True)
                 acts = [critic_action_text(a, lab, nodes) for a, lab in pairs]
                 f = self.enc.pair_features([row["state"]] * len(acts), acts)

@@ -13,8 +13,9 @@ digiq`` compares across the three critic modes of the Digi-Q paper (Bai et al., 
   policy to the end: G = gamma^k R); among random pools of 2/4/8/16 candidates, the share where
   argmax Q has the pool's best outcome (a chance baseline beside it).
 
-Pure functions of (heads, cache, frame) except the ranking, which plays the env. Imports
-webgym_agents and webgym only.
+Pure functions of the critic's values (Q(s, a) per candidate, V(s), arrays) and the dataset,
+whichever critic made them, except the ranking, which plays the env (its rollouts are the
+toolkit's). Imports numpy and the toolkit; never an algorithm (Digi-Q's critic included).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = [
     "action_sensitivity",
@@ -33,6 +33,7 @@ __all__ = [
     "critic_report",
     "explained_variance",
     "effect_probe",
+    "play_out",
     "pool_accuracy",
     "ranking_accuracy",
     "v_mc_error",
@@ -72,15 +73,23 @@ def effect_probe(
     return {"probe_acc": float((pred == y).mean()), "probe_balanced_acc": float(np.mean(recalls))}
 
 
-def critic_report(heads, cache, frame, values, *, probe: bool = True) -> dict[str, Any]:
-    """The cheap diagnostics of a trained critic on the cached features (module docstring);
-    ``values`` = (Q rows, V) of the cached states, as ``webgym_agents.algos.digiq.critic_values``
-    gives."""
-    q_rows, v = values
+def critic_report(
+    frame,
+    q_rows: Sequence[np.ndarray],
+    v: np.ndarray,
+    q_logged: np.ndarray,
+    *,
+    features: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The cheap diagnostics of a trained critic (module docstring), from its values on the
+    dataset ``frame`` (one row per state, with ``heldout``, ``mc_return``, ``effect_label``):
+    ``q_rows[i]`` = Q(s_i, a_k) over state i's candidates, ``v[i]`` = V(s_i), ``q_logged[i]`` =
+    Q(s_i, a_data). ``features`` (phi(s_i, a_data) per row): the effect probe's input; None: no
+    probe. The critic itself is none of this module's business: any Q and V will do."""
+    v = np.asarray(v)
+    q_logged = np.asarray(q_logged)
     held = frame["heldout"].to_numpy()
     mc = frame["mc_return"].to_numpy()
-    with torch.no_grad():
-        q_logged = heads.qs(cache.pairs[cache.logged]).min(0).values.numpy()
     out: dict[str, Any] = {
         "q_mean": float(q_logged.mean()) if len(q_logged) else float("nan"),
         "v_mean": float(v.mean()) if len(v) else float("nan"),
@@ -96,9 +105,8 @@ def critic_report(heads, cache, frame, values, *, probe: bool = True) -> dict[st
         "states": int(len(frame)),
         "heldout_states": int(held.sum()),
     }
-    if probe:
-        feats = cache.pairs[cache.logged].numpy()
-        out |= effect_probe(feats, frame["effect_label"].to_numpy(), ~held)
+    if features is not None:
+        out |= effect_probe(features, frame["effect_label"].to_numpy(), ~held)
     else:
         out |= {"probe_acc": float("nan"), "probe_balanced_acc": float("nan")}
     return out
@@ -110,7 +118,7 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _play_out(env, policy, obs, max_steps: int) -> tuple[float, int]:
+def play_out(env, policy, obs, max_steps: int) -> tuple[float, int]:
     """Greedy play from ``obs`` to the end: (reward, steps taken)."""
     steps = 0
     while True:
@@ -145,6 +153,7 @@ def ranking_accuracy(
     The forks' outcomes depend on the data only (a deterministic env and greedy policy): with
     ``outcomes_path`` they are kept there (JSON, by episode and t) and read by the next critic.
     """
+    # on use only: the env (and a browser's imports) are no part of the cheap diagnostics
     from webgym_agents.toolkit.rollouts import make_env
 
     rng = np.random.default_rng([seed, 51])
@@ -175,7 +184,7 @@ def ranking_accuracy(
                 obs, reward, terminated, truncated, _ = core.step(a)
                 steps = 1
                 if not (terminated or truncated) and left > 0:
-                    reward, more = _play_out(core, policy, obs, left)
+                    reward, more = play_out(core, policy, obs, left)
                     steps += more
                 elif not terminated:
                     reward = 0.0

@@ -51,6 +51,7 @@ from webgym_agents.toolkit import data_parallel
 
 __all__ = [
     "Episode",
+    "kept_observation",
     "ReplayMismatch",
     "Rollout",
     "Step",
@@ -98,7 +99,9 @@ def make_env(
     )
 
 
-def _keep(obs: dict[str, Any], keep_html: bool) -> dict[str, Any]:
+def kept_observation(obs: dict[str, Any], keep_html: bool) -> dict[str, Any]:
+    """The observation as a rollout keeps it: without ``html`` and ``screenshot`` (unless
+    ``keep_html``), its action lists copied."""
     out = {k: v for k, v in obs.items() if keep_html or k not in ("html", "screenshot")}
     for key in ("available_actions", "clickable_actions"):
         if key in out:
@@ -188,7 +191,7 @@ def collect_episodes(
                 effect = info.get("action_effect") or {}
                 ep.steps.append(
                     Step(
-                        obs=_keep(obs, keep_html),
+                        obs=kept_observation(obs, keep_html),
                         action=action,
                         reward=float(reward),
                         terminated=bool(terminated),
@@ -198,7 +201,7 @@ def collect_episodes(
                     )
                 )
                 obs, done = next_obs, terminated or truncated
-            ep.final_obs = _keep(obs, keep_html)
+            ep.final_obs = kept_observation(obs, keep_html)
             episodes.append(ep)
             if on_episode is not None:
                 on_episode(ep)
@@ -232,7 +235,7 @@ def replay_episode(
         effect = st.info.get("action_effect") or {}
         ep.steps.append(
             Step(
-                obs=_keep(st.obs_before, keep_html),
+                obs=kept_observation(st.obs_before, keep_html),
                 action=st.action,
                 reward=st.reward,
                 terminated=st.terminated,
@@ -241,7 +244,7 @@ def replay_episode(
                 action_error=st.obs.get("last_action_error") or "",
             )
         )
-    ep.final_obs = _keep(replayed[-1].obs if replayed else first, keep_html)
+    ep.final_obs = kept_observation(replayed[-1].obs if replayed else first, keep_html)
     return ep
 
 
@@ -440,7 +443,7 @@ def collect_rollouts(
                 effect = info.get("action_effect") or {}
                 ro.turns.append(
                     Turn(
-                        obs=_keep(slot.obs, False),
+                        obs=kept_observation(slot.obs, False),
                         decision=decision,
                         reward=float(reward),
                         effect_label=effect.get("label"),
@@ -455,7 +458,7 @@ def collect_rollouts(
                 if info.get("error"):
                     ro.error = str(info["error"])
                 if terminated or truncated or ro.error:
-                    ro.final_obs = _keep(nxt, False)
+                    ro.final_obs = kept_observation(nxt, False)
                     ro.reward = float(reward)
                     ro.terminated, ro.truncated = bool(terminated), bool(truncated)
                     finish(slot)

@@ -17,6 +17,7 @@ from webgym_agents.algos.digiq import (
     PRESETS,
     BehaviourPolicy,
     CriticHeads,
+    behaviour_scorer,
     best_of_n,
     cache_features,
     load_critic,
@@ -28,7 +29,6 @@ from webgym_agents.algos.digiq import (
     train_td_on_cache,
     trajectories,
 )
-from webgym_agents.algos.digiq import _behaviour as behaviour_scorer
 from webgym_agents.toolkit.onpolicy import split_task_ids
 from webgym_agents.toolkit.rollouts import collect_rollouts
 from webgym_agents.toolkit.training import TrainRun
@@ -396,7 +396,7 @@ def test_end_to_end_td_trains_the_encoder_and_polyaks_its_target_copy(smoke_run,
 
 
 def test_ranking_accuracy_forks_candidates_from_rebuilt_states(smoke_run, frame, tmp_path):
-    from webgym_agents.algos.digiq import _behaviour
+    from webgym_agents.algos.digiq import behaviour_scorer
     from webgym_agents.toolkit.critic_diagnostics import ranking_accuracy
 
     q_rows = [np.arange(len(a), dtype=float) for a in frame["cand_actions"]]  # Q: the last best
@@ -404,7 +404,7 @@ def test_ranking_accuracy_forks_candidates_from_rebuilt_states(smoke_run, frame,
     got = ranking_accuracy(
         frame,
         q_rows,
-        _behaviour(SMOKE),
+        behaviour_scorer(SMOKE),
         n_states=2,
         pool_sizes=(2,),
         max_steps=SMOKE.max_steps,

@@ -225,7 +225,7 @@ def test_the_release_command_ships_a_checkpoint_and_refuses_a_bad_one(tmp_path):
 
 
 def test_learners_start_from_the_shipped_bc_by_name(tmp_path):
-    from webgym_agents.algos.digiq import DigiQConfig, _behaviour
+    from webgym_agents.algos.digiq import DigiQConfig, behaviour_scorer
     from webgym_agents.toolkit.onpolicy import start_policy
     from webgym_agents.toolkit.trainers import get_trainer
     from webgym_agents.toolkit.training import TrainRun
@@ -235,7 +235,7 @@ def test_learners_start_from_the_shipped_bc_by_name(tmp_path):
     policy, _ = start_policy(cfg, run)
     bc = Release(resolve_checkpoint("released:bc"))
     assert policy.metadata["release"] == {"name": "bc", "sha256": bc.sha256}
-    behaviour = _behaviour(DigiQConfig(behaviour_checkpoint="released:bc"))
+    behaviour = behaviour_scorer(DigiQConfig(behaviour_checkpoint="released:bc"))
     assert behaviour.metadata["release"]["sha256"] == bc.sha256
 
 

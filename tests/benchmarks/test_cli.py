@@ -131,7 +131,7 @@ def digiq_checkpoints(tmp_path_factory):
     """A digiq run's checkpoints as its trainer saves them (TrainRun.save_checkpoint): one
     after its first phase (no policy yet) and the last (the extracted scorer policy, trained_by
     digiq, with the critic's heads beside it)."""
-    from webgym_agents.algos.digiq import CRITIC_FILE, PRESETS, CriticHeads, _save_critic
+    from webgym_agents.algos.digiq import CRITIC_FILE, PRESETS, CriticHeads, save_critic
     from webgym_agents.policies.scorer_policy import ScorerPolicy
     from webgym_agents.toolkit.training import TrainRun
 
@@ -142,7 +142,7 @@ def digiq_checkpoints(tmp_path_factory):
 
     def write(folder):
         policy.save(folder, metadata={"trained_by": "digiq"})
-        _save_critic(folder / CRITIC_FILE, CriticHeads(policy.backbone.hidden_size, 16), {})
+        save_critic(folder / CRITIC_FILE, CriticHeads(policy.backbone.hidden_size, 16), {})
 
     run.save_checkpoint(4, write, state={"phase_done": 4})
     return first, run.latest_path

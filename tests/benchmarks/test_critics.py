@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from webgym_agents.algos.digiq import CRITIC_FILE, CriticHeads, _save_critic
+from webgym_agents.algos.digiq import CRITIC_FILE, CriticHeads, save_critic
 from webgym_agents.algos.poise import PROBE_DIR, Probe
 from webgym_agents.policies.scorer_policy import ScorerCritic, ScorerPolicy
 from webgym_agents.toolkit.critic_diagnostics import calibration, explained_variance, pool_accuracy
@@ -75,7 +75,7 @@ def checkpoints(tmp_path_factory):
     (root / "digiq-run" / "config.json").write_text(json.dumps(
         {"config": {"critic_backbone": "tiny-encoder", "critic_max_length": 64}}
     ))  # fmt: skip
-    _save_critic(digiq / CRITIC_FILE, CriticHeads(h, hidden=16), {"encoder_dir": None})
+    save_critic(digiq / CRITIC_FILE, CriticHeads(h, hidden=16), {"encoder_dir": None})
     return root
 
 

@@ -1,0 +1,191 @@
+"""Digi-Q's config, presets and metrics, and the helpers every phase shares (the behaviour
+scorer, a metrics row): the bottom of the package.
+
+Imports ``webgym_agents.policies``, ``webgym_agents.shipped`` and the toolkit's training
+config; never another module of this package (they all import it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from webgym_agents.policies.scorer_policy import (
+    ScorerPolicy,
+    read_info,
+)
+from webgym_agents.shipped import resolve_checkpoint
+from webgym_agents.toolkit.training import CommonConfig, TrainRun
+
+CRITIC_MODES = ("finetune_freeze", "frozen", "end_to_end")
+EXPLORE_MODES = ("per_step", "one_step")
+AUX_OBJECTIVES = ("effect", "next_state", "contrastive", "inverse")
+CRITIC_FILE = "digiq_critic.pt"
+DATA_FILE = "transitions.parquet"
+FORMAT = 2  # of the dataset and the cache; a change of either bumps it (2: label probes)
+
+
+@dataclass
+class DigiQConfig(CommonConfig):
+    """Every hyper-parameter of Digi-Q; seed, torch_threads, device, backbone (the policy's),
+    max_steps, eval_episodes, checkpoint_every and keep_checkpoints are CommonConfig's."""
+
+    # 1. offline data
+    behaviour_checkpoint: str = "released:bc"  # a scorer folder or released:NAME; "": fresh
+    data: str = ""  # another run's data folder (OUT/data) to reuse; "" = collect here
+    n_episodes: int = 1000  # train-split episodes of the behaviour policy
+    temperature: float = 1.0  # the bc scorer's sampling temperature
+    explore_eps: float = 0.6  # P(a uniformly random click among clickable_actions): docstring
+    explore: str = "per_step"  # per_step: eps at every turn | one_step: one turn t* per episode
+    explore_horizon: int = 4  # one_step: t* uniform in [0, explore_horizon)
+    n_envs: int = 8  # envs stepped in lockstep while collecting
+    collect_mode: str = "text"  # the env mode of the collection (browser: pixels in the label)
+    episodes_per_part: int = 96  # episodes per parquet part (the unit of resuming)
+    n_candidates: int = 16  # N: candidate actions per state (the logged one always among them)
+    # label probes per state: uniform clicks among the state's other clickables, each played
+    # from a fork of s_t (snapshot/restore); rows with probe=True feed the effect fine-tuning
+    # and the label balance only, never TD or extraction (the trajectories stay pi_b's)
+    effect_probes: int = 2
+    heldout_fraction: float = 0.1  # tasks held out of training (accuracy, V against MC)
+    # the critic
+    critic_mode: str = "finetune_freeze"  # finetune_freeze | frozen | end_to_end
+    critic_backbone: str = "minilm"  # an encoder (webgym_agents.models.load_backbone)
+    critic_max_length: int = 128  # tokens of one (state, action) pair
+    critic_encoder: str = ""  # a fine-tuned encoder (OUT/critic/encoder-*) to reuse: no phase 2
+    # 2. representation fine-tuning
+    aux: str = "effect"  # "+"-joined AUX_OBJECTIVES
+    finetune_epochs: int = 1
+    finetune_batch_size: int = 16
+    finetune_lr: float = 5e-5  # the encoder; the heads at 20x
+    finetune_warmup: float = 0.05  # share of updates with a linear warm-up, then cosine to 0
+    finetune_max_pairs: int = 0  # 0: every logged training transition
+    balance_classes: bool = True  # weigh the two effect labels equally in the BCE
+    contrastive_temperature: float = 0.1
+    # 3. TD on the frozen features
+    feature_batch_size: int = 16  # pairs per encoder forward while caching
+    gamma: float = 0.95
+    tau: float = 0.1  # Polyak step of the targets, every update
+    td_updates: int = 4000
+    td_batch_size: int = 256
+    td_lr: float = 1e-3
+    head_hidden: int = 256
+    v_target: str = "per_head"  # V_i -> Qbar_i(s, a) ("per_head", as Digi-Q) or min_j Qbar_j
+    v_expectile: float = 0.5  # 0.5: V's plain MSE (Digi-Q); > 0.5: IQL's expectile (see below)
+    e2e_updates: int = 100  # end_to_end: TD updates through the encoder (slow)
+    e2e_batch_size: int = 8
+    e2e_lr: float = 1e-5  # end_to_end: the encoder's lr (the heads keep td_lr)
+    # 4. Best-of-N extraction (filtered BC of the scorer policy)
+    threshold: float = 0.05
+    # several values: one extraction per threshold, the policy best on validation kept (the
+    # critic's scale decides how many states clear a threshold: docs/results.md, Digi-Q)
+    threshold_sweep: tuple[float, ...] = ()
+    # lambda of the behaviour anchor: L += -lambda mean log pi(a_b | s) over training states NOT
+    # kept, a_b the behaviour's own (non-explored) action; 0 = Digi-Q's plain filtered BC
+    extract_anchor: float = 0.0
+    extract_epochs: int = 2
+    extract_batch_size: int = 32
+    extract_lr: float = 3e-3
+    train_encoder: bool = False  # False: only the scorer's heads learn (the cheap option)
+    grad_clip: float = 1.0
+    val_tasks: int = 50  # greedy validation episodes before and after extraction
+    log_every: int = 50  # updates between metrics rows in the long phases
+
+
+PRESETS = {
+    # tiny random-init models, 8 episodes: the whole pipeline in well under a minute
+    "smoke": DigiQConfig(
+        backbone="tiny-encoder", critic_backbone="tiny-encoder", behaviour_checkpoint="",
+        torch_threads=1, n_episodes=8, episodes_per_part=4, n_envs=4, max_steps=6,
+        critic_max_length=64, finetune_lr=1e-3, td_updates=60, td_batch_size=32,
+        e2e_updates=4, e2e_batch_size=4, extract_epochs=1, extract_batch_size=8, val_tasks=3,
+        log_every=20, heldout_fraction=0.25, aux="effect+contrastive+inverse",
+        threshold=-1.0,  # a random scorer earns nothing: keep every state, to run the BC path
+    ),
+    # 2-core CPU, one thread, ~1.5 h with the harness's 100 validation episodes (measured with
+    # other jobs on the cores, docs/results.md): 1,000 episodes x ~9 steps at 0.08-0.11 s/step
+    # (17 min), one fine-tune epoch of 8k pairs at 1.8 s per update of 16 (15 min), 9.9k states
+    # + 71k cached pairs at ~20 ms (29 min), 4,000 TD updates, 2 extraction epochs, heads only
+    # explore one_step (not per_step at 0.6, the first cpu run: docs/results.md); 1,500 episodes
+    # of ~4.5 steps keep the data near the first run's 8.9k transitions
+    # the behaviour is GREEDY bc (T 0) apart from the one explored turn, so Q and V are
+    # those of the policy to improve (at T 1 Best-of-N improved on bc-at-T-1, 62, not on greedy
+    # bc, 74), and only confident advantages are imitated (threshold 0.3: at 0.05 and 0.2 the kept
+    # sets, 3,182 and 202 states, were mostly the critic's noise; docs/results.md)
+    # how many states clear 0.3 depends on the critic (26, 1 and 0 for three
+    # encoders), so the threshold is chosen on validation; ties go to the first, the strictest
+    "cpu": DigiQConfig(
+        torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1500,
+        temperature=0.0, threshold=0.3, threshold_sweep=(0.3, 0.2, 0.15, 0.1, 0.05),
+        # 2 label probes per state triple the labelled rows: fine-tune on 6,000 of them (the
+        # greedy-data run's 5,716 logged transitions took 20 min)
+        finetune_max_pairs=6000,
+    ),
+    "gpu": DigiQConfig(
+        device="cuda", behaviour_checkpoint="runs/bc-scorer-gpu/checkpoints/latest",
+        n_episodes=6000, n_envs=32, finetune_epochs=3, finetune_batch_size=64,
+        feature_batch_size=256, td_updates=20000, e2e_updates=2000, e2e_batch_size=32,
+        extract_epochs=4, train_encoder=True, extract_lr=5e-5, val_tasks=250, eval_episodes=250,
+    ),
+}  # fmt: skip
+
+METRICS = (
+    "iteration", "phase", "episodes", "transitions", "data_score", "data_success_rate",
+    "positive_share", "ft_update", "ft_loss", "ft_lr", "ft_heldout_acc",
+    "ft_heldout_balanced_acc", "ft_heldout_positive_share", "cache_pairs", "cache_states",
+    "cache_s", "td_update", "td_loss_q", "td_loss_v", "q_mean", "v_mean", "td_updates_per_s",
+    "v_mc_mse", "action_sensitivity", "probe_acc", "extract_epoch", "bc_loss", "kept_share",
+    "adv_star_mean", "val_score", "val_success_rate", "elapsed_s", "threshold",
+)  # fmt: skip
+"""metrics.csv's columns (the first row fixes them); phase 1 data, 2 fine-tune, 3 TD, 4 BoN."""
+
+
+# ==============================================================================================
+# Shared by the phases
+# ==============================================================================================
+
+
+def behaviour_scorer(config: DigiQConfig) -> ScorerPolicy:
+    if config.behaviour_checkpoint:
+        source = resolve_checkpoint(config.behaviour_checkpoint)  # a folder, or released:bc
+        kind = read_info(source).get("kind")
+        if kind != "scorer-policy":
+            raise ValueError(
+                f"{config.behaviour_checkpoint} holds a {kind!r} checkpoint; Digi-Q's behaviour "
+                "policy is a scorer (webgym-bench train --agent bc --preset scorer-cpu)"
+            )
+        policy = ScorerPolicy.load(source)
+        if policy.backbone.name != config.backbone:
+            raise ValueError(
+                f"{config.behaviour_checkpoint} was trained on {policy.backbone.name}, the "
+                f"config says backbone {config.backbone}"
+            )
+    else:
+        policy = ScorerPolicy.from_backbone_name(config.backbone, seed=config.seed)
+    policy.max_length, policy.max_steps = policy.max_length, config.max_steps
+    return policy.eval()
+
+
+def metrics_row(run: TrainRun, it: int, t_run: float, **values: Any) -> None:
+    row = dict.fromkeys(METRICS)
+    unknown = set(values) - set(METRICS)
+    assert not unknown, f"metrics {unknown} are not columns of metrics.csv"
+    row.update(
+        {
+            k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
+            for k, v in values.items()
+        }
+    )
+    row["iteration"], row["elapsed_s"] = it, time.perf_counter() - t_run
+    run.log_metrics(row)
+
+
+def atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
