@@ -487,7 +487,8 @@ def test_expectile_loss_by_hand():
 def test_behaviour_anchor_keeps_the_behaviour_action_where_the_critic_is_not_confident(
     smoke_run, frame, tmp_path
 ):
-    from webgym_agents.algos.digiq import _policy_candidates, extract_policy
+    from webgym_agents.algos.digiq import extract_policy
+    from webgym_agents.algos.digiq.extract import _policy_candidates
 
     rows = [
         i for i, r in enumerate(frame.itertuples()) if not r.heldout and len(r.policy_actions) > 1
