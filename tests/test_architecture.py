@@ -166,8 +166,8 @@ def all_imports() -> tuple[dict[str, Path], list[Import]]:
     return files, out
 
 
-def _rel(files: dict[str, Path], module: str) -> str:
-    return str(files[module].relative_to(ROOT))
+def _rel(files: dict[str, Path], module: str, root: Path = ROOT) -> str:
+    return str(files[module].relative_to(root))
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -241,7 +241,7 @@ def test_no_upward_imports():
     )
 
 
-def import_cycles(files: dict[str, Path], imports: list[Import]) -> list[str]:
+def import_cycles(files: dict[str, Path], imports: list[Import], root: Path = ROOT) -> list[str]:
     """Every circle of files in ``imports`` (module level and deferred alike), described with
     its edges (file:line imports module, and whether the import is deferred)."""
     graph: dict[str, set[str]] = {m: set() for m in files}
@@ -261,9 +261,9 @@ def import_cycles(files: dict[str, Path], imports: list[Import]) -> list[str]:
             for b in sorted(graph[a] & members):
                 i = edges[a, b]
                 where = "" if i.module_level else " (inside a function)"
-                lines.append(f"{_rel(files, a)}:{i.line} imports {b}{where}")
+                lines.append(f"{_rel(files, a, root)}:{i.line} imports {b}{where}")
         described.append(
-            ", ".join(_rel(files, m) for m in component) + "\n    " + "\n    ".join(lines)
+            ", ".join(_rel(files, m, root) for m in component) + "\n    " + "\n    ".join(lines)
         )
     return described
 
@@ -355,8 +355,8 @@ def test_a_circle_through_a_function_level_import_is_caught(tmp_path):
     )
     imports = [i for m, p in files.items() for i in imports_of(m, p, files)]
     module_level = [i for i in imports if i.module_level]
-    assert import_cycles(files, module_level) == []  # the old check saw nothing
-    (cycle,) = import_cycles(files, imports)
+    assert import_cycles(files, module_level, tmp_path) == []  # the old check saw nothing
+    (cycle,) = import_cycles(files, imports, tmp_path)
     assert "agents/a.py, agents/b.py" in cycle
     assert "agents/b.py:3 imports webgym_agents.a (inside a function)" in cycle
     assert "agents/a.py:1 imports webgym_agents.b" in cycle
