@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from webgym.runs import sha256_file
+from webgym.runs import sha256_file, webgym_commit
 from webgym_agents.shipped import (
     _SCORER_KIND,
     ADAPTER_FILE,
@@ -138,8 +138,6 @@ def _shared_adapter(
 def _git_commit() -> tuple[str | None, bool | None]:
     """WebGym's commit (``webgym.runs.webgym_commit``); the shipped files themselves change as
     they are written, so ``agents/released`` does not make the checkout dirty."""
-    from webgym.runs import webgym_commit
-
     return webgym_commit(ignore=("agents/released",))
 
 

@@ -55,7 +55,15 @@ import numpy as np
 import torch
 
 from webgym.runs import RunDir, episode_seed
+from webgym_agents.base import make_agent
+from webgym_agents.models.threads import configure_torch_threads
 from webgym_agents.policies.lm_agent import LMPolicy, PromptConfig
+from webgym_agents.policies.scorer_policy import (
+    ENCODER_BACKBONES,
+    ScorerPolicy,
+    candidates,
+    state_text,
+)
 from webgym_agents.toolkit.rollouts import (
     Episode,
     ReplayMismatch,
@@ -167,8 +175,8 @@ PRESETS: dict[str, BCConfig] = {
 
 def collect_demonstrations(config: BCConfig, log=print) -> tuple[list[Episode], dict[str, Any]]:
     """The demonstration episodes (reward >= ``min_reward``) and facts about them."""
+    # on use only: the catalog opens the shop's database
     from webgym.shop.catalog import open_catalog
-    from webgym_agents import make_agent
 
     catalog = open_catalog()
     try:
@@ -367,8 +375,6 @@ class _ScorerLearner:
     """
 
     def __init__(self, config: BCConfig, resume_from: Path | None):
-        from webgym_agents.policies.scorer_policy import ScorerPolicy
-
         if resume_from is not None:
             self.policy = ScorerPolicy.load(resume_from)
         else:
@@ -382,8 +388,6 @@ class _ScorerLearner:
         self.policy.eval()  # no dropout
 
     def sample(self, step: Step):
-        from webgym_agents.policies.scorer_policy import candidates, state_text
-
         cands = candidates(step.obs, self.policy.max_steps)
         lowered = [a.lower() for a in cands.actions]
         k = lowered.index(step.action.lower()) if step.action.lower() in lowered else None
@@ -416,8 +420,6 @@ class _ScorerLearner:
 
 
 def _learner(config: BCConfig, resume_from: Path | None):
-    from webgym_agents.policies.scorer_policy import ENCODER_BACKBONES
-
     if config.backbone in ENCODER_BACKBONES:
         return _ScorerLearner(config, resume_from)
     return _LMLearner(config, resume_from)
@@ -429,8 +431,6 @@ def _learner(config: BCConfig, resume_from: Path | None):
 
 def train_bc(config: BCConfig, run: TrainRun) -> Path:
     """Behaviour cloning, resumable through ``run``; returns ``checkpoints/latest``."""
-    from webgym_agents.models.threads import configure_torch_threads
-
     configure_torch_threads(config.torch_threads or None)
     if config.batch_size < 1 or config.micro_batch_size < 1 or config.updates_per_iteration < 1:
         raise ValueError("batch_size, micro_batch_size and updates_per_iteration must be >= 1")

@@ -105,6 +105,7 @@ from webgym_agents.algos.genac_critic import (
     target_score,
 )
 from webgym_agents.policies.scorer_policy import critic_state_text
+from webgym_agents.scripted.rule_agent import RuleAgent
 from webgym_agents.toolkit.onpolicy import (
     CRITIC_DIR,
     OnPolicyConfig,
@@ -116,10 +117,11 @@ from webgym_agents.toolkit.onpolicy import (
     ppo_turn_update,
     restore_critic_optimizer,
     run_iterations,
+    split_task_ids,
     start_learner,
 )
 from webgym_agents.toolkit.returns import archer_advantages, turn_returns
-from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
+from webgym_agents.toolkit.rollouts import Rollout, collect_episodes, rollout_stats
 from webgym_agents.toolkit.training import TrainerInfo, TrainRun
 
 
@@ -449,9 +451,6 @@ def measure_costs(
     """Seconds per state of each critic operation (the module docstring's figures) on
     ``n_states`` real states, the ``rule`` agent's turns on the first train tasks, one call of
     ``n_states`` prompts each. ``python -m webgym_agents.algos.genac [n_states]`` prints them."""
-    from webgym_agents.scripted.rule_agent import RuleAgent
-    from webgym_agents.toolkit.onpolicy import split_task_ids
-    from webgym_agents.toolkit.rollouts import collect_episodes
 
     torch.set_num_threads(threads)
     episodes = collect_episodes(RuleAgent(), split_task_ids("train")[:n_states], max_steps=10)

@@ -54,6 +54,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _LAZY:
+        # on first use: the backbones import torch and transformers
         from webgym_agents.models import backbone
 
         return getattr(backbone, name)

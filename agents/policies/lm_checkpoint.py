@@ -76,6 +76,7 @@ class LMCheckpoints:
         d = Path(directory)
         path = d / POLICY_FILE
         if not path.is_file():
+            # only to say what the folder holds instead (a read-only look at its JSON files)
             from webgym_agents.toolkit.checkpoints import read_checkpoint
 
             found = read_checkpoint(d)

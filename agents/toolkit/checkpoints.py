@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webgym_agents.base import list_agents
 from webgym_agents.shipped import is_release, release_config
 
 __all__ = [
@@ -96,8 +97,6 @@ class Checkpoint:
         if not self.is_policy:
             return None
         if self.trained_by:
-            from webgym_agents.base import list_agents
-
             if self.trained_by in {a.name for a in list_agents()}:
                 return self.trained_by
         return "scorer" if self.kind == "scorer-policy" else "lm"

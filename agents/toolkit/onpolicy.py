@@ -345,6 +345,7 @@ def collect(
     if key not in _RAY:
         import atexit
 
+        # with --ray only: Ray is no part of a run in one process
         from webgym_agents.toolkit.ray_rollouts import RayCollector
 
         _RAY[key] = RayCollector(config.ray_workers, config.ray)
@@ -556,7 +557,7 @@ def _row_text(row: dict[str, Any]) -> str:
 
 def split_task_ids(split: str) -> list[str]:
     """The task ids of ``split`` of the embedded catalog, in order."""
-    from webgym.shop.catalog import open_catalog
+    from webgym.shop.catalog import open_catalog  # on use only: it opens the shop's database
 
     catalog = open_catalog(split=split)  # the ood split lives in the companion file
     try:

@@ -32,6 +32,7 @@ class RolloutWorker:
     """One Ray actor: plays its part of a batch of jobs with the policy it is sent."""
 
     def __init__(self, torch_threads: int = 1):
+        # in the Ray worker's own process, which imports this module afresh
         from webgym_agents.models.threads import configure_torch_threads
 
         configure_torch_threads(torch_threads)

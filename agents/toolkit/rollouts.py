@@ -356,7 +356,7 @@ def collect_rollouts(
         for name, given in (("start_actions", start_actions), ("first_actions", first_actions)):
             if given is not None and len(given) != len(starts):
                 raise ValueError(f"{name} must hold one entry per start")
-        from webgym.envs import MAX_EPISODE_STEPS
+        from webgym.envs import MAX_EPISODE_STEPS  # as make_env: the env on use only
 
         limit = max_steps or MAX_EPISODE_STEPS
     elif start_actions is not None or first_actions is not None:

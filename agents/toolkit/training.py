@@ -466,6 +466,7 @@ class TrainRun:
         """Redraw ``learning_curve.png`` (:func:`webgym_agents.toolkit.curves.draw_learning_curve`:
         the scores, success rates, losses, explained variance and KL that move, a few panels);
         None before the first row."""
+        # matplotlib on use only
         from webgym_agents.toolkit.curves import draw_learning_curve
 
         rows = self.metrics() if self.main else []
@@ -486,7 +487,7 @@ class TrainRun:
             return
         from rich.progress import TextColumn
 
-        from webgym.terminal import progress_bar
+        from webgym.terminal import progress_bar  # the terminal's rich on use only
 
         with progress_bar(self.console, TextColumn("{task.fields[info]}")) as bar:
             task = bar.add_task(description, total=total, completed=completed, info="")

@@ -31,12 +31,14 @@ from webgym_agents.algos.digiq.config import (
     atomic_json,
     behaviour_scorer,
 )
+from webgym_agents.observation import axtree_nodes
 from webgym_agents.policies.scorer_policy import (
     Candidates,
     ScorerPolicy,
     candidates,
     state_text,
 )
+from webgym_agents.toolkit.onpolicy import split_task_ids
 from webgym_agents.toolkit.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
 from webgym_agents.toolkit.training import TrainRun
 
@@ -61,8 +63,6 @@ def page_type(state: str) -> str:
 
 
 def nodes_by_bid(obs: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    from webgym_agents.observation import axtree_nodes
-
     try:
         nodes = axtree_nodes(obs)
     except ValueError:
@@ -377,8 +377,6 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     finished parts are kept, a part interrupted is played again from its start) or, with
     ``config.data``, another run's, checked against its ``data.json``."""
     import pandas as pd
-
-    from webgym_agents.toolkit.onpolicy import split_task_ids
 
     if config.data:
         folder = Path(config.data)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from webgym_agents.algos.digiq.config import AUX_OBJECTIVES, DigiQConfig, atomic_json, metrics_row
+from webgym_agents.models.backbone import load_backbone
 from webgym_agents.policies.scorer_policy import (
     mean_pool,
 )
@@ -110,8 +111,6 @@ class CriticEncoder(nn.Module):
 
 def load_critic_encoder(config: DigiQConfig, folder: Path | None = None) -> CriticEncoder:
     """The critic's encoder: off-the-shelf ``critic_backbone`` or, from ``folder``, fine-tuned."""
-    from webgym_agents.models.backbone import load_backbone
-
     backbone = load_backbone(config.critic_backbone, seed=config.seed, device=config.device)
     enc = CriticEncoder(backbone, config.critic_max_length).to(config.device)
     if folder is not None:

@@ -20,6 +20,8 @@ from webgym_agents.policies.scorer_policy import (
     Candidates,
     ScorerPolicy,
 )
+from webgym_agents.toolkit.losses import nll
+from webgym_agents.toolkit.onpolicy import split_task_ids
 from webgym_agents.toolkit.rollouts import collect_rollouts, rollout_stats
 from webgym_agents.toolkit.training import TrainRun
 
@@ -64,8 +66,6 @@ def _policy_candidates(row) -> Candidates:
 
 def validate(policy: ScorerPolicy, config: DigiQConfig) -> dict[str, float]:
     """Greedy play of ``policy`` on the first ``val_tasks`` validation tasks."""
-    from webgym_agents.toolkit.onpolicy import split_task_ids
-
     if config.val_tasks <= 0:
         return {}
     t0 = time.perf_counter()
@@ -96,8 +96,6 @@ def extract_policy(
     -lambda mean log pi(a_b | s) on the behaviour's own action there (a_b not explored), so that
     the policy stays the behaviour's wherever the critic is not confident. Returns the policy,
     the metrics iteration and its greedy validation figures."""
-    from webgym_agents.toolkit.losses import nll
-
     anchors: list[tuple[int, int]] = []  # (row, index of a_b among the policy's candidates)
     if config.extract_anchor > 0:
         kept_rows = {i for i, _, _ in chosen}
