@@ -27,8 +27,8 @@ from webgym_agents.policies.lm_agent import LMPolicy
 from webgym_agents.policies.scorer_policy import critic_state_text
 from webgym_agents.toolkit.onpolicy import (
     CRITIC_DIR,
-    _freeze_lower_lm_layers,
 )
+from webgym_agents.toolkit.starting import freeze_lower_lm_layers
 
 FACTS_DIR = "genac"
 SCORE_ROOM = 8  # tokens after the rationale: "\nScore: 10" and the end-of-turn token
@@ -187,7 +187,7 @@ class GenerativeCritic(LMPolicy):
         self.rationale_tokens = int(settings.get("rationale_tokens", rationale_tokens))
         self.train_layers = int(settings.get("train_layers", train_layers))
         self.max_steps = int(settings.get("max_steps", max_steps))
-        _freeze_lower_lm_layers(self.backbone.model, self.train_layers)
+        freeze_lower_lm_layers(self.backbone.model, self.train_layers)
         self.actor_facts = ActorFacts()
         self.stats |= {"estimates": 0, "value_s": 0.0, "value_fallbacks": 0}
 

@@ -76,6 +76,7 @@ from webgym_agents.toolkit.updates import (
 )
 
 __all__ = [
+    "CRITIC_DIR",
     "BACK_ACTIONS",
     "back_probes",
     "with_probes",

@@ -32,7 +32,15 @@ if TYPE_CHECKING:
 Policy = Union[ScorerPolicy, "LMPolicy"]  # the scorer (cpu presets) or an LM (the decoder path)
 Critic = Union[ScorerCritic, "LMCritic"]
 
-__all__ = ["CRITIC_DIR", "Critic", "Policy", "fresh_policy", "load_policy", "start_policy"]
+__all__ = [
+    "CRITIC_DIR",
+    "Critic",
+    "Policy",
+    "freeze_lower_lm_layers",
+    "fresh_policy",
+    "load_policy",
+    "start_policy",
+]
 
 CRITIC_DIR = "critic"
 
@@ -91,7 +99,7 @@ def start_policy(
                 value_fn = LMCritic.load(critic_dir, device=config.device)
             else:
                 value_fn = LMCritic.from_policy(policy)
-                _freeze_lower_lm_layers(value_fn.backbone.model, critic_train_layers)
+                freeze_lower_lm_layers(value_fn.backbone.model, critic_train_layers)
         elif resumed:
             value_fn = ScorerCritic.load(critic_dir)
         else:
@@ -140,7 +148,7 @@ def fresh_policy(config: Any) -> Policy:
     )
 
 
-def _freeze_lower_lm_layers(model: torch.nn.Module, train_layers: int) -> None:
+def freeze_lower_lm_layers(model: torch.nn.Module, train_layers: int) -> None:
     """An LM critic trains its top ``train_layers`` decoder layers and the final norm (0: all)."""
     layers = model.model.layers
     if train_layers <= 0 or train_layers >= len(layers):

@@ -96,7 +96,10 @@ def _load(module_name: str) -> None:
     :func:`register_trainer` itself has registered already)."""
     module = importlib.import_module(module_name)
     info = getattr(module, "TRAINER", None)
-    if isinstance(info, TrainerInfo) and _TRAINERS.get(info.name) is not info:
+    if not isinstance(info, TrainerInfo):
+        return
+    known = _TRAINERS.get(info.name)
+    if known is None or known.train_fn is not info.train_fn:  # the same trainer: registered
         add_trainer(info)
 
 
