@@ -96,25 +96,29 @@ def warn(message: str) -> None:
 # run
 
 
-def _trainer_config(agent: str, preset: str, config: Path | None) -> tuple[Any, Any]:
-    """(trainer info, config): the agent's trainer, its preset, the file's fields over it; a
-    clear exit 2 for an unknown trainer, preset or field."""
-    from webgym_agents.toolkit.trainers import UnknownTrainerError, get_trainer
+def _trainer_config(agent: str, preset: str, config: Path | None) -> tuple[Any, Any, str]:
+    """(trainer info, config, the preset's name): the agent's trainer, its preset (an older
+    or spelled-out name resolves, with a one-line note), the file's fields over it; a clear
+    exit 2 for an unknown trainer, preset or field."""
+    from webgym_agents.toolkit.trainers import UnknownTrainerError, get_trainer, preset_config
     from webgym_agents.toolkit.training import ConfigError, config_from_file
 
     try:
         info = get_trainer(agent)
     except UnknownTrainerError as e:
         fail(str(e))
-    if preset not in info.presets:
-        fail(f"unknown preset {preset!r} for {agent}; presets: {', '.join(info.presets)}")
-    cfg = info.presets[preset]
+    try:
+        preset, cfg, note = preset_config(info, preset)
+    except KeyError as e:
+        fail(str(e.args[0]))
+    if note:
+        warn(note)
     if config is not None:
         try:
             cfg = config_from_file(cfg, config)
         except ConfigError as e:
             fail(str(e))
-    return info, cfg
+    return info, cfg, preset
 
 
 def _check_output_folder(out: Path, option: str = "--out") -> None:
@@ -669,7 +673,7 @@ def train_cmd(
     from webgym_agents.toolkit import data_parallel
     from webgym_agents.toolkit.training import ConfigMismatch, TrainRun
 
-    info, cfg = _trainer_config(agent, preset, config)
+    info, cfg, preset = _trainer_config(agent, preset, config)
     out = out or Path("runs") / f"train-{agent}-{preset}"
     _check_output_folder(out)
     if ray is not None:
@@ -772,7 +776,7 @@ def ablate_cmd(
 
     if agent != "digiq":
         fail(f"ablate knows the critic options of digiq only, not {agent!r}")
-    info, cfg = _trainer_config(agent, preset, config)
+    info, cfg, preset = _trainer_config(agent, preset, config)
     out = out or Path("runs") / f"ablate-{agent}-{preset}"
     _check_output_folder(out)
     if not out.exists():

@@ -111,6 +111,9 @@ PRESETS = {
         val_tasks=2, lr=1e-3, minibatch_size=8,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "lm-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 def archer_update(
@@ -271,6 +274,7 @@ TRAINER = TrainerInfo(
     train_archer,
     PRESETS,
     description="ArCHer PPO: turn-level MC critic first, then PPO on A(t) = V(s') - V(s)",
+    preset_aliases=PRESET_ALIASES,
 )
 
 __all__ = [

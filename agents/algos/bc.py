@@ -167,6 +167,9 @@ PRESETS: dict[str, BCConfig] = {
         eval_episodes=0,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"lm-smoke": "smoke", "lm-cpu": "cpu", "lm-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -575,4 +578,5 @@ TRAINER = TrainerInfo(
     train_bc,
     PRESETS,
     description="behaviour cloning of the rule agent's successful train episodes into an LM",
+    preset_aliases=PRESET_ALIASES,
 )

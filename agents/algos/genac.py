@@ -179,6 +179,9 @@ PRESETS = {
         sft_tasks=256, sft_lr=2e-5, sft_minibatch=16, critic_warmup=2, critic_prompt_tokens=512,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "scorer-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,6 +506,7 @@ TRAINER = TrainerInfo(
     train_genac,
     PRESETS,
     description="GenAC: ArCHer PPO with a generative critic (rationale, then Score: k/10)",
+    preset_aliases=PRESET_ALIASES,
 )
 
 __all__ = [

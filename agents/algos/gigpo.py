@@ -90,7 +90,15 @@ PRESETS = {
         train_encoder=False, val_tasks=200, eval_every=15, minibatch_rollouts=16,
         torch_threads=1, checkpoint_every=15,
     ),
+    # the candidate scorer on a large GPU (from bc --preset scorer-gpu), as grpo's scorer-gpu
+    "gpu": GiGPOConfig(
+        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        tasks_per_iteration=32, group_size=8, n_envs=32, val_tasks=250, minibatch_rollouts=32,
+    ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "scorer-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 def anchor_key(obs: dict[str, Any]) -> str:
@@ -217,6 +225,7 @@ TRAINER = TrainerInfo(
     train_gigpo,
     PRESETS,
     description="GiGPO (episode- plus anchor-state step-level group advantages, PPO clip)",
+    preset_aliases=PRESET_ALIASES,
 )
 
 __all__ = ["PRESETS", "GiGPOConfig", "anchor_key", "gigpo_advantages", "train_gigpo"]

@@ -92,6 +92,9 @@ PRESETS = {
         max_steps=4, val_tasks=2, lr=1e-3, minibatch_rollouts=2, beta=0.04,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "lm-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 def train_grpo(config: GRPOConfig, run: TrainRun):
@@ -194,6 +197,7 @@ TRAINER = TrainerInfo(
     train_grpo,
     PRESETS,
     description="GRPO (group-normalised rollouts, PPO clip, DAPO options) on the candidate scorer",
+    preset_aliases=PRESET_ALIASES,
 )
 
 __all__ = ["PRESETS", "GRPOConfig", "train_grpo"]

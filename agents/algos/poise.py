@@ -115,6 +115,9 @@ PRESETS = {
         probe_buffer=2048, probe_min_rows=128,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "scorer-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,6 +424,7 @@ TRAINER = TrainerInfo(
     train_poise,
     PRESETS,
     description="POISE: PPO clip on A_i = r_i - probe(the sibling rollout's own hidden states)",
+    preset_aliases=PRESET_ALIASES,
 )
 
 __all__ = [

@@ -72,6 +72,9 @@ PRESETS = {
         val_tasks=2, lr=1e-3, minibatch_size=8,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "lm-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 def train_reinforce(config: ReinforceConfig, run: TrainRun):
@@ -135,6 +138,7 @@ TRAINER = TrainerInfo(
     train_reinforce,
     PRESETS,
     description="REINFORCE with a learned state-value baseline on the candidate-scorer policy",
+    preset_aliases=PRESET_ALIASES,
 )
 
 __all__ = ["PRESETS", "ReinforceConfig", "train_reinforce"]

@@ -93,6 +93,9 @@ PRESETS = {
         val_tasks=1, lr=1e-3, minibatch_size=8, k_forks=2,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "lm-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
+``lm-*``: the decoder path), the same across trainers."""
 
 
 def play_forks(
@@ -201,6 +204,7 @@ TRAINER = TrainerInfo(
     train_vineppo,
     PRESETS,
     description="VinePPO: PPO clip on A_t = r_t + V(s') - V(s), V the mean of K forked rollouts",
+    preset_aliases=PRESET_ALIASES,
 )
 
 __all__ = [

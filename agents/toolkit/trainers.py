@@ -221,7 +221,7 @@ def preset_config(info: TrainerInfo, preset: str) -> tuple[str, Any, str | None]
         raise KeyError(
             f"unknown preset {preset!r} for {info.name}; presets: {', '.join(info.presets)}"
         )
-    note = f"preset {preset!r} of {info.name} is now called {new!r} (the same config)"
+    note = f"preset {preset!r} of {info.name} is its preset {new!r} (another name, one config)"
     return new, info.presets[new], note
 
 
@@ -262,7 +262,7 @@ def _command_that_makes(path: Path) -> str | None:
     _discover_trainers()
     for name, info in sorted(_TRAINERS.items()):
         preset = stem[len(name) + 1 :] if stem.startswith(name + "-") else None
-        if preset in info.presets:
+        if preset in info.presets or preset in info.preset_aliases:
             return f"webgym-bench train --agent {name} --preset {preset} --out {run_dir}"
     return None
 

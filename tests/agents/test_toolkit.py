@@ -158,3 +158,22 @@ def test_rollouts_live_in_one_module():
                  "rollout_stats"):  # fmt: skip
         assert hasattr(rollouts, name)
         assert not hasattr(training, name), f"{name} is still in agents/toolkit/training.py"
+
+
+def test_every_trainer_has_smoke_cpu_gpu_and_its_other_preset_names_resolve():
+    from webgym_agents.toolkit.trainers import preset_config
+
+    for info in list_trainers():
+        assert {"smoke", "cpu", "gpu"} <= set(info.presets), info.name
+        for alias, preset in info.preset_aliases.items():
+            assert alias not in info.presets, (info.name, alias)  # a name means one config
+            name, config, note = preset_config(info, alias)
+            assert (name, config) == (preset, info.presets[preset])
+            assert note and alias in note and repr(preset) in note
+        assert preset_config(info, "cpu") == ("cpu", info.presets["cpu"], None)
+        with pytest.raises(KeyError, match="unknown preset"):
+            preset_config(info, "no-such-preset")
+    # the policy kind spelled out means the same in every trainer
+    assert get_trainer("grpo").preset_aliases["lm-gpu"] == "gpu"
+    assert get_trainer("bc").preset_aliases["lm-cpu"] == "cpu"
+    assert get_trainer("gigpo").preset_aliases["scorer-gpu"] == "gpu"

@@ -133,6 +133,9 @@ PRESETS = {
         extract_epochs=4, train_encoder=True, extract_lr=5e-5, val_tasks=250, eval_episodes=250,
     ),
 }  # fmt: skip
+PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "scorer-gpu": "gpu"}
+"""Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer),
+the same across trainers."""
 
 METRICS = (
     "iteration", "phase", "episodes", "transitions", "data_score", "data_success_rate",

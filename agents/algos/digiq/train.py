@@ -22,6 +22,7 @@ import torch
 from webgym_agents.algos.digiq.config import (
     CRITIC_FILE,
     CRITIC_MODES,
+    PRESET_ALIASES,
     PRESETS,
     DigiQConfig,
     behaviour_scorer,
@@ -374,6 +375,7 @@ TRAINER = TrainerInfo(
     train_digiq,
     PRESETS,
     description="Digi-Q: effect-label fine-tuned critic, frozen features, TD, Best-of-N extraction",
+    preset_aliases=PRESET_ALIASES,
 )
 
 
