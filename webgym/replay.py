@@ -6,8 +6,9 @@ actions in the browserless text twin of the env (``WebGym-ShoppingText-v0``; det
 about 1 ms a step) rebuilds every observation, and what the replay would have recorded can be
 compared with what the run says it recorded. Two users:
 
-* behaviour cloning (``webgym_agents.toolkit.rollouts.replay_episode``) rebuilds the observations of a run's
-  episodes to train on them, checking each page against the recorded digest;
+* behaviour cloning (``webgym_agents.toolkit.rollouts.replay_episode``) rebuilds the
+  observations of a run's episodes to train on them, checking each page against the recorded
+  digest;
 * the leaderboard (``webgym_leaderboards.verify``) replays every episode of a submitted run and
   refuses it at the first step whose record the replay does not reproduce.
 

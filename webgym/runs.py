@@ -24,8 +24,8 @@ episode seed (:func:`episode_seed`, a function of the run seed and the task id a
 observation digest (:func:`obs_digest`) that a replay checks every rebuilt page against.
 
 Writers: the harness (``webgym_benchmarks.runner``), the tests. Readers: ``webgym-bench show``, the
-trainers (``webgym_agents.algos.bc`` re-plays runs), the leaderboard (validation, viewer). Imports nothing
-above ``webgym`` (and nothing heavy: Pillow only to write a screenshot).
+trainers (``webgym_agents.algos.bc`` re-plays runs), the leaderboard (validation, viewer).
+Imports nothing above ``webgym`` (and nothing heavy: Pillow only to write a screenshot).
 """
 
 from __future__ import annotations
