@@ -326,6 +326,32 @@ def test_the_checker_sees_what_it_must(tmp_path):
     assert strongly_connected({"a": {"b"}, "b": {"a", "c"}, "c": set()}) == [["c"], ["a", "b"]]
 
 
+def _algorithm(module: str) -> str | None:
+    """The algorithm a module of ``webgym_agents.algos`` belongs to (``algos/genac_critic.py``
+    is genac's, ``algos/digiq/critic.py`` digiq's), or None outside it."""
+    parts = module.split(".")
+    if parts[:2] != ["webgym_agents", "algos"] or len(parts) < 3:
+        return None
+    return parts[2].split("_")[0]
+
+
+def test_the_agents_rooms_import_downwards():
+    """In agents/: no algorithm imports another (what two share lives in the toolkit), and
+    nothing below the algorithms (toolkit, policies, scripted agents, models, the agent
+    protocol) imports one; inside functions too."""
+    files, imports = all_imports()
+    below = ("toolkit", "policies", "scripted", "models", "base", "observation", "shipped")
+    wrong = []
+    for i in imports:
+        source, target = _algorithm(i.source), _algorithm(i.target)
+        if target is None:
+            continue
+        room = i.source.split(".")[1] if i.source.count(".") else ""
+        if (source is not None and source != target) or room in below:
+            wrong.append(f"{_rel(files, i.source)}:{i.line} imports {i.target}")
+    assert not wrong, "imports of an algorithm from outside it:\n  " + "\n  ".join(wrong)
+
+
 def _plant(root: Path, sources: dict[str, str]) -> dict[str, Path]:
     """Write ``sources`` (dotted module -> code) under ``root`` as the layers' folders do."""
     files = {}

@@ -4,6 +4,8 @@
 (``configure_torch_threads``: the one thread-count rule) are imported eagerly and need neither
 torch nor transformers at import; ``backbone`` (``load_backbone``, ``Backbone``,
 ``ValueHead``, ...) is imported on first use, so ``webgym-bench models list`` stays instant.
+
+The bottom of ``webgym_agents``: imports ``webgym`` only, never another room of the agents.
 """
 
 from __future__ import annotations

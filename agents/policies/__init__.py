@@ -3,6 +3,8 @@ an encoder that scores the legal actions), the language-model policy (``lm_agent
 value critic (``lm_critic``). They read observations through ``webgym_agents.observation``
 and load backbones from ``webgym_agents.models``.
 
-A policy knows how to decide, save and load; it never imports ``webgym_agents.toolkit`` (the
-training plumbing) or ``webgym_agents.algos`` (the trainers).
+A policy knows how to decide, save and load; it never imports ``webgym_agents.algos`` (the
+trainers) nor the toolkit's training plumbing (the one look into the toolkit is
+``toolkit.checkpoints``, a read-only description of a folder, to say what a folder that holds no
+LM policy holds instead).
 """

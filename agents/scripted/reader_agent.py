@@ -16,6 +16,9 @@ links) and the agent's own memory of what it opened; nothing from the task recor
 neither the Description/Features/Attributes tabs nor the reviews, so the instruction's
 attributes are left to the search. Not a learner and not a start for one: the learners start
 from ``bc``, which clones ``rule``; ``reader`` shows what reading options and price is worth.
+
+Imports ``webgym``, ``webgym_agents.base``, ``webgym_agents.observation`` and the ``rule`` agent
+it builds on; never a policy, the toolkit or an algorithm (no torch).
 """
 
 from __future__ import annotations
