@@ -454,7 +454,6 @@ def measure_costs(
     """Seconds per state of each critic operation (the module docstring's figures) on
     ``n_states`` real states, the ``rule`` agent's turns on the first train tasks, one call of
     ``n_states`` prompts each. ``python -m webgym_agents.algos.genac [n_states]`` prints them."""
-
     torch.set_num_threads(threads)
     episodes = collect_episodes(RuleAgent(), split_task_ids("train")[:n_states], max_steps=10)
     turns = [(critic_state_text(s.obs, 10), t, e.steps[-1].reward)
