@@ -2,8 +2,8 @@
 
 The value is read at ONE position, the last token of the observation's prompt (the prompt
 boundary), so a response never changes it. It is an
-:class:`~webgym_agents.policies.lm_agent.LMPolicy` whose
-value head is the point: it saves and loads the same files with the same fingerprint checks
+:class:`~webgym_agents.policies.lm_agent.LMPolicy` whose value head is the point: it saves
+and loads the same files with the same fingerprint checks
 (``policy.json`` says ``"kind": "lm-critic"``), builds its prompts the same way, and
 :meth:`values` is differentiable. The decoder path of the trainers (the ``gpu`` presets on an
 LM backbone) uses it; on a CPU the scorer's critic (policies/scorer_policy.py) is the one used.

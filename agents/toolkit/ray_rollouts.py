@@ -1,5 +1,5 @@
-"""Rollouts on Ray workers: :func:`webgym_agents.toolkit.rollouts.collect_rollouts` split over N
-actors.
+"""Rollouts on Ray workers: :func:`webgym_agents.toolkit.rollouts.collect_rollouts` split
+over N actors.
 
 ``webgym-bench train --agent NAME --ray`` (a local Ray with ``ray_workers`` CPUs) or ``--ray
 ADDRESS`` (a cluster) makes an on-policy trainer collect this way. Each worker is a Ray actor
