@@ -39,15 +39,16 @@ the query, the category breadcrumb, the Attributes list and every bullet point):
   data, like ``term_df``: outside ``content_hash``, inside the file's seal.
 
 Integrity: ``content_hash`` (16 hex digits) hashes what the catalog holds (every product and
-task document, in order, and the metadata but ``built_at``): equal for two builds of the same
-catalog, recorded in each run's manifest and compared by the leaderboard. ``file_sha256`` seals
-the file itself: the SHA-256 of the file's bytes with that value's own 64 bytes read as
-``_SEAL_PLACEHOLDER``, written into its slot after the build. ``Catalog`` checks it on open
-(one pass over the file: ~14 ms for the 20 MB embedded catalog), so a file damaged or altered
-after its build is refused (``CatalogDamaged``, with the command that rebuilds it) instead of
-serving wrong products; a read error later is raised, never taken for an empty result. A build
-writes a temporary file named after its process, removed when the build fails or is
-interrupted (SIGTERM included), and a later build removes those of dead processes (SIGKILL).
+task document, in order, and the metadata but ``built_at`` and ``title_nouns_tagger``): equal
+for two builds of the same catalog, recorded in each run's manifest and compared by the
+leaderboard. ``file_sha256`` seals the file itself: the SHA-256 of the file's bytes with that
+value's own 64 bytes read as ``_SEAL_PLACEHOLDER``, written into its slot after the build.
+``Catalog`` checks it on open (one pass over the file: ~14 ms for the 20 MB embedded catalog),
+so a file damaged or altered after its build is refused (``CatalogDamaged``, with the command
+that rebuilds it) instead of serving wrong products; a read error later is raised, never taken
+for an empty result. A build writes a temporary file named after its process, removed when the
+build fails or is interrupted (SIGTERM included), and a later build removes those of dead
+processes (SIGKILL).
 
 The embedded catalogs (``default_catalog``, ``ood_catalog``): the synthetic catalog holds the
 train / validation / test splits; its *ood companion*, a second file, holds the same products
