@@ -41,6 +41,9 @@ PARTS = (
 )
 
 
+_INHERITED = object()  # a wrapped attribute the owner did not define itself
+
+
 def _owner(spec: str) -> Any:
     import importlib
 
@@ -50,12 +53,15 @@ def _owner(spec: str) -> Any:
 
 
 def measure(run_dir: Path) -> dict[str, Any]:
-    """Verify ``run_dir`` once; CPU seconds and calls per part, totals, wall time."""
+    """Verify ``run_dir`` once; CPU seconds and calls per part, totals, wall time. The wrapped
+    functions are put back afterwards."""
     cpu: Counter[str] = Counter()
     calls: Counter[str] = Counter()
     first: dict[str, bool] = {}
+    originals: list[tuple[Any, str, Any]] = []
 
     def wrap(owner: Any, name: str, label: str) -> None:
+        originals.append((owner, name, vars(owner).get(name, _INHERITED)))
         fn = getattr(owner, name)
 
         @functools.wraps(fn)
@@ -78,13 +84,20 @@ def measure(run_dir: Path) -> dict[str, Any]:
     from webgym.shop.catalog import open_catalog
     from webgym_leaderboards.verify import verify_run
 
-    for spec, name, label, _depth in PARTS:
-        wrap(_owner(spec), name, label)
-    split = RunDir(run_dir).read_manifest().get("split")
-    known = open_catalog(None, split=split).splits()
-    t1, w1 = time.process_time(), time.perf_counter()
-    verified = verify_run(run_dir, known)
-    t2, w2 = time.process_time(), time.perf_counter()
+    try:
+        for spec, name, label, _depth in PARTS:
+            wrap(_owner(spec), name, label)
+        split = RunDir(run_dir).read_manifest().get("split")
+        known = open_catalog(None, split=split).splits()
+        t1, w1 = time.process_time(), time.perf_counter()
+        verified = verify_run(run_dir, known)
+        t2, w2 = time.process_time(), time.perf_counter()
+    finally:
+        for owner, name, own in reversed(originals):
+            if own is _INHERITED:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, own)
     return {
         "run": str(run_dir),
         "episodes": len(verified.run.episodes),
