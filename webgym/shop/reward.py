@@ -160,6 +160,9 @@ def _torch_unseen() -> Iterator[None]:
     verify`` of a 500-episode run costs ~8 s of CPU in all). While spaCy is imported, ``import
     torch`` is made to fail (``sys.modules["torch"] = None``), then allowed again: torch imports
     normally later. A process that already holds torch (a training run) imports spaCy as usual.
+    The window is the spaCy import (about a second, once per process): another thread importing
+    torch for the first time inside it would get an ImportError; WebGym's own threads (the
+    shop server's) never import torch.
     """
     if "torch" in sys.modules:
         yield
