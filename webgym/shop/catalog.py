@@ -814,11 +814,12 @@ def cache_dir() -> Path:
 @functools.cache
 def generator_fingerprint() -> str:
     """8 hex digits of the code that generates the embedded catalog (products, goals, this
-    file's layout): any change to it gets a new cache file instead of a stale one."""
-    from webgym.shop import synthetic, tasks
+    file's layout, the reward's title nouns): any change to it gets a new cache file instead of
+    a stale one."""
+    from webgym.shop import reward, synthetic, tasks
 
     digest = hashlib.sha256(str(SCHEMA_VERSION).encode())
-    for module in (synthetic, tasks, sys.modules[__name__]):
+    for module in (synthetic, tasks, reward, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:8]
 

