@@ -136,7 +136,7 @@ def tagger_version() -> str:
         except PackageNotFoundError:
             return f"{name} -"
 
-    code = [inspect.getsource(f) for f in (title_nouns.__wrapped__, load_tagger)]
+    code = [inspect.getsource(f) for f in (_TITLE_NOUNS.__wrapped__, _LOAD_TAGGER)]
     code += [repr(NOUN_POS), repr(_EXCLUDED_PIPES)]
     digest = hashlib.sha256("\n".join(code).encode()).hexdigest()[:8]
     return ", ".join([*(one(name) for name in TAGGER_PACKAGES), f"nouns {digest}"])
@@ -185,6 +185,10 @@ def _torch_unseen() -> Iterator[None]:
 def title_nouns(title: str) -> tuple[str, ...]:
     """The lower-cased NOUN/PROPN tokens of a product name, in order, repeats kept."""
     return tuple(t.text.lower() for t in load_tagger()(title) if t.pos_ in NOUN_POS)
+
+
+# The code whose digest ``tagger_version`` names (kept here: a test may replace the public names).
+_TITLE_NOUNS, _LOAD_TAGGER = title_nouns, load_tagger
 
 
 def normalize_color(color_string: str) -> str:
