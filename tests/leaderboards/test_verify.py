@@ -364,11 +364,11 @@ def test_progress_of_a_long_replay_on_a_terminal_and_off_it():
 
 
 def test_verify_bench_counts_the_replay_by_part(recorded_rule_run, lb_catalog, monkeypatch):
-    """``webgym_benchmarks.perf.verify_bench`` verifies a run once and sums the CPU of each
+    """``webgym_leaderboards.verify_bench`` verifies a run once and sums the CPU of each
     part; it leaves the functions it wrapped as they were."""
     from webgym.shop.catalog import Catalog
     from webgym.transport import ASGITransport
-    from webgym_benchmarks.perf.verify_bench import PARTS, measure, render
+    from webgym_leaderboards.verify_bench import PARTS, measure, render
 
     monkeypatch.setenv("WEBGYM_CATALOG", str(lb_catalog.path))
     before = (ASGITransport.request, Catalog.search)

@@ -1,6 +1,6 @@
 """Where ``webgym-bench verify`` spends its time: one verify of a run, its CPU seconds by part.
 
-    python -m webgym_benchmarks.perf.verify_bench RUN_DIR [--json out.json]
+    python -m webgym_leaderboards.verify_bench RUN_DIR [--json out.json]
 
 Runs ``webgym_leaderboards.verify.verify_run`` once on ``RUN_DIR`` (the catalog that holds the
 run's split) with a few functions wrapped so that the CPU time (``time.process_time``: the
@@ -15,7 +15,9 @@ time (which other jobs on the machine do move). A wrapper costs about a microsec
 A profile of the same command, to look further: ``python -m cProfile -o verify.prof
 .venv/bin/webgym-bench verify RUN_DIR`` (cProfile slows it about 2.5x, evenly enough to rank).
 
-Imports ``webgym`` and ``webgym_leaderboards`` (the command it measures).
+It lives in the leaderboard layer, not with the benchmarks in ``benchmarks/perf/`` (whose
+README holds its figures), because it imports the command it measures: ``webgym_benchmarks``
+may not import ``webgym_leaderboards``. Imports ``webgym`` and ``webgym_leaderboards.verify``.
 """
 
 from __future__ import annotations
