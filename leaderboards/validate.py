@@ -25,14 +25,16 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
    them) equal the run's ``summary.json``.
 
 Before any of them, every entry under the run must be a regular file or folder inside it
-(``RunDir.unsafe_entries``: no symlink, of a file or a folder, no FIFO, no device), and every
-file is read through ``webgym.runs``'s one reader (bounded, line by line, never blocking).
+(``RunRecords.unsafe``: no symlink, of a file or a folder, no FIFO, no device).
+
+The run is read once, by ``webgym.runs.read_run`` (the one reader of a run: bounded, line by
+line, never blocking), which returns its records and what it could not read as problems;
+these checks are the leaderboard's policy over them, strict: where a resume would quietly redo
+a bad episode and ``show`` would warn, a submission is refused, at the first problem in the
+order above. ``validate_run`` takes a run directory or the records read from it already.
 
 These checks read files only. Whether the records are what the shop does with the recorded
 actions is :mod:`webgym_leaderboards.verify`'s replay, which ``submit`` runs after them.
-
-Files are read through ``webgym.runs`` (the one place that knows the run layout), but
-strictly: where a resume would quietly redo a bad episode, a submission is refused.
 
 An entry's identity (:func:`records_digest`) is what happened, never what the manifest says
 about it: the task set (split and version, catalog content, the number of tasks, step limit,
@@ -205,7 +207,7 @@ class ValidatedRun:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading (through webgym.runs: the one place that knows the layout)
+# What a problem of the records means here (webgym.runs.read_run reads them)
 
 
 def check_manifest(records: RunRecords) -> dict[str, Any]:

@@ -12,8 +12,9 @@ markup: Jinja's autoescape, and control characters and bidirectional overrides r
 (``webgym.terminal.terminal_safe``).
 Every step is its own section with an anchor, so the page works without JavaScript; a few lines
 of inline script add keyboard navigation (j / k or the arrow keys). ``serve`` serves the pages on
-127.0.0.1 with the standard library's http.server (one page per episode). Runs are read
-through ``webgym.runs``.
+127.0.0.1 with the standard library's http.server (one page per episode). Runs are read by
+``webgym.runs.read_run``; what it could not read is shown on the episode it belongs to (only a
+run without a readable manifest is refused).
 """
 
 from __future__ import annotations

@@ -23,9 +23,13 @@ What must agree between whoever writes a run and whoever re-plays it lives here 
 episode seed (:func:`episode_seed`, a function of the run seed and the task id alone) and the
 observation digest (:func:`obs_digest`) that a replay checks every rebuilt page against.
 
-Writers: the harness (``webgym_benchmarks.runner``), the tests. Readers: ``webgym-bench show``, the
-trainers (``webgym_agents.bc`` re-plays runs), the leaderboard (validation, viewer). Imports nothing
-above ``webgym`` (and nothing heavy: Pillow only to write a screenshot).
+Writers: the harness (``webgym_benchmarks.runner``), the tests. Readers: one, :func:`read_run`,
+which returns a run's records and, as :class:`RunProblem` s, what it could not read, raising on
+none; its callers say what a problem means: ``webgym-bench show`` and ``compare`` (through
+:func:`load_run`) warn, the leaderboard's validation refuses, its viewer shows it. A resume reads
+episodes through the same :meth:`RunDir.read_episode` (:meth:`RunDir.scan`), and so do the
+trainers (``webgym_agents.bc`` re-plays runs). Imports nothing above ``webgym`` (and nothing
+heavy: Pillow only to write a screenshot).
 """
 
 from __future__ import annotations
