@@ -1238,14 +1238,9 @@ class RunDir:
         """The episode's ``summary.json`` (the JSON object, where it is one) and why it is not
         a whole summary of this task (None: it is)."""
         path = self.episode_summary_path(task_id)
-        try:
-            summary = self.read_episode_summary(task_id, strict=False)
-        except UnsafeFile as e:
-            return None, RunProblem(path, None, str(e), "unsafe", task_id)
-        except CorruptRecord as e:
-            return None, RunProblem(path, None, str(e), "corrupt", task_id)
-        except OSError as e:
-            return None, RunProblem(path, None, f"{path}: {e.strerror or e}", "corrupt", task_id)
+        summary, problem = _read_run_file(self, path, task_id)
+        if summary is None:
+            return None, problem
         try:
             _check_summary(path, task_id, summary)
         except CorruptRecord as e:
@@ -1797,20 +1792,21 @@ def run_records(run: Path | str | RunRecords) -> RunRecords:
     return run if isinstance(run, RunRecords) else read_run(run)
 
 
-def _read_run_file(run: RunDir, path: Path) -> tuple[dict[str, Any] | None, RunProblem | None]:
-    """A JSON object file of the run (the manifest, the run's summary) and why it cannot be
-    had: ``missing``, ``unsafe`` (not a regular file inside the run, or too large) or
-    ``corrupt``."""
+def _read_run_file(
+    run: RunDir, path: Path, task_id: str | None = None
+) -> tuple[dict[str, Any] | None, RunProblem | None]:
+    """A JSON object file of the run (the manifest, a summary) and why it cannot be had:
+    ``missing``, ``unsafe`` (not a regular file inside the run, or too large) or ``corrupt``."""
     if not os.path.lexists(path):
-        return None, RunProblem(path, None, f"{path} is missing", "missing")
+        return None, RunProblem(path, None, f"{path} is missing", "missing", task_id)
     try:
         return _read_object(path, run.path), None
     except UnsafeFile as e:
-        return None, RunProblem(path, None, str(e), "unsafe")
+        return None, RunProblem(path, None, str(e), "unsafe", task_id)
     except CorruptRecord as e:
-        return None, RunProblem(path, None, str(e), "corrupt")
+        return None, RunProblem(path, None, str(e), "corrupt", task_id)
     except OSError as e:
-        return None, RunProblem(path, None, f"{path}: {e.strerror or e}", "corrupt")
+        return None, RunProblem(path, None, f"{path}: {e.strerror or e}", "corrupt", task_id)
 
 
 def load_run(path: Path | str, *, check_steps: bool = True) -> RunRecords:
