@@ -256,7 +256,9 @@ def test_a_heads_only_learner_ships_its_heads_over_its_starts_encoder(env, tmp_p
     assert info["adapter_from"] == {"name": "bc", "sha256": bc.verify()["files"][ADAPTER_FILE]}
     shipped = ScorerPolicy.from_release(grpo.path)
     trained = ScorerPolicy.load(tmp_path / "grpo-ckpt")
-    for (key, a), b in zip(shipped.state_dict().items(), trained.state_dict().values()):
+    for (key, a), b in zip(
+        shipped.state_dict().items(), trained.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), key
     seen, reward, _ = play(env, make_agent("grpo", checkpoint=str(grpo.path)), "test-0002")
     assert len(seen) >= 2 and 0.0 <= reward <= 1.0
