@@ -204,9 +204,8 @@ def run_reward_loss(run_path: Path | str) -> dict[str, Any]:
     from webgym.runs import load_run
 
     records = load_run(run_path, check_steps=False)
-    run = RunDir(run_path)
     actions = {
-        e["task_id"]: [str(s.get("action", "")) for s in run.read_steps(e["task_id"])[0]]
+        e["task_id"]: [str(s.get("action", "")) for s in records.by_task[e["task_id"]].steps]
         for e in records.episodes
     }
     targets = None

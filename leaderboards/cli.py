@@ -65,23 +65,16 @@ def _catalog(path: Path | None, split: str | None = None) -> Any:
     return open_catalog(path, split=split)
 
 
-def _run_split(run_dir: Path) -> str | None:
-    """The split a run's manifest names (None when it cannot be read: validation says why)."""
-    from webgym.runs import RunDir
-
-    try:
-        split = RunDir(run_dir).read_manifest().get("split")
-    except Exception:  # noqa: BLE001 - the validation that follows reports it
-        return None
+def _run_split(manifest: dict[str, Any] | None) -> str | None:
+    """The split a run's manifest names (None when there is none: validation says why)."""
+    split = (manifest or {}).get("split")
     return split if isinstance(split, str) else None
 
 
-def _goals(catalog_path: Path | None, run_dir: Path) -> dict[str, Any]:
+def _goals(catalog_path: Path | None, manifest: dict[str, Any] | None) -> dict[str, Any]:
     """Task id -> goal, when the catalog has the run's split version (for instructions)."""
-    from webgym.runs import RunDir
-
     try:
-        manifest = RunDir(run_dir).read_manifest()
+        manifest = manifest or {}
         split = _catalog(catalog_path, manifest.get("split")).splits().get(manifest.get("split"))
         if split is not None and split.hash == manifest.get("split_hash"):
             return {g["task_id"]: g for g in split.goals}
@@ -135,15 +128,17 @@ def submit(
     ] = False,
 ) -> None:
     """Validate a run and add it to the leaderboard (see SUBMIT_HELP)."""
+    from webgym.runs import read_run
     from webgym_leaderboards.store import DuplicateSubmission, LeaderboardStore, SchemaMismatch
     from webgym_leaderboards.submit import submit_run
     from webgym_leaderboards.validate import SubmissionRefused
 
     console, err = Console(), Console(stderr=True)
     try:
-        known = _catalog(catalog, _run_split(run)).splits()
+        records = read_run(run)  # read once: the catalog's split, validation, the replay
+        known = _catalog(catalog, _run_split(records.manifest)).splits()
         with LeaderboardStore(db) as store, replay_progress(err) as on_episode:
-            entry = submit_run(run, store, known, catalog=catalog, on_episode=on_episode)
+            entry = submit_run(records, store, known, catalog=catalog, on_episode=on_episode)
             n = len(store.comparable(entry))
     except SubmissionRefused as exc:
         if if_new and isinstance(exc.__cause__, DuplicateSubmission):
@@ -179,15 +174,17 @@ def verify(
     catalog: CatalogOption = None,
 ) -> None:
     """Validate a run and replay every episode of it (see VERIFY_HELP)."""
+    from webgym.runs import read_run
     from webgym_leaderboards.validate import SubmissionRefused
     from webgym_leaderboards.verify import verify_run
 
     console, err = Console(), Console(stderr=True)
     t0 = time.perf_counter()
     try:
-        known = _catalog(catalog, _run_split(run)).splits()
+        records = read_run(run)  # read once: the catalog's split, validation, the replay
+        known = _catalog(catalog, _run_split(records.manifest)).splits()
         with replay_progress(err) as on_episode:
-            verified = verify_run(run, known, catalog=catalog, on_episode=on_episode)
+            verified = verify_run(records, known, catalog=catalog, on_episode=on_episode)
     except SubmissionRefused as exc:
         err.print(
             f"[bold red]not verified:[/] {markup_safe(exc.reason, newlines=True)}", highlight=False
@@ -291,15 +288,17 @@ def view(
     catalog: CatalogOption = None,
 ) -> None:
     """Write or serve the trace viewer of a run (see VIEW_HELP)."""
+    from webgym.runs import read_run
     from webgym_leaderboards.validate import SubmissionRefused
     from webgym_leaderboards.viewer import load_run, make_server, write_trace
 
     console, err = Console(), Console(stderr=True)
     if out is not None and not serve:
         _check_output_file(out, "--out", err)
-    goals = _goals(catalog, run)
+    records = read_run(run)
+    goals = _goals(catalog, records.manifest)
     try:
-        trace = load_run(run, goals)
+        trace = load_run(records, goals)
         if episode is not None:
             trace.episode(episode)
     except (SubmissionRefused, KeyError) as exc:
@@ -321,7 +320,7 @@ def view(
         return
     target = out or run / (f"trace-{episode}.html" if episode else "trace.html")
     t0 = time.perf_counter()
-    path = write_trace(run, target, episode, goals)
+    path = write_trace(trace, target, episode)
     size = path.stat().st_size / 1e6
     console.print(
         f"wrote {terminal_safe(path)} ({size:.1f} MB, {time.perf_counter() - t0:.1f} s); open it "

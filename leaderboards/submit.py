@@ -6,13 +6,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from webgym.runs import RunRecords, run_records
 from webgym_leaderboards.store import DuplicateSubmission, Entry, LeaderboardStore
-from webgym_leaderboards.validate import SubmissionRefused, read_manifest
+from webgym_leaderboards.validate import SubmissionRefused, check_manifest
 from webgym_leaderboards.verify import Progress, verify_run
 
 
 def submit_run(
-    run_dir: Path | str,
+    run_dir: Path | str | RunRecords,
     store: LeaderboardStore,
     known_splits: Any,
     *,
@@ -29,11 +30,15 @@ def submit_run(
     included, and its episodes' replayed content) must be new: the same episodes submitted again
     under another manifest (another agent name, other timestamps or timings) are a duplicate.
 
+    The run is read once (``webgym.runs.read_run``; ``run_dir`` may be its records, read
+    already): the catalog check, validation and the replay work on what was read.
+
     Raises ``SubmissionRefused`` (every refusal, duplicates included) with the reason.
     ``on_episode(done, total)`` hears of each episode the replay got through.
     """
-    content_hash = _check_catalog_hash(run_dir, catalog)
-    verified = verify_run(run_dir, known_splits, catalog=catalog, on_episode=on_episode)
+    records = run_records(run_dir)
+    content_hash = _check_catalog_hash(check_manifest(records), catalog)
+    verified = verify_run(records, known_splits, catalog=catalog, on_episode=on_episode)
     run = replace(verified.run, catalog_hash=content_hash)
     existing = store.find_digest(run.records_digest)
     if existing is not None:
@@ -46,12 +51,11 @@ def submit_run(
     return replace(entry, rank=store.rank_of(entry))
 
 
-def _check_catalog_hash(run_dir: Path | str, catalog: Path | str | None) -> str:
+def _check_catalog_hash(manifest: dict[str, Any], catalog: Path | str | None) -> str:
     """The content hash of the catalog the run is replayed on (the one its entry is ranked
     on). Where the run's manifest names the content hash of the catalog it was made on (the
     harness records it), it must be this one, even where the split versions agree; an older run
     that names none is checked by the replay on this catalog alone."""
-    manifest = read_manifest(Path(run_dir))
     recorded = manifest.get("catalog")
     recorded = recorded.get("content_hash") if isinstance(recorded, dict) else None
     from webgym.shop.catalog import open_catalog

@@ -25,14 +25,16 @@ re-derives its metrics from the episode records and returns a ``ValidatedRun``, 
    them) equal the run's ``summary.json``.
 
 Before any of them, every entry under the run must be a regular file or folder inside it
-(``RunDir.unsafe_entries``: no symlink, of a file or a folder, no FIFO, no device), and every
-file is read through ``webgym.runs``'s one reader (bounded, line by line, never blocking).
+(``RunRecords.unsafe``: no symlink, of a file or a folder, no FIFO, no device).
+
+The run is read once, by ``webgym.runs.read_run`` (the one reader of a run: bounded, line by
+line, never blocking), which returns its records and what it could not read as problems;
+these checks are the leaderboard's policy over them, strict: where a resume would quietly redo
+a bad episode and ``show`` would warn, a submission is refused, at the first problem in the
+order above. ``validate_run`` takes a run directory or the records read from it already.
 
 These checks read files only. Whether the records are what the shop does with the recorded
 actions is :mod:`webgym_leaderboards.verify`'s replay, which ``submit`` runs after them.
-
-Files are read through ``webgym.runs`` (the one place that knows the run layout), but
-strictly: where a resume would quietly redo a bad episode, a submission is refused.
 
 An entry's identity (:func:`records_digest`) is what happened, never what the manifest says
 about it: the task set (split and version, catalog content, the number of tasks, step limit,
@@ -55,14 +57,14 @@ from pathlib import Path
 from typing import Any
 
 from webgym.runs import (
-    FORMAT_VERSION,
     STEPS_FILE,
     SUMMARY_FILE,
-    CorruptRecord,
     RunDir,
-    UnsafeFile,
+    RunProblem,
+    RunRecords,
     episode_seed,
     observations_problem,
+    run_records,
     step_counts,
 )
 
@@ -111,6 +113,8 @@ class Episode:
     dir: Path
     # observations.jsonl: the page texts after the reset and each step (none in older runs)
     observations: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # the screenshots that are not regular PNG files inside the run, one line each
+    screenshot_problems: list[str] = field(default_factory=list, repr=False)
 
     @property
     def summary_path(self) -> Path:
@@ -203,92 +207,82 @@ class ValidatedRun:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading (through webgym.runs: the one place that knows the layout)
+# What a problem of the records means here (webgym.runs.read_run reads them)
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise SubmissionRefused(f"{run.path} is not a run directory")
-    if not run.exists():
-        raise SubmissionRefused(f"run manifest is missing: {run.manifest_path}")
-    try:
-        manifest = run.read_manifest()
-    except UnsafeFile as exc:
-        raise SubmissionRefused(str(exc)) from None
-    except CorruptRecord as exc:
-        raise SubmissionRefused(f"corrupt run manifest {exc}") from None
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise SubmissionRefused(
-            f"{run.manifest_path}: format_version {version!r}; this webgym reads "
-            f"version {FORMAT_VERSION}"
-        )
+def check_manifest(records: RunRecords) -> dict[str, Any]:
+    """The run's manifest, when the leaderboard can read it: a manifest of this format version
+    naming its split, split version and tasks; else ``SubmissionRefused``."""
+    problem, path = records.manifest_problem, RunDir(records.path).manifest_path
+    if problem is not None:
+        if problem.kind == "missing" and problem.path == path:
+            raise SubmissionRefused(f"run manifest is missing: {path}")
+        if problem.kind == "corrupt":
+            raise SubmissionRefused(f"corrupt run manifest {problem.message}")
+        raise SubmissionRefused(problem.message)  # not a folder, unsafe, another format
+    manifest = records.manifest
     for key in ("split", "split_hash", "task_ids"):
         if key not in manifest:
-            raise SubmissionRefused(f"{run.manifest_path} has no {key!r}")
+            raise SubmissionRefused(f"{path} has no {key!r}")
     if not isinstance(manifest["task_ids"], list) or not manifest["task_ids"]:
-        raise SubmissionRefused(f"{run.manifest_path}: 'task_ids' is empty")
+        raise SubmissionRefused(f"{path}: 'task_ids' is empty")
     return manifest
 
 
-def check_files(run_dir: Path) -> None:
+def check_files(records: RunRecords) -> None:
     """Every entry under the run is a regular file or folder inside it (no symlink, FIFO,
     device, socket); else ``SubmissionRefused`` naming the first."""
-    unsafe = RunDir(run_dir).unsafe_entries()
+    unsafe = records.unsafe
     if unsafe:
         more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
-        raise SubmissionRefused(unsafe[0] + more)
+        raise SubmissionRefused(unsafe[0].message + more)
 
 
-def _steps_or_refuse(run: RunDir, task_id: str, steps: list[dict[str, Any]], problem: str | None):
-    if problem == "steps.jsonl is missing":
-        return []
-    if problem:
-        path = run.steps_path(task_id)
-        raise SubmissionRefused(
-            problem if str(path) in problem else f"corrupt episode file {path}: {problem}"
-        )
-    return steps
+def file_refusal(problem: RunProblem) -> str:
+    """A problem of an episode's file, in the words of a refusal: naming the file."""
+    if str(problem.path) in problem.message:
+        return problem.message
+    return f"corrupt episode file {problem.path}: {problem.message}"
 
 
-def read_steps(run_dir: Path, task_id: str) -> list[dict[str, Any]]:
-    """The step records of an episode's ``steps.jsonl`` (none when the file is missing); a bad
-    line, an oversized line or an unsafe file refuses the run, naming the file."""
-    run = RunDir(run_dir)
-    return _steps_or_refuse(run, task_id, *run.read_steps(task_id))
-
-
-def read_episodes(run_dir: Path, task_ids: list[str]) -> list[Episode]:
-    """Every episode of ``task_ids``, complete and readable, or ``SubmissionRefused``."""
-    run = RunDir(run_dir)
-    try:
-        scan = run.scan(task_ids)
-    except ValueError as exc:  # a task id that cannot be a folder name
-        raise SubmissionRefused(f"{run.manifest_path}: {exc}") from None
-    if scan.damaged:
-        raise SubmissionRefused(next(iter(scan.damaged.values())))
-    if scan.corrupt:
-        tid, why = next(iter(scan.corrupt.items()))
-        more = f" (and {len(scan.corrupt) - 1} more)" if len(scan.corrupt) > 1 else ""
+def read_episodes(records: RunRecords) -> list[Episode]:
+    """Every episode of the manifest's tasks, complete and readable, or ``SubmissionRefused``."""
+    episodes = [records.by_task[tid] for tid in records.task_ids]
+    unnamed = [ep for ep in episodes if ep.state == "unnamed"]
+    if unnamed:  # a task id that cannot be a folder name
+        path = RunDir(records.path).manifest_path
+        raise SubmissionRefused(f"{path}: {unnamed[0].problems[0].message}")
+    damaged = [ep for ep in episodes if ep.state == "damaged"]
+    if damaged:
+        raise SubmissionRefused(damaged[0].problems[0].message)
+    corrupt = records.corrupt
+    if corrupt:
+        why = next(iter(corrupt.values()))
+        more = f" (and {len(corrupt) - 1} more)" if len(corrupt) > 1 else ""
         raise SubmissionRefused(f"corrupt episode file {why}{more}")
-    missing = [t for t in task_ids if t not in scan.complete]
+    missing = records.missing
     if missing:
         raise SubmissionRefused(
-            f"incomplete run: {len(missing)} of {len(task_ids)} episodes have no summary.json: "
-            f"{_names(missing)} (resume the run to finish them)"
+            f"incomplete run: {len(missing)} of {len(records.task_ids)} episodes have no "
+            f"summary.json: {_names(missing)} (resume the run to finish them)"
         )
     out = []
-    for tid in task_ids:
-        ep = scan.records[tid]
-        steps = _steps_or_refuse(run, tid, ep.steps, ep.steps_problem)
-        observations, problem = run.read_observations(tid)
-        if problem:
-            path = run.observations_path(tid)
-            raise SubmissionRefused(
-                problem if str(path) in problem else f"corrupt episode file {path}: {problem}"
+    for ep in episodes:
+        problem = ep.steps_problem
+        if problem is not None and problem.kind != "missing":  # a missing file holds no steps
+            raise SubmissionRefused(file_refusal(problem))
+        if ep.observations_problem is not None:
+            raise SubmissionRefused(file_refusal(ep.observations_problem))
+        out.append(
+            Episode(
+                ep.task_id,
+                ep.summary,
+                ep.steps,
+                ep.path,
+                ep.observations,
+                [p.message for p in ep.screenshot_problems],
             )
-        out.append(Episode(tid, scan.complete[tid], steps, run.episode_path(tid), observations))
+        )
     return out
 
 
@@ -626,17 +620,15 @@ def _check_episode(ep: Episode, manifest: dict[str, Any]) -> None:
             )
 
 
-def _check_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
-    run = RunDir(run_dir)
-    path = run.summary_path
-    if not run.summary_path.exists() and not run.summary_path.is_symlink():
+def _check_summary(records: RunRecords, metrics: dict[str, Any]) -> None:
+    path, problem = RunDir(records.path).summary_path, records.summary_problem
+    if problem is not None and problem.kind == "missing":
         raise SubmissionRefused(
             f"{path} is missing: the run did not finish (resume it with `webgym-bench run`)"
         )
-    try:
-        claimed = run.read_summary()
-    except CorruptRecord as exc:
-        raise SubmissionRefused(f"corrupt run summary {exc}") from None
+    if problem is not None:
+        raise SubmissionRefused(f"corrupt run summary {problem.message}")
+    claimed = records.summary
     if claimed.get("complete") is False:
         raise SubmissionRefused(f"{path} says the run is not complete")
     diffs = [
@@ -650,29 +642,29 @@ def _check_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
         )
 
 
-def validate_run(run_dir: Path | str, known_splits: Any) -> ValidatedRun:
-    """Check a run directory for the leaderboard (see the module docstring).
+def validate_run(run: Path | str | RunRecords, known_splits: Any) -> ValidatedRun:
+    """Check a run directory for the leaderboard (see the module docstring): ``run`` is its
+    path, or its records (``webgym.runs.read_run``) when the caller has read it already.
 
     ``known_splits``: ``{name: TaskSplit}`` (e.g. ``catalog.splits()``) or ``{name: hash}``.
     Raises ``SubmissionRefused`` with the reason.
     """
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    check_files(run_dir)
-    _check_provenance(manifest, RunDir(run_dir).manifest_path)
+    records = run_records(run)
+    manifest = check_manifest(records)
+    check_files(records)
+    _check_provenance(manifest, RunDir(records.path).manifest_path)
     split_size = _check_split(manifest, known_splits)
 
-    task_ids: list[str] = [str(t) for t in manifest["task_ids"]]
-    episodes = read_episodes(run_dir, task_ids)
+    episodes = read_episodes(records)
     for ep in episodes:
         _check_episode(ep, manifest)
 
-    metrics = recompute_metrics(episodes, len(task_ids))
-    _check_summary(run_dir, metrics)
+    metrics = recompute_metrics(episodes, len(records.task_ids))
+    _check_summary(records, metrics)
     recorded = manifest.get("catalog")
     catalog_hash = recorded.get("content_hash") if isinstance(recorded, dict) else None
     return ValidatedRun(
-        run_dir,
+        records.path,
         manifest,
         metrics,
         episodes,

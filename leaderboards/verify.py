@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from webgym.replay import iter_replay, step_differences, text_replayable
-from webgym.runs import RunDir, observation_matches, screenshot_path
+from webgym.runs import RunRecords, observation_matches, screenshot_path
 from webgym_leaderboards.validate import (
     Episode,
     SubmissionRefused,
@@ -66,13 +66,14 @@ Progress = Callable[[int, int], None]  # (episodes replayed, episodes in all)
 
 
 def verify_run(
-    run_dir: Path | str,
+    run_dir: Path | str | RunRecords,
     known_splits: Any,
     *,
     catalog: Path | str | None = None,
     on_episode: Progress | None = None,
 ) -> VerifiedRun:
-    """Validate ``run_dir`` (``validate_run``) and replay every episode of it in text mode on
+    """Validate ``run_dir`` (``validate_run``: a path, or the run's records when they were read
+    already) and replay every episode of it in text mode on
     ``catalog`` (a catalog file; default ``$WEBGYM_CATALOG``, else the embedded one that holds
     the run's split: it must be the catalog ``known_splits`` came from). Raises
     ``SubmissionRefused`` with the reason. ``on_episode(done, total)`` hears of each episode
@@ -137,7 +138,8 @@ def _canonical(x: Any) -> str:
 
 def _check_screenshots(ep: Episode, mode: str, screenshots: bool) -> None:
     """A browser run made with ``--screenshots`` keeps one image per step and the reset's, each
-    a PNG (signature and header checked: ``RunDir.screenshot_problems``); a text run has no
+    a PNG (signature and header checked when the run was read: ``Episode.screenshot_problems``);
+    a text run has no
     pixels, so it keeps none."""
     shots = ep.dir / "screenshots"
     if mode == "text":
@@ -153,9 +155,8 @@ def _check_screenshots(ep: Episode, mode: str, screenshots: bool) -> None:
                 "the run was made with --screenshots in browser mode, but the screenshot "
                 f"after this step ({screenshot_path(ep.dir, absent[0]).name}) is missing",
             )
-    bad = RunDir(ep.dir.parent.parent).screenshot_problems(ep.task_id)
-    if bad:
-        raise _refuse(ep, None, bad[0])
+    if ep.screenshot_problems:
+        raise _refuse(ep, None, ep.screenshot_problems[0])
 
 
 def _replay_episode(env: Any, ep: Episode, mode: str, screenshots: bool) -> int:

@@ -12,8 +12,9 @@ markup: Jinja's autoescape, and control characters and bidirectional overrides r
 (``webgym.terminal.terminal_safe``).
 Every step is its own section with an anchor, so the page works without JavaScript; a few lines
 of inline script add keyboard navigation (j / k or the arrow keys). ``serve`` serves the pages on
-127.0.0.1 with the standard library's http.server (one page per episode). Runs are read
-through ``webgym.runs``.
+127.0.0.1 with the standard library's http.server (one page per episode). Runs are read by
+``webgym.runs.read_run``; what it could not read is shown on the episode it belongs to (only a
+run without a readable manifest is refused).
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ from urllib.parse import quote, unquote
 
 from webgym.runs import (
     CorruptRecord,
+    EpisodeRecords,
     RunDir,
-    UnsafeFile,
+    RunProblem,
+    RunRecords,
     decision_record,
     obs_digest,
+    run_records,
     screenshot_path,
 )
 from webgym.terminal import terminal_safe
 from webgym_leaderboards.render import templates
-from webgym_leaderboards.validate import SubmissionRefused, read_steps
+from webgym_leaderboards.validate import SubmissionRefused, file_refusal
 
 
 @dataclass
@@ -71,70 +75,69 @@ class RunTrace:
         raise KeyError(f"no episode {task_id!r} in run {self.run_dir} (episodes: {known} ...)")
 
 
-def _lenient(read: Callable[[], dict[str, Any] | None]) -> tuple[dict[str, Any] | None, str | None]:
-    """``read()``, or ``None`` and the problem in words (a missing file is no problem)."""
-    try:
-        return read(), None
-    except FileNotFoundError:
-        return None, None
-    except UnsafeFile as exc:
-        return None, str(exc)
-    except (CorruptRecord, OSError) as exc:
-        return None, f"corrupt file {exc}"
+def _file_problem(problem: RunProblem) -> str:
+    """A file that could not be read, in words: an unsafe one as the reader says, else
+    ``corrupt file ...``."""
+    return problem.message if problem.kind == "unsafe" else f"corrupt file {problem.message}"
 
 
-def load_run(run_dir: Path | str, goals: Mapping[str, Any] | None = None) -> RunTrace:
-    """Read a run for viewing: lenient (incomplete episodes and corrupt files are shown as such).
+def load_run(run: Path | str | RunRecords, goals: Mapping[str, Any] | None = None) -> RunTrace:
+    """Read a run for viewing (``webgym.runs.read_run``; ``run`` may be its records, read
+    already): lenient, incomplete episodes and files that cannot be read are shown as such,
+    each episode's problems in words on it. Only a run without a readable manifest is refused
+    (``SubmissionRefused``).
 
     ``goals``: optional ``{task_id: goal}`` to show each episode's instruction.
     """
-    run = RunDir(run_dir)
-    manifest, problem = _lenient(run.read_manifest)
-    if manifest is None:
-        raise SubmissionRefused(problem or f"{run.path} has no manifest.json: not a run directory")
-    run_summary, _ = _lenient(run.read_summary)
-    ids = [str(t) for t in manifest.get("task_ids") or []]
-    # folders the manifest does not list (should not happen) come last
-    ids += [name for name in run.episode_folders() if name not in ids]
+    records = run_records(run)
+    if records.manifest is None:
+        problem = records.manifest_problem
+        if problem.kind == "missing":
+            raise SubmissionRefused(f"{records.path} has no manifest.json: not a run directory")
+        raise SubmissionRefused(_file_problem(problem))
     episodes = []
-    for task_id in ids:
-        try:
-            ep_dir = run.episode_path(task_id)
-        except ValueError as exc:  # a task id that cannot be a folder name
-            episodes.append(EpisodeTrace(task_id, None, [], None, str(exc)))
-            continue
-        why = run.path_problem(ep_dir, folder=True)
-        if why:  # a symlinked episode folder: nothing in it is read
-            episodes.append(EpisodeTrace(task_id, None, [], None, why))
-            continue
-        summary, problem = _lenient(lambda t=task_id: run.read_episode_summary(t, strict=False))
-        try:
-            steps = read_steps(run.path, task_id)
-        except SubmissionRefused as exc:
-            steps, problem = [], problem or str(exc)
-        pages, pages_problem = run.read_observations(task_id)
-        unsafe = run.unsafe_entries(ep_dir) + run.screenshot_problems(task_id)
-        if pages_problem:
-            unsafe.append(pages_problem)
-        if unsafe:
-            problem = "; ".join(([problem] if problem else []) + unsafe)
+    # folders the manifest does not list (should not happen) come last
+    for task_id in [*records.task_ids, *records.unlisted]:
         goal = (goals or {}).get(task_id) or {}
-        episodes.append(
-            EpisodeTrace(
-                task_id,
-                summary,
-                steps,
-                ep_dir,
-                problem,
-                goal.get("instruction_text") if isinstance(goal, Mapping) else None,
-                {
-                    page["step"]: page
-                    for page in pages
-                    if isinstance(page.get("step"), int) and isinstance(page.get("text"), str)
-                },
-            )
-        )
-    return RunTrace(run.path, manifest, run_summary, episodes)
+        instruction = goal.get("instruction_text") if isinstance(goal, Mapping) else None
+        episodes.append(_episode_trace(records, records.by_task[task_id], instruction))
+    return RunTrace(records.path, records.manifest, records.summary, episodes)
+
+
+def _episode_trace(
+    records: RunRecords, ep: EpisodeRecords, instruction: str | None
+) -> EpisodeTrace:
+    """One episode for the page, with its problems in one line: a summary that cannot be read,
+    a steps.jsonl that cannot be read whole (its steps are then not shown), what is not a
+    regular file inside its folder, screenshots that are no PNG files, page texts that cannot
+    be read."""
+    if ep.state in ("unnamed", "damaged"):  # nothing in it is read
+        return EpisodeTrace(ep.task_id, None, [], None, ep.problems[0].message)
+    problem = None
+    if ep.state == "corrupt" and ep.summary is None:  # a summary that is no JSON object
+        problem = _file_problem(ep.problems[0])
+    steps = ep.steps
+    if ep.steps_problem is not None and ep.steps_problem.kind != "missing":
+        steps, problem = [], problem or file_refusal(ep.steps_problem)
+    unsafe = [p for p in records.unsafe if p.task_id == ep.task_id and p.path != ep.path]
+    unsafe += ep.screenshot_problems
+    if ep.observations_problem is not None:
+        unsafe.append(ep.observations_problem)
+    if unsafe:
+        problem = "; ".join(([problem] if problem else []) + [p.message for p in unsafe])
+    return EpisodeTrace(
+        ep.task_id,
+        ep.summary,
+        steps,
+        ep.path,
+        problem,
+        instruction,
+        {
+            page["step"]: page
+            for page in ep.observations
+            if isinstance(page.get("step"), int) and isinstance(page.get("text"), str)
+        },
+    )
 
 
 def _png_data_uri(run_dir: Path, path: Path) -> str | None:
@@ -290,13 +293,14 @@ def _reward(ep: EpisodeTrace) -> str:
 
 
 def write_trace(
-    run_dir: Path | str,
+    run_dir: Path | str | RunTrace,
     out: Path | str,
     episode: str | None = None,
     goals: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the viewer page for ``episode`` (default: every episode) to ``out``."""
-    run = load_run(run_dir, goals)
+    """Write the viewer page for ``episode`` (default: every episode) to ``out``; ``run_dir``
+    may be the run as :func:`load_run` read it."""
+    run = run_dir if isinstance(run_dir, RunTrace) else load_run(run_dir, goals)
     html = render_trace(run, [episode] if episode else None)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,13 @@ What must agree between whoever writes a run and whoever re-plays it lives here 
 episode seed (:func:`episode_seed`, a function of the run seed and the task id alone) and the
 observation digest (:func:`obs_digest`) that a replay checks every rebuilt page against.
 
-Writers: the harness (``webgym_benchmarks.runner``), the tests. Readers: ``webgym-bench show``, the
-trainers (``webgym_agents.algos.bc`` re-plays runs), the leaderboard (validation, viewer).
-Imports nothing above ``webgym`` (and nothing heavy: Pillow only to write a screenshot).
+Writers: the harness (``webgym_benchmarks.runner``), the tests. Readers: one, :func:`read_run`,
+which returns a run's records and, as :class:`RunProblem` s, what it could not read, raising on
+none; its callers say what a problem means: ``webgym-bench show`` and ``compare`` (through
+:func:`load_run`) warn, the leaderboard's validation refuses, its viewer shows it. A resume reads
+episodes through the same :meth:`RunDir.read_episode` (:meth:`RunDir.scan`), and so do the
+trainers (``webgym_agents.algos.bc`` re-plays runs). Imports nothing above ``webgym`` (and nothing
+heavy: Pillow only to write a screenshot).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ __all__ = [
     "RunDir",
     "RunLock",
     "RunLocked",
+    "RunProblem",
     "RunRecords",
     "UnsafeFile",
     "atomic_write_bytes",
@@ -81,6 +86,8 @@ __all__ = [
     "episode_summary",
     "folder_problem",
     "load_run",
+    "read_run",
+    "run_records",
     "manifest_mismatches",
     "obs_digest",
     "observation_matches",
@@ -158,6 +165,31 @@ class CorruptRecord(ValueError):
 class UnsafeFile(CorruptRecord):
     """A path in a run that is not a regular file (or folder) inside the run: a symlink, a FIFO,
     a device, a socket, or a file or line beyond the readers' bounds. The message names it."""
+
+
+@dataclass(frozen=True)
+class RunProblem:
+    """One thing wrong with a run's records, as data: :func:`read_run` gathers them and raises
+    on none; its callers decide what each one means (validation refuses the run, the viewer
+    shows it on the episode, ``show`` warns).
+
+    ``path``: the file or folder it is in; ``line``: the line of a JSONL file it is in (from 1;
+    None: the file as a whole); ``message``: one line saying what is wrong, naming the path or
+    the file; ``kind``: ``missing`` (a file that is not there), ``unsafe`` (not a regular file
+    or folder inside the run, or a file beyond the readers' bounds), ``corrupt`` (there, but
+    not usable: not JSON, a torn line, a summary without its fields or of another task),
+    ``format`` (a manifest of a format version this webgym does not read) or ``disagrees``
+    (records that contradict each other: a summary's counts and its steps); ``task_id``: the
+    episode it belongs to (None: the run's own files)."""
+
+    path: Path
+    line: int | None
+    message: str
+    kind: str = "corrupt"
+    task_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ManifestMismatch(ValueError):
@@ -734,6 +766,15 @@ def folder_problem(path: Path | str) -> str | None:
         return None
 
 
+def _check_summary(path: Path, task_id: str, summary: Mapping[str, Any]) -> None:
+    """:class:`CorruptRecord` unless ``summary`` is a whole summary of ``task_id``."""
+    missing = [k for k in SUMMARY_REQUIRED if k not in summary]
+    if missing:
+        raise CorruptRecord(f"{path}: missing fields {missing}")
+    if summary["task_id"] != task_id:
+        raise CorruptRecord(f"{path}: written for task {summary['task_id']!r}")
+
+
 # ----------------------------------------------------------------------------------------------
 # The manifest
 
@@ -1012,10 +1053,17 @@ class RunDir:
         """Every entry under this run (or under ``under``, a folder in it) that is not a
         regular file or folder inside it, one line each naming it: symlinks (to files or
         folders, followed nowhere), FIFOs, devices, sockets. ``lstat`` only: nothing opened."""
+        return [p.message for p in self.unsafe_problems(under)]
+
+    def unsafe_problems(self, under: Path | str | None = None) -> list[RunProblem]:
+        """:meth:`unsafe_entries` as :class:`RunProblem` s (kind ``unsafe``), each with the
+        episode it is in (an entry below ``episodes/<task_id>/``)."""
         top = Path(under) if under is not None else self.path
         why = self.path_problem(top, folder=True) if under is not None else None
-        if why or not os.path.lexists(top):
-            return [why] if why else []
+        if why:
+            return [RunProblem(top, None, why, "unsafe", self._episode_of(top))]
+        if not os.path.lexists(top):
+            return []
         out = []
         for folder, dirs, files in os.walk(top, followlinks=False):
             for name in sorted(dirs) + sorted(files):
@@ -1025,8 +1073,17 @@ class RunDir:
                 except FileNotFoundError:  # removed meanwhile
                     continue
                 if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    out.append(_refusal(path, _kind(mode)))
+                    message = _refusal(path, _kind(mode))
+                    out.append(RunProblem(path, None, message, "unsafe", self._episode_of(path)))
         return out
+
+    def _episode_of(self, path: Path) -> str | None:
+        """The task id of the episode folder ``path`` is in, or is (None: elsewhere)."""
+        try:
+            parts = path.relative_to(self.episodes_path).parts
+        except ValueError:
+            return None
+        return parts[0] if parts else None
 
     def check(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Whether ``manifest`` may be written here (``None``: a new run) or resumes the run
@@ -1096,28 +1153,29 @@ class RunDir:
         if not os.path.lexists(path):
             raise FileNotFoundError(path)
         summary = _read_object(path, self.path)
-        if not strict:
-            return summary
-        missing = [k for k in SUMMARY_REQUIRED if k not in summary]
-        if missing:
-            raise CorruptRecord(f"{path}: missing fields {missing}")
-        if summary["task_id"] != task_id:
-            raise CorruptRecord(f"{path}: written for task {summary['task_id']!r}")
+        if strict:
+            _check_summary(path, task_id, summary)
         return summary
 
     def write_episode_summary(self, task_id: str, summary: dict[str, Any]) -> None:
         """Write the episode's ``summary.json`` (atomically): it is complete from now on."""
         atomic_write_json(self.episode_summary_path(task_id), summary)
 
-    def read_episode(self, task_id: str, *, check: bool = False) -> EpisodeRecords:
+    def read_episode(
+        self, task_id: str, *, check: bool = False, traces: bool = False
+    ) -> EpisodeRecords:
         """Everything of one episode, read through the one reader of episode records: its
-        summary and steps, its ``state`` and, in words naming the path, its ``problems``.
+        summary and steps, its ``state`` and, as :class:`RunProblem` s naming the path, its
+        ``problems``.
 
         Only regular files inside the run are read (:func:`open_regular`); ``steps.jsonl`` line
         by line, each at most :data:`MAX_LINE_BYTES`. ``state``: ``missing`` (no folder),
         ``damaged`` (a file, a symlink, ... where its folder belongs), ``partial`` (no
         ``summary.json``: an interrupted attempt), ``corrupt`` (a summary that cannot be
-        used), else ``complete``. With ``check`` (a resume deciding whether to keep it), a
+        used; ``summary`` still holds it where it is a JSON object), else ``complete``. With
+        ``traces`` (or ``check``), its ``observations.jsonl`` and the headers of its
+        screenshots are read too (``observations``, ``observations_problem``,
+        ``screenshot_problems``). With ``check`` (a resume deciding whether to keep it), a
         complete episode is ``torn`` when its ``steps.jsonl`` cannot be read whole or has
         another number of lines than ``n_steps``, and ``unsound`` when its records do not hold
         against its summary (:func:`records_problem`), its ``observations.jsonl`` (when it
@@ -1129,45 +1187,65 @@ class RunDir:
         ep = EpisodeRecords(task_id, path)
         why = self.path_problem(path, folder=True)
         if why:
-            ep.state, ep.problems = "damaged", [why]
+            kind = "corrupt" if path.is_file() and not path.is_symlink() else "unsafe"
+            ep.state, ep.problems = "damaged", [RunProblem(path, None, why, kind, task_id)]
             return ep
         if not os.path.lexists(path):
             return ep
-        ep.steps, ep.steps_problem = self.read_steps(task_id)
-        steps_problem = ep.steps_problem
-        try:
-            ep.summary = self.read_episode_summary(task_id)
-        except FileNotFoundError:
+        ep.steps, ep.steps_problem = self.read_records(self.steps_path(task_id), task_id)
+        if traces or check:
+            ep.observations, ep.observations_problem = self._read_observations(task_id)
+            ep.screenshot_problems = self._screenshot_problems(task_id)
+        summary_path = self.episode_summary_path(task_id)
+        if not os.path.lexists(summary_path):
             ep.state = "partial"
-            ep.problems = [steps_problem] if steps_problem else []
+            ep.problems = [ep.steps_problem] if ep.steps_problem else []
             return ep
-        except CorruptRecord as e:
-            ep.state, ep.problems = "corrupt", [str(e)]
+        ep.state, ep.summary, problem = "corrupt", *self._read_summary(task_id)
+        if problem:
+            ep.problems = [problem]
             return ep
         ep.state = "complete"
-        if steps_problem:
-            ep.problems.append(steps_problem)
+        if ep.steps_problem:
+            ep.problems.append(ep.steps_problem)
         elif ep.summary.get("n_steps") != len(ep.steps):
-            ep.problems.append(
+            message = (
                 f"summary.json counts {ep.summary.get('n_steps')} steps but steps.jsonl has "
                 f"{len(ep.steps)}"
             )
+            steps_path = self.steps_path(task_id)
+            ep.problems.append(RunProblem(steps_path, None, message, "disagrees", task_id))
         if not check:
             return ep
         if ep.problems:
             ep.state = "torn"
             return ep
-        unsound = self.unsafe_entries(path) + self.screenshot_problems(task_id)
+        unsound = self.unsafe_problems(path) + ep.screenshot_problems
         why = records_problem(ep.summary, ep.steps)
         if why:
-            unsound.append(why)
-        observations, problem = self.read_observations(task_id)
-        why = problem or observations_problem(ep.steps, observations)
+            unsound.append(RunProblem(self.steps_path(task_id), None, why, "disagrees", task_id))
+        pages = ep.observations_problem
+        why = None if pages else observations_problem(ep.steps, ep.observations)
         if why:
-            unsound.append(why)
+            pages = RunProblem(self.observations_path(task_id), None, why, "disagrees", task_id)
+        if pages:
+            unsound.append(pages)
         if unsound:
             ep.state, ep.problems = "unsound", unsound
         return ep
+
+    def _read_summary(self, task_id: str) -> tuple[dict[str, Any] | None, RunProblem | None]:
+        """The episode's ``summary.json`` (the JSON object, where it is one) and why it is not
+        a whole summary of this task (None: it is)."""
+        path = self.episode_summary_path(task_id)
+        summary, problem = _read_run_file(self, path, task_id)
+        if summary is None:
+            return None, problem
+        try:
+            _check_summary(path, task_id, summary)
+        except CorruptRecord as e:
+            return summary, RunProblem(path, None, str(e), "corrupt", task_id)
+        return summary, None
 
     def scan(self, task_ids: Iterable[str], *, check_steps: bool = False) -> EpisodeScan:
         """:meth:`read_episode` of every task id, sorted by state into complete, corrupt,
@@ -1177,7 +1255,7 @@ class RunDir:
         for tid in task_ids:
             ep = self.read_episode(tid, check=check_steps)
             scan.records[tid] = ep
-            why = "; ".join(ep.problems)
+            why = "; ".join(p.message for p in ep.problems)
             if ep.state == "complete":
                 scan.complete[tid] = ep.summary
             elif ep.state == "missing":
@@ -1188,27 +1266,18 @@ class RunDir:
                 getattr(scan, ep.state)[tid] = why
         return scan
 
-    def steps_problem(self, task_id: str, summary: Mapping[str, Any]) -> str | None:
-        """Why the episode's ``steps.jsonl`` does not hold the steps its summary counts (None:
-        it does). Every attempt's steps are fsynced before its summary is written, so a
-        difference means the file was damaged afterwards."""
-        steps, problem = self.read_steps(task_id)
-        if problem:
-            return problem
-        if summary.get("n_steps") != len(steps):
-            counted = summary.get("n_steps")
-            return f"summary.json counts {counted} steps but steps.jsonl has {len(steps)}"
-        return None
-
     def screenshot_problems(self, task_id: str) -> list[str]:
         """One line per screenshot of the episode that is not a regular PNG file inside the
         run (:func:`png_problem` on its header), naming it."""
+        return [p.message for p in self._screenshot_problems(task_id)]
+
+    def _screenshot_problems(self, task_id: str) -> list[RunProblem]:
         folder = self.episode_path(task_id) / "screenshots"
         if not os.path.lexists(folder):
             return []
         why = self.path_problem(folder, folder=True)
         if why:
-            return [why]
+            return [RunProblem(folder, None, why, "unsafe", task_id)]
         out = []
         for path in sorted(folder.iterdir()):
             if not path.name.endswith(".png"):
@@ -1218,7 +1287,7 @@ class RunDir:
             except FileNotFoundError:
                 continue
             except CorruptRecord as e:
-                out.append(str(e))
+                out.append(RunProblem(path, None, str(e), "unsafe", task_id))
         return out
 
     def read_png(self, path: Path | str, *, header_only: bool = False) -> bytes:
@@ -1253,37 +1322,46 @@ class RunDir:
         path.mkdir(parents=True)
         return path
 
+    def read_records(
+        self, path: Path | str, task_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], RunProblem | None]:
+        """The JSON objects of a JSONL file of this run (:func:`read_jsonl`: line by line, each
+        at most :data:`MAX_LINE_BYTES`), up to the first line that cannot be read, and what
+        stopped the reading (None: the file was read whole): the file is ``missing``,
+        ``unsafe`` (nothing read) or cannot be read, or a line is ``corrupt`` (its number in
+        ``line``)."""
+        path = Path(path)
+        out: list[dict[str, Any]] = []
+        try:
+            for i, record, problem in read_jsonl(self.path, path):
+                if problem:
+                    return out, RunProblem(path, i, problem, "corrupt", task_id)
+                out.append(record)
+        except FileNotFoundError:
+            return [], RunProblem(path, None, f"{path.name} is missing", "missing", task_id)
+        except UnsafeFile as e:
+            return [], RunProblem(path, None, str(e), "unsafe", task_id)
+        except OSError as e:
+            message = f"{path} cannot be read ({e.strerror or e})"
+            return [], RunProblem(path, None, message, "corrupt", task_id)
+        return out, None
+
     def read_steps(self, task_id: str) -> tuple[list[dict[str, Any]], str | None]:
         """The steps of an episode and a problem description (a torn or bad line) or None."""
-        path = self.steps_path(task_id)
-        steps: list[dict[str, Any]] = []
-        try:
-            for _, step, problem in read_jsonl(self.path, path):
-                if problem:
-                    return steps, problem
-                steps.append(step)
-        except FileNotFoundError:
-            return [], "steps.jsonl is missing"
-        except UnsafeFile as e:
-            return [], str(e)
-        return steps, None
+        steps, problem = self.read_records(self.steps_path(task_id), task_id)
+        return steps, problem.message if problem else None
 
     def read_observations(self, task_id: str) -> tuple[list[dict[str, Any]], str | None]:
         """The episode's :func:`observation_record` lines (none when it has no
         ``observations.jsonl``: a run written before they were recorded) and a problem
         description (a torn or bad line, an unsafe file) or None. Read as ``steps.jsonl`` is:
         line by line, each at most :data:`MAX_LINE_BYTES`."""
-        out: list[dict[str, Any]] = []
-        try:
-            for _, record, problem in read_jsonl(self.path, self.observations_path(task_id)):
-                if problem:
-                    return out, problem
-                out.append(record)
-        except FileNotFoundError:
-            return [], None
-        except UnsafeFile as e:
-            return [], str(e)
-        return out, None
+        pages, problem = self._read_observations(task_id)
+        return pages, problem.message if problem else None
+
+    def _read_observations(self, task_id: str) -> tuple[list[dict[str, Any]], RunProblem | None]:
+        pages, problem = self.read_records(self.observations_path(task_id), task_id)
+        return pages, None if problem is not None and problem.kind == "missing" else problem
 
     # the log and invocations -------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -1311,15 +1389,7 @@ class RunDir:
     def read_invocations(self) -> list[dict[str, Any]]:
         """The invocation records (a line that cannot be read ends the list; an unsafe file,
         a symlink or a FIFO, reads as none)."""
-        out = []
-        try:
-            for _, doc, problem in read_jsonl(self.path, self.invocations_path):
-                if problem:
-                    break
-                out.append(doc)
-        except (FileNotFoundError, UnsafeFile):
-            return []
-        return out
+        return self.read_records(self.invocations_path)[0]
 
 
 class RunLock:
@@ -1457,12 +1527,19 @@ class EpisodeRecords:
     """One episode as :meth:`RunDir.read_episode` read it: records, state and problems."""
 
     task_id: str
-    path: Path
-    state: str = "missing"  # complete, corrupt, torn, unsound, damaged, partial, missing
-    summary: dict[str, Any] | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # one line each, naming the path
-    steps_problem: str | None = None  # why steps.jsonl could not be read whole (None: it could)
+    path: Path | None  # None: a task id that cannot be a folder name
+    # complete, corrupt, torn, unsound, damaged, partial, missing; unnamed (a task id that
+    # cannot be a folder name: only :func:`read_run` says so, read_episode raises)
+    state: str = "missing"
+    summary: dict[str, Any] | None = None  # the summary.json object (whole where complete)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # up to the first bad line
+    problems: list[RunProblem] = field(default_factory=list)  # why it is in its state
+    steps_problem: RunProblem | None = None  # why steps.jsonl could not be read whole
+    # with ``traces``: the page texts (none in older runs), why observations.jsonl could not be
+    # read whole (None: it could, or there is none), the screenshots that are no PNG files
+    observations: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    observations_problem: RunProblem | None = None
+    screenshot_problems: list[RunProblem] = field(default_factory=list)
 
 
 @dataclass
@@ -1545,68 +1622,207 @@ class EpisodeWriter:
 
 
 # ----------------------------------------------------------------------------------------------
-# Loading a run
+# Reading a run: the one reader of a run's records
 
 
 @dataclass
 class RunRecords:
-    """Everything :func:`load_run` could read of a run, plus what it could not."""
+    """Everything :func:`read_run` could read of a run, and, as :class:`RunProblem` s, what it
+    could not (``problems``). Reading decides nothing: whoever reads a run says what a problem
+    means to it (validation refuses the run, the viewer shows it, ``show`` warns)."""
 
     path: Path
-    manifest: dict[str, Any]
-    episodes: list[dict[str, Any]]  # complete episode summaries, in the manifest's task order
-    corrupt: dict[str, str]  # task_id -> why its summary.json is unusable
-    missing: list[str]  # task ids of the manifest with no complete episode (incl. corrupt)
-    warnings: list[str]  # other problems (steps that disagree with the summary, ...)
-    wall_time_s: float
+    manifest: dict[str, Any] | None = None  # None: no manifest could be read (manifest_problem)
+    # why the manifest is missing, unsafe, corrupt, or of a format version this webgym does not
+    # read (then ``manifest`` holds it); None: it is a manifest of :data:`FORMAT_VERSION`
+    manifest_problem: RunProblem | None = None
+    summary: dict[str, Any] | None = None  # the run's summary.json as written (never trusted)
+    summary_problem: RunProblem | None = None  # why there is none (missing, unsafe, corrupt)
+    # the manifest's task ids (its order; the episode folders when it lists none)
+    task_ids: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)  # episode folders the manifest does not list
+    by_task: dict[str, EpisodeRecords] = field(default_factory=dict, repr=False)  # every episode
+    unsafe: list[RunProblem] = field(default_factory=list)  # with ``traces``: every such entry
+    invocations: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    invocations_problem: RunProblem | None = None  # a line that ended invocations.jsonl
+    check_steps: bool = True
 
     @property
     def n_expected(self) -> int:
-        return len(self.manifest.get("task_ids") or []) or len(self.episodes)
+        return len(self.task_ids) or len(self.episodes)
+
+    @property
+    def wall_time_s(self) -> float:
+        """The wall time of the run's invocations (``invocations.jsonl``), in seconds."""
+        return sum(float(i.get("wall_s") or 0.0) for i in self.invocations)
+
+    @property
+    def episodes(self) -> list[dict[str, Any]]:
+        """The complete episodes' summaries in the manifest's task order; with ``check_steps``
+        the step counters (``n_steps``, ``n_invalid_actions``, ``n_effect``) of an episode that
+        did not fail are recounted from its ``steps.jsonl``, where it reads whole (the steps
+        win; a disagreement is in ``warnings``)."""
+        out = []
+        for tid in self.task_ids:
+            ep = self.by_task[tid]
+            if ep.state != "complete":
+                continue
+            summary = ep.summary
+            if self.check_steps and not summary.get("error") and not ep.steps_problem:
+                summary = {**summary, **step_counts(ep.steps)}
+            out.append(summary)
+        return out
+
+    @property
+    def corrupt(self) -> dict[str, str]:
+        """task_id -> why its summary.json is unusable."""
+        return {
+            t: "; ".join(p.message for p in self.by_task[t].problems)
+            for t in self.task_ids
+            if self.by_task[t].state == "corrupt"
+        }
+
+    @property
+    def missing(self) -> list[str]:
+        """The task ids of the manifest with no complete episode (corrupt ones included)."""
+        return [t for t in self.task_ids if self.by_task[t].state != "complete"]
+
+    @property
+    def warnings(self) -> list[str]:
+        """With ``check_steps``: the complete episodes (that did not fail) whose steps.jsonl
+        does not read whole, or whose counters disagree with their summary, one line each."""
+        if not self.check_steps:
+            return []
+        out = []
+        for tid in self.task_ids:
+            ep = self.by_task[tid]
+            if ep.state != "complete" or ep.summary.get("error"):
+                continue
+            if ep.steps_problem:
+                out.append(f"{tid}: {ep.steps_problem.message}")
+                continue
+            for key, value in step_counts(ep.steps).items():
+                if key in ep.summary and ep.summary[key] != value:
+                    out.append(
+                        f"{tid}: summary {key}={ep.summary[key]} but steps.jsonl "
+                        f"gives {value}; using the steps"
+                    )
+        return out
+
+    @property
+    def problems(self) -> list[RunProblem]:
+        """Every problem found, once each: the run's own files, then each episode's."""
+        found: list[RunProblem | None] = [
+            self.manifest_problem,
+            self.summary_problem,
+            self.invocations_problem,
+            *self.unsafe,
+        ]
+        for tid, ep in self.by_task.items():
+            if ep.state in ("missing", "partial"):
+                path = ep.path / SUMMARY_FILE
+                message = f"{path} is missing: the episode is not complete"
+                found.append(RunProblem(path, None, message, "missing", tid))
+            found += [
+                *ep.problems,
+                ep.steps_problem,
+                ep.observations_problem,
+                *ep.screenshot_problems,
+            ]
+        out: dict[tuple[Path, int | None, str], RunProblem] = {}
+        for p in found:
+            if p is not None:
+                out.setdefault((p.path, p.line, p.message), p)
+        return list(out.values())
+
+
+def read_run(path: Path | str, *, traces: bool = True, check_steps: bool = True) -> RunRecords:
+    """Read a run directory: the one reader of its records, for every reader of runs (``show``
+    and ``compare``, the metrics, validation, the viewer). Never raises on what the run holds:
+    whatever cannot be read is a :class:`RunProblem` of the :class:`RunRecords`, and its
+    callers decide what it means.
+
+    Reads the manifest (once), the run's ``summary.json``, ``invocations.jsonl`` and, through
+    :meth:`RunDir.read_episode`, every episode of the manifest's task ids and then any other
+    episode folder (``unlisted``). With ``traces`` (validation, the viewer) it also reads each
+    episode's ``observations.jsonl`` and screenshot headers and walks the run for entries that
+    are not regular files or folders (``unsafe``); without it only what the metrics need.
+    ``check_steps``: see :attr:`RunRecords.episodes`. A manifest whose ``format_version`` is
+    not :data:`FORMAT_VERSION` is read as far as it goes, with a ``format`` problem."""
+    run = RunDir(path)
+    records = RunRecords(run.path, check_steps=check_steps)
+    if not run.path.is_dir():
+        message = f"{run.path} is not a run directory"
+        records.manifest_problem = RunProblem(run.path, None, message, "missing")
+        return records
+    records.manifest, records.manifest_problem = _read_run_file(run, run.manifest_path)
+    records.summary, records.summary_problem = _read_run_file(run, run.summary_path)
+    records.invocations, problem = run.read_records(run.invocations_path)
+    records.invocations_problem = None if problem and problem.kind == "missing" else problem
+    manifest = records.manifest or {}
+    version = manifest.get("format_version")
+    if records.manifest is not None and version != FORMAT_VERSION:
+        message = (
+            f"{run.manifest_path}: format_version {version!r}; this webgym reads "
+            f"version {FORMAT_VERSION}"
+        )
+        records.manifest_problem = RunProblem(run.manifest_path, None, message, "format")
+    listed = manifest.get("task_ids")
+    listed = [str(t) for t in listed] if isinstance(listed, list) else []
+    folders = run.episode_folders()
+    records.task_ids = listed or folders
+    records.unlisted = [name for name in folders if name not in records.task_ids]
+    if traces:
+        records.unsafe = run.unsafe_problems()
+    for tid in [*records.task_ids, *records.unlisted]:
+        if tid in records.by_task:
+            continue
+        try:
+            records.by_task[tid] = run.read_episode(tid, traces=traces)
+        except ValueError as e:  # a task id that cannot be a folder name
+            problem = RunProblem(run.manifest_path, None, str(e), "corrupt", tid)
+            records.by_task[tid] = EpisodeRecords(tid, None, "unnamed", problems=[problem])
+    return records
+
+
+def run_records(run: Path | str | RunRecords) -> RunRecords:
+    """``run`` read by :func:`read_run` (traces included), or ``run`` itself when it is a
+    :class:`RunRecords` already: a command that has read a run hands its records on, and the
+    run is read once."""
+    return run if isinstance(run, RunRecords) else read_run(run)
+
+
+def _read_run_file(
+    run: RunDir, path: Path, task_id: str | None = None
+) -> tuple[dict[str, Any] | None, RunProblem | None]:
+    """A JSON object file of the run (the manifest, a summary) and why it cannot be had:
+    ``missing``, ``unsafe`` (not a regular file inside the run, or too large) or ``corrupt``."""
+    if not os.path.lexists(path):
+        return None, RunProblem(path, None, f"{path} is missing", "missing", task_id)
+    try:
+        return _read_object(path, run.path), None
+    except UnsafeFile as e:
+        return None, RunProblem(path, None, str(e), "unsafe", task_id)
+    except CorruptRecord as e:
+        return None, RunProblem(path, None, str(e), "corrupt", task_id)
+    except OSError as e:
+        return None, RunProblem(path, None, f"{path}: {e.strerror or e}", "corrupt", task_id)
 
 
 def load_run(path: Path | str, *, check_steps: bool = True) -> RunRecords:
-    """Read a run directory without trusting any aggregate in it.
-
-    Never raises for a bad episode file: a corrupt ``summary.json`` lands in ``corrupt``; with
-    ``check_steps`` the step counters (``n_steps``, ``n_invalid_actions``, ``n_effect``) are
-    recomputed from ``steps.jsonl`` and a disagreement is reported in ``warnings`` (the steps
-    win). Raises :class:`CorruptRecord` / ``FileNotFoundError`` only for the manifest.
-    """
-    run = RunDir(path)
-    if not run.exists():
-        raise FileNotFoundError(f"{run.path} is not a run directory (no manifest.json)")
-    manifest = run.read_manifest()
-    task_ids = list(manifest.get("task_ids") or []) or run.episode_folders()
-    scan = run.scan(task_ids)
-    warnings: list[str] = []
-    episodes = []
-    for tid in task_ids:
-        summary = scan.complete.get(tid)
-        if summary is None:
-            continue
-        if check_steps and not summary.get("error"):
-            ep = scan.records[tid]
-            steps, problem = ep.steps, ep.steps_problem
-            if problem:
-                warnings.append(f"{tid}: {problem}")
-            else:
-                counts = step_counts(steps)
-                for key, value in counts.items():
-                    if key in summary and summary[key] != value:
-                        warnings.append(
-                            f"{tid}: summary {key}={summary[key]} but steps.jsonl "
-                            f"gives {value}; using the steps"
-                        )
-                summary = {**summary, **counts}
-        episodes.append(summary)
-    wall = sum(float(i.get("wall_s") or 0.0) for i in run.read_invocations())
-    return RunRecords(
-        run.path,
-        manifest,
-        episodes,
-        scan.corrupt,
-        [t for t in task_ids if t not in scan.complete],
-        warnings,
-        wall,
-    )
+    """:func:`read_run` for the metrics (``show``, ``compare``, the plots): the summaries and
+    steps, not the traces. Never raises for a bad episode file: a corrupt ``summary.json`` lands
+    in ``corrupt``; with ``check_steps`` the step counters are recounted from ``steps.jsonl``
+    and a disagreement is reported in ``warnings`` (the steps win). Raises only for the
+    manifest: ``FileNotFoundError`` when there is none, :class:`UnsafeFile` /
+    :class:`CorruptRecord` when it cannot be read."""
+    records = read_run(path, traces=False, check_steps=check_steps)
+    if records.manifest is None:
+        problem = records.manifest_problem
+        if problem.kind == "missing":
+            raise FileNotFoundError(f"{records.path} is not a run directory (no manifest.json)")
+        raise (UnsafeFile if problem.kind == "unsafe" else CorruptRecord)(problem.message)
+    for ep in records.by_task.values():
+        if ep.state == "unnamed":
+            raise ValueError(ep.problems[0].message)
+    return records

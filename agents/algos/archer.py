@@ -42,6 +42,7 @@ from webgym_agents.toolkit.onpolicy import (
     CriticConfig,
     Learner,
     TurnBatch,
+    back_probes,
     clip_and_step,
     collect,
     critic_values,
@@ -84,7 +85,9 @@ PRESETS = {
     # ~1 h on 2 busy CPU cores (one thread), from bc: the critic-only phase on 1,500 bc
     # episodes, whose pairs the critic keeps refitting (a quarter each iteration) beside the last
     # 4 iterations' (s, G); 8 iterations x 96 episodes; the scorer's heads only, T 0.5, gamma 1.
-    # Recorded (docs/results.md): test +1.9 +- 0.5 Score, +4.0 +- 1.3 SR over bc
+    # Recorded (docs/results.md): test +1.9 +- 0.5 Score, +4.0 +- 1.3 SR over bc. With
+    # back_probes 0.5 and feature_lr 3e-2 (30 x 32 episodes) its critic, explaining ~0 of the
+    # returns' variance, steered the policy down (validation SR 25.5 -> 17.0 % by iteration 10)
     "cpu": ArcherConfig(
         init_checkpoint="released:bc", iterations=8,
         tasks_per_iteration=96, temperature=0.5, train_encoder=False, lr=3e-3,
@@ -234,9 +237,13 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         gen = np.random.default_rng([config.seed, it, 3])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
-        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen)
+        probing = config.back_probes > 0
+        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen, snapshots=probing)
+        # "< Prev" probes: forks of product pages that go back first; the critic fits their
+        # returns too, so A(t) = V(s') - V(s) can value going back (onpolicy.back_probes)
+        probes = back_probes(config, policy, rollouts, gen, config.seed + it) if probing else []
         t_collect = time.perf_counter() - t0
-        batch = TurnBatch.of(rollouts, config.critic_input, config.max_steps)
+        batch = TurnBatch.of([*rollouts, *probes], config.critic_input, config.max_steps)
         keep = config.critic_buffer - 1  # past iterations the critic refits
         # with critic_pretrain_refit the buffer's first part is the pre-training pairs, kept
         anchored = config.critic_pretrain_refit > 0 and config.critic_pretrain_episodes > 0
@@ -258,7 +265,9 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         stats = rollout_stats(rollouts)
         return {
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
-            "train_env_steps": len(batch), "errored": stats["errored"], **metrics,
+            "train_env_steps": len(batch), "errored": stats["errored"], "probes": len(probes),
+            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
+            **metrics,
             "collect_s": t_collect,
         }  # fmt: skip
 

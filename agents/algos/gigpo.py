@@ -77,14 +77,14 @@ PRESETS = {
         max_steps=6, val_tasks=3, lr=1e-3, minibatch_rollouts=3, beta=0.04,
     ),
     # 2 CPU cores, one torch thread, from bc, only the scoring heads trained (frozen encoder:
-    # embeddings cached): 150 iterations x 16 tasks x G = 8 rollouts at T = 1, 15 % of the
+    # embeddings cached): 90 iterations x 16 tasks x G = 8 rollouts at T = 1, 15 % of the
     # training decisions drawn uniformly, half the rollouts forking a "< Prev" probe (bc puts
-    # ~1e-4 on going back: neither sampling nor uniform draws among ~10 candidates try it
+    # ~1e-9 on going back: neither sampling nor uniform draws among ~10 candidates try it
     # often enough), the linear feature path at 10x the rate; the objective the success
     # indicator: buying a product that lacks a named option can never succeed, so any way back
     # that sometimes does is worth more (with partial credit the two are about equal under bc)
     "cpu": GiGPOConfig(
-        init_checkpoint="released:bc", iterations=150,
+        init_checkpoint="released:bc", iterations=90,
         tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, feature_lr=3e-2,
         temperature=1.0, explore=0.15, back_probes=0.5, score_weight=0.0, success_bonus=1.0,
         train_encoder=False, val_tasks=200, eval_every=15, minibatch_rollouts=16,

@@ -65,10 +65,10 @@ PRESETS = {
         max_steps=6, val_tasks=3, lr=1e-3, minibatch_rollouts=3, beta=0.04, num_iterations=2,
     ),
     # 2 CPU cores, one torch thread, from bc, only the scoring heads trained (frozen encoder:
-    # embeddings cached): gigpo's cpu recipe (150 iterations x 16 tasks x G = 8, "< Prev"
+    # embeddings cached): gigpo's cpu recipe (90 iterations x 16 tasks x G = 8, "< Prev"
     # probes, success objective) without its step-level credit
     "cpu": GRPOConfig(
-        init_checkpoint="released:bc", iterations=150,
+        init_checkpoint="released:bc", iterations=90,
         tasks_per_iteration=16, group_size=8, n_envs=16, lr=3e-3, feature_lr=3e-2,
         temperature=1.0, explore=0.15, back_probes=0.5, score_weight=0.0, success_bonus=1.0,
         train_encoder=False, val_tasks=200, eval_every=15, num_iterations=2,

@@ -229,7 +229,8 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     described by what a shopper sees, with :data:`FEATURES`."""
     actions = [str(a) for a in obs.get("available_actions") or ()]
     goal = _norm(obs.get("goal"))
-    goal_words = set(_WORD_RE.findall(goal_without_price(goal).lower()))
+    wanted = goal_without_price(goal).lower()  # the instruction the options are matched against
+    goal_words = set(_WORD_RE.findall(wanted))
     budget = instruction_budget(goal)
     steps_left = max(0, max_steps - int(obs.get("step", 0) or 0)) / max(1, max_steps)
     nodes = _nodes(obs)
@@ -254,11 +255,8 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     # to buy now depends on every option of the page, so every candidate sees it
     pending = float(
         any(
-            any(_mentions(goal_without_price(goal).lower(), o.label.lower()) for o in g.options)
-            and not any(
-                o.checked and _mentions(goal_without_price(goal).lower(), o.label.lower())
-                for o in g.options
-            )
+            any(_mentions(wanted, o.label.lower()) for o in g.options)
+            and not any(o.checked and _mentions(wanted, o.label.lower()) for o in g.options)
             for g in groups
         )
     )
@@ -303,7 +301,7 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
             rank += 1
         elif bid in option_of:
             value, checked = option_of[bid]
-            named = _mentions(goal_without_price(goal).lower(), value.lower())
+            named = _mentions(wanted, value.lower())
             if checked or (bid in decided and not named):
                 # the chosen value again changes nothing, and swapping one value the
                 # instruction does not name for another gains nothing: neither is offered

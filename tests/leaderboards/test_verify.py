@@ -361,3 +361,23 @@ def test_progress_of_a_long_replay_on_a_terminal_and_off_it():
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
     assert "\x1b[" in shown and "replaying" in plain and "500/500 episodes" in plain
     assert "replayed 50/500" not in plain
+
+
+def test_verify_bench_counts_the_replay_by_part(recorded_rule_run, lb_catalog, monkeypatch):
+    """``webgym_leaderboards.verify_bench`` verifies a run once and sums the CPU of each
+    part; it leaves the functions it wrapped as they were."""
+    from webgym.shop.catalog import Catalog
+    from webgym.transport import ASGITransport
+    from webgym_leaderboards.verify_bench import PARTS, measure, render
+
+    monkeypatch.setenv("WEBGYM_CATALOG", str(lb_catalog.path))
+    before = (ASGITransport.request, Catalog.search)
+    result = measure(recorded_rule_run)
+    assert (ASGITransport.request, Catalog.search) == before
+    parts = result["parts"]
+    assert result["episodes"] == 6 and result["steps"] > 6
+    assert parts["env step"]["calls"] == result["steps"] and parts["env reset"]["calls"] == 6
+    assert parts["catalog search (FTS5 BM25)"]["calls"] >= 6
+    assert 0 < parts["env step"]["cpu_s"] <= result["verify_cpu_s"]
+    table = render(result)
+    assert all(label in table for _spec, _name, label, _depth in PARTS)

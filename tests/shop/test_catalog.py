@@ -368,3 +368,43 @@ def test_older_schema_versions_are_refused(tmp_path):
     db.close()
     with pytest.raises(ValueError, match="rebuild it"):
         Catalog.open(path)
+
+
+def test_title_nouns_table_holds_the_reward_nouns_of_every_name(tmp_path, monkeypatch):
+    """A catalog built with ``title_nouns`` keeps each product and goal name's noun list as
+    ``reward.title_nouns`` computes it, outside the content hash; a purchase reads it and
+    tags nothing, and a file without the table (or from another tagger) is tagged as before."""
+    from webgym.shop import reward
+
+    ps, splits = _products(), _splits(_products())
+    with_table = build_catalog(ps, splits, tmp_path / "n.sqlite", source="s", title_nouns=True)
+    without = build_catalog(ps, splits, tmp_path / "p.sqlite", source="s")
+    names = {p["name"] for p in ps} | {g["name"] for s in splits.values() for g in s.goals}
+    with Catalog.open(with_table) as c, Catalog.open(without) as plain:
+        assert c.content_hash == plain.content_hash
+        assert c.meta["title_nouns_tagger"] == reward.tagger_version()
+        assert "title_nouns_tagger" not in plain.meta
+        rows = c._conn().execute("SELECT title FROM title_nouns").fetchall()
+        assert {t for (t,) in rows} == names
+        expected = {name: reward.title_nouns(name) for name in names}
+
+        def no_tagger(title: str) -> tuple[str, ...]:
+            raise AssertionError(f"tagged {title!r}")
+
+        monkeypatch.setattr(reward, "title_nouns", no_tagger)
+        assert {name: c.title_nouns(name) for name in names} == expected
+        with pytest.raises(AssertionError, match="tagged"):
+            c.title_nouns("A Title Not In The Catalog")
+        with pytest.raises(AssertionError, match="tagged"):
+            plain.title_nouns(ps[0]["name"])
+    monkeypatch.setattr(reward, "tagger_version", lambda: "another tagger")
+    with Catalog.open(with_table) as c, pytest.raises(AssertionError, match="tagged"):
+        c.title_nouns(ps[0]["name"])
+
+
+def test_the_embedded_catalogs_keep_the_title_nouns(catalog):
+    from webgym.shop import reward
+
+    assert catalog.meta.get("title_nouns_tagger") == reward.tagger_version()
+    goal = catalog.split("test").goals[0]
+    assert catalog.title_nouns(goal["name"]) == reward.title_nouns(goal["name"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -248,6 +251,41 @@ def test_title_nouns_are_cached():
     title_nouns("Organic Green Tea Bags")
     info = title_nouns.cache_info()
     assert (info.hits, info.misses) == (1, 1)
+
+
+# The nouns of a sample of the embedded catalog's product titles and goal names, with and
+# without torch in the process (its own process each: the tagger is loaded once per process).
+_NOUNS_SCRIPT = """
+import json, sys
+if sys.argv[1] == "torch":
+    import torch
+from webgym.shop.catalog import open_catalog
+from webgym.shop.reward import title_nouns
+con = open_catalog(None, split="test")._conn()
+docs = con.execute("SELECT doc FROM products WHERE id % 50 = 0").fetchall()
+docs += con.execute("SELECT doc FROM tasks WHERE position % 25 = 0").fetchall()
+nouns = [title_nouns(json.loads(d)["name"]) for (d,) in docs]
+had_torch = "torch" in sys.modules
+import torch  # importable after the tagger has loaded
+print(json.dumps({"nouns": nouns, "had_torch": had_torch, "torch": torch.__name__}))
+"""
+
+
+def test_the_tagger_loads_without_torch_and_tags_as_with_it():
+    """spaCy is imported without torch unless the process holds torch already (a second or
+    two less per process: see ``_torch_unseen``); the tags are the same either way, and torch
+    imports normally afterwards."""
+    pytest.importorskip("torch")
+
+    def nouns(torch: str) -> dict:
+        run = [sys.executable, "-c", _NOUNS_SCRIPT, torch]
+        return json.loads(subprocess.run(run, capture_output=True, check=True, text=True).stdout)
+
+    without, with_torch = nouns("none"), nouns("torch")
+    assert without["had_torch"] is False and with_torch["had_torch"] is True
+    assert without["torch"] == "torch"
+    assert len(without["nouns"]) > 250 and any(without["nouns"])
+    assert without["nouns"] == with_torch["nouns"]
 
 
 # ------------------------------------------------------------------ attributes

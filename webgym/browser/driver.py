@@ -28,7 +28,9 @@ Chromium, see `BrowserHost.guard` / `AsyncBrowserHost.guard`), optionally a navi
 expect around the call (``page.expect_navigation``), or marks a plain CPU function (a JPEG
 decode) that the async driver runs in a worker thread instead of on the loop.
 
-Imports nothing from webgym.
+The generator stepping itself is ``webgym.sansio``'s, shared with the env's drivers.
+
+Imports only ``webgym.sansio``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import functools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
+
+from webgym import sansio
 
 __all__ = ["Op", "Ops", "UNGUARDED", "adrive", "awaiting", "blocking", "compute", "drive"]
 
@@ -90,24 +94,6 @@ def compute(fn: Callable[..., Any], *args: Any) -> Op:
     return Op(fn, args, cpu=True)
 
 
-class _Run:
-    """One core generator being driven: its next `Op`, or its result once it has returned."""
-
-    __slots__ = ("gen", "op", "pending", "result")
-
-    def __init__(self, gen: Generator[Op, Any, Any]) -> None:
-        self.gen, self.pending, self.result = gen, True, None
-        self.resume((None, None))
-
-    def resume(self, outcome: tuple[Any, BaseException | None]) -> None:
-        """Hand the last call's result (or exception) to the generator; take its next `Op`."""
-        value, exc = outcome
-        try:
-            self.op = self.gen.send(value) if exc is None else self.gen.throw(exc)
-        except StopIteration as stop:
-            self.pending, self.op, self.result = False, None, stop.value
-
-
 def _perform(op: Op, guard: Guard) -> tuple[Any, BaseException | None]:
     try:
         with contextlib.ExitStack() as stack:
@@ -132,18 +118,12 @@ async def _aperform(op: Op, guard: Guard) -> tuple[Any, BaseException | None]:
 
 def drive(gen: Generator[Op, Any, Any], guard: Guard) -> Any:
     """Run a core generator to its end with blocking (sync API) calls; return its result."""
-    run = _Run(gen)
-    while run.pending:
-        run.resume(_perform(run.op, guard))
-    return run.result
+    return sansio.drive(gen, functools.partial(_perform, guard=guard))
 
 
 async def adrive(gen: Generator[Op, Any, Any], guard: Guard) -> Any:
     """Run a core generator to its end, awaiting each (async API) call; return its result."""
-    run = _Run(gen)
-    while run.pending:
-        run.resume(await _aperform(run.op, guard))
-    return run.result
+    return await sansio.adrive(gen, functools.partial(_aperform, guard=guard))
 
 
 def _driven(make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[[type], type]:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from gymnasium.utils import seeding
 
+from webgym import sansio
 from webgym.envs.shopping import IOCall, ShoppingLogic
 from webgym.inprocess import InProcessPage
 from webgym.transport import Transport
@@ -87,18 +88,13 @@ class AsyncShoppingEnv(ShoppingLogic):
 
     async def _adrive(self, gen: Generator[IOCall, Any, Any]) -> Any:
         """Run one of the episode's generators, awaiting each I/O call it asks for."""
+        return await sansio.adrive(gen, self._aperform)
+
+    async def _aperform(self, call: IOCall) -> sansio.Outcome:
         try:
-            call = next(gen)
-            while True:
-                target = self._page if call.target == "page" else self._aclient
-                try:
-                    result = await getattr(target, call.method)(*call.args, **call.kwargs)
-                except Exception as e:  # noqa: BLE001 - handed to the generator, which decides
-                    call = gen.throw(e)
-                else:
-                    call = gen.send(result)
-        except StopIteration as stop:
-            return stop.value
+            return await self._io_method(call, self._aclient)(*call.args, **call.kwargs), None
+        except Exception as e:  # noqa: BLE001 - handed to the generator, which decides
+            return None, e
 
     # ---- the environment -------------------------------------------------------------------
     @property

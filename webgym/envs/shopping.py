@@ -40,6 +40,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import create_shared_memory
 
+from webgym import sansio
 from webgym.actions import MAX_ACTION_LENGTH, ActionError, InvalidAction, parse_action
 from webgym.effects import EffectThresholds, action_effect
 from webgym.envs.shop_host import acquire_shop, release_shop
@@ -376,6 +377,11 @@ class ShoppingLogic:
         return self._session["session_id"] if self._session else None
 
     # ---- the episode, as generators of I/O calls (driven by the sync and the async env) ------
+    def _io_method(self, call: IOCall, client: Any) -> Any:
+        """The bound method ``call`` names: on the env's page, or on ``client`` (the driver's
+        shop client: the blocking one, or the async env's `InThread` of it)."""
+        return getattr(self._page if call.target == "page" else client, call.method)
+
     def _reset_io(self, options: dict | None):
         """Reset (after seeding): the task of ``options`` or one drawn with ``np_random``."""
         options = options or {}
@@ -512,18 +518,13 @@ class ShoppingEnv(ShoppingLogic, gym.Env[dict, str]):
 
     def _drive(self, gen: Generator[IOCall, Any, Any]) -> Any:
         """Run one of the episode's generators with blocking calls on the page and client."""
+        return sansio.drive(gen, self._perform)
+
+    def _perform(self, call: IOCall) -> sansio.Outcome:
         try:
-            call = next(gen)
-            while True:
-                target = self._page if call.target == "page" else self._client
-                try:
-                    result = getattr(target, call.method)(*call.args, **call.kwargs)
-                except Exception as e:  # noqa: BLE001 - handed to the generator, which decides
-                    call = gen.throw(e)
-                else:
-                    call = gen.send(result)
-        except StopIteration as stop:
-            return stop.value
+            return self._io_method(call, self._client)(*call.args, **call.kwargs), None
+        except Exception as e:  # noqa: BLE001 - handed to the generator, which decides
+            return None, e
 
     def _goto(self, path: str) -> None:
         self._drive(self._goto_io(path))

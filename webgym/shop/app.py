@@ -302,11 +302,12 @@ class ShopPages:
         session.purchase = self.purchase(session, product, dict(session.options))
         return RedirectResponse(f"{self.root(session)}/done", 303, headers=NO_STORE)
 
-    @staticmethod
-    def purchase(session: ShopSession, product: Product, options: dict[str, str]) -> dict:
-        """What buying ``product`` with ``options`` gives in ``session``: WebShop's reward."""
+    def purchase(self, session: ShopSession, product: Product, options: dict[str, str]) -> dict:
+        """What buying ``product`` with ``options`` gives in ``session``: WebShop's reward (the
+        titles' nouns from the catalog: ``Catalog.title_nouns``)."""
         price = purchase_price(product)
-        reward, info = get_reward(product, session.goal, price, options, verbose=True)
+        nouns = self.catalog.title_nouns
+        reward, info = get_reward(product, session.goal, price, options, verbose=True, nouns=nouns)
         return {
             "asin": product["asin"],
             "title": product["Title"],

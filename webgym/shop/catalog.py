@@ -28,18 +28,27 @@ the query, the category breadcrumb, the Attributes list and every bullet point):
   products: the search planner's statistics.
 - ``meta(key TEXT PRIMARY KEY, value TEXT)``: JSON values (source, product_count,
   schema_version, built_at, split_hashes, split_sizes, categories, content_hash, file_sha256,
-  plus the caller's ``meta``).
+  title_nouns_tagger where there is a ``title_nouns`` table, plus the caller's ``meta``).
+- ``title_nouns(title TEXT PRIMARY KEY, nouns TEXT)``, in the embedded catalogs (``build_catalog(
+  ..., title_nouns=True)``; optional, so files without it read as before): the reward's noun list
+  (``webgym.shop.reward.title_nouns``, a JSON list) of every product and goal name, computed at
+  build time, one title at a time as a purchase computes it, with the tagger whose package
+  versions ``title_nouns_tagger`` names. ``Catalog.title_nouns`` reads it where those versions
+  are the installed ones, and tags anything else: a purchase then needs no tagger at all (the
+  spaCy import and ~1.5 ms a new title were a third of ``webgym-bench verify``'s time). Derived
+  data, like ``term_df``: outside ``content_hash``, inside the file's seal.
 
 Integrity: ``content_hash`` (16 hex digits) hashes what the catalog holds (every product and
-task document, in order, and the metadata but ``built_at``): equal for two builds of the same
-catalog, recorded in each run's manifest and compared by the leaderboard. ``file_sha256`` seals
-the file itself: the SHA-256 of the file's bytes with that value's own 64 bytes read as
-``_SEAL_PLACEHOLDER``, written into its slot after the build. ``Catalog`` checks it on open
-(one pass over the file: ~14 ms for the 20 MB embedded catalog), so a file damaged or altered
-after its build is refused (``CatalogDamaged``, with the command that rebuilds it) instead of
-serving wrong products; a read error later is raised, never taken for an empty result. A build
-writes a temporary file named after its process, removed when the build fails or is
-interrupted (SIGTERM included), and a later build removes those of dead processes (SIGKILL).
+task document, in order, and the metadata but ``built_at`` and ``title_nouns_tagger``): equal
+for two builds of the same catalog, recorded in each run's manifest and compared by the
+leaderboard. ``file_sha256`` seals the file itself: the SHA-256 of the file's bytes with that
+value's own 64 bytes read as ``_SEAL_PLACEHOLDER``, written into its slot after the build.
+``Catalog`` checks it on open (one pass over the file: ~14 ms for the 20 MB embedded catalog),
+so a file damaged or altered after its build is refused (``CatalogDamaged``, with the command
+that rebuilds it) instead of serving wrong products; a read error later is raised, never taken
+for an empty result. A build writes a temporary file named after its process, removed when the
+build fails or is interrupted (SIGTERM included), and a later build removes those of dead
+processes (SIGKILL).
 
 The embedded catalogs (``default_catalog``, ``ood_catalog``): the synthetic catalog holds the
 train / validation / test splits; its *ood companion*, a second file, holds the same products
@@ -106,7 +115,8 @@ CACHE_DIR_ENV = "WEBGYM_CACHE_DIR"
 SYNTHETIC, SYNTHETIC_OOD = "synthetic", "synthetic-ood"  # the embedded catalogs' sources
 # The slot ``file_sha256`` is written into: 64 ASCII bytes, found once in a sealed file.
 _SEAL_PLACEHOLDER = "webgym-catalog-unsealed-" + "0" * 40
-_UNHASHED_META = ("built_at", "content_hash", "file_sha256")
+# Derived from the content and the tagger that computed it, not content: outside the hash.
+_UNHASHED_META = ("built_at", "content_hash", "file_sha256", "title_nouns_tagger")
 
 
 class CatalogDamaged(ValueError):
@@ -213,7 +223,14 @@ class CatalogBuilder:
     next build of the same path.
     """
 
-    def __init__(self, path: Path, *, source: str, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        source: str,
+        meta: dict[str, Any] | None = None,
+        title_nouns: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_builds(self.path)
@@ -229,6 +246,8 @@ class CatalogBuilder:
         self._n = 0
         self._categories: set[str] = set()
         self._splits: dict[str, TaskSplit] | None = None
+        # the product and goal names whose reward nouns the file keeps (``title_nouns``)
+        self._names: set[str] | None = set() if title_nouns else None
         self._done = False
         self._db = sqlite3.connect(str(self._tmp), isolation_level=None)
         db = self._db
@@ -298,6 +317,8 @@ class CatalogBuilder:
             batch_f.append(_fts_row(self._n, p))
             if p.get("category"):
                 self._categories.add(p["category"])
+            if self._names is not None:
+                self._names.add(p.get("name", ""))
             added += 1
             if len(batch_p) >= _BATCH:
                 flush()
@@ -316,6 +337,8 @@ class CatalogBuilder:
                 raise ValueError(f"split key {name!r} holds a split named {split.name!r}")
             for i, goal in enumerate(split.goals):
                 rows.append((goal["task_id"], name, i, json.dumps(goal, ensure_ascii=False)))
+                if self._names is not None:
+                    self._names.add(goal.get("name", ""))
         for row in rows:
             self._content.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
         try:
@@ -342,6 +365,8 @@ class CatalogBuilder:
             "bm25_weights": list(BM25_WEIGHTS),
             "tokenizer": TOKENIZER,
         }
+        if self._names is not None:
+            meta["title_nouns_tagger"] = self._write_title_nouns()
         for key in sorted(meta):
             if key not in _UNHASHED_META:
                 self._content.update(json.dumps([key, meta[key]], sort_keys=True).encode() + b"\n")
@@ -379,6 +404,24 @@ class CatalogBuilder:
         self._done = True
         return self.path
 
+    def _write_title_nouns(self) -> str:
+        """The reward's noun list of every product and goal name (``reward.title_nouns``, one
+        title at a time, exactly as a purchase computes it) into ``title_nouns``; returns the
+        tagger's versions, which a reader must have for the table to be used."""
+        from webgym.shop.reward import tagger_version, title_nouns
+
+        self._db.execute(
+            "CREATE TABLE title_nouns(title TEXT PRIMARY KEY, nouns TEXT NOT NULL) WITHOUT ROWID"
+        )
+        self._db.executemany(
+            "INSERT INTO title_nouns(title, nouns) VALUES(?, ?)",
+            (
+                (t, json.dumps(title_nouns(t), ensure_ascii=False))
+                for t in sorted(self._names or ())
+            ),
+        )
+        return tagger_version()
+
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._db.close()
@@ -393,9 +436,12 @@ def build_catalog(
     *,
     source: str,
     meta: dict[str, Any] | None = None,
+    title_nouns: bool = False,
 ) -> Path:
-    """Write products and task splits into one SQLite catalog file at ``path`` (atomically)."""
-    with CatalogBuilder(Path(path), source=source, meta=meta) as b:
+    """Write products and task splits into one SQLite catalog file at ``path`` (atomically);
+    ``title_nouns``: with the reward's nouns of every product and goal name (see the module
+    docstring)."""
+    with CatalogBuilder(Path(path), source=source, meta=meta, title_nouns=title_nouns) as b:
         b.add_products(products)
         b.set_splits(splits)
         return b.finish()
@@ -482,6 +528,7 @@ class Catalog:
         self._splits: dict[str, TaskSplit] | None = None
         self._df: dict[str, tuple[int, int]] | None = None
         self._get_cached = lru_cache(maxsize=4096)(self._load)
+        self._nouns_table: bool | None = None  # usable? decided on first use
         try:
             rows = self._conn().execute("SELECT key, value FROM meta").fetchall()
             self.meta: dict[str, Any] = {k: json.loads(v) for k, v in rows}
@@ -670,6 +717,25 @@ class Catalog:
     def categories(self) -> list[str]:
         return list(self.meta.get("categories", []))
 
+    def title_nouns(self, title: str) -> tuple[str, ...]:
+        """The reward's noun list of a product or goal name (``reward.title_nouns``): read from
+        the file when it keeps one for ``title``, computed by that tagger (its versions equal
+        the installed ones), else tagged now."""
+        from webgym.shop import reward
+
+        if self._nouns_table is None:
+            tagger = self.meta.get("title_nouns_tagger")
+            self._nouns_table = tagger is not None and tagger == reward.tagger_version()
+        if self._nouns_table and isinstance(title, str):
+            try:
+                sql = "SELECT nouns FROM title_nouns WHERE title = ?"
+                row = self._conn().execute(sql, (title,)).fetchone()
+                if row is not None:
+                    return tuple(json.loads(row[0]))
+            except (sqlite3.Error, ValueError) as e:
+                raise self._damaged(e) from None
+        return reward.title_nouns(title)
+
     # tasks -----------------------------------------------------------------------------------
 
     def splits(self) -> dict[str, TaskSplit]:
@@ -748,11 +814,12 @@ def cache_dir() -> Path:
 @functools.cache
 def generator_fingerprint() -> str:
     """8 hex digits of the code that generates the embedded catalog (products, goals, this
-    file's layout): any change to it gets a new cache file instead of a stale one."""
-    from webgym.shop import synthetic, tasks
+    file's layout, the reward's title nouns): any change to it gets a new cache file instead of
+    a stale one."""
+    from webgym.shop import reward, synthetic, tasks
 
     digest = hashlib.sha256(str(SCHEMA_VERSION).encode())
-    for module in (synthetic, tasks, sys.modules[__name__]):
+    for module in (synthetic, tasks, reward, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:8]
 
@@ -812,7 +879,7 @@ def default_catalog(
         products = generate_products(n_products, seed=seed)
         splits = generate_goals(products, seed=seed)
         meta = {"n_products": n_products, "seed": seed}
-        build_catalog(products, splits, path, source=SYNTHETIC, meta=meta)
+        build_catalog(products, splits, path, source=SYNTHETIC, meta=meta, title_nouns=True)
 
     path = default_catalog_path(cache_dir, n_products=n_products, seed=seed)
     return _cached(path, build, rebuild_damaged)
@@ -844,7 +911,14 @@ def ood_catalog(
         )
         split = generate_ood_goals(ood, seed=seed)
         meta = {"n_products": n_products, "seed": seed, "ood_products": len(ood)}
-        build_catalog(products + ood, {OOD_SPLIT: split}, path, source=SYNTHETIC_OOD, meta=meta)
+        build_catalog(
+            products + ood,
+            {OOD_SPLIT: split},
+            path,
+            source=SYNTHETIC_OOD,
+            meta=meta,
+            title_nouns=True,
+        )
 
     path = default_catalog_path(cache_dir, n_products=n_products, seed=seed, ood=True)
     return _cached(path, build, rebuild_damaged)

