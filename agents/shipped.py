@@ -26,6 +26,7 @@ from webgym.runs import sha256_file
 __all__ = [
     "RELEASED_DIR",
     "RELEASE_PREFIX",
+    "TRAINED_PREFIX",
     "Release",
     "ReleaseError",
     "display_path",
@@ -35,6 +36,7 @@ __all__ = [
     "read_release",
     "release_config",
     "resolve_checkpoint",
+    "trained_checkpoint",
 ]
 
 RELEASED_DIR = Path(__file__).resolve().parent / "released"
@@ -42,6 +44,7 @@ RELEASED_DIR = Path(__file__).resolve().parent / "released"
 
 RELEASE_PREFIX = "released:"
 """``released:bc`` names the shipped checkpoint ``bc`` where a config takes a checkpoint."""
+TRAINED_PREFIX = "trained:"
 
 FORMAT = "webgym-release"
 FORMAT_VERSION = 1
@@ -216,11 +219,26 @@ def find_release(name: str, root: str | Path | None = None) -> Release | None:
     return Release(path) if is_release(path) else None
 
 
+def trained_checkpoint(agent_preset: str) -> Path:
+    """``<agent>/<preset>``: the latest checkpoint of the run that ``webgym-bench train --agent
+    <agent> --preset <preset> --out runs/<agent>-<preset>`` writes (the GPU presets start from
+    the bc run of their own preset, which is not shipped)."""
+    agent, sep, preset = agent_preset.partition("/")
+    if not sep or not agent or not preset:
+        raise ValueError(
+            f"{TRAINED_PREFIX}{agent_preset}: expected {TRAINED_PREFIX}<agent>/<preset>"
+        )
+    return Path("runs") / f"{agent}-{preset}" / "checkpoints" / "latest"
+
+
 def resolve_checkpoint(spec: str | Path) -> Path:
     """A checkpoint folder from a config's spelling: ``released:<name>`` is the shipped
     checkpoint ``name`` (a :class:`ReleaseError` lists the shipped ones when there is none);
-    anything else is a path, returned as it is."""
+    ``trained:<agent>/<preset>`` the latest checkpoint of that preset's training run
+    (:func:`trained_checkpoint`); anything else is a path, returned as it is."""
     text = str(spec)
+    if text.startswith(TRAINED_PREFIX):
+        return trained_checkpoint(text[len(TRAINED_PREFIX) :].strip())
     if not text.startswith(RELEASE_PREFIX):
         return Path(spec)
     name = text[len(RELEASE_PREFIX) :].strip()

@@ -40,8 +40,10 @@ from webgym_agents.toolkit.critic_diagnostics import explained_variance
 from webgym_agents.toolkit.losses import value_mse
 from webgym_agents.toolkit.onpolicy import (
     CriticConfig,
+    Iterations,
     Learner,
     TurnBatch,
+    actor_critic_presets,
     back_probes,
     clip_and_step,
     collect,
@@ -49,7 +51,6 @@ from webgym_agents.toolkit.onpolicy import (
     iteration_tasks,
     minibatches,
     ppo_turn_update,
-    run_iterations,
     start_learner,
 )
 from webgym_agents.toolkit.returns import archer_advantages, turn_returns
@@ -96,23 +97,7 @@ PRESETS = {
         critic_epochs=1, critic_buffer=4, val_tasks=100, eval_every=2, torch_threads=1,
         keep_checkpoints=8,
     ),
-    # the candidate scorer on a large GPU (from bc --preset scorer-gpu)
-    "scorer-gpu": ArcherConfig(
-        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
-        tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
-    ),
-    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (policies/lm_critic.py);
-    # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
-    "gpu": ArcherConfig(
-        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
-        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6,
-        critic_train_layers=6,
-    ),
-    # the decoder path on a random-init 2-layer LM (tests)
-    "lm-smoke": ArcherConfig(
-        backbone="tiny-lm", iterations=2, tasks_per_iteration=2, n_envs=2, max_steps=4,
-        val_tasks=2, lr=1e-3, minibatch_size=8,
-    ),
+    **actor_critic_presets(ArcherConfig),
 }  # fmt: skip
 PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "lm-gpu": "gpu"}
 """Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
@@ -156,11 +141,10 @@ def archer_update(
         policy, optimizer, batch, advantages, gen, epochs=config.ppo_epochs if actor else 0,
         minibatch_size=config.minibatch_size, clip_eps=config.clip_eps, grad_clip=config.grad_clip,
     )  # fmt: skip
-    var_g = float(returns.var()) if len(returns) > 1 else 0.0
     metrics = {
         "critic_loss": float(np.mean(critic_losses)), "critic_pairs": len(fit_states),
-        "explained_variance": 1 - float((returns - v_before).var()) / var_g if var_g else 0.0,
-        "explained_variance_after": 1 - float((returns - values).var()) / var_g if var_g else 0.0,
+        "explained_variance": explained_variance(v_before, returns, undefined=0.0),
+        "explained_variance_after": explained_variance(values, returns, undefined=0.0),
         "adv_mean": float(advantages.mean()), "adv_std": float(advantages.std()),
         "actor_loss": float(np.mean(losses)) if losses else float("nan"),
         "clip_frac": float(np.mean([s.clip_frac for s in st_log])) if st_log else float("nan"),
@@ -233,7 +217,11 @@ def train_archer(config: ArcherConfig, run: TrainRun):
     if config.critic_pretrain_episodes and learner.start == 0:
         pretrain_critic(config, run, learner)
 
-    def step(it: int) -> dict:
+    def save(it: int) -> None:
+        learner.save(run, it)
+
+    iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
+    for it in iterations:
         gen = np.random.default_rng([config.seed, it, 3])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
@@ -263,18 +251,13 @@ def train_archer(config: ArcherConfig, run: TrainRun):
             pairs = list(zip(batch.critic_states, g, strict=True))
             learner.critic_buffer = anchor + [*recent, pairs][-keep:]
         stats = rollout_stats(rollouts)
-        return {
+        iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": len(batch), "errored": stats["errored"], "probes": len(probes),
             "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
             **metrics,
             "collect_s": t_collect,
-        }  # fmt: skip
-
-    def save(it: int) -> None:
-        learner.save(run, it)
-
-    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+        })  # fmt: skip
     return run.latest_path
 
 

@@ -106,8 +106,10 @@ from webgym_agents.algos.genac_critic import (
 )
 from webgym_agents.policies.scorer_policy import critic_state_text
 from webgym_agents.scripted.rule_agent import RuleAgent
+from webgym_agents.toolkit.critic_diagnostics import explained_variance
 from webgym_agents.toolkit.onpolicy import (
     CRITIC_DIR,
+    Iterations,
     OnPolicyConfig,
     TurnBatch,
     clip_and_step,
@@ -116,7 +118,6 @@ from webgym_agents.toolkit.onpolicy import (
     minibatches,
     ppo_turn_update,
     restore_critic_optimizer,
-    run_iterations,
     split_task_ids,
     start_learner,
 )
@@ -173,7 +174,7 @@ PRESETS = {
     ),
     # the scorer and a whole-model critic with longer rationales on a large GPU
     "gpu": GenacConfig(
-        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        device="cuda", init_checkpoint="trained:bc/scorer-gpu", iterations=100,
         tasks_per_iteration=128, n_envs=32, val_tasks=250, minibatch_size=128,
         critic_train_layers=0, critic_lr=1e-6, rationale_tokens=64, critic_minibatch=32,
         sft_tasks=256, sft_lr=2e-5, sft_minibatch=16, critic_warmup=2, critic_prompt_tokens=512,
@@ -340,7 +341,7 @@ def genac_update(
     mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
     metrics |= {
         "critic_mse": mean((v - g) ** 2), "v_mean": mean(v),
-        "explained_variance": 1 - float(np.var(g - v)) / float(np.var(g)) if np.var(g) else 0.0,
+        "explained_variance": explained_variance(v, g, undefined=0.0),
         "value_fallbacks": critic.stats["value_fallbacks"] - fallbacks,
         "critic_value_s": t_values, "critic_s_per_estimate": t_values / max(1, n),
         "critic_gen_s": metrics["critic_sample_s"] + t_values,
@@ -410,7 +411,15 @@ def train_genac(config: GenacConfig, run: TrainRun):
     restore_critic_optimizer(run, critic_opt)
     learner.critic, learner.critic_optimizer = critic, critic_opt
 
-    def step(it: int) -> dict:
+    def save(it: int) -> None:
+        def save_facts(folder: Path) -> None:
+            (folder / FACTS_DIR).mkdir()
+            (folder / FACTS_DIR / "facts.json").write_text(json.dumps({"rewards": window.rewards}))
+
+        learner.save(run, it, extra=save_facts)
+
+    iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
+    for it in iterations:
         gen = np.random.default_rng([config.seed, it, 7])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
@@ -425,21 +434,12 @@ def train_genac(config: GenacConfig, run: TrainRun):
         window.add(rollouts)  # 5. the next batch's facts
         critic.actor_facts = window.facts()
         stats = rollout_stats(rollouts)
-        return {
+        iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": len(batch), "errored": stats["errored"],
             "facts_success_rate": facts.success_rate, "facts_mean_reward": facts.mean_reward,
             **metrics, "collect_s": t_collect,
-        }  # fmt: skip
-
-    def save(it: int) -> None:
-        def save_facts(folder: Path) -> None:
-            (folder / FACTS_DIR).mkdir()
-            (folder / FACTS_DIR / "facts.json").write_text(json.dumps({"rewards": window.rewards}))
-
-        learner.save(run, it, extra=save_facts)
-
-    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+        })  # fmt: skip
     return run.latest_path
 
 

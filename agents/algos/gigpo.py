@@ -37,6 +37,7 @@ from webgym_agents.observation import visited_items
 from webgym_agents.toolkit.losses import clipped_surrogate
 from webgym_agents.toolkit.onpolicy import (
     BACK_ACTIONS,
+    Iterations,
     OnPolicyConfig,
     TurnBatch,
     as_rows,
@@ -47,7 +48,6 @@ from webgym_agents.toolkit.onpolicy import (
     load_policy,
     minibatches,
     objective,
-    run_iterations,
     start_learner,
     with_probes,
 )
@@ -92,7 +92,7 @@ PRESETS = {
     ),
     # the candidate scorer on a large GPU (from bc --preset scorer-gpu), as grpo's scorer-gpu
     "gpu": GiGPOConfig(
-        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        device="cuda", init_checkpoint="trained:bc/scorer-gpu", iterations=100,
         tasks_per_iteration=32, group_size=8, n_envs=32, val_tasks=250, minibatch_rollouts=32,
     ),
 }  # fmt: skip
@@ -143,7 +143,11 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
         ).eval().requires_grad_(False)  # fmt: skip
     G = config.group_size
 
-    def step(it: int) -> dict:
+    def save(it: int) -> None:
+        learner.save(run, it)
+
+    iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
+    for it in iterations:
         gen = np.random.default_rng([config.seed, it, 2])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
@@ -192,7 +196,7 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
         stats = rollout_stats(rollouts)
         mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
         flat = torch.cat([a for _, a in kept]) if kept else torch.zeros(0)
-        return {
+        iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_avg_steps": stats["avg_steps"],
             "train_env_steps": sum(len(r.turns) for r in rollouts), "errored": stats["errored"],
@@ -206,12 +210,7 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
             "adv_mean": float(flat.mean()) if len(flat) else float("nan"),
             "adv_std": float(flat.std()) if len(flat) > 1 else float("nan"),
             "grad_norm": mean(norms), "collect_s": t_collect,
-        }  # fmt: skip
-
-    def save(it: int) -> None:
-        learner.save(run, it)
-
-    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+        })  # fmt: skip
     return run.latest_path
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 
 from webgym_agents.toolkit.losses import clipped_surrogate
 from webgym_agents.toolkit.onpolicy import (
+    Iterations,
     OnPolicyConfig,
     TurnBatch,
     as_rows,
@@ -37,7 +39,6 @@ from webgym_agents.toolkit.onpolicy import (
     load_policy,
     minibatches,
     objective,
-    run_iterations,
     start_learner,
     with_probes,
 )
@@ -76,13 +77,13 @@ PRESETS = {
     ),
     # the candidate scorer on a large GPU (from bc --preset scorer-gpu)
     "scorer-gpu": GRPOConfig(
-        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        device="cuda", init_checkpoint="trained:bc/scorer-gpu", iterations=100,
         tasks_per_iteration=32, group_size=8, n_envs=32, val_tasks=250, minibatch_rollouts=32,
     ),
     # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (policies/lm_critic.py);
     # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
     "gpu": GRPOConfig(
-        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
+        backbone="smollm2-135m", device="cuda", init_checkpoint="trained:bc/gpu",
         iterations=100, tasks_per_iteration=16, group_size=8, n_envs=32, val_tasks=250,
         lr=1e-6, minibatch_rollouts=16,
     ),
@@ -97,6 +98,18 @@ PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "lm-gpu": "gpu"}
 ``lm-*``: the decoder path), the same across trainers."""
 
 
+def informative_groups(rewards: Sequence[torch.Tensor], dynamic_sampling: bool) -> torch.Tensor:
+    """DAPO's dynamic sampling: a group whose rewards are all equal has A_i = 0 for every member
+    and only dilutes the batch, so it is dropped (errored rollouts, NaN, count as 0 here).
+    Returns one bool per group: keep it."""
+    if not dynamic_sampling:
+        return torch.ones(len(rewards), dtype=torch.bool)
+    spread = [
+        float(r.nan_to_num(0).max() - r.nan_to_num(0).min()) if len(r) else 0.0 for r in rewards
+    ]
+    return torch.tensor(spread, dtype=torch.float64) > 0
+
+
 def train_grpo(config: GRPOConfig, run: TrainRun):
     learner = start_learner(config, run)
     policy, optimizer = learner.policy, learner.optimizer
@@ -108,7 +121,11 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
         ).eval().requires_grad_(False)  # fmt: skip
     G = config.group_size
 
-    def step(it: int) -> dict:
+    def save(it: int) -> None:
+        learner.save(run, it)
+
+    iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
+    for it in iterations:
         gen = np.random.default_rng([config.seed, it, 2])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
@@ -128,10 +145,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
             advantages = list(
                 group_advantages(torch.cat(rewards), G, config.scale_rewards).view(-1, G)
             )
-        spread = torch.tensor(
-            [float(r.nan_to_num(0).max() - r.nan_to_num(0).min()) for r in rewards]
-        )
-        keep_group = spread > 0 if config.dynamic_sampling else torch.ones(len(groups), dtype=bool)
+        keep_group = informative_groups(rewards, config.dynamic_sampling)
         kept = [
             (r, float(a))
             for group, adv, keep in zip(groups, advantages, keep_group, strict=True)
@@ -171,7 +185,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
                 stats_log.append(st)
         stats = rollout_stats(rollouts)
         mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-        return {
+        iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in rollouts), "errored": stats["errored"],
             "dropped_group_frac": 1 - float(keep_group.float().mean()),
@@ -183,12 +197,7 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
             "adv_mean": float(adv_of_rollout.mean()) if kept else float("nan"),
             "adv_std": float(adv_of_rollout.std()) if len(kept) > 1 else float("nan"),
             "grad_norm": mean(norms), "collect_s": t_collect,
-        }  # fmt: skip
-
-    def save(it: int) -> None:
-        learner.save(run, it)
-
-    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+        })  # fmt: skip
     return run.latest_path
 
 

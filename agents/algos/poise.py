@@ -66,12 +66,12 @@ import torch
 
 from webgym_agents.policies.scorer_policy import ScorerDecision, ScorerPolicy
 from webgym_agents.toolkit.onpolicy import (
+    Iterations,
     OnPolicyConfig,
     TurnBatch,
     collect,
     iteration_tasks,
     ppo_turn_update,
-    run_iterations,
     start_learner,
 )
 from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
@@ -110,7 +110,7 @@ PRESETS = {
     ),
     # the candidate scorer on a large GPU (from bc --preset scorer-gpu); decoders are refused
     "gpu": PoiseConfig(
-        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        device="cuda", init_checkpoint="trained:bc/scorer-gpu", iterations=100,
         tasks_per_iteration=128, n_envs=32, val_tasks=250, minibatch_size=128,
         probe_buffer=2048, probe_min_rows=128,
     ),
@@ -327,8 +327,17 @@ def train_poise(config: PoiseConfig, run: TrainRun):
     tap = FeatureTap(policy, config.last_k)
     buffer_x, buffer_y, probe = _restore_probe(run)
 
-    def step(it: int) -> dict:
-        nonlocal buffer_x, buffer_y, probe
+    def save(it: int) -> None:
+        def save_probe(folder: Path) -> None:
+            (folder / PROBE_DIR).mkdir()
+            np.savez(folder / PROBE_DIR / "buffer.npz", x=buffer_x, y=buffer_y)
+            if probe is not None:
+                probe.save(folder / PROBE_DIR / "probe.npz")
+
+        learner.save(run, it, extra=save_probe)
+
+    iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
+    for it in iterations:
         gen = np.random.default_rng([config.seed, it, 5])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
@@ -373,7 +382,7 @@ def train_poise(config: PoiseConfig, run: TrainRun):
             )  # fmt: skip
         stats = rollout_stats(rollouts)
         mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
-        return {
+        iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in rollouts if r.valid),
             "errored": stats["errored"], "dropped_rollouts": len(rollouts) - len(kept),
@@ -383,18 +392,7 @@ def train_poise(config: PoiseConfig, run: TrainRun):
             "actor_loss": mean(losses), "clip_frac": mean([s.clip_frac for s in st_log]),
             "approx_kl": mean([s.approx_kl for s in st_log]), "grad_norm": mean(norms),
             "collect_s": t_collect, "update_s": t_update,
-        }  # fmt: skip
-
-    def save(it: int) -> None:
-        def save_probe(folder: Path) -> None:
-            (folder / PROBE_DIR).mkdir()
-            np.savez(folder / PROBE_DIR / "buffer.npz", x=buffer_x, y=buffer_y)
-            if probe is not None:
-                probe.save(folder / PROBE_DIR / "probe.npz")
-
-        learner.save(run, it, extra=save_probe)
-
-    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+        })  # fmt: skip
     return run.latest_path
 
 

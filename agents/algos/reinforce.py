@@ -23,13 +23,14 @@ import torch
 from webgym_agents.toolkit.losses import value_mse
 from webgym_agents.toolkit.onpolicy import (
     CriticConfig,
+    Iterations,
     TurnBatch,
+    actor_critic_presets,
     clip_and_step,
     collect,
     critic_values,
     iteration_tasks,
     minibatches,
-    run_iterations,
     start_learner,
 )
 from webgym_agents.toolkit.returns import discounted_returns
@@ -54,23 +55,7 @@ PRESETS = {
         tasks_per_iteration=48, lr=3e-3, train_encoder=False, critic_train_layers=3,
         val_tasks=100, eval_every=2, torch_threads=1,
     ),
-    # the candidate scorer on a large GPU (from bc --preset scorer-gpu)
-    "scorer-gpu": ReinforceConfig(
-        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
-        tasks_per_iteration=256, n_envs=32, val_tasks=250, minibatch_size=128,
-    ),
-    # the decoder path: SmolLM2-135M acting in choice mode, an LM critic (policies/lm_critic.py);
-    # from bc --preset gpu. Too slow for a CPU (docs/results.md: ~130 episodes an hour)
-    "gpu": ReinforceConfig(
-        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
-        iterations=100, tasks_per_iteration=64, n_envs=32, val_tasks=250, lr=1e-6,
-        critic_train_layers=6,
-    ),
-    # the decoder path on a random-init 2-layer LM (tests)
-    "lm-smoke": ReinforceConfig(
-        backbone="tiny-lm", iterations=2, tasks_per_iteration=2, n_envs=2, max_steps=4,
-        val_tasks=2, lr=1e-3, minibatch_size=8,
-    ),
+    **actor_critic_presets(ReinforceConfig),
 }  # fmt: skip
 PRESET_ALIASES = {"scorer-smoke": "smoke", "scorer-cpu": "cpu", "lm-gpu": "gpu"}
 """Other names of the presets: the policy kind spelled out (``scorer-*``: the candidate scorer,
@@ -82,7 +67,11 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
     policy, optimizer = learner.policy, learner.optimizer
     critic, critic_opt = learner.critic, learner.critic_optimizer
 
-    def step(it: int) -> dict:
+    def save(it: int) -> None:
+        learner.save(run, it)
+
+    iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
+    for it in iterations:
         gen = np.random.default_rng([config.seed, it, 1])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
@@ -116,7 +105,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
                 critic_losses.append(float(loss.detach()))
         stats = rollout_stats(rollouts)
         var_g = float(returns.var()) if len(returns) > 1 else float("nan")
-        return {
+        iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": len(batch), "errored": stats["errored"],
             "actor_loss": float(np.mean(actor_losses)),
@@ -124,12 +113,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
             "explained_variance": 1 - float((returns - values).var()) / var_g if var_g else 0.0,
             "adv_mean": float(advantages.mean()), "adv_std": float(advantages.std()),
             "grad_norm": float(np.mean(norms)), "collect_s": t_collect,
-        }  # fmt: skip
-
-    def save(it: int) -> None:
-        learner.save(run, it)
-
-    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+        })  # fmt: skip
     return run.latest_path
 
 

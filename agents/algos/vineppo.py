@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from webgym_agents.toolkit.onpolicy import (
+    Iterations,
     OnPolicyConfig,
     Policy,
     TurnBatch,
     collect,
     iteration_tasks,
     ppo_turn_update,
-    run_iterations,
     start_learner,
 )
 from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
@@ -78,12 +78,12 @@ PRESETS = {
     ),
     # the candidate scorer on a large GPU (from bc --preset scorer-gpu), the paper's K = 9
     "scorer-gpu": VinePPOConfig(
-        device="cuda", init_checkpoint="runs/bc-scorer-gpu/checkpoints/latest", iterations=100,
+        device="cuda", init_checkpoint="trained:bc/scorer-gpu", iterations=100,
         tasks_per_iteration=64, n_envs=32, val_tasks=250, minibatch_size=128,
     ),
     # the decoder path: SmolLM2-135M acting in choice mode; from bc --preset gpu
     "gpu": VinePPOConfig(
-        backbone="smollm2-135m", device="cuda", init_checkpoint="runs/bc-gpu/checkpoints/latest",
+        backbone="smollm2-135m", device="cuda", init_checkpoint="trained:bc/gpu",
         iterations=100, tasks_per_iteration=16, n_envs=32, val_tasks=250, lr=1e-6,
     ),
     # the decoder path on a random-init 2-layer LM (tests): 1 episode of <= 3 turns and its
@@ -145,7 +145,11 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
     policy, optimizer = learner.policy, learner.optimizer
     K = config.k_forks
 
-    def step(it: int) -> dict:
+    def save(it: int) -> None:
+        learner.save(run, it)
+
+    iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
+    for it in iterations:
         gen = np.random.default_rng([config.seed, it, 4])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
@@ -178,7 +182,7 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
         )  # fmt: skip
         stats = rollout_stats(rollouts)
         mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
-        return {
+        iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in valid), "errored": stats["errored"],
             "forks": len(forks), "fork_env_steps": sum(len(f.turns) for f in forks),
@@ -190,12 +194,7 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
             "actor_loss": mean(losses), "clip_frac": mean([s.clip_frac for s in st_log]),
             "approx_kl": mean([s.approx_kl for s in st_log]), "grad_norm": mean(norms),
             "collect_s": t_collect, "fork_s": t_forks, "update_s": time.perf_counter() - t2,
-        }  # fmt: skip
-
-    def save(it: int) -> None:
-        learner.save(run, it)
-
-    run_iterations(config, run, learner.start, step, save, policy, learner.val_ids)
+        })  # fmt: skip
     return run.latest_path
 
 

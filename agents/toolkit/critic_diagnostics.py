@@ -230,10 +230,12 @@ def pool_accuracy(
     return out
 
 
-def explained_variance(v: np.ndarray, mc: np.ndarray) -> float:
-    """1 - Var(G - V) / Var(G): 1 for a perfect V, 0 for a constant at the mean, < 0 worse."""
+def explained_variance(v: Any, mc: Any, undefined: float = float("nan")) -> float:
+    """1 - Var(G - V) / Var(G): 1 for a perfect V, 0 for a constant at the mean, < 0 worse;
+    ``undefined`` where the returns do not vary. Arrays or tensors."""
+    mc, v = np.asarray(mc, dtype=np.float64), np.asarray(v, dtype=np.float64)
     var = float(np.var(mc))
-    return 1.0 - float(np.var(np.asarray(mc) - np.asarray(v))) / var if var > 0 else float("nan")
+    return 1.0 - float(np.var(mc - v)) / var if var > 0 else undefined
 
 
 def calibration(v: np.ndarray, mc: np.ndarray, bins: int = 10) -> dict[str, Any]:

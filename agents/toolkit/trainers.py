@@ -292,13 +292,10 @@ def starting_checkpoint_problem(config: Any) -> str | None:
     not ask then."""
     backbone = getattr(config, "backbone", None)
     for key, value in starting_checkpoints(config).items():
-        if value.startswith(RELEASE_PREFIX):
-            try:
-                path = resolve_checkpoint(value)
-            except ReleaseError as e:
-                return f"{key} {value}: {e}"
-        else:
-            path = Path(value).expanduser()
+        try:  # released:<name>, trained:<agent>/<preset> or a folder
+            path = resolve_checkpoint(value).expanduser()
+        except (ReleaseError, ValueError) as e:
+            return f"{key} {value}: {e}"
         found = read_checkpoint(path)
         if found.is_policy:
             if backbone and found.backbone and found.backbone != backbone:
@@ -308,8 +305,9 @@ def starting_checkpoint_problem(config: Any) -> str | None:
                     + _shipped_alternative(key, backbone)
                 )
             continue
-        command = _command_that_makes(Path(value))
+        command = _command_that_makes(path)
         make = f"`{command}` makes it" if command else "train a policy into it first"
         what = found.problem or f"is {found.what()}, not a policy"
-        return f"{key} {value} {what}; {make}" + _shipped_alternative(key, backbone)
+        named = value if str(path) == value else f"{value} ({path})"
+        return f"{key} {named} {what}; {make}" + _shipped_alternative(key, backbone)
     return None

@@ -99,7 +99,8 @@ def test_train_refuses_a_missing_starting_checkpoint_naming_the_command_that_mak
         ("digiq", "gpu", "behaviour_checkpoint", "bc-scorer-gpu"),
     ):
         text = _one_line(cli("train", "--agent", agent, "--preset", preset, "--out", "o"))
-        assert f"{field} runs/{stem}/checkpoints/latest does not exist" in text
+        # the presets name their start (trained:<agent>/<preset>); the line shows its folder
+        assert f"{field} trained:bc/scorer-gpu (runs/{stem}/checkpoints/latest) does not" in text
         assert f"relative to {Path.cwd()}" in text
         assert f"`webgym-bench train --agent bc --preset scorer-gpu --out runs/{stem}`" in text
         assert f'set {field} = "released:bc" in a --config file' in text

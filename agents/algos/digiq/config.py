@@ -127,7 +127,7 @@ PRESETS = {
         finetune_max_pairs=6000,
     ),
     "gpu": DigiQConfig(
-        device="cuda", behaviour_checkpoint="runs/bc-scorer-gpu/checkpoints/latest",
+        device="cuda", behaviour_checkpoint="trained:bc/scorer-gpu",
         n_episodes=6000, n_envs=32, finetune_epochs=3, finetune_batch_size=64,
         feature_batch_size=256, td_updates=20000, e2e_updates=2000, e2e_batch_size=32,
         extract_epochs=4, train_encoder=True, extract_lr=5e-5, val_tasks=250, eval_episodes=250,

@@ -266,9 +266,7 @@ def train_td_on_cache(
             f_s, f_s2 = cache.states[cache.s_idx[idx]], cache.states[cache.s2_idx[idx]]
             r, done = _td_batch(arrays, idx)
             y_q, y_v = td_targets(target, f_sa, f_s2, r, done, config.gamma, config.v_target)
-            # L = sum_i mean (Q_i(s,a) - y_Q_i)^2 + mean (V_i(s) - y_V_i)^2
-            loss_q = ((heads.qs(f_sa) - y_q) ** 2).mean(1).sum()
-            loss_v = expectile_loss(heads.vs(f_s), y_v, config.v_expectile)
+            loss_q, loss_v = td_losses(heads, f_sa, f_s, y_q, y_v, config.v_expectile)
             opt.zero_grad(set_to_none=True)
             (loss_q + loss_v).backward()
             opt.step()
@@ -279,25 +277,28 @@ def train_td_on_cache(
                 progress(config.log_every, f"Q {np.mean(lq[-50:]):.4f} V {np.mean(lv[-50:]):.4f}")
             if update % (config.log_every * 10) == 0 and update < config.td_updates:
                 it += 1
-                metrics_row(
-                    run,
-                    it,
-                    t_run,
-                    phase=3,
-                    td_update=update,
-                    td_loss_q=np.mean(lq[-50:]),
-                    td_loss_v=np.mean(lv[-50:]),
-                )
+                metrics_row(run, it, t_run, phase=3, td_update=update, **_td_log(lq, lv, 50))
     rate = config.td_updates / max(time.perf_counter() - t0, 1e-9)
-    return (
-        heads,
-        {
-            "td_loss_q": float(np.mean(lq[-50:])),
-            "td_loss_v": float(np.mean(lv[-50:])),
-            "td_updates_per_s": rate,
-        },
-        it,
-    )
+    return heads, {**_td_log(lq, lv, 50), "td_updates_per_s": rate}, it
+
+
+def td_losses(
+    heads: CriticHeads, f_sa: torch.Tensor, f_s: torch.Tensor, y_q: torch.Tensor,
+    y_v: torch.Tensor, expectile: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Digi-Q's TD losses over the ensemble's heads i:
+
+    L_Q = sum_i mean_batch (Q_i(s, a) - y_Q_i)^2
+    L_V = expectile_loss(V_i(s), y_V_i)   (the plain MSE at expectile 0.5)
+    """
+    loss_q = ((heads.qs(f_sa) - y_q) ** 2).mean(1).sum()
+    loss_v = expectile_loss(heads.vs(f_s), y_v, expectile)
+    return loss_q, loss_v
+
+
+def _td_log(lq: list[float], lv: list[float], window: int) -> dict[str, float]:
+    """The mean TD losses over the last ``window`` updates."""
+    return {"td_loss_q": float(np.mean(lq[-window:])), "td_loss_v": float(np.mean(lv[-window:]))}
 
 
 def train_td_end_to_end(
@@ -335,8 +336,7 @@ def train_td_end_to_end(
             y_q, y_v = td_targets(
                 target["heads"], tf_sa, tf_s2, r, done, config.gamma, config.v_target
             )
-            loss_q = ((heads.qs(f_sa) - y_q) ** 2).mean(1).sum()
-            loss_v = expectile_loss(heads.vs(f_s), y_v, config.v_expectile)
+            loss_q, loss_v = td_losses(heads, f_sa, f_s, y_q, y_v, config.v_expectile)
             opt.zero_grad(set_to_none=True)
             (loss_q + loss_v).backward()
             torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
@@ -347,27 +347,10 @@ def train_td_end_to_end(
             progress(1, f"Q {np.mean(lq[-20:]):.4f} V {np.mean(lv[-20:]):.4f}")
             if update % config.log_every == 0 and update < config.e2e_updates:
                 it += 1
-                metrics_row(
-                    run,
-                    it,
-                    t_run,
-                    phase=3,
-                    td_update=update,
-                    td_loss_q=np.mean(lq[-20:]),
-                    td_loss_v=np.mean(lv[-20:]),
-                )
+                metrics_row(run, it, t_run, phase=3, td_update=update, **_td_log(lq, lv, 20))
     rate = config.e2e_updates / max(time.perf_counter() - t0, 1e-9)
     enc.eval()
-    return (
-        enc,
-        heads,
-        {
-            "td_loss_q": float(np.mean(lq[-20:])),
-            "td_loss_v": float(np.mean(lv[-20:])),
-            "td_updates_per_s": rate,
-        },
-        it,
-    )
+    return enc, heads, {**_td_log(lq, lv, 20), "td_updates_per_s": rate}, it
 
 
 @torch.no_grad()
