@@ -291,3 +291,28 @@ def visited_items(obs: dict[str, Any]) -> set[str]:
         if m:
             out.add(m.group("asin"))
     return out
+
+
+def lookalike_items(obs: dict[str, Any], budget: float | None = None) -> set[str]:
+    """The listed products (asin, lower case) not opened yet whose title is that of a product
+    opened earlier and left on this page: the shop's lookalikes (one family's variants) offer
+    the same options, so the one left answers for them. Not when the one left cost more than
+    ``budget`` and this one's listed price is within it (it may have been left for its price)."""
+    opened = visited_items(obs)
+    listed = [(p.bid[len("item_") :].lower(), p) for p in result_products(obs)]
+
+    def within(price: str | None) -> bool:
+        prices = listed_prices(price or "")
+        return budget is None or (bool(prices) and min(prices) <= budget)
+
+    left = {}
+    for asin, product in listed:
+        if asin in opened:
+            left.setdefault(product.title.strip().lower(), []).append(within(product.price))
+    return {
+        asin
+        for asin, product in listed
+        if asin not in opened
+        and (fits := left.get(product.title.strip().lower())) is not None
+        and (any(fits) or not within(product.price))
+    }

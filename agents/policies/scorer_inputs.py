@@ -20,6 +20,7 @@ from webgym_agents.observation import (
     has_search_bar,
     instruction_budget,
     listed_prices,
+    lookalike_items,
     missing_goal_options,
     option_groups,
     visited_items,
@@ -173,7 +174,7 @@ def search_queries(goal: str) -> list[str]:
 FEATURES = (
     "item", "option", "buy_now", "search", "navigation", "detail_tab", "selected",
     "price_ok", "rank", "goal_overlap", "steps_left", "options_pending",
-    "visited", "buy_mismatch", "back_mismatch", "buy_pending",
+    "visited", "buy_mismatch", "back_mismatch", "buy_pending", "page_exhausted",
 )  # fmt: skip
 """The structural features of a candidate (:func:`candidates`), next to its text embedding.
 
@@ -186,6 +187,12 @@ is over the instruction's budget, and a retry still fits in the steps left
 (:data:`RETRY_STEPS`). Each sits on its own kind of candidate, so a linear weight
 on it moves mass between buying and going back (a feature shared by every candidate cancels in
 the softmax). Checkpoints trained before they existed load with zero weights on them.
+
+A result whose title is that of one opened and left on the same page (a lookalike,
+:func:`webgym_agents.observation.lookalike_items`: the shop's variants of one product offer the
+same options) is not offered while a result unlike any left is listed; once none is,
+``page_exhausted`` is 1 on Next >, where new products are. An agent that never goes back
+(``bc``) opens nothing twice and sees neither.
 
 Options are offered only where choosing one changes something: not the value already chosen
 (clicking it is a no-op) and, in a dimension with a chosen value, only values the instruction
@@ -275,6 +282,12 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
     # shopper does not reopen what it just left (after "< Prev" the page looks as before)
     listed = [m.group("asin") for m in map(_ITEM_RE.match, actions) if m]
     skip_visited = any(asin not in visited for asin in listed)
+    # nor, while a result unlike any left is listed, a lookalike of one left (the same title:
+    # the shop's variants of one product offer the same options); once none is, the next page
+    # is where new products are (page_exhausted on it)
+    alike = lookalike_items(obs, budget) if visited else set()
+    unlike = [asin for asin in listed if asin not in visited and asin not in alike]
+    exhausted = float(bool(listed) and not unlike)
 
     def add(action: str, text: str, **f: float) -> None:
         out.actions.append(action)
@@ -289,7 +302,8 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
         bid = m_click.group("bid") if m_click else ""
         if searchable and "search" in bid:
             continue  # the search button is reached through the query candidates below
-        if m_item and skip_visited and m_item.group("asin") in visited:
+        asin = m_item.group("asin") if m_item else ""
+        if m_item and ((skip_visited and asin in visited) or (unlike and asin in alike)):
             rank += 1  # the rank stays the page position
         elif m_item:
             title, price = items.get(m_item.group("asin"), ("", ""))
@@ -316,7 +330,8 @@ def candidates(obs: dict[str, Any], max_steps: int = MAX_EPISODE_STEPS) -> Candi
             add(action, labels.get(bid, bid), detail_tab=1)
         elif m_click:
             back = mismatch if bid in _BACK_BIDS else 0.0
-            add(action, labels.get(bid, bid.replace("_", " ")), navigation=1, back_mismatch=back)
+            add(action, labels.get(bid, bid.replace("_", " ")), navigation=1, back_mismatch=back,
+                page_exhausted=exhausted if bid == "next_page" else 0.0)  # fmt: skip
         else:
             add(action, action)
     if searchable:

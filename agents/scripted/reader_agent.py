@@ -4,8 +4,10 @@ The ``rule`` agent buys the first result. This one reads what the page shows and
 when the product is not it, as a careful human shopper does:
 
 - search page: search the instruction up to its price clause (``rule``'s query);
-- results page: open the first result it has not opened yet in this episode, preferring those
-  whose listed price is within the instruction's budget;
+- results page: open the first result it has not opened yet in this episode and that is no
+  lookalike of one it left (the same title: the shop's variants of one product offer the same
+  options), preferring those whose listed price is within the instruction's budget; when every
+  listed result was opened or is a lookalike, the next page;
 - product page: if the page does not offer an option value the instruction names, or its price
   is over the budget, go back (``< Prev``) while a retry still fits in the steps left and fewer
   than ``max_results`` results were opened; otherwise choose the named options (``rule``'s
@@ -35,6 +37,7 @@ from webgym_agents.observation import (
     instruction_budget,
     item_actions,
     listed_prices,
+    lookalike_items,
     missing_goal_options,
     option_groups,
     result_products,
@@ -49,6 +52,7 @@ DESCRIPTION = (
     "a scripted shopper that opens results in turn, goes back from products lacking the "
     "instruction's options or budget, and buys the first that fits (a reference point)"
 )
+
 RETRY_STEPS = 5  # "< Prev", open another result, up to two option clicks, Buy Now
 
 
@@ -101,7 +105,13 @@ class ReaderAgent(Agent):
         items = item_actions(obs)
         if items:  # a results page
             listed = {p.bid: p for p in result_products(obs)}
-            fresh = [a for a in items if a[len("click('item_") : -2] not in opened] or items
+            alike = lookalike_items(obs, budget)
+            asin = lambda action: action[len("click('item_") : -2]  # noqa: E731
+            unseen = [a for a in items if asin(a) not in opened]
+            fresh = [a for a in unseen if asin(a) not in alike]
+            if not fresh and "click('next_page')" in actions:
+                return "click('next_page')"
+            fresh = fresh or unseen or items
 
             def within(action: str) -> bool:
                 line = listed.get(action[len("click('") : -2])

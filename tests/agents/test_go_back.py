@@ -16,8 +16,11 @@ from webgym.envs import MAX_EPISODE_STEPS
 from webgym.shop.tasks import instruction
 from webgym_agents.observation import (
     goal_options,
+    instruction_budget,
+    lookalike_items,
     missing_goal_options,
     option_groups,
+    result_products,
     visited_items,
     with_history,
 )
@@ -34,8 +37,9 @@ from webgym_agents.policies.scorer_policy import (
 )
 from webgym_agents.scripted.rule_agent import chosen_options
 
-VISITED, BUY_MISMATCH, BACK_MISMATCH, BUY_PENDING = (
-    FEATURES.index(k) for k in ("visited", "buy_mismatch", "back_mismatch", "buy_pending")
+VISITED, BUY_MISMATCH, BACK_MISMATCH, BUY_PENDING, PAGE_EXHAUSTED = (
+    FEATURES.index(k)
+    for k in ("visited", "buy_mismatch", "back_mismatch", "buy_pending", "page_exhausted")
 )
 
 
@@ -101,7 +105,9 @@ def test_a_result_opened_earlier_is_not_offered_again_while_others_are_left(env)
     c = candidates(remembered)
     listed = [a for a in results["available_actions"] if "item_" in a]
     offered = [a for a in c.actions if "item_" in a]
-    assert offered == [a for a in listed if a not in opened]  # not offered again
+    alike = lookalike_items(remembered, instruction_budget(results["goal"]))
+    # not offered again, nor a lookalike of one left
+    assert offered == [a for a in listed if a not in opened and a[12:-2] not in alike]
     everything = with_history(results, listed)  # every result opened: all offered, marked
     c = candidates(everything)
     marked = [a for a, f in zip(c.actions, c.features, strict=True) if f[VISITED] == 1.0]
@@ -274,3 +280,43 @@ def test_the_reader_goes_back_from_a_lacking_page_while_a_retry_fits_and_then_op
     assert reader.act(late) != "click('prev')"
     after = with_history(results, ["search[x]", action, "click('prev')"])
     assert reader.act(after) != action and reader.act(after).startswith("click('item_")
+
+
+def _page_with_lookalikes(env) -> dict:
+    """The first test task whose rule-agent query lists two results of the same title."""
+    for i in range(40):
+        obs, _ = env.reset(options={"task_id": f"test-{i:04d}"})
+        results, *_ = env.step(f"search[{search_queries(obs['goal'])[0]}]")
+        titles = [p.title for p in result_products(results)]
+        if len(set(titles)) < len(titles):
+            return results
+    raise AssertionError("no results page with two results of one title in 40 test tasks")
+
+
+def test_a_lookalike_of_a_result_left_waits_until_no_other_is_listed_then_next_page(env):
+    results = _page_with_lookalikes(env)
+    products = result_products(results)
+    asin = {p.bid: p.bid[len("item_") :] for p in products}
+    titles = [p.title for p in products]
+    first = next(p for p in products if titles.count(p.title) > 1)  # has a lookalike
+    twins = {asin[p.bid] for p in products if p.title == first.title and p is not first}
+    left = with_history(results, ["search[x]", f"click('{first.bid}')", "click('prev')"])
+    budget = instruction_budget(results["goal"])
+    alike = lookalike_items(left, budget)
+    # the one left answers for its twins (unless it was left for its price and they fit)
+    assert alike <= twins and alike
+    assert not lookalike_items(results, budget)  # nothing opened, no lookalike
+    c = candidates(left)
+    offered = {a[len("click('item_") : -2] for a in c.actions if "item_" in a}
+    assert not offered & alike and not offered & {asin[first.bid]}
+    assert offered == {asin[p.bid] for p in products} - alike - {asin[first.bid]}
+    nxt = c.features[c.actions.index("click('next_page')")]
+    assert nxt[PAGE_EXHAUSTED] == 0.0  # unlike results are left on the page
+    # every result unlike the one left opened too: the lookalikes come back, Next > is marked
+    unlike = [f"click('item_{a}')" for a in sorted(offered)]
+    everything = with_history(results, ["search[x]", f"click('{first.bid}')", *unlike])
+    c = candidates(everything)
+    assert {a[len("click('item_") : -2] for a in c.actions if "item_" in a} == alike
+    assert c.features[c.actions.index("click('next_page')")][PAGE_EXHAUSTED] == 1.0
+    others = [f for a, f in zip(c.actions, c.features, strict=True) if a != "click('next_page')"]
+    assert all(f[PAGE_EXHAUSTED] == 0.0 for f in others)
