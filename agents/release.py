@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from webgym.runs import sha256_file, webgym_commit
+from webgym.runs import atomic_write_json, sha256_file, webgym_commit
 from webgym_agents.shipped import (
     _SCORER_KIND,
     ADAPTER_FILE,
@@ -224,15 +224,9 @@ def make_release(
             row = results_row(results)
             _check_row(row, name, info["sha256"], Path(results))
             info["results"] = row
-            _write_json(target / RELEASE_FILE, info)
+            atomic_write_json(target / RELEASE_FILE, info, sort_keys=True, default=str)
         return release
     return _make_from_checkpoint(name, Path(checkpoint), target, results, rebuild)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _make_from_checkpoint(

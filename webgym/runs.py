@@ -13,9 +13,9 @@ A run is a directory of append-only records plus a manifest::
     RUN/run.log, RUN/invocations.jsonl           RunDir.log, RunDir.append_invocation
     RUN/run.lock                                 RunDir.lock (one writer at a time)
 
-Every whole file is written atomically (``NAME.tmp-<pid>`` in the same folder, fsync,
-``os.replace``), so a reader sees the old file or the new one, never a mixture. An episode is
-complete exactly when its ``summary.json`` exists and parses into a summary of the right task;
+Every whole file is written atomically (:func:`atomic_path`: a temporary name in the same
+folder, fsync, ``os.replace``), so a reader sees the old file or the new one, never a mixture.
+An episode is complete exactly when its ``summary.json`` exists and parses into a summary of the right task;
 anything else in its folder is a leftover of an interrupted attempt and is discarded when the
 episode is re-run.
 
@@ -45,6 +45,7 @@ import stat
 import subprocess
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +76,7 @@ __all__ = [
     "RunProblem",
     "RunRecords",
     "UnsafeFile",
+    "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "build_manifest",
@@ -549,15 +551,29 @@ def episode_summary(
 # Atomic writes, reads
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, whole."""
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """A temporary name beside ``path`` (same folder and suffix, so a writer that picks its
+    format by the suffix still does) for the caller to write; on leaving without an error it
+    replaces ``path`` in one rename, so readers see the old file or the new one, whole. On an
+    error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, whole, and
+    the new one survives a crash once this returns (fsync of the file and its folder)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -568,8 +584,13 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         pass
 
 
-def atomic_write_json(path: Path | str, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+def atomic_write_json(
+    path: Path | str, obj: Any, *, sort_keys: bool = False, default: Any = None
+) -> None:
+    """``obj`` as indented JSON (numpy values and paths as JSON unless ``default`` says how),
+    written by :func:`atomic_write_bytes`."""
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=default or _json_default)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def _json_default(o: Any) -> Any:
@@ -1601,9 +1622,8 @@ class EpisodeWriter:
 
         path = screenshot_path(self.path, step)
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        Image.fromarray(pixels).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(pixels).save(tmp, format="PNG")
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Close the steps and observations and write the :func:`episode_summary` (its

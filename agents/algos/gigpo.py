@@ -23,11 +23,9 @@ which the policy reads too). Imports webgym_agents' toolkit only.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,13 +39,12 @@ from webgym_agents.toolkit.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
     as_rows,
-    back_probes,
     clip_and_step,
-    collect,
+    collect_groups,
     iteration_tasks,
-    load_policy,
     minibatches,
     objective,
+    reference_policy,
     start_learner,
     with_probes,
 )
@@ -135,13 +132,7 @@ def gigpo_advantages(
 def train_gigpo(config: GiGPOConfig, run: TrainRun):
     learner = start_learner(config, run)
     policy, optimizer = learner.policy, learner.optimizer
-    reference = None  # pi_ref, frozen: the starting policy (bc), not the resumed one
-    if config.beta:
-        reference = (
-            load_policy(Path(config.init_checkpoint), config) if config.init_checkpoint
-            else copy.deepcopy(policy)
-        ).eval().requires_grad_(False)  # fmt: skip
-    G = config.group_size
+    reference = reference_policy(config, policy)  # pi_ref: the start (bc), frozen
 
     def save(it: int) -> None:
         learner.save(run, it)
@@ -151,11 +142,7 @@ def train_gigpo(config: GiGPOConfig, run: TrainRun):
         gen = np.random.default_rng([config.seed, it, 2])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
-        probing = config.back_probes > 0
-        rollouts = collect(
-            config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G, snapshots=probing
-        )
-        probes = back_probes(config, policy, rollouts, gen, config.seed + it) if probing else []
+        rollouts, probes = collect_groups(config, policy, tasks, it, gen)
         t_collect = time.perf_counter() - t0
         advantages = gigpo_advantages(rollouts, config, probes)
         kept = [

@@ -17,11 +17,9 @@ the loss. Imports webgym_agents only.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,13 +30,12 @@ from webgym_agents.toolkit.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
     as_rows,
-    back_probes,
     clip_and_step,
-    collect,
+    collect_groups,
     iteration_tasks,
-    load_policy,
     minibatches,
     objective,
+    reference_policy,
     start_learner,
     with_probes,
 )
@@ -113,12 +110,7 @@ def informative_groups(rewards: Sequence[torch.Tensor], dynamic_sampling: bool) 
 def train_grpo(config: GRPOConfig, run: TrainRun):
     learner = start_learner(config, run)
     policy, optimizer = learner.policy, learner.optimizer
-    reference = None  # pi_ref, frozen: the starting policy (bc), not the resumed one
-    if config.beta:
-        reference = (
-            load_policy(Path(config.init_checkpoint), config) if config.init_checkpoint
-            else copy.deepcopy(policy)
-        ).eval().requires_grad_(False)  # fmt: skip
+    reference = reference_policy(config, policy)  # pi_ref: the start (bc), frozen
     G = config.group_size
 
     def save(it: int) -> None:
@@ -129,17 +121,13 @@ def train_grpo(config: GRPOConfig, run: TrainRun):
         gen = np.random.default_rng([config.seed, it, 2])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
-        probing = config.back_probes > 0
-        rollouts = collect(
-            config, policy, tasks, seed=config.seed + it, rng=gen, group_size=G, snapshots=probing
-        )
-        probes = back_probes(config, policy, rollouts, gen, config.seed + it) if probing else []
+        rollouts, probes = collect_groups(config, policy, tasks, it, gen)
         t_collect = time.perf_counter() - t0
         # A_i = (r_i - mean_g) / (std_g + 1e-4); errored rollouts are NaN: out of the statistics
         # (a group's probes join it: their turns start at their fork)
         groups = with_probes(rollouts, probes, G)
         rewards = [torch.tensor([objective(r, config) for r in group]) for group in groups]
-        if probing:  # groups of unequal size: each normalised on its own
+        if config.back_probes > 0:  # groups of unequal size: each normalised on its own
             advantages = [group_advantages(r, len(r), "group") for r in rewards]
         else:
             advantages = list(

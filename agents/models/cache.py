@@ -42,7 +42,7 @@ from pathlib import Path
 
 import platformdirs
 
-from webgym.runs import sha256_file
+from webgym.runs import atomic_write_json, sha256_file
 
 FETCH_COMMAND = "webgym-bench models fetch"
 INSTALL_LM_COMMAND = "pip install 'webgym-shopping[lm]'"
@@ -393,9 +393,7 @@ def _fetch_minilm(progress: Callable[[str], object], force: bool) -> dict:
     }
     d = model_dir("minilm")
     d.mkdir(parents=True, exist_ok=True)
-    tmp = d / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, d / MANIFEST)
+    atomic_write_json(d / MANIFEST, manifest)
     progress(f"minilm: ready (weights read in place from {w})")
     return manifest
 

@@ -14,6 +14,7 @@ from typing import Any, Self
 
 import torch
 
+from webgym.runs import atomic_write_json
 from webgym_agents.models.backbone import (
     Backbone,
     BackboneMismatch,
@@ -65,9 +66,8 @@ class LMCheckpoints:
             }
         else:
             (d / VALUE_HEAD_FILE).unlink(missing_ok=True)
-        tmp = d / (POLICY_FILE + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-        tmp.replace(d / POLICY_FILE)  # written last: a half-saved checkpoint has none
+        # written last: a half-saved checkpoint has none
+        atomic_write_json(d / POLICY_FILE, info, sort_keys=True, default=str)
         return d
 
     @staticmethod

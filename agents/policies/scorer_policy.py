@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from webgym.envs import MAX_EPISODE_STEPS
+from webgym.runs import atomic_write_json
 from webgym_agents.base import PolicyAgent, top_candidates
 from webgym_agents.models.backbone import Backbone, BackboneMismatch, ValueHead, load_backbone
 from webgym_agents.policies.scorer_inputs import (
@@ -478,9 +479,7 @@ def _save(module: nn.Module, directory, kind: str, metadata, **fields_: Any) -> 
         "metadata": module.metadata,
         **fields_,
     }
-    tmp = d / (POLICY_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(d / POLICY_FILE)
+    atomic_write_json(d / POLICY_FILE, info, sort_keys=True, default=str)
     return d
 
 

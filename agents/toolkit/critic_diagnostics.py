@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from webgym.runs import atomic_write_json
+
 __all__ = [
     "action_sensitivity",
     "calibration",
@@ -113,9 +115,7 @@ def critic_report(
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, report, default=float)
 
 
 def play_out(env, policy, obs, max_steps: int) -> tuple[float, int]:

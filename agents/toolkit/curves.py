@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from webgym.runs import atomic_path
+
 __all__ = [
     "MIN_POINTS",
     "PANELS",
@@ -179,7 +181,6 @@ def draw_learning_curve(
     if title:
         fig.suptitle(title, fontsize=11)
     path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp-{id(fig)}{path.suffix}")
-    fig.savefig(tmp, dpi=90)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # the suffix kept: savefig picks the format by it
+        fig.savefig(tmp, dpi=90)
     return panels

@@ -43,6 +43,7 @@ Imports webgym_agents only; never webgym_benchmarks or webgym_leaderboards.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -358,6 +359,32 @@ def collect(
 
 BACK_ACTIONS = ("click('prev')", "click('back_to_search')")
 """The actions that leave a product page without buying."""
+
+
+def reference_policy(config: OnPolicyConfig, policy: Policy) -> Policy | None:
+    """pi_ref of the KL penalty when ``config.beta`` > 0 (else None): the starting policy
+    (``init_checkpoint``, or a copy of the fresh one), frozen; never the resumed one."""
+    if not config.beta:
+        return None
+    start = (
+        load_policy(Path(config.init_checkpoint), config) if config.init_checkpoint
+        else copy.deepcopy(policy)
+    )  # fmt: skip
+    return start.eval().requires_grad_(False)
+
+
+def collect_groups(
+    config: OnPolicyConfig, policy: Policy, tasks: list[str], it: int, rng: np.random.Generator
+) -> tuple[list[Rollout], list[Rollout]]:
+    """An iteration's ``group_size`` rollouts of each task (GRPO's groups, adjacent) and, with
+    ``back_probes`` > 0, their ``< Prev`` probes (:func:`back_probes`)."""
+    probing = config.back_probes > 0
+    rollouts = collect(
+        config, policy, tasks, seed=config.seed + it, rng=rng, group_size=config.group_size,
+        snapshots=probing,
+    )  # fmt: skip
+    probes = back_probes(config, policy, rollouts, rng, config.seed + it) if probing else []
+    return rollouts, probes
 
 
 def back_probes(

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from webgym.envs import MAX_EPISODE_STEPS
+from webgym.runs import atomic_path, atomic_write_bytes
 from webgym_agents.toolkit import data_parallel
 
 __all__ = [
@@ -200,15 +201,6 @@ def _utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class TrainRun:
     """One training run's directory (layout in the module docstring).
 
@@ -259,7 +251,7 @@ class TrainRun:
                     + "; ".join(diffs)
                 )
         elif self.main:
-            _atomic_write_text(self.config_path, json.dumps(wanted, indent=2) + "\n")
+            atomic_write_bytes(self.config_path, (json.dumps(wanted, indent=2) + "\n").encode())
 
     # -------------------------------------------------------------- paths
 
@@ -433,12 +425,10 @@ class TrainRun:
         self.plot()
 
     def _write_rows(self, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
-        tmp = self.metrics_path.with_name(f"metrics.csv.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.metrics_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fieldnames)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.metrics_path)
 
     def log_metrics(self, row: dict[str, Any]) -> None:
         """Append one iteration's metrics (must hold ``iteration``) and redraw the curve.

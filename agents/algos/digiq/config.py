@@ -7,8 +7,6 @@ config; never another module of this package (they all import it).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from webgym.runs import atomic_write_json
 from webgym_agents.policies.scorer_policy import (
     ScorerPolicy,
     read_info,
@@ -189,6 +188,4 @@ def metrics_row(run: TrainRun, it: int, t_run: float, **values: Any) -> None:
 
 
 def atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, data, default=str)

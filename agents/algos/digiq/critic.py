@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from webgym.runs import atomic_path
 from webgym_agents.algos.digiq.config import (
     CRITIC_FILE,
     FORMAT,
@@ -81,9 +81,8 @@ def _encode_shards(enc, items, folder: Path, prefix: str, batch: int, shard: int
                     f = enc.state_features([chunk[i] for i in idx])
                 out[idx] = f.float().cpu().numpy().astype(np.float16)
                 progress(len(idx))
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-        np.save(tmp, out)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # keeps .npy: np.save appends none
+            np.save(tmp, out)
         done += len(chunk)
     return done
 

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from webgym.runs import sha256_file
+from webgym.runs import atomic_path, sha256_file
 from webgym_agents.algos.digiq.config import (
     DATA_FILE,
     EXPLORE_MODES,
@@ -322,9 +321,8 @@ def trajectories(frame):
 
 
 def _atomic_parquet(frame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def _explore_words(config: DigiQConfig) -> str:
