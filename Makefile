@@ -24,13 +24,23 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/webgym-bench models fetch
 	touch $(STAMP)
 
-# The main job: the rule agent on 20 test tasks in Chromium, recorded, submitted, ranked.
-# Re-running resumes the same run (nothing to redo) and finds it already on the leaderboard.
+# The main job: the rule agent on 20 test tasks in Chromium, recorded, submitted, ranked;
+# then every shipped agent (agents/released/) on the same tasks, each submitted (verified by
+# replay), so their rows rank beside it. Re-running resumes the same runs (nothing to redo)
+# and finds them already on the leaderboard.
 QUICKSTART_RUN ?= runs/quickstart-rule-test20
+SHIPPED := $(sort $(notdir $(wildcard agents/released/*)))
 run: setup
 	$(VENV)/bin/webgym-bench run --agent rule --split test --episodes 20 --mode browser \
 	  --out $(QUICKSTART_RUN)
 	$(VENV)/bin/webgym-bench submit $(QUICKSTART_RUN) --if-new
+	@for agent in $(SHIPPED); do \
+	  echo "shipped agent $$agent on the same 20 tasks"; \
+	  $(VENV)/bin/webgym-bench run --agent $$agent --split test --episodes 20 --mode browser \
+	    --out runs/quickstart-$$agent-test20 > runs/quickstart-$$agent-test20.log 2>&1 \
+	    || { tail -20 runs/quickstart-$$agent-test20.log; exit 1; }; \
+	  $(VENV)/bin/webgym-bench submit runs/quickstart-$$agent-test20 --if-new || exit 1; \
+	done
 	$(VENV)/bin/webgym-bench leaderboard --split test
 
 test: setup
