@@ -26,7 +26,7 @@ from webgym_agents.toolkit.rollouts import collect_rollouts, make_env
 from webgym_agents.toolkit.trainers import get_trainer
 from webgym_agents.toolkit.training import TrainRun
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
