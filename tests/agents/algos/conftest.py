@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from webgym_agents.toolkit.trainers import get_trainer
 from webgym_agents.toolkit.training import TrainRun
@@ -32,3 +33,11 @@ def _smoke_preset_trains_and_writes_a_curve(name: str, tmp_path: Path) -> None:
 def smoke_trains_and_writes_a_curve():
     """The check every on-policy trainer's smoke preset passes: ``check(name, tmp_path)``."""
     return _smoke_preset_trains_and_writes_a_curve
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Trainers set torch's thread count (``torch_threads``): restore it after each test."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

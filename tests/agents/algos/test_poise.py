@@ -24,28 +24,11 @@ from webgym_agents.algos.poise import (
     poise_advantages,
     rollout_features,
 )
-from webgym_agents.policies.scorer_policy import ScorerPolicy
 from webgym_agents.toolkit.onpolicy import split_task_ids
 from webgym_agents.toolkit.rollouts import collect_rollouts, make_env
 from webgym_agents.toolkit.training import TrainRun
 
 TIMING = ("collect_s", "update_s", "val_s", "iteration_s")
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    p = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0, max_steps=6)
-    with torch.no_grad():  # a non-uniform head: the softmax's entropy is not log K
-        p.head[2].weight.normal_(0, 1.0)
-    return p.eval()
 
 
 @pytest.fixture(scope="module")
