@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.benchmarks.helpers import cli
+from tests.helpers import cli
 from webgym_agents.algos.archer import archer_advantages
 from webgym_agents.algos.genac import (
     PRESETS,

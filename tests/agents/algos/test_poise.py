@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.benchmarks.helpers import cli
+from tests.helpers import cli
 from webgym_agents.algos.poise import (
     PRESETS,
     FeatureTap,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.benchmarks.helpers import cli
+from tests.helpers import cli
 from webgym_agents.algos.vineppo import PRESETS, fork_values, play_forks, vine_advantages
 from webgym_agents.toolkit.onpolicy import collect, split_task_ids
 from webgym_agents.toolkit.returns import turn_td_advantages
