@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-import gymnasium as gym
 import pytest
 import torch
 
@@ -33,13 +32,6 @@ from webgym_agents.release import (
 from webgym_agents.scripted.rule_agent import RuleAgent
 
 SHIPPED = list_releases()
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = gym.make("WebGym-ShoppingText-v0", split="test")
-    yield e
-    e.close()
 
 
 def play(env, agent, task_id: str) -> tuple[list[dict], float, bool]:

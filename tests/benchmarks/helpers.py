@@ -1,4 +1,5 @@
-"""Helpers for the benchmark tests: run the real CLI, read a run's records."""
+"""Helpers for the benchmark tests: the CLI as its own process, what a run did (the CLI in
+this process and the run readers are tests/helpers.py's, shared with the other folders)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
+from tests.helpers import REPO, actions, cli, summaries
 
-from webgym.runs import RunDir
-from webgym_bench import app
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str):
-    """``webgym-bench ARGS`` in this process (typer's CliRunner); returns the result."""
-    return CliRunner().invoke(app, [str(a) for a in args])
+__all__ = ["REPO", "actions", "cli", "cli_process", "log_starts", "outcome", "summaries"]
 
 
 def cli_process(*args: str, **popen) -> subprocess.Popen:
@@ -33,22 +26,6 @@ def cli_process(*args: str, **popen) -> subprocess.Popen:
         env={**os.environ, "COLUMNS": "120"},
         **popen,
     )
-
-
-def summaries(run: Path) -> dict[str, dict]:
-    """task -> the summary.json of every episode folder that has one (read as it is)."""
-    records = RunDir(run)
-    return {
-        task: records.read_episode_summary(task, strict=False)
-        for task in records.episode_folders()
-        if records.episode_summary_path(task).is_file()
-    }
-
-
-def actions(run: Path, task_id: str) -> list[str]:
-    steps, problem = RunDir(run).read_steps(task_id)
-    assert problem is None, problem
-    return [step["action"] for step in steps]
 
 
 def outcome(run: Path) -> dict[str, tuple]:

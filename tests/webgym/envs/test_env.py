@@ -302,10 +302,11 @@ def test_a_killed_browser_ends_the_episode_and_the_next_reset_works(catalog):
     core = env.unwrapped
     os.kill(core._host.pid, signal.SIGKILL)
     time.sleep(0.2)
-    t0 = time.perf_counter()
     obs, reward, terminated, truncated, info = env.step("search[tent]")
-    assert time.perf_counter() - t0 < 20
     assert truncated and not terminated and reward == 0 and "error" in info
+    # the crash detector ended the step and named the dead browser (a page operation that ran
+    # out of time in a live one would end it as a PageTimeout)
+    assert info["error"] == "BrowserCrashed: the browser died; call recover()"
     obs, info = env.reset(options={"task_id": "test-0004"})
     assert "search_box" in obs["axtree"] and obs["screenshot"].shape == (720, 1280, 3)
     obs, *_ = env.step("search[tent]")

@@ -100,7 +100,7 @@ def test_bc_replays_a_run_the_harness_recorded(tmp_path):
     """The harness writes episode seeds and observation digests through webgym.runs; behaviour
     cloning re-plays a run's actions from the same seeds and checks every rebuilt page against
     the same digests. Any disagreement would skip the episode."""
-    from tests.benchmarks.helpers import actions, cli, summaries
+    from tests.helpers import actions, cli, summaries
     from webgym_agents.algos.bc import PRESETS, _episodes_from_run
 
     out = tmp_path / "run"

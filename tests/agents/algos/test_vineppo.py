@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.benchmarks.helpers import cli
+from tests.helpers import cli
 from webgym_agents.algos.vineppo import PRESETS, fork_values, play_forks, vine_advantages
-from webgym_agents.policies.scorer_policy import ScorerPolicy
 from webgym_agents.toolkit.onpolicy import collect, split_task_ids
 from webgym_agents.toolkit.returns import turn_td_advantages
 from webgym_agents.toolkit.rollouts import Rollout, Turn, collect_rollouts, make_env
@@ -22,22 +21,6 @@ from webgym_agents.toolkit.trainers import get_trainer
 from webgym_agents.toolkit.training import TrainRun
 
 K = 3
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    p = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0, max_steps=6)
-    with torch.no_grad():  # a non-uniform head, so that sampled forks differ
-        p.head[2].weight.normal_(0, 1.0)
-    return p.eval()
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 Recorded runs, the leaderboard and trained checkpoints depend on the exact goals of the fixed
 splits (their hashes) and on what the shop's search returns for them. These are the values of
 the code before the ``ood`` split was added (``search_results_before.json`` captured from the
-code of that time by ``python -m tests.shop.test_split_regression --capture``): adding a split,
-or anything else to the synthetic generator, must leave all of them unchanged.
+code of that time by ``python -m tests.webgym.shop.test_split_regression --capture``): adding a
+split, or anything else to the synthetic generator, must leave all of them unchanged.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""One process of tests/agents/test_data_parallel.py's plumbing check, started N times by
-``accelerate launch``; writes what it saw to ``OUT/rank<r>.json``.
+"""One process of tests/agents/toolkit/test_data_parallel.py's plumbing check, started N
+times by ``accelerate launch``; writes what it saw to ``OUT/rank<r>.json``.
 
 1. Rollouts: sharded collection returns, in every process, the list one process collects.
 2. Gradients: over :func:`webgym_agents.toolkit.onpolicy.minibatches`, each :func:`clip_and_step`

@@ -4,9 +4,10 @@
 and accessibility tree; a trained checkpoint's results depend on what they return. Over real
 text-mode episodes (the rule agent on validation tasks, and the rule agent mixed with seeded
 random clicks so that sub-pages and back-navigation are visited too) both must give what they
-gave before the shop wrote element ids on inert elements (``scorer_inputs_before.json``, captured
-from the code of that time by ``python -m tests.agents.test_scorer_inputs --capture``), except
-for the one deliberate change since: options whose choice changes nothing are not offered.
+gave before the shop wrote element ids on inert elements (``scorer_inputs_before.json``,
+captured from the code of that time by ``python -m tests.agents.policies.test_scorer_inputs
+--capture``), except for the one deliberate change since: options whose choice changes nothing
+are not offered.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from webgym.integrations.trl import WebGymToolEnv, task_dataset
 
 pytest.importorskip("trl")
 
-TOKENIZER = Path(__file__).resolve().parents[2] / "agents/models/assets/smollm2_tokenizer"
+TOKENIZER = Path(__file__).resolve().parents[3] / "agents/models/assets/smollm2_tokenizer"
 TOOLS = {"search", "click", "click_text", "fill", "select_option", "scroll", "go_back"}
 
 

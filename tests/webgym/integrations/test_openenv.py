@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("openenv.core")
 
-from tests.scripted import oracle_actions, script_variants  # noqa: E402
+from tests.webgym.scripted import oracle_actions, script_variants  # noqa: E402
 from webgym.integrations.openenv import (  # noqa: E402
     WebGymAction,
     WebGymCapacityError,

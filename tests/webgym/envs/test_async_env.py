@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import webgym
-from tests.scripted import oracle_actions, script_variants
+from tests.webgym.scripted import oracle_actions, script_variants
 
 TASKS = [f"test-{i:04d}" for i in range(1, 9)]
 
@@ -178,7 +178,7 @@ async def test_chromium_killed_under_eight_sessions_ends_each_episode(catalog):
 @pytest.mark.parametrize("mode", ["text", "browser"])
 async def test_a_click_on_an_inert_target_changes_nothing(mode, catalog):
     """A click on a heading or a text with an element id is legal and does nothing: label 0,
-    distances 0 (the same as tests/envs/test_inert_targets.py, on the async tab)."""
+    distances 0 (the same as tests/webgym/envs/test_inert_targets.py, on the async tab)."""
     env = webgym.AsyncShoppingEnv(mode=mode)
     try:
         obs, _ = await env.reset(options={"task_id": TASKS[6]})

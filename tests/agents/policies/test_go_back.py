@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 
-import gymnasium as gym
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -53,13 +52,6 @@ def test_goal_options_read_back_what_the_instruction_generator_wrote():
         price = rng.choice([30.0, 140.0, 1e9])
         text = instruction(rng, "camping tent", ["packable"], options, price)
         assert goal_options(text) == list(options.items()), text
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = gym.make("WebGym-ShoppingText-v0", split="test")
-    yield e
-    e.close()
 
 
 def _item_pages(env, task_id: str, n: int = 10):

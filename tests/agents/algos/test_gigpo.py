@@ -130,3 +130,7 @@ def test_back_probes_fork_from_a_product_page_with_the_episode_memory_and_join_t
     adv = gigpo_advantages(rollouts, cfg, probes)
     assert len(adv) == len(rollouts) + len(probes)
     assert all(len(a) == len(r.turns) for a, r in zip(adv, [*rollouts, *probes], strict=True))
+
+
+def test_smoke_preset_trains_and_writes_a_curve(tmp_path, smoke_trains_and_writes_a_curve):
+    smoke_trains_and_writes_a_curve("gigpo", tmp_path)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.shop.test_split_regression import SAMPLE
+from tests.webgym.shop.test_split_regression import SAMPLE
 from webgym.shop.catalog import (
     SEARCH_RETURN_N,
     STOP_WORDS,

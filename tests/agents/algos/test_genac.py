@@ -10,14 +10,13 @@ import copy
 import json
 import os
 import shutil
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from tests.benchmarks.helpers import cli
+from tests.helpers import cli
 from webgym_agents.algos.archer import archer_advantages
 from webgym_agents.algos.genac import (
     PRESETS,
@@ -227,10 +226,9 @@ def _strip(row: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in row.items() if not k.endswith("_s") and "_s_" not in k}
 
 
-def test_smoke_preset_trains_resumes_with_its_critic_and_plays_in_3_minutes(tmp_path):
+def test_smoke_preset_trains_resumes_with_its_critic_and_plays(tmp_path):
     out = tmp_path / "genac"
     args = ("train", "--agent", "genac", "--preset", "smoke", "--eval-episodes", "0")
-    t0 = time.perf_counter()
     result = cli(*args, "--out", out)
     assert result.exit_code == 0, result.output
     latest = out / "checkpoints" / "latest"
@@ -238,7 +236,6 @@ def test_smoke_preset_trains_resumes_with_its_critic_and_plays_in_3_minutes(tmp_
     result = cli("run", "--agent", "genac", "--checkpoint", latest, "--split", "validation",
                  "--episodes", "2", "--mode", "text", "--out", played)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert time.perf_counter() - t0 < 180
     manifest = json.loads((played / "manifest.json").read_text())
     assert manifest["agent"] == "genac" and manifest["checkpoint"] == str(latest.resolve())
     assert json.loads((played / "summary.json").read_text())["n_episodes"] == 2
@@ -251,11 +248,27 @@ def test_smoke_preset_trains_resumes_with_its_critic_and_plays_in_3_minutes(tmp_
     for key in ("critic_reward", "critic_mse", "explained_variance", "clip_frac", "approx_kl",
                 "adv_mean", "adv_std", "critic_gen_s", "actor_update_s"):  # fmt: skip
         assert np.isfinite(float(ppo[key])), key
-    assert int(ppo["critic_malformed"]) >= 0 and int(ppo["value_fallbacks"]) >= 0
+    for row in (warm, ppo):
+        # critic_states 0: the critic samples every state of the batch once; at
+        # critic_temperature 1 the smoke critic (tiny-lm after 4 SFT epochs) writes no
+        # well-formed score, so every sample is counted malformed and gets the rule's floor, 0
+        n = int(row["train_env_steps"])
+        assert int(row["critic_samples"]) == int(row["critic_malformed"]) == n
+        assert float(row["critic_reward"]) == 0.0
+    # no values in the warm-up; then its greedy rationales write "Score:" within
+    # rationale_tokens (SFT's template), so no value had to be forced
+    assert warm["value_fallbacks"] == "nan" and int(ppo["value_fallbacks"]) == 0
     assert 0.0 <= float(ppo["v_mean"]) <= 1.0
     assert json.loads((latest / "policy.json").read_text())["metadata"]["trained_by"] == "genac"
     info = json.loads((latest / "critic" / "policy.json").read_text())
     assert info["kind"] == "genac-critic" and "sft" in info["metadata"]
+    # the work the smoke preset sizes (what keeps it within minutes on a CPU): SFT on the
+    # turns of sft_tasks episodes, then iterations of tasks_per_iteration episodes of at most
+    # max_steps turns each, none errored
+    assert 0 < info["metadata"]["sft"]["sft_traces"] <= cfg.sft_tasks * cfg.max_steps
+    for row in rows[1:]:
+        assert int(row["errored"]) == 0
+        assert 0 < int(row["train_env_steps"]) <= cfg.tasks_per_iteration * cfg.max_steps
     assert (latest / "critic" / "optimizer.pt").is_file()
     rewards = json.loads((latest / "genac" / "facts.json").read_text())["rewards"]
     assert len(rewards) == cfg.facts_window  # 4 SFT + 3 + 3 episodes, the last 8 kept

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import json
 
 import pytest
 
@@ -133,22 +133,29 @@ def test_clone_and_restore_through_the_transport(pages, catalog):
         assert restored["last_search"] == state["last_search"]
 
 
-def test_in_process_request_time(shop, catalog):
+def test_repeated_requests_answer_alike_in_process_and_over_http(pages, catalog):
+    """The same requests, repeated, on the in-process page and the page over HTTP: /healthz
+    answers the same on both, every reload of a results page captures what the first did
+    (without a history entry), and the two pages capture the same results page. How long a
+    request takes is for benchmarks/perf/env_bench.py to measure, not for a test."""
+    n = 20
+    health = [[p.transport.request("GET", "/healthz") for _ in range(n)] for p in pages]
+    assert len({(r.status, r.body) for answers in health for r in answers}) == 1
+    (first, *_), _ = health
+    assert first.status == 200
+    answer = json.loads(first.body)
+    assert answer["ok"] is True and answer["products"] == len(catalog)
+
     goal = catalog.split("test").goals[0]
-    page = InProcessPage(shop.app)
-    session = page.request_json("POST", "/api/sessions", {"task_id": goal["task_id"]})
-    page.goto(f"{session['url']}/search?q={goal['query'].replace(' ', '+')}")
-    n = 200
-    start = time.perf_counter()
-    for _ in range(n):
-        page.transport.request("GET", "/healthz")
-    overhead = (time.perf_counter() - start) / n
-    start = time.perf_counter()
-    for _ in range(n):
-        page.reload()
-    results = (time.perf_counter() - start) / n
-    page.close()
-    print(
-        f"\nin-process: /healthz {overhead * 1e3:.3f} ms per request, "
-        f"a results page {results * 1e3:.3f} ms (search + render, no observation)"
-    )
+    seen = []
+    for page in pages:
+        started = page.request_json("POST", "/api/sessions", {"task_id": goal["task_id"]})
+        results = page.goto(f"{started['url']}/search?q={goal['query'].replace(' ', '+')}")
+        assert results.status == 200 and "Total results" in page.view.text
+        history = list(page.history)
+        for _ in range(n):
+            assert page.reload() == results
+        assert page.history == history
+        seen.append((snapshot(page), results.html.replace(started["session_id"], "ID")))
+    local, remote = seen
+    assert local == remote

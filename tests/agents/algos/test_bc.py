@@ -21,13 +21,6 @@ SMOKE = dataclasses.replace(
 )
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demos():
     episodes, facts = collect_demonstrations(SMOKE, log=lambda _m: None)

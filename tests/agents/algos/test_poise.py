@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from tests.benchmarks.helpers import cli
+from tests.helpers import cli
 from webgym_agents.algos.poise import (
     PRESETS,
     FeatureTap,
@@ -24,28 +23,11 @@ from webgym_agents.algos.poise import (
     poise_advantages,
     rollout_features,
 )
-from webgym_agents.policies.scorer_policy import ScorerPolicy
 from webgym_agents.toolkit.onpolicy import split_task_ids
 from webgym_agents.toolkit.rollouts import collect_rollouts, make_env
 from webgym_agents.toolkit.training import TrainRun
 
 TIMING = ("collect_s", "update_s", "val_s", "iteration_s")
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    p = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0, max_steps=6)
-    with torch.no_grad():  # a non-uniform head: the softmax's entropy is not log K
-        p.head[2].weight.normal_(0, 1.0)
-    return p.eval()
 
 
 @pytest.fixture(scope="module")
@@ -204,16 +186,19 @@ def test_decoder_backbones_are_refused(tmp_path):
         train_poise(cfg, run)
 
 
-def test_smoke_preset_trains_in_3_minutes_resumes_with_its_probe_and_plays(tmp_path):
+def test_smoke_preset_trains_resumes_with_its_probe_and_plays(tmp_path):
     out = tmp_path / "poise"
     args = ("train", "--agent", "poise", "--preset", "smoke", "--eval-episodes", "0")
-    t0 = time.perf_counter()
     result = cli(*args, "--out", out)
     assert result.exit_code == 0, result.output
-    assert time.perf_counter() - t0 < 180
     cfg = PRESETS["smoke"]
     rows = TrainRun(out, cfg, trainer="poise", preset="smoke", show_progress=False).metrics()
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2, 3]
+    # the work the smoke preset sizes (what keeps it within minutes on a CPU): iterations of
+    # tasks_per_iteration tasks x 2 rollouts of at most max_steps turns each, none errored
+    for row in rows[1:]:
+        assert int(row["errored"]) == 0 and int(row["dropped_rollouts"]) == 0
+        assert 0 < int(row["train_env_steps"]) <= cfg.tasks_per_iteration * 2 * cfg.max_steps
     # 6 rows an iteration (3 tasks x 2): RLOO in iteration 1, the probe from iteration 2 on
     assert [int(r["probe_fitted"]) for r in rows[1:]] == [0, 1, 1]
     assert [float(r["rloo_frac"]) for r in rows[1:]] == [1.0, 0.0, 0.0]

@@ -1,16 +1,15 @@
-"""The on-policy toolkit and trainers on tiny models: lockstep rollouts, groups, errored
-episodes, ArCHer's update order, the scorer's log-probabilities, and resuming a killed run."""
+"""The on-policy toolkit on tiny models: lockstep rollouts, groups, errored episodes, the
+scorer's log-probabilities, the critic's inputs, and resuming a killed run. (The trainers built
+on it are tested under tests/agents/algos/.)"""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,29 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from webgym_agents.algos.archer import PRESETS as ARCHER_PRESETS
-from webgym_agents.algos.archer import archer_advantages, archer_update
-from webgym_agents.policies.scorer_policy import ScorerCritic, ScorerPolicy, candidates, state_text
-from webgym_agents.toolkit.onpolicy import TurnBatch, critic_values, split_task_ids
+from webgym_agents.policies.scorer_policy import ScorerCritic, candidates, state_text
+from webgym_agents.toolkit.onpolicy import TurnBatch
 from webgym_agents.toolkit.rollouts import collect_rollouts, make_env
-from webgym_agents.toolkit.trainers import get_trainer
-from webgym_agents.toolkit.training import TrainRun
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    p = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0, max_steps=6)
-    with torch.no_grad():  # a non-uniform head, so that sampled rollouts differ
-        p.head[2].weight.normal_(0, 1.0)
-    return p.eval()
-
-
-@pytest.fixture(scope="module")
-def train_ids():
-    return split_task_ids("train")[:6]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_group_rollouts_start_from_identical_observations(policy, train_ids):
@@ -108,26 +89,6 @@ def test_errored_episode_is_marked_and_left_out_of_the_batch(policy, train_ids):
     assert len(batch) == sum(len(r.turns) for t, r in by_task.items() if t != bad)
 
 
-def test_archer_advantages_come_from_the_critic_after_its_update(policy, train_ids):
-    config = replace(ARCHER_PRESETS["smoke"], critic_lr=1e-2, lr=1e-3, ppo_epochs=1)
-    rollouts = collect_rollouts(policy, train_ids[:4], n_envs=4, seed=2, max_steps=6)
-    batch = TurnBatch.of(rollouts)
-    import copy
-
-    actor = copy.deepcopy(policy)
-    critic = ScorerCritic(copy.deepcopy(actor.backbone))
-    before = critic_values(critic, batch.states)
-    metrics, adv = archer_update(
-        config, actor, critic, torch.optim.AdamW(actor.parameters(), lr=1e-3),
-        torch.optim.AdamW(critic.parameters(), lr=1e-2), batch, np.random.default_rng(0),
-    )  # fmt: skip
-    after = critic_values(critic, batch.states)
-    assert not torch.allclose(before, after)  # the critic was trained
-    assert torch.allclose(adv, archer_advantages(batch, after), atol=1e-6)
-    assert not torch.allclose(adv, archer_advantages(batch, before), atol=1e-4)
-    assert {"critic_loss", "explained_variance", "clip_frac", "approx_kl"} <= set(metrics)
-
-
 def test_critic_reads_the_state_only(policy, train_ids):
     env = make_env("train", train_ids, max_steps=6)
     obs, _ = env.reset(seed=1, options={"task_id": train_ids[0]})
@@ -140,23 +101,6 @@ def test_critic_reads_the_state_only(policy, train_ids):
     v1 = critic.values([s])
     v2 = critic.values([s])
     assert torch.equal(v1, v2)
-
-
-@pytest.mark.parametrize("name", ["reinforce", "grpo", "gigpo", "archer"])
-def test_smoke_preset_trains_and_writes_a_curve(name, tmp_path):
-    info = get_trainer(name)
-    cfg = info.presets["smoke"]
-    run = TrainRun(tmp_path / name, cfg, trainer=name, preset="smoke", show_progress=False)
-    latest = info.train_fn(cfg, run)
-    rows = run.metrics()
-    assert [int(r["iteration"]) for r in rows] == list(range(cfg.iterations + 1))
-    assert rows[0]["val_score"] != "" and rows[-1]["val_success_rate"] != ""
-    assert (latest / "policy.json").is_file()
-    assert run.curve_path.is_file()
-    from webgym_agents import make_agent
-
-    agent = make_agent(name, checkpoint=str(latest))
-    assert agent.name == name
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -196,24 +140,6 @@ def test_killed_train_resumes_with_the_row_it_would_have_written(tmp_path):
         }
 
 
-def test_archer_critic_buffer_refits_past_turns_and_survives_a_resume(tmp_path):
-    from webgym_agents.toolkit.onpolicy import start_learner
-
-    info = get_trainer("archer")
-    cfg = replace(info.presets["smoke"], critic_buffer=3, checkpoint_every=1)
-    run = TrainRun(tmp_path / "a", cfg, trainer="archer", preset="smoke", show_progress=False)
-    info.train_fn(cfg, run)
-    saved = json.loads((run.latest_path / "critic" / "buffer.json").read_text())
-    assert len(saved) == 1 and len(saved[0]) == 2  # one process; the last critic_buffer-1 its.
-    rows = run.metrics()
-    for part, row in zip(saved[0], rows[1:], strict=True):
-        assert len(part) == int(row["train_env_steps"])  # every turn of that iteration
-        assert all(0.0 <= g <= 1.0 for _, g in part)  # targets are returns of rewards in [0, 1]
-    resumed = start_learner(cfg, TrainRun(tmp_path / "a", cfg, trainer="archer", preset="smoke",
-                                          show_progress=False))  # fmt: skip
-    assert [[list(p) for p in part] for part in resumed.critic_buffer] == saved[0]
-
-
 def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_ids):
     from webgym_agents.policies.scorer_policy import critic_state_text
 
@@ -236,52 +162,3 @@ def test_critic_facts_input_spells_out_budget_and_listed_results(policy, train_i
     assert any("| results page" in s for s in plain.states)
     with pytest.raises(ValueError, match="critic_input"):
         TurnBatch.of(rollouts, "pixels")
-
-
-def test_archer_critic_pretraining_keeps_the_best_heldout_pass_and_seeds_the_buffer(tmp_path):
-    import re
-
-    from webgym_agents.algos.archer import pretrain_critic
-    from webgym_agents.toolkit.onpolicy import start_learner
-
-    info = get_trainer("archer")
-    cfg = replace(info.presets["smoke"], critic_pretrain_episodes=12, critic_pretrain_epochs=3,
-                  critic_buffer=2, critic_lr=1e-2, critic_head_lr=1e-1)  # fmt: skip
-    run = TrainRun(tmp_path / "p", cfg, trainer="archer", preset="smoke", show_progress=False)
-    learner = start_learner(cfg, run)
-    pretrain_critic(cfg, run, learner)
-    log = (run.dir / "train.log").read_text()
-    turns = int(re.search(r"critic pre-training: \d+ episodes, (\d+) turns", log).group(1))
-    mses = [float(m) for m in re.findall(r"held-out MSE ([0-9.]+), explained", log)]
-    kept = float(re.search(r"kept the pass with held-out MSE ([0-9.]+)", log).group(1))
-    assert len(mses) == 1 + cfg.critic_pretrain_epochs  # before fitting, then every pass
-    assert kept == min(mses)
-    (fitted,) = learner.critic_buffer
-    assert 0 < len(fitted) < turns  # the held-out tasks' turns are not in the buffer
-    assert all(0.0 <= g <= 1.0 for _, g in fitted)
-
-
-def test_archer_refits_a_share_of_the_pretraining_pairs_every_iteration(tmp_path):
-    import csv
-
-    from webgym_agents.algos.archer import train_archer
-    from webgym_agents.toolkit.onpolicy import restore_critic_buffer
-
-    info = get_trainer("archer")
-    cfg = replace(info.presets["smoke"], critic_pretrain_episodes=8, critic_pretrain_epochs=1,
-                  critic_pretrain_refit=0.5, critic_buffer=2, iterations=3, val_tasks=1,
-                  eval_every=3)  # fmt: skip
-    run = TrainRun(tmp_path / "r", cfg, trainer="archer", preset="smoke", show_progress=False)
-    train_archer(cfg, run)
-    anchor, last = restore_critic_buffer(run)  # the pre-training pairs stay first
-    rows = list(csv.DictReader(open(run.dir / "metrics.csv")))
-    its = [r for r in rows if r.get("critic_pairs")]
-    steps = [int(r["train_env_steps"]) for r in its]
-    assert len(its) == 3 and len(last) == steps[-1]
-    share = round(0.5 * len(anchor))
-    assert share > 0
-    # iteration 1: its batch + half the anchor; later: + the previous iteration's batch
-    assert int(its[0]["critic_pairs"]) == steps[0] + share
-    assert [int(r["critic_pairs"]) for r in its[1:]] == [
-        steps[i] + steps[i - 1] + share for i in (1, 2)
-    ]

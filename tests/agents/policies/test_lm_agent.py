@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -25,13 +24,6 @@ from webgym_agents.policies.lm_agent import (
 from webgym_agents.policies.lm_critic import LMCritic
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = gym.make("WebGym-ShoppingText-v0")
-    yield e
-    e.close()
 
 
 @pytest.fixture(scope="module")
