@@ -15,9 +15,9 @@ A run is a directory of append-only records plus a manifest::
 
 Every whole file is written atomically (:func:`atomic_path`: a temporary name in the same
 folder, fsync, ``os.replace``), so a reader sees the old file or the new one, never a mixture.
-An episode is complete exactly when its ``summary.json`` exists and parses into a summary of the right task;
-anything else in its folder is a leftover of an interrupted attempt and is discarded when the
-episode is re-run.
+An episode is complete exactly when its ``summary.json`` exists and parses into a summary of
+the right task; anything else in its folder is a leftover of an interrupted attempt and is
+discarded when the episode is re-run.
 
 What must agree between whoever writes a run and whoever re-plays it lives here too: the
 episode seed (:func:`episode_seed`, a function of the run seed and the task id alone) and the

@@ -21,8 +21,9 @@ Scenarios (each one row of the printed table: scenario, figures, pass/fail):
 - **shop bad requests**: nested JSON, a huge body, a bad restored state, a 5,000-digit page
   number: 4xx, never 500; an idle connection is closed.
 
-The fast scenarios are also tests (``tests/envs/test_chaos_fuzz.py``, ``tests/shop/``);
-``--fast`` runs only those here (no Chromium). Exit status 1 when a scenario fails.
+The fast scenarios are also tests (``tests/webgym/envs/test_chaos_fuzz.py``,
+``tests/webgym/shop/``); ``--fast`` runs only those here (no Chromium). Exit status 1 when a
+scenario fails.
 Imports only ``webgym``.
 """
 

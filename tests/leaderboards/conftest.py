@@ -86,7 +86,7 @@ def page(browser):
 def recorded_rule_run(lb_catalog, tmp_path_factory) -> Path:
     """A real run: the rule agent on the first 6 test tasks, text mode (tasks 0-3 fail, 4-5
     succeed). Played once per session; tests that change it work on a copy (``rule_run``)."""
-    from tests.leaderboards.fakerun import record_run
+    from tests.fakerun import record_run
 
     out = tmp_path_factory.mktemp("recorded") / "rule-test6"
     with pytest.MonkeyPatch.context() as mp:

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from typer.testing import CliRunner
 
-from tests.leaderboards.fakerun import make_run, read_json, write_json
+from tests.fakerun import make_run, read_json, write_json
 from webgym_leaderboards.cli import app
 from webgym_leaderboards.store import LeaderboardStore
 from webgym_leaderboards.validate import validate_run

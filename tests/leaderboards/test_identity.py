@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from tests.leaderboards.fakerun import make_run, read_json, write_json
+from tests.fakerun import make_run, read_json, write_json
 from webgym_leaderboards import DuplicateSubmission, SubmissionRefused, submit_run, validate_run
 from webgym_leaderboards.store import task_set_groups
 

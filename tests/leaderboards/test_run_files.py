@@ -13,7 +13,7 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from tests.leaderboards.fakerun import make_run, read_json, refresh_run_summary, write_json
+from tests.fakerun import make_run, read_json, refresh_run_summary, write_json
 from webgym.runs import RunDir, screenshot_path
 from webgym_bench import app
 from webgym_leaderboards import SubmissionRefused, validate_run

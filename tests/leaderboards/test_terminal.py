@@ -10,7 +10,7 @@ import io
 import pytest
 from typer.testing import CliRunner
 
-from tests.leaderboards.fakerun import read_json, write_json
+from tests.fakerun import read_json, write_json
 from webgym.terminal import SafeConsole, markup_safe, terminal_safe
 
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"  # OSC 52: put "rm -rf ~" on the clipboard

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from tests.leaderboards.fakerun import make_run, read_json, write_json
+from tests.fakerun import make_run, read_json, write_json
 from webgym_leaderboards import (
     LeaderboardStore,
     SchemaMismatch,

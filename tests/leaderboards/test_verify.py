@@ -14,7 +14,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from tests.leaderboards.fakerun import (
+from tests.fakerun import (
     make_run,
     read_json,
     record_run,

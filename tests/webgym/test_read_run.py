@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.leaderboards.fakerun import read_json, record_run, write_json
+from tests.fakerun import read_json, record_run, write_json
 from webgym.runs import (
     FORMAT_VERSION,
     CorruptRecord,

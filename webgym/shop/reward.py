@@ -161,7 +161,7 @@ def _torch_unseen() -> Iterator[None]:
 
     thinc (spaCy's network library) imports torch at import time whenever it is installed, only
     to offer PyTorch layers and GPU memory; the tagger runs on thinc's NumPy ops either way
-    (identical tags: ``tests/shop/test_reward.py``). Importing torch costs ~2.3 s of a ~3.3 s
+    (identical tags: ``tests/webgym/shop/test_reward.py``). Importing torch costs ~2.3 s of a ~3.3 s
     spaCy import and ~200 MB, paid by every process that computes a reward (``webgym-bench
     verify`` of a 500-episode run costs ~8 s of CPU in all). While spaCy is imported, ``import
     torch`` is made to fail (``sys.modules["torch"] = None``), then allowed again: torch imports

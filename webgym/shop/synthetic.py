@@ -21,7 +21,7 @@ Out of distribution: ``generate_ood_products`` builds products of ``OOD_PRODUCT_
 categories, 10 more types: the ``ood`` split's, absent from the embedded catalog and so from
 train), by the same family rules and templates but from their own rng stream and their own
 vocabulary: no word of their category and type names, attributes, brands or adjectives is
-(after stemming) a word of any embedded product (``tests/shop/test_ood.py`` checks it). The
+(after stemming) a word of any embedded product (``tests/webgym/shop/test_ood.py`` checks it). The
 10,000 embedded products do not depend on them.
 """
 

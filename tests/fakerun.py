@@ -1,4 +1,4 @@
-"""Build run directories (docs/run-format.md) for the leaderboard tests.
+"""Build run directories (docs/run-format.md) for the tests of the run reader and the leaderboard.
 
 ``make_run``: without playing the env. Episodes are fake but consistent: the steps, the episode
 summaries (with the seeds ``episode_seed`` gives) and the run summary agree, and the manifest
