@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from webgym_agents.toolkit.critic_diagnostics import explained_variance
+from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.losses import value_mse
 from webgym_agents.toolkit.onpolicy import (
     CriticConfig,
-    Iterations,
     Learner,
     TurnBatch,
     actor_critic_presets,

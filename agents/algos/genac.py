@@ -107,9 +107,9 @@ from webgym_agents.algos.genac_critic import (
 from webgym_agents.policies.scorer_policy import critic_state_text
 from webgym_agents.scripted.rule_agent import RuleAgent
 from webgym_agents.toolkit.critic_diagnostics import explained_variance
+from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.onpolicy import (
     CRITIC_DIR,
-    Iterations,
     OnPolicyConfig,
     TurnBatch,
     clip_and_step,

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from webgym_agents.observation import visited_items
+from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.losses import clipped_surrogate
 from webgym_agents.toolkit.onpolicy import (
     BACK_ACTIONS,
-    Iterations,
     OnPolicyConfig,
     TurnBatch,
     as_rows,

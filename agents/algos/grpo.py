@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.losses import clipped_surrogate
 from webgym_agents.toolkit.onpolicy import (
-    Iterations,
     OnPolicyConfig,
     TurnBatch,
     as_rows,

@@ -65,8 +65,8 @@ import numpy as np
 import torch
 
 from webgym_agents.policies.scorer_policy import ScorerDecision, ScorerPolicy
+from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.onpolicy import (
-    Iterations,
     OnPolicyConfig,
     TurnBatch,
     collect,

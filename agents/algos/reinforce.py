@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.losses import value_mse
 from webgym_agents.toolkit.onpolicy import (
     CriticConfig,
-    Iterations,
     TurnBatch,
     actor_critic_presets,
     clip_and_step,

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.onpolicy import (
-    Iterations,
     OnPolicyConfig,
     Policy,
     TurnBatch,

@@ -1,6 +1,7 @@
 """The plumbing every on-policy trainer shares (archer, grpo, gigpo, genac, poise, reinforce,
 vineppo): config, start, batches, optimizer steps, the iteration loop's bookkeeping
-(:class:`Iterations`: validation, metrics rows, checkpoints), data parallelism. Each algorithm
+(:class:`webgym_agents.toolkit.loop.Iterations`: validation, metrics rows, checkpoints),
+data parallelism. Each algorithm
 file writes its own ``for it in iterations:`` with its collection, advantages and loss.
 
 - :class:`OnPolicyConfig`: the fields every on-policy trainer's config extends (itself an
@@ -32,9 +33,10 @@ With N processes:
   :func:`clip_and_step` all-reduces the gradients before clipping and stepping, each process's
   weighted so that a step's gradient is the mean over its distinct minibatches. One step
   therefore sees N minibatches: a batch is taken in 1/N of the steps, each N times larger;
-- :class:`Iterations` averages each metric over the processes (rollout statistics agree
-  already) and only rank 0 writes the run directory; :func:`save_checkpoint` checks that every
-  process holds the same weights (their digests go to ``train.log``) and fails if not.
+- :class:`webgym_agents.toolkit.loop.Iterations` averages each metric over the processes
+  (rollout statistics agree already) and only rank 0 writes the run directory;
+  :func:`save_checkpoint` checks that every process holds the same weights (their digests go
+  to ``train.log``) and fails if not.
 
 With one process all of this is skipped, and training is exactly what it was.
 
@@ -46,7 +48,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -542,99 +544,6 @@ def actor_critic_presets(config_class: Callable[..., ConfigT]) -> dict[str, Conf
             val_tasks=2, lr=1e-3, minibatch_size=8,
         ),
     }  # fmt: skip
-
-
-class Iterations:
-    """The outer loop every on-policy trainer writes in its own file::
-
-        iterations = Iterations(config, run, learner.start, policy, learner.val_ids, save)
-        for it in iterations:
-            ...  # collect, advantages, the loss, the optimizer steps
-            iterations.report({"train_score": ..., "loss": ...})
-
-    Before the first iteration it validates the starting policy (iteration 0's row); after each
-    :meth:`report` it adds validation every ``eval_every`` iterations, writes the metrics row
-    (data-parallel: each metric's mean over the processes) and calls ``save(it)`` every
-    ``checkpoint_every``. An iteration that ends without a report is an error."""
-
-    def __init__(
-        self,
-        config: OnPolicyConfig,
-        run: TrainRun,
-        start: int,
-        policy: Policy,
-        val_ids: Sequence[str],
-        save: Callable[[int], None],
-    ) -> None:
-        self.config, self.run, self.start = config, run, start
-        self.policy, self.val_ids, self.save = policy, val_ids, save
-        self._metrics: dict[str, Any] | None = None
-
-    def report(self, metrics: dict[str, Any]) -> None:
-        """The iteration's training metrics (train_env_steps counts toward env_steps)."""
-        self._metrics = metrics
-
-    def __iter__(self) -> Iterator[int]:
-        config, run = self.config, self.run
-        if data_parallel.enabled():  # rank 0 has trimmed metrics.csv on resume: all read the same
-            data_parallel.barrier()
-            run.log(f"data-parallel: {data_parallel.world_size()} processes")
-        # iteration 0: the starting policy, written with the first iteration's columns (the first
-        # row of metrics.csv fixes them)
-        first = (
-            validate(self.policy, self.val_ids, config)
-            if self.start == 0 and not run.metrics()
-            else None
-        )
-        env_steps = int(float(run.metrics()[-1].get("env_steps") or 0)) if run.metrics() else 0
-        saved = False
-        with run.progress(config.iterations, self.start, run.trainer) as progress:
-            for it in range(self.start + 1, config.iterations + 1):
-                t0 = time.perf_counter()
-                self._metrics = None
-                yield it
-                if self._metrics is None:
-                    raise RuntimeError(f"iteration {it} ended without Iterations.report(metrics)")
-                row: dict[str, Any] = {"iteration": it} | _mean_over_processes(self._metrics)
-                env_steps += int(row.get("train_env_steps", 0))
-                row["env_steps"] = env_steps
-                if it % config.eval_every == 0 or it == config.iterations:
-                    row |= validate(self.policy, self.val_ids, config)
-                row["iteration_s"] = time.perf_counter() - t0
-                if first is not None:
-                    zero = dict.fromkeys(row) | {"iteration": 0, "env_steps": 0} | first
-                    run.log_metrics({k: zero.get(k) for k in row} | zero)
-                    run.say(_row_text({k: v for k, v in zero.items() if v is not None}))
-                    first = None
-                run.log_metrics(row)
-                run.say(_row_text(row))
-                if it % config.checkpoint_every == 0 or it == config.iterations:
-                    self.save(it)
-                    saved = True
-                progress(1, f"val SR {row.get('val_success_rate', float('nan')):.2f}")
-        if not saved and run.latest_checkpoint() is None:
-            self.save(config.iterations)
-        data_parallel.barrier()
-
-
-def _mean_over_processes(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Data-parallel: each metric's mean over the processes (a value they agree on stays)."""
-    if not data_parallel.enabled():
-        return metrics
-    every = data_parallel.all_gather(metrics)
-    out = {}
-    for key, value in metrics.items():
-        values = [m.get(key) for m in every]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        if all(v == value for v in values) or not numeric:
-            out[key] = value
-        else:
-            out[key] = sum(float(v) for v in values) / len(values)
-    return out
-
-
-def _row_text(row: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
 
 def split_task_ids(split: str) -> list[str]:
