@@ -76,7 +76,7 @@ def finish_table(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
     return csv_path, png_path
 
 
-def _fmt(v: Any) -> str:
+def format_cell(v: Any) -> str:
     if v is None or v == "":
         return "-"
     if isinstance(v, float):
@@ -93,7 +93,7 @@ def _plot_table(rows: list[dict[str, Any]], path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.axis("off")
-    cells = [[_fmt(r.get(c)) for r in rows] for c in cols]
+    cells = [[format_cell(r.get(c)) for r in rows] for c in cols]
     table = ax.table(
         cellText=cells, rowLabels=cols, colLabels=[r["critic_mode"] for r in rows], loc="center"
     )

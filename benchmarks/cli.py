@@ -804,10 +804,10 @@ def ablate_cmd(
     t.add_column("metric")
     for r in rows:
         t.add_column(r["critic_mode"], justify="right")
-    from webgym_benchmarks.ablate import COLUMNS, _fmt
+    from webgym_benchmarks.ablate import COLUMNS, format_cell
 
     for col in COLUMNS[1:]:
-        t.add_row(col, *(_fmt(r.get(col)) for r in rows))
+        t.add_row(col, *(format_cell(r.get(col)) for r in rows))
     console.print(t)
     console.print(f"wrote {csv_path} and {png_path}", highlight=False, markup=False)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from webgym.envs import MAX_EPISODE_STEPS
-from webgym_agents.models.backbone import Backbone, _pad, load_backbone
+from webgym_agents.models.backbone import Backbone, load_backbone, pad_ids
 from webgym_agents.policies.lm_agent import LMPolicy
 from webgym_agents.policies.scorer_policy import critic_state_text
 from webgym_agents.toolkit.onpolicy import (
@@ -305,7 +305,7 @@ class GenerativeCritic(LMPolicy):
         from transformers import GenerationConfig, LogitsProcessorList
 
         bb = self.backbone
-        ids, mask = _pad([bb.encode_text(p) for p in prompts], bb.pad_id, "left", bb.device)
+        ids, mask = pad_ids([bb.encode_text(p) for p in prompts], bb.pad_id, "left", bb.device)
         reader = ScoreReader(bb, len(prompts), ids.shape[1], self.rationale_tokens)
         gcfg = GenerationConfig(
             max_new_tokens=reader.max_new_tokens, do_sample=False, pad_token_id=bb.pad_id,

@@ -72,9 +72,9 @@ from webgym_agents.models.cache import (  # noqa: E402
 )
 from webgym_agents.models.decoding import (  # noqa: E402
     Decoding,
-    _gather_pos,
-    _mean_span,
-    _pad,
+    gather_pos,
+    mean_span,
+    pad_ids,
 )
 from webgym_agents.models.decoding import (
     Generation as Generation,  # handed on: webgym_agents.models names it
@@ -333,10 +333,10 @@ class Backbone(Decoding):
             enc = [self._encoder_inputs(t, q) for t, q in zip(texts, pair_list, strict=True)]
             seqs = [e[0] for e in enc]
             if pairs is not None:
-                types = _pad([e[1] for e in enc], 0, "right", self.device)[0]
+                types = pad_ids([e[1] for e in enc], 0, "right", self.device)[0]
         if any(not s for s in seqs):
             raise ValueError("hidden_states: every text needs at least one token")
-        ids, mask = _pad(seqs, self.pad_id, "right", self.device)
+        ids, mask = pad_ids(seqs, self.pad_id, "right", self.device)
         kwargs = dict(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         if self.is_causal:
             out = self.model.model(**kwargs, use_cache=False)
@@ -348,13 +348,13 @@ class Backbone(Decoding):
         lens = [len(s) for s in seqs]
         if isinstance(positions, str):
             if positions == "last":
-                return _gather_pos(hs, [n - 1 for n in lens])
+                return gather_pos(hs, [n - 1 for n in lens])
             if positions == "first":
-                return _gather_pos(hs, [0] * len(lens))
+                return gather_pos(hs, [0] * len(lens))
             if positions == "mean":
-                return _mean_span(hs, [0] * len(lens), lens)
+                return mean_span(hs, [0] * len(lens), lens)
             if positions == "last_k":
-                return _mean_span(hs, [max(0, n - last_k) for n in lens], lens)
+                return mean_span(hs, [max(0, n - last_k) for n in lens], lens)
             raise ValueError(f"unknown positions {positions!r}")
         idx = list(positions)
         if len(idx) != len(texts):
@@ -365,7 +365,7 @@ class Backbone(Decoding):
             if not 0 <= j < n:
                 raise IndexError(f"position {k} outside a text of {n} tokens")
             resolved.append(j)
-        return _gather_pos(hs, resolved)
+        return gather_pos(hs, resolved)
 
     def encode(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """Sentence embeddings (batch, H): mean over tokens of the last layer, L2-normalised

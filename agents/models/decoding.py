@@ -38,9 +38,11 @@ class SequenceScores:
     prompt_states: torch.Tensor | None = None
 
 
-def _pad(
+def pad_ids(
     seqs: list[list[int]], pad_id: int, side: str, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as one (B, width) tensor padded with ``pad_id`` on ``side`` ("left" or
+    "right"), and its attention mask."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -101,13 +103,13 @@ def _output_cache(out):
     raise RuntimeError("the model returned no key/value cache")
 
 
-def _gather_pos(hs: torch.Tensor, pos: list[int]) -> torch.Tensor:
+def gather_pos(hs: torch.Tensor, pos: list[int]) -> torch.Tensor:
     """hs (B, L, T, H), one time index per row -> (B, L, H)."""
     idx = torch.tensor(pos, device=hs.device)
     return hs[torch.arange(hs.shape[0], device=hs.device), :, idx]
 
 
-def _mean_span(hs: torch.Tensor, starts: list[int], ends: list[int]) -> torch.Tensor:
+def mean_span(hs: torch.Tensor, starts: list[int], ends: list[int]) -> torch.Tensor:
     """Mean over time positions [start, end) per row: (B, L, T, H) -> (B, L, H)."""
     t = torch.arange(hs.shape[2], device=hs.device)
     s = torch.tensor(starts, device=hs.device).unsqueeze(1)
@@ -152,7 +154,7 @@ class Decoding:
         seqs = [self.encode_text(p) for p in prompts]
         if any(not s for s in seqs):
             raise ValueError("generate: every prompt needs at least one token")
-        ids, mask = _pad(seqs, self.pad_id, "left", self.device)
+        ids, mask = pad_ids(seqs, self.pad_id, "left", self.device)
         sample = temperature > 0
         gen_kwargs = dict(
             max_new_tokens=max_new_tokens,
@@ -255,7 +257,7 @@ class Decoding:
         c_ids = [self._completion_ids(c, add_eos) for c in completions]
         if any(not p for p in p_ids):
             raise ValueError("sequence_logprobs: every prompt needs at least one token")
-        ids, mask = _pad(
+        ids, mask = pad_ids(
             [p + c for p, c in zip(p_ids, c_ids, strict=True)], self.pad_id, "right", self.device
         )
         want_hidden = feature_layers is not None
@@ -286,15 +288,15 @@ class Decoding:
             offset += n
         sums = torch.stack([t.sum() for t in token_lps])
         scores = SequenceScores(token_lps, sums, token_ents if entropies else None)
-        scores.prompt_states = _gather_pos(
+        scores.prompt_states = gather_pos(
             out.last_hidden_state.unsqueeze(1), [len(p) - 1 for p in p_ids]
         )[:, 0]
         if want_hidden:
             hs = torch.stack([out.hidden_states[k] for k in feature_layers], dim=1)  # B,L,T,H
             plen = [len(p) for p in p_ids]
             tlen = [len(p) + len(c) for p, c in zip(p_ids, c_ids, strict=True)]
-            scores.prompt_features = _mean_span(hs, [max(0, n - last_k) for n in plen], plen)
-            scores.completion_features = _mean_span(
+            scores.prompt_features = mean_span(hs, [max(0, n - last_k) for n in plen], plen)
+            scores.completion_features = mean_span(
                 hs, [max(p, t - last_k) for p, t in zip(plen, tlen, strict=True)], tlen
             )
         return scores
@@ -363,7 +365,7 @@ class Decoding:
         rest_lp = None
         if width > 1:
             cache.batch_repeat_interleave(n)
-            ids, cmask = _pad(c_ids, self.pad_id, "right", self.device)
+            ids, cmask = pad_ids(c_ids, self.pad_id, "right", self.device)
             ids, cmask = ids[:, : width - 1], cmask[:, : width - 1]
             full_mask = torch.cat(
                 [torch.ones((n, len(p)), dtype=cmask.dtype, device=self.device), cmask], dim=1
