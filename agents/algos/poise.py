@@ -8,6 +8,9 @@
         b_i = clip(probe(x_j), 0, 1)            the OTHER rollout's features, never x_i
             = r_j                               (RLOO) until the probe is fitted
         A_i = r_i - b_i                         no std normalisation; every turn of i gets A_i
+        probes (back_probes): a share of the rollouts forked at a product page with "< Prev"
+               taken there; probe k of task (i, j): A_k = r_k - (r_i + r_j) / 2, both
+               continuations sampled independently of the probe's from its fork
         actor: PPO clip on the turn advantages (onpolicy.ppo_turn_update), ppo_epochs passes
         probe: rows (x_j, r_i) and (x_i, r_j) join a FIFO buffer of probe_buffer rows; refit
                PCA (32 prompt / 64 response dims, fewer with fewer rows) + standardise + ridge
@@ -69,8 +72,10 @@ from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.onpolicy import (
     OnPolicyConfig,
     TurnBatch,
+    back_probes,
     collect,
     iteration_tasks,
+    objective,
     ppo_turn_update,
     start_learner,
 )
@@ -96,17 +101,20 @@ class PoiseConfig(OnPolicyConfig):
 PRESETS = {
     "smoke": PoiseConfig(
         backbone="tiny-encoder", iterations=3, tasks_per_iteration=3, n_envs=6, max_steps=6,
-        val_tasks=3, lr=1e-3, minibatch_size=16, probe_min_rows=4,
+        val_tasks=3, lr=1e-3, minibatch_size=16, probe_min_rows=4, back_probes=1.0,
     ),
     # grpo's cpu recipe (from bc, T = 0.5, only the scoring heads, lr 3e-3; docs/results.md:
     # beats bc) with POISE's 2 rollouts a task: 12 iterations x 48 tasks x 2 = 96 rollouts
     # (~355 env steps at ~3.7 turns an episode, ~0.1 s a step: ~40 s), ~20 s of PPO and 100
     # greedy validation episodes (~35 s) every 2nd: ~15 min on an idle core, 30-40 on a busy
     # one. 96 rows an iteration: the probe is fitted from iteration 2, on <= 5 iterations' rows
+    # With grpo's recipe ("< Prev" probes, success objective, the feature path at 10x lr,
+    # T = 1): 60 iterations x 48 tasks x 2 rollouts, + ~0.5 probe a rollout
     "cpu": PoiseConfig(
-        init_checkpoint="released:bc", iterations=12,
-        tasks_per_iteration=48, temperature=0.5, lr=3e-3, train_encoder=False, val_tasks=100,
-        eval_every=2, torch_threads=1, keep_checkpoints=13,
+        init_checkpoint="released:bc", iterations=60, tasks_per_iteration=48, n_envs=16,
+        temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0, lr=3e-3,
+        feature_lr=3e-2, train_encoder=False, val_tasks=200, eval_every=15,
+        checkpoint_every=15, torch_threads=1,
     ),
     # the candidate scorer on a large GPU (from bc --preset scorer-gpu); decoders are refused
     "gpu": PoiseConfig(
@@ -341,12 +349,16 @@ def train_poise(config: PoiseConfig, run: TrainRun):
         gen = np.random.default_rng([config.seed, it, 5])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
-        rollouts = collect(config, tap, tasks, seed=config.seed + it, rng=gen, group_size=2)
+        probing = config.back_probes > 0
+        rollouts = collect(
+            config, tap, tasks, seed=config.seed + it, rng=gen, group_size=2, snapshots=probing
+        )  # fmt: skip
+        probes = back_probes(config, policy, rollouts, gen, config.seed + it) if probing else []
         t_collect = time.perf_counter() - t0
         # the tasks both of whose rollouts are valid, siblings adjacent
         kept = [r for a, b in zip(rollouts[::2], rollouts[1::2], strict=True)
                 if a.valid and b.valid for r in (a, b)]  # fmt: skip
-        rewards = np.array([r.reward for r in kept], dtype=float)
+        rewards = np.array([objective(r, config) for r in kept], dtype=float)
         x = np.stack([rollout_features(r) for r in kept]).astype(np.float32) if kept else None
         fitted = probe is not None
         metrics = {"probe_fitted": int(fitted), "probe_rows": len(buffer_y)}
@@ -357,10 +369,19 @@ def train_poise(config: PoiseConfig, run: TrainRun):
         metrics["rloo_mse"] = float(np.mean((rewards - targets) ** 2)) if kept else float("nan")
         metrics["rloo_frac"] = 0.0 if fitted else 1.0
         advantages = poise_advantages(rewards, baselines)
+        # a probe's baseline: the mean objective of its task's two rollouts
+        pair_mean = {
+            r.task_id: float(rewards[i : i + 2].mean()) for i, r in enumerate(kept) if i % 2 == 0
+        }
+        probes = [p for p in probes if p.valid and p.task_id in pair_mean]
+        probe_adv = np.array([objective(p, config) - pair_mean[p.task_id] for p in probes])
         # every turn of rollout i gets A_i; PPO clip on the turn advantages
-        batch = TurnBatch.of(kept)
+        batch = TurnBatch.of(kept + probes)
         turn_adv = torch.tensor(
-            np.repeat(advantages, [len(r.turns) for r in kept]), dtype=torch.float32
+            np.repeat(
+                np.concatenate([advantages, probe_adv]), [len(r.turns) for r in batch.rollouts]
+            ),
+            dtype=torch.float32,
         )
         t2 = time.perf_counter()
         losses, st_log, norms = ppo_turn_update(
@@ -386,6 +407,8 @@ def train_poise(config: PoiseConfig, run: TrainRun):
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in rollouts if r.valid),
             "errored": stats["errored"], "dropped_rollouts": len(rollouts) - len(kept),
+            "probes": len(probes),
+            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
             **metrics, "baseline_mean": mean(baselines),
             "adv_mean": mean(advantages),
             "adv_std": float(advantages.std(ddof=1)) if len(kept) > 1 else float("nan"),

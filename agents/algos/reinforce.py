@@ -1,11 +1,13 @@
 """``reinforce``: REINFORCE with a learned state-value baseline (ArCHer's critic).
 
     for each iteration:
-        play tasks_per_iteration train tasks with pi_theta (temperature T)
+        play tasks_per_iteration train tasks with pi_theta (temperature T), and fork a share
+            of them (back_probes) at a product page with "< Prev" taken there
         G_t = gamma^(T-1-t) R                                    MC return, no bootstrapping
         b_t = V_phi(s_t)                                          the baseline, before its update
         A_t = G_t - b_t                                           unbiased: b depends on s only
         actor:  L(theta) = -mean_t A_t log pi_theta(a_t | s_t)   one pass, on-policy
+                (a probe's forced "< Prev" only where A_t > 0)
         critic: L(phi)   = 0.5 mean_t (V_phi(s_t) - G_t)^2       critic_epochs passes
 
 The policy is the candidate scorer (policies/scorer_policy.py); the critic a copy of its encoder
@@ -27,10 +29,11 @@ from webgym_agents.toolkit.onpolicy import (
     TurnBatch,
     actor_critic_presets,
     clip_and_step,
-    collect,
+    collect_groups,
     critic_values,
     iteration_tasks,
     minibatches,
+    objective,
     start_learner,
 )
 from webgym_agents.toolkit.returns import discounted_returns
@@ -46,14 +49,17 @@ class ReinforceConfig(CriticConfig):  # gamma, the critic's lrs, critic_epochs: 
 PRESETS = {
     "smoke": ReinforceConfig(
         backbone="tiny-encoder", iterations=2, tasks_per_iteration=4, n_envs=4, max_steps=6,
-        val_tasks=3, lr=1e-3, critic_lr=1e-3, minibatch_size=16,
+        val_tasks=3, lr=1e-3, critic_lr=1e-3, minibatch_size=16, back_probes=1.0,
     ),
-    # ~20-60 min on 2 CPU cores (one thread): 12 iterations x 48 episodes from bc, at T = 0.5,
-    # only the scoring heads trained, the critic's top 3 layers (docs/results.md: beats bc)
+    # 2 CPU cores, one torch thread, from bc, only the scoring heads trained: grpo's cpu
+    # recipe ("< Prev" probes, success objective, the feature path at 10x lr, T = 1) with
+    # REINFORCE's estimator, undiscounted, on-policy (no uniform exploration); the critic's top
+    # layer learns
     "cpu": ReinforceConfig(
-        init_checkpoint="released:bc", iterations=12, temperature=0.5,
-        tasks_per_iteration=48, lr=3e-3, train_encoder=False, critic_train_layers=3,
-        val_tasks=100, eval_every=2, torch_threads=1,
+        init_checkpoint="released:bc", iterations=60, tasks_per_iteration=64, n_envs=16,
+        temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0, gamma=1.0,
+        lr=3e-3, feature_lr=3e-2, train_encoder=False, critic_train_layers=1,
+        val_tasks=200, eval_every=15, checkpoint_every=15, torch_threads=1,
     ),
     **actor_critic_presets(ReinforceConfig),
 }  # fmt: skip
@@ -75,12 +81,16 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         gen = np.random.default_rng([config.seed, it, 1])
         t0 = time.perf_counter()
         tasks = iteration_tasks(learner.train_ids, config, it)
-        rollouts = collect(config, policy, tasks, seed=config.seed + it, rng=gen)
+        rollouts, probes = collect_groups(config, policy, tasks, it, gen)
         t_collect = time.perf_counter() - t0
-        batch = TurnBatch.of(rollouts, config.critic_input, config.max_steps)
-        # G_t = gamma^(T-1-t) R for every turn of every valid episode
+        # a probe's turns start at its fork: its G_t are the returns from there
+        batch = TurnBatch.of(rollouts + probes, config.critic_input, config.max_steps)
+        # G_t = gamma^(T-1-t) R for every turn of every valid episode (R: the objective)
         returns = torch.cat(
-            [discounted_returns(r.reward, len(r.turns), config.gamma) for r in batch.rollouts]
+            [
+                discounted_returns(objective(r, config), len(r.turns), config.gamma)
+                for r in batch.rollouts
+            ]
         )
         values = critic_values(
             critic, batch.critic_states
@@ -88,10 +98,14 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         advantages = returns - values  # A_t = G_t - V(s_t)
         if config.normalize_advantages:
             advantages = advantages / (advantages.std() + 1e-8)
+        # a forced "< Prev" with A <= 0 is left out: the plain gradient would push an action the
+        # policy all but never takes further down without end (grad log pi does not vanish)
+        forced = torch.tensor([bool(getattr(d, "forced", False)) for d in batch.decisions])
+        weight = (~forced | (advantages > 0)).to(advantages.dtype)
         # actor: -mean_t A_t log pi(a_t | s_t), one pass over the batch, a step per minibatch
         actor_losses, norms = [], []
         for idx in minibatches(len(batch), config.minibatch_size, gen):
-            loss = -(advantages[idx] * batch.logprobs(policy, idx)).mean()
+            loss = -(weight[idx] * advantages[idx] * batch.logprobs(policy, idx)).mean()
             loss.backward()
             norms.append(clip_and_step(policy, optimizer, config.grad_clip))
             actor_losses.append(float(loss.detach()))
@@ -107,7 +121,8 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         var_g = float(returns.var()) if len(returns) > 1 else float("nan")
         iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
-            "train_env_steps": len(batch), "errored": stats["errored"],
+            "train_env_steps": len(batch), "errored": stats["errored"], "probes": len(probes),
+            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
             "actor_loss": float(np.mean(actor_losses)),
             "critic_loss": float(np.mean(critic_losses)),
             "explained_variance": 1 - float((returns - values).var()) / var_g if var_g else 0.0,

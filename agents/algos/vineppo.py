@@ -2,11 +2,12 @@
 
     for each iteration:
         play tasks_per_iteration train tasks with pi_theta (temperature T); keep logp_old of
-        every choice and a snapshot of every state s_t (env.unwrapped.snapshot())
+        every choice and a snapshot of every state s_t (env.unwrapped.snapshot()); fork a
+        share of them (back_probes) at a product page with "< Prev" taken there
         1. values by Monte Carlo: K = k_forks forks of each s_t, restored from its snapshot
            (env.unwrapped.restore), played by pi_theta at T to the end or max_steps in all
            (max_steps - t steps left), in lockstep envs
-           V(s_t) = (1/K) sum_k R_k         R_k: fork k's final reward (0 unless Buy Now)
+           V(s_t) = (1/K) sum_k R_k         R_k: fork k's objective (0 unless Buy Now)
            V(s_T) = 0                       the terminal state: nothing follows it
         2. advantages, gamma 1:  A_t = r_t + V(s_{t+1}) - V(s_t)
            (r_t = 0 before Buy Now: A_t = V(s_{t+1}) - V(s_t);  A_{T-1} = R - V(s_{T-1}))
@@ -27,19 +28,22 @@ Imports webgym_agents only.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from webgym_agents.observation import PREVIOUS_ACTIONS
 from webgym_agents.toolkit.loop import Iterations
 from webgym_agents.toolkit.onpolicy import (
     OnPolicyConfig,
     Policy,
     TurnBatch,
+    back_probes,
     collect,
     iteration_tasks,
+    objective,
     ppo_turn_update,
     start_learner,
 )
@@ -58,7 +62,7 @@ class VinePPOConfig(OnPolicyConfig):
 PRESETS = {
     "smoke": VinePPOConfig(
         backbone="tiny-encoder", iterations=2, tasks_per_iteration=3, n_envs=4, max_steps=6,
-        val_tasks=3, lr=1e-3, minibatch_size=16, k_forks=2,
+        val_tasks=3, lr=1e-3, minibatch_size=16, k_forks=2, back_probes=1.0,
     ),
     # ~45 min on 2 busy CPU cores (one thread): reinforce's cpu recipe (12 iterations x 48
     # episodes from bc at T = 0.5, heads only, lr 3e-3; docs/results/reinforce-heads-t05.json)
@@ -71,10 +75,14 @@ PRESETS = {
     # episodes (24 an iteration, half reinforce's batch). A K-fork mean of rewards in [0, 1]
     # has a standard error <= 0.5 / sqrt(K): 0.25 at K = 4, 0.17 at 9; twice the episodes
     # average twice the sampled decisions, which the noisier V costs less than
+    # With grpo's recipe ("< Prev" probes, whose turns are forked too, success objective,
+    # the feature path at 10x lr, T = 1) episodes that go back last ~7 turns: ~4 x 28 fork
+    # steps an episode, ~4,500 an iteration with the probes (~60 s at 13 ms a fork step)
     "cpu": VinePPOConfig(
-        init_checkpoint="released:bc", iterations=12,
-        tasks_per_iteration=48, k_forks=4, temperature=0.5, lr=3e-3, train_encoder=False,
-        val_tasks=100, eval_every=2, torch_threads=1,
+        init_checkpoint="released:bc", iterations=40, tasks_per_iteration=32, n_envs=16,
+        k_forks=4, temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0,
+        lr=3e-3, feature_lr=3e-2, train_encoder=False, val_tasks=200, eval_every=10,
+        checkpoint_every=10, torch_threads=1,
     ),
     # the candidate scorer on a large GPU (from bc --preset scorer-gpu), the paper's K = 9
     "scorer-gpu": VinePPOConfig(
@@ -108,14 +116,20 @@ def play_forks(
 ) -> list[Rollout]:
     """``k_forks`` forks of every turn's state of ``rollouts`` (collected with ``snapshots``),
     played by ``policy`` at the sampling temperature: the K forks of the i-th state (episode
-    by episode, turn by turn) are ``forks[i * K : (i + 1) * K]``."""
+    by episode, turn by turn) are ``forks[i * K : (i + 1) * K]``. Each fork keeps its
+    episode's memory (the turn's :data:`PREVIOUS_ACTIONS`: a probe's includes the actions
+    before its fork)."""
     starts = [turn.snapshot for r in rollouts for turn in r.turns]
     if any(s is None for s in starts):
         raise ValueError("forks start from turn snapshots: collect the rollouts with snapshots")
     if not starts:
         return []
     task_ids = [s["task_id"] for s in starts]
-    memory = [[x.action for x in r.turns[:t]] for r in rollouts for t in range(len(r.turns))]
+    memory = [
+        list(turn.obs.get(PREVIOUS_ACTIONS, [x.action for x in r.turns[:t]]))
+        for r in rollouts
+        for t, turn in enumerate(r.turns)
+    ]
     forks = collect(
         config, policy, task_ids, seed=seed, rng=rng, group_size=config.k_forks, starts=starts,
         start_actions=memory,  # each fork knows what its episode already opened
@@ -124,10 +138,14 @@ def play_forks(
     return forks
 
 
-def fork_values(forks: Sequence[Rollout], k: int) -> torch.Tensor:
-    """V(s) = mean final reward of each state's ``k`` adjacent forks; a failed fork is left
-    out of its mean (NaN when all ``k`` failed)."""
-    rewards = torch.tensor([f.reward if f.valid else float("nan") for f in forks])
+def fork_values(
+    forks: Sequence[Rollout], k: int, outcome: Callable[[Rollout], float] | None = None
+) -> torch.Tensor:
+    """V(s) = mean outcome (the final reward, or ``outcome(fork)``: the learner's objective)
+    of each state's ``k`` adjacent forks; a failed fork is left out of its mean (NaN when all
+    ``k`` failed)."""
+    value = outcome or (lambda f: f.reward)
+    rewards = torch.tensor([value(f) if f.valid else float("nan") for f in forks])
     return torch.nanmean(rewards.view(-1, k), dim=1)
 
 
@@ -138,6 +156,14 @@ def vine_advantages(values: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor
     reward R at the last turn this is ArCHer's ``returns.turn_td_advantages(values, R)``."""
     next_values = torch.cat([values[1:], values.new_zeros(1)])
     return rewards.to(values.dtype) + next_values - values
+
+
+def final_rewards(rollout: Rollout, outcome: float) -> torch.Tensor:
+    """r_0 .. r_{T-1} of one episode: 0 before its last turn, ``outcome`` (its objective) at
+    it (WebShop's single reward, at Buy Now or the step limit)."""
+    rewards = torch.zeros(len(rollout.turns))
+    rewards[-1] = outcome
+    return rewards
 
 
 def train_vineppo(config: VinePPOConfig, run: TrainRun):
@@ -157,19 +183,23 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
             config, policy, tasks, seed=config.seed + it, rng=gen, snapshots=True
         )  # each turn keeps logp_old and the snapshot of s_t
         t_collect = time.perf_counter() - t0
-        valid = [r for r in rollouts if r.valid]
-        # 1. V(s_t) = mean reward of K forks from s_t, played by the same pi_theta at T
+        probes = (
+            back_probes(config, policy, rollouts, gen, config.seed + it, snapshots=True)
+            if config.back_probes > 0 else []
+        )  # fmt: skip
+        valid = [r for r in rollouts + probes if r.valid]
+        # 1. V(s_t) = mean objective of K forks from s_t, played by the same pi_theta at T
         t1 = time.perf_counter()
         forks = play_forks(config, policy, valid, seed=config.seed + it, rng=gen)
-        values = fork_values(forks, K) if forks else torch.zeros(0)
+        R = lambda r: objective(r, config)  # noqa: E731
+        values = fork_values(forks, K, R) if forks else torch.zeros(0)
         t_forks = time.perf_counter() - t1
         # 2. A_t = r_t + V(s_{t+1}) - V(s_t), V(s_T) = 0; an episode lacking a V is left out
         per_episode = values.split([len(r.turns) for r in valid])
         kept = [(r, v) for r, v in zip(valid, per_episode, strict=True) if not v.isnan().any()]
         batch = TurnBatch.of([r for r, _ in kept])
         advantages = torch.cat(
-            [vine_advantages(v, torch.tensor([t.reward for t in r.turns])) for r, v in kept]
-            or [torch.zeros(0)]
+            [vine_advantages(v, final_rewards(r, R(r))) for r, v in kept] or [torch.zeros(0)]
         )
         if config.normalize_advantages and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -185,6 +215,8 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
         iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in valid), "errored": stats["errored"],
+            "probes": len(probes),
+            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
             "forks": len(forks), "fork_env_steps": sum(len(f.turns) for f in forks),
             "fork_errored": sum(not f.valid for f in forks),
             "dropped_episodes": len(valid) - len(kept),

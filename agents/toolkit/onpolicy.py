@@ -395,12 +395,14 @@ def back_probes(
     rollouts: list[Rollout],
     rng: np.random.Generator,
     seed: int,
+    snapshots: bool = False,
 ) -> list[Rollout]:
     """For each rollout with probability ``config.back_probes``: one of its product-page turns
     where it did not go back, drawn uniformly, played again from that state (its snapshot and
     its episode memory) with ``< Prev`` first and the policy after. Returns the probes, whose
-    turns start at the fork. The probe is exploration with exact credit: with GiGPO's anchors
-    that page then holds both "buy or choose here" and "go back from here"."""
+    turns start at the fork (each turn with its own snapshot when ``snapshots``, for VinePPO's
+    forks). The probe is exploration with exact credit: with GiGPO's anchors that page then
+    holds both "buy or choose here" and "go back from here"."""
     picks = []
     for r in rollouts:
         if not r.valid or rng.random() >= config.back_probes:
@@ -416,7 +418,7 @@ def back_probes(
     if not picks:
         return []
     return collect(
-        config, policy, [r.task_id for r, _ in picks], seed=seed, rng=rng,
+        config, policy, [r.task_id for r, _ in picks], seed=seed, rng=rng, snapshots=snapshots,
         starts=[r.turns[t].snapshot for r, t in picks],
         start_actions=[[x.action for x in r.turns[:t]] for r, t in picks],
         first_actions=["click('prev')"] * len(picks),

@@ -204,6 +204,8 @@ def test_smoke_preset_trains_resumes_with_its_probe_and_plays(tmp_path):
     assert [float(r["rloo_frac"]) for r in rows[1:]] == [1.0, 0.0, 0.0]
     assert [int(r["probe_rows"]) for r in rows[1:]] == [0, 6, 12]
     assert all(0.0 <= float(r["baseline_mean"]) <= 1.0 for r in rows[1:])
+    # back_probes 1.0: every rollout that reached a product page forked a "< Prev" probe
+    assert sum(int(r["probes"]) for r in rows[1:]) > 0
     latest = out / "checkpoints" / "latest"
     assert json.loads((latest / "policy.json").read_text())["metadata"]["trained_by"] == "poise"
     with np.load(latest / "probe" / "buffer.npz") as f:

@@ -14,7 +14,8 @@ import torch
 
 from tests.helpers import cli
 from webgym_agents.algos.vineppo import PRESETS, fork_values, play_forks, vine_advantages
-from webgym_agents.toolkit.onpolicy import collect, split_task_ids
+from webgym_agents.observation import PREVIOUS_ACTIONS
+from webgym_agents.toolkit.onpolicy import back_probes, collect, split_task_ids
 from webgym_agents.toolkit.returns import turn_td_advantages
 from webgym_agents.toolkit.rollouts import Rollout, Turn, collect_rollouts, make_env
 from webgym_agents.toolkit.trainers import get_trainer
@@ -70,6 +71,23 @@ def test_forks_start_from_the_exact_snapshot_and_leave_the_episode_untouched(pla
                 assert fork.truncated and len(fork.turns) == config.max_steps - t
     # playing the forks changed nothing the episodes recorded (snapshots included)
     assert _records(rollouts) == before
+
+
+def test_a_probes_turns_are_forked_with_the_memory_of_the_episode_before_its_fork(policy, config):
+    gen = np.random.default_rng(11)
+    cfg = replace(config, back_probes=1.0, max_steps=8)
+    rollouts = collect(cfg, policy, split_task_ids("train")[:4], seed=11, rng=gen, snapshots=True)
+    probes = back_probes(cfg, policy, rollouts, gen, seed=11, snapshots=True)
+    assert probes, "no rollout reached a product page to fork a probe from"
+    probe = probes[0]
+    assert all(turn.snapshot is not None for turn in probe.turns)
+    before_fork = probe.turns[0].obs[PREVIOUS_ACTIONS]
+    assert probe.turns[0].action == "click('prev')" and before_fork  # it forked mid-episode
+    forks = play_forks(cfg, policy, [probe], seed=11, rng=gen)
+    for t, turn in enumerate(probe.turns):
+        for fork in forks[t * K : (t + 1) * K]:
+            assert fork.turns[0].obs[PREVIOUS_ACTIONS] == turn.obs[PREVIOUS_ACTIONS]
+            assert fork.turns[0].obs[PREVIOUS_ACTIONS][: len(before_fork)] == before_fork
 
 
 def test_a_snapshot_replays_the_rest_of_its_episode_exactly(played):
