@@ -189,10 +189,13 @@ def _tapped(policy: ScorerPolicy, k: int) -> Iterator[dict[str, list]]:
         middle_layer(policy).register_forward_hook(keep_layer),
     ]
     policy.scores = keep_scores  # an instance attribute shadows the method for this block
+    # every text through the encoder: a frozen encoder's embedding cache (ScorerPolicy.embed)
+    # would skip the texts it holds, and their middle layer with them
+    policy.embed = policy.encode
     try:
         yield rec
     finally:
-        del policy.scores
+        del policy.scores, policy.embed
         for h in hooks:
             h.remove()
 

@@ -53,13 +53,14 @@ PRESETS = {
     ),
     # 2 CPU cores, one torch thread, from bc, only the scoring heads trained: grpo's cpu
     # recipe ("< Prev" probes, success objective, the feature path at 10x lr, T = 1) with
-    # REINFORCE's estimator, undiscounted, on-policy (no uniform exploration); the critic's top
-    # layer learns
+    # REINFORCE's estimator, undiscounted, on-policy (no uniform exploration), at a third of
+    # grpo's rates: at grpo's (3e-3, 3e-2) the unclipped updates stopped it buying by iteration
+    # 14 (docs/results.md); the critic's top layer learns
     "cpu": ReinforceConfig(
         init_checkpoint="released:bc", iterations=60, tasks_per_iteration=64, n_envs=16,
         temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0, gamma=1.0,
-        lr=3e-3, feature_lr=3e-2, train_encoder=False, critic_train_layers=1,
-        val_tasks=200, eval_every=15, checkpoint_every=15, torch_threads=1,
+        lr=1e-3, feature_lr=1e-2, train_encoder=False, critic_train_layers=1,
+        val_tasks=200, eval_every=10, checkpoint_every=10, torch_threads=1,
     ),
     **actor_critic_presets(ReinforceConfig),
 }  # fmt: skip

@@ -70,6 +70,25 @@ def test_acting_with_the_feature_tap_costs_no_extra_forward(policy, pages):
     assert not policy.encoder._forward_pre_hooks
 
 
+def test_a_frozen_encoders_embedding_cache_leaves_the_features_unchanged(policy, pages):
+    rng = lambda: np.random.default_rng(4)  # noqa: E731
+    plain = FeatureTap(policy).decide_batch(pages, temperature=1.0, rng=rng())
+    frozen = [p.requires_grad for p in policy.encoder.parameters()]
+    policy.encoder.requires_grad_(False)  # heads-only training: embeddings come from a cache
+    try:
+        policy.decide_batch(pages, temperature=1.0, rng=rng())  # the cache holds every text now
+        cached = FeatureTap(policy).decide_batch(pages, temperature=1.0, rng=rng())
+    finally:
+        for p, flag in zip(policy.encoder.parameters(), frozen, strict=True):
+            p.requires_grad_(flag)
+        policy._embedding_cache.clear()
+    assert "embed" not in vars(policy)
+    for a, b in zip(plain, cached, strict=True):
+        assert (a.action, a.index) == (b.action, b.index)
+        assert a.features.prompt == pytest.approx(b.features.prompt, abs=1e-5)
+        assert a.features.response == pytest.approx(b.features.response, abs=1e-5)
+
+
 def test_the_features_are_the_middle_layer_and_the_acting_softmax(policy, pages):
     (d,) = FeatureTap(policy).decide_batch(
         pages[1:2], temperature=0.5, rng=np.random.default_rng(0)
