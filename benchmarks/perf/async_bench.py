@@ -37,14 +37,13 @@ import os
 import sys
 import time
 
-import psutil
-
 from webgym_benchmarks.perf.env_bench import (
     EPISODE,
     _env_action,
     pss_mb,
     run_worker,
     test_goals,
+    tree_cpu_s,
 )
 
 CONCURRENCY = (1, 2, 4, 8)
@@ -59,22 +58,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def tree_cpu_s() -> float:
-    """CPU-seconds (user + system) so far of this process and all its descendants: the
-    Playwright driver and every Chromium process (browser, renderers, GPU, utility). A
-    process's reaped children count in its own ``children_*`` times, so a renderer that exits
-    is still counted once its parent (inside the tree) has reaped it."""
-    me = psutil.Process()
-    total = 0.0
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:  # exited between the listing and the read
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
 
 
 class Meter:

@@ -1,9 +1,11 @@
 """Environment speed and memory, against the raw Playwright floor and BrowserGym, in one run.
 
     python -m webgym_benchmarks.perf.env_bench [--steps 60] [--skip-peer] [--setup-peer]
+        [--skip-memory] [--skip-concurrency] [--json out.json]
 
 Everything below runs on the same machine in one invocation and is printed as one table
-(medians and p90), followed by the targets with PASS/FAIL and a per-step time breakdown of the
+(medians and p90 of the wall time, mean CPU-seconds), then a per-kind table of the browser env's
+step cost beside the floor's, the targets with PASS/FAIL and a per-step time breakdown of the
 browser env:
 
 (a) floor   - a plain sync Playwright script (no WebGym browser layer) on the same shop pages,
@@ -24,12 +26,26 @@ browser env:
               ``AsyncShoppingEnv`` sessions in one process against one sync env, and PSS per
               additional async session against the raw cost of one more context (its tables).
 
-Targets (printed with PASS/FAIL, never tuned for): browser link-click step <= 1.3x the floor's;
-our reset and step >= 3x faster than BrowserGym's defaults; text mode >= 300 steps/s on one core;
-each additional browser env <= 60 MB PSS.
+CPU-seconds of a step or reset: user + system time, over the step, of this process and every
+descendant (the Playwright driver; Chromium's browser, renderer, GPU and utility processes;
+reaped children counted in their parent's times), ``tree_cpu_s`` read before and after it; the
+shop server is a thread of this process in both (a) and (b), so its CPU counts too. Reported as
+the mean per kind: psutil reads the times in clock ticks (10 ms a process), too coarse for the
+median of one step's figures, while the mean over many steps is not biased by the ticks (the
+text env's ~1 ms steps get no CPU figure). Each figure also holds part of one ``tree_cpu_s``
+call (reading /proc of ~11 processes; its cost is printed), the same in (a) and (b). CPU time
+moves less than wall time with other load on the cores, but it moves (shared caches, contended
+locks, the clock frequency).
+
+Targets (printed with PASS/FAIL, never tuned for): browser link-click step <= 1.3x the floor's
+wall time and <= 1.2x its CPU-seconds; our reset and step >= 3x faster than BrowserGym's defaults;
+text mode >= 300 steps/s on one core; each additional browser env <= 60 MB PSS.
 
 The breakdown wraps a few functions with ``time.perf_counter`` while (b) runs (about a
 microsecond per call, negligible against the milliseconds measured).
+
+``--skip-peer --skip-memory --skip-concurrency`` leaves (a), (b) and (c): the floor's and the
+browser env's step costs and their targets, about a minute at the default 60 steps.
 """
 
 from __future__ import annotations
@@ -76,6 +92,7 @@ EPISODE = (
 )
 
 TARGET_FLOOR_RATIO = 1.3
+TARGET_FLOOR_CPU_RATIO = 1.2
 TARGET_PEER_SPEEDUP = 3.0
 TARGET_TEXT_SPS = 300.0
 TARGET_BROWSER_ENV_MB = 60.0
@@ -93,6 +110,13 @@ def quantiles(xs: list[float]) -> dict:
     }
 
 
+def cpu_stats(xs: list[float]) -> dict:
+    """CPU-seconds per step: the mean is the figure (see the module docstring on clock ticks)."""
+    if not xs:
+        return {"n": 0, "mean_s": float("nan"), "median_s": float("nan")}
+    return {"n": len(xs), "mean_s": statistics.fmean(xs), "median_s": statistics.median(xs)}
+
+
 def pss_mb() -> float:
     import psutil
 
@@ -102,6 +126,33 @@ def pss_mb() -> float:
         with suppress(psutil.Error):
             total += proc.memory_full_info().pss
     return total / 2**20
+
+
+def tree_cpu_s() -> float:
+    """CPU-seconds (user + system) so far of this process and all its descendants: the
+    Playwright driver and every Chromium process (browser, renderers, GPU, utility). A
+    process's reaped children count in its own ``children_*`` times, so a renderer that exits
+    is still counted once its parent (inside the tree) has reaped it."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:  # exited between the listing and the read
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def tree_cpu_read_ms(calls: int = 20) -> float:
+    """This process's CPU time for one ``tree_cpu_s`` call, now (the part of it that a step's
+    CPU figure holds is at most this)."""
+    t0 = time.process_time()
+    for _ in range(calls):
+        tree_cpu_s()
+    return 1000 * (time.process_time() - t0) / calls
 
 
 def test_goals(n: int) -> list[dict]:
@@ -139,7 +190,9 @@ def run_floor(steps: int) -> dict:
             return json.loads(r.read())["url"]
 
     times: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     resets: list[float] = []
+    reset_cpu: list[float] = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(
@@ -158,16 +211,19 @@ def run_floor(steps: int) -> dict:
             goals = test_goals(episodes_needed(steps) + 1)
             for ep, goal in enumerate(goals):
                 warm = ep == 0
+                c0 = tree_cpu_s()  # outside the wall-time window: wall figures unchanged
                 t0 = time.perf_counter()
                 page.goto(base + new_session(goal["task_id"]), wait_until="load")
                 capture()
                 if not warm:
                     resets.append(time.perf_counter() - t0)
+                    reset_cpu.append(tree_cpu_s() - c0)
                 for kind, bid in EPISODE:
                     if bid == "@first_item":
                         bid = page.locator("[bid^=item_]").first.get_attribute("bid")
                     if bid is not None and page.locator(f"[bid={bid}]").count() == 0:
                         continue  # same skip rule as the env (the bid is not on this page)
+                    c0 = tree_cpu_s()
                     t0 = time.perf_counter()
                     if kind == SEARCH:
                         page.fill("[bid=search_box]", goal["query"])
@@ -179,10 +235,18 @@ def run_floor(steps: int) -> dict:
                     capture()
                     if not warm:
                         times[kind].append(time.perf_counter() - t0)
+                        cpu[kind].append(tree_cpu_s() - c0)
+            read_ms = tree_cpu_read_ms()  # with the browser still up: the same tree as above
             browser.close()
     finally:
         server.stop()
-    return {"reset": quantiles(resets), "steps": {k: quantiles(times[k]) for k in KINDS}}
+    return {
+        "reset": quantiles(resets),
+        "steps": {k: quantiles(times[k]) for k in KINDS},
+        "reset_cpu_s": cpu_stats(reset_cpu),
+        "steps_cpu_s": {k: cpu_stats(cpu[k]) for k in KINDS},
+        "tree_cpu_read_ms": read_ms,
+    }
 
 
 # ---- (b) the browser env, with a time breakdown ----------------------------------------------
@@ -271,18 +335,26 @@ def run_env(mode: str, steps: int, breakdown: bool = False) -> dict:
     env = gym.make(env_id).unwrapped
     bd = _install_breakdown() if breakdown else None
     times: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     resets: list[float] = []
+    reset_cpu: list[float] = []
     errors: list[str] = []
     per_kind_bd: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     n_done = 0
+    # CPU-seconds in browser mode only: a text step takes about a millisecond, under psutil's
+    # 10 ms clock tick and about the cost of a tree_cpu_s read.
+    with_cpu = mode == "browser"
+    read_cpu = tree_cpu_s if with_cpu else lambda: 0.0
     try:
         goals = test_goals(episodes_needed(steps) + 1)
         for ep, goal in enumerate(goals):
             warm = ep == 0
+            c0 = read_cpu()  # outside the wall-time window, as in the floor
             t0 = time.perf_counter()
             obs, _ = env.reset(options={"task_id": goal["task_id"]})
             if not warm:
                 resets.append(time.perf_counter() - t0)
+                reset_cpu.append(read_cpu() - c0)
             for kind, bid in EPISODE:
                 action = _env_action(kind, bid, goal, obs)
                 if action is None:
@@ -290,14 +362,17 @@ def run_env(mode: str, steps: int, breakdown: bool = False) -> dict:
                 if bd is not None:
                     bd.totals.clear()
                     bd.active = not warm
+                c0 = read_cpu()
                 t0 = time.perf_counter()
                 obs, _, terminated, _, _ = env.step(action)
                 dt = time.perf_counter() - t0
+                dcpu = read_cpu() - c0
                 if bd is not None:
                     bd.active = False
                 if warm:
                     continue
                 times[kind].append(dt)
+                cpu[kind].append(dcpu)
                 n_done += 1
                 if obs["last_action_error"]:
                     errors.append(f"{action}: {obs['last_action_error'][:120]}")
@@ -308,6 +383,7 @@ def run_env(mode: str, steps: int, breakdown: bool = False) -> dict:
                         row[label] += v
                 if terminated:
                     break
+        read_ms = tree_cpu_read_ms() if with_cpu else 0.0  # env still open: the same tree
     finally:
         if bd is not None:
             bd.restore()
@@ -320,6 +396,11 @@ def run_env(mode: str, steps: int, breakdown: bool = False) -> dict:
         "steps_per_s": len(all_steps) / sum(all_steps) if all_steps else 0.0,
         "errors": errors[:5],
     }
+    if with_cpu:
+        out["reset_cpu_s"] = cpu_stats(reset_cpu)
+        out["steps_cpu_s"] = {k: cpu_stats(cpu[k]) for k in KINDS}
+        out["all_cpu_s"] = cpu_stats([c for k in KINDS for c in cpu[k]])
+        out["tree_cpu_read_ms"] = read_ms
     if breakdown:
         out["breakdown_ms_per_step"] = {
             kind: {label: 1000 * v / len(times[kind]) for label, v in row.items()}
@@ -494,33 +575,55 @@ def _ms(q: dict) -> tuple[str, str]:
     return f"{1000 * q['median_s']:.1f}", f"{1000 * q['p90_s']:.1f}"
 
 
+def _cpu_ms(c: dict | None) -> str:
+    return f"{1000 * c['mean_s']:.1f}" if c and c.get("n") else "-"
+
+
+def _ratio(num: dict | None, den: dict | None, stat: str) -> float | None:
+    """num / den of one statistic, or None when either side has no samples."""
+    if num and den and num.get("n") and den.get("n") and den[stat] > 0:
+        return num[stat] / den[stat]
+    return None
+
+
 def report(res: dict, steps: int) -> int:
     from rich.console import Console
     from rich.table import Table
 
     con = Console(width=120)
     floor, br, tx = res["floor"], res["browser"], res["text"]
-    peer, mem = res.get("peer"), res["memory"]
+    peer, mem = res.get("peer"), res.get("memory")
+    f_cpu, b_cpu = floor.get("steps_cpu_s", {}), br.get("steps_cpu_s", {})
 
     t = Table(title=f"WebGym env benchmark, {res['date']}", show_lines=False)
-    for col in ("measurement", "n", "median ms", "p90 ms", "note"):
+    for col in ("measurement", "n", "median ms", "p90 ms", "CPU ms (mean)", "note"):
         t.add_column(col, justify="left" if col in ("measurement", "note") else "right")
 
-    def row(name: str, q: dict, note: str = "") -> None:
+    def row(name: str, q: dict, note: str = "", cpu: dict | None = None) -> None:
         med, p90 = _ms(q)
-        t.add_row(name, str(q.get("n", 0)), med, p90, note)
+        t.add_row(name, str(q.get("n", 0)), med, p90, _cpu_ms(cpu), note)
 
-    row("(a) floor reset (API session + goto + capture)", floor["reset"])
+    row(
+        "(a) floor reset (API session + goto + capture)",
+        floor["reset"],
+        cpu=floor.get("reset_cpu_s"),
+    )
     for k in KINDS:
-        row(f"(a) floor step: {k}", floor["steps"][k], "capture only" if k == NOOP else "")
-    row("(b) browser reset", br["reset"])
+        note = "capture only" if k == NOOP else ""
+        row(f"(a) floor step: {k}", floor["steps"][k], note, f_cpu.get(k))
+    row("(b) browser reset", br["reset"], cpu=br.get("reset_cpu_s"))
     for k in KINDS:
         ratio = ""
         if floor["steps"][k]["n"] and br["steps"][k]["n"]:
             ratio = f"{br['steps'][k]['median_s'] / floor['steps'][k]['median_s']:.2f}x floor"
-        row(f"(b) browser step: {k}", br["steps"][k], ratio)
-    row("(b) browser step: all kinds", br["all"], f"{br['steps_per_s']:.1f} steps/s")
-    row("(c) text reset (1 core)", tx["reset"])
+        row(f"(b) browser step: {k}", br["steps"][k], ratio, b_cpu.get(k))
+    row(
+        "(b) browser step: all kinds",
+        br["all"],
+        f"{br['steps_per_s']:.1f} steps/s",
+        br.get("all_cpu_s"),
+    )
+    row("(c) text reset (1 core)", tx["reset"])  # no CPU figure: see run_env
     for k in KINDS:
         row(f"(c) text step: {k}", tx["steps"][k])
     row("(c) text step: all kinds (1 core)", tx["all"], f"{tx['steps_per_s']:.0f} steps/s")
@@ -529,28 +632,31 @@ def report(res: dict, steps: int) -> int:
             row(f"(d) BrowserGym reset ({label})", peer[key]["reset"])
             row(f"(d) BrowserGym step click ({label})", peer[key]["step"])
     con.print(t)
+    if f_cpu and b_cpu:
+        _print_step_cost(con, floor, br)
 
-    m = Table(title="(e) PSS memory (process + descendants), MB")
-    for col in ("mode", "0 envs", "1 env", "2 envs", "4 envs", "first env", "per extra env"):
-        m.add_column(col, justify="right")
-    for mode, d in mem.items():
-        p = {int(k): v for k, v in d["pss_mb"].items()}
-        m.add_row(
-            mode,
-            *(f"{p[n]:.0f}" for n in (0, 1, 2, 4)),
-            f"{d['first_env_mb']:.0f}",
-            f"{d['per_additional_env_mb']:.1f}",
-        )
-    if peer:
-        p = {int(k): v for k, v in peer["memory"]["pss_mb"].items()}
-        m.add_row(
-            "BrowserGym",
-            *(f"{p[n]:.0f}" for n in (0, 1, 2)),
-            "-",
-            f"{peer['memory']['first_env_mb']:.0f}",
-            f"{peer['memory']['per_additional_env_mb']:.1f}",
-        )
-    con.print(m)
+    if mem:
+        m = Table(title="(e) PSS memory (process + descendants), MB")
+        for col in ("mode", "0 envs", "1 env", "2 envs", "4 envs", "first env", "per extra env"):
+            m.add_column(col, justify="right")
+        for mode, d in mem.items():
+            p = {int(k): v for k, v in d["pss_mb"].items()}
+            m.add_row(
+                mode,
+                *(f"{p[n]:.0f}" for n in (0, 1, 2, 4)),
+                f"{d['first_env_mb']:.0f}",
+                f"{d['per_additional_env_mb']:.1f}",
+            )
+        if peer:
+            p = {int(k): v for k, v in peer["memory"]["pss_mb"].items()}
+            m.add_row(
+                "BrowserGym",
+                *(f"{p[n]:.0f}" for n in (0, 1, 2)),
+                "-",
+                f"{peer['memory']['first_env_mb']:.0f}",
+                f"{peer['memory']['per_additional_env_mb']:.1f}",
+            )
+        con.print(m)
 
     checks: list[tuple[str, bool | None, str]] = []
     ratio = br["steps"][LINK]["median_s"] / floor["steps"][LINK]["median_s"]
@@ -561,11 +667,23 @@ def report(res: dict, steps: int) -> int:
             f"{ratio:.2f}x",
         )
     )
+    cpu_ratio = _ratio(b_cpu.get(LINK), f_cpu.get(LINK), "mean_s")
+    if cpu_ratio is not None:
+        checks.append(
+            (
+                f"CPU-s per browser link-click step <= {TARGET_FLOOR_CPU_RATIO}x raw floor",
+                cpu_ratio <= TARGET_FLOOR_CPU_RATIO,
+                f"{cpu_ratio:.2f}x ({_cpu_ms(b_cpu[LINK])} vs {_cpu_ms(f_cpu[LINK])} ms, mean)",
+            )
+        )
     mix_f = _mix_median(floor, br)
     if mix_f:
         checks.append(
             ("  (info) browser episode mix vs floor on the same mix", None, f"{mix_f:.2f}x")
         )
+    mix_cpu = _mix_median(floor, br, part="steps_cpu_s", stat="mean_s")
+    if mix_cpu:
+        checks.append(("  (info) the same, CPU-s (mean per kind)", None, f"{mix_cpu:.2f}x"))
     if peer:
         d = peer["default"]
         sp_r = d["reset"]["median_s"] / br["reset"]["median_s"]
@@ -597,22 +715,25 @@ def report(res: dict, steps: int) -> int:
             f"{tx['steps_per_s']:.0f} steps/s",
         )
     )
-    per_env = mem["browser"]["per_additional_env_mb"]
-    checks.append(
-        (
-            f"additional browser env <= {TARGET_BROWSER_ENV_MB:.0f} MB PSS",
-            per_env <= TARGET_BROWSER_ENV_MB,
-            f"{per_env:.1f} MB",
+    if mem:
+        per_env = mem["browser"]["per_additional_env_mb"]
+        checks.append(
+            (
+                f"additional browser env <= {TARGET_BROWSER_ENV_MB:.0f} MB PSS",
+                per_env <= TARGET_BROWSER_ENV_MB,
+                f"{per_env:.1f} MB",
+            )
         )
-    )
-    shared = mem["browser (shared_context=True)"]["per_additional_env_mb"]
-    checks.append(
-        (
-            f"  same with shared_context=True <= {TARGET_BROWSER_ENV_MB:.0f} MB PSS",
-            shared <= TARGET_BROWSER_ENV_MB,
-            f"{shared:.1f} MB",
+        shared = mem["browser (shared_context=True)"]["per_additional_env_mb"]
+        checks.append(
+            (
+                f"  same with shared_context=True <= {TARGET_BROWSER_ENV_MB:.0f} MB PSS",
+                shared <= TARGET_BROWSER_ENV_MB,
+                f"{shared:.1f} MB",
+            )
         )
-    )
+    else:
+        checks.append(("PSS per additional browser env", None, "SKIPPED (no memory run)"))
     c = Table(title="Targets")
     for col in ("target", "result", "measured"):
         c.add_column(col)
@@ -654,14 +775,54 @@ def report(res: dict, steps: int) -> int:
     return failed
 
 
-def _mix_median(floor: dict, br: dict) -> float | None:
-    """Browser/floor ratio of the count-weighted mean of per-kind medians (the same mix)."""
+def _print_step_cost(con, floor: dict, br: dict) -> None:
+    """Per step kind, the browser env's wall time and CPU-seconds beside the floor's."""
+    from rich.table import Table
+
+    t = Table(
+        title="Step cost per kind, browser env vs raw floor: wall ms (median) and CPU ms (mean, "
+        "Python + every Chromium process)"
+    )
+    columns = ("kind", "n floor", "n browser", "floor wall", "browser wall", "wall ratio")
+    columns += ("floor CPU", "browser CPU", "CPU ratio")
+    for col in columns:
+        t.add_column(col, justify="left" if col == "kind" else "right")
+    rows = [("reset", floor["reset"], br["reset"], floor["reset_cpu_s"], br["reset_cpu_s"])]
+    rows += [
+        (k, floor["steps"][k], br["steps"][k], floor["steps_cpu_s"][k], br["steps_cpu_s"][k])
+        for k in KINDS
+    ]
+    for kind, fw, bw, fc, bc in rows:
+        wall = _ratio(bw, fw, "median_s")
+        cpu = _ratio(bc, fc, "mean_s")
+        t.add_row(
+            kind,
+            str(fw.get("n", 0)),
+            str(bw.get("n", 0)),
+            _ms(fw)[0],
+            _ms(bw)[0],
+            "-" if wall is None else f"{wall:.2f}x",
+            _cpu_ms(fc),
+            _cpu_ms(bc),
+            "-" if cpu is None else f"{cpu:.2f}x",
+        )
+    con.print(t)
+    con.print(
+        f"(one tree_cpu_s read costs {floor['tree_cpu_read_ms']:.2f} ms of Python CPU in the "
+        f"floor, {br['tree_cpu_read_ms']:.2f} ms in the browser run; each CPU figure holds "
+        "at most one)"
+    )
+
+
+def _mix_median(floor: dict, br: dict, part: str = "steps", stat: str = "median_s") -> float | None:
+    """Browser/floor ratio of the count-weighted mean of per-kind medians (the same mix);
+    ``part``/``stat`` pick another per-kind figure (``steps_cpu_s``/``mean_s``: CPU-seconds)."""
     num = den = 0.0
     for k in KINDS:
         n = br["steps"][k]["n"]
         if n and floor["steps"][k]["n"]:
-            num += n * br["steps"][k]["median_s"]
-            den += n * floor["steps"][k]["median_s"]
+            num += n * br[part][k][stat]
+            den += n * floor[part][k][stat]
     return num / den if den else None
 
 
@@ -683,6 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-peer", action="store_true", help="do not run BrowserGym")
     ap.add_argument("--setup-peer", action="store_true", help="create the peer venv if missing")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--skip-memory", action="store_true", help="do not run (e)")
     ap.add_argument("--skip-concurrency", action="store_true", help="do not run (f)")
     ap.add_argument("--concurrency-steps", type=int, default=24, help="(f) steps per session")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -695,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     res: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    res["load_avg_start"] = os.getloadavg()
     print(f"{res['date']}  {res['machine']}", flush=True)
     print("(a) raw Playwright floor ...", flush=True)
     res["floor"] = run_floor(args.steps)
@@ -702,18 +865,20 @@ def main(argv: list[str] | None = None) -> int:
     res["browser"] = run_env("browser", args.steps, breakdown=True)
     print("(c) text env on one core ...", flush=True)
     res["text"] = run_worker("text-speed", args.text_steps or 10 * args.steps, one_core=True)
-    print("(e) memory ...", flush=True)
-    res["memory"] = {
-        "floor (raw contexts)": run_worker("mem-floor", 0),
-        "browser": run_worker("mem-browser", 0),
-        "browser (shared_context=True)": run_worker("mem-browser-shared", 0),
-        "text": run_worker("mem-text", 0),
-    }
+    if not args.skip_memory:
+        print("(e) memory ...", flush=True)
+        res["memory"] = {
+            "floor (raw contexts)": run_worker("mem-floor", 0),
+            "browser": run_worker("mem-browser", 0),
+            "browser (shared_context=True)": run_worker("mem-browser-shared", 0),
+            "text": run_worker("mem-text", 0),
+        }
     if not args.skip_peer:
         print("(d) BrowserGym peer ...", flush=True)
         if args.setup_peer:
             setup_peer()
         res["peer"] = run_peer(args.peer_resets)
+    res["load_avg_end"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     report(res, args.steps)
