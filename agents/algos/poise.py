@@ -109,9 +109,9 @@ PRESETS = {
     # greedy validation episodes (~35 s) every 2nd: ~15 min on an idle core, 30-40 on a busy
     # one. 96 rows an iteration: the probe is fitted from iteration 2, on <= 5 iterations' rows
     # With grpo's recipe ("< Prev" probes, success objective, the feature path at 10x lr,
-    # T = 1): 60 iterations x 48 tasks x 2 rollouts, + ~0.5 probe a rollout
+    # T = 1): 45 iterations x 48 tasks x 2 rollouts, + ~0.5 probe a rollout
     "cpu": PoiseConfig(
-        init_checkpoint="released:bc", iterations=60, tasks_per_iteration=48, n_envs=16,
+        init_checkpoint="released:bc", iterations=45, tasks_per_iteration=48, n_envs=16,
         temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0, lr=3e-3,
         feature_lr=3e-2, train_encoder=False, val_tasks=200, eval_every=15,
         checkpoint_every=15, torch_threads=1,
