@@ -103,13 +103,10 @@ PRESETS = {
         backbone="tiny-encoder", iterations=3, tasks_per_iteration=3, n_envs=6, max_steps=6,
         val_tasks=3, lr=1e-3, minibatch_size=16, probe_min_rows=4, back_probes=1.0,
     ),
-    # grpo's cpu recipe (from bc, T = 0.5, only the scoring heads, lr 3e-3; docs/results.md:
-    # beats bc) with POISE's 2 rollouts a task: 12 iterations x 48 tasks x 2 = 96 rollouts
-    # (~355 env steps at ~3.7 turns an episode, ~0.1 s a step: ~40 s), ~20 s of PPO and 100
-    # greedy validation episodes (~35 s) every 2nd: ~15 min on an idle core, 30-40 on a busy
-    # one. 96 rows an iteration: the probe is fitted from iteration 2, on <= 5 iterations' rows
-    # With grpo's recipe ("< Prev" probes, success objective, the feature path at 10x lr,
-    # T = 1): 45 iterations x 48 tasks x 2 rollouts, + ~0.5 probe a rollout
+    # grpo's cpu recipe ("< Prev" probes, success objective, the feature path at 10x lr,
+    # T = 1, heads only, from bc) with POISE's 2 rollouts a task: 45 iterations x 48 tasks x 2,
+    # + ~0.5 probe a rollout (~1 min an iteration on a shared core). 96 rows an iteration: the
+    # probe is fitted from iteration 2, on <= 5 iterations' rows
     "cpu": PoiseConfig(
         init_checkpoint="released:bc", iterations=45, tasks_per_iteration=48, n_envs=16,
         temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0, lr=3e-3,
