@@ -64,20 +64,13 @@ PRESETS = {
         backbone="tiny-encoder", iterations=2, tasks_per_iteration=3, n_envs=4, max_steps=6,
         val_tasks=3, lr=1e-3, minibatch_size=16, k_forks=2, back_probes=1.0,
     ),
-    # ~45 min on 2 busy CPU cores (one thread): reinforce's cpu recipe (12 iterations x 48
-    # episodes from bc at T = 0.5, heads only, lr 3e-3; docs/results/reinforce-heads-t05.json)
-    # plus the forks. An episode of T turns costs K x sum_t (T - t) ~ K T (T + 1) / 2 fork steps;
-    # measured from bc at T 0.5 (32 train episodes, T = 3.7, 3-5 turns): 9.1 steps per fork of
-    # an episode. K = 4: ~3.7 + 4 x 9.1 = ~40 steps an episode, ~1,900 an iteration (~175 of
-    # them collection), ~190 s at 0.1 s a step (forks measured 0.05 s a step: ~105 s), + ~20 s
-    # of PPO, + 100 greedy validation episodes (~35 s) every 2nd: 12 x ~225 s = ~45 min.
-    # K = 4, not the paper's 9: at K = 9 (~85 steps an episode) the same time buys half the
-    # episodes (24 an iteration, half reinforce's batch). A K-fork mean of rewards in [0, 1]
-    # has a standard error <= 0.5 / sqrt(K): 0.25 at K = 4, 0.17 at 9; twice the episodes
-    # average twice the sampled decisions, which the noisier V costs less than
-    # With grpo's recipe ("< Prev" probes, whose turns are forked too, success objective,
-    # the feature path at 10x lr, T = 1) episodes that go back last ~7 turns: ~4 x 28 fork
-    # steps an episode, ~4,500 an iteration with the probes (~60 s at 13 ms a fork step)
+    # grpo's cpu recipe ("< Prev" probes, whose turns are forked too, success objective, the
+    # feature path at 10x lr, T = 1, heads only, from bc) with K = 4 forks of every turn. An
+    # episode of T turns costs K x sum_t (T - t) ~ K T (T + 1) / 2 fork steps: episodes that go
+    # back last ~7 turns, ~4 x 28 fork steps each, ~4,500 an iteration with the probes (60-130 s
+    # an iteration on a shared core). K = 4, not the paper's 9: at K = 9 the same time buys
+    # half the episodes; a K-fork mean of rewards in [0, 1] has a standard error <= 0.5 /
+    # sqrt(K): 0.25 at K = 4, 0.17 at 9
     "cpu": VinePPOConfig(
         init_checkpoint="released:bc", iterations=40, tasks_per_iteration=32, n_envs=16,
         k_forks=4, temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0,
