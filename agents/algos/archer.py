@@ -51,6 +51,7 @@ from webgym_agents.toolkit.onpolicy import (
     iteration_tasks,
     minibatches,
     ppo_turn_update,
+    probe_stats,
     start_learner,
 )
 from webgym_agents.toolkit.returns import archer_advantages, turn_returns
@@ -253,8 +254,8 @@ def train_archer(config: ArcherConfig, run: TrainRun):
         stats = rollout_stats(rollouts)
         iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
-            "train_env_steps": len(batch), "errored": stats["errored"], "probes": len(probes),
-            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
+            "train_env_steps": len(batch), "errored": stats["errored"],
+            **probe_stats(probes),
             **metrics,
             "collect_s": t_collect,
         })  # fmt: skip

@@ -77,6 +77,7 @@ from webgym_agents.toolkit.onpolicy import (
     iteration_tasks,
     objective,
     ppo_turn_update,
+    probe_stats,
     start_learner,
 )
 from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
@@ -407,8 +408,7 @@ def train_poise(config: PoiseConfig, run: TrainRun):
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in rollouts if r.valid),
             "errored": stats["errored"], "dropped_rollouts": len(rollouts) - len(kept),
-            "probes": len(probes),
-            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
+            **probe_stats(probes),
             **metrics, "baseline_mean": mean(baselines),
             "adv_mean": mean(advantages),
             "adv_std": float(advantages.std(ddof=1)) if len(kept) > 1 else float("nan"),

@@ -32,9 +32,11 @@ from webgym_agents.toolkit.onpolicy import (
     clip_and_step,
     collect_groups,
     critic_values,
+    forced_turns,
     iteration_tasks,
     minibatches,
     objective,
+    probe_stats,
     start_learner,
 )
 from webgym_agents.toolkit.returns import discounted_returns
@@ -105,7 +107,7 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         # a forced "< Prev" with A <= 0 is left out: the plain gradient would push an action the
         # policy all but never takes further down without end (grad log pi does not vanish)
-        forced = torch.tensor([bool(getattr(d, "forced", False)) for d in batch.decisions])
+        forced = forced_turns(batch, range(len(batch)))
         weight = (~forced | (advantages > 0)).to(advantages.dtype)
         # actor: -mean_t A_t log pi(a_t | s_t), one pass over the batch, a step per minibatch
         actor_losses, norms = [], []
@@ -126,8 +128,8 @@ def train_reinforce(config: ReinforceConfig, run: TrainRun):
         var_g = float(returns.var()) if len(returns) > 1 else float("nan")
         iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
-            "train_env_steps": len(batch), "errored": stats["errored"], "probes": len(probes),
-            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
+            "train_env_steps": len(batch), "errored": stats["errored"],
+            **probe_stats(probes),
             "actor_loss": float(np.mean(actor_losses)),
             "critic_loss": float(np.mean(critic_losses)),
             "explained_variance": 1 - float((returns - values).var()) / var_g if var_g else 0.0,

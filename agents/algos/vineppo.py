@@ -45,6 +45,7 @@ from webgym_agents.toolkit.onpolicy import (
     iteration_tasks,
     objective,
     ppo_turn_update,
+    probe_stats,
     start_learner,
 )
 from webgym_agents.toolkit.rollouts import Rollout, rollout_stats
@@ -208,8 +209,7 @@ def train_vineppo(config: VinePPOConfig, run: TrainRun):
         iterations.report({
             "train_score": stats["score"], "train_success_rate": stats["success_rate"],
             "train_env_steps": sum(len(r.turns) for r in valid), "errored": stats["errored"],
-            "probes": len(probes),
-            "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
+            **probe_stats(probes),
             "forks": len(forks), "fork_env_steps": sum(len(f.turns) for f in forks),
             "fork_errored": sum(not f.valid for f in forks),
             "dropped_episodes": len(valid) - len(kept),

@@ -74,6 +74,7 @@ from webgym_agents.toolkit.updates import (
     adamw,
     as_rows,
     clip_and_step,
+    forced_turns,
     minibatches,
     old_logprobs,
     ppo_turn_update,
@@ -83,6 +84,8 @@ __all__ = [
     "CRITIC_DIR",
     "BACK_ACTIONS",
     "back_probes",
+    "forced_turns",
+    "probe_stats",
     "with_probes",
     "Critic",
     "Policy",
@@ -423,6 +426,15 @@ def back_probes(
         start_actions=[[x.action for x in r.turns[:t]] for r, t in picks],
         first_actions=["click('prev')"] * len(picks),
     )  # fmt: skip
+
+
+def probe_stats(probes: Sequence[Rollout]) -> dict[str, float]:
+    """The metrics of an iteration's probes (:func:`back_probes`): how many, and the share that
+    ended in a success."""
+    return {
+        "probes": len(probes),
+        "probe_success_rate": float(np.mean([p.success for p in probes])) if probes else 0.0,
+    }
 
 
 def with_probes(

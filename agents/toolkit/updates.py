@@ -27,9 +27,16 @@ __all__ = [
     "as_rows",
     "clip_and_step",
     "minibatches",
+    "forced_turns",
     "old_logprobs",
     "ppo_turn_update",
 ]
+
+
+def forced_turns(batch: Any, turns: Sequence[int]) -> torch.Tensor:
+    """One bool per turn of ``turns``: its action was forced (``decision.forced``: a probe's
+    ``< Prev``), not drawn from the policy."""
+    return torch.tensor([bool(getattr(batch.decisions[j], "forced", False)) for j in turns])
 
 
 def old_logprobs(
@@ -49,7 +56,7 @@ def old_logprobs(
     does not vanish as pi -> 0), and a few failed probes would bury it. (Exploration draws keep
     their acting log-probability: unclipped, their many noisy advantages upset the policy.)"""
     acted = batch.old_logp[torch.as_tensor(list(turns), dtype=torch.long)]
-    forced = torch.tensor([bool(getattr(batch.decisions[j], "forced", False)) for j in turns])
+    forced = forced_turns(batch, turns)
     if advantage is not None:
         forced &= advantage.reshape(acted.shape) > 0
     return torch.where(forced, logp.detach().reshape(acted.shape).to(acted.dtype), acted)
