@@ -40,6 +40,7 @@ import time
 from webgym_benchmarks.perf.env_bench import (
     EPISODE,
     _env_action,
+    memory_figures,
     pss_mb,
     run_worker,
     test_goals,
@@ -165,7 +166,7 @@ async def run_async_memory(shared_context: bool) -> dict:
     import webgym
 
     goals = test_goals(4)
-    envs, pss = [], {0: pss_mb()}
+    envs, pss, python = [], {0: pss_mb()}, {0: pss_mb(tree=False)}
     try:
         for n in (1, 2, 4):
             while len(envs) < n:
@@ -173,14 +174,10 @@ async def run_async_memory(shared_context: bool) -> dict:
                 await env.reset(options={"task_id": goals[len(envs)]["task_id"]})
                 envs.append(env)
             await asyncio.sleep(0.5)
-            pss[n] = pss_mb()
+            pss[n], python[n] = pss_mb(), pss_mb(tree=False)
     finally:
         await asyncio.gather(*(env.aclose() for env in envs))
-    return {
-        "pss_mb": pss,
-        "first_env_mb": pss[1] - pss[0],
-        "per_additional_env_mb": (pss[4] - pss[1]) / 3,
-    }
+    return memory_figures(pss, python)
 
 
 def worker(name: str, steps: int, concurrency: tuple[int, ...] = CONCURRENCY) -> dict:
@@ -293,11 +290,16 @@ def _memory(mem: dict, con) -> tuple[str, bool, str]:
     from rich.table import Table
 
     m = Table(title="(f) PSS per additional session, MB")
-    for col in ("what", "1", "2", "4", "per additional"):
+    for col in ("what", "1", "2", "4", "per additional", "of it Python"):
         m.add_column(col, justify="right")
     for name, d in mem.items():
         p = {int(k): v for k, v in d["pss_mb"].items()}
-        m.add_row(name, *(f"{p[n]:.0f}" for n in (1, 2, 4)), f"{d['per_additional_env_mb']:.1f}")
+        m.add_row(
+            name,
+            *(f"{p[n]:.0f}" for n in (1, 2, 4)),
+            f"{d['per_additional_env_mb']:.1f}",
+            f"{d['per_additional_python_mb']:.1f}",
+        )
     con.print(m)
     raw = mem["floor (raw contexts)"]["per_additional_env_mb"]
     per = mem["async, a context each"]["per_additional_env_mb"]

@@ -117,15 +117,30 @@ def cpu_stats(xs: list[float]) -> dict:
     return {"n": len(xs), "mean_s": statistics.fmean(xs), "median_s": statistics.median(xs)}
 
 
-def pss_mb() -> float:
+def pss_mb(tree: bool = True) -> float:
+    """PSS of this process and, with ``tree``, all its descendants (the Playwright driver and
+    every Chromium process), MB."""
     import psutil
 
     me = psutil.Process()
     total = 0
-    for proc in [me, *me.children(recursive=True)]:
+    for proc in [me, *me.children(recursive=True)] if tree else [me]:
         with suppress(psutil.Error):
             total += proc.memory_full_info().pss
     return total / 2**20
+
+
+def memory_figures(pss: dict[int, float], python: dict[int, float]) -> dict:
+    """The memory section's figures from PSS with 0, 1, 2, 4 sessions open (the whole tree, and
+    the Python process alone): the first session's cost and each additional one's,
+    (PSS(4) - PSS(1)) / 3, and how much of that is this process's own (observations, spaces)."""
+    return {
+        "pss_mb": pss,
+        "python_pss_mb": python,
+        "first_env_mb": pss[1] - pss[0],
+        "per_additional_env_mb": (pss[4] - pss[1]) / 3,
+        "per_additional_python_mb": (python[4] - python[1]) / 3,
+    }
 
 
 def tree_cpu_s() -> float:
@@ -166,9 +181,34 @@ def episodes_needed(steps: int) -> int:
 
 
 # ---- (a) the raw Playwright floor ------------------------------------------------------------
-def run_floor(steps: int) -> dict:
+def api_session(base: str, task_id: str) -> str:
+    """A shop session for ``task_id`` through the JSON API; its start page's path."""
+    req = urllib.request.Request(
+        base + "/api/sessions",
+        data=json.dumps({"task_id": task_id}).encode(),
+        headers={"content-type": "application/json", "accept": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())["url"]
+
+
+def raw_capture(page, cfg):
+    """The floor's observation of a page: the JPEG screenshot decoded to numpy, the HTML and
+    the ARIA snapshot (what the env captures). Returns the pixels."""
     import numpy as np
     from PIL import Image
+
+    data = page.screenshot(type="jpeg", quality=cfg.jpeg_quality)
+    with Image.open(io.BytesIO(data)) as img:
+        pixels = np.asarray(img.convert("RGB"))
+    assert pixels.shape == (cfg.viewport[1], cfg.viewport[0], 3)
+    page.content()
+    page.locator("body").aria_snapshot()
+    return pixels
+
+
+def run_floor(steps: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     from webgym.browser.config import DEFAULT_ARGS, BrowserConfig
@@ -178,16 +218,6 @@ def run_floor(steps: int) -> dict:
     width, height = cfg.viewport
     server = ShopServer().start()
     base = server.url
-
-    def new_session(task_id: str) -> str:
-        req = urllib.request.Request(
-            base + "/api/sessions",
-            data=json.dumps({"task_id": task_id}).encode(),
-            headers={"content-type": "application/json", "accept": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(req) as r:
-            return json.loads(r.read())["url"]
 
     times: dict[str, list[float]] = defaultdict(list)
     cpu: dict[str, list[float]] = defaultdict(list)
@@ -201,19 +231,14 @@ def run_floor(steps: int) -> dict:
             page = browser.new_context(viewport={"width": width, "height": height}).new_page()
 
             def capture() -> None:
-                data = page.screenshot(type="jpeg", quality=cfg.jpeg_quality)
-                with Image.open(io.BytesIO(data)) as img:
-                    pixels = np.asarray(img.convert("RGB"))
-                assert pixels.shape == (height, width, 3)
-                page.content()
-                page.locator("body").aria_snapshot()
+                raw_capture(page, cfg)
 
             goals = test_goals(episodes_needed(steps) + 1)
             for ep, goal in enumerate(goals):
                 warm = ep == 0
                 c0 = tree_cpu_s()  # outside the wall-time window: wall figures unchanged
                 t0 = time.perf_counter()
-                page.goto(base + new_session(goal["task_id"]), wait_until="load")
+                page.goto(base + api_session(base, goal["task_id"]), wait_until="load")
                 capture()
                 if not warm:
                     resets.append(time.perf_counter() - t0)
@@ -417,7 +442,7 @@ def run_memory(mode: str, **env_kwargs) -> dict:
 
     env_id = env_id_for_mode(mode)
     goals = test_goals(4)
-    envs, pss = [], {0: pss_mb()}
+    envs, pss, python = [], {0: pss_mb()}, {0: pss_mb(tree=False)}
     try:
         for n in (1, 2, 4):
             while len(envs) < n:
@@ -425,19 +450,18 @@ def run_memory(mode: str, **env_kwargs) -> dict:
                 env.reset(options={"task_id": goals[len(envs)]["task_id"]})
                 envs.append(env)
             time.sleep(0.5)
-            pss[n] = pss_mb()
+            pss[n], python[n] = pss_mb(), pss_mb(tree=False)
     finally:
         for env in envs:
             env.close()
-    return {
-        "pss_mb": pss,
-        "first_env_mb": pss[1] - pss[0],
-        "per_additional_env_mb": (pss[4] - pss[1]) / 3,
-    }
+    return memory_figures(pss, python)
 
 
 def run_memory_floor() -> dict:
-    """Raw Playwright: one Chromium, 1/2/4 contexts on the shop's start page (the memory floor)."""
+    """Raw Playwright: one Chromium, 1/2/4 contexts (the memory floor), each doing an env
+    reset's page work: a session of a test task through the API, its start page, the same
+    capture as the floor's steps, and its last frame kept (an env must keep the frame it
+    labels the next step against, and every screenshot agent holds one)."""
     from playwright.sync_api import sync_playwright
 
     from webgym.browser.config import DEFAULT_ARGS, BrowserConfig
@@ -445,32 +469,30 @@ def run_memory_floor() -> dict:
 
     cfg = BrowserConfig()
     server = ShopServer().start()
-    pss = {0: pss_mb()}
+    goals = test_goals(4)
+    pss, python = {0: pss_mb()}, {0: pss_mb(tree=False)}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=cfg.executable_path, headless=True, args=list(DEFAULT_ARGS)
             )
-            pages = []
+            pages, frames = [], []
             for n in (1, 2, 4):
                 while len(pages) < n:
                     ctx = browser.new_context(
                         viewport={"width": cfg.viewport[0], "height": cfg.viewport[1]}
                     )
                     page = ctx.new_page()
-                    page.goto(server.url + "/", wait_until="load")
-                    page.screenshot(type="jpeg", quality=cfg.jpeg_quality)
+                    task_id = goals[len(pages)]["task_id"]
+                    page.goto(server.url + api_session(server.url, task_id), wait_until="load")
+                    frames.append(raw_capture(page, cfg))
                     pages.append(page)
                 time.sleep(0.5)
-                pss[n] = pss_mb()
+                pss[n], python[n] = pss_mb(), pss_mb(tree=False)
             browser.close()
     finally:
         server.stop()
-    return {
-        "pss_mb": pss,
-        "first_env_mb": pss[1] - pss[0],
-        "per_additional_env_mb": (pss[4] - pss[1]) / 3,
-    }
+    return memory_figures(pss, python)
 
 
 # ---- subprocess workers ----------------------------------------------------------------------

@@ -69,6 +69,17 @@ def observable_text(text: str) -> str:
     return _OUTSIDE_CHARSET.sub("\ufffd", text) if _OUTSIDE_CHARSET.search(text) else text
 
 
+@functools.lru_cache(maxsize=8)
+def screenshot_space(height: int, width: int) -> spaces.Box:
+    """The screenshot field's space, one per viewport for the whole process. A ``Box`` holds
+    four arrays of its full shape (low, high and their bounded masks: 10.5 MB at 1280x720),
+    so envs share them, read-only; each env takes a shallow copy for its own random state."""
+    box = spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8)
+    for array in (box.low, box.high, box.bounded_below, box.bounded_above):
+        array.flags.writeable = False
+    return box
+
+
 class ShopText(spaces.Text):
     """``spaces.Text`` whose repr counts its characters instead of listing them: printing a
     space over CHARSET (65k characters) takes one short line. Equal to a ``spaces.Text`` with
@@ -240,7 +251,7 @@ class ShoppingLogic:
         }
         if self.screenshot_on:
             w, h = self.viewport
-            fields["screenshot"] = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+            fields["screenshot"] = copy.copy(screenshot_space(h, w))
         if html:
             fields["html"] = text
         if axtree:

@@ -108,6 +108,24 @@ def test_spaces_and_registration(browser_env, text_env):
     assert browser_env.action_space.contains("click('buy_now')")
 
 
+def test_browser_envs_share_the_screenshot_space_arrays_not_its_random_state(browser_env):
+    # A 1280x720 Box holds four full-shape arrays (10.5 MB): one copy per process, read-only
+    other = gym.make("WebGym-Shopping-v0")
+    try:
+        mine, theirs = (e.observation_space["screenshot"] for e in (browser_env, other))
+        for name in ("low", "high", "bounded_below", "bounded_above"):
+            assert np.shares_memory(getattr(mine, name), getattr(theirs, name))
+            assert not getattr(mine, name).flags.writeable
+        mine.seed(1), theirs.seed(2)
+        assert not np.array_equal(mine.sample(), theirs.sample())
+        mine.seed(1)
+        first = mine.sample()
+        mine.seed(1)
+        assert np.array_equal(first, mine.sample()) and mine.contains(first)
+    finally:
+        other.close()
+
+
 def test_same_task_same_start(browser_env, text_env):
     for env in (browser_env, text_env):
         a, _ = env.reset(seed=1, options={"task_id": "test-0007"})
