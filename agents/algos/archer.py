@@ -7,7 +7,8 @@
            V read at ONE position per turn: the end of the observation (the encoder's [CLS]
            over the state text alone: the response is never in the critic's input)
         2. advantages with the UPDATED critic:
-           A(t) = V(s_{t+1}) - V(s_t)  for t < T-1;   A(T-1) = R - V(s_{T-1})
+           delta(t) = V(s_{t+1}) - V(s_t)  for t < T-1;   delta(T-1) = R - V(s_{T-1})
+           A(t) = sum_k lambda^k delta(t+k)   (gae_lambda; 0, ArCHer's own: A(t) = delta(t))
            broadcast to every token of turn t's response
         3. actor: PPO clip, per-token ratios rho = exp(logp_theta - logp_old), eps 0.2,
            ppo_epochs passes over minibatches:  L = -mean min(rho A, clip(rho, 1-eps, 1+eps) A)
@@ -64,6 +65,10 @@ class ArcherConfig(CriticConfig):  # gamma, the critic's lrs and layers: CriticC
     ppo_epochs: int = 2
     clip_eps: float = 0.2
     normalize_advantages: bool = False
+    # GAE's lambda over the turn-level TD errors (returns.turn_td_advantages): 0 is ArCHer's
+    # one-step A(t) = V(s_{t+1}) - V(s_t); towards 1 the outcome R weighs more than the
+    # critic's next values, which a critic explaining little of the returns needs
+    gae_lambda: float = 0.0
     # the first critic_warmup iterations fit the critic only (the actor is not stepped): TD
     # advantages from a fresh critic are noise, and PPO on noise walks the policy off bc's
     critic_warmup: int = 0
@@ -84,19 +89,17 @@ PRESETS = {
         backbone="tiny-encoder", iterations=2, tasks_per_iteration=4, n_envs=4, max_steps=6,
         val_tasks=3, lr=1e-3, critic_lr=1e-3, minibatch_size=16,
     ),
-    # ~1 h on 2 busy CPU cores (one thread), from bc: the critic-only phase on 1,500 bc
-    # episodes, whose pairs the critic keeps refitting (a quarter each iteration) beside the last
-    # 4 iterations' (s, G); 8 iterations x 96 episodes; the scorer's heads only, T 0.5, gamma 1.
-    # Recorded (docs/results.md): test +1.9 +- 0.5 Score, +4.0 +- 1.3 SR over bc. With
-    # back_probes 0.5 and feature_lr 3e-2 (30 x 32 episodes) its critic, explaining ~0 of the
-    # returns' variance, steered the policy down (validation SR 25.5 -> 17.0 % by iteration 10)
+    # grpo's cpu recipe (from bc: "< Prev" probes, the success objective, the feature path at
+    # 10x the rate, T 1, heads only; reinforce's rates) with ArCHer's critic and PPO. Its
+    # one-step TD advantages (gae_lambda 0) steered the policy down in this recipe: a critic
+    # that explains little of the returns makes V(s') - V(s) noise (docs/results.md), so the
+    # advantages are GAE's with lambda 0.95 over the same TD errors
     "cpu": ArcherConfig(
-        init_checkpoint="released:bc", iterations=8,
-        tasks_per_iteration=96, temperature=0.5, train_encoder=False, lr=3e-3,
-        normalize_advantages=True, gamma=1.0, critic_pretrain_episodes=1500,
-        critic_pretrain_epochs=2, critic_pretrain_refit=0.25, critic_train_layers=3,
-        critic_epochs=1, critic_buffer=4, val_tasks=100, eval_every=2, torch_threads=1,
-        keep_checkpoints=8,
+        init_checkpoint="released:bc", iterations=30, tasks_per_iteration=64, n_envs=16,
+        temperature=1.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0, gamma=1.0,
+        lr=1e-3, feature_lr=1e-2, normalize_advantages=True, train_encoder=False,
+        critic_train_layers=1, gae_lambda=0.95, critic_warmup=1, critic_buffer=2,
+        val_tasks=200, eval_every=10, checkpoint_every=10, torch_threads=1,
     ),
     **actor_critic_presets(ArcherConfig),
 }  # fmt: skip
@@ -132,9 +135,10 @@ def archer_update(
             loss.backward()
             clip_and_step(critic, critic_opt, config.grad_clip)
             critic_losses.append(float(loss.detach()))
-    # 2. advantages from the UPDATED critic: A(t) = V(s_{t+1}) - V(s_t), A(T-1) = R - V(s_{T-1})
+    # 2. advantages from the UPDATED critic: GAE over delta(t) = V(s_{t+1}) - V(s_t),
+    #    delta(T-1) = R - V(s_{T-1}) (lambda 0: A(t) = delta(t))
     values = critic_values(critic, batch.critic_states)
-    advantages = archer_advantages(batch, values)
+    advantages = archer_advantages(batch, values, config.gae_lambda)
     if config.normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)

@@ -37,19 +37,30 @@ def discounted_returns(reward: float, n_turns: int, gamma: float) -> torch.Tenso
     return (float(reward) * gamma**exponents).to(torch.float32)
 
 
-def turn_td_advantages(values: torch.Tensor, reward: float) -> torch.Tensor:
+def turn_td_advantages(values: torch.Tensor, reward: float, lam: float = 0.0) -> torch.Tensor:
     """ArCHer's turn-level advantages (Zhou et al., 2024), one per turn of one episode.
 
-    A(t) = V(s_{t+1}) - V(s_t)   for t < T-1
-    A(T-1) = R - V(s_{T-1})       (the last turn: the outcome replaces the next value)
+    delta(t) = V(s_{t+1}) - V(s_t)   for t < T-1
+    delta(T-1) = R - V(s_{T-1})       (the last turn: the outcome replaces the next value)
+    A(t) = sum_{k>=0} lam^k delta(t+k)     (GAE, Schulman et al., 2016; gamma 1 inside)
 
-    ``values`` are V(s_0) .. V(s_{T-1}) read at each turn's prompt boundary; the caller
-    broadcasts A(t) to every token of turn t's response.
+    ``lam`` 0 is ArCHer's one-step TD advantage A(t) = delta(t); 1 is the Monte Carlo
+    return minus the baseline, R - V(s_t). ``values`` are V(s_0) .. V(s_{T-1}) read at each
+    turn's prompt boundary; the caller broadcasts A(t) to every token of turn t's response.
     """
     if values.dim() != 1 or values.numel() < 1:
         raise ValueError("values must be a non-empty 1-D tensor, one per turn")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], not {lam}")
     next_values = torch.cat([values[1:], values.new_tensor([float(reward)])])
-    return next_values - values
+    deltas = next_values - values
+    if lam == 0.0:
+        return deltas
+    out, running = torch.empty_like(deltas), deltas.new_zeros(())
+    for t in range(len(deltas) - 1, -1, -1):
+        running = deltas[t] + lam * running
+        out[t] = running
+    return out
 
 
 def _nanstd(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -132,7 +143,7 @@ def anchor_step_advantages(
     return out
 
 
-def archer_advantages(batch, values: torch.Tensor) -> torch.Tensor:
+def archer_advantages(batch, values: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
     """A(t) per turn of ``batch`` (a ``webgym_agents.toolkit.onpolicy.TurnBatch``: its
     ``rollouts``, and ``episode``, the rollout of each turn) from V(s_t) (flat, in batch
     order), episode by episode: :func:`turn_td_advantages` of each episode."""
@@ -140,7 +151,7 @@ def archer_advantages(batch, values: torch.Tensor) -> torch.Tensor:
     ep = torch.tensor(batch.episode)
     for i, r in enumerate(batch.rollouts):
         where = (ep == i).nonzero().view(-1)
-        out[where] = turn_td_advantages(values[where], r.reward)
+        out[where] = turn_td_advantages(values[where], r.reward, lam)
     return out
 
 

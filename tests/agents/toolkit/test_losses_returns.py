@@ -198,6 +198,12 @@ def test_discounted_returns_and_archer_advantages_by_hand():
     # A(0) = V1 - V0, A(1) = V2 - V1, A(2) = R - V2
     assert torch.allclose(turn_td_advantages(values, 1.0), torch.tensor([0.3, -0.1, 0.6]))
     assert torch.allclose(turn_td_advantages(torch.tensor([0.7]), 0.0), torch.tensor([-0.7]))
+    # GAE: A(2) = 0.6, A(1) = -0.1 + 0.5 * 0.6 = 0.2, A(0) = 0.3 + 0.5 * 0.2 = 0.4
+    assert torch.allclose(turn_td_advantages(values, 1.0, 0.5), torch.tensor([0.4, 0.2, 0.6]))
+    # lam 1: the Monte Carlo return minus the baseline, R - V(s_t)
+    assert torch.allclose(turn_td_advantages(values, 1.0, 1.0), 1.0 - values)
+    with pytest.raises(ValueError, match="lam"):
+        turn_td_advantages(values, 1.0, 1.5)
 
 
 def test_value_mse_and_nll():
