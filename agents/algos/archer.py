@@ -51,6 +51,7 @@ from webgym_agents.toolkit.onpolicy import (
     critic_values,
     iteration_tasks,
     minibatches,
+    objective,
     ppo_turn_update,
     probe_stats,
     start_learner,
@@ -123,7 +124,9 @@ def archer_update(
     """One ArCHer PPO update on ``batch``: critic (on ``batch`` and the ``past`` (s, G) pairs),
     advantages, actor (skipped when ``actor`` is False: a critic warm-up iteration).
     Returns (metrics, A)."""
-    returns = turn_returns(batch, config.gamma)  # G_t = gamma^(T-1-t) R
+    # R is the objective (score_weight * r + success_bonus * 1[r = 1]), as every trainer's
+    R = lambda r: objective(r, config)  # noqa: E731
+    returns = turn_returns(batch, config.gamma, R)  # G_t = gamma^(T-1-t) R
     # 1. the critic first: 0.5 (V(s_t) - G_t)^2
     v_before = critic_values(critic, batch.critic_states)
     fit_states = list(batch.critic_states) + [s for s, _ in past]
@@ -138,7 +141,7 @@ def archer_update(
     # 2. advantages from the UPDATED critic: GAE over delta(t) = V(s_{t+1}) - V(s_t),
     #    delta(T-1) = R - V(s_{T-1}) (lambda 0: A(t) = delta(t))
     values = critic_values(critic, batch.critic_states)
-    advantages = archer_advantages(batch, values, config.gae_lambda)
+    advantages = archer_advantages(batch, values, config.gae_lambda, R)
     if config.normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     # 3. the actor: PPO clip with per-token ratios against logp_old (one token per turn)
@@ -169,7 +172,7 @@ def pretrain_critic(config: ArcherConfig, run: TrainRun, learner: Learner) -> No
     t0 = time.perf_counter()
     rollouts = collect(config, learner.policy, tasks, seed=config.seed, rng=gen)
     batch = TurnBatch.of(rollouts, config.critic_input, config.max_steps)
-    returns = turn_returns(batch, config.gamma)
+    returns = turn_returns(batch, config.gamma, lambda r: objective(r, config))
     stats = rollout_stats(rollouts)
     run.say(
         f"critic pre-training: {len(batch.rollouts)} episodes, {len(batch)} turns, Score "
@@ -252,7 +255,7 @@ def train_archer(config: ArcherConfig, run: TrainRun):
             actor=it > config.critic_warmup, past=past,
         )  # fmt: skip
         if keep:
-            g = turn_returns(batch, config.gamma).tolist()
+            g = turn_returns(batch, config.gamma, lambda r: objective(r, config)).tolist()
             pairs = list(zip(batch.critic_states, g, strict=True))
             learner.critic_buffer = anchor + [*recent, pairs][-keep:]
         stats = rollout_stats(rollouts)

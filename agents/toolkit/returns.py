@@ -12,7 +12,8 @@ The batch-level helpers (:func:`turn_returns`, :func:`archer_advantages`) read a
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import torch
 
@@ -143,19 +144,26 @@ def anchor_step_advantages(
     return out
 
 
-def archer_advantages(batch, values: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
+def archer_advantages(
+    batch, values: torch.Tensor, lam: float = 0.0, objective: Callable[[Any], float] | None = None
+) -> torch.Tensor:
     """A(t) per turn of ``batch`` (a ``webgym_agents.toolkit.onpolicy.TurnBatch``: its
     ``rollouts``, and ``episode``, the rollout of each turn) from V(s_t) (flat, in batch
-    order), episode by episode: :func:`turn_td_advantages` of each episode."""
+    order), episode by episode: :func:`turn_td_advantages` of each episode, its outcome R
+    ``objective(rollout)`` (default: the env's reward)."""
     out = torch.empty(len(batch))
     ep = torch.tensor(batch.episode)
     for i, r in enumerate(batch.rollouts):
         where = (ep == i).nonzero().view(-1)
-        out[where] = turn_td_advantages(values[where], r.reward, lam)
+        outcome = r.reward if objective is None else objective(r)
+        out[where] = turn_td_advantages(values[where], outcome, lam)
     return out
 
 
-def turn_returns(batch, gamma: float) -> torch.Tensor:
+def turn_returns(
+    batch, gamma: float, objective: Callable[[Any], float] | None = None
+) -> torch.Tensor:
     """G_t = gamma^(T-1-t) R of every turn of ``batch`` (a ``TurnBatch``: its ``rollouts``;
-    flat, in batch order)."""
-    return torch.cat([discounted_returns(r.reward, len(r.turns), gamma) for r in batch.rollouts])
+    flat, in batch order), R ``objective(rollout)`` (default: the env's reward)."""
+    outcome = (lambda r: r.reward) if objective is None else objective
+    return torch.cat([discounted_returns(outcome(r), len(r.turns), gamma) for r in batch.rollouts])

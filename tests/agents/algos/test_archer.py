@@ -40,6 +40,29 @@ def test_archer_advantages_come_from_the_critic_after_its_update(policy, train_i
     assert {"critic_loss", "explained_variance", "clip_frac", "approx_kl"} <= set(metrics)
 
 
+def test_archer_learns_the_configured_objective_not_the_raw_reward(policy, train_ids):
+    # success_bonus 1, score_weight 0: R = 1[r = 1], so a partial-credit purchase returns 0
+    config = replace(
+        ARCHER_PRESETS["smoke"], critic_lr=1e-2, ppo_epochs=1, score_weight=0.0,
+        success_bonus=1.0, gae_lambda=0.5,
+    )  # fmt: skip
+    rollouts = collect_rollouts(policy, train_ids[:4], n_envs=4, seed=2, max_steps=6)
+    batch = TurnBatch.of(rollouts)
+    assert any(0 < r.reward < 1 for r in batch.rollouts)  # the objectives differ on this batch
+    import copy
+
+    actor = copy.deepcopy(policy)
+    critic = ScorerCritic(copy.deepcopy(actor.backbone))
+    _, adv = archer_update(
+        config, actor, critic, torch.optim.AdamW(actor.parameters(), lr=1e-3),
+        torch.optim.AdamW(critic.parameters(), lr=1e-2), batch, np.random.default_rng(0),
+    )  # fmt: skip
+    after = critic_values(critic, batch.states)
+    success = lambda r: float(r.reward == 1.0)  # noqa: E731
+    assert torch.allclose(adv, archer_advantages(batch, after, 0.5, success), atol=1e-6)
+    assert not torch.allclose(adv, archer_advantages(batch, after, 0.5), atol=1e-4)
+
+
 def test_smoke_preset_trains_and_writes_a_curve(tmp_path, smoke_trains_and_writes_a_curve):
     smoke_trains_and_writes_a_curve("archer", tmp_path)
 
