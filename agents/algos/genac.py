@@ -116,6 +116,7 @@ from webgym_agents.toolkit.onpolicy import (
     collect,
     iteration_tasks,
     minibatches,
+    objective,
     ppo_turn_update,
     restore_critic_optimizer,
     split_task_ids,
@@ -205,7 +206,7 @@ class Traces:
         return cls(
             [critic_state_text(o, config.max_steps) for o in obs],
             [facts.at(t) for t in batch.turn],
-            turn_returns(batch, config.gamma).double().numpy(),
+            turn_returns(batch, config.gamma, lambda r: objective(r, config)).double().numpy(),
         )
 
     def take(self, idx: Sequence[int]) -> Traces:
@@ -328,7 +329,7 @@ def genac_update(
     t_values = time.perf_counter() - t0
     values = torch.tensor(v, dtype=torch.float32)
     # 3. A(t) = V(s_{t+1}) - V(s_t), A(T-1) = R - V(s_{T-1})
-    advantages = archer_advantages(batch, values)
+    advantages = archer_advantages(batch, values, objective=lambda r: objective(r, config))
     if config.normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     # 4. the actor: PPO clip on the turn advantages
