@@ -83,6 +83,7 @@ from webgym_agents.toolkit.updates import (
 __all__ = [
     "CRITIC_DIR",
     "BACK_ACTIONS",
+    "back_probe_forks",
     "back_probes",
     "forced_turns",
     "probe_stats",
@@ -392,23 +393,15 @@ def collect_groups(
     return rollouts, probes
 
 
-def back_probes(
-    config: OnPolicyConfig,
-    policy: Any,
-    rollouts: list[Rollout],
-    rng: np.random.Generator,
-    seed: int,
-    snapshots: bool = False,
-) -> list[Rollout]:
-    """For each rollout with probability ``config.back_probes``: one of its product-page turns
-    where it did not go back, drawn uniformly, played again from that state (its snapshot and
-    its episode memory) with ``< Prev`` first and the policy after. Returns the probes, whose
-    turns start at the fork (each turn with its own snapshot when ``snapshots``, for VinePPO's
-    forks). The probe is exploration with exact credit: with GiGPO's anchors that page then
-    holds both "buy or choose here" and "go back from here"."""
+def back_probe_forks(
+    rollouts: Sequence[Rollout], share: float, rng: np.random.Generator
+) -> list[tuple[Rollout, int]]:
+    """For each valid rollout with probability ``share``: (rollout, t) for one of its
+    product-page turns t where it did not go back, drawn uniformly (the turn's snapshot kept):
+    where a ``< Prev`` probe forks (:func:`back_probes`; Digi-Q's behaviour data)."""
     picks = []
     for r in rollouts:
-        if not r.valid or rng.random() >= config.back_probes:
+        if not r.valid or rng.random() >= share:
             continue
         turns = [
             t for t, turn in enumerate(r.turns)
@@ -418,6 +411,24 @@ def back_probes(
         ]  # fmt: skip
         if turns:
             picks.append((r, turns[int(rng.integers(len(turns)))]))
+    return picks
+
+
+def back_probes(
+    config: OnPolicyConfig,
+    policy: Any,
+    rollouts: list[Rollout],
+    rng: np.random.Generator,
+    seed: int,
+    snapshots: bool = False,
+) -> list[Rollout]:
+    """For each rollout with probability ``config.back_probes``: one of its product-page turns
+    where it did not go back (:func:`back_probe_forks`), played again from that state (its
+    snapshot and its episode memory) with ``< Prev`` first and the policy after. Returns the
+    probes, whose turns start at the fork (each turn with its own snapshot when ``snapshots``,
+    for VinePPO's forks). The probe is exploration with exact credit: with GiGPO's anchors that
+    page then holds both "buy or choose here" and "go back from here"."""
+    picks = back_probe_forks(rollouts, config.back_probes, rng)
     if not picks:
         return []
     return collect(

@@ -51,6 +51,11 @@ class DigiQConfig(CommonConfig):
     # from a fork of s_t (snapshot/restore); rows with probe=True feed the effect fine-tuning
     # and the label balance only, never TD or extraction (the trajectories stay pi_b's)
     effect_probes: int = 2
+    # back probes: for this share of the episodes, one of its product pages (where it did not go
+    # back) played again from a fork with "< Prev" first and the behaviour after; unlike the
+    # label probes these are trajectories (TD, extraction): the data then hold both "buy here"
+    # and "go back from here" on the same pages, which greedy bc never does
+    back_probes: float = 0.0
     heldout_fraction: float = 0.1  # tasks held out of training (accuracy, V against MC)
     # the critic
     critic_mode: str = "finetune_freeze"  # finetune_freeze | frozen | end_to_end
@@ -66,6 +71,15 @@ class DigiQConfig(CommonConfig):
     finetune_max_pairs: int = 0  # 0: every logged training transition
     balance_classes: bool = True  # weigh the two effect labels equally in the BCE
     contrastive_temperature: float = 0.1
+    # the objective Q and V learn: r' = score_weight * r + success_bonus * 1[r = 1] (the
+    # on-policy learners' objective; with r alone, buying a product that lacks a named option
+    # still earns 0.6-0.8, so going back rarely pays)
+    score_weight: float = 1.0
+    success_bonus: float = 0.0
+    # the critic reads the scorer's structural features next to phi: Q's input is
+    # [phi(s, a), features(a)] and V's [phi(s), max over the state's candidates of features]
+    # (``buy_mismatch``/``back_mismatch`` say whether the page offers the instruction's options)
+    critic_features: bool = False
     # 3. TD on the frozen features
     feature_batch_size: int = 16  # pairs per encoder forward while caching
     gamma: float = 0.95
@@ -90,6 +104,7 @@ class DigiQConfig(CommonConfig):
     extract_epochs: int = 2
     extract_batch_size: int = 32
     extract_lr: float = 3e-3
+    extract_feature_lr: float | None = None  # the scorer's linear feature path; None: extract_lr
     train_encoder: bool = False  # False: only the scorer's heads learn (the cheap option)
     grad_clip: float = 1.0
     val_tasks: int = 50  # greedy validation episodes before and after extraction
@@ -118,12 +133,18 @@ PRESETS = {
     # sets, 3,182 and 202 states, were mostly the critic's noise; docs/results.md)
     # how many states clear 0.3 depends on the critic (26, 1 and 0 for three
     # encoders), so the threshold is chosen on validation; ties go to the first, the strictest
+    # the probe recipe (docs/results.md, "Digi-Q on the probe recipe"): half the episodes fork
+    # a "< Prev" back probe at one of their product pages, Q and V learn the success indicator,
+    # the heads read the scorer's structural features, the extraction moves the scorer's linear
+    # feature path at 10x; 1,000 episodes and N = 8 keep the cache (~50k pairs) near 20 min
     "cpu": DigiQConfig(
-        torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1500,
-        temperature=0.0, threshold=0.3, threshold_sweep=(0.3, 0.2, 0.15, 0.1, 0.05),
-        # 2 label probes per state triple the labelled rows: fine-tune on 6,000 of them (the
+        torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1000,
+        temperature=0.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0,
+        critic_features=True, n_candidates=8, threshold=0.2, threshold_sweep=(0.2, 0.1, 0.05),
+        extract_feature_lr=3e-2, extract_epochs=4,
+        # 2 label probes per state triple the labelled rows: fine-tune on 3,000 of them (the
         # greedy-data run's 5,716 logged transitions took 20 min)
-        finetune_max_pairs=6000,
+        finetune_max_pairs=3000,
     ),
     "gpu": DigiQConfig(
         device="cuda", behaviour_checkpoint="trained:bc/scorer-gpu",
@@ -171,6 +192,25 @@ def behaviour_scorer(config: DigiQConfig) -> ScorerPolicy:
         policy = ScorerPolicy.from_backbone_name(config.backbone, seed=config.seed)
     policy.max_length, policy.max_steps = policy.max_length, config.max_steps
     return policy.eval()
+
+
+def with_objective(frame, config: DigiQConfig):
+    """The trajectories with ``reward`` and ``mc_return`` in the config's objective,
+    r' = score_weight * r + success_bonus * 1[r = 1] (the env's r kept as ``env_reward``):
+    what TD and the critic's diagnostics read. The identity at the defaults (1, 0)."""
+    if (config.score_weight, config.success_bonus) == (1.0, 0.0):
+        return frame
+    frame = frame.copy()
+
+    def objective(r):
+        r = np.asarray(r, dtype=np.float64)
+        return config.score_weight * r + config.success_bonus * (r == 1.0)
+
+    frame["env_reward"] = frame["reward"]
+    frame["reward"] = objective(frame["reward"])
+    steps_after = frame["episode_len"].to_numpy() - 1 - frame["t"].to_numpy()
+    frame["mc_return"] = objective(frame["episode_reward"]) * config.gamma**steps_after
+    return frame
 
 
 def metrics_row(run: TrainRun, it: int, t_run: float, **values: Any) -> None:

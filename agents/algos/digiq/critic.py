@@ -10,7 +10,7 @@ import copy
 import hashlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,34 @@ def cache_features(
         f"({computed} encoded now, {total - computed} read; {time.perf_counter() - t0:.1f} s)"
     )
     return cache
+
+
+def with_candidate_features(cache: FeatureCache, frame) -> FeatureCache:
+    """``critic_features``: the cache with the scorer's structural features (FEATURES) appended,
+    each pair's [phi(s, a), features(a)] (zeros for a critic-only candidate) and each state's
+    [phi(s), max over its candidates' features] (zeros for a state no row starts from: a final
+    observation). The heads then read whether a page offers the instruction's options
+    (``buy_mismatch``/``back_mismatch``), which mean-pooled text features blur."""
+    n_f = max((len(f[0]) for f in frame["policy_features"] if len(f)), default=0)
+    pair_f = np.zeros((len(cache.pairs), n_f), dtype=np.float32)
+    state_f = np.zeros((len(cache.states), n_f), dtype=np.float32)
+    for i, (pidx, feats) in enumerate(
+        zip(frame["cand_policy_index"], frame["policy_features"], strict=True)
+    ):
+        f = np.zeros((len(feats), n_f), dtype=np.float32)
+        for j, row in enumerate(feats):
+            f[j, : len(row)] = row
+        for k, p in enumerate(pidx):
+            if p >= 0:
+                pair_f[cache.cand_idx[i][k]] = f[p]
+        if len(f):
+            s = cache.s_idx[i]
+            state_f[s] = np.maximum(state_f[s], f.max(0))
+    return replace(
+        cache,
+        states=torch.cat([cache.states, torch.from_numpy(state_f)], 1),
+        pairs=torch.cat([cache.pairs, torch.from_numpy(pair_f)], 1),
+    )
 
 
 class _no_progress:

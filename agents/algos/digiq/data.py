@@ -37,7 +37,7 @@ from webgym_agents.policies.scorer_policy import (
     candidates,
     state_text,
 )
-from webgym_agents.toolkit.onpolicy import split_task_ids
+from webgym_agents.toolkit.onpolicy import back_probe_forks, split_task_ids
 from webgym_agents.toolkit.rollouts import Rollout, collect_rollouts, make_env, rollout_stats
 from webgym_agents.toolkit.training import TrainRun
 
@@ -130,18 +130,29 @@ class BehaviourPolicy:
         return float(int(obs.get("step", 0)) == self.explore_turn(str(obs.get("goal") or "")))
 
     @torch.no_grad()
-    def decide_batch(self, observations, *, temperature: float = 1.0, rng=None):
+    def decide_batch(self, observations, *, temperature: float = 1.0, rng=None, forced=None):
+        """``forced[i]``: an action taken instead of a drawn one (a back probe's ``< Prev``),
+        logged as explored (it is not the behaviour's own choice)."""
         rng = rng if rng is not None else np.random.default_rng()
         states = [state_text(o, self.max_steps) for o in observations]
         cands = [candidates(o, self.max_steps) for o in observations]
         scores = self.scorer.scores(states, cands)
+        forced = forced if forced is not None else [None] * len(observations)
         out = []
-        for obs, s, c, f in zip(observations, states, cands, scores, strict=True):
+        for obs, s, c, f, force in zip(observations, states, cands, scores, forced, strict=True):
             probs = torch.softmax(f.double() / max(temperature, 1e-6), 0).numpy()
             probs = probs / probs.sum()
             clicks = clickable_actions(obs)
             eps = self.eps_at(obs) if clicks else 0.0
             explored = bool(clicks) and rng.random() < eps
+            if force is not None:
+                if force not in c.actions:
+                    raise ValueError(f"forced action {force!r} is not a candidate of its page")
+                k = c.actions.index(force)
+                out.append(
+                    BehaviourDecision(force, s, c, k, 0.0, float(temperature), True, probs.tolist())
+                )
+                continue
             if explored:
                 action = clicks[int(rng.integers(len(clicks)))]
             else:
@@ -242,6 +253,7 @@ def transitions_of(
                 "mc_return": float(rollout.reward) * config.gamma ** (n_turns - 1 - t),
                 "heldout": bool(heldout),
                 "probe": False,
+                "back_probe": False,
             }
         )
     return rows
@@ -307,6 +319,7 @@ def probes_of(
                     "mc_return": float("nan"),  # a probe has no continuation
                     "heldout": bool(heldout),
                     "probe": True,
+                    "back_probe": False,
                 }
             )
     return rows
@@ -318,6 +331,48 @@ def trajectories(frame):
     if "probe" not in frame:
         return frame
     return frame[~frame["probe"].to_numpy(bool)].reset_index(drop=True)
+
+
+def _back_probe_rows(
+    config: DigiQConfig,
+    behaviour: BehaviourPolicy,
+    rollouts: list[Rollout],
+    part: int,
+    per: int,
+    heldout: set[str],
+    gen: np.random.Generator,
+) -> list[dict[str, Any]]:
+    """The back probes of one part's rollouts (``config.back_probes``) as dataset rows: each
+    forked at one product page (``onpolicy.back_probe_forks``), ``< Prev`` first and pi_b after,
+    its turns rows of their own episode (numbered after the plan's: n_episodes + part * per + j)
+    with ``back_probe`` True."""
+    if config.back_probes <= 0:
+        return []
+    rng = np.random.default_rng([config.seed, 17, part])
+    index = {id(r): j for j, r in enumerate(rollouts)}
+    picks = back_probe_forks(rollouts, config.back_probes, rng)
+    if not picks:
+        return []
+    forks = collect_rollouts(
+        behaviour,
+        [r.task_id for r, _ in picks],
+        n_envs=config.n_envs,
+        seed=int(rng.integers(2**31)),
+        temperature=config.temperature,
+        rng=rng,
+        max_steps=config.max_steps,
+        mode=config.collect_mode,
+        starts=[r.turns[t].snapshot for r, t in picks],
+        start_actions=[[x.action for x in r.turns[:t]] for r, t in picks],
+        first_actions=["click('prev')"] * len(picks),
+    )
+    rows = []
+    for (origin, _), fork in zip(picks, forks, strict=True):
+        if fork.valid:
+            episode = config.n_episodes + part * per + index[id(origin)]
+            for row in transitions_of(fork, episode, config, fork.task_id in heldout, gen):
+                rows.append(row | {"back_probe": True})
+    return rows
 
 
 def _atomic_parquet(frame, path: Path) -> None:
@@ -350,7 +405,10 @@ def _collection_facts(config: DigiQConfig) -> dict[str, Any]:
         "gamma",
         "backbone",
     )
-    return {"format": FORMAT, **{k: getattr(config, k) for k in keys}}
+    facts = {"format": FORMAT, **{k: getattr(config, k) for k in keys}}
+    if config.back_probes:  # only when used: datasets made before the option stay valid
+        facts["back_probes"] = config.back_probes
+    return facts
 
 
 def label_balance(frame) -> dict[str, Any]:
@@ -451,7 +509,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
                 rng=np.random.default_rng([config.seed, 14, k]),
                 max_steps=config.max_steps,
                 mode=config.collect_mode,
-                snapshots=config.effect_probes > 0,
+                snapshots=config.effect_probes > 0 or config.back_probes > 0,
             )
             gen = np.random.default_rng([config.seed, 15, k])
             probe_rng = np.random.default_rng([config.seed, 16, k])
@@ -464,11 +522,13 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
                     probes += probes_of(
                         r, k * per + j, config, r.task_id in heldout, probe_env, probe_rng
                     )
+            backs = _back_probe_rows(config, behaviour, rollouts, k, per, heldout, gen)
             stats = rollout_stats(rollouts)
-            _atomic_parquet(pd.DataFrame(rows + probes), part)
+            _atomic_parquet(pd.DataFrame(rows + backs + probes), part)
             run.log(
-                f"data part {k + 1}/{n_parts}: {len(rows)} transitions + {len(probes)} label "
-                f"probes, score {stats['score']:.1f}, {int(stats['errored'])} errored"
+                f"data part {k + 1}/{n_parts}: {len(rows)} transitions + {len(backs)} of back "
+                f"probes + {len(probes)} label probes, score {stats['score']:.1f}, "
+                f"{int(stats['errored'])} errored"
             )
             progress(1, f"score {stats['score']:.1f}")
     frame = pd.concat(
@@ -481,7 +541,11 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     atomic_json(folder / "label_balance.json", balance)
     n_probes = len(frame) - len(trajectories(frame))
     frame = trajectories(frame)
-    episodes = frame.drop_duplicates("episode")
+    back = np.zeros(len(frame), bool)
+    if "back_probe" in frame:
+        back = frame["back_probe"].to_numpy(bool)
+    episodes = frame[~back].drop_duplicates("episode")
+    back_episodes = frame[back].drop_duplicates("episode")
     atomic_json(
         meta_path,
         {
@@ -492,6 +556,10 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
             "episodes": len(episodes),
             "score": float(episodes["episode_reward"].mean() * 100),
             "success_rate": float((episodes["episode_reward"] == 1.0).mean()),
+            "back_probe_episodes": len(back_episodes),
+            "back_probe_success_rate": float((back_episodes["episode_reward"] == 1.0).mean())
+            if len(back_episodes)
+            else None,
             "collect_s": time.perf_counter() - t0,
             "behaviour": f"bc scorer at temperature T, {_explore_words(config)}",
         },

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from webgym_agents.toolkit.losses import nll
 from webgym_agents.toolkit.onpolicy import split_task_ids
 from webgym_agents.toolkit.rollouts import collect_rollouts, rollout_stats
 from webgym_agents.toolkit.training import TrainRun
+from webgym_agents.toolkit.updates import adamw
 
 # ==============================================================================================
 # 4. Best-of-N policy extraction
@@ -111,7 +113,10 @@ def extract_policy(
     if not config.train_encoder:
         policy.encoder.requires_grad_(False)
     params = [p for p in policy.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.extract_lr, weight_decay=0.0)
+    opt = adamw(
+        policy, SimpleNamespace(lr=config.extract_lr, feature_lr=config.extract_feature_lr,
+                                weight_decay=0.0),
+    )  # fmt: skip
     gen = np.random.default_rng([config.seed, 41])
     val: dict[str, float] = {}
     total = config.extract_epochs * math.ceil(len(chosen) / config.extract_batch_size)

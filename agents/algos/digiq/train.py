@@ -27,6 +27,7 @@ from webgym_agents.algos.digiq.config import (
     DigiQConfig,
     behaviour_scorer,
     metrics_row,
+    with_objective,
 )
 from webgym_agents.algos.digiq.critic import (
     CriticHeads,
@@ -37,6 +38,7 @@ from webgym_agents.algos.digiq.critic import (
     save_critic,
     train_td_end_to_end,
     train_td_on_cache,
+    with_candidate_features,
 )
 from webgym_agents.algos.digiq.data import (
     collect_offline_data,
@@ -111,7 +113,7 @@ def offline_data(r: _Run) -> None:
     config, run = r.config, r.run
     path, r.data_hash = collect_offline_data(config, run)
     r.labelled = load_transitions(path)
-    r.frame = trajectories(r.labelled)
+    r.frame = with_objective(trajectories(r.labelled), config)
     r.balance = label_balance(r.labelled)
     say_balance(run, r.balance, config)
     if r.state.get("data_hash") not in (None, r.data_hash):
@@ -120,7 +122,8 @@ def offline_data(r: _Run) -> None:
             f"({r.state['data_hash'][:16]} there, {r.data_hash[:16]} now)"
         )
     if r.phase_done < 1:
-        episodes = r.frame.drop_duplicates("episode")
+        own = ~r.frame["back_probe"].to_numpy(bool) if "back_probe" in r.frame else True
+        episodes = r.frame[own].drop_duplicates("episode")  # pi_b's own, not the back probes
         r.it += 1
         r.row(
             phase=1,
@@ -179,6 +182,8 @@ def critic(r: _Run) -> None:
     r.cache = cache = cache_features(
         r.enc, frame, r.data_hash, run.dir / "cache", run, batch=config.feature_batch_size
     )
+    if config.critic_features:
+        r.cache = cache = with_candidate_features(cache, frame)
     if r.phase_done >= 3:
         r.heads, _ = load_critic(run.latest_checkpoint())
         return
@@ -246,6 +251,14 @@ def critic(r: _Run) -> None:
     )
 
 
+def _val_objective(entry: dict[str, Any], config: DigiQConfig) -> float:
+    """A sweep entry's validation figure in the critic's objective: score_weight * Score / 100
+    + success_bonus * SR (ties go to the earlier threshold, the stricter)."""
+    return config.score_weight * entry.get("val_score", 0.0) / 100.0 + (
+        config.success_bonus * entry.get("val_success_rate", 0.0)
+    )
+
+
 def best_of_n_extraction(r: _Run) -> None:
     """4. Best-of-N extraction: one policy per threshold of the sweep, the best on
     validation."""
@@ -282,7 +295,7 @@ def best_of_n_extraction(r: _Run) -> None:
         policy, r.it, val = extract_policy(cfg, run, frame, chosen, r.it, r.t_run)
         entry |= {k: v for k, v in val.items() if k != "val_s"}
         sweep.append(entry)
-        if best is None or entry.get("val_score", 0.0) > best[0].get("val_score", 0.0):
+        if best is None or _val_objective(entry, config) > _val_objective(best[0], config):
             best = (entry, policy)
     assert best is not None
     entry, policy = best
@@ -345,6 +358,8 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
         raise ValueError(f"critic_mode must be one of {CRITIC_MODES}, not {config.critic_mode!r}")
     if config.critic_mode == "finetune_freeze":
         _aux_names(config.aux)  # fail before collecting, not after
+    if config.critic_features and config.critic_mode == "end_to_end":
+        raise ValueError("critic_features extends the cached features: not with end_to_end")
     thresholds = list(config.threshold_sweep) or [config.threshold]
     if len(thresholds) > 1 and config.val_tasks <= 0:
         raise ValueError("threshold_sweep chooses on validation: it needs val_tasks > 0")
@@ -392,9 +407,11 @@ def ranking_diagnostics(
     meta = json.loads((latest / "training.json").read_text())
     heads, info = load_critic(latest)
     data_path = Path(meta["data_path"])
-    frame = trajectories(load_transitions(data_path))
+    frame = with_objective(trajectories(load_transitions(data_path)), cfg)
     enc = load_critic_encoder(cfg, info.get("encoder_dir")).requires_grad_(False)
     cache = cache_features(enc, frame, info["data_sha256"], run_dir / "cache")
+    if cfg.critic_features:
+        cache = with_candidate_features(cache, frame)
     q_rows, _ = critic_values(heads, cache)
     report = json.loads((run_dir / "diagnostics.json").read_text())
     report |= {"cache_recomputed": cache.computed}
