@@ -522,3 +522,123 @@ def test_behaviour_anchor_keeps_the_behaviour_action_where_the_critic_is_not_con
 
     # plain filtered BC moves the policy towards a* everywhere; the anchor holds a_b up
     assert behaviour_logp(5.0) > behaviour_logp(0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The probe recipe: back probes as behaviour data, the success objective, critic features
+# ----------------------------------------------------------------------------------------------
+
+PROBE = replace(
+    SMOKE, back_probes=1.0, score_weight=0.0, success_bonus=1.0, critic_features=True,
+    extract_feature_lr=3e-2,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digiq-probe") / "probe"
+    run = TrainRun(out, PROBE, trainer="digiq", preset="smoke", show_progress=False)
+    return run, train_digiq(PROBE, run)
+
+
+def test_back_probes_fork_prev_from_the_behaviours_product_pages_and_are_trajectories(probe_run):
+    run, _ = probe_run
+    frame = trajectories(load_transitions(run.dir / "data" / "transitions.parquet"))
+    back = frame[frame["back_probe"]]
+    own = frame[~frame["back_probe"]]
+    assert len(back) > 0 and not back["probe"].any()  # trajectory rows, not label probes
+    assert set(back["episode"]).isdisjoint(own["episode"])  # episodes of their own
+    own_states = set(own["state"])
+    for _, episode in back.groupby("episode"):
+        first = episode.sort_values("t").iloc[0]
+        # the fork's state is a product page pi_b visited, where it did not go back
+        assert first["action"] == "click('prev')" and first["explored"]
+        assert first["state"] in own_states
+        logged = own[own["state"] == first["state"]]["action"]
+        assert "click('prev')" not in set(logged)
+    meta = json.loads((run.dir / "data" / "data.json").read_text())
+    assert meta["episodes"] == PROBE.n_episodes  # the data score counts pi_b's episodes only
+    assert meta["back_probe_episodes"] == back["episode"].nunique()
+
+
+def test_the_objective_rewrites_rewards_and_returns_for_td():
+    import pandas as pd
+
+    from webgym_agents.algos.digiq.config import with_objective
+
+    frame = pd.DataFrame(
+        {
+            "reward": [0.0, 0.75, 0.0, 1.0],
+            "episode_reward": [0.75, 0.75, 1.0, 1.0],
+            "episode_len": [2, 2, 2, 2],
+            "t": [0, 1, 0, 1],
+        }
+    )
+    cfg = replace(PROBE, gamma=0.5)
+    out = with_objective(frame, cfg)
+    assert out["reward"].tolist() == [0.0, 0.0, 0.0, 1.0]  # success only
+    assert out["mc_return"].tolist() == [0.0, 0.0, 0.5, 1.0]
+    assert out["env_reward"].tolist() == frame["reward"].tolist()
+    assert with_objective(frame, SMOKE) is frame  # r itself at the defaults
+
+
+def test_critic_features_append_the_scorers_features(probe_run):
+    from webgym_agents.algos.digiq.critic import with_candidate_features
+
+    run, _ = probe_run
+    frame = trajectories(load_transitions(run.dir / "data" / "transitions.parquet"))
+    heads, info = load_critic(run.latest_path)
+    enc = load_critic_encoder(PROBE, info.get("encoder_dir"))
+    cache = cache_features(enc, frame, info["data_sha256"], run.dir / "cache")
+    wide = with_candidate_features(cache, frame)
+    n_f = len(frame["policy_features"].iloc[0][0])
+    assert wide.pairs.shape[1] == wide.states.shape[1] == cache.pairs.shape[1] + n_f
+    assert heads.dim == wide.pairs.shape[1]  # the run's heads read them
+    for i in range(0, len(frame), max(1, len(frame) // 8)):
+        row = frame.iloc[i]
+        feats = np.array([list(f) for f in row["policy_features"]], dtype=np.float32)
+        for k, p in enumerate(row["cand_policy_index"]):
+            expect = feats[p] if p >= 0 else np.zeros(n_f, np.float32)
+            got = wide.pairs[cache.cand_idx[i][k], -n_f:].numpy()
+            assert np.allclose(got, expect)
+        s = wide.states[cache.s_idx[i], -n_f:].numpy()
+        assert np.all(s >= feats.max(0) - 1e-6)  # the max over the state's candidates
+
+
+def test_with_critic_features_q_tells_a_mismatching_buy_now_from_a_matching_one(tmp_path):
+    """Identical text features, one structural feature apart: Buy Now on a page that lacks a
+    named option (buy_mismatch 1) earns 0, on one that offers them 1. TD on the cache learns the
+    difference only through the appended features."""
+    import pandas as pd
+
+    from webgym_agents.algos.digiq import FeatureCache
+    from webgym_agents.algos.digiq.critic import with_candidate_features
+    from webgym_agents.policies.scorer_inputs import FEATURES
+
+    n, dim, mis = 64, 8, FEATURES.index("buy_mismatch")
+    feats = [[[0.0] * len(FEATURES)] for _ in range(n)]
+    for i in range(0, n, 2):
+        feats[i][0][mis] = 1.0
+    frame = pd.DataFrame(
+        {
+            "reward": [0.0 if i % 2 == 0 else 1.0 for i in range(n)],
+            "done": [True] * n,
+            "heldout": [False] * n,
+            "cand_policy_index": [[0]] * n,
+            "policy_features": feats,
+        }
+    )
+    same = torch.ones(1, dim)
+    cache = FeatureCache(
+        states=same.repeat(n + 1, 1), pairs=same.repeat(n, 1),
+        s_idx=np.arange(n), s2_idx=np.full(n, n), cand_idx=[np.array([i]) for i in range(n)],
+        logged=np.arange(n), key="synthetic",
+    )  # fmt: skip
+    cfg = replace(SMOKE, td_updates=300, td_batch_size=32, log_every=10**6)
+    run = TrainRun(tmp_path / "td", cfg, trainer="digiq", show_progress=False)
+    for c, separates in ((cache, False), (with_candidate_features(cache, frame), True)):
+        heads, _, _ = train_td_on_cache(cfg, run, c, frame, 0, 0.0)
+        with torch.no_grad():
+            q = heads.qs(c.pairs).min(0).values.numpy()
+        gap = q[1::2].mean() - q[0::2].mean()
+        assert (gap > 0.5) == separates, gap
