@@ -90,6 +90,11 @@ class DigiQConfig(CommonConfig):
     head_hidden: int = 256
     v_target: str = "per_head"  # V_i -> Qbar_i(s, a) ("per_head", as Digi-Q) or min_j Qbar_j
     v_expectile: float = 0.5  # 0.5: V's plain MSE (Digi-Q); > 0.5: IQL's expectile (see below)
+    # twin U heads, the behaviour's value (U -> Qbar(s, a_data), plain MSE), that Best-of-N's
+    # A = Q - U subtracts, so that V can be an upper expectile for Q's backup (multi-step
+    # improvement: going back pays only if the policy after it goes back again) while the
+    # filter still measures the improvement over the behaviour
+    behaviour_v: bool = False
     e2e_updates: int = 100  # end_to_end: TD updates through the encoder (slow)
     e2e_batch_size: int = 8
     e2e_lr: float = 1e-5  # end_to_end: the encoder's lr (the heads keep td_lr)
@@ -101,6 +106,10 @@ class DigiQConfig(CommonConfig):
     # lambda of the behaviour anchor: L += -lambda mean log pi(a_b | s) over training states NOT
     # kept, a_b the behaviour's own (non-explored) action; 0 = Digi-Q's plain filtered BC
     extract_anchor: float = 0.0
+    # > 0: a* only among candidates of a kind (item, option, buy_now, search, navigation,
+    # detail_tab) the data took in at least this share of the turns on the same page type
+    # (BCQ's support constraint; extract.extraction_set): 0 = every playable candidate
+    support_share: float = 0.0
     extract_epochs: int = 2
     extract_batch_size: int = 32
     extract_lr: float = 3e-3

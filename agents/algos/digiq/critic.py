@@ -204,13 +204,22 @@ def _mlp(dim: int, hidden: int) -> nn.Sequential:
 
 class CriticHeads(nn.Module):
     """Twin Q heads on phi(s, a) and twin V heads on phi(s): small MLPs, the only TD parameters
-    in the frozen modes."""
+    in the frozen modes. With ``behaviour_v``, twin U heads on phi(s) besides: the behaviour's
+    value (plain MSE onto Qbar(s, a_data)), which Best-of-N's advantage is measured against
+    when V is an upper expectile (``behaviour_v`` in the config)."""
 
-    def __init__(self, dim: int, hidden: int = 256):
+    def __init__(self, dim: int, hidden: int = 256, behaviour_v: bool = False):
         super().__init__()
         self.dim, self.hidden = int(dim), int(hidden)
         self.q = nn.ModuleList([_mlp(dim, hidden) for _ in range(2)])
         self.v = nn.ModuleList([_mlp(dim, hidden) for _ in range(2)])
+        self.u = nn.ModuleList([_mlp(dim, hidden) for _ in range(2)] if behaviour_v else [])
+
+    def us(self, f_s: torch.Tensor) -> torch.Tensor:
+        """(2, B): U_1, U_2, the behaviour's value; V's when there are no U heads."""
+        if not len(self.u):
+            return self.vs(f_s)
+        return torch.stack([u(f_s).squeeze(-1) for u in self.u])
 
     def qs(self, f_sa: torch.Tensor) -> torch.Tensor:
         """(2, B): Q_1, Q_2."""
@@ -278,7 +287,7 @@ def train_td_on_cache(
 ) -> tuple[CriticHeads, dict[str, float], int]:
     """Phase 3b: twin Q and V heads by one-step TD on the cached features only (no encoder)."""
     torch.manual_seed(config.seed)
-    heads = CriticHeads(cache.states.shape[1], config.head_hidden)
+    heads = CriticHeads(cache.states.shape[1], config.head_hidden, config.behaviour_v)
     target = copy.deepcopy(heads).requires_grad_(False)
     opt = torch.optim.Adam(heads.parameters(), lr=config.td_lr)
     rows = np.flatnonzero(~frame["heldout"].to_numpy())
@@ -317,9 +326,12 @@ def td_losses(
 
     L_Q = sum_i mean_batch (Q_i(s, a) - y_Q_i)^2
     L_V = expectile_loss(V_i(s), y_V_i)   (the plain MSE at expectile 0.5)
+        + expectile_loss(U_i(s), y_V_i, 0.5)   (with U heads: the behaviour's value)
     """
     loss_q = ((heads.qs(f_sa) - y_q) ** 2).mean(1).sum()
     loss_v = expectile_loss(heads.vs(f_s), y_v, expectile)
+    if len(heads.u):  # + sum_i mean (U_i(s) - y_V_i)^2: the behaviour's value, for Best-of-N
+        loss_v = loss_v + expectile_loss(heads.us(f_s), y_v, 0.5)
     return loss_q, loss_v
 
 
@@ -334,7 +346,7 @@ def train_td_end_to_end(
     """critic_mode end_to_end: the same TD losses, the features computed by the trained encoder
     at every update; the target network is a copy of encoder AND heads, Polyak-averaged."""
     torch.manual_seed(config.seed)
-    heads = CriticHeads(enc.dim, config.head_hidden)
+    heads = CriticHeads(enc.dim, config.head_hidden, config.behaviour_v)
     online = nn.ModuleDict({"enc": enc, "heads": heads})
     target = copy.deepcopy(online).requires_grad_(False)
     target.eval()
@@ -382,9 +394,10 @@ def train_td_end_to_end(
 
 @torch.no_grad()
 def critic_values(heads: CriticHeads, cache: FeatureCache) -> tuple[list[np.ndarray], np.ndarray]:
-    """Q(s, a_k) = min_i Q_i for each row's candidates, and V(s) = min_i V_i of each row."""
+    """Q(s, a_k) = min_i Q_i for each row's candidates, and the behaviour's value of each row,
+    min_i U_i (min_i V_i without U heads): what Best-of-N's advantage subtracts."""
     q_all = heads.qs(cache.pairs).min(0).values.numpy() if len(cache.pairs) else np.zeros(0)
-    v_states = heads.vs(cache.states).min(0).values.numpy()
+    v_states = heads.us(cache.states).min(0).values.numpy()
     return [q_all[ix] for ix in cache.cand_idx], v_states[cache.s_idx]
 
 
@@ -395,7 +408,14 @@ def critic_values(heads: CriticHeads, cache: FeatureCache) -> tuple[list[np.ndar
 
 def save_critic(path: Path, heads: CriticHeads, info: dict[str, Any]) -> None:
     torch.save(
-        {"heads": heads.state_dict(), "dim": heads.dim, "hidden": heads.hidden, "info": info}, path
+        {
+            "heads": heads.state_dict(),
+            "dim": heads.dim,
+            "hidden": heads.hidden,
+            "behaviour_v": bool(len(heads.u)),
+            "info": info,
+        },
+        path,
     )
 
 
@@ -403,6 +423,6 @@ def load_critic(checkpoint: str | Path) -> tuple[CriticHeads, dict[str, Any]]:
     """The twin Q/V heads of a digiq checkpoint and what they were trained on (data hash,
     encoder, options)."""
     blob = torch.load(Path(checkpoint) / CRITIC_FILE, weights_only=False)
-    heads = CriticHeads(blob["dim"], blob["hidden"])
+    heads = CriticHeads(blob["dim"], blob["hidden"], blob.get("behaviour_v", False))
     heads.load_state_dict(blob["heads"])
     return heads.eval(), blob["info"]

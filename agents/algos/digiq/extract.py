@@ -45,14 +45,62 @@ def best_of_n(
     return k, float(adv[k]), bool(adv[k] > threshold)
 
 
-def extraction_set(frame, q_rows, v_rows, threshold: float) -> list[tuple[int, int, float]]:
-    """(row, index of a* among the POLICY's candidates, A(s, a*)) for every kept training state."""
+ACTION_KINDS = ("item", "option", "buy_now", "search", "navigation", "detail_tab")
+"""The kinds of a scorer candidate (its one-hot structural features); "other" for none."""
+
+
+def _kinds(row) -> list[str]:
+    """The kind of each of a row's policy candidates (ACTION_KINDS, from its features); a
+    navigation candidate is its own kind (``< Prev``, Back to Search and ``Next >`` lead to
+    different pages)."""
+    kinds = [
+        next((k for k, x in zip(ACTION_KINDS, f, strict=False) if x), "other")
+        for f in row["policy_features"]
+    ]
+    return [
+        a if k == "navigation" else k for a, k in zip(row["policy_actions"], kinds, strict=True)
+    ]
+
+
+def action_support(frame) -> dict[tuple[str, str], float]:
+    """The share of the training turns on each page type whose logged action is of each kind:
+    the behaviour's (bc's, the probes' and the explorations') action distribution per page
+    type, at the granularity of action kinds."""
+    counts: dict[tuple[str, str], int] = {}
+    totals: dict[str, int] = {}
+    for _, row in frame[~frame["heldout"].to_numpy(bool)].iterrows():
+        actions = list(row["policy_actions"])
+        kind = _kinds(row)[actions.index(row["action"])] if row["action"] in actions else "other"
+        counts[row["page_type"], kind] = counts.get((row["page_type"], kind), 0) + 1
+        totals[row["page_type"]] = totals.get(row["page_type"], 0) + 1
+    return {key: n / totals[key[0]] for key, n in counts.items()}
+
+
+def extraction_set(
+    frame, q_rows, v_rows, threshold: float, support_share: float = 0.0
+) -> list[tuple[int, int, float]]:
+    """(row, index of a* among the POLICY's candidates, A(s, a*)) for every kept training state.
+
+    ``support_share`` > 0: a* only among the candidates whose kind the data took in at least
+    that share of the turns on the same page type (:func:`action_support`; BCQ's support
+    constraint, Fujimoto et al., 2019): Q of a kind the behaviour almost never takes (a detail
+    tab, which only the uniform exploration clicks) is extrapolated, and an argmax over it
+    picks the critic's errors."""
+    support = action_support(frame) if support_share > 0 else {}
     out = []
     heldout = frame["heldout"].to_numpy()
     for i, (pidx, q, v) in enumerate(zip(frame["cand_policy_index"], q_rows, v_rows, strict=True)):
         if heldout[i]:
             continue
-        k, a_star, kept = best_of_n(q, v, [p >= 0 for p in pidx], threshold)
+        playable = [p >= 0 for p in pidx]
+        if support:
+            row = frame.iloc[i]
+            kinds = _kinds(row)
+            playable = [
+                p >= 0 and support.get((row["page_type"], kinds[p]), 0.0) >= support_share
+                for p in pidx
+            ]
+        k, a_star, kept = best_of_n(q, v, playable, threshold)
         if kept:
             out.append((i, int(pidx[k]), a_star))
     return out

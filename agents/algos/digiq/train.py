@@ -273,7 +273,7 @@ def best_of_n_extraction(r: _Run) -> None:
     sweep: list[dict[str, Any]] = []
     best: tuple[dict[str, Any], ScorerPolicy] | None = None
     for threshold in r.thresholds:
-        chosen = extraction_set(frame, q_rows, v_rows, threshold)
+        chosen = extraction_set(frame, q_rows, v_rows, threshold, config.support_share)
         adv = float(np.mean([a for _, _, a in chosen])) if chosen else float("nan")
         logged = [
             frame.iloc[i]["policy_actions"][k] == frame.iloc[i]["action"] for i, k, _ in chosen
@@ -368,7 +368,7 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     it = run.restore()
     state = run.trainer_state() or {}
     keys = ("critic_mode", "aux", "threshold", "gamma", "tau", "v_target", "n_candidates",
-            "explore_eps")  # fmt: skip
+            "explore_eps", "v_expectile", "behaviour_v", "critic_features")  # fmt: skip
     r = _Run(
         config=config,
         run=run,

@@ -642,3 +642,74 @@ def test_with_critic_features_q_tells_a_mismatching_buy_now_from_a_matching_one(
             q = heads.qs(c.pairs).min(0).values.numpy()
         gap = q[1::2].mean() - q[0::2].mean()
         assert (gap > 0.5) == separates, gap
+
+
+def test_behaviour_v_is_the_mean_while_an_upper_expectile_v_leans_to_the_best(tmp_path):
+    """One state, two logged actions worth 0 and 1: V at expectile 0.9 leans to 1, the U heads
+    (the behaviour's value, what Best-of-N subtracts) learn the mean, 0.5."""
+    import pandas as pd
+
+    from webgym_agents.algos.digiq import FeatureCache, critic_values
+
+    n = 64
+    frame = pd.DataFrame(
+        {
+            "reward": [float(i % 2) for i in range(n)],
+            "done": [True] * n,
+            "heldout": [False] * n,
+        }
+    )
+    cache = FeatureCache(
+        states=torch.ones(2, 4), pairs=torch.eye(4)[:2], s_idx=np.zeros(n, int),
+        s2_idx=np.ones(n, int), cand_idx=[np.array([0, 1])] * n, logged=np.arange(n) % 2,
+        key="synthetic",
+    )  # fmt: skip
+    cfg = replace(
+        SMOKE, td_updates=1500, td_batch_size=64, log_every=10**6, v_expectile=0.9,
+        behaviour_v=True, tau=0.2,
+    )  # fmt: skip
+    run = TrainRun(tmp_path / "td", cfg, trainer="digiq", show_progress=False)
+    heads, _, _ = train_td_on_cache(cfg, run, cache, frame, 0, 0.0)
+    with torch.no_grad():
+        v = heads.vs(cache.states[:1]).min(0).values.item()
+        u = heads.us(cache.states[:1]).min(0).values.item()
+    assert v > 0.75 and abs(u - 0.5) < 0.1, (v, u)
+    _, v_rows = critic_values(heads, cache)
+    assert np.allclose(v_rows, u, atol=1e-5)  # Best-of-N's advantage subtracts U
+
+
+def test_support_share_keeps_a_star_among_the_kinds_the_data_took():
+    """The critic ranks a detail tab first on every item page, but the data never clicked one:
+    with support_share a* is the best of the kinds the data took (here ``< Prev``)."""
+    import pandas as pd
+
+    from webgym_agents.algos.digiq import extraction_set
+    from webgym_agents.algos.digiq.extract import action_support
+    from webgym_agents.policies.scorer_inputs import FEATURES
+
+    def onehot(kind):
+        f = [0.0] * len(FEATURES)
+        f[FEATURES.index(kind)] = 1.0
+        return f
+
+    actions = ["click('buy_now')", "click('prev')", "click('tab_features')"]
+    feats = [onehot("buy_now"), onehot("navigation"), onehot("detail_tab")]
+    n = 10
+    frame = pd.DataFrame(
+        {
+            "heldout": [False] * n,
+            "page_type": ["item page"] * n,
+            "policy_actions": [actions] * n,
+            "policy_features": [feats] * n,
+            "cand_policy_index": [[0, 1, 2]] * n,
+            "action": ["click('buy_now')"] * 7 + ["click('prev')"] * 3,
+        }
+    )
+    support = action_support(frame)
+    assert support == {("item page", "buy_now"): 0.7, ("item page", "click('prev')"): 0.3}
+    q_rows = [np.array([0.0, 0.4, 0.9])] * n
+    v_rows = np.zeros(n)
+    assert {k for _, k, _ in extraction_set(frame, q_rows, v_rows, 0.1)} == {2}  # the tab
+    kept = extraction_set(frame, q_rows, v_rows, 0.1, support_share=0.05)
+    assert len(kept) == n and {k for _, k, _ in kept} == {1}  # < Prev
+    assert extraction_set(frame, q_rows, v_rows, 0.1, support_share=0.5) == []  # buy: A 0
