@@ -352,7 +352,9 @@ class PoiseProbe:
 
 
 class DigiQHeads:
-    """A digiq checkpoint: min_i V_i(phi(s)) and native min_i Q_i(phi(s, a_k))."""
+    """A digiq checkpoint: the behaviour's value min_i U_i(phi(s)) (min_i V_i without U heads)
+    and native min_i Q_i(phi(s, a_k)); with ``critic_features`` the scorer's features join phi
+    as in training."""
 
     def __init__(self, checkpoint: str):
         from webgym_agents.algos.digiq import DigiQConfig, load_critic, load_critic_encoder
@@ -365,13 +367,31 @@ class DigiQHeads:
         if run_config.is_file():
             cfg = override_config(cfg, json.loads(run_config.read_text())["config"])
         self.enc = load_critic_encoder(cfg, info.get("encoder_dir")).requires_grad_(False)
+        self.max_steps = cfg.max_steps
+        # critic_features: the heads read the scorer's features after phi (critic.py)
+        self.n_features = self.heads.dim - self.enc.dim
 
-    def _v(self, states: Sequence[str]) -> np.ndarray:
+    def _features(self, obs_json: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Each scorer candidate's features by action, and the state's (their max)."""
+        from webgym_agents.policies.scorer_inputs import candidates
+
+        c = candidates(json.loads(obs_json), self.max_steps)
+        f = np.zeros((max(1, len(c.actions)), self.n_features), dtype=np.float32)
+        for k, row in enumerate(c.features):
+            f[k, : len(row)] = row
+        return dict(zip(c.actions, f, strict=False)), f.max(0)
+
+    def _v(self, states: Sequence[str], observations: Sequence[str]) -> np.ndarray:
         import torch
 
+        out = []
         with torch.no_grad():
-            out = [self.heads.vs(self.enc.state_features(states[i : i + 64])).min(0).values
-                   for i in range(0, len(states), 64)]  # fmt: skip
+            for i in range(0, len(states), 64):
+                f = self.enc.state_features(states[i : i + 64])
+                if self.n_features:
+                    extra = [self._features(o)[1] for o in observations[i : i + 64]]
+                    f = torch.cat([f, torch.from_numpy(np.stack(extra))], 1)
+                out.append(self.heads.us(f).min(0).values)
         return torch.cat(out).numpy() if out else np.zeros(0)
 
     def estimate(self, frame, ranked, ctx) -> Estimate:
@@ -380,7 +400,7 @@ class DigiQHeads:
         from webgym_agents.algos.digiq import critic_action_text, nodes_by_bid
 
         t0 = time.perf_counter()
-        values = self._v(list(frame["state"]))
+        values = self._v(list(frame["state"]), list(frame["obs"]))
         seconds = time.perf_counter() - t0
         q_rows = []
         with torch.no_grad():
@@ -390,6 +410,11 @@ class DigiQHeads:
                 pairs = zip(row["cand_actions"], row["cand_texts"], strict=True)
                 acts = [critic_action_text(a, lab, nodes) for a, lab in pairs]
                 f = self.enc.pair_features([row["state"]] * len(acts), acts)
+                if self.n_features:
+                    by_action, _ = self._features(row["obs"])
+                    zero = np.zeros(self.n_features, dtype=np.float32)
+                    extra = [by_action.get(a, zero) for a in row["cand_actions"]]
+                    f = torch.cat([f, torch.from_numpy(np.stack(extra))], 1)
                 q_rows.append(self.heads.qs(f).min(0).values.numpy())
         return Estimate(values, seconds, 0.0, q_rows, "native")
 

@@ -130,26 +130,21 @@ PRESETS = {
         log_every=20, heldout_fraction=0.25, aux="effect+contrastive+inverse",
         threshold=-1.0,  # a random scorer earns nothing: keep every state, to run the BC path
     ),
-    # 2-core CPU, one thread, ~1.5 h with the harness's 100 validation episodes (measured with
-    # other jobs on the cores, docs/results.md): 1,000 episodes x ~9 steps at 0.08-0.11 s/step
-    # (17 min), one fine-tune epoch of 8k pairs at 1.8 s per update of 16 (15 min), 9.9k states
-    # + 71k cached pairs at ~20 ms (29 min), 4,000 TD updates, 2 extraction epochs, heads only
-    # explore one_step (not per_step at 0.6, the first cpu run: docs/results.md); 1,500 episodes
-    # of ~4.5 steps keep the data near the first run's 8.9k transitions
-    # the behaviour is GREEDY bc (T 0) apart from the one explored turn, so Q and V are
-    # those of the policy to improve (at T 1 Best-of-N improved on bc-at-T-1, 62, not on greedy
-    # bc, 74), and only confident advantages are imitated (threshold 0.3: at 0.05 and 0.2 the kept
-    # sets, 3,182 and 202 states, were mostly the critic's noise; docs/results.md)
-    # how many states clear 0.3 depends on the critic (26, 1 and 0 for three
-    # encoders), so the threshold is chosen on validation; ties go to the first, the strictest
-    # the probe recipe (docs/results.md, "Digi-Q on the probe recipe"): half the episodes fork
-    # a "< Prev" back probe at one of their product pages, Q and V learn the success indicator,
-    # the heads read the scorer's structural features, the extraction moves the scorer's linear
-    # feature path at 10x; 1,000 episodes and N = 8 keep the cache (~50k pairs) near 20 min
+    # 2-core CPU, one thread, ~25 min alone (docs/results.md, "Digi-Q on the probe recipe"):
+    # greedy bc with one uniform click per episode (explore one_step: the data's continuations
+    # are bc's) and, in half the episodes, a "< Prev" back probe forked at one of their product
+    # pages, so the data hold both "buy here" and "go back from here"; Q learns the success
+    # indicator on [phi, the scorer's features] (buy_mismatch tells a page that lacks a named
+    # option); V is the 0.7 expectile (going back pays only if the policy after it goes back
+    # again: the plain in-sample V valued it at 0.013 over buying), U the behaviour's value that
+    # Best-of-N subtracts; a* only among the kinds the data took in >= 5 % of a page type's
+    # turns (the detail tabs, clicked only by the exploration, were the argmax at 1,156 of 1,222
+    # mismatching pages); the threshold chosen on 100 validation tasks, in SR
     "cpu": DigiQConfig(
         torch_threads=1, eval_episodes=100, val_tasks=100, explore="one_step", n_episodes=1000,
         temperature=0.0, back_probes=0.5, score_weight=0.0, success_bonus=1.0,
-        critic_features=True, n_candidates=8, threshold=0.2, threshold_sweep=(0.2, 0.1, 0.05),
+        critic_features=True, n_candidates=8, v_expectile=0.7, behaviour_v=True,
+        support_share=0.05, threshold=0.1, threshold_sweep=(0.1, 0.05, 0.02),
         extract_feature_lr=3e-2, extract_epochs=4,
         # 2 label probes per state triple the labelled rows: fine-tune on 3,000 of them (the
         # greedy-data run's 5,716 logged transitions took 20 min)
