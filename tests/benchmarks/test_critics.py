@@ -139,3 +139,42 @@ def test_cli_refuses_a_malformed_checkpoint_option(checkpoints):
         app, ["critics", "--policy", str(checkpoints / "policy"), "--checkpoint", "nope=/tmp"]
     )
     assert res.exit_code == 1 and "unknown estimator kind" in res.output
+
+
+def test_digiq_heads_with_critic_features_read_the_scorers_features(tmp_path):
+    """A digiq critic trained with ``critic_features`` reads [phi(s), max of the candidates'
+    features]; the report's adapter builds that input from the stored observation."""
+    from webgym_agents.policies.scorer_inputs import FEATURES, candidates, state_text
+    from webgym_agents.toolkit.onpolicy import split_task_ids
+    from webgym_agents.toolkit.rollouts import make_env
+    from webgym_benchmarks.critics import DigiQHeads
+
+    torch.manual_seed(0)
+    run = tmp_path / "digiq-run"
+    latest = run / "checkpoints" / "latest"
+    latest.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": {
+        "critic_backbone": "tiny-encoder", "critic_max_length": 64, "critic_features": True,
+    }}))  # fmt: skip
+    h = ScorerPolicy.from_backbone_name("tiny-encoder", seed=0).backbone.hidden_size
+    heads = CriticHeads(h + len(FEATURES), hidden=16, behaviour_v=True)
+    save_critic(latest / CRITIC_FILE, heads, {"encoder_dir": None})
+    critic = DigiQHeads(str(latest))
+    assert critic.n_features == len(FEATURES)
+    env = make_env("test", split_task_ids("test")[:1], max_steps=15)
+    try:
+        obs, _ = env.reset(seed=0)
+        first = candidates(obs, 15).actions[0]
+        nxt, *_ = env.step(first)
+    finally:
+        env.close()
+    observations = [obs, nxt]
+    states = [state_text(o, 15) for o in observations]
+    got = critic._v(states, [json.dumps(o, default=str) for o in observations])
+    with torch.no_grad():
+        phi = critic.enc.state_features(states)
+        feats = [np.max(np.array(candidates(o, 15).features, dtype=np.float32), 0) for o in
+                 observations]  # fmt: skip
+        want = critic.heads.us(torch.cat([phi, torch.from_numpy(np.stack(feats))], 1))
+    assert got.shape == (2,)
+    assert np.allclose(got, want.min(0).values.numpy(), atol=1e-5)
