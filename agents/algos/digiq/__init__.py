@@ -4,16 +4,25 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (the Digi-Q
     1. offline data   D = {(s, a, r, s', done, y, candidates)}: the behaviour policy plays train
                       tasks; pi_b(a|s) = (1 - eps) softmax_k(f_bc(s, a_k) / T)
                                          + eps Uniform(clickable_actions(s))
+                      (+ back_probes: a share of episodes forked at a product page with
+                      "< Prev" first and pi_b after, as trajectories of their own)
                       y = 1[d(s, s') >= eps_d]   (the env's info["action_effect"]["label"])
     2. fine-tune      phi = Enc(s [SEP] a), mean-pooled;  min_phi BCE(sigma(w . phi(s, a)), y)
                       (+ the aux objectives named in ``aux``), AdamW, cosine schedule
     3. freeze, cache  phi(s, a) for every candidate of every state and phi(s) for every state,
                       computed ONCE; then on the cache only (twin heads, targets by Polyak):
                       Q_i(s, a) -> r + gamma (1 - done) Vbar_i(s')
-                      V_i(s)    -> Qbar_i(s, a_data)            (in-sample: no max over actions)
+                      V_i(s)    -> Qbar_i(s, a_data)            (in-sample: no max over actions;
+                                   an upper expectile with v_expectile > 0.5, as IQL)
+                      U_i(s)    -> Qbar_i(s, a_data), plain MSE  (behaviour_v: the behaviour's
+                                   value, what step 4 subtracts)
                       thetabar <- (1 - tau) thetabar + tau theta      (every update)
-    4. Best-of-N      A(s, a_k) = min_i Q_i(s, a_k) - min_i V_i(s) over the state's N candidates
-                      a* = argmax_k A;  L(pi) = -mean_s 1[A(s, a*) > threshold] log pi(a* | s)
+                      r = score_weight r + success_bonus 1[r = 1]; critic_features appends the
+                      scorer's features to phi(s, a) (and their max over candidates to phi(s))
+    4. Best-of-N      A(s, a_k) = min_i Q_i(s, a_k) - min_i U_i(s) over the state's N candidates
+                      (U = V without behaviour_v); a* = argmax_k A among the kinds of action the
+                      data took in >= support_share of the page type's turns (BCQ's support);
+                      L(pi) = -mean_s 1[A(s, a*) > threshold] log pi(a* | s)
                       (extract_anchor lambda > 0: - lambda mean log pi(a_b | s), s not kept)
                       threshold_sweep: one extraction per threshold, the best on validation
 
