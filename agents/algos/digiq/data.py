@@ -333,6 +333,13 @@ def trajectories(frame):
     return frame[~frame["probe"].to_numpy(bool)].reset_index(drop=True)
 
 
+def back_probe_rows(frame) -> np.ndarray:
+    """A mask of the rows that belong to back probes (all False for data made before them)."""
+    if "back_probe" not in frame:
+        return np.zeros(len(frame), bool)
+    return frame["back_probe"].to_numpy(bool)
+
+
 def _back_probe_rows(
     config: DigiQConfig,
     behaviour: BehaviourPolicy,
@@ -541,9 +548,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
     atomic_json(folder / "label_balance.json", balance)
     n_probes = len(frame) - len(trajectories(frame))
     frame = trajectories(frame)
-    back = np.zeros(len(frame), bool)
-    if "back_probe" in frame:
-        back = frame["back_probe"].to_numpy(bool)
+    back = back_probe_rows(frame)
     episodes = frame[~back].drop_duplicates("episode")
     back_episodes = frame[back].drop_duplicates("episode")
     atomic_json(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from webgym_agents.algos.digiq.config import DigiQConfig, behaviour_scorer, metrics_row
+from webgym_agents.policies.scorer_inputs import FEATURES
 from webgym_agents.policies.scorer_policy import (
     Candidates,
     ScorerPolicy,
@@ -45,8 +46,9 @@ def best_of_n(
     return k, float(adv[k]), bool(adv[k] > threshold)
 
 
-ACTION_KINDS = ("item", "option", "buy_now", "search", "navigation", "detail_tab")
-"""The kinds of a scorer candidate (its one-hot structural features); "other" for none."""
+ACTION_KINDS = FEATURES[: FEATURES.index("detail_tab") + 1]
+"""The kinds of a scorer candidate: its one-hot structural features, the first of FEATURES
+(item, option, buy_now, search, navigation, detail_tab); "other" for none."""
 
 
 def _kinds(row) -> list[str]:

@@ -41,6 +41,7 @@ from webgym_agents.algos.digiq.critic import (
     with_candidate_features,
 )
 from webgym_agents.algos.digiq.data import (
+    back_probe_rows,
     collect_offline_data,
     label_balance,
     load_transitions,
@@ -122,8 +123,8 @@ def offline_data(r: _Run) -> None:
             f"({r.state['data_hash'][:16]} there, {r.data_hash[:16]} now)"
         )
     if r.phase_done < 1:
-        own = ~r.frame["back_probe"].to_numpy(bool) if "back_probe" in r.frame else True
-        episodes = r.frame[own].drop_duplicates("episode")  # pi_b's own, not the back probes
+        own = ~back_probe_rows(r.frame)  # pi_b's own episodes, not the back probes
+        episodes = r.frame[own].drop_duplicates("episode")
         r.it += 1
         r.row(
             phase=1,
