@@ -117,6 +117,12 @@ class DigiQConfig(CommonConfig):
     train_encoder: bool = False  # False: only the scorer's heads learn (the cheap option)
     grad_clip: float = 1.0
     val_tasks: int = 50  # greedy validation episodes before and after extraction
+    # policy iteration: round k + 1 plays phases 1, 3 and 4 again with round k's extracted policy
+    # as the behaviour (its data in OUT/round-(k+1)/; the encoder stays round 1's) and extracts
+    # from that policy. One round is Digi-Q's one step of improvement over the data's
+    # continuation: going back is worth only what the behaviour does after it, and bc after
+    # "< Prev" buys the next result whatever it offers; round 2's behaviour goes back itself
+    rounds: int = 1
     log_every: int = 50  # updates between metrics rows in the long phases
 
 

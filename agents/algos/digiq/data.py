@@ -435,10 +435,12 @@ def label_balance(frame) -> dict[str, Any]:
     return out
 
 
-def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]:
-    """Phase 1: the dataset's parquet and its SHA-256, collected into ``OUT/data`` (resumable:
-    finished parts are kept, a part interrupted is played again from its start) or, with
-    ``config.data``, another run's, checked against its ``data.json``."""
+def collect_offline_data(
+    config: DigiQConfig, run: TrainRun, folder: Path | None = None
+) -> tuple[Path, str]:
+    """Phase 1: the dataset's parquet and its SHA-256, collected into ``folder`` (default
+    ``OUT/data``; resumable: finished parts are kept, a part interrupted is played again from its
+    start) or, with ``config.data``, another run's, checked against its ``data.json``."""
     import pandas as pd
 
     if config.data:
@@ -454,7 +456,7 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
         run.say(f"data: {path} ({meta.get('transitions')} transitions, sha256 {digest[:16]})")
         return path, digest
 
-    folder = run.dir / "data"
+    folder = folder or run.dir / "data"
     parts_dir = folder / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
     facts = _collection_facts(config)
@@ -566,7 +568,8 @@ def collect_offline_data(config: DigiQConfig, run: TrainRun) -> tuple[Path, str]
             if len(back_episodes)
             else None,
             "collect_s": time.perf_counter() - t0,
-            "behaviour": f"bc scorer at temperature T, {_explore_words(config)}",
+            "behaviour": f"{config.behaviour_checkpoint or 'a fresh scorer'} at temperature "
+            f"{config.temperature}, {_explore_words(config)}",
         },
     )
     run.say(

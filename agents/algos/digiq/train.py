@@ -89,18 +89,23 @@ class _Run:
     enc: CriticEncoder | None = None
     cache: FeatureCache | None = None
     heads: CriticHeads | None = None
+    round: int = 1  # of ``rounds``; its data and cache are in ``dir``
+    dir: Path | None = None
 
     def row(self, **values: Any) -> None:
         metrics_row(self.run, self.it, self.t_run, **values)
 
     def checkpoint(self, phase: int, extra: dict[str, Any], write=None) -> None:
-        self.state.update(extra, phase_done=phase)
+        """After ``phase`` of this round; the state counts the phases of every round done
+        (``4 * (round - 1) + phase``), so a resumed run skips finished rounds too."""
+        done = len(PHASES) * (self.round - 1) + phase
+        self.state.update(extra, phase_done=done, round=self.round)
         self.run.save_checkpoint(
             self.it,
             write or (lambda folder: None),
             state=dict(self.state),
             metadata={
-                "phase_done": phase,
+                "phase_done": done,
                 "data_sha256": self.state.get("data_hash"),
                 **self.state,
                 "options": self.options,
@@ -112,7 +117,7 @@ class _Run:
 def offline_data(r: _Run) -> None:
     """1. The behaviour policy's data (collected here, or read from ``data``)."""
     config, run = r.config, r.run
-    path, r.data_hash = collect_offline_data(config, run)
+    path, r.data_hash = collect_offline_data(config, run, r.dir / "data")
     r.labelled = load_transitions(path)
     r.frame = with_objective(trajectories(r.labelled), config)
     r.balance = label_balance(r.labelled)
@@ -181,7 +186,7 @@ def critic(r: _Run) -> None:
     else:
         r.enc.requires_grad_(False)  # frozen: no backbone parameter ever gets a gradient below
     r.cache = cache = cache_features(
-        r.enc, frame, r.data_hash, run.dir / "cache", run, batch=config.feature_batch_size
+        r.enc, frame, r.data_hash, r.dir / "cache", run, batch=config.feature_batch_size
     )
     if config.critic_features:
         r.cache = cache = with_candidate_features(cache, frame)
@@ -302,7 +307,7 @@ def best_of_n_extraction(r: _Run) -> None:
     entry, policy = best
     if len(sweep) > 1:
         run.say(
-            "threshold sweep (validation Score; bc "
+            "threshold sweep (validation Score; the behaviour "
             f"{bc_val.get('val_score', float('nan')):.1f}): "
             + ", ".join(f"{e['threshold']}: {e.get('val_score', float('nan')):.1f}" for e in sweep)
             + f"; kept threshold {entry['threshold']}"
@@ -322,6 +327,9 @@ def best_of_n_extraction(r: _Run) -> None:
     def write(folder: Path) -> None:
         policy.save(folder, metadata=meta)
         save_critic(folder / CRITIC_FILE, heads, critic_info)
+
+    if r.round < config.rounds:  # the next round's behaviour (checkpoints are pruned)
+        policy.save(r.dir / ROUND_POLICY, metadata=meta)
 
     r.checkpoint(
         4,
@@ -352,6 +360,29 @@ PHASES = (
 """Digi-Q's phases, in order; each reads what the earlier ones left in the run (``_Run``) and
 checkpoints when it finishes (``phase_done``), so a resumed run skips the finished ones' work."""
 
+ROUND_POLICY = "extracted-policy"
+"""The folder (in a round's directory) of a round's extracted policy: the next round's
+behaviour."""
+
+
+def round_dir(out: Path, k: int) -> Path:
+    """Where round ``k`` keeps its data and cache: OUT itself for round 1, OUT/round-K after."""
+    return out if k == 1 else out / f"round-{k}"
+
+
+def round_config(config: DigiQConfig, out: Path, k: int, state: dict[str, Any]) -> DigiQConfig:
+    """Round ``k``'s config: round 1's is the run's; a later round's behaviour is the previous
+    round's extracted policy, its data are collected afresh, and its encoder is round 1's."""
+    if k == 1:
+        return config
+    encoder = config.critic_encoder or state.get("encoder_dir") or ""
+    return replace(
+        config,
+        behaviour_checkpoint=str(round_dir(out, k - 1) / ROUND_POLICY),
+        data="",
+        critic_encoder=encoder if config.critic_mode == "finetune_freeze" else "",
+    )
+
 
 def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     configure_torch_threads(config.torch_threads or None)
@@ -364,24 +395,40 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
     thresholds = list(config.threshold_sweep) or [config.threshold]
     if len(thresholds) > 1 and config.val_tasks <= 0:
         raise ValueError("threshold_sweep chooses on validation: it needs val_tasks > 0")
+    if config.rounds < 1:
+        raise ValueError(f"rounds must be >= 1, not {config.rounds}")
+    if config.rounds > 1 and config.critic_mode == "end_to_end":
+        raise ValueError("rounds > 1 reuse round 1's encoder: not with critic_mode end_to_end")
     torch.manual_seed(config.seed)
     t_run = time.perf_counter()
     it = run.restore()
     state = run.trainer_state() or {}
     keys = ("critic_mode", "aux", "threshold", "gamma", "tau", "v_target", "n_candidates",
             "explore_eps", "v_expectile", "behaviour_v", "critic_features")  # fmt: skip
-    r = _Run(
-        config=config,
-        run=run,
-        it=it,
-        t_run=t_run,
-        state=state,
-        phase_done=int(state.get("phase_done", 0)) if it else 0,
-        options={k: getattr(config, k) for k in keys},
-        thresholds=thresholds,
-    )
-    for phase in PHASES:
-        phase.run(r)
+    done = int(state.get("phase_done", 0)) if it else 0  # phases of every round (checkpoint)
+    for k in range(1, config.rounds + 1):
+        phase_done = min(max(done - len(PHASES) * (k - 1), 0), len(PHASES))
+        if phase_done == len(PHASES) and k < config.rounds:
+            continue  # a finished round: its policy is in round_dir(k)/ROUND_POLICY
+        if phase_done == 0:
+            state.pop("data_hash", None)  # a new round's data: nothing to check it against
+        if config.rounds > 1:
+            run.say(f"digiq: round {k} of {config.rounds}")
+        r = _Run(
+            config=round_config(config, run.dir, k, state),
+            run=run,
+            it=it,
+            t_run=t_run,
+            state=state,
+            phase_done=phase_done,
+            options={key: getattr(config, key) for key in keys},
+            thresholds=thresholds,
+            round=k,
+            dir=round_dir(run.dir, k),
+        )
+        for phase in PHASES:
+            phase.run(r)
+        it = r.it
     run.say(f"digiq: done in {time.perf_counter() - t_run:.0f} s (this call)")
     return run.latest_path
 

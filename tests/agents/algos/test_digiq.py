@@ -326,6 +326,38 @@ def test_a_threshold_sweep_keeps_the_policy_best_on_validation(smoke_run, tmp_pa
         train_digiq(replace(cfg, val_tasks=0), TrainRun(tmp_path / "x", cfg, trainer="digiq"))
 
 
+def test_a_second_round_collects_with_the_first_rounds_policy_and_extracts_from_it(
+    smoke_run, tmp_path
+):
+    from webgym_agents.algos.digiq.train import ROUND_POLICY
+    from webgym_agents.policies.scorer_policy import ScorerPolicy
+
+    run, _ = smoke_run
+    cfg = replace(SMOKE, data=str(run.dir / "data"), critic_mode="frozen", rounds=2)
+    out = tmp_path / "rounds"
+    two = TrainRun(out, cfg, trainer="digiq", preset="smoke", show_progress=False)
+    latest = train_digiq(cfg, two)
+    first = out / ROUND_POLICY  # round 1's policy, round 2's behaviour
+    facts = json.loads((out / "round-2" / "data" / "data.json").read_text())
+    assert facts["facts"]["behaviour_checkpoint"] == str(first)
+    second_hash = facts["sha256"]
+    assert second_hash != json.loads((run.dir / "data" / "data.json").read_text())["sha256"]
+    state = json.loads((latest / "trainer_state.json").read_text())
+    assert (state["phase_done"], state["round"]) == (8, 2)
+    assert json.loads((latest / "training.json").read_text())["data_sha256"] == second_hash
+    # round 2 extracts from round 1's policy (smoke keeps every state: it moves the heads)
+    assert not torch.equal(
+        ScorerPolicy.load(first).head[2].weight, ScorerPolicy.load(latest).head[2].weight
+    )
+    # resuming the finished run plays no round again
+    again = TrainRun(out, cfg, trainer="digiq", preset="smoke", show_progress=False)
+    n_rows = len(again.metrics())
+    train_digiq(cfg, again)
+    assert len(again.metrics()) == n_rows
+    with pytest.raises(ValueError, match="rounds must be"):
+        train_digiq(replace(cfg, rounds=0), TrainRun(tmp_path / "x", cfg, trainer="digiq"))
+
+
 def test_make_agent_plays_a_whole_text_episode(smoke_run):
     from webgym_agents import make_agent
     from webgym_agents.toolkit.rollouts import make_env
