@@ -25,6 +25,9 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (the Digi-Q
                       L(pi) = -mean_s 1[A(s, a*) > threshold] log pi(a* | s)
                       (extract_anchor lambda > 0: - lambda mean log pi(a_b | s), s not kept)
                       threshold_sweep: one extraction per threshold, the best on validation
+    rounds            rounds > 1, policy iteration: round k + 1 repeats 1, 3 and 4 with
+                      pi_b = round k's extracted policy (the same exploration and back probes)
+                      and extracts from it; the encoder stays round 1's
 
 ``critic_mode`` is Digi-Q's three options as one switch, on the same data: ``finetune_freeze``
 (the above), ``frozen`` (skip 2: off-the-shelf features) and ``end_to_end`` (no 2; the TD loss of
@@ -77,6 +80,8 @@ candidate of the critic only).
     OUT/cache/<key>/                    phi(s) and phi(s, a) shards, key = data hash + encoder
                                         digest + max_length; a second run or a resume reads them
     OUT/diagnostics.json                the critic's diagnostics (toolkit/critic_diagnostics.py)
+    OUT/extracted-policy/               with rounds > 1: round 1's policy, round 2's behaviour
+    OUT/round-K/                        round K's data/, cache/ (and extracted-policy/ but the last)
     checkpoints/step-N/                 after each phase; the last holds the extracted policy (a
                                         scorer-policy checkpoint) and ``digiq_critic.pt`` (heads)
 
