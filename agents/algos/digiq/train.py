@@ -372,7 +372,8 @@ def round_dir(out: Path, k: int) -> Path:
 
 def round_config(config: DigiQConfig, out: Path, k: int, state: dict[str, Any]) -> DigiQConfig:
     """Round ``k``'s config: round 1's is the run's; a later round's behaviour is the previous
-    round's extracted policy, its data are collected afresh, and its encoder is round 1's."""
+    round's extracted policy, its data are collected afresh without label probes (they feed
+    only the effect fine-tuning), and its encoder is round 1's."""
     if k == 1:
         return config
     encoder = config.critic_encoder or state.get("encoder_dir") or ""
@@ -380,6 +381,7 @@ def round_config(config: DigiQConfig, out: Path, k: int, state: dict[str, Any]) 
         config,
         behaviour_checkpoint=str(round_dir(out, k - 1) / ROUND_POLICY),
         data="",
+        effect_probes=0,
         critic_encoder=encoder if config.critic_mode == "finetune_freeze" else "",
     )
 

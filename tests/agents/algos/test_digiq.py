@@ -340,6 +340,7 @@ def test_a_second_round_collects_with_the_first_rounds_policy_and_extracts_from_
     first = out / ROUND_POLICY  # round 1's policy, round 2's behaviour
     facts = json.loads((out / "round-2" / "data" / "data.json").read_text())
     assert facts["facts"]["behaviour_checkpoint"] == str(first)
+    assert facts["label_probes"] == 0 < SMOKE.effect_probes  # round 1's encoder: no fine-tuning
     second_hash = facts["sha256"]
     assert second_hash != json.loads((run.dir / "data" / "data.json").read_text())["sha256"]
     state = json.loads((latest / "trainer_state.json").read_text())
