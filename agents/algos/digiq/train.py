@@ -459,7 +459,8 @@ def ranking_diagnostics(
     data_path = Path(meta["data_path"])
     frame = with_objective(trajectories(load_transitions(data_path)), cfg)
     enc = load_critic_encoder(cfg, info.get("encoder_dir")).requires_grad_(False)
-    cache = cache_features(enc, frame, info["data_sha256"], run_dir / "cache")
+    cache_dir = round_dir(run_dir, int(meta.get("round", 1))) / "cache"  # the last round's
+    cache = cache_features(enc, frame, info["data_sha256"], cache_dir)
     if cfg.critic_features:
         cache = with_candidate_features(cache, frame)
     q_rows, _ = critic_values(heads, cache)
