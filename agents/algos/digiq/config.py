@@ -123,6 +123,10 @@ class DigiQConfig(CommonConfig):
     # continuation: going back is worth only what the behaviour does after it, and bc after
     # "< Prev" buys the next result whatever it offers; round 2's behaviour goes back itself
     rounds: int = 1
+    # V's expectile in the rounds after the first (None: v_expectile). Round 1's behaviour (bc)
+    # never goes back, so its V needs an upper expectile for going back to pay; a later
+    # round's behaviour goes back itself, and an optimistic V there compounds round on round
+    later_v_expectile: float | None = None
     log_every: int = 50  # updates between metrics rows in the long phases
 
 

@@ -373,12 +373,15 @@ def round_dir(out: Path, k: int) -> Path:
 def round_config(config: DigiQConfig, out: Path, k: int, state: dict[str, Any]) -> DigiQConfig:
     """Round ``k``'s config: round 1's is the run's; a later round's behaviour is the previous
     round's extracted policy, its data are collected afresh without label probes (they feed
-    only the effect fine-tuning), and its encoder is round 1's."""
+    only the effect fine-tuning), its encoder is round 1's and its V's expectile
+    ``later_v_expectile`` (when set)."""
     if k == 1:
         return config
     encoder = config.critic_encoder or state.get("encoder_dir") or ""
+    later_v = config.v_expectile if config.later_v_expectile is None else config.later_v_expectile
     return replace(
         config,
+        v_expectile=later_v,
         behaviour_checkpoint=str(round_dir(out, k - 1) / ROUND_POLICY),
         data="",
         effect_probes=0,
@@ -416,14 +419,15 @@ def train_digiq(config: DigiQConfig, run: TrainRun) -> Path:
             state.pop("data_hash", None)  # a new round's data: nothing to check it against
         if config.rounds > 1:
             run.say(f"digiq: round {k} of {config.rounds}")
+        round_cfg = round_config(config, run.dir, k, state)
         r = _Run(
-            config=round_config(config, run.dir, k, state),
+            config=round_cfg,
             run=run,
             it=it,
             t_run=t_run,
             state=state,
             phase_done=phase_done,
-            options={key: getattr(config, key) for key in keys},
+            options={key: getattr(round_cfg, key) for key in keys},
             thresholds=thresholds,
             round=k,
             dir=round_dir(run.dir, k),

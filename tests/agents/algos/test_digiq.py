@@ -333,7 +333,9 @@ def test_a_second_round_collects_with_the_first_rounds_policy_and_extracts_from_
     from webgym_agents.policies.scorer_policy import ScorerPolicy
 
     run, _ = smoke_run
-    cfg = replace(SMOKE, data=str(run.dir / "data"), critic_mode="frozen", rounds=2)
+    cfg = replace(
+        SMOKE, data=str(run.dir / "data"), critic_mode="frozen", rounds=2, later_v_expectile=0.55
+    )
     out = tmp_path / "rounds"
     two = TrainRun(out, cfg, trainer="digiq", preset="smoke", show_progress=False)
     latest = train_digiq(cfg, two)
@@ -346,6 +348,8 @@ def test_a_second_round_collects_with_the_first_rounds_policy_and_extracts_from_
     state = json.loads((latest / "trainer_state.json").read_text())
     assert (state["phase_done"], state["round"]) == (8, 2)
     assert json.loads((latest / "training.json").read_text())["data_sha256"] == second_hash
+    # round 2's V learns its own expectile (round 1's is the run's v_expectile)
+    assert state["critic_info"]["v_expectile"] == 0.55 != cfg.v_expectile
     # round 2 extracts from round 1's policy (smoke keeps every state: it moves the heads)
     assert not torch.equal(
         ScorerPolicy.load(first).head[2].weight, ScorerPolicy.load(latest).head[2].weight
