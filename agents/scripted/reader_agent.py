@@ -118,10 +118,20 @@ class ReaderAgent(Agent):
                 prices = listed_prices(line.price or "" if line else "")
                 return budget is None or (bool(prices) and min(prices) <= budget)
 
-            return next((a for a in fresh if within(a)), fresh[0])
+            return self.open_next(obs, [a for a in fresh if within(a)], fresh)
         if has_search_bar(obs):
-            return f"search[{' '.join(goal_without_price(goal).split())}]"
+            return f"search[{self.query(goal)}]"
         for back in ("click('prev')", "click('back_to_search')"):  # off the path: step back
             if back in actions:
                 return back
         return "noop()"
+
+    def query(self, goal: str) -> str:
+        """The search query: the instruction up to its price clause (``rule``'s)."""
+        return " ".join(goal_without_price(goal).split())
+
+    def open_next(self, obs: dict[str, Any], within: list[str], fresh: list[str]) -> str:
+        """The result to open: the first within budget, else the first (``fresh``: the results
+        not opened and no lookalike of one left, in page order; ``within``: those whose listed
+        price fits the budget)."""
+        return (within or fresh)[0]
