@@ -27,7 +27,8 @@ Q and V by TD on cached features, then extract a policy by Best-of-N (the Digi-Q
                       threshold_sweep: one extraction per threshold, the best on validation
     rounds            rounds > 1, policy iteration: round k + 1 repeats 1, 3 and 4 with
                       pi_b = round k's extracted policy (the same exploration and back probes)
-                      and extracts from it; the encoder stays round 1's
+                      and extracts from it; the encoder stays round 1's (V's expectile:
+                      later_v_expectile when set)
 
 ``critic_mode`` is Digi-Q's three options as one switch, on the same data: ``finetune_freeze``
 (the above), ``frozen`` (skip 2: off-the-shelf features) and ``end_to_end`` (no 2; the TD loss of
