@@ -124,8 +124,9 @@ class DigiQConfig(CommonConfig):
     # "< Prev" buys the next result whatever it offers; round 2's behaviour goes back itself
     rounds: int = 1
     # V's expectile in the rounds after the first (None: v_expectile). Round 1's behaviour (bc)
-    # never goes back, so its V needs an upper expectile for going back to pay; a later
-    # round's behaviour goes back itself, and an optimistic V there compounds round on round
+    # never goes back, so its V needs an upper expectile for going back to pay; a later round's
+    # behaviour goes back itself. Measured: 0.5 and 0.6 in round 2 extracted worse policies
+    # than the preset's 0.7 (docs/results.md, "What did not work")
     later_v_expectile: float | None = None
     log_every: int = 50  # updates between metrics rows in the long phases
 
