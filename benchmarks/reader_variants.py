@@ -37,8 +37,9 @@ from webgym_agents.observation import (
     product_header,
     result_products,
 )
-from webgym_agents.policies.scorer_inputs import _QUERY_PREFIX_RE
+from webgym_agents.policies.scorer_inputs import QUERY_PREFIX_RE
 from webgym_agents.scripted.reader_agent import ReaderAgent
+from webgym_agents.toolkit.onpolicy import split_task_ids
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
 _FILLER = frozenset(
@@ -76,7 +77,7 @@ class Query(ReaderAgent):
 
     def query(self, goal: str) -> str:
         core = super().query(goal).lower()
-        bare = _QUERY_PREFIX_RE.sub("", core).strip()
+        bare = QUERY_PREFIX_RE.sub("", core).strip()
         if self.kind == "bare":
             return bare
         return " ".join([bare.split(", with ")[0]] + [v for _, v in goal_options(goal)])
@@ -136,9 +137,8 @@ VARIANTS: dict[str, Callable[[], ReaderAgent]] = {
 def play(make: Callable[[], ReaderAgent], split: str, n_tasks: int) -> dict[str, float]:
     env = gym.make("WebGym-ShoppingText-v0", split=split)
     try:
-        task_ids = env.unwrapped._client.tasks(split)["task_ids"][:n_tasks]
         rewards, steps = [], []
-        for task_id in task_ids:
+        for task_id in split_task_ids(split)[:n_tasks]:
             obs, _ = env.reset(options={"task_id": task_id})
             agent = make()
             agent.reset(obs["goal"])

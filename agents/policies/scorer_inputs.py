@@ -31,7 +31,8 @@ _ASIN_RE = re.compile(r"^B0[0-9A-Z]{8}$")
 _PRICE_RE = re.compile(r"^\$[\d,.]+( to \$[\d,.]+)?$")
 _ITEM_RE = re.compile(r"^click\('item_(?P<asin>[a-z0-9]+)'\)$")
 _CLICK_RE = re.compile(r"^click\('(?P<bid>[^']+)'\)$")
-_QUERY_PREFIX_RE = re.compile(
+# an instruction's request words ("i need", "find me a"), which the short query leaves out
+QUERY_PREFIX_RE = re.compile(
     r"^(i am looking for|i'm looking for|i would like|i want|i need|looking for|find me|"
     r"get me|buy me|i'd like)\s+(an?\s+|some\s+|the\s+)?",
     re.IGNORECASE,
@@ -162,7 +163,7 @@ def search_queries(goal: str) -> list[str]:
     """
     core = _norm(goal_without_price(goal)).lower()
     full = _norm(goal).lower()
-    short = _QUERY_PREFIX_RE.sub("", core.split(", with ")[0].split(" with ")[0]).strip()
+    short = QUERY_PREFIX_RE.sub("", core.split(", with ")[0].split(" with ")[0]).strip()
     out: list[str] = []
     for q in (core, full, short):
         q = q.replace("[", " ").replace("]", " ").strip()

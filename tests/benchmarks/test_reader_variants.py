@@ -6,6 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 import webgym  # noqa: F401
+from webgym_agents.toolkit.onpolicy import split_task_ids
 from webgym_benchmarks import reader_variants as rv
 
 
@@ -20,7 +21,7 @@ def test_the_attributes_variant_reads_the_tab_and_leaves_products_that_lack_a_wo
     env = gym.make("WebGym-ShoppingText-v0", split="validation")
     read = left_after_reading = 0
     try:
-        for task_id in env.unwrapped._client.tasks("validation")["task_ids"][:12]:
+        for task_id in split_task_ids("validation")[:12]:
             obs, _ = env.reset(options={"task_id": task_id})
             agent = rv.AttributesTab(7)
             agent.reset(obs["goal"])
